@@ -1,0 +1,34 @@
+// Package audit is Sigil's tamper-evident audit chain: the canonical encoding
+// of an audit event, the hash that links each event to the one before it,
+// signed checkpoints of the chain head, and offline verification of a whole
+// log.
+//
+// The package imports nothing of ours, only the standard library, so that
+// store can compute and append an event inside the same transaction that
+// makes the audited change visible (DESIGN.md, Records). It holds no state of
+// its own and never reads the clock: times come from callers.
+//
+// # Hashing rule
+//
+// Events are numbered from 1 with no gaps. Each event stores
+//
+//	Hash = SHA-256(PrevHash ‖ Canonical(event))
+//
+// where PrevHash is the Hash of the previous event, or 32 zero bytes
+// (GenesisHash) for event 1. Canonical is a versioned, length-prefixed binary
+// encoding of Seq, Time, Actor, Action, Target and Detail, so no two different
+// events share an encoding. Altering, deleting, inserting or reordering an
+// event breaks the chain at that event; [Next] is the only way to extend it.
+//
+// # Checkpoints
+//
+// A hash chain alone cannot show that its newest rows were cut off, nor that
+// the whole chain was recomputed after an edit. A [Checkpoint] is a signed
+// statement "the chain had Seq events and event Seq had this Hash", made with a
+// key the rewriter does not hold and kept where the log is kept (or exported
+// with it). [Verifier] checks every event against its predecessor and every
+// checkpoint against the event it names: an event whose hash differs from a
+// checkpoint means the chain was rewritten, and a checkpoint past the end of
+// the log means events were truncated. Events after the newest checkpoint are
+// protected only by the chain itself, so callers should checkpoint regularly.
+package audit

@@ -1,0 +1,486 @@
+package ca
+
+import (
+	"bytes"
+	"context"
+	"crypto"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/asn1"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/big"
+	"net/url"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/jonboulle/clockwork"
+	"golang.org/x/crypto/cryptobyte"
+	cbasn1 "golang.org/x/crypto/cryptobyte/asn1"
+
+	"github.com/sigil-ca/sigil/ca/audit"
+	"github.com/sigil-ca/sigil/ca/keystore"
+	"github.com/sigil-ca/sigil/store"
+)
+
+// Store is what the authority reads and writes.
+type Store interface {
+	WithTx(ctx context.Context, fn func(tx store.Tx) error) error
+	Issuers(ctx context.Context) ([]store.IssuerRecord, error)
+	Certificate(ctx context.Context, serial string) (store.CertRecord, error)
+	Certificates(ctx context.Context, f store.CertFilter) ([]store.CertRecord, int64, error)
+	Token(ctx context.Context, id string) (store.TokenRecord, error)
+	Tokens(ctx context.Context) ([]store.TokenRecord, error)
+}
+
+// KeyUnwrapper opens wrapped keys; ca/keystore implements it.
+type KeyUnwrapper interface {
+	Unwrap(ctx context.Context, keyID, actor string) (crypto.Signer, error)
+}
+
+// Config configures an Authority.
+type Config struct {
+	// Profiles are the issuance profiles by name.
+	Profiles map[string]Profile
+	// BaseURL is the external base URL of the plain-HTTP listener; AIA and CRL
+	// distribution point URLs are built from it.
+	BaseURL string
+	// Backdate moves NotBefore into the past to absorb clock skew (default 1m).
+	Backdate time.Duration
+	Clock    clockwork.Clock
+	Logger   *slog.Logger
+	Metrics  *Metrics // optional
+}
+
+// Channels through which certificates are requested.
+const (
+	ChannelAPI      = "api"
+	ChannelCLI      = "cli"
+	ChannelACME     = "acme"
+	ChannelManaged  = "managed"
+	ChannelRenew    = "renew"
+	ChannelInternal = "internal"
+	ChannelInit     = "init"
+)
+
+// Issuer is a CA certificate and its identifier.
+type Issuer struct {
+	ID   string
+	Cert *x509.Certificate
+}
+
+// Authority issues certificates from the active intermediate.
+type Authority struct {
+	cfg     Config
+	st      Store
+	clk     clockwork.Clock
+	log     *slog.Logger
+	linter  *Linter
+	metrics *Metrics
+
+	root         Issuer
+	intermediate Issuer
+	signer       crypto.Signer
+	keyID        string
+	// lintParent is the intermediate's certificate with a throwaway public
+	// key, and lintSigner that key: pre-issuance lint copies are signed with
+	// it so that a certificate failing lint is never signed by the real key.
+	lintParent *x509.Certificate
+	lintSigner crypto.Signer
+
+	lastTouch atomic.Int64
+}
+
+// New loads the active intermediate, unwraps its key and returns an
+// Authority ready to issue. The root key stays wrapped.
+func New(ctx context.Context, cfg Config, st Store, keys KeyUnwrapper) (*Authority, error) {
+	if cfg.Clock == nil {
+		return nil, errors.New("ca: config has no clock")
+	}
+	if cfg.Logger == nil {
+		return nil, errors.New("ca: config has no logger")
+	}
+	if _, err := url.Parse(cfg.BaseURL); err != nil || cfg.BaseURL == "" {
+		return nil, fmt.Errorf("ca: bad base URL %q", cfg.BaseURL)
+	}
+	if cfg.Backdate == 0 {
+		cfg.Backdate = time.Minute
+	}
+	for name, p := range cfg.Profiles {
+		if err := p.Validate(); err != nil {
+			return nil, fmt.Errorf("ca: profile %s: %w", name, err)
+		}
+	}
+	a := &Authority{cfg: cfg, st: st, clk: cfg.Clock, log: cfg.Logger, metrics: cfg.Metrics}
+	if a.metrics == nil {
+		a.metrics = NewMetrics(nil)
+	}
+	linter, err := NewLinter()
+	if err != nil {
+		return nil, err
+	}
+	a.linter = linter
+	issuers, err := st.Issuers(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("ca: load issuers: %w", err)
+	}
+	var rootRec, intRec *store.IssuerRecord
+	for i := range issuers {
+		rec := &issuers[i]
+		if rec.State != store.KeyActive {
+			continue
+		}
+		switch rec.Kind {
+		case "root":
+			rootRec = rec
+		case "intermediate":
+			intRec = rec // newest active wins: records are ordered by creation
+		}
+	}
+	if rootRec == nil || intRec == nil {
+		return nil, errors.New("ca: no active root and intermediate: run sigil init first")
+	}
+	if a.root, err = parseIssuer(*rootRec); err != nil {
+		return nil, err
+	}
+	if a.intermediate, err = parseIssuer(*intRec); err != nil {
+		return nil, err
+	}
+	a.signer, err = keys.Unwrap(ctx, intRec.KeyID, "system")
+	if err != nil {
+		return nil, fmt.Errorf("ca: unwrap intermediate key: %w", err)
+	}
+	a.keyID = intRec.KeyID
+	alg, err := keystore.AlgorithmOf(a.signer.Public())
+	if err != nil {
+		return nil, fmt.Errorf("ca: intermediate key: %w", err)
+	}
+	a.lintSigner, err = keystore.Generate(alg)
+	if err != nil {
+		return nil, fmt.Errorf("ca: throwaway lint key: %w", err)
+	}
+	parent := *a.intermediate.Cert
+	parent.PublicKey = a.lintSigner.Public()
+	a.lintParent = &parent
+	return a, nil
+}
+
+func parseIssuer(rec store.IssuerRecord) (Issuer, error) {
+	c, err := x509.ParseCertificate(rec.CertDER)
+	if err != nil {
+		return Issuer{}, fmt.Errorf("ca: parse issuer %s: %w", rec.ID, err)
+	}
+	return Issuer{ID: rec.ID, Cert: c}, nil
+}
+
+// IssuerID derives the short identifier used in URLs and records.
+func IssuerID(cert *x509.Certificate) string {
+	sum := sha256.Sum256(cert.Raw)
+	return fmt.Sprintf("%x", sum[:8])
+}
+
+// Root returns the root certificate.
+func (a *Authority) Root() Issuer { return a.root }
+
+// Intermediate returns the certificate currently issuing.
+func (a *Authority) Intermediate() Issuer { return a.intermediate }
+
+// Profiles returns the configured profile names.
+func (a *Authority) Profiles() map[string]Profile { return a.cfg.Profiles }
+
+// SignRequest asks for one certificate.
+type SignRequest struct {
+	CSR       *x509.CertificateRequest
+	Profile   string
+	Validity  time.Duration // 0: the profile default
+	Requester string        // who the certificate is for, e.g. "token:ab12"
+	Channel   string        // ChannelAPI, ChannelCLI, ...
+	// AllowedProfiles, when non-nil, limits which profiles the requester may use.
+	AllowedProfiles []string
+}
+
+// Issued is a recorded certificate and the chain to return with it.
+type Issued struct {
+	Record store.CertRecord
+	Chain  [][]byte // DER, leaf first, then the intermediate
+}
+
+// Sign issues a certificate for req or refuses it with an *Error. A refusal
+// is audited and writes nothing else.
+func (a *Authority) Sign(ctx context.Context, req SignRequest) (*Issued, error) {
+	start := a.clk.Now()
+	iss, err := a.sign(ctx, req, a.profile(req.Profile))
+	if err != nil {
+		a.refuse(ctx, req, err)
+		return nil, err
+	}
+	a.metrics.observeIssued(req.Profile, a.clk.Since(start))
+	return iss, nil
+}
+
+func (a *Authority) profile(name string) *Profile {
+	p, ok := a.cfg.Profiles[name]
+	if !ok {
+		return nil
+	}
+	return &p
+}
+
+func (a *Authority) sign(ctx context.Context, req SignRequest, prof *Profile) (*Issued, error) {
+	if prof == nil {
+		return nil, errorf(Rejected, "unknown profile %q", req.Profile)
+	}
+	if req.AllowedProfiles != nil && !contains(req.AllowedProfiles, req.Profile) {
+		return nil, errorf(Forbidden, "this token may not issue with profile %q", req.Profile)
+	}
+	if req.CSR == nil {
+		return nil, errorf(BadCSR, "no CSR")
+	}
+	csr := req.CSR
+	if err := csr.CheckSignature(); err != nil {
+		return nil, errorf(BadCSR, "CSR signature does not verify: %v", err)
+	}
+	alg, err := keystore.AlgorithmOf(csr.PublicKey)
+	if err != nil {
+		return nil, errorf(BadCSR, "unsupported public key: %v", err)
+	}
+	if err := prof.checkKey(alg, keystore.RSABits(csr.PublicKey)); err != nil {
+		return nil, errorf(BadCSR, "%v", err)
+	}
+	names, cn, err := csrNames(csr)
+	if err != nil {
+		return nil, err
+	}
+	if subs := prof.Names.Check(names); len(subs) > 0 {
+		e := errorf(Rejected, "%s", subs[0].Detail)
+		if len(subs) > 1 {
+			e.Detail = fmt.Sprintf("%s (and %d more refused names)", subs[0].Detail, len(subs)-1)
+		}
+		e.Sub = subs
+		return nil, e
+	}
+	validity := req.Validity
+	if validity == 0 {
+		validity = time.Duration(prof.DefaultValidity)
+		if validity == 0 {
+			validity = time.Duration(prof.MaxValidity)
+		}
+	}
+	if validity < 0 {
+		return nil, errorf(Malformed, "negative validity")
+	}
+	if validity > time.Duration(prof.MaxValidity) {
+		return nil, errorf(Rejected, "requested validity %s exceeds the profile maximum %s", validity, time.Duration(prof.MaxValidity))
+	}
+	now := a.clk.Now().UTC().Truncate(time.Second)
+	notAfter := now.Add(validity)
+	if ia := a.intermediate.Cert.NotAfter; notAfter.After(ia) {
+		notAfter = ia
+	}
+	serial, err := newSerial()
+	if err != nil {
+		return nil, internal("serial", err)
+	}
+	ski, err := subjectKeyID(csr.PublicKey)
+	if err != nil {
+		return nil, errorf(BadCSR, "public key: %v", err)
+	}
+	base := strings.TrimRight(a.cfg.BaseURL, "/")
+	tmpl := &x509.Certificate{
+		SerialNumber:          serial,
+		Subject:               pkix.Name{CommonName: cn},
+		NotBefore:             now.Add(-a.cfg.Backdate),
+		NotAfter:              notAfter,
+		KeyUsage:              prof.keyUsage(alg),
+		ExtKeyUsage:           prof.extKeyUsage(),
+		BasicConstraintsValid: true,
+		SubjectKeyId:          ski,
+		DNSNames:              names.DNS,
+		IPAddresses:           names.IPs,
+		EmailAddresses:        names.Email,
+		URIs:                  names.URIs,
+		OCSPServer:            []string{base + "/ocsp"},
+		IssuingCertificateURL: []string{base + "/issuer/" + a.intermediate.ID + ".crt"},
+		CRLDistributionPoints: []string{base + "/crl/" + a.intermediate.ID + ".crl"},
+	}
+	// Lint a copy signed by the throwaway key; the real key signs only
+	// certificates that pass (RFC 5280 lints, zlint).
+	lintDER, err := x509.CreateCertificate(rand.Reader, tmpl, a.lintParent, csr.PublicKey, a.lintSigner)
+	if err != nil {
+		return nil, errorf(BadCSR, "cannot build certificate: %v", err)
+	}
+	if err := a.linter.Lint(lintDER); err != nil {
+		return nil, &Error{Kind: Rejected, Detail: "certificate failed pre-issuance lint", Err: err}
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, a.intermediate.Cert, csr.PublicKey, a.signer)
+	if err != nil {
+		return nil, internal("sign", err)
+	}
+	if err := sameTBS(lintDER, der); err != nil {
+		return nil, internal("linted and signed certificates differ", err)
+	}
+	rec := store.CertRecord{
+		IssuerID:     a.intermediate.ID,
+		Serial:       SerialString(serial),
+		Subject:      tmpl.Subject.String(),
+		SANs:         names.Strings(),
+		NotBefore:    tmpl.NotBefore,
+		NotAfter:     tmpl.NotAfter,
+		KeyAlgorithm: string(alg),
+		Profile:      req.Profile,
+		Requester:    req.Requester,
+		Channel:      req.Channel,
+		DER:          der,
+		Created:      now,
+	}
+	touch := a.touchDue(now)
+	err = a.st.WithTx(ctx, func(tx store.Tx) error {
+		if err := tx.InsertCertificate(&rec); err != nil {
+			return err
+		}
+		if _, err := tx.AppendAudit(audit.Event{
+			Time:   a.clk.Now(),
+			Actor:  actorOrSystem(req.Requester),
+			Action: "cert.issued",
+			Target: rec.Serial,
+			Detail: map[string]string{
+				"issuer": rec.IssuerID, "profile": rec.Profile, "channel": rec.Channel,
+				"subject": rec.Subject, "sans": strings.Join(rec.SANs, ","),
+				"not_after": rec.NotAfter.Format(time.RFC3339),
+			},
+		}); err != nil {
+			return err
+		}
+		if touch {
+			return tx.TouchKey(a.keyID, now)
+		}
+		return nil
+	})
+	if errors.Is(err, store.ErrDuplicate) {
+		return nil, internal("serial collision", err)
+	}
+	if err != nil {
+		return nil, internal("record certificate", err)
+	}
+	return &Issued{Record: rec, Chain: [][]byte{der, a.intermediate.Cert.Raw}}, nil
+}
+
+// touchDue limits last-used updates of the signing key to one a minute.
+func (a *Authority) touchDue(now time.Time) bool {
+	last := a.lastTouch.Load()
+	if now.UnixNano()-last < int64(time.Minute) {
+		return false
+	}
+	return a.lastTouch.CompareAndSwap(last, now.UnixNano())
+}
+
+// refuse audits a refused request. The audit write is best effort: its
+// failure is logged, and the caller still gets the refusal.
+func (a *Authority) refuse(ctx context.Context, req SignRequest, err error) {
+	kind := KindOf(err)
+	a.metrics.observeRefused(kind.String())
+	detail := "internal error"
+	var e *Error
+	if errors.As(err, &e) && kind != Internal {
+		detail = e.Detail
+	}
+	if kind == Internal {
+		a.log.ErrorContext(ctx, "issuance failed", "profile", req.Profile, "requester", req.Requester, "error", err)
+	}
+	ev := audit.Event{
+		Time:   a.clk.Now(),
+		Actor:  actorOrSystem(req.Requester),
+		Action: "request.refused",
+		Detail: map[string]string{"reason": kind.String(), "detail": detail, "profile": req.Profile, "channel": req.Channel},
+	}
+	if req.CSR != nil {
+		ev.Detail["names"] = strings.Join(append([]string{req.CSR.Subject.CommonName}, req.CSR.DNSNames...), ",")
+	}
+	if aerr := a.st.WithTx(context.WithoutCancel(ctx), func(tx store.Tx) error {
+		_, err := tx.AppendAudit(ev)
+		return err
+	}); aerr != nil {
+		a.log.ErrorContext(ctx, "audit refusal", "error", aerr)
+	}
+}
+
+func actorOrSystem(s string) string {
+	if s == "" {
+		return "system"
+	}
+	return s
+}
+
+func contains(list []string, s string) bool {
+	for _, v := range list {
+		if v == s {
+			return true
+		}
+	}
+	return false
+}
+
+// newSerial returns 128 random bits as a positive, non-zero integer.
+func newSerial() (*big.Int, error) {
+	b := make([]byte, 16)
+	for {
+		if _, err := rand.Read(b); err != nil {
+			return nil, err
+		}
+		n := new(big.Int).SetBytes(b)
+		if n.Sign() > 0 {
+			return n, nil
+		}
+	}
+}
+
+// SerialString formats a serial as the store keeps it: lower-case hex.
+func SerialString(n *big.Int) string { return fmt.Sprintf("%x", n) }
+
+// subjectKeyID is RFC 7093 §2 method 1: the leftmost 160 bits of the SHA-256
+// of the subjectPublicKey BIT STRING.
+func subjectKeyID(pub crypto.PublicKey) ([]byte, error) {
+	der, err := x509.MarshalPKIXPublicKey(pub)
+	if err != nil {
+		return nil, err
+	}
+	var spki struct {
+		Algorithm pkix.AlgorithmIdentifier
+		PublicKey asn1.BitString
+	}
+	if _, err := asn1.Unmarshal(der, &spki); err != nil {
+		return nil, err
+	}
+	sum := sha256.Sum256(spki.PublicKey.Bytes)
+	return sum[:20], nil
+}
+
+// sameTBS checks that the real certificate is the linted one, signature aside.
+func sameTBS(a, b []byte) error {
+	ta, err := rawTBS(a)
+	if err != nil {
+		return err
+	}
+	tb, err := rawTBS(b)
+	if err != nil {
+		return err
+	}
+	if !bytes.Equal(ta, tb) {
+		return errors.New("TBS mismatch")
+	}
+	return nil
+}
+
+// rawTBS returns the TBSCertificate element of a DER certificate.
+func rawTBS(der []byte) ([]byte, error) {
+	in := cryptobyte.String(der)
+	var cert, tbs cryptobyte.String
+	if !in.ReadASN1(&cert, cbasn1.SEQUENCE) || !cert.ReadASN1Element(&tbs, cbasn1.SEQUENCE) {
+		return nil, errors.New("malformed certificate")
+	}
+	return tbs, nil
+}

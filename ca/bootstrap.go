@@ -1,0 +1,295 @@
+package ca
+
+import (
+	"context"
+	"crypto"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/jonboulle/clockwork"
+
+	"github.com/sigil-ca/sigil/ca/audit"
+	"github.com/sigil-ca/sigil/ca/keystore"
+	"github.com/sigil-ca/sigil/store"
+)
+
+// InitStore is what Init writes through.
+type InitStore interface {
+	keystore.Store
+	Issuers(ctx context.Context) ([]store.IssuerRecord, error)
+}
+
+// InitConfig describes a new CA.
+type InitConfig struct {
+	Name                  string // e.g. "Example Internal CA"
+	Organization          string
+	RootAlgorithm         keystore.Algorithm
+	IntermediateAlgorithm keystore.Algorithm
+	RootValidity          time.Duration // default 10 years
+	IntermediateValidity  time.Duration // default 5 years
+	BaseURL               string        // external base URL of the HTTP listener
+	Passphrase            []byte
+	KDF                   keystore.KDFParams
+	Clock                 clockwork.Clock
+}
+
+// InitResult is what Init created.
+type InitResult struct {
+	Root         *x509.Certificate
+	Intermediate *x509.Certificate
+	AdminToken   string // shown once; only its hash is stored
+	Keystore     *keystore.Keystore
+	Checkpointer store.Checkpointer
+}
+
+// Fingerprint returns the SHA-256 fingerprint of a certificate as colon-separated hex.
+func Fingerprint(c *x509.Certificate) string {
+	sum := sha256.Sum256(c.Raw)
+	parts := make([]string, len(sum))
+	for i, b := range sum {
+		parts[i] = fmt.Sprintf("%02X", b)
+	}
+	return strings.Join(parts, ":")
+}
+
+// AuditCertSetting is the settings key under which the audit signer's
+// certificate (issued by the root) is stored, suffixed with its key id.
+const AuditCertSetting = "audit.cert."
+
+// CheckpointEvery is how many audit events may go unsigned at most.
+const CheckpointEvery = 1000
+
+// Init creates the KEK, the root, the intermediate and the audit signing
+// key, and the first admin token, all in one transaction: either the CA
+// exists afterwards or nothing was written.
+func Init(ctx context.Context, st InitStore, cfg InitConfig) (*InitResult, error) {
+	if cfg.Clock == nil {
+		return nil, errors.New("init: no clock")
+	}
+	if cfg.RootValidity == 0 {
+		cfg.RootValidity = 10 * 365 * 24 * time.Hour
+	}
+	if cfg.IntermediateValidity == 0 {
+		cfg.IntermediateValidity = 5 * 365 * 24 * time.Hour
+	}
+	if cfg.IntermediateValidity > cfg.RootValidity {
+		return nil, errors.New("init: intermediate validity exceeds root validity")
+	}
+	if cfg.Name == "" {
+		cfg.Name = "Sigil CA"
+	}
+	issuers, err := st.Issuers(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("init: %w", err)
+	}
+	if len(issuers) > 0 {
+		return nil, errors.New("init: this database already holds a CA")
+	}
+	ks, kekRec, err := keystore.Prepare(st, cfg.Clock, cfg.Passphrase, cfg.KDF)
+	if err != nil {
+		return nil, fmt.Errorf("init: %w", err)
+	}
+	rootKey, rootRec, err := ks.Generate("root", cfg.RootAlgorithm)
+	if err != nil {
+		return nil, fmt.Errorf("init: %w", err)
+	}
+	intKey, intRec, err := ks.Generate("intermediate", cfg.IntermediateAlgorithm)
+	if err != nil {
+		return nil, fmt.Errorf("init: %w", err)
+	}
+	auditKey, auditRec, err := ks.Generate("audit", keystore.Ed25519)
+	if err != nil {
+		return nil, fmt.Errorf("init: %w", err)
+	}
+	now := cfg.Clock.Now().UTC().Truncate(time.Second)
+	base := strings.TrimRight(cfg.BaseURL, "/")
+	linter, err := NewLinter()
+	if err != nil {
+		return nil, err
+	}
+
+	rootTmpl := &x509.Certificate{
+		Subject:               pkix.Name{CommonName: cfg.Name + " Root", Organization: orgs(cfg.Organization)},
+		NotBefore:             now.Add(-time.Minute),
+		NotAfter:              now.Add(cfg.RootValidity),
+		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign,
+		BasicConstraintsValid: true,
+		IsCA:                  true,
+	}
+	root, err := createCA(rootTmpl, nil, rootKey, rootKey.Public(), linter)
+	if err != nil {
+		return nil, fmt.Errorf("init: root: %w", err)
+	}
+	rootID := IssuerID(root)
+	intTmpl := &x509.Certificate{
+		Subject:               pkix.Name{CommonName: cfg.Name + " Intermediate", Organization: orgs(cfg.Organization)},
+		NotBefore:             now.Add(-time.Minute),
+		NotAfter:              now.Add(cfg.IntermediateValidity),
+		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign | x509.KeyUsageDigitalSignature,
+		BasicConstraintsValid: true,
+		IsCA:                  true,
+		MaxPathLen:            0,
+		MaxPathLenZero:        true,
+		IssuingCertificateURL: []string{base + "/issuer/" + rootID + ".crt"},
+		CRLDistributionPoints: []string{base + "/crl/" + rootID + ".crl"},
+	}
+	inter, err := createCA(intTmpl, root, rootKey, intKey.Public(), linter)
+	if err != nil {
+		return nil, fmt.Errorf("init: intermediate: %w", err)
+	}
+	auditTmpl := &x509.Certificate{
+		Subject:               pkix.Name{CommonName: cfg.Name + " Audit Signer", Organization: orgs(cfg.Organization)},
+		NotBefore:             now.Add(-time.Minute),
+		NotAfter:              root.NotAfter,
+		KeyUsage:              x509.KeyUsageDigitalSignature,
+		BasicConstraintsValid: true,
+		IssuingCertificateURL: []string{base + "/issuer/" + rootID + ".crt"},
+		CRLDistributionPoints: []string{base + "/crl/" + rootID + ".crl"},
+	}
+	auditCert, err := createCA(auditTmpl, root, rootKey, auditKey.Public(), linter)
+	if err != nil {
+		return nil, fmt.Errorf("init: audit signer: %w", err)
+	}
+	intID := IssuerID(inter)
+	adminSecret, adminRec, err := NewToken(RoleAdmin, nil, 0, "initial admin token", now)
+	if err != nil {
+		return nil, fmt.Errorf("init: %w", err)
+	}
+	actor := "cli"
+	certRec := func(c *x509.Certificate, issuerID, profile string, keyRec store.KeyRecord) store.CertRecord {
+		return store.CertRecord{
+			IssuerID: issuerID, Serial: SerialString(c.SerialNumber), Subject: c.Subject.String(),
+			NotBefore: c.NotBefore, NotAfter: c.NotAfter, KeyAlgorithm: keyRec.Algorithm, Profile: profile,
+			Requester: actor, Channel: ChannelInit, DER: c.Raw, Created: now,
+		}
+	}
+	err = st.WithTx(ctx, func(tx store.Tx) error {
+		steps := []func() error{
+			func() error { return appendEvent(tx, now, actor, "ca.initialized", rootID, map[string]string{"name": cfg.Name}) },
+			func() error { return tx.InsertKEK(kekRec) },
+			func() error {
+				return appendEvent(tx, now, actor, "kek.created", kekRec.ID, map[string]string{"backend": kekRec.Backend})
+			},
+		}
+		for _, kr := range []store.KeyRecord{rootRec, intRec, auditRec} {
+			steps = append(steps, func() error { return tx.InsertKey(kr) }, func() error {
+				_, err := tx.AppendAudit(keystore.GeneratedEvent(kr, actor))
+				return err
+			})
+		}
+		steps = append(steps,
+			func() error {
+				return tx.InsertIssuer(store.IssuerRecord{ID: rootID, Kind: "root", KeyID: rootRec.ID, CertDER: root.Raw, State: store.KeyActive, Created: now})
+			},
+			func() error {
+				return tx.InsertIssuer(store.IssuerRecord{ID: intID, Kind: "intermediate", ParentID: rootID, KeyID: intRec.ID, CertDER: inter.Raw, State: store.KeyActive, Created: now})
+			},
+			func() error { return tx.PutSetting(AuditCertSetting+auditRec.ID, auditCert.Raw) },
+		)
+		for _, c := range []struct {
+			cert    *x509.Certificate
+			profile string
+			key     store.KeyRecord
+		}{{root, "root", rootRec}, {inter, "intermediate", intRec}, {auditCert, "audit-signer", auditRec}} {
+			steps = append(steps, func() error {
+				rec := certRec(c.cert, rootID, c.profile, c.key)
+				if err := tx.InsertCertificate(&rec); err != nil {
+					return err
+				}
+				return appendEvent(tx, now, actor, "cert.issued", rec.Serial, map[string]string{
+					"issuer": rootID, "profile": c.profile, "channel": ChannelInit, "subject": rec.Subject,
+					"not_after": rec.NotAfter.Format(time.RFC3339)})
+			})
+		}
+		steps = append(steps,
+			func() error { return tx.InsertToken(adminRec) },
+			func() error { _, err := tx.AppendAudit(TokenAudit(adminRec, actor, now)); return err },
+		)
+		for _, step := range steps {
+			if err := step(); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("init: %w", err)
+	}
+	return &InitResult{
+		Root: root, Intermediate: inter, AdminToken: adminSecret, Keystore: ks,
+		Checkpointer: NewCheckpointer(auditRec.ID, auditKey, cfg.Clock),
+	}, nil
+}
+
+func orgs(o string) []string {
+	if o == "" {
+		return nil
+	}
+	return []string{o}
+}
+
+func appendEvent(tx store.Tx, now time.Time, actor, action, target string, detail map[string]string) error {
+	_, err := tx.AppendAudit(audit.Event{Time: now, Actor: actor, Action: action, Target: target, Detail: detail})
+	return err
+}
+
+// createCA signs a CA-side certificate (root, intermediate, audit signer) and
+// lints it; parent nil means self-signed.
+func createCA(tmpl, parent *x509.Certificate, signer crypto.Signer, pub crypto.PublicKey, linter *Linter) (*x509.Certificate, error) {
+	serial, err := newSerial()
+	if err != nil {
+		return nil, err
+	}
+	tmpl.SerialNumber = serial
+	if tmpl.SubjectKeyId, err = subjectKeyID(pub); err != nil {
+		return nil, err
+	}
+	if parent == nil {
+		parent = tmpl
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, parent, pub, signer)
+	if err != nil {
+		return nil, err
+	}
+	if err := linter.Lint(der); err != nil {
+		return nil, err
+	}
+	return x509.ParseCertificate(der)
+}
+
+// NewCheckpointer returns the store hook that signs audit heads with the
+// audit key.
+func NewCheckpointer(keyID string, signer crypto.Signer, clk clockwork.Clock) store.Checkpointer {
+	return store.Checkpointer{
+		Every: CheckpointEvery,
+		Sign: func(head audit.Head) (audit.Checkpoint, error) {
+			return audit.SignCheckpoint(rand.Reader, signer, keyID, head, clk.Now().UTC())
+		},
+	}
+}
+
+// UnlockCheckpointer unwraps the active audit key for a serving process.
+func UnlockCheckpointer(ctx context.Context, keys interface {
+	Keys(ctx context.Context) ([]store.KeyRecord, error)
+}, ks KeyUnwrapper, clk clockwork.Clock) (store.Checkpointer, error) {
+	recs, err := keys.Keys(ctx)
+	if err != nil {
+		return store.Checkpointer{}, fmt.Errorf("load keys: %w", err)
+	}
+	for i := len(recs) - 1; i >= 0; i-- {
+		if recs[i].Purpose == "audit" && recs[i].State == store.KeyActive {
+			signer, err := ks.Unwrap(ctx, recs[i].ID, "system")
+			if err != nil {
+				return store.Checkpointer{}, err
+			}
+			return NewCheckpointer(recs[i].ID, signer, clk), nil
+		}
+	}
+	return store.Checkpointer{}, errors.New("no active audit key")
+}

@@ -1,0 +1,492 @@
+package keystore
+
+import (
+	"bytes"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"strings"
+	"testing"
+)
+
+// signAndVerify signs a message with key and checks it against pub.
+func signAndVerify(t *testing.T, key crypto.Signer, pub crypto.PublicKey) {
+	t.Helper()
+	msg := []byte("sigil test message")
+	digest := sha256.Sum256(msg)
+	switch pub := pub.(type) {
+	case ed25519.PublicKey:
+		sig, err := key.Sign(rand.Reader, msg, crypto.Hash(0))
+		if err != nil {
+			t.Fatalf("Sign: %v", err)
+		}
+		if !ed25519.Verify(pub, msg, sig) {
+			t.Errorf("Ed25519 signature does not verify")
+		}
+	case *ecdsa.PublicKey:
+		sig, err := key.Sign(rand.Reader, digest[:], crypto.SHA256)
+		if err != nil {
+			t.Fatalf("Sign: %v", err)
+		}
+		if !ecdsa.VerifyASN1(pub, digest[:], sig) {
+			t.Errorf("ECDSA signature does not verify")
+		}
+	case *rsa.PublicKey:
+		sig, err := key.Sign(rand.Reader, digest[:], crypto.SHA256)
+		if err != nil {
+			t.Fatalf("Sign: %v", err)
+		}
+		if err := rsa.VerifyPKCS1v15(pub, crypto.SHA256, digest[:], sig); err != nil {
+			t.Errorf("RSA signature does not verify: %v", err)
+		}
+	default:
+		t.Fatalf("unexpected public key type %T", pub)
+	}
+}
+
+func publicEqual(a, b crypto.PublicKey) bool {
+	eq, ok := a.(interface{ Equal(crypto.PublicKey) bool })
+	return ok && eq.Equal(b)
+}
+
+// rawSecrets returns the private scalar material of key, by name.
+func rawSecrets(t *testing.T, key crypto.Signer) map[string][]byte {
+	t.Helper()
+	out := make(map[string][]byte)
+	switch k := key.(type) {
+	case *ecdsa.PrivateKey:
+		d, err := k.Bytes()
+		if err != nil {
+			t.Fatal(err)
+		}
+		out["ecdsa d"] = d
+	case *rsa.PrivateKey:
+		out["rsa d"] = k.D.Bytes()
+		for i, p := range k.Primes {
+			out[fmt.Sprintf("rsa prime %d", i)] = p.Bytes()
+		}
+	case ed25519.PrivateKey:
+		out["ed25519 seed"] = k.Seed()
+	default:
+		t.Fatalf("unexpected key type %T", key)
+	}
+	return out
+}
+
+func TestSealOpenRoundTrip(t *testing.T) {
+	t.Parallel()
+	kek, _ := newTestKEK(t, "kek-1", "round-trip")
+	for _, alg := range Algorithms() {
+		t.Run(string(alg), func(t *testing.T) {
+			t.Parallel()
+			key := testKey(t, alg)
+			keyID := "key-" + string(alg)
+			s, err := Seal(rand.Reader, kek, keyID, key)
+			if err != nil {
+				t.Fatalf("Seal: %v", err)
+			}
+			if s.KEKID != "kek-1" {
+				t.Errorf("KEKID = %q, want kek-1", s.KEKID)
+			}
+			if got, want := len(s.WrappedDEK), 12+32+16; got != want {
+				t.Errorf("len(WrappedDEK) = %d, want %d", got, want)
+			}
+			opened, err := Open(kek, keyID, s)
+			if err != nil {
+				t.Fatalf("Open: %v", err)
+			}
+			if fmt.Sprintf("%T", opened) != fmt.Sprintf("%T", key) {
+				t.Errorf("opened a %T, sealed a %T", opened, key)
+			}
+			if !publicEqual(opened.Public(), key.Public()) {
+				t.Errorf("opened public key differs from the original")
+			}
+			if got, err := AlgorithmOf(opened.Public()); err != nil || got != alg {
+				t.Errorf("AlgorithmOf(opened) = %s, %v; want %s", got, err, alg)
+			}
+			signAndVerify(t, opened, key.Public())
+		})
+	}
+}
+
+func TestSealFresh(t *testing.T) {
+	t.Parallel()
+	kek, _ := newTestKEK(t, "kek-1", "fresh")
+	key := testKey(t, ECDSAP256)
+	a, err := Seal(rand.Reader, kek, "key-1", key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := Seal(rand.Reader, kek, "key-1", key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if bytes.Equal(a.Ciphertext, b.Ciphertext) || bytes.Equal(a.WrappedDEK, b.WrappedDEK) {
+		t.Errorf("sealing the same key twice gave equal bytes")
+	}
+	dekA, err := unwrapDEK(kek, "key-1", a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dekB, err := unwrapDEK(kek, "key-1", b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if bytes.Equal(dekA, dekB) {
+		t.Errorf("two seals share a data key")
+	}
+}
+
+// notMarshalable is a Signer that PKCS#8 cannot encode.
+type notMarshalable struct{ crypto.Signer }
+
+func TestSealInvalid(t *testing.T) {
+	t.Parallel()
+	kek, _ := newTestKEK(t, "kek-1", "invalid")
+	key := testKey(t, ECDSAP256)
+	tests := []struct {
+		name  string
+		rand  io.Reader
+		kek   *KEK
+		keyID string
+		key   crypto.Signer
+	}{
+		{name: "nil kek", rand: rand.Reader, keyID: "key-1", key: key},
+		{name: "empty key id", rand: rand.Reader, kek: kek, key: key},
+		{name: "nil key", rand: rand.Reader, kek: kek, keyID: "key-1"},
+		{name: "unknown key type", rand: rand.Reader, kek: kek, keyID: "key-1", key: notMarshalable{key}},
+		{name: "failing rand", rand: errReader{}, kek: kek, keyID: "key-1", key: key},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			if s, err := Seal(tt.rand, tt.kek, tt.keyID, tt.key); err == nil {
+				t.Errorf("Seal = %+v, want error", s)
+			}
+		})
+	}
+}
+
+func TestOpenWrongKeyID(t *testing.T) {
+	t.Parallel()
+	kek, _ := newTestKEK(t, "kek-1", "key-id")
+	key := testKey(t, ECDSAP256)
+	s, err := Seal(rand.Reader, kek, "key-1", key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range []string{"key-2", "key-", "key-1 ", "KEY-1", ""} {
+		t.Run(id, func(t *testing.T) {
+			t.Parallel()
+			if k, err := Open(kek, id, s); err == nil {
+				t.Errorf("Open(%q) = %T, want error", id, k)
+			}
+		})
+	}
+
+	// Splicing: the wrapped DEK of one key with the ciphertext of another
+	// fails, even when both ids are right for their halves.
+	other, err := Seal(rand.Reader, kek, "key-2", key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	spliced := Sealed{KEKID: s.KEKID, WrappedDEK: other.WrappedDEK, Ciphertext: s.Ciphertext}
+	for _, id := range []string{"key-1", "key-2"} {
+		if _, err := Open(kek, id, spliced); err == nil {
+			t.Errorf("Open(%q) of a spliced record succeeded", id)
+		}
+	}
+}
+
+func TestOpenTampered(t *testing.T) {
+	t.Parallel()
+	kek, _ := newTestKEK(t, "kek-1", "tamper")
+	key := testKey(t, ECDSAP256)
+	s, err := Seal(rand.Reader, kek, "key-1", key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	der, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dek, err := unwrapDEK(kek, "key-1", s)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	type edit struct {
+		name string
+		f    func(s *Sealed)
+	}
+	var tests []edit
+	for field, n := range map[string]int{"wrapped": len(s.WrappedDEK), "ciphertext": len(s.Ciphertext)} {
+		// Nonce, first ciphertext byte, middle, tag start, last byte.
+		for _, i := range []int{0, 11, 12, n / 2, n - 16, n - 1} {
+			tests = append(tests, edit{
+				name: fmt.Sprintf("%s flip %d", field, i),
+				f: func(s *Sealed) {
+					if field == "wrapped" {
+						s.WrappedDEK[i] ^= 0x01
+					} else {
+						s.Ciphertext[i] ^= 0x01
+					}
+				},
+			})
+		}
+	}
+	tests = append(tests,
+		edit{"wrapped truncated", func(s *Sealed) { s.WrappedDEK = s.WrappedDEK[:len(s.WrappedDEK)-1] }},
+		edit{"wrapped extended", func(s *Sealed) { s.WrappedDEK = append(s.WrappedDEK, 0) }},
+		edit{"wrapped empty", func(s *Sealed) { s.WrappedDEK = nil }},
+		edit{"wrapped short", func(s *Sealed) { s.WrappedDEK = s.WrappedDEK[:20] }},
+		edit{"ciphertext truncated", func(s *Sealed) { s.Ciphertext = s.Ciphertext[:len(s.Ciphertext)-1] }},
+		edit{"ciphertext empty", func(s *Sealed) { s.Ciphertext = nil }},
+		edit{"kek id", func(s *Sealed) { s.KEKID = "kek-2" }},
+		edit{"kek id empty", func(s *Sealed) { s.KEKID = "" }},
+	)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			c := Sealed{KEKID: s.KEKID, WrappedDEK: bytes.Clone(s.WrappedDEK), Ciphertext: bytes.Clone(s.Ciphertext)}
+			tt.f(&c)
+			k, err := Open(kek, "key-1", c)
+			if err == nil {
+				t.Fatalf("Open = %T, want error", k)
+			}
+			msg := err.Error()
+			for name, secret := range map[string][]byte{"der": der, "dek": dek} {
+				if strings.Contains(msg, string(secret)) || strings.Contains(msg, hex.EncodeToString(secret)) {
+					t.Errorf("error %q contains the %s", msg, name)
+				}
+			}
+			if !strings.Contains(msg, "key-1") {
+				t.Errorf("error %q does not name the key", msg)
+			}
+		})
+	}
+}
+
+func TestOpenWrongKEK(t *testing.T) {
+	t.Parallel()
+	kek1, _ := newTestKEK(t, "kek-1", "first")
+	sameID, _ := newTestKEK(t, "kek-1", "second")
+	otherID, _ := newTestKEK(t, "kek-2", "first")
+	key := testKey(t, Ed25519)
+	s, err := Seal(rand.Reader, kek1, "key-1", key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name string
+		kek  *KEK
+		s    Sealed
+	}{
+		{name: "same id other secret", kek: sameID, s: s},
+		{name: "other id", kek: otherID, s: s},
+		// Relabelling the record does not help: the KEK id is in the aad.
+		{name: "other id relabelled", kek: otherID, s: Sealed{KEKID: "kek-2", WrappedDEK: s.WrappedDEK, Ciphertext: s.Ciphertext}},
+		{name: "nil", kek: nil, s: s},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			if k, err := Open(tt.kek, "key-1", tt.s); err == nil {
+				t.Errorf("Open = %T, want error", k)
+			}
+		})
+	}
+}
+
+func TestRewrap(t *testing.T) {
+	t.Parallel()
+	oldKEK, _ := newTestKEK(t, "kek-1", "old passphrase")
+	newKEK, _ := newTestKEK(t, "kek-2", "new passphrase")
+	for _, alg := range []Algorithm{ECDSAP256, RSA2048, Ed25519} {
+		t.Run(string(alg), func(t *testing.T) {
+			t.Parallel()
+			key := testKey(t, alg)
+			s, err := Seal(rand.Reader, oldKEK, "key-1", key)
+			if err != nil {
+				t.Fatal(err)
+			}
+			before := bytes.Clone(s.Ciphertext)
+			r, err := Rewrap(rand.Reader, oldKEK, newKEK, "key-1", s)
+			if err != nil {
+				t.Fatalf("Rewrap: %v", err)
+			}
+			if !bytes.Equal(r.Ciphertext, before) || !bytes.Equal(s.Ciphertext, before) {
+				t.Errorf("Ciphertext changed")
+			}
+			if r.KEKID != "kek-2" {
+				t.Errorf("KEKID = %q, want kek-2", r.KEKID)
+			}
+			if bytes.Equal(r.WrappedDEK, s.WrappedDEK) {
+				t.Errorf("WrappedDEK unchanged")
+			}
+			dekOld, err := unwrapDEK(oldKEK, "key-1", s)
+			if err != nil {
+				t.Fatal(err)
+			}
+			dekNew, err := unwrapDEK(newKEK, "key-1", r)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(dekOld, dekNew) {
+				t.Errorf("Rewrap changed the data key")
+			}
+			opened, err := Open(newKEK, "key-1", r)
+			if err != nil {
+				t.Fatalf("Open with new KEK: %v", err)
+			}
+			if !publicEqual(opened.Public(), key.Public()) {
+				t.Errorf("rewrapped key differs from the original")
+			}
+			if _, err := Open(oldKEK, "key-1", r); err == nil {
+				t.Errorf("rewrapped record opens with the old KEK")
+			}
+			relabelled := Sealed{KEKID: "kek-1", WrappedDEK: r.WrappedDEK, Ciphertext: r.Ciphertext}
+			if _, err := Open(oldKEK, "key-1", relabelled); err == nil {
+				t.Errorf("rewrapped record relabelled to the old KEK opens with it")
+			}
+			if _, err := Open(oldKEK, "key-1", s); err != nil {
+				t.Errorf("original record no longer opens with the old KEK: %v", err)
+			}
+			// The result does not alias the input.
+			r.Ciphertext[0] ^= 1
+			if !bytes.Equal(s.Ciphertext, before) {
+				t.Errorf("Rewrap result shares Ciphertext with its input")
+			}
+		})
+	}
+}
+
+func TestRewrapInvalid(t *testing.T) {
+	t.Parallel()
+	oldKEK, _ := newTestKEK(t, "kek-1", "old")
+	newKEK, _ := newTestKEK(t, "kek-2", "new")
+	key := testKey(t, ECDSAP256)
+	s, err := Seal(rand.Reader, oldKEK, "key-1", key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tampered := Sealed{KEKID: s.KEKID, WrappedDEK: bytes.Clone(s.WrappedDEK), Ciphertext: s.Ciphertext}
+	tampered.WrappedDEK[20] ^= 1
+	tests := []struct {
+		name     string
+		rand     io.Reader
+		old, new *KEK
+		keyID    string
+		s        Sealed
+	}{
+		{name: "wrong old kek", rand: rand.Reader, old: newKEK, new: oldKEK, keyID: "key-1", s: s},
+		{name: "wrong key id", rand: rand.Reader, old: oldKEK, new: newKEK, keyID: "key-2", s: s},
+		{name: "tampered", rand: rand.Reader, old: oldKEK, new: newKEK, keyID: "key-1", s: tampered},
+		{name: "nil old", rand: rand.Reader, new: newKEK, keyID: "key-1", s: s},
+		{name: "nil new", rand: rand.Reader, old: oldKEK, keyID: "key-1", s: s},
+		{name: "failing rand", rand: errReader{}, old: oldKEK, new: newKEK, keyID: "key-1", s: s},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			if r, err := Rewrap(tt.rand, tt.old, tt.new, tt.keyID, tt.s); err == nil {
+				t.Errorf("Rewrap = %+v, want error", r)
+			}
+		})
+	}
+}
+
+func TestSealHoldsNoSecret(t *testing.T) {
+	t.Parallel()
+	kek, rec := newTestKEK(t, "kek-1", "no-secrets")
+	recJSON, err := json.Marshal(rec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, alg := range Algorithms() {
+		t.Run(string(alg), func(t *testing.T) {
+			t.Parallel()
+			key := testKey(t, alg)
+			s, err := Seal(rand.Reader, kek, "key-1", key)
+			if err != nil {
+				t.Fatal(err)
+			}
+			der, err := x509.MarshalPKCS8PrivateKey(key)
+			if err != nil {
+				t.Fatal(err)
+			}
+			dek, err := unwrapDEK(kek, "key-1", s)
+			if err != nil {
+				t.Fatal(err)
+			}
+			secrets := rawSecrets(t, key)
+			secrets["pkcs8"] = der
+			secrets["dek"] = dek
+			sealedJSON, err := json.Marshal(s)
+			if err != nil {
+				t.Fatal(err)
+			}
+			haystacks := map[string][]byte{
+				"wrapped dek":  s.WrappedDEK,
+				"ciphertext":   s.Ciphertext,
+				"concatenated": append(bytes.Clone(s.WrappedDEK), s.Ciphertext...),
+				"sealed json":  sealedJSON,
+				"kek record":   recJSON,
+			}
+			for hname, h := range haystacks {
+				for sname, secret := range secrets {
+					// A short prefix would match by chance; 16 bytes would not.
+					for _, needle := range [][]byte{secret, secret[:16], []byte(hex.EncodeToString(secret[:16]))} {
+						if bytes.Contains(h, needle) {
+							t.Errorf("%s contains the %s", hname, sname)
+						}
+					}
+				}
+			}
+		})
+	}
+}
+
+// FuzzOpen checks that Open never panics and never accepts altered input.
+func FuzzOpen(f *testing.F) {
+	params, err := FastKDFParams(rand.Reader)
+	if err != nil {
+		f.Fatal(err)
+	}
+	kek, _, err := NewKEK(rand.Reader, "kek-1", []byte("fuzz"), params, testNow)
+	if err != nil {
+		f.Fatal(err)
+	}
+	key, err := Generate(ECDSAP256)
+	if err != nil {
+		f.Fatal(err)
+	}
+	s, err := Seal(rand.Reader, kek, "key-1", key)
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add("key-1", s.WrappedDEK, s.Ciphertext)
+	f.Add("key-2", s.WrappedDEK, s.Ciphertext)
+	f.Add("key-1", []byte{}, []byte{})
+	f.Add("key-1", s.WrappedDEK[:12], s.Ciphertext[:28])
+	f.Fuzz(func(t *testing.T, keyID string, wrapped, ct []byte) {
+		got, err := Open(kek, keyID, Sealed{KEKID: "kek-1", WrappedDEK: wrapped, Ciphertext: ct})
+		if err != nil {
+			return
+		}
+		if keyID != "key-1" || !bytes.Equal(wrapped, s.WrappedDEK) || !bytes.Equal(ct, s.Ciphertext) {
+			t.Fatalf("Open accepted altered input (key id %q)", keyID)
+		}
+		if !publicEqual(got.Public(), key.Public()) {
+			t.Fatalf("Open returned a different key")
+		}
+	})
+}

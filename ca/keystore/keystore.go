@@ -1,0 +1,260 @@
+package keystore
+
+import (
+	"context"
+	"crypto"
+	"crypto/rand"
+	"crypto/x509"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"sync"
+
+	"github.com/jonboulle/clockwork"
+
+	"github.com/sigil-ca/sigil/ca/audit"
+	"github.com/sigil-ca/sigil/store"
+)
+
+// Store is what the keystore persists through.
+type Store interface {
+	WithTx(ctx context.Context, fn func(tx store.Tx) error) error
+	Key(ctx context.Context, id string) (store.KeyRecord, error)
+	Keys(ctx context.Context) ([]store.KeyRecord, error)
+	ActiveKEK(ctx context.Context) (store.KEKRecord, error)
+}
+
+// BackendPassphrase names keys wrapped under a passphrase-derived KEK.
+const BackendPassphrase = "passphrase"
+
+// Keystore holds the unlocked KEK and unwraps, generates and re-wraps keys,
+// auditing each step.
+type Keystore struct {
+	st  Store
+	clk clockwork.Clock
+
+	mu  sync.RWMutex
+	kek *KEK
+	rec KEKRecord
+}
+
+// Unlock opens the active KEK with passphrase. A wrong passphrase returns an
+// error wrapping ErrWrongPassphrase and changes nothing.
+func Unlock(ctx context.Context, st Store, clk clockwork.Clock, passphrase []byte) (*Keystore, error) {
+	sr, err := st.ActiveKEK(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("load kek: %w", err)
+	}
+	rec, err := fromStoreKEK(sr)
+	if err != nil {
+		return nil, err
+	}
+	kek, err := OpenKEK(passphrase, rec)
+	if err != nil {
+		return nil, err
+	}
+	return &Keystore{st: st, clk: clk, kek: kek, rec: rec}, nil
+}
+
+// Prepare derives a first KEK for a new CA. The returned record must be
+// inserted (tx.InsertKEK) in the same transaction as the keys sealed under it.
+func Prepare(st Store, clk clockwork.Clock, passphrase []byte, params KDFParams) (*Keystore, store.KEKRecord, error) {
+	kek, rec, err := NewKEK(rand.Reader, "kek-1", passphrase, params, clk.Now())
+	if err != nil {
+		return nil, store.KEKRecord{}, err
+	}
+	sr, err := toStoreKEK(rec)
+	if err != nil {
+		return nil, store.KEKRecord{}, err
+	}
+	return &Keystore{st: st, clk: clk, kek: kek, rec: rec}, sr, nil
+}
+
+func toStoreKEK(r KEKRecord) (store.KEKRecord, error) {
+	params, err := json.Marshal(r.Params)
+	if err != nil {
+		return store.KEKRecord{}, fmt.Errorf("encode kdf params: %w", err)
+	}
+	return store.KEKRecord{ID: r.ID, Backend: r.Backend, Params: params, Check: r.Check, State: store.KeyActive, Created: r.Created}, nil
+}
+
+func fromStoreKEK(r store.KEKRecord) (KEKRecord, error) {
+	var p KDFParams
+	if err := json.Unmarshal(r.Params, &p); err != nil {
+		return KEKRecord{}, fmt.Errorf("kek %s: decode kdf params: %w", r.ID, err)
+	}
+	return KEKRecord{ID: r.ID, Backend: r.Backend, Params: p, Check: r.Check, Created: r.Created}, nil
+}
+
+// KEKID returns the id of the KEK new keys are wrapped under.
+func (k *Keystore) KEKID() string {
+	k.mu.RLock()
+	defer k.mu.RUnlock()
+	return k.kek.ID()
+}
+
+// NewKeyID returns a fresh random key id with a purpose prefix.
+func NewKeyID(purpose string) (string, error) {
+	b := make([]byte, 8)
+	if _, err := rand.Read(b); err != nil {
+		return "", fmt.Errorf("key id: %w", err)
+	}
+	return purpose + "-" + hex.EncodeToString(b), nil
+}
+
+// Generate creates a key and seals it under the current KEK. Nothing is
+// stored: the caller inserts the record and its "key.generated" event
+// (GeneratedEvent) in one transaction.
+func (k *Keystore) Generate(purpose string, alg Algorithm) (crypto.Signer, store.KeyRecord, error) {
+	id, err := NewKeyID(purpose)
+	if err != nil {
+		return nil, store.KeyRecord{}, err
+	}
+	signer, err := Generate(alg)
+	if err != nil {
+		return nil, store.KeyRecord{}, fmt.Errorf("generate %s key: %w", alg, err)
+	}
+	pub, err := x509.MarshalPKIXPublicKey(signer.Public())
+	if err != nil {
+		return nil, store.KeyRecord{}, fmt.Errorf("marshal public key: %w", err)
+	}
+	k.mu.RLock()
+	sealed, err := Seal(rand.Reader, k.kek, id, signer)
+	k.mu.RUnlock()
+	if err != nil {
+		return nil, store.KeyRecord{}, fmt.Errorf("seal key %s: %w", id, err)
+	}
+	return signer, store.KeyRecord{
+		ID: id, Purpose: purpose, Algorithm: string(alg), Backend: BackendPassphrase, State: store.KeyActive,
+		PublicKey: pub, KEKID: sealed.KEKID, WrappedDEK: sealed.WrappedDEK, Ciphertext: sealed.Ciphertext,
+		Created: k.clk.Now().UTC(),
+	}, nil
+}
+
+// GeneratedEvent is the audit event for a newly generated key.
+func GeneratedEvent(rec store.KeyRecord, actor string) audit.Event {
+	return audit.Event{Time: rec.Created, Actor: actor, Action: "key.generated", Target: rec.ID,
+		Detail: map[string]string{"purpose": rec.Purpose, "algorithm": rec.Algorithm, "backend": rec.Backend, "kek": rec.KEKID}}
+}
+
+// Unwrap opens a stored key for use and audits that it was unwrapped.
+func (k *Keystore) Unwrap(ctx context.Context, keyID, actor string) (crypto.Signer, error) {
+	rec, err := k.st.Key(ctx, keyID)
+	if err != nil {
+		return nil, fmt.Errorf("load key: %w", err)
+	}
+	if rec.State == store.KeyDestroyed {
+		return nil, fmt.Errorf("key %s was destroyed", keyID)
+	}
+	k.mu.RLock()
+	kek := k.kek
+	k.mu.RUnlock()
+	signer, err := Open(kek, keyID, Sealed{KEKID: rec.KEKID, WrappedDEK: rec.WrappedDEK, Ciphertext: rec.Ciphertext})
+	if err != nil {
+		return nil, fmt.Errorf("unwrap key %s: %w", keyID, err)
+	}
+	now := k.clk.Now().UTC()
+	err = k.st.WithTx(ctx, func(tx store.Tx) error {
+		if err := tx.TouchKey(keyID, now); err != nil {
+			return err
+		}
+		_, err := tx.AppendAudit(audit.Event{Time: now, Actor: actor, Action: "key.unwrapped", Target: keyID,
+			Detail: map[string]string{"purpose": rec.Purpose}})
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("audit unwrap of %s: %w", keyID, err)
+	}
+	return signer, nil
+}
+
+// CheckPassphrase reports whether passphrase opens the active KEK; a
+// mismatch wraps ErrWrongPassphrase.
+func (k *Keystore) CheckPassphrase(passphrase []byte) error {
+	k.mu.RLock()
+	rec := k.rec
+	k.mu.RUnlock()
+	_, err := OpenKEK(passphrase, rec)
+	return err
+}
+
+// Rewrap derives a new KEK from newPassphrase and re-wraps every key's data
+// key under it in one transaction; private keys are never decrypted and the
+// ciphertexts stay byte-identical. currentPassphrase must open the active KEK
+// first: a wrong one changes nothing. Issuance continues throughout: signing
+// keys already unwrapped in memory are not touched.
+func (k *Keystore) Rewrap(ctx context.Context, actor string, currentPassphrase, newPassphrase []byte, params KDFParams) (string, int, error) {
+	if err := k.CheckPassphrase(currentPassphrase); err != nil {
+		return "", 0, err
+	}
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	old := k.kek
+	newID, err := nextKEKID(old.ID())
+	if err != nil {
+		return "", 0, err
+	}
+	now := k.clk.Now().UTC()
+	kek, rec, err := NewKEK(rand.Reader, newID, newPassphrase, params, now)
+	if err != nil {
+		return "", 0, err
+	}
+	sr, err := toStoreKEK(rec)
+	if err != nil {
+		return "", 0, err
+	}
+	count := 0
+	err = k.st.WithTx(ctx, func(tx store.Tx) error {
+		count = 0
+		keys, err := tx.Keys()
+		if err != nil {
+			return err
+		}
+		if err := tx.InsertKEK(sr); err != nil {
+			return err
+		}
+		for _, key := range keys {
+			if key.State == store.KeyDestroyed || key.Backend != BackendPassphrase {
+				continue
+			}
+			if key.KEKID != old.ID() {
+				return fmt.Errorf("key %s is wrapped under %s, not the active %s", key.ID, key.KEKID, old.ID())
+			}
+			s, err := Rewrap(rand.Reader, old, kek, key.ID, Sealed{KEKID: key.KEKID, WrappedDEK: key.WrappedDEK, Ciphertext: key.Ciphertext})
+			if err != nil {
+				return fmt.Errorf("rewrap %s: %w", key.ID, err)
+			}
+			if err := tx.RewrapKey(key.ID, s.KEKID, s.WrappedDEK, now); err != nil {
+				return err
+			}
+			if _, err := tx.AppendAudit(audit.Event{Time: now, Actor: actor, Action: "key.rewrapped", Target: key.ID,
+				Detail: map[string]string{"from_kek": old.ID(), "to_kek": newID}}); err != nil {
+				return err
+			}
+			count++
+		}
+		if err := tx.SetKEKState(old.ID(), store.KeyRetired); err != nil {
+			return err
+		}
+		_, err = tx.AppendAudit(audit.Event{Time: now, Actor: actor, Action: "kek.rotated", Target: newID,
+			Detail: map[string]string{"previous": old.ID(), "keys": strconv.Itoa(count), "kdf": rec.Params.KDF,
+				"kdf_time": strconv.Itoa(int(rec.Params.Time)), "kdf_memory_kib": strconv.Itoa(int(rec.Params.MemoryKiB))}})
+		return err
+	})
+	if err != nil {
+		return "", 0, fmt.Errorf("rewrap: %w", err)
+	}
+	k.kek, k.rec = kek, rec
+	return newID, count, nil
+}
+
+func nextKEKID(id string) (string, error) {
+	n, err := strconv.Atoi(strings.TrimPrefix(id, "kek-"))
+	if err != nil || !strings.HasPrefix(id, "kek-") {
+		return "", errors.New("unexpected kek id " + id)
+	}
+	return "kek-" + strconv.Itoa(n+1), nil
+}

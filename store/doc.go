@@ -1,0 +1,16 @@
+// Package store persists everything the CA keeps: keys and key-encryption
+// keys, issuers, certificates, the audit chain, API tokens and settings.
+//
+// Store is the one interface every backend implements; SQLite (the embedded
+// default, modernc.org/sqlite, pure Go) is the first. Writes run only inside
+// WithTx, whose function executes in a single writer goroutine: concurrent
+// callers are batched into one shared transaction (group commit), each in its
+// own savepoint, so a refused write rolls back alone and one fsync covers the
+// whole batch. WithTx returns only after the batch is durable
+// (journal_mode=WAL, synchronous=FULL).
+//
+// The audit chain is appended inside the same transaction as the change it
+// records: Tx.AppendAudit assigns the sequence number and hash.
+//
+// Imports: only ca/audit from this module.
+package store

@@ -1,0 +1,256 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/jonboulle/clockwork"
+
+	"github.com/sigil-ca/sigil/ca/audit"
+)
+
+// groupCommit owns the single write connection. Callers queue functions;
+// the writer runs every queued function in one transaction, each inside its
+// own savepoint, and commits once, so N concurrent writers share one fsync.
+type groupCommit struct {
+	db       *sql.DB
+	maxBatch int
+	onCommit func(time.Duration, int)
+	clk      clockwork.Clock
+
+	reqs chan *writeReq
+	quit chan struct{}
+	done chan struct{}
+
+	mu     sync.Mutex // guards closed and checkpointer
+	closed bool
+	cp     Checkpointer
+
+	// Owned by the writer goroutine.
+	head   audit.Head
+	lastCP int64
+}
+
+type writeReq struct {
+	ctx  context.Context
+	fn   func(Tx) error
+	err  chan error
+	kind int
+}
+
+const (
+	reqTx = iota
+	reqCheckpoint
+)
+
+func newGroupCommit(db *sql.DB, cfg Config, head audit.Head, lastCP int64) *groupCommit {
+	g := &groupCommit{
+		db:       db,
+		maxBatch: cfg.MaxBatch,
+		onCommit: cfg.OnCommit,
+		clk:      cfg.Clock,
+		reqs:     make(chan *writeReq, cfg.MaxBatch),
+		quit:     make(chan struct{}),
+		done:     make(chan struct{}),
+		head:     head,
+		lastCP:   lastCP,
+	}
+	go g.run()
+	return g
+}
+
+func (g *groupCommit) setCheckpointer(cp Checkpointer) {
+	g.mu.Lock()
+	g.cp = cp
+	g.mu.Unlock()
+}
+
+func (g *groupCommit) checkpointer() Checkpointer {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.cp
+}
+
+func (g *groupCommit) submit(ctx context.Context, kind int, fn func(Tx) error) error {
+	r := &writeReq{ctx: ctx, fn: fn, err: make(chan error, 1), kind: kind}
+	g.mu.Lock()
+	if g.closed {
+		g.mu.Unlock()
+		return ErrClosed
+	}
+	// Sending under the lock keeps stop() from closing the queue mid-send.
+	select {
+	case g.reqs <- r:
+		g.mu.Unlock()
+	case <-ctx.Done():
+		g.mu.Unlock()
+		return ctx.Err()
+	}
+	// Once queued, the outcome is always awaited: returning early would let a
+	// caller believe a write failed that may yet commit.
+	return <-r.err
+}
+
+func (g *groupCommit) stop() {
+	g.mu.Lock()
+	if !g.closed {
+		g.closed = true
+		close(g.reqs)
+	}
+	g.mu.Unlock()
+	<-g.done
+}
+
+func (g *groupCommit) run() {
+	defer close(g.done)
+	batch := make([]*writeReq, 0, g.maxBatch)
+	for {
+		r, ok := <-g.reqs
+		if !ok {
+			return
+		}
+		batch = append(batch[:0], r)
+	drain:
+		for len(batch) < g.maxBatch {
+			select {
+			case r, ok := <-g.reqs:
+				if !ok {
+					break drain
+				}
+				batch = append(batch, r)
+			default:
+				break drain
+			}
+		}
+		g.commit(batch)
+		g.maybeCheckpoint(false)
+	}
+}
+
+// commit runs batch in one transaction and answers every request.
+func (g *groupCommit) commit(batch []*writeReq) {
+	start := g.clk.Now()
+	errs := make([]error, len(batch))
+	ctx := context.Background()
+	tx, err := g.db.BeginTx(ctx, nil)
+	if err != nil {
+		for _, r := range batch {
+			r.err <- fmt.Errorf("begin: %w", err)
+		}
+		return
+	}
+	headBefore, cpBefore := g.head, g.lastCP
+	for i, r := range batch {
+		if r.kind == reqCheckpoint {
+			errs[i] = g.forceCheckpoint(tx)
+			continue
+		}
+		if err := r.ctx.Err(); err != nil {
+			errs[i] = err
+			continue
+		}
+		errs[i] = g.apply(ctx, tx, r.fn)
+	}
+	if err := tx.Commit(); err != nil {
+		g.head, g.lastCP = headBefore, cpBefore
+		err = fmt.Errorf("commit: %w", err)
+		for _, r := range batch {
+			r.err <- err
+		}
+		return
+	}
+	if g.onCommit != nil {
+		g.onCommit(g.clk.Since(start), len(batch))
+	}
+	for i, r := range batch {
+		r.err <- errs[i]
+	}
+}
+
+// apply runs fn inside a savepoint so its failure rolls back only its own writes.
+func (g *groupCommit) apply(ctx context.Context, tx *sql.Tx, fn func(Tx) error) (err error) {
+	if _, err := tx.ExecContext(ctx, "SAVEPOINT w"); err != nil {
+		return fmt.Errorf("savepoint: %w", err)
+	}
+	head := g.head
+	t := &sqliteTx{ctx: ctx, tx: tx, g: g}
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("store: transaction function panicked: %v", p)
+		}
+		if err != nil {
+			g.head = head
+			_, rbErr := tx.ExecContext(ctx, "ROLLBACK TO w")
+			_, relErr := tx.ExecContext(ctx, "RELEASE w")
+			if rbErr != nil || relErr != nil {
+				err = errors.Join(err, rbErr, relErr)
+			}
+			return
+		}
+		if _, relErr := tx.ExecContext(ctx, "RELEASE w"); relErr != nil {
+			g.head = head
+			err = fmt.Errorf("release savepoint: %w", relErr)
+		}
+	}()
+	err = fn(t)
+	return err
+}
+
+// maybeCheckpoint signs the head when enough events are unsigned (or force).
+func (g *groupCommit) maybeCheckpoint(force bool) {
+	cp := g.checkpointer()
+	if cp.Sign == nil || g.head.Seq == g.lastCP {
+		return
+	}
+	if !force && (cp.Every <= 0 || g.head.Seq-g.lastCP < int64(cp.Every)) {
+		return
+	}
+	tx, err := g.db.Begin()
+	if err != nil {
+		return
+	}
+	before := g.lastCP
+	if err := g.forceCheckpoint(tx); err != nil {
+		g.lastCP = before
+		_ = tx.Rollback()
+		return
+	}
+	if err := tx.Commit(); err != nil {
+		g.lastCP = before // the next batch retries
+	}
+}
+
+func (g *groupCommit) forceCheckpoint(tx *sql.Tx) error {
+	cp := g.checkpointer()
+	if cp.Sign == nil {
+		return errors.New("store: no checkpoint signer configured")
+	}
+	if g.head.Seq == 0 || g.head.Seq == g.lastCP {
+		return nil
+	}
+	c, err := cp.Sign(g.head)
+	if err != nil {
+		return fmt.Errorf("sign checkpoint: %w", err)
+	}
+	_, err = tx.Exec("INSERT INTO audit_checkpoints (seq, hash, time, key_id, signature) VALUES (?, ?, ?, ?, ?)",
+		c.Seq, c.Hash, nanos(c.Time), c.KeyID, c.Signature)
+	if err != nil && !isUnique(err) {
+		return fmt.Errorf("insert checkpoint: %w", err)
+	}
+	g.lastCP = c.Seq
+	return nil
+}
+
+// WithTx implements Store.
+func (s *SQLite) WithTx(ctx context.Context, fn func(Tx) error) error {
+	return s.gc.submit(ctx, reqTx, fn)
+}
+
+// Checkpoint implements Store.
+func (s *SQLite) Checkpoint(ctx context.Context) error {
+	return s.gc.submit(ctx, reqCheckpoint, nil)
+}

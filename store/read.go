@@ -1,0 +1,418 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/sigil-ca/sigil/ca/audit"
+)
+
+const keyColumns = `id, purpose, algorithm, backend, state, public_key, COALESCE(kek_id, ''), wrapped_dek, ciphertext,
+	created, rotated, last_used, destroyed`
+
+func scanKey(sc interface{ Scan(...any) error }) (KeyRecord, error) {
+	var k KeyRecord
+	var created, rotated, used, destroyed int64
+	err := sc.Scan(&k.ID, &k.Purpose, &k.Algorithm, &k.Backend, &k.State, &k.PublicKey, &k.KEKID, &k.WrappedDEK,
+		&k.Ciphertext, &created, &rotated, &used, &destroyed)
+	if err != nil {
+		return KeyRecord{}, err
+	}
+	k.Created, k.Rotated, k.LastUsed, k.Destroyed = fromNanos(created), fromNanos(rotated), fromNanos(used), fromNanos(destroyed)
+	return k, nil
+}
+
+func scanKeys(rows *sql.Rows) ([]KeyRecord, error) {
+	defer rows.Close()
+	var out []KeyRecord
+	for rows.Next() {
+		k, err := scanKey(rows)
+		if err != nil {
+			return nil, fmt.Errorf("scan key: %w", err)
+		}
+		out = append(out, k)
+	}
+	return out, rows.Err()
+}
+
+func notFound(err error, what string) error {
+	if errors.Is(err, sql.ErrNoRows) {
+		return fmt.Errorf("%s: %w", what, ErrNotFound)
+	}
+	return fmt.Errorf("%s: %w", what, err)
+}
+
+// Key implements Store.
+func (s *SQLite) Key(ctx context.Context, id string) (KeyRecord, error) {
+	k, err := scanKey(s.read.QueryRowContext(ctx, "SELECT "+keyColumns+" FROM keys WHERE id = ?", id))
+	if err != nil {
+		return KeyRecord{}, notFound(err, "key "+id)
+	}
+	return k, nil
+}
+
+// Keys implements Store.
+func (s *SQLite) Keys(ctx context.Context) ([]KeyRecord, error) {
+	rows, err := s.read.QueryContext(ctx, "SELECT "+keyColumns+" FROM keys ORDER BY created, id")
+	if err != nil {
+		return nil, fmt.Errorf("list keys: %w", err)
+	}
+	return scanKeys(rows)
+}
+
+func scanKEK(sc interface{ Scan(...any) error }) (KEKRecord, error) {
+	var k KEKRecord
+	var created int64
+	if err := sc.Scan(&k.ID, &k.Backend, &k.Params, &k.Check, &k.State, &created); err != nil {
+		return KEKRecord{}, err
+	}
+	k.Created = fromNanos(created)
+	return k, nil
+}
+
+// KEK implements Store.
+func (s *SQLite) KEK(ctx context.Context, id string) (KEKRecord, error) {
+	k, err := scanKEK(s.read.QueryRowContext(ctx, "SELECT id, backend, params, check_blob, state, created FROM keks WHERE id = ?", id))
+	if err != nil {
+		return KEKRecord{}, notFound(err, "kek "+id)
+	}
+	return k, nil
+}
+
+// ActiveKEK implements Store.
+func (s *SQLite) ActiveKEK(ctx context.Context) (KEKRecord, error) {
+	k, err := scanKEK(s.read.QueryRowContext(ctx,
+		"SELECT id, backend, params, check_blob, state, created FROM keks WHERE state = ? ORDER BY created DESC LIMIT 1", KeyActive))
+	if err != nil {
+		return KEKRecord{}, notFound(err, "active kek")
+	}
+	return k, nil
+}
+
+func scanIssuer(sc interface{ Scan(...any) error }) (IssuerRecord, error) {
+	var i IssuerRecord
+	var created int64
+	if err := sc.Scan(&i.ID, &i.Kind, &i.ParentID, &i.KeyID, &i.CertDER, &i.State, &created); err != nil {
+		return IssuerRecord{}, err
+	}
+	i.Created = fromNanos(created)
+	return i, nil
+}
+
+// Issuer implements Store.
+func (s *SQLite) Issuer(ctx context.Context, id string) (IssuerRecord, error) {
+	i, err := scanIssuer(s.read.QueryRowContext(ctx,
+		"SELECT id, kind, parent_id, key_id, cert_der, state, created FROM issuers WHERE id = ?", id))
+	if err != nil {
+		return IssuerRecord{}, notFound(err, "issuer "+id)
+	}
+	return i, nil
+}
+
+// Issuers implements Store.
+func (s *SQLite) Issuers(ctx context.Context) ([]IssuerRecord, error) {
+	rows, err := s.read.QueryContext(ctx, "SELECT id, kind, parent_id, key_id, cert_der, state, created FROM issuers ORDER BY created, id")
+	if err != nil {
+		return nil, fmt.Errorf("list issuers: %w", err)
+	}
+	defer rows.Close()
+	var out []IssuerRecord
+	for rows.Next() {
+		i, err := scanIssuer(rows)
+		if err != nil {
+			return nil, fmt.Errorf("scan issuer: %w", err)
+		}
+		out = append(out, i)
+	}
+	return out, rows.Err()
+}
+
+const certColumns = `id, issuer_id, serial, subject, sans, not_before, not_after, key_algorithm, profile, requester,
+	channel, der, created, revoked_at, revoke_reason`
+
+func scanCert(sc interface{ Scan(...any) error }) (CertRecord, error) {
+	var c CertRecord
+	var sans string
+	var nb, na, created, revoked int64
+	err := sc.Scan(&c.ID, &c.IssuerID, &c.Serial, &c.Subject, &sans, &nb, &na, &c.KeyAlgorithm, &c.Profile,
+		&c.Requester, &c.Channel, &c.DER, &created, &revoked, &c.RevokeReason)
+	if err != nil {
+		return CertRecord{}, err
+	}
+	c.SANs = splitSANs(sans)
+	c.NotBefore, c.NotAfter, c.Created, c.RevokedAt = fromNanos(nb), fromNanos(na), fromNanos(created), fromNanos(revoked)
+	return c, nil
+}
+
+// Certificate implements Store.
+func (s *SQLite) Certificate(ctx context.Context, serial string) (CertRecord, error) {
+	c, err := scanCert(s.read.QueryRowContext(ctx, "SELECT "+certColumns+" FROM certificates WHERE serial = ? ORDER BY id LIMIT 1", serial))
+	if err != nil {
+		return CertRecord{}, notFound(err, "certificate "+serial)
+	}
+	return c, nil
+}
+
+func likeEscape(s string) string {
+	r := strings.NewReplacer(`\`, `\\`, `%`, `\%`, `_`, `\_`)
+	return r.Replace(s)
+}
+
+// Certificates implements Store.
+func (s *SQLite) Certificates(ctx context.Context, f CertFilter) ([]CertRecord, int64, error) {
+	var where []string
+	var args []any
+	add := func(cond string, a ...any) {
+		where = append(where, cond)
+		args = append(args, a...)
+	}
+	if f.Serial != "" {
+		add("serial = ?", strings.ToLower(f.Serial))
+	}
+	if f.Name != "" {
+		pat := "%" + likeEscape(f.Name) + "%"
+		add(`(sans LIKE ? ESCAPE '\' OR subject LIKE ? ESCAPE '\')`, pat, pat)
+	}
+	if f.Profile != "" {
+		add("profile = ?", f.Profile)
+	}
+	if f.Requester != "" {
+		add("requester = ?", f.Requester)
+	}
+	if f.IssuerID != "" {
+		add("issuer_id = ?", f.IssuerID)
+	}
+	if !f.IssuedAfter.IsZero() {
+		add("created >= ?", f.IssuedAfter.UnixNano())
+	}
+	if !f.IssuedBefore.IsZero() {
+		add("created < ?", f.IssuedBefore.UnixNano())
+	}
+	if !f.ExpiringBefore.IsZero() {
+		add("not_after < ?", f.ExpiringBefore.UnixNano())
+	}
+	switch f.Status {
+	case "":
+	case "revoked":
+		add("revoked_at != 0")
+	case "valid":
+		add("revoked_at = 0 AND not_after > ?", f.Now.UnixNano())
+	case "expired":
+		add("revoked_at = 0 AND not_after <= ?", f.Now.UnixNano())
+	default:
+		return nil, 0, fmt.Errorf("unknown status %q (want valid, expired or revoked)", f.Status)
+	}
+	if f.Cursor > 0 {
+		add("id < ?", f.Cursor)
+	}
+	limit := f.Limit
+	if limit <= 0 || limit > 1000 {
+		limit = 100
+	}
+	q := "SELECT " + certColumns + " FROM certificates"
+	if len(where) > 0 {
+		q += " WHERE " + strings.Join(where, " AND ")
+	}
+	q += " ORDER BY id DESC LIMIT ?"
+	args = append(args, limit+1)
+	rows, err := s.read.QueryContext(ctx, q, args...)
+	if err != nil {
+		return nil, 0, fmt.Errorf("list certificates: %w", err)
+	}
+	defer rows.Close()
+	var out []CertRecord
+	for rows.Next() {
+		c, err := scanCert(rows)
+		if err != nil {
+			return nil, 0, fmt.Errorf("scan certificate: %w", err)
+		}
+		out = append(out, c)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, 0, fmt.Errorf("list certificates: %w", err)
+	}
+	var next int64
+	if len(out) > limit {
+		out = out[:limit]
+		next = out[limit-1].ID
+	}
+	return out, next, nil
+}
+
+const auditColumns = "seq, time, actor, action, target, detail, prev_hash, hash"
+
+func scanEvent(sc interface{ Scan(...any) error }) (audit.Event, error) {
+	var e audit.Event
+	var t int64
+	var detail string
+	if err := sc.Scan(&e.Seq, &t, &e.Actor, &e.Action, &e.Target, &detail, &e.PrevHash, &e.Hash); err != nil {
+		return audit.Event{}, err
+	}
+	e.Time = fromNanos(t)
+	d, err := decodeDetail(detail)
+	if err != nil {
+		return audit.Event{}, fmt.Errorf("event %d: %w", e.Seq, err)
+	}
+	e.Detail = d
+	return e, nil
+}
+
+// AuditEvents implements Store.
+func (s *SQLite) AuditEvents(ctx context.Context, f AuditFilter) ([]audit.Event, int64, error) {
+	var where []string
+	var args []any
+	add := func(cond string, a ...any) {
+		where = append(where, cond)
+		args = append(args, a...)
+	}
+	if !f.After.IsZero() {
+		add("time >= ?", f.After.UnixNano())
+	}
+	if !f.Before.IsZero() {
+		add("time < ?", f.Before.UnixNano())
+	}
+	if f.Action != "" {
+		if strings.HasSuffix(f.Action, ".") {
+			add(`action LIKE ? ESCAPE '\'`, likeEscape(f.Action)+"%")
+		} else {
+			add("action = ?", f.Action)
+		}
+	}
+	if f.Actor != "" {
+		add("actor = ?", f.Actor)
+	}
+	if f.Target != "" {
+		add("target = ?", f.Target)
+	}
+	if f.Cursor > 0 {
+		add("seq > ?", f.Cursor)
+	}
+	limit := f.Limit
+	if limit <= 0 || limit > 1000 {
+		limit = 100
+	}
+	q := "SELECT " + auditColumns + " FROM audit_events"
+	if len(where) > 0 {
+		q += " WHERE " + strings.Join(where, " AND ")
+	}
+	q += " ORDER BY seq LIMIT ?"
+	args = append(args, limit+1)
+	rows, err := s.read.QueryContext(ctx, q, args...)
+	if err != nil {
+		return nil, 0, fmt.Errorf("list audit events: %w", err)
+	}
+	defer rows.Close()
+	var out []audit.Event
+	for rows.Next() {
+		e, err := scanEvent(rows)
+		if err != nil {
+			return nil, 0, fmt.Errorf("scan audit event: %w", err)
+		}
+		out = append(out, e)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, 0, fmt.Errorf("list audit events: %w", err)
+	}
+	var next int64
+	if len(out) > limit {
+		out = out[:limit]
+		next = out[limit-1].Seq
+	}
+	return out, next, nil
+}
+
+// ScanAudit implements Store. Rows are returned in seq order exactly as
+// stored so a verifier sees gaps and reorderings.
+func (s *SQLite) ScanAudit(ctx context.Context, fn func(audit.Event) error) error {
+	rows, err := s.read.QueryContext(ctx, "SELECT "+auditColumns+" FROM audit_events ORDER BY rowid")
+	if err != nil {
+		return fmt.Errorf("scan audit: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		e, err := scanEvent(rows)
+		if err != nil {
+			return fmt.Errorf("scan audit: %w", err)
+		}
+		if err := fn(e); err != nil {
+			return err
+		}
+	}
+	return rows.Err()
+}
+
+// Checkpoints implements Store.
+func (s *SQLite) Checkpoints(ctx context.Context) ([]audit.Checkpoint, error) {
+	rows, err := s.read.QueryContext(ctx, "SELECT seq, hash, time, key_id, signature FROM audit_checkpoints ORDER BY seq")
+	if err != nil {
+		return nil, fmt.Errorf("list checkpoints: %w", err)
+	}
+	defer rows.Close()
+	var out []audit.Checkpoint
+	for rows.Next() {
+		var c audit.Checkpoint
+		var t int64
+		if err := rows.Scan(&c.Seq, &c.Hash, &t, &c.KeyID, &c.Signature); err != nil {
+			return nil, fmt.Errorf("scan checkpoint: %w", err)
+		}
+		c.Time = fromNanos(t)
+		out = append(out, c)
+	}
+	return out, rows.Err()
+}
+
+func scanToken(sc interface{ Scan(...any) error }) (TokenRecord, error) {
+	var t TokenRecord
+	var profiles string
+	var created, expires, revoked int64
+	if err := sc.Scan(&t.ID, &t.SecretHash, &t.Role, &profiles, &t.Description, &created, &expires, &revoked); err != nil {
+		return TokenRecord{}, err
+	}
+	if err := json.Unmarshal([]byte(profiles), &t.Profiles); err != nil {
+		return TokenRecord{}, fmt.Errorf("token %s profiles: %w", t.ID, err)
+	}
+	t.Created, t.Expires, t.Revoked = fromNanos(created), fromNanos(expires), fromNanos(revoked)
+	return t, nil
+}
+
+const tokenColumns = "id, secret_hash, role, profiles, description, created, expires, revoked"
+
+// Token implements Store.
+func (s *SQLite) Token(ctx context.Context, id string) (TokenRecord, error) {
+	t, err := scanToken(s.read.QueryRowContext(ctx, "SELECT "+tokenColumns+" FROM tokens WHERE id = ?", id))
+	if err != nil {
+		return TokenRecord{}, notFound(err, "token "+id)
+	}
+	return t, nil
+}
+
+// Tokens implements Store.
+func (s *SQLite) Tokens(ctx context.Context) ([]TokenRecord, error) {
+	rows, err := s.read.QueryContext(ctx, "SELECT "+tokenColumns+" FROM tokens ORDER BY created, id")
+	if err != nil {
+		return nil, fmt.Errorf("list tokens: %w", err)
+	}
+	defer rows.Close()
+	var out []TokenRecord
+	for rows.Next() {
+		t, err := scanToken(rows)
+		if err != nil {
+			return nil, fmt.Errorf("scan token: %w", err)
+		}
+		out = append(out, t)
+	}
+	return out, rows.Err()
+}
+
+// Setting implements Store.
+func (s *SQLite) Setting(ctx context.Context, name string) ([]byte, error) {
+	var v []byte
+	if err := s.read.QueryRowContext(ctx, "SELECT value FROM settings WHERE name = ?", name).Scan(&v); err != nil {
+		return nil, notFound(err, "setting "+name)
+	}
+	return v, nil
+}

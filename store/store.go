@@ -1,0 +1,191 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/sigil-ca/sigil/ca/audit"
+)
+
+// Sentinel errors every backend returns; callers test them with errors.Is.
+var (
+	// ErrNotFound means the requested record does not exist.
+	ErrNotFound = errors.New("store: not found")
+	// ErrDuplicate means a uniqueness constraint (such as serial per issuer) was violated.
+	ErrDuplicate = errors.New("store: duplicate")
+	// ErrClosed means the store was closed.
+	ErrClosed = errors.New("store: closed")
+)
+
+// Key states.
+const (
+	KeyActive    = "active"
+	KeyRetired   = "retired"
+	KeyDestroyed = "destroyed"
+)
+
+// KEKRecord is a key-encryption key's public description: KDF parameters and
+// a check value, never key material.
+type KEKRecord struct {
+	ID      string
+	Backend string
+	Params  []byte // backend-specific JSON (KDF parameters)
+	Check   []byte
+	State   string
+	Created time.Time
+}
+
+// KeyRecord is one row of the key inventory. Private keys are present only
+// as ciphertext wrapped under KEKID.
+type KeyRecord struct {
+	ID         string
+	Purpose    string // root, intermediate, audit, ...
+	Algorithm  string
+	Backend    string
+	State      string
+	PublicKey  []byte // PKIX DER
+	KEKID      string
+	WrappedDEK []byte
+	Ciphertext []byte
+	Created    time.Time
+	Rotated    time.Time
+	LastUsed   time.Time
+	Destroyed  time.Time
+}
+
+// IssuerRecord is a CA certificate this authority holds the key for.
+type IssuerRecord struct {
+	ID       string
+	Kind     string // root or intermediate
+	ParentID string
+	KeyID    string
+	CertDER  []byte
+	State    string
+	Created  time.Time
+}
+
+// CertRecord is an issued certificate as recorded before it is returned.
+type CertRecord struct {
+	ID           int64 // assigned by the store; increases with insertion order
+	IssuerID     string
+	Serial       string // lower-case hex, no leading zeros
+	Subject      string
+	SANs         []string
+	NotBefore    time.Time
+	NotAfter     time.Time
+	KeyAlgorithm string
+	Profile      string
+	Requester    string
+	Channel      string
+	DER          []byte
+	Created      time.Time
+	RevokedAt    time.Time
+	RevokeReason int
+}
+
+// TokenRecord is an API token; only a hash of its secret is kept.
+type TokenRecord struct {
+	ID          string
+	SecretHash  []byte
+	Role        string
+	Profiles    []string
+	Description string
+	Created     time.Time
+	Expires     time.Time // zero: never
+	Revoked     time.Time // zero: not revoked
+}
+
+// CertFilter selects certificates. Zero fields do not filter.
+type CertFilter struct {
+	Serial         string
+	Name           string // substring of the subject or any SAN
+	Profile        string
+	Requester      string
+	IssuerID       string
+	Status         string // valid, expired, revoked
+	IssuedAfter    time.Time
+	IssuedBefore   time.Time
+	ExpiringBefore time.Time
+	Now            time.Time // reference time for Status
+	Cursor         int64     // return records with ID below this (newest first); 0 starts at the newest
+	Limit          int
+}
+
+// AuditFilter selects audit events, oldest first.
+type AuditFilter struct {
+	After  time.Time
+	Before time.Time
+	Action string // exact, or a prefix ending in "." such as "cert."
+	Actor  string
+	Target string
+	Cursor int64 // return events with Seq above this
+	Limit  int
+}
+
+// Store is what the CA persists. Reads may run concurrently with writes and
+// see only committed data.
+type Store interface {
+	// WithTx runs fn inside a transaction and returns after it is durably
+	// committed, or rolled back if fn (or the commit) fails. fn runs on the
+	// store's writer goroutine and must not block on anything but tx.
+	WithTx(ctx context.Context, fn func(tx Tx) error) error
+
+	// Checkpoint signs the current audit head now, if it is not signed yet.
+	Checkpoint(ctx context.Context) error
+
+	Key(ctx context.Context, id string) (KeyRecord, error)
+	Keys(ctx context.Context) ([]KeyRecord, error)
+	KEK(ctx context.Context, id string) (KEKRecord, error)
+	// ActiveKEK returns the KEK new keys are wrapped under; ErrNotFound before init.
+	ActiveKEK(ctx context.Context) (KEKRecord, error)
+	Issuer(ctx context.Context, id string) (IssuerRecord, error)
+	Issuers(ctx context.Context) ([]IssuerRecord, error)
+
+	// Certificate returns the certificate with serial (any issuer); ErrNotFound if none.
+	Certificate(ctx context.Context, serial string) (CertRecord, error)
+	// Certificates returns matches newest first and the cursor of the next page (0: no more).
+	Certificates(ctx context.Context, f CertFilter) ([]CertRecord, int64, error)
+
+	// AuditEvents returns matches oldest first and the cursor of the next page (0: no more).
+	AuditEvents(ctx context.Context, f AuditFilter) ([]audit.Event, int64, error)
+	// ScanAudit calls fn for every event in sequence order, streaming.
+	ScanAudit(ctx context.Context, fn func(audit.Event) error) error
+	Checkpoints(ctx context.Context) ([]audit.Checkpoint, error)
+	AuditHead(ctx context.Context) (audit.Head, error)
+
+	Token(ctx context.Context, id string) (TokenRecord, error)
+	Tokens(ctx context.Context) ([]TokenRecord, error)
+	Setting(ctx context.Context, name string) ([]byte, error)
+
+	Close() error
+}
+
+// Tx is a write transaction; its methods are valid only inside WithTx.
+type Tx interface {
+	// AppendAudit assigns e its sequence number, previous hash and hash, and
+	// appends it. The chain head advances only if the transaction commits.
+	AppendAudit(e audit.Event) (audit.Event, error)
+
+	InsertKEK(k KEKRecord) error
+	SetKEKState(id, state string) error
+	InsertKey(k KeyRecord) error
+	// RewrapKey replaces a key's wrapped data key and KEK id; the ciphertext is untouched.
+	RewrapKey(id, kekID string, wrappedDEK []byte, rotated time.Time) error
+	TouchKey(id string, at time.Time) error
+	Keys() ([]KeyRecord, error)
+	InsertIssuer(i IssuerRecord) error
+	// InsertCertificate returns ErrDuplicate if the serial is already used by the issuer.
+	InsertCertificate(c *CertRecord) error
+	InsertToken(t TokenRecord) error
+	// RevokeToken returns ErrNotFound if no such unrevoked token exists.
+	RevokeToken(id string, at time.Time) error
+	PutSetting(name string, value []byte) error
+}
+
+// Checkpointer signs an audit head; the store calls it after commits so that
+// at most Every events go unsigned.
+type Checkpointer struct {
+	Every int
+	Sign  func(head audit.Head) (audit.Checkpoint, error)
+}

@@ -1,0 +1,192 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/sigil-ca/sigil/ca/audit"
+)
+
+// sqliteTx is the Tx handed to WithTx functions.
+type sqliteTx struct {
+	ctx context.Context
+	tx  *sql.Tx
+	g   *groupCommit
+}
+
+func (t *sqliteTx) exec(what, q string, args ...any) (sql.Result, error) {
+	res, err := t.tx.ExecContext(t.ctx, q, args...)
+	if err != nil {
+		if isUnique(err) {
+			return nil, fmt.Errorf("%s: %w", what, ErrDuplicate)
+		}
+		return nil, fmt.Errorf("%s: %w", what, err)
+	}
+	return res, nil
+}
+
+func (t *sqliteTx) AppendAudit(e audit.Event) (audit.Event, error) {
+	next := audit.Next(t.g.head, &e)
+	detail, err := encodeDetail(e.Detail)
+	if err != nil {
+		return audit.Event{}, err
+	}
+	if _, err := t.exec("append audit event",
+		"INSERT INTO audit_events (seq, time, actor, action, target, detail, prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+		e.Seq, e.Time.UnixNano(), e.Actor, e.Action, e.Target, detail, e.PrevHash, e.Hash); err != nil {
+		return audit.Event{}, err
+	}
+	t.g.head = next
+	return e, nil
+}
+
+func (t *sqliteTx) InsertKEK(k KEKRecord) error {
+	_, err := t.exec("insert kek", "INSERT INTO keks (id, backend, params, check_blob, state, created) VALUES (?, ?, ?, ?, ?, ?)",
+		k.ID, k.Backend, k.Params, k.Check, k.State, nanos(k.Created))
+	return err
+}
+
+func (t *sqliteTx) SetKEKState(id, state string) error {
+	res, err := t.exec("set kek state", "UPDATE keks SET state = ? WHERE id = ?", state, id)
+	if err != nil {
+		return err
+	}
+	return oneRow(res, "set kek state")
+}
+
+func (t *sqliteTx) InsertKey(k KeyRecord) error {
+	_, err := t.exec("insert key", `INSERT INTO keys (id, purpose, algorithm, backend, state, public_key, kek_id,
+		wrapped_dek, ciphertext, created, rotated, last_used, destroyed) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		k.ID, k.Purpose, k.Algorithm, k.Backend, k.State, k.PublicKey, k.KEKID, k.WrappedDEK, k.Ciphertext,
+		nanos(k.Created), nanos(k.Rotated), nanos(k.LastUsed), nanos(k.Destroyed))
+	return err
+}
+
+func (t *sqliteTx) RewrapKey(id, kekID string, wrappedDEK []byte, rotated time.Time) error {
+	res, err := t.exec("rewrap key", "UPDATE keys SET kek_id = ?, wrapped_dek = ?, rotated = ? WHERE id = ? AND state != ?",
+		kekID, wrappedDEK, nanos(rotated), id, KeyDestroyed)
+	if err != nil {
+		return err
+	}
+	return oneRow(res, "rewrap key "+id)
+}
+
+func (t *sqliteTx) TouchKey(id string, at time.Time) error {
+	_, err := t.exec("touch key", "UPDATE keys SET last_used = ? WHERE id = ? AND last_used < ?", nanos(at), id, nanos(at))
+	return err
+}
+
+func (t *sqliteTx) Keys() ([]KeyRecord, error) {
+	rows, err := t.tx.QueryContext(t.ctx, "SELECT "+keyColumns+" FROM keys ORDER BY created, id")
+	if err != nil {
+		return nil, fmt.Errorf("list keys: %w", err)
+	}
+	return scanKeys(rows)
+}
+
+func (t *sqliteTx) InsertIssuer(i IssuerRecord) error {
+	_, err := t.exec("insert issuer", "INSERT INTO issuers (id, kind, parent_id, key_id, cert_der, state, created) VALUES (?, ?, ?, ?, ?, ?, ?)",
+		i.ID, i.Kind, i.ParentID, i.KeyID, i.CertDER, i.State, nanos(i.Created))
+	return err
+}
+
+func (t *sqliteTx) InsertCertificate(c *CertRecord) error {
+	res, err := t.exec("insert certificate", `INSERT INTO certificates (issuer_id, serial, subject, sans, not_before, not_after,
+		key_algorithm, profile, requester, channel, der, created) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		c.IssuerID, c.Serial, c.Subject, joinSANs(c.SANs), nanos(c.NotBefore), nanos(c.NotAfter),
+		c.KeyAlgorithm, c.Profile, c.Requester, c.Channel, c.DER, nanos(c.Created))
+	if err != nil {
+		return err
+	}
+	id, err := res.LastInsertId()
+	if err != nil {
+		return fmt.Errorf("insert certificate: %w", err)
+	}
+	c.ID = id
+	return nil
+}
+
+func (t *sqliteTx) InsertToken(tok TokenRecord) error {
+	profiles, err := json.Marshal(nonNil(tok.Profiles))
+	if err != nil {
+		return fmt.Errorf("insert token: %w", err)
+	}
+	_, err = t.exec("insert token", `INSERT INTO tokens (id, secret_hash, role, profiles, description, created, expires, revoked)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?)`, tok.ID, tok.SecretHash, tok.Role, string(profiles), tok.Description,
+		nanos(tok.Created), nanos(tok.Expires), nanos(tok.Revoked))
+	return err
+}
+
+func (t *sqliteTx) RevokeToken(id string, at time.Time) error {
+	res, err := t.exec("revoke token", "UPDATE tokens SET revoked = ? WHERE id = ? AND revoked = 0", nanos(at), id)
+	if err != nil {
+		return err
+	}
+	return oneRow(res, "revoke token "+id)
+}
+
+func (t *sqliteTx) PutSetting(name string, value []byte) error {
+	_, err := t.exec("put setting", "INSERT INTO settings (name, value) VALUES (?, ?) ON CONFLICT (name) DO UPDATE SET value = excluded.value", name, value)
+	return err
+}
+
+func oneRow(res sql.Result, what string) error {
+	n, err := res.RowsAffected()
+	if err != nil {
+		return fmt.Errorf("%s: %w", what, err)
+	}
+	if n == 0 {
+		return fmt.Errorf("%s: %w", what, ErrNotFound)
+	}
+	return nil
+}
+
+func nonNil(s []string) []string {
+	if s == nil {
+		return []string{}
+	}
+	return s
+}
+
+// SANs are stored newline-joined with surrounding newlines so that an exact
+// match can be expressed as LIKE '%\nname\n%'.
+func joinSANs(sans []string) string {
+	if len(sans) == 0 {
+		return ""
+	}
+	return "\n" + strings.Join(sans, "\n") + "\n"
+}
+
+func splitSANs(s string) []string {
+	s = strings.Trim(s, "\n")
+	if s == "" {
+		return nil
+	}
+	return strings.Split(s, "\n")
+}
+
+func encodeDetail(d map[string]string) (string, error) {
+	if len(d) == 0 {
+		return "{}", nil
+	}
+	b, err := json.Marshal(d)
+	if err != nil {
+		return "", fmt.Errorf("encode audit detail: %w", err)
+	}
+	return string(b), nil
+}
+
+func decodeDetail(s string) (map[string]string, error) {
+	if s == "" || s == "{}" {
+		return nil, nil
+	}
+	var d map[string]string
+	if err := json.Unmarshal([]byte(s), &d); err != nil {
+		return nil, fmt.Errorf("decode audit detail: %w", err)
+	}
+	return d, nil
+}
