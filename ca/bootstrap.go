@@ -171,7 +171,9 @@ func Init(ctx context.Context, st InitStore, cfg InitConfig) (*InitResult, error
 	}
 	err = st.WithTx(ctx, func(tx store.Tx) error {
 		steps := []func() error{
-			func() error { return appendEvent(tx, now, actor, "ca.initialized", rootID, map[string]string{"name": cfg.Name}) },
+			func() error {
+				return appendEvent(tx, now, actor, "ca.initialized", rootID, map[string]string{"name": cfg.Name})
+			},
 			func() error { return tx.InsertKEK(kekRec) },
 			func() error {
 				return appendEvent(tx, now, actor, "kek.created", kekRec.ID, map[string]string{"backend": kekRec.Backend})
