@@ -35,11 +35,19 @@ type Store interface {
 	Certificates(ctx context.Context, f store.CertFilter) ([]store.CertRecord, int64, error)
 	Token(ctx context.Context, id string) (store.TokenRecord, error)
 	Tokens(ctx context.Context) ([]store.TokenRecord, error)
+	Keys(ctx context.Context) ([]store.KeyRecord, error)
+	AuditEvents(ctx context.Context, f store.AuditFilter) ([]audit.Event, int64, error)
 }
 
 // KeyUnwrapper opens wrapped keys; ca/keystore implements it.
 type KeyUnwrapper interface {
 	Unwrap(ctx context.Context, keyID, actor string) (crypto.Signer, error)
+}
+
+// KeyManager is the keystore as the serving authority uses it.
+type KeyManager interface {
+	KeyUnwrapper
+	Rewrap(ctx context.Context, actor string, currentPassphrase, newPassphrase []byte, params keystore.KDFParams) (string, int, error)
 }
 
 // Config configures an Authority.
@@ -54,6 +62,8 @@ type Config struct {
 	Clock    clockwork.Clock
 	Logger   *slog.Logger
 	Metrics  *Metrics // optional
+	// FastKDF selects keystore.FastKDFParams for new KEKs (sigil dev only).
+	FastKDF bool
 }
 
 // Channels through which certificates are requested.
@@ -77,6 +87,7 @@ type Issuer struct {
 type Authority struct {
 	cfg     Config
 	st      Store
+	keys    KeyManager
 	clk     clockwork.Clock
 	log     *slog.Logger
 	linter  *Linter
@@ -97,7 +108,7 @@ type Authority struct {
 
 // New loads the active intermediate, unwraps its key and returns an
 // Authority ready to issue. The root key stays wrapped.
-func New(ctx context.Context, cfg Config, st Store, keys KeyUnwrapper) (*Authority, error) {
+func New(ctx context.Context, cfg Config, st Store, keys KeyManager) (*Authority, error) {
 	if cfg.Clock == nil {
 		return nil, errors.New("ca: config has no clock")
 	}
@@ -115,7 +126,7 @@ func New(ctx context.Context, cfg Config, st Store, keys KeyUnwrapper) (*Authori
 			return nil, fmt.Errorf("ca: profile %s: %w", name, err)
 		}
 	}
-	a := &Authority{cfg: cfg, st: st, clk: cfg.Clock, log: cfg.Logger, metrics: cfg.Metrics}
+	a := &Authority{cfg: cfg, st: st, keys: keys, clk: cfg.Clock, log: cfg.Logger, metrics: cfg.Metrics}
 	if a.metrics == nil {
 		a.metrics = NewMetrics(nil)
 	}

@@ -146,7 +146,7 @@ func (p NamePolicy) Check(n Names) []SubError {
 			refuse(d, "DNS names are not allowed by this profile")
 		case strings.HasPrefix(d, "*.") && !p.AllowWildcards:
 			refuse(d, "wildcard names are not allowed by this profile")
-		case !p.DNS.permits(strings.TrimPrefix(d, "*."), suffixMatch):
+		case !p.DNS.permitsDNS(d):
 			refuse(d, "DNS name %s is not allowed by the name policy", d)
 		}
 	}
@@ -194,6 +194,23 @@ func (r NameRules) permits(name string, match func(name, rule string) bool) bool
 		}
 	}
 	return false
+}
+
+// permitsDNS is permits for DNS names. A wildcard "*.base" is matched as
+// written, "*" standing for the one label it covers: an entry for base or
+// ".base" matches it. It is refused if a deny entry names any host it is
+// valid for, such as "secret.base", since deny beats allow.
+func (r NameRules) permitsDNS(name string) bool {
+	base, wild := strings.CutPrefix(name, "*.")
+	for _, d := range r.Deny {
+		if suffixMatch(name, d) {
+			return false
+		}
+		if label, rest, ok := strings.Cut(strings.ToLower(d), "."); wild && ok && label != "" && rest == base {
+			return false
+		}
+	}
+	return NameRules{Allow: r.Allow}.permits(name, suffixMatch)
 }
 
 func ipMatch(name, rule string) bool {

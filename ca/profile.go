@@ -182,3 +182,6 @@ func DefaultProfiles() map[string]Profile {
 		"tls-server-client": mk("server_auth", "client_auth"),
 	}
 }
+
+// String writes Go duration syntax, e.g. "2160h0m0s".
+func (d Duration) String() string { return time.Duration(d).String() }

@@ -245,12 +245,20 @@ func (g *groupCommit) forceCheckpoint(tx *sql.Tx) error {
 	return nil
 }
 
+var errReadOnly = errors.New("store: opened read-only")
+
 // WithTx implements Store.
 func (s *SQLite) WithTx(ctx context.Context, fn func(Tx) error) error {
+	if s.gc == nil {
+		return errReadOnly
+	}
 	return s.gc.submit(ctx, reqTx, fn)
 }
 
 // Checkpoint implements Store.
 func (s *SQLite) Checkpoint(ctx context.Context) error {
+	if s.gc == nil {
+		return errReadOnly
+	}
 	return s.gc.submit(ctx, reqCheckpoint, nil)
 }

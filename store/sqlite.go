@@ -62,6 +62,9 @@ func dsn(path string, readOnly bool) string {
 	} else {
 		q.Set("_txlock", "immediate")
 	}
+	// SQLite parses a "file:" name as a URI: escape what would otherwise be
+	// decoded (%XX) or end the path (? and #), so the configured file is opened.
+	path = strings.NewReplacer("%", "%25", "?", "%3f", "#", "%23").Replace(path)
 	return "file:" + path + "?" + q.Encode()
 }
 
@@ -121,11 +124,19 @@ func Open(ctx context.Context, cfg Config) (*SQLite, error) {
 
 // SetCheckpointer installs the audit checkpoint signer. Until it is set no
 // checkpoints are written.
-func (s *SQLite) SetCheckpointer(cp Checkpointer) { s.gc.setCheckpointer(cp) }
+func (s *SQLite) SetCheckpointer(cp Checkpointer) {
+	if s.gc != nil {
+		s.gc.setCheckpointer(cp)
+	}
+}
 
 // Close stops the writer after pending transactions and closes the database.
 func (s *SQLite) Close() error {
 	s.closeOnce.Do(func() {
+		if s.gc == nil { // read-only
+			s.closeErr = s.read.Close()
+			return
+		}
 		s.gc.stop()
 		// Fold the WAL into the main file so a copied database is complete.
 		_, _ = s.write.Exec("PRAGMA wal_checkpoint(TRUNCATE)")
@@ -240,4 +251,24 @@ func (s *SQLite) AuditHead(ctx context.Context) (audit.Head, error) {
 		return audit.Head{}, fmt.Errorf("audit head: %w", err)
 	}
 	return h, nil
+}
+
+// OpenReadOnly opens an existing database for reading only: no migrations,
+// no writer. WithTx and Checkpoint fail. Offline verification uses it so
+// that checking a database never changes it.
+func OpenReadOnly(ctx context.Context, path string) (*SQLite, error) {
+	q := url.Values{}
+	q.Add("_pragma", "busy_timeout(10000)")
+	q.Add("_pragma", "query_only(1)")
+	q.Set("mode", "ro")
+	r, err := sql.Open("sqlite", "file:"+path+"?"+q.Encode())
+	if err != nil {
+		return nil, fmt.Errorf("open %s: %w", path, err)
+	}
+	var n int
+	if err := r.QueryRowContext(ctx, "SELECT COUNT(*) FROM schema_migrations").Scan(&n); err != nil {
+		r.Close()
+		return nil, fmt.Errorf("open %s: not a Sigil database: %w", path, err)
+	}
+	return &SQLite{read: r}, nil
 }

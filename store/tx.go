@@ -31,6 +31,12 @@ func (t *sqliteTx) exec(what, q string, args ...any) (sql.Result, error) {
 
 func (t *sqliteTx) AppendAudit(e audit.Event) (audit.Event, error) {
 	next := audit.Next(t.g.head, &e)
+	// The row keeps Unix nanoseconds, read back with fromNanos; a time that
+	// does not survive that (the zero time, the epoch, years outside
+	// 1678..2262) would be stored as another instant than the one hashed.
+	if !fromNanos(e.Time.UnixNano()).Equal(e.Time) {
+		return audit.Event{}, fmt.Errorf("append audit event: time %v cannot be stored", e.Time)
+	}
 	detail, err := encodeDetail(e.Detail)
 	if err != nil {
 		return audit.Event{}, err
@@ -130,6 +136,9 @@ func (t *sqliteTx) RevokeToken(id string, at time.Time) error {
 }
 
 func (t *sqliteTx) PutSetting(name string, value []byte) error {
+	if value == nil {
+		value = []byte{} // a nil slice binds as NULL; the column is NOT NULL
+	}
 	_, err := t.exec("put setting", "INSERT INTO settings (name, value) VALUES (?, ?) ON CONFLICT (name) DO UPDATE SET value = excluded.value", name, value)
 	return err
 }

@@ -1,0 +1,243 @@
+package api
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/jonboulle/clockwork"
+
+	"github.com/sigil-ca/sigil/ca"
+	"github.com/sigil-ca/sigil/ca/audit"
+	"github.com/sigil-ca/sigil/store"
+)
+
+// Authority is what the API calls in ca.
+type Authority interface {
+	Authenticate(ctx context.Context, token string) (ca.Principal, error)
+	Sign(ctx context.Context, req ca.SignRequest) (*ca.Issued, error)
+	Certificate(ctx context.Context, serial string) (store.CertRecord, error)
+	Certificates(ctx context.Context, f store.CertFilter) ([]store.CertRecord, int64, error)
+	AuditEvents(ctx context.Context, f store.AuditFilter) ([]audit.Event, int64, error)
+	KeyInventory(ctx context.Context) ([]ca.KeyInfo, error)
+	RewrapKEK(ctx context.Context, actor string, current, next []byte) (string, int, error)
+	CreateToken(ctx context.Context, actor, role string, profiles []string, ttl time.Duration, description string) (string, store.TokenRecord, error)
+	RevokeToken(ctx context.Context, actor, id string) error
+	Tokens(ctx context.Context) ([]store.TokenRecord, error)
+}
+
+// Config configures the API handler.
+type Config struct {
+	// MaxBodyBytes bounds request bodies (default 256 KiB).
+	MaxBodyBytes int64
+	Logger       *slog.Logger
+	Clock        clockwork.Clock
+}
+
+// API is the /v1 handler.
+type API struct {
+	a   Authority
+	cfg Config
+	log *slog.Logger
+	clk clockwork.Clock
+}
+
+// New checks cfg and returns the API.
+func New(cfg Config, a Authority) (*API, error) {
+	if a == nil || cfg.Logger == nil || cfg.Clock == nil {
+		return nil, errors.New("api: authority, logger and clock are required")
+	}
+	if cfg.MaxBodyBytes <= 0 {
+		cfg.MaxBodyBytes = 256 << 10
+	}
+	return &API{a: a, cfg: cfg, log: cfg.Logger, clk: cfg.Clock}, nil
+}
+
+type handlerFunc func(w http.ResponseWriter, r *http.Request, p ca.Principal) error
+
+// Handler returns the /v1 routes.
+func (api *API) Handler() http.Handler {
+	mux := http.NewServeMux()
+	route := func(pattern string, h handlerFunc, roles ...string) {
+		mux.Handle(pattern, api.adapt(h, roles))
+	}
+	route("POST /v1/sign", api.sign, ca.RoleAdmin, ca.RoleIssuer)
+	route("GET /v1/certificates", api.listCertificates, ca.RoleAdmin, ca.RoleAuditor, ca.RoleIssuer)
+	route("GET /v1/certificates/{serial}", api.getCertificate, ca.RoleAdmin, ca.RoleAuditor, ca.RoleIssuer)
+	route("GET /v1/audit", api.listAudit, ca.RoleAdmin, ca.RoleAuditor)
+	route("GET /v1/keys", api.listKeys, ca.RoleAdmin, ca.RoleAuditor)
+	route("POST /v1/keys/rewrap", api.rewrap, ca.RoleAdmin)
+	route("GET /v1/tokens", api.listTokens, ca.RoleAdmin)
+	route("POST /v1/tokens", api.createToken, ca.RoleAdmin)
+	route("DELETE /v1/tokens/{id}", api.revokeToken, ca.RoleAdmin)
+	mux.Handle("/v1/", api.adapt(func(http.ResponseWriter, *http.Request, ca.Principal) error {
+		return &ca.Error{Kind: ca.NotFound, Detail: "no such endpoint"}
+	}, nil))
+	return mux
+}
+
+type requestIDKey struct{}
+
+// adapt authenticates, limits the body, runs h and renders its error. It
+// writes one log line per request.
+func (api *API) adapt(h handlerFunc, roles []string) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := api.clk.Now()
+		reqID := newRequestID()
+		ctx := context.WithValue(r.Context(), requestIDKey{}, reqID)
+		r = r.WithContext(ctx)
+		w.Header().Set("X-Request-Id", reqID)
+		w.Header().Set("Cache-Control", "no-store")
+		r.Body = http.MaxBytesReader(w, r.Body, api.cfg.MaxBodyBytes)
+		sw := &statusWriter{ResponseWriter: w}
+		var p ca.Principal
+		err := func() error {
+			if roles == nil {
+				return nil
+			}
+			tok, ok := bearer(r)
+			if !ok {
+				return &ca.Error{Kind: ca.Unauthorized, Detail: "missing bearer token"}
+			}
+			var err error
+			p, err = api.a.Authenticate(ctx, tok)
+			if err != nil {
+				return err
+			}
+			for _, role := range roles {
+				if p.Role == role {
+					return nil
+				}
+			}
+			return &ca.Error{Kind: ca.Forbidden, Detail: fmt.Sprintf("role %s may not call this endpoint", p.Role)}
+		}()
+		if err == nil {
+			err = h(sw, r, p)
+		}
+		if err != nil {
+			api.renderError(sw, r, err)
+		}
+		attrs := []any{"request_id", reqID, "method", r.Method, "path", r.URL.Path, "status", sw.code(),
+			"latency_ms", float64(api.clk.Since(start).Microseconds()) / 1000}
+		if p.TokenID != "" {
+			attrs = append(attrs, "actor", p.Actor())
+		}
+		if err != nil && ca.KindOf(err) == ca.Internal {
+			attrs = append(attrs, "error", err.Error())
+			api.log.ErrorContext(ctx, "request", attrs...)
+		} else {
+			api.log.InfoContext(ctx, "request", attrs...)
+		}
+	})
+}
+
+func bearer(r *http.Request) (string, bool) {
+	h := r.Header.Get("Authorization")
+	tok, ok := strings.CutPrefix(h, "Bearer ")
+	if !ok || tok == "" {
+		return "", false
+	}
+	return strings.TrimSpace(tok), true
+}
+
+func newRequestID() string {
+	b := make([]byte, 8)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+type errorBody struct {
+	Error       string     `json:"error"`
+	Detail      string     `json:"detail"`
+	Subproblems []subError `json:"subproblems,omitempty"`
+}
+
+type subError struct {
+	Identifier string `json:"identifier,omitempty"`
+	Error      string `json:"error"`
+	Detail     string `json:"detail"`
+}
+
+func (api *API) renderError(w http.ResponseWriter, r *http.Request, err error) {
+	var maxErr *http.MaxBytesError
+	if errors.As(err, &maxErr) {
+		err = &ca.Error{Kind: ca.Malformed, Detail: fmt.Sprintf("request body larger than %d bytes", maxErr.Limit)}
+	}
+	var ce *ca.Error
+	body := errorBody{Error: ca.Internal.String(), Detail: "internal error"}
+	if errors.As(err, &ce) && ce.Kind != ca.Internal {
+		body = errorBody{Error: ce.Kind.String(), Detail: ce.Detail}
+		for _, s := range ce.Sub {
+			body.Subproblems = append(body.Subproblems, subError{Identifier: s.Identifier, Error: s.Kind.String(), Detail: s.Detail})
+		}
+		if ce.RetryAfter > 0 {
+			w.Header().Set("Retry-After", strconv.Itoa(int(ce.RetryAfter.Seconds()+0.5)))
+		}
+	}
+	if id, ok := r.Context().Value(requestIDKey{}).(string); ok && body.Error == ca.Internal.String() {
+		body.Detail = "internal error (request " + id + ")"
+	}
+	writeJSON(w, status(ca.KindOf(err)), body)
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(v)
+}
+
+// decodeJSON reads one JSON object, refusing unknown fields and trailing data.
+func decodeJSON(r *http.Request, v any) error {
+	if ct := r.Header.Get("Content-Type"); ct != "" && !strings.HasPrefix(ct, "application/json") {
+		return &ca.Error{Kind: ca.Malformed, Detail: "Content-Type must be application/json"}
+	}
+	dec := json.NewDecoder(r.Body)
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		var maxErr *http.MaxBytesError
+		if errors.As(err, &maxErr) {
+			return err
+		}
+		return &ca.Error{Kind: ca.Malformed, Detail: "invalid JSON body: " + err.Error()}
+	}
+	if dec.More() {
+		return &ca.Error{Kind: ca.Malformed, Detail: "invalid JSON body: trailing data"}
+	}
+	return nil
+}
+
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+}
+
+func (s *statusWriter) WriteHeader(code int) {
+	if s.status == 0 {
+		s.status = code
+	}
+	s.ResponseWriter.WriteHeader(code)
+}
+
+func (s *statusWriter) Write(b []byte) (int, error) {
+	if s.status == 0 {
+		s.status = http.StatusOK
+	}
+	return s.ResponseWriter.Write(b)
+}
+
+func (s *statusWriter) code() int {
+	if s.status == 0 {
+		return http.StatusOK
+	}
+	return s.status
+}

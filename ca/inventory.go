@@ -1,0 +1,105 @@
+package ca
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"time"
+
+	"github.com/sigil-ca/sigil/ca/audit"
+	"github.com/sigil-ca/sigil/ca/keystore"
+	"github.com/sigil-ca/sigil/store"
+)
+
+// KeyInfo is one row of the key inventory, without key material.
+type KeyInfo struct {
+	ID        string    `json:"id"`
+	Purpose   string    `json:"purpose"`
+	Algorithm string    `json:"algorithm"`
+	Backend   string    `json:"backend"`
+	State     string    `json:"state"`
+	KEK       string    `json:"kek"`
+	Created   time.Time `json:"created"`
+	Rotated   time.Time `json:"rotated,omitzero"`
+	LastUsed  time.Time `json:"last_used,omitzero"`
+}
+
+// KeyInventory lists every key the CA holds.
+func (a *Authority) KeyInventory(ctx context.Context) ([]KeyInfo, error) {
+	recs, err := a.st.Keys(ctx)
+	if err != nil {
+		return nil, internal("list keys", err)
+	}
+	out := make([]KeyInfo, 0, len(recs))
+	for _, r := range recs {
+		out = append(out, KeyInfo{ID: r.ID, Purpose: r.Purpose, Algorithm: r.Algorithm, Backend: r.Backend,
+			State: r.State, KEK: r.KEKID, Created: r.Created, Rotated: r.Rotated, LastUsed: r.LastUsed})
+	}
+	return out, nil
+}
+
+// RewrapKEK replaces the passphrase-derived KEK: every data key is re-wrapped
+// under a KEK derived from newPassphrase in one transaction. Issuance goes on
+// meanwhile. A wrong current passphrase is Unauthorized and changes nothing.
+func (a *Authority) RewrapKEK(ctx context.Context, actor string, current, next []byte) (string, int, error) {
+	if len(next) < 12 {
+		return "", 0, errorf(Malformed, "the new passphrase must be at least 12 characters")
+	}
+	newParams := keystore.DefaultKDFParams
+	if a.cfg.FastKDF {
+		newParams = keystore.FastKDFParams
+	}
+	params, err := newParams(rand.Reader)
+	if err != nil {
+		return "", 0, internal("kdf params", err)
+	}
+	id, n, err := a.keys.Rewrap(ctx, actor, current, next, params)
+	if errors.Is(err, keystore.ErrWrongPassphrase) {
+		return "", 0, errorf(Unauthorized, "the current passphrase is wrong")
+	}
+	if err != nil {
+		return "", 0, internal("rewrap", err)
+	}
+	return id, n, nil
+}
+
+// Certificate returns the record of one certificate.
+func (a *Authority) Certificate(ctx context.Context, serial string) (store.CertRecord, error) {
+	c, err := a.st.Certificate(ctx, serial)
+	if errors.Is(err, store.ErrNotFound) {
+		return store.CertRecord{}, errorf(NotFound, "no certificate with serial %s", serial)
+	}
+	if err != nil {
+		return store.CertRecord{}, internal("load certificate", err)
+	}
+	return c, nil
+}
+
+// Certificates queries the record.
+func (a *Authority) Certificates(ctx context.Context, f store.CertFilter) ([]store.CertRecord, int64, error) {
+	if f.Now.IsZero() {
+		f.Now = a.clk.Now()
+	}
+	switch f.Status {
+	case "", "valid", "expired", "revoked":
+	default:
+		return nil, 0, errorf(Malformed, "unknown status %q (want valid, expired or revoked)", f.Status)
+	}
+	out, next, err := a.st.Certificates(ctx, f)
+	if err != nil {
+		return nil, 0, internal("list certificates", err)
+	}
+	return out, next, nil
+}
+
+// AuditEvents queries the audit log.
+func (a *Authority) AuditEvents(ctx context.Context, f store.AuditFilter) ([]audit.Event, int64, error) {
+	out, next, err := a.st.AuditEvents(ctx, f)
+	if err != nil {
+		return nil, 0, internal("list audit events", err)
+	}
+	return out, next, nil
+}
+
+// Now returns the authority's clock reading.
+func (a *Authority) Now() time.Time { return a.clk.Now() }

@@ -1,0 +1,274 @@
+package main
+
+import (
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"fmt"
+	"net"
+	"net/mail"
+	"net/url"
+	"os"
+	"strconv"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/sigil-ca/sigil/ca/api"
+	"github.com/sigil-ca/sigil/ca/keystore"
+)
+
+func certCmd() *cobra.Command {
+	cmd := &cobra.Command{Use: "cert", Short: "Issue, show and list certificates"}
+	cmd.AddCommand(certIssueCmd(), certShowCmd(), certListCmd())
+	return cmd
+}
+
+func certIssueCmd() *cobra.Command {
+	var cf clientFlags
+	var csrFile, profile, out, keyOut, keyType, validity, cn string
+	var sans []string
+	cmd := &cobra.Command{
+		Use:   "issue (--csr FILE | --san NAME... --key-out FILE) --profile P",
+		Short: "Issue a certificate from a CSR, or generate a key locally and issue for it",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			var csrPEM []byte
+			switch {
+			case csrFile != "" && len(sans) > 0:
+				return fmt.Errorf("use either --csr or --san, not both")
+			case csrFile != "":
+				b, err := os.ReadFile(csrFile)
+				if err != nil {
+					return fmt.Errorf("--csr: %w", err)
+				}
+				csrPEM = b
+			case len(sans) > 0:
+				if keyOut == "" {
+					return fmt.Errorf("--san needs --key-out: the key is generated here and never sent")
+				}
+				if _, err := os.Stat(keyOut); err == nil {
+					return fmt.Errorf("--key-out %s exists; refusing to overwrite a key", keyOut)
+				}
+				alg, err := keystore.ParseAlgorithm(keyType)
+				if err != nil {
+					return fmt.Errorf("--key-type: %w", err)
+				}
+				key, err := keystore.Generate(alg)
+				if err != nil {
+					return err
+				}
+				csrPEM, err = buildCSR(key, cn, sans)
+				if err != nil {
+					return err
+				}
+				der, err := x509.MarshalPKCS8PrivateKey(key)
+				if err != nil {
+					return err
+				}
+				defer clear(der)
+				// The key is written only once the server has issued for it.
+				c, err := cf.client()
+				if err != nil {
+					return err
+				}
+				var resp api.SignResponse
+				if err := c.do(cmd.Context(), "POST", "/v1/sign", api.SignRequest{CSR: string(csrPEM), Profile: profile, Validity: validity}, &resp); err != nil {
+					return err
+				}
+				if err := writeFileAtomic(keyOut, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), 0o600); err != nil {
+					return err
+				}
+				return writeChain(cmd, out, resp)
+			default:
+				return fmt.Errorf("give --csr FILE, or --san NAME with --key-out FILE")
+			}
+			c, err := cf.client()
+			if err != nil {
+				return err
+			}
+			var resp api.SignResponse
+			if err := c.do(cmd.Context(), "POST", "/v1/sign", api.SignRequest{CSR: string(csrPEM), Profile: profile, Validity: validity}, &resp); err != nil {
+				return err
+			}
+			return writeChain(cmd, out, resp)
+		},
+	}
+	cf.register(cmd)
+	f := cmd.Flags()
+	f.StringVar(&csrFile, "csr", "", "PEM CSR to sign")
+	f.StringSliceVar(&sans, "san", nil, "subject alternative name (DNS name, IP, email or URI); repeatable")
+	f.StringVar(&cn, "cn", "", "common name for a generated CSR (default: the first --san)")
+	f.StringVar(&keyOut, "key-out", "", "where to write the generated private key (mode 0600)")
+	f.StringVar(&keyType, "key-type", "ecdsa-p256", "generated key type: ecdsa-p256, ecdsa-p384, rsa-2048, rsa-3072, rsa-4096, ed25519")
+	f.StringVar(&profile, "profile", "", "issuance profile (required)")
+	f.StringVar(&validity, "validity", "", "requested validity, e.g. 720h (default: the profile's)")
+	f.StringVar(&out, "out", "", "write the chain (leaf, then intermediates) here instead of stdout")
+	_ = cmd.MarkFlagRequired("profile")
+	return cmd
+}
+
+func writeChain(cmd *cobra.Command, out string, resp api.SignResponse) error {
+	if out == "" {
+		_, err := fmt.Fprint(cmd.OutOrStdout(), resp.Chain)
+		return err
+	}
+	if err := writeFileAtomic(out, []byte(resp.Chain), 0o644); err != nil {
+		return err
+	}
+	fmt.Fprintf(cmd.ErrOrStderr(), "issued serial %s (profile %s, expires %s) -> %s\n", resp.Serial, resp.Profile, fmtTime(resp.NotAfter), out)
+	return nil
+}
+
+// buildCSR makes a CSR whose names are sorted into their SAN types.
+func buildCSR(key any, cn string, sans []string) ([]byte, error) {
+	tmpl := &x509.CertificateRequest{}
+	for _, s := range sans {
+		switch {
+		case net.ParseIP(s) != nil:
+			tmpl.IPAddresses = append(tmpl.IPAddresses, net.ParseIP(s))
+		case strings.Contains(s, "://"):
+			u, err := url.Parse(s)
+			if err != nil {
+				return nil, fmt.Errorf("--san %q: %w", s, err)
+			}
+			tmpl.URIs = append(tmpl.URIs, u)
+		case strings.Contains(s, "@"):
+			if _, err := mail.ParseAddress(s); err != nil {
+				return nil, fmt.Errorf("--san %q: %w", s, err)
+			}
+			tmpl.EmailAddresses = append(tmpl.EmailAddresses, s)
+		default:
+			tmpl.DNSNames = append(tmpl.DNSNames, s)
+		}
+	}
+	if cn == "" && len(sans) > 0 && len(sans[0]) <= 64 {
+		cn = sans[0]
+	}
+	tmpl.Subject = pkix.Name{CommonName: cn}
+	der, err := x509.CreateCertificateRequest(rand.Reader, tmpl, key)
+	if err != nil {
+		return nil, fmt.Errorf("create CSR: %w", err)
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: der}), nil
+}
+
+func certShowCmd() *cobra.Command {
+	var cf clientFlags
+	var format string
+	var pemOnly bool
+	cmd := &cobra.Command{
+		Use:   "show SERIAL",
+		Short: "Show one certificate's record",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := cf.client()
+			if err != nil {
+				return err
+			}
+			var cert api.Certificate
+			if err := c.do(cmd.Context(), "GET", "/v1/certificates/"+url.PathEscape(args[0]), nil, &cert); err != nil {
+				return err
+			}
+			w := cmd.OutOrStdout()
+			if pemOnly {
+				_, err := fmt.Fprint(w, cert.PEM)
+				return err
+			}
+			if format == "json" {
+				return render(w, "json", table{}, cert)
+			}
+			rows := [][]string{
+				{"serial", cert.Serial}, {"status", cert.Status}, {"subject", cert.Subject},
+				{"sans", strings.Join(cert.SANs, ", ")}, {"issuer", cert.Issuer},
+				{"not before", fmtTime(cert.NotBefore)}, {"not after", fmtTime(cert.NotAfter)},
+				{"key", cert.KeyAlgorithm}, {"profile", cert.Profile}, {"requester", cert.Requester},
+				{"channel", cert.Channel}, {"issued", fmtTime(cert.Issued)},
+			}
+			if !cert.RevokedAt.IsZero() {
+				rows = append(rows, []string{"revoked", fmtTime(cert.RevokedAt)})
+			}
+			if format == "csv" {
+				return render(w, "csv", table{header: []string{"field", "value"}, rows: rows}, nil)
+			}
+			for _, r := range rows {
+				fmt.Fprintf(w, "%-11s %s\n", r[0]+":", r[1])
+			}
+			return nil
+		},
+	}
+	cf.register(cmd)
+	addFormatFlag(cmd, &format)
+	cmd.Flags().BoolVar(&pemOnly, "pem", false, "print only the certificate PEM")
+	return cmd
+}
+
+func certListCmd() *cobra.Command {
+	var cf clientFlags
+	var format, serial, name, profile, requester, status, issuedAfter, issuedBefore, expiringBefore, cursor string
+	var limit int
+	var all bool
+	cmd := &cobra.Command{
+		Use:   "list",
+		Short: "List certificates, newest first",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := checkFormat(format); err != nil {
+				return err
+			}
+			c, err := cf.client()
+			if err != nil {
+				return err
+			}
+			q := url.Values{}
+			for k, v := range map[string]string{"serial": serial, "name": name, "profile": profile, "requester": requester,
+				"status": status, "issued_after": issuedAfter, "issued_before": issuedBefore, "expiring_before": expiringBefore, "cursor": cursor} {
+				if v != "" {
+					q.Set(k, v)
+				}
+			}
+			q.Set("limit", strconv.Itoa(limit))
+			var certs []api.Certificate
+			next := ""
+			for {
+				var page api.CertificateList
+				if err := c.do(cmd.Context(), "GET", "/v1/certificates?"+q.Encode(), nil, &page); err != nil {
+					return err
+				}
+				certs = append(certs, page.Certificates...)
+				next = page.NextCursor
+				if !all || next == "" {
+					break
+				}
+				q.Set("cursor", next)
+			}
+			t := table{header: []string{"SERIAL", "SUBJECT", "SANS", "PROFILE", "STATUS", "NOT AFTER", "REQUESTER"}}
+			for _, c := range certs {
+				t.rows = append(t.rows, []string{c.Serial, c.Subject, strings.Join(c.SANs, ","), c.Profile, c.Status, fmtTime(c.NotAfter), c.Requester})
+			}
+			if err := render(cmd.OutOrStdout(), format, t, api.CertificateList{Certificates: certs, NextCursor: next}); err != nil {
+				return err
+			}
+			if next != "" && format == "table" {
+				fmt.Fprintf(cmd.ErrOrStderr(), "more results: --cursor %s (or --all)\n", next)
+			}
+			return nil
+		},
+	}
+	cf.register(cmd)
+	addFormatFlag(cmd, &format)
+	f := cmd.Flags()
+	f.StringVar(&serial, "serial", "", "exact serial (hex)")
+	f.StringVar(&name, "name", "", "substring of the subject or a SAN")
+	f.StringVar(&profile, "profile", "", "issuance profile")
+	f.StringVar(&requester, "requester", "", "requester, e.g. token:ID")
+	f.StringVar(&status, "status", "", "valid, expired or revoked")
+	f.StringVar(&issuedAfter, "issued-after", "", "RFC 3339 time")
+	f.StringVar(&issuedBefore, "issued-before", "", "RFC 3339 time")
+	f.StringVar(&expiringBefore, "expiring-before", "", "RFC 3339 time")
+	f.StringVar(&cursor, "cursor", "", "continue from a previous page")
+	f.IntVar(&limit, "limit", 100, "page size (1-1000)")
+	f.BoolVar(&all, "all", false, "fetch every page")
+	return cmd
+}

@@ -1,0 +1,298 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/url"
+	"os"
+	"path/filepath"
+	"text/template"
+	"time"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/sigil-ca/sigil/ca"
+)
+
+// Config is sigil.yaml. It holds no secrets.
+type Config struct {
+	Database    string                `yaml:"database"`
+	HTTPS       HTTPSConfig           `yaml:"https"`
+	HTTP        HTTPConfig            `yaml:"http"`
+	ExternalURL string                `yaml:"external_url"`
+	Limits      LimitsConfig          `yaml:"limits"`
+	Log         LogConfig             `yaml:"log"`
+	Profiles    map[string]ca.Profile `yaml:"profiles"`
+
+	dir string // directory of the config file; relative paths resolve against it
+}
+
+// HTTPSConfig is the TLS listener.
+type HTTPSConfig struct {
+	Addr         string      `yaml:"addr"`
+	Names        []string    `yaml:"names"`
+	CertValidity ca.Duration `yaml:"cert_validity"`
+}
+
+// HTTPConfig is the plain listener (OCSP, CRL, issuer certificates).
+type HTTPConfig struct {
+	Addr string `yaml:"addr"`
+}
+
+// LimitsConfig bounds requests.
+type LimitsConfig struct {
+	MaxBodyBytes int64 `yaml:"max_body_bytes"`
+}
+
+// LogConfig sets logging.
+type LogConfig struct {
+	Level  string `yaml:"level"`  // debug, info, warn, error
+	Format string `yaml:"format"` // text or json
+}
+
+// applyDefaults fills every unset field; defaults live only here.
+func (c *Config) applyDefaults() {
+	if c.Database == "" {
+		c.Database = "sigil.db"
+	}
+	if c.HTTPS.Addr == "" {
+		c.HTTPS.Addr = "127.0.0.1:8443"
+	}
+	if len(c.HTTPS.Names) == 0 {
+		c.HTTPS.Names = []string{"localhost", "127.0.0.1"}
+	}
+	if c.HTTPS.CertValidity == 0 {
+		c.HTTPS.CertValidity = ca.Duration(7 * 24 * time.Hour)
+	}
+	if c.HTTP.Addr == "" {
+		c.HTTP.Addr = "127.0.0.1:8080"
+	}
+	if c.ExternalURL == "" {
+		c.ExternalURL = "http://" + c.HTTP.Addr
+	}
+	if c.Limits.MaxBodyBytes == 0 {
+		c.Limits.MaxBodyBytes = 256 << 10
+	}
+	if c.Log.Level == "" {
+		c.Log.Level = "info"
+	}
+	if c.Log.Format == "" {
+		c.Log.Format = "text"
+	}
+	if c.Profiles == nil {
+		c.Profiles = ca.DefaultProfiles()
+	}
+}
+
+// Validate checks the whole configuration in one pass.
+func (c *Config) Validate() error {
+	var errs []error
+	for _, a := range []struct{ name, addr string }{{"https.addr", c.HTTPS.Addr}, {"http.addr", c.HTTP.Addr}} {
+		if _, _, err := net.SplitHostPort(a.addr); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", a.name, err))
+		}
+	}
+	if u, err := url.Parse(c.ExternalURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		errs = append(errs, fmt.Errorf("external_url %q must be an http(s) URL", c.ExternalURL))
+	}
+	if time.Duration(c.HTTPS.CertValidity) < time.Hour {
+		errs = append(errs, errors.New("https.cert_validity must be at least 1h"))
+	}
+	if c.Limits.MaxBodyBytes < 4096 {
+		errs = append(errs, errors.New("limits.max_body_bytes must be at least 4096"))
+	}
+	switch c.Log.Level {
+	case "debug", "info", "warn", "error":
+	default:
+		errs = append(errs, fmt.Errorf("log.level %q must be debug, info, warn or error", c.Log.Level))
+	}
+	switch c.Log.Format {
+	case "text", "json":
+	default:
+		errs = append(errs, fmt.Errorf("log.format %q must be text or json", c.Log.Format))
+	}
+	if len(c.Profiles) == 0 {
+		errs = append(errs, errors.New("profiles: at least one profile is required"))
+	}
+	for name, p := range c.Profiles {
+		if err := p.Validate(); err != nil {
+			errs = append(errs, fmt.Errorf("profiles.%s: %w", name, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// DatabasePath resolves the database against the config directory.
+func (c *Config) DatabasePath() string {
+	if filepath.IsAbs(c.Database) {
+		return c.Database
+	}
+	return filepath.Join(c.dir, c.Database)
+}
+
+// ParseConfig decodes strictly (unknown keys fail), applies defaults and validates.
+func ParseConfig(data []byte, dir string) (*Config, error) {
+	var c Config
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	if err := dec.Decode(&c); err != nil && !errors.Is(err, io.EOF) {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	c.dir = dir
+	c.applyDefaults()
+	if err := c.Validate(); err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	return &c, nil
+}
+
+// LoadConfig reads path.
+func LoadConfig(path string) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	abs, err := filepath.Abs(filepath.Dir(path))
+	if err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	return ParseConfig(data, abs)
+}
+
+var configTemplate = template.Must(template.New("sigil.yaml").Parse(`# Sigil configuration, written by "sigil init". Secrets never go in this file:
+# the passphrase comes from --passphrase-file, SIGIL_PASSPHRASE or a prompt.
+# Durations use Go syntax: "90m", "720h".
+
+# SQLite database file; a relative path is relative to this file.
+database: {{.Database}}
+
+https:
+  # Address of the HTTPS listener (/v1 API, /roots.pem, /healthz, /metrics).
+  addr: {{.HTTPS.Addr}}
+  # Names (DNS names or IP addresses) on the listener's own certificate,
+  # which the server issues from its intermediate and renews at 2/3 of its life.
+  names: [{{range $i, $n := .HTTPS.Names}}{{if $i}}, {{end}}"{{$n}}"{{end}}]
+  # Lifetime of that serving certificate.
+  cert_validity: {{.HTTPS.CertValidity}}
+
+http:
+  # Address of the plain-HTTP listener (/ocsp, /crl/, /issuer/, /roots.pem).
+  addr: {{.HTTP.Addr}}
+
+# Base URL at which relying parties reach the plain-HTTP listener. Issued
+# certificates carry OCSP, issuer and CRL URLs built from it.
+external_url: {{.ExternalURL}}
+
+limits:
+  # Largest request body the API accepts, in bytes.
+  max_body_bytes: {{.Limits.MaxBodyBytes}}
+
+log:
+  # debug, info, warn or error.
+  level: {{.Log.Level}}
+  # text or json.
+  format: {{.Log.Format}}
+
+# Issuance profiles. Each one sets:
+#   key_usage:        digital_signature, key_encipherment (RSA keys only; dropped
+#                     for ECDSA and Ed25519), key_agreement, content_commitment,
+#                     data_encipherment
+#   ext_key_usage:    server_auth, client_auth, code_signing, email_protection
+#   max_validity:     longest validity a request may ask for (down to "1m")
+#   default_validity: validity when the request names none (default: max)
+#   key_types:        accepted subject keys: ecdsa-p256, ecdsa-p384, ecdsa-p521,
+#                     rsa, ed25519 (empty: all)
+#   min_rsa_bits:     smallest RSA key accepted; never below 2048
+#   names:            name policy. For dns, ip, email and uri: "allow" (empty:
+#                     any) and "deny" (always wins). dns entries are suffixes
+#                     ("example.com" matches it and every name below it,
+#                     ".example.com" only names below it); ip entries are CIDRs;
+#                     email entries are domains or addresses; uri entries are
+#                     prefixes such as "spiffe://example.org/".
+#                     allow_wildcards permits "*.name"; forbid lists name types
+#                     that may not appear; max_names caps names per certificate.
+profiles:
+  tls-server:
+    key_usage: [digital_signature, key_encipherment]
+    ext_key_usage: [server_auth]
+    max_validity: 2160h
+    key_types: [ecdsa-p256, ecdsa-p384, rsa, ed25519]
+    min_rsa_bits: 2048
+    names:
+      dns:
+        allow: []
+        deny: []
+      ip:
+        allow: ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "127.0.0.0/8", "::1/128", "fc00::/7"]
+      allow_wildcards: false
+      forbid: [email]
+  tls-client:
+    key_usage: [digital_signature, key_encipherment]
+    ext_key_usage: [client_auth]
+    max_validity: 2160h
+    key_types: [ecdsa-p256, ecdsa-p384, rsa, ed25519]
+    min_rsa_bits: 2048
+    names:
+      uri:
+        # SPIFFE IDs of this trust domain, for example.
+        allow: []
+      allow_wildcards: false
+  tls-server-client:
+    key_usage: [digital_signature, key_encipherment]
+    ext_key_usage: [server_auth, client_auth]
+    max_validity: 2160h
+    key_types: [ecdsa-p256, ecdsa-p384, rsa, ed25519]
+    min_rsa_bits: 2048
+    names:
+      allow_wildcards: false
+`))
+
+// WriteConfig writes a commented sigil.yaml for c.
+func WriteConfig(path string, c *Config) error {
+	var b bytes.Buffer
+	if err := configTemplate.Execute(&b, c); err != nil {
+		return fmt.Errorf("render config: %w", err)
+	}
+	if _, err := ParseConfig(b.Bytes(), filepath.Dir(path)); err != nil {
+		return fmt.Errorf("rendered config does not load: %w", err)
+	}
+	return writeFileAtomic(path, b.Bytes(), 0o644)
+}
+
+// writeFileAtomic writes via a temp file, fsync and rename, so a crash never
+// leaves a half-written file.
+func writeFileAtomic(path string, data []byte, mode os.FileMode) error {
+	dir := filepath.Dir(path)
+	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp*")
+	if err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	tmp := f.Name()
+	defer os.Remove(tmp)
+	if err := f.Chmod(mode); err != nil {
+		f.Close()
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if d, err := os.Open(dir); err == nil {
+		_ = d.Sync()
+		d.Close()
+	}
+	return nil
+}

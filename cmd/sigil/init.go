@@ -1,0 +1,198 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/jonboulle/clockwork"
+	"github.com/spf13/cobra"
+
+	"github.com/sigil-ca/sigil/ca"
+	"github.com/sigil-ca/sigil/ca/keystore"
+	"github.com/sigil-ca/sigil/store"
+)
+
+type initOptions struct {
+	dir            string
+	name           string
+	org            string
+	rootKey        string
+	intKey         string
+	rootValidity   time.Duration
+	intValidity    time.Duration
+	httpsAddr      string
+	httpAddr       string
+	externalURL    string
+	names          []string
+	passphraseFile string
+	fastKDF        bool
+}
+
+func initCmd() *cobra.Command {
+	o := initOptions{}
+	cmd := &cobra.Command{
+		Use:   "init --dir DIR",
+		Short: "Create a new CA: root, intermediate, audit key, sigil.yaml and root.pem",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			pass, err := passphraseSource{file: o.passphraseFile, envVar: "SIGIL_PASSPHRASE", prompt: "New CA passphrase"}.read(true)
+			if err != nil {
+				return err
+			}
+			if err := checkNewPassphrase(pass); err != nil {
+				return err
+			}
+			res, err := runInit(cmd.Context(), o, pass)
+			if err != nil {
+				return err
+			}
+			out := cmd.OutOrStdout()
+			fmt.Fprintf(out, "Initialized Sigil CA in %s\n", o.dir)
+			fmt.Fprintf(out, "  config:       %s\n", filepath.Join(o.dir, "sigil.yaml"))
+			fmt.Fprintf(out, "  root:         %s\n", filepath.Join(o.dir, "root.pem"))
+			fmt.Fprintf(out, "  root SHA-256: %s\n", ca.Fingerprint(res.Root))
+			fmt.Fprintf(out, "\nAdmin token (shown once; store it now):\n\n  %s\n\n", res.AdminToken)
+			fmt.Fprintf(out, "Start it with: sigil serve --config %s\n", filepath.Join(o.dir, "sigil.yaml"))
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&o.dir, "dir", "", "directory for sigil.yaml, the database and root.pem (required)")
+	f.StringVar(&o.name, "name", "Sigil CA", "CA name used in certificate subjects")
+	f.StringVar(&o.org, "organization", "", "organization name in CA subjects")
+	f.StringVar(&o.rootKey, "root-key-type", "ecdsa-p384", "root key algorithm: ecdsa-p256, ecdsa-p384, rsa-2048, rsa-3072, rsa-4096, ed25519")
+	f.StringVar(&o.intKey, "intermediate-key-type", "ecdsa-p256", "intermediate key algorithm (same choices)")
+	f.DurationVar(&o.rootValidity, "root-validity", 10*365*24*time.Hour, "root certificate lifetime")
+	f.DurationVar(&o.intValidity, "intermediate-validity", 5*365*24*time.Hour, "intermediate certificate lifetime")
+	f.StringVar(&o.httpsAddr, "https-addr", "127.0.0.1:8443", "HTTPS listen address written to sigil.yaml")
+	f.StringVar(&o.httpAddr, "http-addr", "127.0.0.1:8080", "HTTP listen address written to sigil.yaml")
+	f.StringVar(&o.externalURL, "external-url", "", "base URL of the HTTP listener for AIA/CRL URLs (default http://HTTP-ADDR)")
+	f.StringSliceVar(&o.names, "https-name", []string{"localhost", "127.0.0.1"}, "names on the HTTPS serving certificate")
+	f.StringVar(&o.passphraseFile, "passphrase-file", "", "file holding the new CA passphrase (else SIGIL_PASSPHRASE or a prompt)")
+	_ = cmd.MarkFlagRequired("dir")
+	return cmd
+}
+
+// runInit creates the CA in o.dir. On failure it leaves no database behind.
+func runInit(ctx context.Context, o initOptions, passphrase []byte) (res *ca.InitResult, err error) {
+	rootAlg, err := keystore.ParseAlgorithm(o.rootKey)
+	if err != nil {
+		return nil, fmt.Errorf("--root-key-type: %w", err)
+	}
+	intAlg, err := keystore.ParseAlgorithm(o.intKey)
+	if err != nil {
+		return nil, fmt.Errorf("--intermediate-key-type: %w", err)
+	}
+	if err := os.MkdirAll(o.dir, 0o700); err != nil {
+		return nil, fmt.Errorf("create %s: %w", o.dir, err)
+	}
+	cfgPath := filepath.Join(o.dir, "sigil.yaml")
+	if _, err := os.Stat(cfgPath); err == nil {
+		return nil, fmt.Errorf("%s exists: this directory already holds a CA", cfgPath)
+	}
+	cfg := &Config{Database: "sigil.db", HTTPS: HTTPSConfig{Addr: o.httpsAddr, Names: o.names},
+		HTTP: HTTPConfig{Addr: o.httpAddr}, ExternalURL: o.externalURL, dir: o.dir}
+	cfg.applyDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	dbPath := cfg.DatabasePath()
+	if _, err := os.Stat(dbPath); err == nil {
+		return nil, fmt.Errorf("%s exists: this directory already holds a CA", dbPath)
+	}
+	rootPath := filepath.Join(o.dir, "root.pem")
+	defer func() {
+		if err != nil {
+			for _, p := range []string{dbPath, dbPath + "-wal", dbPath + "-shm", rootPath, cfgPath} {
+				_ = os.Remove(p)
+			}
+		}
+	}()
+	clk := clockwork.NewRealClock()
+	st, err := store.Open(ctx, store.Config{Path: dbPath, Clock: clk})
+	if err != nil {
+		return nil, err
+	}
+	defer func() { err = errors.Join(err, st.Close()) }()
+	params := keystore.DefaultKDFParams
+	if o.fastKDF {
+		params = keystore.FastKDFParams
+	}
+	kdf, err := params(rand.Reader)
+	if err != nil {
+		return nil, err
+	}
+	res, err = ca.Init(ctx, st, ca.InitConfig{
+		Name: o.name, Organization: o.org, RootAlgorithm: rootAlg, IntermediateAlgorithm: intAlg,
+		RootValidity: o.rootValidity, IntermediateValidity: o.intValidity, BaseURL: cfg.ExternalURL,
+		Passphrase: passphrase, KDF: kdf, Clock: clk,
+	})
+	if err != nil {
+		return nil, err
+	}
+	st.SetCheckpointer(res.Checkpointer)
+	if err := st.Checkpoint(ctx); err != nil {
+		return nil, err
+	}
+	if err := writeFileAtomic(rootPath, pemBytes(res.Root.Raw), 0o644); err != nil {
+		return nil, err
+	}
+	if err := WriteConfig(cfgPath, cfg); err != nil {
+		return nil, err
+	}
+	return res, nil
+}
+
+func pemBytes(der ...[]byte) []byte {
+	var out []byte
+	for _, d := range der {
+		out = append(out, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: d})...)
+	}
+	return out
+}
+
+func serveCmd() *cobra.Command {
+	var configPath, passphraseFile, httpsAddr, httpAddr string
+	cmd := &cobra.Command{
+		Use:   "serve --config DIR/sigil.yaml",
+		Short: "Run the CA: HTTPS (API) and HTTP (OCSP, CRL, issuers) listeners",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, err := LoadConfig(configPath)
+			if err != nil {
+				return err
+			}
+			if httpsAddr != "" {
+				cfg.HTTPS.Addr = httpsAddr
+			}
+			if httpAddr != "" {
+				cfg.HTTP.Addr = httpAddr
+			}
+			pass, err := passphraseSource{file: passphraseFile, envVar: "SIGIL_PASSPHRASE", prompt: "CA passphrase"}.read(false)
+			if err != nil {
+				return err
+			}
+			log := newLogger(cfg.Log)
+			s, err := startServer(cmd.Context(), cfg, pass, log, false)
+			clear(pass)
+			if err != nil {
+				return err
+			}
+			log.Info("serving", "https", s.HTTPSURL(), "http", s.HTTPURL())
+			fmt.Fprintf(cmd.OutOrStdout(), "Sigil serving: API %s/v1/  HTTP %s\n", s.HTTPSURL(), s.HTTPURL())
+			return s.runUntilSignal()
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&configPath, "config", "sigil.yaml", "path to sigil.yaml")
+	f.StringVar(&passphraseFile, "passphrase-file", "", "file holding the CA passphrase (else SIGIL_PASSPHRASE or a prompt)")
+	f.StringVar(&httpsAddr, "https-addr", "", "override https.addr")
+	f.StringVar(&httpAddr, "http-addr", "", "override http.addr")
+	return cmd
+}

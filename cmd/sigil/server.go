@@ -1,0 +1,202 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/jonboulle/clockwork"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/sigil-ca/sigil/ca"
+	"github.com/sigil-ca/sigil/ca/api"
+	"github.com/sigil-ca/sigil/ca/audit"
+	"github.com/sigil-ca/sigil/ca/keystore"
+	"github.com/sigil-ca/sigil/store"
+)
+
+// server is one running CA: the store, the authority and both listeners.
+type server struct {
+	cfg     *Config
+	log     *slog.Logger
+	st      *store.SQLite
+	auth    *ca.Authority
+	serving *ca.ServingCert
+	https   *http.Server
+	http    *http.Server
+	httpsLn net.Listener
+	httpLn  net.Listener
+}
+
+func newLogger(cfg LogConfig) *slog.Logger {
+	var level slog.Level
+	_ = level.UnmarshalText([]byte(cfg.Level))
+	opts := &slog.HandlerOptions{Level: level}
+	if cfg.Format == "json" {
+		return slog.New(slog.NewJSONHandler(os.Stderr, opts))
+	}
+	return slog.New(slog.NewTextHandler(os.Stderr, opts))
+}
+
+// startServer opens the database, unlocks the keystore with passphrase and
+// starts listening. fastKDF is for sigil dev only.
+func startServer(ctx context.Context, cfg *Config, passphrase []byte, log *slog.Logger, fastKDF bool) (*server, error) {
+	clk := clockwork.NewRealClock()
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	metrics := ca.NewMetrics(reg)
+	st, err := store.Open(ctx, store.Config{Path: cfg.DatabasePath(), OnCommit: metrics.ObserveCommit, Clock: clk})
+	if err != nil {
+		return nil, err
+	}
+	s := &server{cfg: cfg, log: log, st: st}
+	ok := false
+	defer func() {
+		if !ok {
+			st.Close()
+		}
+	}()
+	ks, err := keystore.Unlock(ctx, st, clk, passphrase)
+	if err != nil {
+		return nil, fmt.Errorf("unlock keys: %w", err)
+	}
+	cp, err := ca.UnlockCheckpointer(ctx, st, ks, clk)
+	if err != nil {
+		return nil, fmt.Errorf("audit key: %w", err)
+	}
+	st.SetCheckpointer(cp)
+	if err := st.WithTx(ctx, func(tx store.Tx) error {
+		_, err := tx.AppendAudit(audit.Event{Time: clk.Now(), Actor: "system", Action: "config.loaded",
+			Target: cfg.DatabasePath(), Detail: map[string]string{"profiles": strings.Join(profileNames(cfg.Profiles), ",")}})
+		return err
+	}); err != nil {
+		return nil, fmt.Errorf("audit config load: %w", err)
+	}
+	s.auth, err = ca.New(ctx, ca.Config{Profiles: cfg.Profiles, BaseURL: cfg.ExternalURL, Clock: clk, Logger: log,
+		Metrics: metrics, FastKDF: fastKDF}, st, ks)
+	if err != nil {
+		return nil, err
+	}
+	s.serving, err = s.auth.NewServingCert(ctx, cfg.HTTPS.Names, time.Duration(cfg.HTTPS.CertValidity))
+	if err != nil {
+		return nil, err
+	}
+	apiHandler, err := api.New(api.Config{MaxBodyBytes: cfg.Limits.MaxBodyBytes, Logger: log, Clock: clk}, s.auth)
+	if err != nil {
+		return nil, err
+	}
+
+	rootsPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: s.auth.Root().Cert.Raw})
+	roots := func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/pem-certificate-chain")
+		w.Header().Set("Cache-Control", "max-age=3600")
+		_, _ = w.Write(rootsPEM)
+	}
+	secure := http.NewServeMux()
+	secure.Handle("/v1/", apiHandler.Handler())
+	secure.HandleFunc("GET /roots.pem", roots)
+	secure.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write([]byte(`{"status":"ok"}` + "\n"))
+	})
+	secure.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+
+	plain := http.NewServeMux()
+	plain.HandleFunc("GET /roots.pem", roots)
+	issuers := map[string][]byte{s.auth.Root().ID: s.auth.Root().Cert.Raw, s.auth.Intermediate().ID: s.auth.Intermediate().Cert.Raw}
+	plain.HandleFunc("GET /issuer/{file}", func(w http.ResponseWriter, r *http.Request) {
+		der, found := issuers[strings.TrimSuffix(r.PathValue("file"), ".crt")]
+		if !found {
+			http.NotFound(w, r)
+			return
+		}
+		w.Header().Set("Content-Type", "application/pkix-cert")
+		w.Header().Set("Cache-Control", "max-age=86400")
+		_, _ = w.Write(der)
+	})
+
+	tlsCfg := &tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: s.serving.GetCertificate}
+	s.https = newHTTPServer(secure, log)
+	s.https.TLSConfig = tlsCfg
+	s.http = newHTTPServer(plain, log)
+	if s.httpsLn, err = net.Listen("tcp", cfg.HTTPS.Addr); err != nil {
+		return nil, fmt.Errorf("listen %s: %w", cfg.HTTPS.Addr, err)
+	}
+	if s.httpLn, err = net.Listen("tcp", cfg.HTTP.Addr); err != nil {
+		s.httpsLn.Close()
+		return nil, fmt.Errorf("listen %s: %w", cfg.HTTP.Addr, err)
+	}
+	go func() {
+		if err := s.https.Serve(tls.NewListener(s.httpsLn, tlsCfg)); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Error("https listener", "error", err)
+		}
+	}()
+	go func() {
+		if err := s.http.Serve(s.httpLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Error("http listener", "error", err)
+		}
+	}()
+	ok = true
+	return s, nil
+}
+
+func profileNames(m map[string]ca.Profile) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	return out
+}
+
+func newHTTPServer(h http.Handler, log *slog.Logger) *http.Server {
+	return &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      60 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+}
+
+// HTTPSURL is the base URL of the TLS listener as bound.
+func (s *server) HTTPSURL() string { return "https://" + s.httpsLn.Addr().String() }
+
+// HTTPURL is the base URL of the plain listener as bound.
+func (s *server) HTTPURL() string { return "http://" + s.httpLn.Addr().String() }
+
+// shutdown drains in-flight requests, signs a final audit checkpoint and
+// closes the store.
+func (s *server) shutdown(ctx context.Context) error {
+	errs := []error{s.https.Shutdown(ctx), s.http.Shutdown(ctx)}
+	if err := s.st.Checkpoint(ctx); err != nil {
+		errs = append(errs, fmt.Errorf("final audit checkpoint: %w", err))
+	}
+	errs = append(errs, s.st.Close())
+	return errors.Join(errs...)
+}
+
+// runUntilSignal serves until SIGINT or SIGTERM, then shuts down gracefully.
+func (s *server) runUntilSignal() error {
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
+	defer signal.Stop(sig)
+	got := <-sig
+	s.log.Info("shutting down", "signal", got.String())
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	return s.shutdown(ctx)
+}

@@ -1,0 +1,110 @@
+package main
+
+import (
+	"fmt"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/sigil-ca/sigil/ca/api"
+)
+
+func tokenCmd() *cobra.Command {
+	cmd := &cobra.Command{Use: "token", Short: "Create, list and revoke API tokens"}
+	cmd.AddCommand(tokenCreateCmd(), tokenListCmd(), tokenRevokeCmd())
+	return cmd
+}
+
+func tokenCreateCmd() *cobra.Command {
+	var cf clientFlags
+	var role, description string
+	var profiles []string
+	var ttl time.Duration
+	cmd := &cobra.Command{
+		Use:   "create --role admin|issuer|auditor [--profiles P,...] [--ttl D]",
+		Short: "Create a token; its secret is printed once",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, err := cf.client()
+			if err != nil {
+				return err
+			}
+			req := api.TokenRequest{Role: role, Profiles: profiles, Description: description}
+			if ttl > 0 {
+				req.TTL = ttl.String()
+			}
+			var t api.Token
+			if err := c.do(cmd.Context(), "POST", "/v1/tokens", req, &t); err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.ErrOrStderr(), "created %s token %s (expires %s); the secret below is shown once:\n", t.Role, t.ID, fmtTime(t.Expires))
+			fmt.Fprintln(cmd.OutOrStdout(), t.Secret)
+			return nil
+		},
+	}
+	cf.register(cmd)
+	f := cmd.Flags()
+	f.StringVar(&role, "role", "", "admin, issuer or auditor (required)")
+	f.StringSliceVar(&profiles, "profiles", nil, "profiles an issuer token may use")
+	f.DurationVar(&ttl, "ttl", 0, "lifetime, e.g. 720h (default: no expiry)")
+	f.StringVar(&description, "description", "", "what the token is for")
+	_ = cmd.MarkFlagRequired("role")
+	return cmd
+}
+
+func tokenListCmd() *cobra.Command {
+	var cf clientFlags
+	var format string
+	cmd := &cobra.Command{
+		Use:   "list",
+		Short: "List tokens (never their secrets)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := checkFormat(format); err != nil {
+				return err
+			}
+			c, err := cf.client()
+			if err != nil {
+				return err
+			}
+			var resp struct {
+				Tokens []api.Token `json:"tokens"`
+			}
+			if err := c.do(cmd.Context(), "GET", "/v1/tokens", nil, &resp); err != nil {
+				return err
+			}
+			t := table{header: []string{"ID", "ROLE", "PROFILES", "CREATED", "EXPIRES", "REVOKED", "DESCRIPTION"}}
+			for _, k := range resp.Tokens {
+				t.rows = append(t.rows, []string{k.ID, k.Role, strings.Join(k.Profiles, ","), fmtTime(k.Created), fmtTime(k.Expires), fmtTime(k.Revoked), k.Description})
+			}
+			return render(cmd.OutOrStdout(), format, t, resp)
+		},
+	}
+	cf.register(cmd)
+	addFormatFlag(cmd, &format)
+	return cmd
+}
+
+func tokenRevokeCmd() *cobra.Command {
+	var cf clientFlags
+	cmd := &cobra.Command{
+		Use:   "revoke ID",
+		Short: "Revoke a token",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := cf.client()
+			if err != nil {
+				return err
+			}
+			if err := c.do(cmd.Context(), "DELETE", "/v1/tokens/"+url.PathEscape(args[0]), nil, nil); err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.ErrOrStderr(), "revoked token %s\n", args[0])
+			return nil
+		},
+	}
+	cf.register(cmd)
+	return cmd
+}
