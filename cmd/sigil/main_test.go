@@ -1,0 +1,201 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// sigilBin is the sigil binary built once for every test in this package
+// that runs it as a child process.
+var sigilBin string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "sigil-bin-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	sigilBin = filepath.Join(dir, "sigil")
+	build := exec.Command("go", "build", "-o", sigilBin, ".")
+	build.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := build.CombinedOutput(); err != nil {
+		fmt.Fprintf(os.Stderr, "build sigil: %v\n%s", err, out)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// testPassphrase is a throwaway passphrase for test CAs only.
+const testPassphrase = "test-only-passphrase-not-secret"
+
+// caDir is an initialized CA directory.
+type caDir struct {
+	dir            string
+	config         string
+	root           string
+	db             string
+	passphraseFile string
+	adminToken     string
+}
+
+// freeAddr returns a 127.0.0.1 address that was free a moment ago.
+func freeAddr(t testing.TB) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// runSigil runs the binary and returns stdout, stderr and the error.
+func runSigil(t testing.TB, env []string, args ...string) (string, string, error) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, sigilBin, args...)
+	cmd.Env = append(os.Environ(), env...)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	return stdout.String(), stderr.String(), err
+}
+
+// initCA runs `sigil init` with fresh listen addresses.
+func initCA(t testing.TB, extra ...string) *caDir {
+	t.Helper()
+	dir := t.TempDir()
+	pf := filepath.Join(dir, "passphrase")
+	if err := os.WriteFile(pf, []byte(testPassphrase+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	caPath := filepath.Join(dir, "ca")
+	args := append([]string{"init", "--dir", caPath, "--passphrase-file", pf,
+		"--https-addr", freeAddr(t), "--http-addr", freeAddr(t)}, extra...)
+	out, errOut, err := runSigil(t, nil, args...)
+	if err != nil {
+		t.Fatalf("sigil init: %v\n%s%s", err, out, errOut)
+	}
+	c := &caDir{dir: caPath, config: filepath.Join(caPath, "sigil.yaml"), root: filepath.Join(caPath, "root.pem"),
+		db: filepath.Join(caPath, "sigil.db"), passphraseFile: pf}
+	for _, line := range strings.Split(out, "\n") {
+		if tok := strings.TrimSpace(line); strings.HasPrefix(tok, "sigil_") {
+			c.adminToken = tok
+		}
+	}
+	if c.adminToken == "" {
+		t.Fatalf("sigil init printed no admin token:\n%s", out)
+	}
+	return c
+}
+
+// serverProc is a running `sigil serve` child process.
+type serverProc struct {
+	cmd      *exec.Cmd
+	httpsURL string
+	httpURL  string
+	stderr   *bytes.Buffer
+	done     chan error
+}
+
+// startServe starts `sigil serve` and waits until /healthz answers.
+func startServe(t testing.TB, c *caDir, env ...string) *serverProc {
+	t.Helper()
+	httpsAddr, httpAddr := freeAddr(t), freeAddr(t)
+	cmd := exec.Command(sigilBin, "serve", "--config", c.config, "--passphrase-file", c.passphraseFile,
+		"--https-addr", httpsAddr, "--http-addr", httpAddr)
+	cmd.Env = append(os.Environ(), env...)
+	p := &serverProc{cmd: cmd, httpsURL: "https://" + httpsAddr, httpURL: "http://" + httpAddr,
+		stderr: &bytes.Buffer{}, done: make(chan error, 1)}
+	cmd.Stderr = p.stderr
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+		}
+		p.done <- cmd.Wait()
+	}()
+	t.Cleanup(func() { p.stop(t) })
+	client := c.httpClient(t)
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		resp, err := client.Get(p.httpsURL + "/healthz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return p
+			}
+		}
+		select {
+		case err := <-p.done:
+			t.Fatalf("sigil serve exited: %v\n%s", err, p.stderr)
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("sigil serve not healthy after 30s: %v\n%s", err, p.stderr)
+		}
+		time.Sleep(50 * time.Millisecond) // polling a child process for readiness, not timing behaviour
+	}
+}
+
+// stop sends SIGTERM and waits for a graceful exit (idempotent).
+func (p *serverProc) stop(t testing.TB) {
+	if p.cmd.ProcessState != nil {
+		return
+	}
+	_ = p.cmd.Process.Signal(os.Interrupt)
+	select {
+	case <-p.done:
+	case <-time.After(30 * time.Second):
+		_ = p.cmd.Process.Kill()
+		<-p.done
+		t.Errorf("sigil serve did not stop within 30s")
+	}
+}
+
+// kill sends SIGKILL and waits.
+func (p *serverProc) kill() {
+	_ = p.cmd.Process.Kill()
+	<-p.done
+}
+
+// httpClient trusts the CA's root.
+func (c *caDir) httpClient(t testing.TB) *http.Client {
+	t.Helper()
+	pemData, err := os.ReadFile(c.root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pemData) {
+		t.Fatal("root.pem holds no certificate")
+	}
+	tr := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}, MaxIdleConnsPerHost: 64}
+	return &http.Client{Transport: tr, Timeout: 30 * time.Second}
+}
+
+// clientArgs are the flags every admin subcommand needs.
+func (p *serverProc) clientArgs(c *caDir) []string {
+	return []string{"--server", p.httpsURL, "--ca-file", c.root, "--token", c.adminToken}
+}
