@@ -389,6 +389,12 @@ func (a *Authority) touchDue(now time.Time) bool {
 	return a.lastTouch.CompareAndSwap(last, now.UnixNano())
 }
 
+// RecordRefusal audits a request a surface refused before it reached Sign,
+// such as an unparseable CSR.
+func (a *Authority) RecordRefusal(ctx context.Context, req SignRequest, err error) {
+	a.refuse(ctx, req, err)
+}
+
 // refuse audits a refused request. The audit write is best effort: its
 // failure is logged, and the caller still gets the refusal.
 func (a *Authority) refuse(ctx context.Context, req SignRequest, err error) {

@@ -98,10 +98,14 @@ func csrNames(csr *x509.CertificateRequest) (Names, string, error) {
 	if cn == "" {
 		return n, "", nil
 	}
+	// RFC 5280 upper bound ub-common-name.
+	if len(cn) > 64 {
+		return Names{}, "", errorf(BadCSR, "common name is longer than 64 characters; leave it empty and rely on the subject alternative names")
+	}
 	if !cnIsSAN(cn, n) {
 		return Names{}, "", errorf(BadCSR, "common name %q is not among the subject alternative names", cn)
 	}
-	if d := strings.ToLower(cn); contains(n.DNS, d) {
+	if d := strings.ToLower(strings.TrimSuffix(cn, ".")); contains(n.DNS, d) {
 		cn = d
 	}
 	return n, cn, nil

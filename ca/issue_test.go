@@ -8,7 +8,6 @@ import (
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/rsa"
-	"crypto/sha256"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
@@ -181,7 +180,7 @@ func checkIssue(t *testing.T, tc *testCA, profName string, alg keystore.Algorith
 	prof := tc.Profiles()[profName]
 	spiffe, _ := url.Parse("spiffe://example.org/ns/prod/sa/web")
 	csr := csrTemplate(t, key, &x509.CertificateRequest{
-		Subject:     pkix.Name{CommonName: "Svc.Example.com"},
+		Subject:     pkix.Name{CommonName: "Svc.Example.com."},
 		DNSNames:    []string{"svc.example.com", "alt.example.com"},
 		IPAddresses: []net.IP{net.ParseIP("192.0.2.10"), net.ParseIP("2001:db8::10")},
 		URIs:        []*url.URL{spiffe},
@@ -241,8 +240,14 @@ func checkIssue(t *testing.T, tc *testCA, profName string, alg keystore.Algorith
 	if leaf.KeyUsage&x509.KeyUsageDigitalSignature == 0 {
 		t.Errorf("key usage %b lacks digitalSignature", leaf.KeyUsage)
 	}
-	if got := leaf.KeyUsage&x509.KeyUsageKeyEncipherment != 0; got != isRSA {
-		t.Errorf("keyEncipherment = %v for a %s key, want %v", got, alg, isRSA)
+	// keyEncipherment: RSA keys only (RFC 8813), and only where the profile
+	// grants it (tls-client does not: RFC 5280 §4.2.1.12).
+	wantKE := isRSA && slices.Contains(prof.KeyUsage, "key_encipherment")
+	if got := leaf.KeyUsage&x509.KeyUsageKeyEncipherment != 0; got != wantKE {
+		t.Errorf("keyEncipherment = %v for a %s key, want %v", got, alg, wantKE)
+	}
+	if isRSA && profName != "tls-client" && !wantKE {
+		t.Errorf("profile %s no longer grants keyEncipherment to RSA keys", profName)
 	}
 	if leaf.KeyUsage&(x509.KeyUsageCertSign|x509.KeyUsageCRLSign|x509.KeyUsageDataEncipherment) != 0 {
 		t.Errorf("key usage %b has bits the profile does not grant", leaf.KeyUsage)
@@ -436,8 +441,13 @@ func TestSignRefusals(t *testing.T) {
 	tc := newTestCA(t, keystore.ECDSAP256, keystore.ECDSAP256)
 	restricted := DefaultProfiles()["tls-server"]
 	restricted.Names.DNS.Allow = []string{"example.com"}
-	a := withProfiles(t, tc, map[string]Profile{"restricted": restricted})
+	// RFC 5280 §4.2.1.12: clientAuth with keyEncipherment fails the lint
+	// gate for RSA keys, which nothing before the gate checks.
+	lintFails := DefaultProfiles()["tls-client"]
+	lintFails.KeyUsage = []string{"digital_signature", "key_encipherment"}
+	a := withProfiles(t, tc, map[string]Profile{"restricted": restricted, "lint-fails": lintFails})
 	p256 := mustKey(t, keystore.ECDSAP256)
+	rsa2048 := mustKey(t, keystore.RSA2048)
 
 	rsa1024, err := rsa.GenerateKey(rand.Reader, 1024)
 	if err != nil {
@@ -501,8 +511,11 @@ func TestSignRefusals(t *testing.T) {
 			kind: BadCSR, detail: "must be absolute with an authority and no user info"},
 		{name: "email with display name", req: SignRequest{CSR: csrTemplate(t, p256, &x509.CertificateRequest{EmailAddresses: []string{"Alice <alice@example.com>"}}), Profile: "tls-server"},
 			kind: BadCSR, detail: "is malformed"},
-		// RFC 5280 ub-common-name is 64: the lint gate refuses before the real key signs.
-		{name: "lint gate", req: SignRequest{CSR: newCSR(t, p256, long, long), Profile: "tls-server"},
+		// RFC 5280 ub-common-name is 64.
+		{name: "long common name", req: SignRequest{CSR: newCSR(t, p256, long, long), Profile: "tls-server"},
+			kind: BadCSR, detail: "common name is longer than 64 characters"},
+		// The lint gate refuses before the real key signs.
+		{name: "lint gate", req: SignRequest{CSR: newCSR(t, rsa2048, "client.example.com", "client.example.com"), Profile: "lint-fails"},
 			kind: Rejected, detail: "certificate failed pre-issuance lint"},
 	}
 	for _, tt := range tests {
@@ -737,167 +750,4 @@ func TestSignCappedAtIntermediate(t *testing.T) {
 	if !leaf.NotAfter.Equal(inter.NotAfter) {
 		t.Errorf("NotAfter = %s, want the intermediate's %s", leaf.NotAfter, inter.NotAfter)
 	}
-}
-
-func TestTokens(t *testing.T) {
-	t.Parallel()
-	ctx := context.Background()
-	tc := newTestCA(t, keystore.ECDSAP256, keystore.ECDSAP256)
-
-	secret, rec, err := tc.CreateToken(ctx, "cli", RoleIssuer, []string{"tls-server"}, 2*time.Hour, "web fleet")
-	if err != nil {
-		t.Fatalf("CreateToken: %v", err)
-	}
-	if !strings.HasPrefix(secret, "sigil_"+rec.ID+"_") {
-		t.Errorf("secret %q does not read sigil_<id>_<secret>", secret)
-	}
-	p, err := tc.Authenticate(ctx, secret)
-	if err != nil {
-		t.Fatalf("Authenticate: %v", err)
-	}
-	if p.TokenID != rec.ID || p.Role != RoleIssuer || !slices.Equal(p.Profiles, []string{"tls-server"}) || p.Actor() != "token:"+rec.ID {
-		t.Errorf("principal = %+v", p)
-	}
-	if strings.Contains(p.String(), secret[len("sigil_")+17:]) {
-		t.Errorf("Principal.String leaks the secret: %s", p)
-	}
-
-	// Only a SHA-256 of the secret part is stored.
-	stored, err := tc.st.Token(ctx, rec.ID)
-	if err != nil {
-		t.Fatal(err)
-	}
-	secretPart := secret[len("sigil_"+rec.ID+"_"):]
-	sum := sha256.Sum256([]byte(secretPart))
-	if !bytes.Equal(stored.SecretHash, sum[:]) {
-		t.Errorf("stored hash %x, want SHA-256 of the secret %x", stored.SecretHash, sum)
-	}
-	all, err := tc.Tokens(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, r := range all {
-		for _, field := range []string{string(r.SecretHash), r.Description, r.ID, strings.Join(r.Profiles, ",")} {
-			if strings.Contains(field, secretPart) {
-				t.Errorf("token record %s holds the secret", r.ID)
-			}
-		}
-	}
-	if len(all) != 2 { // the init admin token and ours
-		t.Errorf("%d tokens, want 2", len(all))
-	}
-
-	// The init admin token works too.
-	if p, err := tc.Authenticate(ctx, tc.init.AdminToken); err != nil || p.Role != RoleAdmin {
-		t.Errorf("admin token: %+v, %v", p, err)
-	}
-
-	otherSecret, _, err := NewToken(RoleAdmin, nil, 0, "never stored", tc.clk.Now())
-	if err != nil {
-		t.Fatal(err)
-	}
-	flip := []byte(secret)
-	if flip[len(flip)-1] == 'A' {
-		flip[len(flip)-1] = 'B'
-	} else {
-		flip[len(flip)-1] = 'A'
-	}
-	idOf := func(s string) string { return s[len("sigil_") : len("sigil_")+16] }
-	denied := []struct{ name, token string }{
-		{"wrong secret", string(flip)},
-		{"secret of another token", "sigil_" + rec.ID + "_" + otherSecret[len("sigil_")+17:]},
-		{"unknown id", otherSecret},
-		{"unknown id with a real secret", "sigil_" + idOf(otherSecret) + "_" + secretPart},
-		{"empty", ""},
-		{"prefix only", "sigil_"},
-		{"no prefix", secret[len("sigil_"):]},
-		{"bearer", "Bearer " + secret},
-		{"short id", "sigil_abcd_" + secretPart},
-		{"no secret", "sigil_" + rec.ID + "_"},
-		{"no separator", "sigil_" + rec.ID},
-		{"trailing space", secret + " "},
-		{"hash instead of secret", "sigil_" + rec.ID + "_" + fmt.Sprintf("%x", sum)},
-	}
-	for _, d := range denied {
-		t.Run(d.name, func(t *testing.T) {
-			_, err := tc.Authenticate(ctx, d.token)
-			assertUnauthorized(t, err)
-		})
-	}
-
-	// Revoked.
-	rsecret, rrec, err := tc.CreateToken(ctx, "cli", RoleAuditor, nil, 0, "to revoke")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := tc.Authenticate(ctx, rsecret); err != nil {
-		t.Fatalf("before revocation: %v", err)
-	}
-	if err := tc.RevokeToken(ctx, "cli", rrec.ID); err != nil {
-		t.Fatalf("RevokeToken: %v", err)
-	}
-	_, err = tc.Authenticate(ctx, rsecret)
-	assertUnauthorized(t, err)
-	if err := tc.RevokeToken(ctx, "cli", rrec.ID); KindOf(err) != NotFound {
-		t.Errorf("second RevokeToken = %v, want not_found", err)
-	}
-
-	// Expiry: valid until just before Expires, refused from then on.
-	tc.clk.Advance(2*time.Hour - time.Second)
-	if _, err := tc.Authenticate(ctx, secret); err != nil {
-		t.Errorf("1s before expiry: %v", err)
-	}
-	tc.clk.Advance(time.Second)
-	_, err = tc.Authenticate(ctx, secret)
-	assertUnauthorized(t, err)
-	// A token without ttl does not expire.
-	if _, err := tc.Authenticate(ctx, tc.init.AdminToken); err != nil {
-		t.Errorf("admin token after 2h: %v", err)
-	}
-}
-
-func assertUnauthorized(t *testing.T, err error) {
-	t.Helper()
-	var e *Error
-	if !errors.As(err, &e) || e.Kind != Unauthorized {
-		t.Fatalf("Authenticate = %v, want unauthorized", err)
-	}
-	if e.Detail != "invalid or expired token" {
-		t.Errorf("detail %q reveals which check failed", e.Detail)
-	}
-}
-
-func TestNewTokenRefusals(t *testing.T) {
-	t.Parallel()
-	now := time.Date(2026, 11, 24, 12, 0, 0, 0, time.UTC)
-	tests := []struct {
-		name     string
-		role     string
-		profiles []string
-		ttl      time.Duration
-		detail   string
-	}{
-		{"unknown role", "root", nil, 0, `unknown role "root"`},
-		{"issuer without profiles", RoleIssuer, nil, 0, "needs at least one profile"},
-		{"admin with profiles", RoleAdmin, []string{"tls-server"}, 0, "profiles apply only to issuer tokens"},
-		{"negative ttl", RoleAdmin, nil, -time.Second, "negative ttl"},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			t.Parallel()
-			_, _, err := NewToken(tt.role, tt.profiles, tt.ttl, "", now)
-			var e *Error
-			if !errors.As(err, &e) || e.Kind != Malformed || !strings.Contains(e.Detail, tt.detail) {
-				t.Errorf("NewToken = %v, want malformed %q", err, tt.detail)
-			}
-		})
-	}
-	t.Run("CreateToken unknown profile", func(t *testing.T) {
-		t.Parallel()
-		tc := newTestCA(t, keystore.ECDSAP256, keystore.ECDSAP256)
-		_, _, err := tc.CreateToken(context.Background(), "cli", RoleIssuer, []string{"nope"}, 0, "")
-		if KindOf(err) != Malformed {
-			t.Errorf("CreateToken = %v, want malformed", err)
-		}
-	})
 }

@@ -52,6 +52,20 @@ func (p NamePolicy) Validate() error {
 			}
 		}
 	}
+	for _, list := range [][]string{p.Email.Allow, p.Email.Deny} {
+		for _, e := range list {
+			domain := e
+			if at := strings.LastIndexByte(e, '@'); at >= 0 {
+				if at == 0 {
+					return fmt.Errorf("names.email entry %q has an empty local part", e)
+				}
+				domain = e[at+1:]
+			}
+			if err := validDNSName(strings.ToLower(strings.TrimPrefix(domain, ".")), false); err != nil {
+				return fmt.Errorf("names.email entry %q: %w", e, err)
+			}
+		}
+	}
 	for _, list := range [][]string{p.URI.Allow, p.URI.Deny} {
 		for _, e := range list {
 			if _, err := url.Parse(e); err != nil || !strings.Contains(e, ":") {
@@ -172,7 +186,7 @@ func (p NamePolicy) Check(n Names) []SubError {
 		switch {
 		case p.forbids("uri"):
 			refuse(s, "URIs are not allowed by this profile")
-		case !p.URI.permits(s, strings.HasPrefix):
+		case !p.URI.permits(s, uriMatch):
 			refuse(s, "URI %s is not allowed by the name policy", s)
 		}
 	}
@@ -211,6 +225,16 @@ func (r NameRules) permitsDNS(name string) bool {
 		}
 	}
 	return NameRules{Allow: r.Allow}.permits(name, suffixMatch)
+}
+
+// uriMatch treats a rule as a path prefix: "spiffe://example.org" matches
+// that URI and everything below "spiffe://example.org/", never
+// "spiffe://example.org.evil/".
+func uriMatch(name, rule string) bool {
+	if strings.HasSuffix(rule, "/") {
+		return strings.HasPrefix(name, rule)
+	}
+	return name == rule || strings.HasPrefix(name, rule+"/")
 }
 
 func ipMatch(name, rule string) bool {

@@ -87,6 +87,9 @@ func (p Profile) Validate() error {
 	if p.MaxValidity < Duration(time.Minute) {
 		return fmt.Errorf("max_validity %s is below one minute", time.Duration(p.MaxValidity))
 	}
+	if p.DefaultValidity < 0 {
+		return fmt.Errorf("default_validity %s is negative", time.Duration(p.DefaultValidity))
+	}
 	if p.DefaultValidity > p.MaxValidity {
 		return fmt.Errorf("default_validity %s exceeds max_validity %s", time.Duration(p.DefaultValidity), time.Duration(p.MaxValidity))
 	}
@@ -167,9 +170,9 @@ func (p Profile) checkKey(alg keystore.Algorithm, rsaBits int) error {
 // tls-server-client profiles, each valid for at most 90 days.
 func DefaultProfiles() map[string]Profile {
 	v := Duration(90 * 24 * time.Hour)
-	mk := func(eku ...string) Profile {
+	mk := func(ku []string, eku ...string) Profile {
 		return Profile{
-			KeyUsage:    []string{"digital_signature", "key_encipherment"},
+			KeyUsage:    ku,
 			ExtKeyUsage: eku,
 			MaxValidity: v,
 			KeyTypes:    []string{"ecdsa-p256", "ecdsa-p384", "rsa", "ed25519"},
@@ -177,9 +180,12 @@ func DefaultProfiles() map[string]Profile {
 		}
 	}
 	return map[string]Profile{
-		"tls-server":        mk("server_auth"),
-		"tls-client":        mk("client_auth"),
-		"tls-server-client": mk("server_auth", "client_auth"),
+		"tls-server": mk([]string{"digital_signature", "key_encipherment"}, "server_auth"),
+		// RFC 5280 §4.2.1.12: clientAuth is consistent with digitalSignature
+		// and keyAgreement only; keyEncipherment would fail the lint gate
+		// for every RSA key.
+		"tls-client":        mk([]string{"digital_signature"}, "client_auth"),
+		"tls-server-client": mk([]string{"digital_signature", "key_encipherment"}, "server_auth", "client_auth"),
 	}
 }
 

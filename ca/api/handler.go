@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"strconv"
@@ -24,6 +25,7 @@ import (
 type Authority interface {
 	Authenticate(ctx context.Context, token string) (ca.Principal, error)
 	Sign(ctx context.Context, req ca.SignRequest) (*ca.Issued, error)
+	RecordRefusal(ctx context.Context, req ca.SignRequest, err error)
 	Certificate(ctx context.Context, serial string) (store.CertRecord, error)
 	Certificates(ctx context.Context, f store.CertFilter) ([]store.CertRecord, int64, error)
 	AuditEvents(ctx context.Context, f store.AuditFilter) ([]audit.Event, int64, error)
@@ -78,10 +80,30 @@ func (api *API) Handler() http.Handler {
 	route("GET /v1/tokens", api.listTokens, ca.RoleAdmin)
 	route("POST /v1/tokens", api.createToken, ca.RoleAdmin)
 	route("DELETE /v1/tokens/{id}", api.revokeToken, ca.RoleAdmin)
-	mux.Handle("/v1/", api.adapt(func(http.ResponseWriter, *http.Request, ca.Principal) error {
+	mux.Handle("/v1/", api.adapt(func(w http.ResponseWriter, r *http.Request, _ ca.Principal) error {
+		if allow := allowedMethods(mux, r); len(allow) > 0 {
+			w.Header().Set("Allow", strings.Join(allow, ", "))
+			writeJSON(w, http.StatusMethodNotAllowed, errorBody{Error: "method_not_allowed",
+				Detail: fmt.Sprintf("method %s is not allowed here (allowed: %s)", r.Method, strings.Join(allow, ", "))})
+			return nil
+		}
 		return &ca.Error{Kind: ca.NotFound, Detail: "no such endpoint"}
 	}, nil))
 	return mux
+}
+
+// allowedMethods lists the methods some route serves r's path with. The
+// catch-all matches every method, so ServeMux never answers 405 by itself.
+func allowedMethods(mux *http.ServeMux, r *http.Request) []string {
+	var out []string
+	for _, m := range []string{http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete} {
+		probe := r.Clone(r.Context())
+		probe.Method = m
+		if _, pattern := mux.Handler(probe); pattern != "" && pattern != "/v1/" {
+			out = append(out, m)
+		}
+	}
+	return out
 }
 
 type requestIDKey struct{}
@@ -141,11 +163,16 @@ func (api *API) adapt(h handlerFunc, roles []string) http.Handler {
 
 func bearer(r *http.Request) (string, bool) {
 	h := r.Header.Get("Authorization")
-	tok, ok := strings.CutPrefix(h, "Bearer ")
-	if !ok || tok == "" {
+	// RFC 9110 §11.1: the auth-scheme is case-insensitive.
+	const scheme = "Bearer "
+	if len(h) < len(scheme) || !strings.EqualFold(h[:len(scheme)], scheme) {
 		return "", false
 	}
-	return strings.TrimSpace(tok), true
+	tok := strings.TrimSpace(h[len(scheme):])
+	if tok == "" {
+		return "", false
+	}
+	return tok, true
 }
 
 func newRequestID() string {
@@ -210,10 +237,21 @@ func decodeJSON(r *http.Request, v any) error {
 		}
 		return &ca.Error{Kind: ca.Malformed, Detail: "invalid JSON body: " + err.Error()}
 	}
-	if dec.More() {
-		return &ca.Error{Kind: ca.Malformed, Detail: "invalid JSON body: trailing data"}
+	return checkEOF(dec)
+}
+
+// checkEOF refuses anything but white space after the first JSON value;
+// dec.More alone lets a stray '}' or ']' through.
+func checkEOF(dec *json.Decoder) error {
+	_, err := dec.Token()
+	if err == io.EOF {
+		return nil
 	}
-	return nil
+	var maxErr *http.MaxBytesError
+	if errors.As(err, &maxErr) {
+		return err
+	}
+	return &ca.Error{Kind: ca.Malformed, Detail: "invalid JSON body: trailing data"}
 }
 
 type statusWriter struct {

@@ -47,8 +47,8 @@ func ParseSignRequest(body io.Reader) (ParsedSign, error) {
 	if err := dec.Decode(&req); err != nil {
 		return ParsedSign{}, malformedJSON(err)
 	}
-	if dec.More() {
-		return ParsedSign{}, &ca.Error{Kind: ca.Malformed, Detail: "invalid JSON body: trailing data"}
+	if err := checkEOF(dec); err != nil {
+		return ParsedSign{}, err
 	}
 	if strings.TrimSpace(req.Profile) == "" {
 		return ParsedSign{}, &ca.Error{Kind: ca.Malformed, Detail: "profile is required"}
@@ -82,11 +82,15 @@ func malformedJSON(err error) error {
 }
 
 func (api *API) sign(w http.ResponseWriter, r *http.Request, p ca.Principal) error {
-	if ct := r.Header.Get("Content-Type"); ct != "" && !strings.HasPrefix(ct, "application/json") {
-		return &ca.Error{Kind: ca.Malformed, Detail: "Content-Type must be application/json"}
-	}
-	req, err := ParseSignRequest(r.Body)
+	req, err := func() (ParsedSign, error) {
+		if ct := r.Header.Get("Content-Type"); ct != "" && !strings.HasPrefix(ct, "application/json") {
+			return ParsedSign{}, &ca.Error{Kind: ca.Malformed, Detail: "Content-Type must be application/json"}
+		}
+		return ParseSignRequest(r.Body)
+	}()
 	if err != nil {
+		// Refusals are audited even when the body never became a request.
+		api.a.RecordRefusal(r.Context(), ca.SignRequest{Requester: p.Actor(), Channel: ca.ChannelAPI}, err)
 		return err
 	}
 	sr := ca.SignRequest{CSR: req.CSR, Profile: req.Profile, Validity: req.Validity, Requester: p.Actor(), Channel: ca.ChannelAPI}

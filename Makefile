@@ -1,0 +1,55 @@
+# Sigil — see README.md.
+GO          ?= go
+STATICCHECK ?= honnef.co/go/tools/cmd/staticcheck@v0.8.2
+FUZZTIME    ?= 5s
+BIN         := bin/sigil
+
+# package:FuzzTarget pairs run briefly by `make test` (longer with FUZZTIME=1m make fuzz).
+FUZZ_TARGETS := \
+	./ca/audit:FuzzCanonical \
+	./ca/keystore:FuzzOpen \
+	./ca:FuzzParseCSR \
+	./ca:FuzzSignCSR \
+	./ca/api:FuzzParseSignRequest \
+	./cmd/sigil:FuzzParseConfig
+
+.PHONY: all build run test unit fuzz bench bench-https lint clean
+
+all: build
+
+build:
+	CGO_ENABLED=0 $(GO) build -o $(BIN) ./cmd/sigil
+
+# A complete development CA: HTTPS on 127.0.0.1:8443, HTTP on 127.0.0.1:8080.
+run: build
+	./$(BIN) dev
+
+# The whole suite: unit, integration (child processes, openssl) and brief fuzzing.
+test: unit fuzz
+
+unit:
+	$(GO) test -race -count=1 -timeout 15m ./...
+
+fuzz:
+	@set -e; for t in $(FUZZ_TARGETS); do \
+		pkg=$${t%%:*}; fn=$${t##*:}; \
+		echo "fuzz $$fn ($$pkg, $(FUZZTIME))"; \
+		$(GO) test -run='^$$' -fuzz="^$$fn$$" -fuzztime=$(FUZZTIME) $$pkg >/dev/null || \
+			{ $(GO) test -run='^$$' -fuzz="^$$fn$$" -fuzztime=$(FUZZTIME) $$pkg; exit 1; }; \
+	done
+
+# In-process benchmarks: issuance at 1 and 32 callers, store commits, audit verification.
+bench:
+	$(GO) test -run='^$$' -bench=. -benchtime=3s ./ca ./store ./ca/audit
+
+# Issuance over HTTPS against a dev server on free local ports.
+bench-https: build
+	./scripts/bench-https.sh $(BIN)
+
+lint:
+	@test -z "$$(gofmt -l .)" || { echo "gofmt needed:"; gofmt -l .; exit 1; }
+	$(GO) vet ./...
+	$(GO) run $(STATICCHECK) ./...
+
+clean:
+	rm -rf bin
