@@ -80,6 +80,10 @@ func VerifyAudit(ctx context.Context, src AuditSource, root *x509.Certificate) (
 	if err != nil {
 		return AuditReport{}, err
 	}
+	// init signs a checkpoint, so a log with events and none was stripped.
+	if v.Count() > 0 && len(cps) == 0 {
+		return AuditReport{}, errors.New("the audit log has events but no signed checkpoint: checkpoints were deleted")
+	}
 	return AuditReport{Head: head, Events: v.Count(), Checkpoints: len(cps), KeysCertified: root != nil}, nil
 }
 

@@ -77,6 +77,11 @@ func startServer(ctx context.Context, cfg *Config, passphrase []byte, log *slog.
 		return nil, fmt.Errorf("audit key: %w", err)
 	}
 	st.SetCheckpointer(cp)
+	// After a crash the tail since the last checkpoint is unsigned; sign it
+	// now so that cutting it later is detectable.
+	if err := st.Checkpoint(ctx); err != nil {
+		return nil, fmt.Errorf("startup audit checkpoint: %w", err)
+	}
 	if err := st.WithTx(ctx, func(tx store.Tx) error {
 		_, err := tx.AppendAudit(audit.Event{Time: clk.Now(), Actor: "system", Action: "config.loaded",
 			Target: cfg.DatabasePath(), Detail: map[string]string{"profiles": strings.Join(profileNames(cfg.Profiles), ",")}})
