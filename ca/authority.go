@@ -325,7 +325,8 @@ func (a *Authority) sign(ctx context.Context, req SignRequest, prof *Profile) (*
 		return nil, errorf(BadCSR, "cannot build certificate: %v", err)
 	}
 	if err := a.linter.Lint(lintDER); err != nil {
-		return nil, &Error{Kind: Rejected, Detail: "certificate failed pre-issuance lint", Err: err}
+		// Lint names are not secret and tell the operator what to fix.
+		return nil, &Error{Kind: Rejected, Detail: "certificate failed pre-issuance lint: " + strings.TrimPrefix(err.Error(), "lint failed: "), Err: err}
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, a.intermediate.Cert, csr.PublicKey, a.signer)
 	if err != nil {
@@ -415,7 +416,7 @@ func (a *Authority) refuse(ctx context.Context, req SignRequest, err error) {
 		Detail: map[string]string{"reason": kind.String(), "detail": detail, "profile": req.Profile, "channel": req.Channel},
 	}
 	if req.CSR != nil {
-		ev.Detail["names"] = strings.Join(append([]string{req.CSR.Subject.CommonName}, req.CSR.DNSNames...), ",")
+		ev.Detail["names"] = strings.Join(requestedNames(req.CSR), ",")
 	}
 	if aerr := a.st.WithTx(context.WithoutCancel(ctx), func(tx store.Tx) error {
 		_, err := tx.AppendAudit(ev)
@@ -423,6 +424,23 @@ func (a *Authority) refuse(ctx context.Context, req SignRequest, err error) {
 	}); aerr != nil {
 		a.log.ErrorContext(ctx, "audit refusal", "error", aerr)
 	}
+}
+
+// requestedNames lists every name a CSR asks for, as sent (for the audit record).
+func requestedNames(csr *x509.CertificateRequest) []string {
+	var out []string
+	if cn := csr.Subject.CommonName; cn != "" {
+		out = append(out, "cn:"+cn)
+	}
+	out = append(out, csr.DNSNames...)
+	for _, ip := range csr.IPAddresses {
+		out = append(out, ip.String())
+	}
+	out = append(out, csr.EmailAddresses...)
+	for _, u := range csr.URIs {
+		out = append(out, u.String())
+	}
+	return out
 }
 
 func actorOrSystem(s string) string {

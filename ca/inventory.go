@@ -55,6 +55,13 @@ func (a *Authority) RewrapKEK(ctx context.Context, actor string, current, next [
 	}
 	id, n, err := a.keys.Rewrap(ctx, actor, current, next, params)
 	if errors.Is(err, keystore.ErrWrongPassphrase) {
+		if aerr := a.st.WithTx(context.WithoutCancel(ctx), func(tx store.Tx) error {
+			_, err := tx.AppendAudit(audit.Event{Time: a.clk.Now(), Actor: actor, Action: "kek.rewrap.refused",
+				Detail: map[string]string{"reason": "wrong current passphrase"}})
+			return err
+		}); aerr != nil {
+			a.log.ErrorContext(ctx, "audit refused rewrap", "error", aerr)
+		}
 		return "", 0, errorf(Unauthorized, "the current passphrase is wrong")
 	}
 	if err != nil {

@@ -821,8 +821,11 @@ func TestRewrap(t *testing.T) {
 		if after := kekIDs(e.keys(t)); fmt.Sprint(after) != fmt.Sprint(before) {
 			t.Errorf("keys changed: %v -> %v", before, after)
 		}
-		if evs := e.audit(t, "action=kek."); len(evs) != 1 { // kek.created at init
-			t.Errorf("%d kek.* events after a refused re-wrap, want 1", len(evs))
+		if evs := e.audit(t, "action=kek.rotated"); len(evs) != 0 {
+			t.Errorf("%d kek.rotated events after a refused re-wrap, want 0", len(evs))
+		}
+		if evs := e.audit(t, "action=kek.rewrap.refused"); len(evs) != 1 {
+			t.Errorf("%d kek.rewrap.refused events, want 1: refusals are audited", len(evs))
 		}
 	})
 

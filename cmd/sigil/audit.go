@@ -106,7 +106,7 @@ func auditListCmd() *cobra.Command {
 				}
 			}
 			q.Set("limit", strconv.Itoa(limit))
-			var events []api.AuditEvent
+			events := []api.AuditEvent{}
 			next := ""
 			for {
 				var page api.AuditList

@@ -229,7 +229,7 @@ func certListCmd() *cobra.Command {
 				}
 			}
 			q.Set("limit", strconv.Itoa(limit))
-			var certs []api.Certificate
+			certs := []api.Certificate{}
 			next := ""
 			for {
 				var page api.CertificateList

@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"strings"
 	"text/template"
 	"time"
 
@@ -98,6 +99,11 @@ func (c *Config) Validate() error {
 	if u, err := url.Parse(c.ExternalURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		errs = append(errs, fmt.Errorf("external_url %q must be an http(s) URL", c.ExternalURL))
 	}
+	for _, n := range c.HTTPS.Names {
+		if net.ParseIP(n) == nil && !validHostname(n) {
+			errs = append(errs, fmt.Errorf("https.names: %q is neither an IP address nor a DNS name", n))
+		}
+	}
 	if time.Duration(c.HTTPS.CertValidity) < time.Hour {
 		errs = append(errs, errors.New("https.cert_validity must be at least 1h"))
 	}
@@ -140,6 +146,11 @@ func ParseConfig(data []byte, dir string) (*Config, error) {
 	dec.KnownFields(true)
 	if err := dec.Decode(&c); err != nil && !errors.Is(err, io.EOF) {
 		return nil, fmt.Errorf("config: %w", err)
+	}
+	// A second document would be silently ignored: refuse it instead.
+	var extra yaml.Node
+	if err := dec.Decode(&extra); !errors.Is(err, io.EOF) {
+		return nil, errors.New("config: more than one YAML document; sigil.yaml holds exactly one")
 	}
 	c.dir = dir
 	c.applyDefaults()
@@ -230,7 +241,9 @@ profiles:
       allow_wildcards: false
       forbid: [email]
   tls-client:
-    key_usage: [digital_signature, key_encipherment]
+    # RFC 5280 4.2.1.12: clientAuth goes with digital_signature (or
+    # key_agreement), not key_encipherment.
+    key_usage: [digital_signature]
     ext_key_usage: [client_auth]
     max_validity: 2160h
     key_types: [ecdsa-p256, ecdsa-p384, rsa, ed25519]
@@ -295,4 +308,22 @@ func writeFileAtomic(path string, data []byte, mode os.FileMode) error {
 		d.Close()
 	}
 	return nil
+}
+
+// validHostname accepts lower-case LDH DNS names (RFC 1034 preferred syntax).
+func validHostname(n string) bool {
+	if n == "" || len(n) > 253 {
+		return false
+	}
+	for _, l := range strings.Split(n, ".") {
+		if l == "" || len(l) > 63 || l[0] == '-' || l[len(l)-1] == '-' {
+			return false
+		}
+		for _, c := range l {
+			if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-') {
+				return false
+			}
+		}
+	}
+	return true
 }

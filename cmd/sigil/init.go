@@ -114,6 +114,12 @@ func runInit(ctx context.Context, o initOptions, passphrase []byte) (res *ca.Ini
 			}
 		}
 	}()
+	// SQLite gives the -wal and -shm files the database file's mode.
+	f, err := os.OpenFile(dbPath, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("create database: %w", err)
+	}
+	f.Close()
 	clk := clockwork.NewRealClock()
 	st, err := store.Open(ctx, store.Config{Path: dbPath, Clock: clk})
 	if err != nil {

@@ -1,0 +1,250 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"reflect"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/sigil-ca/sigil/ca"
+)
+
+// configProfile is a valid profile to build test documents around.
+const configProfile = `
+profiles:
+  p:
+    key_usage: [digital_signature]
+    ext_key_usage: [server_auth]
+    max_validity: 24h
+`
+
+func TestParseConfigStrict(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name string
+		doc  string
+		want []string // substrings of the error
+	}{
+		{"unknown top-level key", "database: a.db\nbogus_key: 1\n", []string{"bogus_key"}},
+		{"unknown nested key", "https:\n  adress: 127.0.0.1:1\n", []string{"adress"}},
+		{"unknown profile field", configProfile + "    colour: red\n", []string{"colour"}},
+		{"unknown name policy field", configProfile + "    names:\n      dnss: {allow: [a.example]}\n", []string{"dnss"}},
+		{"misspelled secret field", "passphrase: hunter2hunter2\n", []string{"passphrase"}},
+		{"bad cert_validity", "https:\n  cert_validity: 7 days\n", []string{"7 days"}},
+		{"bad max_validity", strings.Replace(configProfile, "24h", "ninety", 1), []string{"ninety"}},
+		{"cert_validity below an hour", "https:\n  cert_validity: 30m\n", []string{"cert_validity"}},
+		{"max_validity below a minute", strings.Replace(configProfile, "24h", "30s", 1), []string{"profiles.p", "max_validity"}},
+		{"default above max", configProfile + "    default_validity: 48h\n", []string{"default_validity"}},
+		{"negative default", configProfile + "    default_validity: -1h\n", []string{"default_validity"}},
+		{"min_rsa_bits 1024", configProfile + "    min_rsa_bits: 1024\n", []string{"profiles.p", "min_rsa_bits", "1024"}},
+		{"unknown ext_key_usage", strings.Replace(configProfile, "[server_auth]", "[server_auth, time_stamping]", 1), []string{"time_stamping"}},
+		{"unknown key_usage", strings.Replace(configProfile, "[digital_signature]", "[digital_signature, cert_sign]", 1), []string{"cert_sign"}},
+		{"empty key_usage", strings.Replace(configProfile, "[digital_signature]", "[]", 1), []string{"key_usage"}},
+		{"unknown key type", configProfile + "    key_types: [ecdsa-p256, dsa]\n", []string{"dsa"}},
+		{"bad CIDR", configProfile + "    names:\n      ip:\n        allow: [\"10.0.0.0/33\"]\n", []string{"10.0.0.0/33"}},
+		{"bad IP", configProfile + "    names:\n      ip:\n        deny: [\"10.0.0.300\"]\n", []string{"10.0.0.300"}},
+		{"bad DNS rule", configProfile + "    names:\n      dns:\n        allow: [\"exa mple.com\"]\n", []string{"exa mple.com"}},
+		{"unknown forbid type", configProfile + "    names:\n      forbid: [phone]\n", []string{"phone"}},
+		{"no profiles", "profiles: {}\n", []string{"profile"}},
+		{"bad log level", "log:\n  level: loud\n", []string{"log.level", "loud"}},
+		{"bad log format", "log:\n  format: xml\n", []string{"log.format"}},
+		{"bad external_url", "external_url: ftp://ca.example\n", []string{"external_url"}},
+		{"bad https.addr", "https:\n  addr: no-port\n", []string{"https.addr"}},
+		{"small max_body_bytes", "limits:\n  max_body_bytes: 100\n", []string{"max_body_bytes"}},
+		{"wrong type", "database: [a, b]\n", []string{"line 1"}},
+		{"duplicate key", "database: a.db\ndatabase: b.db\n", []string{"database"}},
+		{"second document", "database: a.db\n---\nbogus_key: 1\n", []string{"document"}},
+		{"not yaml", "{{{", []string{"config"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := ParseConfig([]byte(tc.doc), "/etc/sigil")
+			if err == nil {
+				t.Fatalf("ParseConfig accepted:\n%s", tc.doc)
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q does not mention %q", err, w)
+				}
+			}
+			if !strings.HasPrefix(err.Error(), "config: ") {
+				t.Errorf("error %q lacks the config: prefix", err)
+			}
+		})
+	}
+}
+
+func TestParseConfigReportsEveryProblem(t *testing.T) {
+	t.Parallel()
+	_, err := ParseConfig([]byte("log:\n  level: loud\n  format: xml\nlimits:\n  max_body_bytes: 1\n"), "/etc/sigil")
+	if err == nil {
+		t.Fatal("accepted")
+	}
+	for _, w := range []string{"log.level", "log.format", "max_body_bytes"} {
+		if !strings.Contains(err.Error(), w) {
+			t.Errorf("one Validate pass should report %s too: %v", w, err)
+		}
+	}
+}
+
+func TestParseConfigDefaults(t *testing.T) {
+	t.Parallel()
+	want := Config{
+		Database:    "sigil.db",
+		HTTPS:       HTTPSConfig{Addr: "127.0.0.1:8443", Names: []string{"localhost", "127.0.0.1"}, CertValidity: ca.Duration(7 * 24 * time.Hour)},
+		HTTP:        HTTPConfig{Addr: "127.0.0.1:8080"},
+		ExternalURL: "http://127.0.0.1:8080",
+		Limits:      LimitsConfig{MaxBodyBytes: 256 << 10},
+		Log:         LogConfig{Level: "info", Format: "text"},
+		Profiles:    ca.DefaultProfiles(),
+		dir:         "/etc/sigil",
+	}
+	for _, tc := range []struct{ name, doc string }{
+		{"empty", ""},
+		{"comments only", "# nothing here\n\n# at all\n"},
+		{"explicit empty document", "---\n"},
+		{"null sections", "https:\nhttp:\nlimits:\nlog:\nprofiles:\n"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := ParseConfig([]byte(tc.doc), "/etc/sigil")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !reflect.DeepEqual(*got, want) {
+				t.Errorf("defaults:\n got %+v\nwant %+v", *got, want)
+			}
+			if p := got.DatabasePath(); p != "/etc/sigil/sigil.db" {
+				t.Errorf("DatabasePath %s", p)
+			}
+		})
+	}
+
+	t.Run("external_url follows http.addr", func(t *testing.T) {
+		got, err := ParseConfig([]byte("http:\n  addr: 10.1.2.3:8080\n"), "/etc/sigil")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got.ExternalURL != "http://10.1.2.3:8080" {
+			t.Errorf("external_url %q", got.ExternalURL)
+		}
+	})
+
+	t.Run("absolute database", func(t *testing.T) {
+		got, err := ParseConfig([]byte("database: /var/lib/sigil/ca.db\n"), "/etc/sigil")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if p := got.DatabasePath(); p != "/var/lib/sigil/ca.db" {
+			t.Errorf("DatabasePath %s", p)
+		}
+	})
+
+	t.Run("profiles given replace the defaults", func(t *testing.T) {
+		got, err := ParseConfig([]byte(configProfile), "/etc/sigil")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(got.Profiles) != 1 || got.Profiles["p"].MaxValidity != ca.Duration(24*time.Hour) {
+			t.Errorf("profiles %+v", got.Profiles)
+		}
+	})
+}
+
+// generatedConfig renders the sigil.yaml that `sigil init` writes.
+func generatedConfig(t testing.TB, dir string) []byte {
+	t.Helper()
+	cfg := &Config{HTTPS: HTTPSConfig{Addr: "127.0.0.1:18443"}, HTTP: HTTPConfig{Addr: "127.0.0.1:18080"}, dir: dir}
+	cfg.applyDefaults()
+	path := filepath.Join(dir, "sigil.yaml")
+	if err := WriteConfig(path, cfg); err != nil {
+		t.Fatal(err)
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return data
+}
+
+// TestGeneratedConfigProfiles checks the profiles `sigil init` writes agree
+// with the built-in defaults on what a certificate may be used for, and
+// carry the documented name policy.
+func TestGeneratedConfigProfiles(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	cfg, err := ParseConfig(generatedConfig(t, dir), dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defaults := ca.DefaultProfiles()
+	if len(cfg.Profiles) != len(defaults) {
+		t.Errorf("generated profiles %d, defaults %d", len(cfg.Profiles), len(defaults))
+	}
+	for name, d := range defaults {
+		g, ok := cfg.Profiles[name]
+		if !ok {
+			t.Errorf("generated config lacks %s", name)
+			continue
+		}
+		if !slices.Equal(g.KeyUsage, d.KeyUsage) || !slices.Equal(g.ExtKeyUsage, d.ExtKeyUsage) {
+			t.Errorf("%s: generated key usage %v / %v, defaults %v / %v", name, g.KeyUsage, g.ExtKeyUsage, d.KeyUsage, d.ExtKeyUsage)
+		}
+		if g.MaxValidity != d.MaxValidity || g.MinRSABits != d.MinRSABits || !slices.Equal(g.KeyTypes, d.KeyTypes) {
+			t.Errorf("%s: generated %+v, defaults %+v", name, g, d)
+		}
+		if slices.Contains(g.ExtKeyUsage, "client_auth") && !slices.Contains(g.ExtKeyUsage, "server_auth") && slices.Contains(g.KeyUsage, "key_encipherment") {
+			t.Errorf("%s: a client-only profile must not ask for key_encipherment (RSA leaves would fail the lint gate)", name)
+		}
+	}
+	if ip := cfg.Profiles["tls-server"].Names.IP.Allow; !slices.Contains(ip, "10.0.0.0/8") || slices.Contains(ip, "0.0.0.0/0") {
+		t.Errorf("tls-server ip allow list %v", ip)
+	}
+}
+
+func FuzzParseConfig(f *testing.F) {
+	f.Add(generatedConfig(f, f.TempDir()))
+	f.Add([]byte(""))
+	f.Add([]byte(configProfile))
+	f.Add([]byte(configProfile + "    default_validity: 1h\n    key_types: [rsa]\n    min_rsa_bits: 3072\n" +
+		"    names:\n      dns: {allow: [example.com], deny: [bad.example.com]}\n      ip: {allow: [10.0.0.0/8, \"::1\"]}\n" +
+		"      email: {allow: [example.com]}\n      uri: {allow: [\"spiffe://example.org/\"]}\n" +
+		"      allow_wildcards: true\n      forbid: [email]\n      max_names: 3\n"))
+	f.Add([]byte("https:\n  addr: \"[::1]:8443\"\n  names: [ca.example, \"::1\"]\n  cert_validity: 2h\nlog: {level: debug, format: json}\n"))
+	f.Add([]byte("database: a.db\n---\nbogus: 1\n"))
+	f.Add([]byte("profiles: &p {a: *p}\n"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		cfg, err := ParseConfig(data, "/fuzz")
+		if err != nil {
+			if !strings.HasPrefix(err.Error(), "config: ") {
+				t.Fatalf("error without the config: prefix: %v", err)
+			}
+			return
+		}
+		if err := cfg.Validate(); err != nil {
+			t.Fatalf("a parsed config fails Validate: %v", err)
+		}
+		if cfg.Database == "" || cfg.HTTPS.Addr == "" || cfg.HTTP.Addr == "" || cfg.ExternalURL == "" || len(cfg.Profiles) == 0 {
+			t.Fatalf("a parsed config lacks defaults: %+v", cfg)
+		}
+		// What was accepted can be written out and read back as itself.
+		out, err := yaml.Marshal(cfg)
+		if err != nil {
+			t.Fatalf("marshal: %v", err)
+		}
+		again, err := ParseConfig(out, "/fuzz")
+		if err != nil {
+			t.Fatalf("a parsed config does not re-parse: %v\n%s", err, out)
+		}
+		out2, err := yaml.Marshal(again)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if string(out) != string(out2) {
+			t.Fatalf("config changed on a round trip:\n%s\n---\n%s", out, out2)
+		}
+	})
+}
