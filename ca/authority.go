@@ -1,7 +1,6 @@
 package ca
 
 import (
-	"bytes"
 	"context"
 	"crypto"
 	"crypto/rand"
@@ -19,8 +18,6 @@ import (
 	"time"
 
 	"github.com/jonboulle/clockwork"
-	"golang.org/x/crypto/cryptobyte"
-	cbasn1 "golang.org/x/crypto/cryptobyte/asn1"
 
 	"github.com/sigil-ca/sigil/ca/audit"
 	"github.com/sigil-ca/sigil/ca/keystore"
@@ -102,6 +99,7 @@ type Authority struct {
 	// it so that a certificate failing lint is never signed by the real key.
 	lintParent *x509.Certificate
 	lintSigner crypto.Signer
+	tbs        *tbsSigner
 
 	lastTouch atomic.Int64
 }
@@ -177,6 +175,9 @@ func New(ctx context.Context, cfg Config, st Store, keys KeyManager) (*Authority
 	parent := *a.intermediate.Cert
 	parent.PublicKey = a.lintSigner.Public()
 	a.lintParent = &parent
+	if a.tbs, err = newTBSSigner(a.signer, a.intermediate.Cert, a.lintParent, a.lintSigner); err != nil {
+		return nil, fmt.Errorf("ca: %w", err)
+	}
 	return a, nil
 }
 
@@ -328,12 +329,9 @@ func (a *Authority) sign(ctx context.Context, req SignRequest, prof *Profile) (*
 		// Lint names are not secret and tell the operator what to fix.
 		return nil, &Error{Kind: Rejected, Detail: "certificate failed pre-issuance lint: " + strings.TrimPrefix(err.Error(), "lint failed: "), Err: err}
 	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, a.intermediate.Cert, csr.PublicKey, a.signer)
+	der, err := a.tbs.sign(lintDER)
 	if err != nil {
 		return nil, internal("sign", err)
-	}
-	if err := sameTBS(lintDER, der); err != nil {
-		return nil, internal("linted and signed certificates differ", err)
 	}
 	rec := store.CertRecord{
 		IssuerID:     a.intermediate.ID,
@@ -492,30 +490,4 @@ func subjectKeyID(pub crypto.PublicKey) ([]byte, error) {
 	}
 	sum := sha256.Sum256(spki.PublicKey.Bytes)
 	return sum[:20], nil
-}
-
-// sameTBS checks that the real certificate is the linted one, signature aside.
-func sameTBS(a, b []byte) error {
-	ta, err := rawTBS(a)
-	if err != nil {
-		return err
-	}
-	tb, err := rawTBS(b)
-	if err != nil {
-		return err
-	}
-	if !bytes.Equal(ta, tb) {
-		return errors.New("TBS mismatch")
-	}
-	return nil
-}
-
-// rawTBS returns the TBSCertificate element of a DER certificate.
-func rawTBS(der []byte) ([]byte, error) {
-	in := cryptobyte.String(der)
-	var cert, tbs cryptobyte.String
-	if !in.ReadASN1(&cert, cbasn1.SEQUENCE) || !cert.ReadASN1Element(&tbs, cbasn1.SEQUENCE) {
-		return nil, errors.New("malformed certificate")
-	}
-	return tbs, nil
 }

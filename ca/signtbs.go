@@ -1,0 +1,105 @@
+package ca
+
+import (
+	"bytes"
+	"crypto"
+	"crypto/rand"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"math/big"
+	"time"
+
+	"golang.org/x/crypto/cryptobyte"
+	cbasn1 "golang.org/x/crypto/cryptobyte/asn1"
+)
+
+// tbsSigner signs, with the issuer's real key, the exact TBSCertificate that
+// passed the lint: the issued certificate is the linted one by construction,
+// not by re-encoding the template and hoping the bytes match.
+type tbsSigner struct {
+	signer crypto.Signer
+	issuer *x509.Certificate
+	sigAlg x509.SignatureAlgorithm
+	hash   crypto.Hash
+	algID  []byte // DER AlgorithmIdentifier, as in the lint copies
+}
+
+var sigHashes = map[x509.SignatureAlgorithm]crypto.Hash{
+	x509.ECDSAWithSHA256: crypto.SHA256,
+	x509.ECDSAWithSHA384: crypto.SHA384,
+	x509.ECDSAWithSHA512: crypto.SHA512,
+	x509.SHA256WithRSA:   crypto.SHA256,
+	x509.SHA384WithRSA:   crypto.SHA384,
+	x509.SHA512WithRSA:   crypto.SHA512,
+	x509.PureEd25519:     crypto.Hash(0),
+}
+
+// newTBSSigner learns which signature algorithm lint copies carry by making
+// one, and checks the real key can produce it.
+func newTBSSigner(signer crypto.Signer, issuer, lintParent *x509.Certificate, lintSigner crypto.Signer) (*tbsSigner, error) {
+	probe := &x509.Certificate{SerialNumber: big.NewInt(1), NotBefore: time.Unix(0, 0), NotAfter: time.Unix(1, 0)}
+	der, err := x509.CreateCertificate(rand.Reader, probe, lintParent, lintSigner.Public(), lintSigner)
+	if err != nil {
+		return nil, fmt.Errorf("probe certificate: %w", err)
+	}
+	c, err := x509.ParseCertificate(der)
+	if err != nil {
+		return nil, fmt.Errorf("probe certificate: %w", err)
+	}
+	h, ok := sigHashes[c.SignatureAlgorithm]
+	if !ok {
+		return nil, fmt.Errorf("unsupported signature algorithm %s", c.SignatureAlgorithm)
+	}
+	_, algID, err := splitCert(der)
+	if err != nil {
+		return nil, err
+	}
+	return &tbsSigner{signer: signer, issuer: issuer, sigAlg: c.SignatureAlgorithm, hash: h, algID: algID}, nil
+}
+
+// sign returns the certificate made of lintDER's TBSCertificate signed by
+// the real key.
+func (s *tbsSigner) sign(lintDER []byte) ([]byte, error) {
+	tbs, algID, err := splitCert(lintDER)
+	if err != nil {
+		return nil, err
+	}
+	if !bytes.Equal(algID, s.algID) {
+		return nil, errors.New("lint copy carries an unexpected signature algorithm")
+	}
+	digest := tbs
+	if s.hash != 0 {
+		h := s.hash.New()
+		h.Write(tbs)
+		digest = h.Sum(nil)
+	}
+	sig, err := s.signer.Sign(rand.Reader, digest, s.hash)
+	if err != nil {
+		return nil, fmt.Errorf("sign: %w", err)
+	}
+	// As x509.CreateCertificate does: a faulty signer must never yield a
+	// certificate, and a fault must not leak the key through a bad signature.
+	if err := s.issuer.CheckSignature(s.sigAlg, tbs, sig); err != nil {
+		return nil, fmt.Errorf("signature from the issuer key does not verify: %w", err)
+	}
+	var b cryptobyte.Builder
+	b.AddASN1(cbasn1.SEQUENCE, func(b *cryptobyte.Builder) {
+		b.AddBytes(tbs)
+		b.AddBytes(algID)
+		b.AddASN1BitString(sig)
+	})
+	return b.Bytes()
+}
+
+// splitCert returns the TBSCertificate and signatureAlgorithm elements of a
+// DER certificate.
+func splitCert(der []byte) (tbs, algID []byte, err error) {
+	in := cryptobyte.String(der)
+	var cert, t, a cryptobyte.String
+	if !in.ReadASN1(&cert, cbasn1.SEQUENCE) || !in.Empty() ||
+		!cert.ReadASN1Element(&t, cbasn1.SEQUENCE) || !cert.ReadASN1Element(&a, cbasn1.SEQUENCE) {
+		return nil, nil, errors.New("malformed certificate")
+	}
+	return t, a, nil
+}
