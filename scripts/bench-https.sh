@@ -18,3 +18,4 @@ export SIGIL_TOKEN=$(cat "$DATA/ca/admin.token")
 ARGS=(--server "https://$HTTPS" --ca-file "$DATA/ca/root.pem")
 "$BIN" bench sign "${ARGS[@]}" --concurrency 1 --count $((COUNT / 10))
 "$BIN" bench sign "${ARGS[@]}" --concurrency 32 --count "$COUNT"
+echo "server peak RSS: $(awk '/VmHWM/ {print $2, $3}' /proc/$PID/status)"
