@@ -26,9 +26,14 @@ type groupCommit struct {
 	quit chan struct{}
 	done chan struct{}
 
-	mu     sync.Mutex // guards closed and checkpointer
+	mu     sync.Mutex // guards closed; held by submit while it queues
 	closed bool
-	cp     Checkpointer
+
+	// cpMu guards cp. It is not mu: a submitter holds mu while it waits for
+	// room in a full queue, so the writer, which empties the queue, must
+	// never wait for mu.
+	cpMu sync.Mutex
+	cp   Checkpointer
 
 	// Owned by the writer goroutine.
 	head   audit.Head
@@ -64,14 +69,14 @@ func newGroupCommit(db *sql.DB, cfg Config, head audit.Head, lastCP int64) *grou
 }
 
 func (g *groupCommit) setCheckpointer(cp Checkpointer) {
-	g.mu.Lock()
+	g.cpMu.Lock()
 	g.cp = cp
-	g.mu.Unlock()
+	g.cpMu.Unlock()
 }
 
 func (g *groupCommit) checkpointer() Checkpointer {
-	g.mu.Lock()
-	defer g.mu.Unlock()
+	g.cpMu.Lock()
+	defer g.cpMu.Unlock()
 	return g.cp
 }
 

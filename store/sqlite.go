@@ -62,10 +62,13 @@ func dsn(path string, readOnly bool) string {
 	} else {
 		q.Set("_txlock", "immediate")
 	}
-	// SQLite parses a "file:" name as a URI: escape what would otherwise be
-	// decoded (%XX) or end the path (? and #), so the configured file is opened.
-	path = strings.NewReplacer("%", "%25", "?", "%3f", "#", "%23").Replace(path)
-	return "file:" + path + "?" + q.Encode()
+	return "file:" + uriPath(path) + "?" + q.Encode()
+}
+
+// uriPath escapes path for a "file:" URI, which SQLite parses: without it
+// %XX would be decoded and ? or # would end the path, opening another file.
+func uriPath(path string) string {
+	return strings.NewReplacer("%", "%25", "?", "%3f", "#", "%23").Replace(path)
 }
 
 // Open opens (creating if needed) the database at cfg.Path and applies
@@ -261,7 +264,7 @@ func OpenReadOnly(ctx context.Context, path string) (*SQLite, error) {
 	q.Add("_pragma", "busy_timeout(10000)")
 	q.Add("_pragma", "query_only(1)")
 	q.Set("mode", "ro")
-	r, err := sql.Open("sqlite", "file:"+path+"?"+q.Encode())
+	r, err := sql.Open("sqlite", "file:"+uriPath(path)+"?"+q.Encode())
 	if err != nil {
 		return nil, fmt.Errorf("open %s: %w", path, err)
 	}

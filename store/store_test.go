@@ -692,3 +692,76 @@ func TestSameSerialTwoIssuers(t *testing.T) {
 		}
 	}
 }
+
+func TestOpenReadOnly(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name     string
+		dir      string // created under the temporary directory
+		keepOpen bool   // the writer still has the database open
+	}{
+		{name: "closed", dir: "data"},
+		{name: "open by writer", dir: "data", keepOpen: true},
+		{name: "escaped path", dir: "a%41b#c?d"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			ctx := context.Background()
+			dir := filepath.Join(t.TempDir(), tt.dir)
+			if err := os.Mkdir(dir, 0o700); err != nil {
+				t.Fatal(err)
+			}
+			path := filepath.Join(dir, "sigil.db")
+			w, err := Open(ctx, Config{Path: path})
+			if err != nil {
+				t.Fatal(err)
+			}
+			mustTx(t, w, func(tx Tx) error {
+				if err := tx.PutSetting("k", []byte("v")); err != nil {
+					return err
+				}
+				_, err := tx.AppendAudit(audit.Event{Time: testStart, Actor: "system", Action: "x"})
+				return err
+			})
+			if tt.keepOpen {
+				defer w.Close()
+			} else if err := w.Close(); err != nil {
+				t.Fatal(err)
+			}
+
+			r, err := OpenReadOnly(ctx, path)
+			if err != nil {
+				t.Fatalf("OpenReadOnly: %v", err)
+			}
+			defer func() {
+				if err := r.Close(); err != nil {
+					t.Errorf("Close: %v", err)
+				}
+			}()
+			if v, err := r.Setting(ctx, "k"); err != nil || string(v) != "v" {
+				t.Errorf("Setting = %q, %v; want v", v, err)
+			}
+			if events := checkChain(t, r, nil); len(events) != 1 {
+				t.Errorf("%d events, want 1", len(events))
+			}
+			if err := r.WithTx(ctx, func(Tx) error { return nil }); err == nil {
+				t.Error("WithTx on a read-only store succeeded")
+			}
+			if err := r.Checkpoint(ctx); err == nil {
+				t.Error("Checkpoint on a read-only store succeeded")
+			}
+		})
+	}
+	t.Run("not a database", func(t *testing.T) {
+		t.Parallel()
+		path := filepath.Join(t.TempDir(), "missing.db")
+		if r, err := OpenReadOnly(context.Background(), path); err == nil {
+			r.Close()
+			t.Error("OpenReadOnly of a missing file succeeded")
+		}
+		if _, err := os.Stat(path); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("OpenReadOnly created %s: %v", path, err)
+		}
+	})
+}
