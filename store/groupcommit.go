@@ -35,6 +35,8 @@ type groupCommit struct {
 	cpMu sync.Mutex
 	cp   Checkpointer
 
+	stmts map[string]*sql.Stmt // prepared writeQueries, read-only after start
+
 	// Owned by the writer goroutine.
 	head   audit.Head
 	lastCP int64
@@ -52,7 +54,18 @@ const (
 	reqCheckpoint
 )
 
-func newGroupCommit(db *sql.DB, cfg Config, head audit.Head, lastCP int64) *groupCommit {
+func newGroupCommit(ctx context.Context, db *sql.DB, cfg Config, head audit.Head, lastCP int64) (*groupCommit, error) {
+	stmts := make(map[string]*sql.Stmt)
+	for _, q := range writeQueries() {
+		st, err := db.PrepareContext(ctx, q)
+		if err != nil {
+			for _, p := range stmts {
+				p.Close()
+			}
+			return nil, fmt.Errorf("prepare %q: %w", q, err)
+		}
+		stmts[q] = st
+	}
 	g := &groupCommit{
 		db:       db,
 		maxBatch: cfg.MaxBatch,
@@ -63,9 +76,18 @@ func newGroupCommit(db *sql.DB, cfg Config, head audit.Head, lastCP int64) *grou
 		done:     make(chan struct{}),
 		head:     head,
 		lastCP:   lastCP,
+		stmts:    stmts,
 	}
 	go g.run()
-	return g
+	return g, nil
+}
+
+// exec runs q in tx through its prepared statement when there is one.
+func (g *groupCommit) exec(ctx context.Context, tx *sql.Tx, q string, args ...any) (sql.Result, error) {
+	if st, ok := g.stmts[q]; ok {
+		return tx.StmtContext(ctx, st).ExecContext(ctx, args...)
+	}
+	return tx.ExecContext(ctx, q, args...)
 }
 
 func (g *groupCommit) setCheckpointer(cp Checkpointer) {
@@ -108,6 +130,9 @@ func (g *groupCommit) stop() {
 	}
 	g.mu.Unlock()
 	<-g.done
+	for _, st := range g.stmts {
+		st.Close()
+	}
 }
 
 func (g *groupCommit) run() {
@@ -178,7 +203,7 @@ func (g *groupCommit) commit(batch []*writeReq) {
 
 // apply runs fn inside a savepoint so its failure rolls back only its own writes.
 func (g *groupCommit) apply(ctx context.Context, tx *sql.Tx, fn func(Tx) error) (err error) {
-	if _, err := tx.ExecContext(ctx, "SAVEPOINT w"); err != nil {
+	if _, err := g.exec(ctx, tx, qSavepoint); err != nil {
 		return fmt.Errorf("savepoint: %w", err)
 	}
 	head := g.head
@@ -189,14 +214,14 @@ func (g *groupCommit) apply(ctx context.Context, tx *sql.Tx, fn func(Tx) error) 
 		}
 		if err != nil {
 			g.head = head
-			_, rbErr := tx.ExecContext(ctx, "ROLLBACK TO w")
-			_, relErr := tx.ExecContext(ctx, "RELEASE w")
+			_, rbErr := g.exec(ctx, tx, qRollbackTo)
+			_, relErr := g.exec(ctx, tx, qRelease)
 			if rbErr != nil || relErr != nil {
 				err = errors.Join(err, rbErr, relErr)
 			}
 			return
 		}
-		if _, relErr := tx.ExecContext(ctx, "RELEASE w"); relErr != nil {
+		if _, relErr := g.exec(ctx, tx, qRelease); relErr != nil {
 			g.head = head
 			err = fmt.Errorf("release savepoint: %w", relErr)
 		}

@@ -121,7 +121,11 @@ func Open(ctx context.Context, cfg Config) (*SQLite, error) {
 		s.read.Close()
 		return nil, err
 	}
-	s.gc = newGroupCommit(w, cfg, head, lastCP)
+	if s.gc, err = newGroupCommit(ctx, w, cfg, head, lastCP); err != nil {
+		s.write.Close()
+		s.read.Close()
+		return nil, err
+	}
 	return s, nil
 }
 

@@ -11,6 +11,33 @@ import (
 	"github.com/sigil-ca/sigil/ca/audit"
 )
 
+// Write statements, prepared once on the writer connection (see
+// newGroupCommit) so a transaction does not re-parse SQL per call.
+const (
+	qAppendAuditEvent = "INSERT INTO audit_events (seq, time, actor, action, target, detail, prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+	qInsertKek        = "INSERT INTO keks (id, backend, params, check_blob, state, created) VALUES (?, ?, ?, ?, ?, ?)"
+	qSetKekState      = "UPDATE keks SET state = ? WHERE id = ?"
+	qInsertKey        = `INSERT INTO keys (id, purpose, algorithm, backend, state, public_key, kek_id,
+		wrapped_dek, ciphertext, created, rotated, last_used, destroyed) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
+	qRewrapKey         = "UPDATE keys SET kek_id = ?, wrapped_dek = ?, rotated = ? WHERE id = ? AND state != ?"
+	qTouchKey          = "UPDATE keys SET last_used = ? WHERE id = ? AND last_used < ?"
+	qInsertIssuer      = "INSERT INTO issuers (id, kind, parent_id, key_id, cert_der, state, created) VALUES (?, ?, ?, ?, ?, ?, ?)"
+	qInsertCertificate = `INSERT INTO certificates (issuer_id, serial, subject, sans, not_before, not_after,
+		key_algorithm, profile, requester, channel, der, created) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
+	qInsertToken = `INSERT INTO tokens (id, secret_hash, role, profiles, description, created, expires, revoked)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?)`
+	qRevokeToken = "UPDATE tokens SET revoked = ? WHERE id = ? AND revoked = 0"
+	qPutSetting  = "INSERT INTO settings (name, value) VALUES (?, ?) ON CONFLICT (name) DO UPDATE SET value = excluded.value"
+
+	qSavepoint  = "SAVEPOINT w"
+	qRelease    = "RELEASE w"
+	qRollbackTo = "ROLLBACK TO w"
+)
+
+func writeQueries() []string {
+	return []string{qSavepoint, qRelease, qRollbackTo, qAppendAuditEvent, qInsertKek, qSetKekState, qInsertKey, qRewrapKey, qTouchKey, qInsertIssuer, qInsertCertificate, qInsertToken, qRevokeToken, qPutSetting}
+}
+
 // sqliteTx is the Tx handed to WithTx functions.
 type sqliteTx struct {
 	ctx context.Context
@@ -19,7 +46,7 @@ type sqliteTx struct {
 }
 
 func (t *sqliteTx) exec(what, q string, args ...any) (sql.Result, error) {
-	res, err := t.tx.ExecContext(t.ctx, q, args...)
+	res, err := t.g.exec(t.ctx, t.tx, q, args...)
 	if err != nil {
 		if isUnique(err) {
 			return nil, fmt.Errorf("%s: %w", what, ErrDuplicate)
@@ -41,8 +68,7 @@ func (t *sqliteTx) AppendAudit(e audit.Event) (audit.Event, error) {
 	if err != nil {
 		return audit.Event{}, err
 	}
-	if _, err := t.exec("append audit event",
-		"INSERT INTO audit_events (seq, time, actor, action, target, detail, prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+	if _, err := t.exec("append audit event", qAppendAuditEvent,
 		e.Seq, e.Time.UnixNano(), e.Actor, e.Action, e.Target, detail, e.PrevHash, e.Hash); err != nil {
 		return audit.Event{}, err
 	}
@@ -51,13 +77,13 @@ func (t *sqliteTx) AppendAudit(e audit.Event) (audit.Event, error) {
 }
 
 func (t *sqliteTx) InsertKEK(k KEKRecord) error {
-	_, err := t.exec("insert kek", "INSERT INTO keks (id, backend, params, check_blob, state, created) VALUES (?, ?, ?, ?, ?, ?)",
+	_, err := t.exec("insert kek", qInsertKek,
 		k.ID, k.Backend, k.Params, k.Check, k.State, nanos(k.Created))
 	return err
 }
 
 func (t *sqliteTx) SetKEKState(id, state string) error {
-	res, err := t.exec("set kek state", "UPDATE keks SET state = ? WHERE id = ?", state, id)
+	res, err := t.exec("set kek state", qSetKekState, state, id)
 	if err != nil {
 		return err
 	}
@@ -65,15 +91,14 @@ func (t *sqliteTx) SetKEKState(id, state string) error {
 }
 
 func (t *sqliteTx) InsertKey(k KeyRecord) error {
-	_, err := t.exec("insert key", `INSERT INTO keys (id, purpose, algorithm, backend, state, public_key, kek_id,
-		wrapped_dek, ciphertext, created, rotated, last_used, destroyed) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+	_, err := t.exec("insert key", qInsertKey,
 		k.ID, k.Purpose, k.Algorithm, k.Backend, k.State, k.PublicKey, k.KEKID, k.WrappedDEK, k.Ciphertext,
 		nanos(k.Created), nanos(k.Rotated), nanos(k.LastUsed), nanos(k.Destroyed))
 	return err
 }
 
 func (t *sqliteTx) RewrapKey(id, kekID string, wrappedDEK []byte, rotated time.Time) error {
-	res, err := t.exec("rewrap key", "UPDATE keys SET kek_id = ?, wrapped_dek = ?, rotated = ? WHERE id = ? AND state != ?",
+	res, err := t.exec("rewrap key", qRewrapKey,
 		kekID, wrappedDEK, nanos(rotated), id, KeyDestroyed)
 	if err != nil {
 		return err
@@ -82,7 +107,7 @@ func (t *sqliteTx) RewrapKey(id, kekID string, wrappedDEK []byte, rotated time.T
 }
 
 func (t *sqliteTx) TouchKey(id string, at time.Time) error {
-	_, err := t.exec("touch key", "UPDATE keys SET last_used = ? WHERE id = ? AND last_used < ?", nanos(at), id, nanos(at))
+	_, err := t.exec("touch key", qTouchKey, nanos(at), id, nanos(at))
 	return err
 }
 
@@ -95,14 +120,13 @@ func (t *sqliteTx) Keys() ([]KeyRecord, error) {
 }
 
 func (t *sqliteTx) InsertIssuer(i IssuerRecord) error {
-	_, err := t.exec("insert issuer", "INSERT INTO issuers (id, kind, parent_id, key_id, cert_der, state, created) VALUES (?, ?, ?, ?, ?, ?, ?)",
+	_, err := t.exec("insert issuer", qInsertIssuer,
 		i.ID, i.Kind, i.ParentID, i.KeyID, i.CertDER, i.State, nanos(i.Created))
 	return err
 }
 
 func (t *sqliteTx) InsertCertificate(c *CertRecord) error {
-	res, err := t.exec("insert certificate", `INSERT INTO certificates (issuer_id, serial, subject, sans, not_before, not_after,
-		key_algorithm, profile, requester, channel, der, created) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+	res, err := t.exec("insert certificate", qInsertCertificate,
 		c.IssuerID, c.Serial, c.Subject, joinSANs(c.SANs), nanos(c.NotBefore), nanos(c.NotAfter),
 		c.KeyAlgorithm, c.Profile, c.Requester, c.Channel, c.DER, nanos(c.Created))
 	if err != nil {
@@ -121,14 +145,13 @@ func (t *sqliteTx) InsertToken(tok TokenRecord) error {
 	if err != nil {
 		return fmt.Errorf("insert token: %w", err)
 	}
-	_, err = t.exec("insert token", `INSERT INTO tokens (id, secret_hash, role, profiles, description, created, expires, revoked)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?)`, tok.ID, tok.SecretHash, tok.Role, string(profiles), tok.Description,
+	_, err = t.exec("insert token", qInsertToken, tok.ID, tok.SecretHash, tok.Role, string(profiles), tok.Description,
 		nanos(tok.Created), nanos(tok.Expires), nanos(tok.Revoked))
 	return err
 }
 
 func (t *sqliteTx) RevokeToken(id string, at time.Time) error {
-	res, err := t.exec("revoke token", "UPDATE tokens SET revoked = ? WHERE id = ? AND revoked = 0", nanos(at), id)
+	res, err := t.exec("revoke token", qRevokeToken, nanos(at), id)
 	if err != nil {
 		return err
 	}
@@ -139,7 +162,7 @@ func (t *sqliteTx) PutSetting(name string, value []byte) error {
 	if value == nil {
 		value = []byte{} // a nil slice binds as NULL; the column is NOT NULL
 	}
-	_, err := t.exec("put setting", "INSERT INTO settings (name, value) VALUES (?, ?) ON CONFLICT (name) DO UPDATE SET value = excluded.value", name, value)
+	_, err := t.exec("put setting", qPutSetting, name, value)
 	return err
 }
 
