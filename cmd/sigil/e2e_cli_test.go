@@ -498,13 +498,7 @@ func e2eCheckEveryKeyCommented(t *testing.T, text string) {
 	indentOf := func(s string) int { return len(s) - len(strings.TrimLeft(s, " ")) }
 	isComment := func(s string) bool { return strings.HasPrefix(strings.TrimSpace(s), "#") }
 	prevIsComment := func(i int) bool {
-		for j := i - 1; j >= 0; j-- {
-			if strings.TrimSpace(lines[j]) == "" {
-				return false
-			}
-			return isComment(lines[j])
-		}
-		return false
+		return i > 0 && strings.TrimSpace(lines[i-1]) != "" && isComment(lines[i-1])
 	}
 	var comments strings.Builder
 	section, keys := "", 0
