@@ -20,9 +20,12 @@ all: build
 build:
 	CGO_ENABLED=0 $(GO) build -o $(BIN) ./cmd/sigil
 
-# A complete development CA: HTTPS on 127.0.0.1:8443, HTTP on 127.0.0.1:8080.
+# A complete development CA: HTTPS on 127.0.0.1:8443, HTTP on 127.0.0.1:8080,
+# data in .sigil-dev/ (recreated each run: the dev passphrase lives only in memory).
+DEV_DATA ?= .sigil-dev
 run: build
-	./$(BIN) dev
+	rm -rf $(DEV_DATA)
+	./$(BIN) dev --data $(DEV_DATA)
 
 # The whole suite: unit, integration (child processes, openssl) and brief fuzzing.
 test: unit fuzz
@@ -52,4 +55,4 @@ lint:
 	$(GO) run $(STATICCHECK) ./...
 
 clean:
-	rm -rf bin
+	rm -rf bin $(DEV_DATA)
