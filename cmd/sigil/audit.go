@@ -4,7 +4,6 @@ import (
 	"crypto/x509"
 	"encoding/pem"
 	"fmt"
-	"net/url"
 	"os"
 	"sort"
 	"strconv"
@@ -99,26 +98,11 @@ func auditListCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			q := url.Values{}
-			for k, v := range map[string]string{"after": since, "before": until, "action": action, "actor": actor, "target": target, "cursor": cursor} {
-				if v != "" {
-					q.Set(k, v)
-				}
-			}
-			q.Set("limit", strconv.Itoa(limit))
-			events := []api.AuditEvent{}
-			next := ""
-			for {
-				var page api.AuditList
-				if err := c.do(cmd.Context(), "GET", "/v1/audit?"+q.Encode(), nil, &page); err != nil {
-					return err
-				}
-				events = append(events, page.Events...)
-				next = page.NextCursor
-				if !all || next == "" {
-					break
-				}
-				q.Set("cursor", next)
+			events, next, err := fetchList(cmd.Context(), c, "/v1/audit",
+				map[string]string{"after": since, "before": until, "action": action, "actor": actor, "target": target, "cursor": cursor},
+				limit, all, func(p api.AuditList) ([]api.AuditEvent, string) { return p.Events, p.NextCursor })
+			if err != nil {
+				return err
 			}
 			t := table{header: []string{"SEQ", "TIME", "ACTOR", "ACTION", "TARGET", "DETAIL"}}
 			for _, e := range events {

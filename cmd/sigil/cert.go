@@ -10,7 +10,6 @@ import (
 	"net/mail"
 	"net/url"
 	"os"
-	"strconv"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -34,7 +33,7 @@ func certIssueCmd() *cobra.Command {
 		Short: "Issue a certificate from a CSR, or generate a key locally and issue for it",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			var csrPEM []byte
+			var csrPEM, keyDER []byte
 			switch {
 			case csrFile != "" && len(sans) > 0:
 				return fmt.Errorf("use either --csr or --san, not both")
@@ -59,28 +58,13 @@ func certIssueCmd() *cobra.Command {
 				if err != nil {
 					return err
 				}
-				csrPEM, err = buildCSR(key, cn, sans)
-				if err != nil {
+				if csrPEM, err = buildCSR(key, cn, sans); err != nil {
 					return err
 				}
-				der, err := x509.MarshalPKCS8PrivateKey(key)
-				if err != nil {
+				if keyDER, err = x509.MarshalPKCS8PrivateKey(key); err != nil {
 					return err
 				}
-				defer clear(der)
-				// The key is written only once the server has issued for it.
-				c, err := cf.client()
-				if err != nil {
-					return err
-				}
-				var resp api.SignResponse
-				if err := c.do(cmd.Context(), "POST", "/v1/sign", api.SignRequest{CSR: string(csrPEM), Profile: profile, Validity: validity}, &resp); err != nil {
-					return err
-				}
-				if err := writeFileAtomic(keyOut, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), 0o600); err != nil {
-					return err
-				}
-				return writeChain(cmd, out, resp)
+				defer clear(keyDER)
 			default:
 				return fmt.Errorf("give --csr FILE, or --san NAME with --key-out FILE")
 			}
@@ -91,6 +75,12 @@ func certIssueCmd() *cobra.Command {
 			var resp api.SignResponse
 			if err := c.do(cmd.Context(), "POST", "/v1/sign", api.SignRequest{CSR: string(csrPEM), Profile: profile, Validity: validity}, &resp); err != nil {
 				return err
+			}
+			// A generated key is written only once the server has issued for it.
+			if keyDER != nil {
+				if err := writeFileAtomic(keyOut, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}), 0o600); err != nil {
+					return err
+				}
 			}
 			return writeChain(cmd, out, resp)
 		},
@@ -221,27 +211,12 @@ func certListCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			q := url.Values{}
-			for k, v := range map[string]string{"serial": serial, "name": name, "profile": profile, "requester": requester,
-				"status": status, "issued_after": issuedAfter, "issued_before": issuedBefore, "expiring_before": expiringBefore, "cursor": cursor} {
-				if v != "" {
-					q.Set(k, v)
-				}
-			}
-			q.Set("limit", strconv.Itoa(limit))
-			certs := []api.Certificate{}
-			next := ""
-			for {
-				var page api.CertificateList
-				if err := c.do(cmd.Context(), "GET", "/v1/certificates?"+q.Encode(), nil, &page); err != nil {
-					return err
-				}
-				certs = append(certs, page.Certificates...)
-				next = page.NextCursor
-				if !all || next == "" {
-					break
-				}
-				q.Set("cursor", next)
+			certs, next, err := fetchList(cmd.Context(), c, "/v1/certificates",
+				map[string]string{"serial": serial, "name": name, "profile": profile, "requester": requester, "status": status,
+					"issued_after": issuedAfter, "issued_before": issuedBefore, "expiring_before": expiringBefore, "cursor": cursor},
+				limit, all, func(p api.CertificateList) ([]api.Certificate, string) { return p.Certificates, p.NextCursor })
+			if err != nil {
+				return err
 			}
 			t := table{header: []string{"SERIAL", "SUBJECT", "SANS", "PROFILE", "STATUS", "NOT AFTER", "REQUESTER"}}
 			for _, c := range certs {

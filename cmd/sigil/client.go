@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 
@@ -129,4 +130,30 @@ func (c *apiClient) do(ctx context.Context, method, path string, in, out any) er
 		}
 	}
 	return nil
+}
+
+// fetchList GETs a paginated list at path with the non-empty params,
+// following next_cursor when all is set. It returns every item read and the
+// cursor of the first unread page ("" when there is none).
+func fetchList[P, E any](ctx context.Context, c *apiClient, path string, params map[string]string, limit int, all bool, unpack func(P) ([]E, string)) ([]E, string, error) {
+	q := url.Values{}
+	for k, v := range params {
+		if v != "" {
+			q.Set(k, v)
+		}
+	}
+	q.Set("limit", strconv.Itoa(limit))
+	out := []E{}
+	for {
+		var page P
+		if err := c.do(ctx, "GET", path+"?"+q.Encode(), nil, &page); err != nil {
+			return nil, "", err
+		}
+		items, next := unpack(page)
+		out = append(out, items...)
+		if !all || next == "" {
+			return out, next, nil
+		}
+		q.Set("cursor", next)
+	}
 }
