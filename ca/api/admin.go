@@ -1,6 +1,7 @@
 package api
 
 import (
+	"log/slog"
 	"net/http"
 	"strconv"
 	"time"
@@ -77,8 +78,11 @@ type RewrapRequest struct {
 	NewPassphrase     string `json:"new_passphrase"`
 }
 
-// LogValue keeps passphrases out of logs.
+// String keeps passphrases out of anything that formats the request.
 func (RewrapRequest) String() string { return "RewrapRequest{REDACTED}" }
+
+// LogValue keeps passphrases out of logs.
+func (RewrapRequest) LogValue() slog.Value { return slog.StringValue("REDACTED") }
 
 // RewrapResponse reports a completed re-wrap.
 type RewrapResponse struct {
