@@ -3,6 +3,7 @@ package ca
 import (
 	"crypto/x509"
 	"encoding/pem"
+	"math/big"
 	"net"
 	"net/mail"
 	"net/url"
@@ -86,6 +87,9 @@ func csrNames(csr *x509.CertificateRequest) (Names, string, error) {
 		if !u.IsAbs() || u.Host == "" && u.Opaque == "" || u.User != nil {
 			return Names{}, "", errorf(BadCSR, "URI %q must be absolute with an authority and no user info", u)
 		}
+		if hasDotSegment(u) {
+			return Names{}, "", errorf(BadCSR, "URI %q has a '.' or '..' path segment", u)
+		}
 		if !seen["uri:"+u.String()] {
 			seen["uri:"+u.String()] = true
 			n.URIs = append(n.URIs, u)
@@ -127,6 +131,36 @@ func cnIsSAN(cn string, n Names) bool {
 			if v.String() == u.String() {
 				return true
 			}
+		}
+	}
+	return false
+}
+
+// NormalizeSerial accepts a serial as people copy it (hex, any case, with or
+// without leading zeros or colons, as openssl prints it) and returns the
+// stored form. RFC 5280 §4.1.2.2: positive, at most 20 octets.
+func NormalizeSerial(s string) (string, error) {
+	h := strings.ReplaceAll(strings.TrimSpace(s), ":", "")
+	h = strings.TrimPrefix(strings.TrimPrefix(h, "0x"), "0X")
+	n, ok := new(big.Int).SetString(h, 16)
+	if !ok || h == "" || strings.HasPrefix(h, "-") || strings.HasPrefix(h, "+") || n.Sign() <= 0 || len(n.Bytes()) > 20 {
+		return "", errorf(Malformed, "serial %q is not a positive hexadecimal number of at most 20 octets", s)
+	}
+	return SerialString(n), nil
+}
+
+// hasDotSegment reports "." or ".." path segments, encoded or not: a prefix
+// policy such as "spiffe://example.org/ns/prod/" must not admit
+// ".../ns/prod/../admin" (RFC 3986 §5.2.4 would resolve it elsewhere).
+func hasDotSegment(u *url.URL) bool {
+	p := u.EscapedPath()
+	if p == "" {
+		p = u.Opaque
+	}
+	for _, seg := range strings.Split(p, "/") {
+		seg = strings.ReplaceAll(strings.ToLower(seg), "%2e", ".")
+		if seg == "." || seg == ".." {
+			return true
 		}
 	}
 	return false

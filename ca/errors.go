@@ -23,6 +23,7 @@ const (
 	Rejected
 	Conflict
 	Unavailable
+	TooLarge
 )
 
 var kindNames = [...]string{
@@ -36,6 +37,7 @@ var kindNames = [...]string{
 	Rejected:     "rejected",
 	Conflict:     "conflict",
 	Unavailable:  "unavailable",
+	TooLarge:     "too_large",
 }
 
 // String returns the kind's snake_case name.

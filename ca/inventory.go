@@ -62,7 +62,7 @@ func (a *Authority) RewrapKEK(ctx context.Context, actor string, current, next [
 		}); aerr != nil {
 			a.log.ErrorContext(ctx, "audit refused rewrap", "error", aerr)
 		}
-		return "", 0, errorf(Unauthorized, "the current passphrase is wrong")
+		return "", 0, errorf(Forbidden, "the current passphrase is wrong")
 	}
 	if err != nil {
 		return "", 0, internal("rewrap", err)

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"log/slog"
 	"sync"
 	"time"
 
@@ -21,6 +22,7 @@ type groupCommit struct {
 	maxBatch int
 	onCommit func(time.Duration, int)
 	clk      clockwork.Clock
+	log      *slog.Logger
 
 	reqs chan *writeReq
 	quit chan struct{}
@@ -71,6 +73,7 @@ func newGroupCommit(ctx context.Context, db *sql.DB, cfg Config, head audit.Head
 		maxBatch: cfg.MaxBatch,
 		onCommit: cfg.OnCommit,
 		clk:      cfg.Clock,
+		log:      cfg.Logger,
 		reqs:     make(chan *writeReq, cfg.MaxBatch),
 		quit:     make(chan struct{}),
 		done:     make(chan struct{}),
@@ -157,7 +160,6 @@ func (g *groupCommit) run() {
 			}
 		}
 		g.commit(batch)
-		g.maybeCheckpoint(false)
 	}
 }
 
@@ -184,6 +186,13 @@ func (g *groupCommit) commit(batch []*writeReq) {
 			continue
 		}
 		errs[i] = g.apply(ctx, tx, r.fn)
+		// Checked per transaction, not per batch, so that no more than
+		// Every events (plus one transaction's own) ever go unsigned.
+		if errs[i] == nil && g.checkpointDue() {
+			if err := g.forceCheckpoint(tx); err != nil {
+				g.log.Error("audit checkpoint failed; will retry", "seq", g.head.Seq, "error", err)
+			}
+		}
 	}
 	if err := tx.Commit(); err != nil {
 		g.head, g.lastCP = headBefore, cpBefore
@@ -230,28 +239,9 @@ func (g *groupCommit) apply(ctx context.Context, tx *sql.Tx, fn func(Tx) error) 
 	return err
 }
 
-// maybeCheckpoint signs the head when enough events are unsigned (or force).
-func (g *groupCommit) maybeCheckpoint(force bool) {
+func (g *groupCommit) checkpointDue() bool {
 	cp := g.checkpointer()
-	if cp.Sign == nil || g.head.Seq == g.lastCP {
-		return
-	}
-	if !force && (cp.Every <= 0 || g.head.Seq-g.lastCP < int64(cp.Every)) {
-		return
-	}
-	tx, err := g.db.Begin()
-	if err != nil {
-		return
-	}
-	before := g.lastCP
-	if err := g.forceCheckpoint(tx); err != nil {
-		g.lastCP = before
-		_ = tx.Rollback()
-		return
-	}
-	if err := tx.Commit(); err != nil {
-		g.lastCP = before // the next batch retries
-	}
+	return cp.Sign != nil && cp.Every > 0 && g.head.Seq-g.lastCP >= int64(cp.Every)
 }
 
 func (g *groupCommit) forceCheckpoint(tx *sql.Tx) error {

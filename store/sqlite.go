@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"log/slog"
 	"net/url"
 	"sort"
 	"strconv"
@@ -36,6 +37,9 @@ type Config struct {
 	OnCommit func(latency time.Duration, batch int)
 	// Clock stamps migrations and measures commits (default: the real clock).
 	Clock clockwork.Clock
+	// Logger receives failures nobody waits for, such as a checkpoint that
+	// could not be signed (default: discard).
+	Logger *slog.Logger
 }
 
 // SQLite is the embedded Store backend.
@@ -85,6 +89,9 @@ func Open(ctx context.Context, cfg Config) (*SQLite, error) {
 	}
 	if cfg.Clock == nil {
 		cfg.Clock = clockwork.NewRealClock()
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	w, err := sql.Open("sqlite", dsn(cfg.Path, false))
 	if err != nil {

@@ -134,12 +134,18 @@ type Store interface {
 	// Checkpoint signs the current audit head now, if it is not signed yet.
 	Checkpoint(ctx context.Context) error
 
+	// Key returns the key with id, whatever its state; ErrNotFound if none.
 	Key(ctx context.Context, id string) (KeyRecord, error)
+	// Keys returns every key, retired and destroyed ones included, oldest
+	// first (by creation time, then id); none is an empty result, not an error.
 	Keys(ctx context.Context) ([]KeyRecord, error)
+	// KEK returns the KEK with id, whatever its state; ErrNotFound if none.
 	KEK(ctx context.Context, id string) (KEKRecord, error)
 	// ActiveKEK returns the KEK new keys are wrapped under; ErrNotFound before init.
 	ActiveKEK(ctx context.Context) (KEKRecord, error)
+	// Issuer returns the issuer with id; ErrNotFound if none.
 	Issuer(ctx context.Context, id string) (IssuerRecord, error)
+	// Issuers returns every issuer, oldest first (by creation time, then id).
 	Issuers(ctx context.Context) ([]IssuerRecord, error)
 
 	// Certificate returns the certificate with serial (any issuer); ErrNotFound if none.
@@ -149,15 +155,25 @@ type Store interface {
 
 	// AuditEvents returns matches oldest first and the cursor of the next page (0: no more).
 	AuditEvents(ctx context.Context, f AuditFilter) ([]audit.Event, int64, error)
-	// ScanAudit calls fn for every event in sequence order, streaming.
+	// ScanAudit calls fn for every event in the order rows were stored, streaming,
+	// so that a verifier sees deleted or reordered rows as they are.
 	ScanAudit(ctx context.Context, fn func(audit.Event) error) error
+	// Checkpoints returns every signed audit checkpoint, ordered by seq.
 	Checkpoints(ctx context.Context) ([]audit.Checkpoint, error)
+	// AuditHead returns the last committed event's seq and hash, or Seq 0 and
+	// the genesis hash when the log is empty.
 	AuditHead(ctx context.Context) (audit.Head, error)
 
+	// Token returns the token with id, even if revoked or expired; ErrNotFound if none.
 	Token(ctx context.Context, id string) (TokenRecord, error)
+	// Tokens returns every token, revoked and expired ones included, oldest
+	// first (by creation time, then id).
 	Tokens(ctx context.Context) ([]TokenRecord, error)
+	// Setting returns the value stored under name; ErrNotFound if it was never put.
 	Setting(ctx context.Context, name string) ([]byte, error)
 
+	// Close waits for queued transactions, then closes the store; later calls
+	// return the first call's result. WithTx and Checkpoint then return ErrClosed.
 	Close() error
 }
 
@@ -167,19 +183,34 @@ type Tx interface {
 	// appends it. The chain head advances only if the transaction commits.
 	AppendAudit(e audit.Event) (audit.Event, error)
 
+	// InsertKEK inserts a new KEK; ErrDuplicate if the id exists.
 	InsertKEK(k KEKRecord) error
+	// SetKEKState sets the state of the KEK with id (setting the same state
+	// again succeeds); ErrNotFound if no KEK has that id.
 	SetKEKState(id, state string) error
+	// InsertKey inserts a new key; ErrDuplicate if the id exists.
 	InsertKey(k KeyRecord) error
 	// RewrapKey replaces a key's wrapped data key and KEK id; the ciphertext is untouched.
+	// ErrNotFound if no key has that id or the key is destroyed.
 	RewrapKey(id, kekID string, wrappedDEK []byte, rotated time.Time) error
+	// TouchKey sets the key's last_used to at if that is later (it never moves
+	// back); a missing key is not an error.
 	TouchKey(id string, at time.Time) error
+	// Keys returns every key as this transaction sees it (its own writes
+	// included), oldest first (by creation time, then id).
 	Keys() ([]KeyRecord, error)
+	// InsertIssuer inserts a new issuer; ErrDuplicate if the id exists. Its
+	// KeyID must name an existing key.
 	InsertIssuer(i IssuerRecord) error
-	// InsertCertificate returns ErrDuplicate if the serial is already used by the issuer.
+	// InsertCertificate inserts c and sets c.ID; ErrDuplicate if the serial is
+	// already used by the issuer.
 	InsertCertificate(c *CertRecord) error
+	// InsertToken inserts a new token; ErrDuplicate if the id exists.
 	InsertToken(t TokenRecord) error
 	// RevokeToken returns ErrNotFound if no such unrevoked token exists.
 	RevokeToken(id string, at time.Time) error
+	// PutSetting inserts or replaces the value stored under name (idempotent);
+	// a nil value is stored as empty.
 	PutSetting(name string, value []byte) error
 }
 

@@ -93,10 +93,15 @@ func parseCursor(q url.Values) (int64, int, error) {
 // CertFilterFromQuery reads the /v1/certificates query parameters.
 func CertFilterFromQuery(q url.Values) (store.CertFilter, error) {
 	f := store.CertFilter{
-		Serial: strings.ToLower(q.Get("serial")), Name: q.Get("name"), Profile: q.Get("profile"),
+		Name: q.Get("name"), Profile: q.Get("profile"),
 		Requester: q.Get("requester"), IssuerID: q.Get("issuer"), Status: q.Get("status"),
 	}
 	var err error
+	if v := q.Get("serial"); v != "" {
+		if f.Serial, err = ca.NormalizeSerial(v); err != nil {
+			return f, err
+		}
+	}
 	if f.IssuedAfter, err = parseTime(q, "issued_after"); err != nil {
 		return f, err
 	}
@@ -138,7 +143,10 @@ func (api *API) listCertificates(w http.ResponseWriter, r *http.Request, p ca.Pr
 }
 
 func (api *API) getCertificate(w http.ResponseWriter, r *http.Request, p ca.Principal) error {
-	serial := strings.ToLower(r.PathValue("serial"))
+	serial, err := ca.NormalizeSerial(r.PathValue("serial"))
+	if err != nil {
+		return err
+	}
 	c, err := api.a.Certificate(r.Context(), serial)
 	if err != nil {
 		return err

@@ -194,10 +194,6 @@ type subError struct {
 }
 
 func (api *API) renderError(w http.ResponseWriter, r *http.Request, err error) {
-	var maxErr *http.MaxBytesError
-	if errors.As(err, &maxErr) {
-		err = &ca.Error{Kind: ca.Malformed, Detail: fmt.Sprintf("request body larger than %d bytes", maxErr.Limit)}
-	}
 	var ce *ca.Error
 	body := errorBody{Error: ca.Internal.String(), Detail: "internal error"}
 	if errors.As(err, &ce) && ce.Kind != ca.Internal {
@@ -231,11 +227,7 @@ func decodeJSON(r *http.Request, v any) error {
 	dec := json.NewDecoder(r.Body)
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
-		var maxErr *http.MaxBytesError
-		if errors.As(err, &maxErr) {
-			return err
-		}
-		return &ca.Error{Kind: ca.Malformed, Detail: "invalid JSON body: " + err.Error()}
+		return bodyError(err)
 	}
 	return checkEOF(dec)
 }
@@ -249,9 +241,19 @@ func checkEOF(dec *json.Decoder) error {
 	}
 	var maxErr *http.MaxBytesError
 	if errors.As(err, &maxErr) {
-		return err
+		return bodyError(err)
 	}
 	return &ca.Error{Kind: ca.Malformed, Detail: "invalid JSON body: trailing data"}
+}
+
+// bodyError classifies a failure to read a JSON body: over the size limit
+// (413), or malformed (400).
+func bodyError(err error) error {
+	var maxErr *http.MaxBytesError
+	if errors.As(err, &maxErr) {
+		return &ca.Error{Kind: ca.TooLarge, Detail: fmt.Sprintf("request body larger than %d bytes", maxErr.Limit)}
+	}
+	return &ca.Error{Kind: ca.Malformed, Detail: "invalid JSON body: " + err.Error()}
 }
 
 type statusWriter struct {

@@ -45,7 +45,7 @@ func ParseSignRequest(body io.Reader) (ParsedSign, error) {
 	dec := json.NewDecoder(body)
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&req); err != nil {
-		return ParsedSign{}, malformedJSON(err)
+		return ParsedSign{}, bodyError(err)
 	}
 	if err := checkEOF(dec); err != nil {
 		return ParsedSign{}, err
@@ -72,13 +72,6 @@ func ParseSignRequest(body io.Reader) (ParsedSign, error) {
 		return ParsedSign{}, err
 	}
 	return ParsedSign{CSR: csr, Profile: req.Profile, Validity: validity}, nil
-}
-
-func malformedJSON(err error) error {
-	if _, ok := err.(*http.MaxBytesError); ok {
-		return err
-	}
-	return &ca.Error{Kind: ca.Malformed, Detail: "invalid JSON body: " + err.Error()}
 }
 
 func (api *API) sign(w http.ResponseWriter, r *http.Request, p ca.Principal) error {

@@ -6,23 +6,26 @@ import (
 	"github.com/sigil-ca/sigil/ca"
 )
 
-// statusOf maps every ca.Kind to an HTTP status; TestStatusTable covers each.
-var statusOf = map[ca.Kind]int{
-	ca.Internal:     http.StatusInternalServerError,
-	ca.NotFound:     http.StatusNotFound,
-	ca.Malformed:    http.StatusBadRequest,
-	ca.Unauthorized: http.StatusUnauthorized,
-	ca.Forbidden:    http.StatusForbidden,
-	ca.RateLimited:  http.StatusTooManyRequests,
-	ca.BadCSR:       http.StatusBadRequest,
-	ca.Rejected:     http.StatusForbidden,
-	ca.Conflict:     http.StatusConflict,
-	ca.Unavailable:  http.StatusServiceUnavailable,
-}
-
+// status maps every ca.Kind to an HTTP status; TestStatusTable covers each.
 func status(k ca.Kind) int {
-	if s, ok := statusOf[k]; ok {
-		return s
+	switch k {
+	case ca.NotFound:
+		return http.StatusNotFound
+	case ca.Malformed, ca.BadCSR:
+		return http.StatusBadRequest
+	case ca.Unauthorized:
+		return http.StatusUnauthorized
+	case ca.Forbidden, ca.Rejected:
+		return http.StatusForbidden
+	case ca.RateLimited:
+		return http.StatusTooManyRequests
+	case ca.Conflict:
+		return http.StatusConflict
+	case ca.Unavailable:
+		return http.StatusServiceUnavailable
+	case ca.TooLarge:
+		return http.StatusRequestEntityTooLarge
+	default:
+		return http.StatusInternalServerError
 	}
-	return http.StatusInternalServerError
 }

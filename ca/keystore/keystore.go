@@ -187,11 +187,13 @@ func (k *Keystore) CheckPassphrase(passphrase []byte) error {
 // first: a wrong one changes nothing. Issuance continues throughout: signing
 // keys already unwrapped in memory are not touched.
 func (k *Keystore) Rewrap(ctx context.Context, actor string, currentPassphrase, newPassphrase []byte, params KDFParams) (string, int, error) {
-	if err := k.CheckPassphrase(currentPassphrase); err != nil {
-		return "", 0, err
-	}
+	// Check under the lock: two concurrent re-wraps must not both pass a
+	// check against the same KEK.
 	k.mu.Lock()
 	defer k.mu.Unlock()
+	if _, err := OpenKEK(currentPassphrase, k.rec); err != nil {
+		return "", 0, err
+	}
 	old := k.kek
 	newID, err := nextKEKID(old.ID())
 	if err != nil {

@@ -3,7 +3,9 @@ package main
 import (
 	"crypto/rand"
 	"encoding/base64"
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"time"
@@ -18,18 +20,22 @@ func devCmd() *cobra.Command {
 		Short: "Run a complete development CA in one command (NOT for production)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			dir := dataDir
-			if dir == "" {
-				d, err := os.MkdirTemp("", "sigil-dev-")
-				if err != nil {
-					return err
-				}
-				dir = d
-			}
-			dir, err := filepath.Abs(dir)
+			dir, err := prepareDevDir(dataDir)
 			if err != nil {
 				return err
 			}
+			// A dev CA cannot be reopened (its passphrase dies with the
+			// process), so its data goes when the process does, or when it
+			// fails to start.
+			if dataDir == "" {
+				defer os.RemoveAll(dir)
+			}
+			started := false
+			defer func() {
+				if !started {
+					os.RemoveAll(dir)
+				}
+			}()
 			// The passphrase lives only in this process's memory: the data
 			// cannot be reopened after it exits, which is the point.
 			raw := make([]byte, 32)
@@ -54,6 +60,7 @@ func devCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
+			started = true
 			files := map[string][]byte{
 				"root.pem":         pemBytes(res.Root.Raw),
 				"intermediate.pem": pemBytes(res.Intermediate.Raw),
@@ -89,10 +96,47 @@ func devCmd() *cobra.Command {
 }
 
 const devBanner = `
-  ************************************************************************
-  *  SIGIL DEV MODE: NOT FOR PRODUCTION.                                 *
-  *  The passphrase is random and held only in memory; weak KDF settings; *
-  *  the admin token is written to disk. Use "sigil init" + "serve".     *
-  ************************************************************************
+  ***************************************************************************
+  *  SIGIL DEV MODE: NOT FOR PRODUCTION.                                    *
+  *  The passphrase is random and held only in memory, the KDF is weak,     *
+  *  and the admin token is written to disk. Use sigil init + sigil serve.  *
+  ***************************************************************************
 
 `
+
+// devMarker marks a directory sigil dev created, so a later run may wipe it.
+const devMarker = ".sigil-dev"
+
+// prepareDevDir returns an empty directory for a new dev CA: a fresh temp
+// directory, or dataDir, which must be missing, empty, or left by an earlier
+// sigil dev (then it is wiped: its CA could never be reopened).
+func prepareDevDir(dataDir string) (string, error) {
+	if dataDir == "" {
+		d, err := os.MkdirTemp("", "sigil-dev-")
+		if err != nil {
+			return "", err
+		}
+		return d, os.WriteFile(filepath.Join(d, devMarker), nil, 0o600)
+	}
+	dir, err := filepath.Abs(dataDir)
+	if err != nil {
+		return "", err
+	}
+	entries, err := os.ReadDir(dir)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+	case err != nil:
+		return "", fmt.Errorf("--data: %w", err)
+	case len(entries) > 0:
+		if _, err := os.Stat(filepath.Join(dir, devMarker)); err != nil {
+			return "", fmt.Errorf("--data %s is not empty and was not made by sigil dev; refusing to touch it", dir)
+		}
+		if err := os.RemoveAll(dir); err != nil {
+			return "", fmt.Errorf("--data: remove the previous dev CA: %w", err)
+		}
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return "", fmt.Errorf("--data: %w", err)
+	}
+	return dir, os.WriteFile(filepath.Join(dir, devMarker), nil, 0o600)
+}

@@ -3,9 +3,9 @@
 package main
 
 import (
-	"errors"
 	"fmt"
 	"os"
+	"strings"
 
 	"github.com/spf13/cobra"
 )
@@ -28,20 +28,17 @@ func main() {
 		benchCmd(),
 	)
 	if err := root.Execute(); err != nil {
-		var ee exitError
-		if errors.As(err, &ee) {
-			fmt.Fprintln(os.Stderr, "sigil:", ee.err)
-			os.Exit(ee.code)
-		}
-		fmt.Fprintln(os.Stderr, "sigil:", err)
+		fmt.Fprintln(os.Stderr, "sigil:", oneLine(err))
 		os.Exit(1)
 	}
 }
 
-// exitError carries a specific exit code.
-type exitError struct {
-	code int
-	err  error
+// oneLine folds a multi-line error (joined validation errors, YAML errors)
+// into the one line on stderr the CLI contract promises.
+func oneLine(err error) string {
+	lines := strings.FieldsFunc(err.Error(), func(r rune) bool { return r == '\n' || r == '\r' })
+	for i := range lines {
+		lines[i] = strings.TrimSpace(lines[i])
+	}
+	return strings.Join(lines, "; ")
 }
-
-func (e exitError) Error() string { return e.err.Error() }

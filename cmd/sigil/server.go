@@ -57,7 +57,7 @@ func startServer(ctx context.Context, cfg *Config, passphrase []byte, log *slog.
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	metrics := ca.NewMetrics(reg)
-	st, err := store.Open(ctx, store.Config{Path: cfg.DatabasePath(), OnCommit: metrics.ObserveCommit, Clock: clk})
+	st, err := store.Open(ctx, store.Config{Path: cfg.DatabasePath(), OnCommit: metrics.ObserveCommit, Clock: clk, Logger: log})
 	if err != nil {
 		return nil, err
 	}
