@@ -157,6 +157,9 @@ func Init(ctx context.Context, st InitStore, cfg InitConfig) (*InitResult, error
 		return nil, fmt.Errorf("init: audit signer: %w", err)
 	}
 	intID := IssuerID(inter)
+	// The root signed three certificates just now; the other two keys
+	// are used from the first serve on.
+	rootRec.LastUsed = now
 	adminSecret, adminRec, err := NewToken(RoleAdmin, nil, 0, "initial admin token", now)
 	if err != nil {
 		return nil, fmt.Errorf("init: %w", err)

@@ -26,24 +26,31 @@ const (
 	TooLarge
 )
 
-var kindNames = [...]string{
-	Internal:     "internal",
-	NotFound:     "not_found",
-	Malformed:    "malformed",
-	Unauthorized: "unauthorized",
-	Forbidden:    "forbidden",
-	RateLimited:  "rate_limited",
-	BadCSR:       "bad_csr",
-	Rejected:     "rejected",
-	Conflict:     "conflict",
-	Unavailable:  "unavailable",
-	TooLarge:     "too_large",
-}
-
 // String returns the kind's snake_case name.
 func (k Kind) String() string {
-	if int(k) < len(kindNames) {
-		return kindNames[k]
+	switch k {
+	case Internal:
+		return "internal"
+	case NotFound:
+		return "not_found"
+	case Malformed:
+		return "malformed"
+	case Unauthorized:
+		return "unauthorized"
+	case Forbidden:
+		return "forbidden"
+	case RateLimited:
+		return "rate_limited"
+	case BadCSR:
+		return "bad_csr"
+	case Rejected:
+		return "rejected"
+	case Conflict:
+		return "conflict"
+	case Unavailable:
+		return "unavailable"
+	case TooLarge:
+		return "too_large"
 	}
 	return fmt.Sprintf("kind(%d)", int(k))
 }

@@ -94,7 +94,7 @@ func gateLintFailures(t testing.TB, der []byte) (gate, other []string) {
 			desc += ": " + r.Details
 		}
 		l := reg.ByName(name)
-		if l != nil && slices.Contains(gateSources, l.Source) {
+		if l != nil && slices.Contains(gateSources(), l.Source) {
 			gate = append(gate, desc)
 		} else {
 			other = append(other, desc)
@@ -108,7 +108,11 @@ func gateLintFailures(t testing.TB, der []byte) (gate, other []string) {
 func extKeyUsagesOf(p Profile) []x509.ExtKeyUsage {
 	var out []x509.ExtKeyUsage
 	for _, n := range p.ExtKeyUsage {
-		out = append(out, extKeyUsageNames[n])
+		eku, ok := extKeyUsageByName(n)
+		if !ok {
+			panic("unknown ext_key_usage " + n)
+		}
+		out = append(out, eku)
 	}
 	return out
 }

@@ -18,11 +18,13 @@ type Linter struct {
 
 // gateSources are the RFC lints that refuse issuance on any error or warning.
 // CA/Browser Forum lints do not apply to an internal CA's names.
-var gateSources = lint.SourceList{lint.RFC5280, lint.RFC3279, lint.RFC5480, lint.RFC5891, lint.RFC8813}
+func gateSources() lint.SourceList {
+	return lint.SourceList{lint.RFC5280, lint.RFC3279, lint.RFC5480, lint.RFC5891, lint.RFC8813}
+}
 
 // NewLinter builds the filtered zlint registry once; it is safe for concurrent use.
 func NewLinter() (*Linter, error) {
-	reg, err := lint.GlobalRegistry().Filter(lint.FilterOptions{IncludeSources: gateSources})
+	reg, err := lint.GlobalRegistry().Filter(lint.FilterOptions{IncludeSources: gateSources()})
 	if err != nil {
 		return nil, fmt.Errorf("zlint registry: %w", err)
 	}

@@ -3,7 +3,6 @@ package ca
 import (
 	"crypto/x509"
 	"fmt"
-	"sort"
 	"strings"
 	"time"
 
@@ -50,24 +49,51 @@ func (d *Duration) UnmarshalText(b []byte) error {
 // MarshalText writes Go duration syntax.
 func (d Duration) MarshalText() ([]byte, error) { return []byte(time.Duration(d).String()), nil }
 
-var keyUsageNames = map[string]x509.KeyUsage{
-	"digital_signature":  x509.KeyUsageDigitalSignature,
-	"content_commitment": x509.KeyUsageContentCommitment,
-	"key_encipherment":   x509.KeyUsageKeyEncipherment,
-	"data_encipherment":  x509.KeyUsageDataEncipherment,
-	"key_agreement":      x509.KeyUsageKeyAgreement,
+// keyUsageByName maps a config name to its key usage bit.
+func keyUsageByName(name string) (x509.KeyUsage, bool) {
+	switch name {
+	case "digital_signature":
+		return x509.KeyUsageDigitalSignature, true
+	case "content_commitment":
+		return x509.KeyUsageContentCommitment, true
+	case "key_encipherment":
+		return x509.KeyUsageKeyEncipherment, true
+	case "data_encipherment":
+		return x509.KeyUsageDataEncipherment, true
+	case "key_agreement":
+		return x509.KeyUsageKeyAgreement, true
+	}
+	return 0, false
 }
 
-var extKeyUsageNames = map[string]x509.ExtKeyUsage{
-	"server_auth":      x509.ExtKeyUsageServerAuth,
-	"client_auth":      x509.ExtKeyUsageClientAuth,
-	"code_signing":     x509.ExtKeyUsageCodeSigning,
-	"email_protection": x509.ExtKeyUsageEmailProtection,
+const keyUsageChoices = "content_commitment, data_encipherment, digital_signature, key_agreement, key_encipherment"
+
+// extKeyUsageByName maps a config name to its extended key usage.
+func extKeyUsageByName(name string) (x509.ExtKeyUsage, bool) {
+	switch name {
+	case "server_auth":
+		return x509.ExtKeyUsageServerAuth, true
+	case "client_auth":
+		return x509.ExtKeyUsageClientAuth, true
+	case "code_signing":
+		return x509.ExtKeyUsageCodeSigning, true
+	case "email_protection":
+		return x509.ExtKeyUsageEmailProtection, true
+	}
+	return 0, false
 }
 
-var keyTypeNames = map[string]bool{
-	"ecdsa-p256": true, "ecdsa-p384": true, "ecdsa-p521": true, "rsa": true, "ed25519": true,
+const extKeyUsageChoices = "client_auth, code_signing, email_protection, server_auth"
+
+func validKeyType(name string) bool {
+	switch name {
+	case "ecdsa-p256", "ecdsa-p384", "ecdsa-p521", "rsa", "ed25519":
+		return true
+	}
+	return false
 }
+
+const keyTypeChoices = "ecdsa-p256, ecdsa-p384, ecdsa-p521, ed25519, rsa"
 
 // Validate checks a profile definition.
 func (p Profile) Validate() error {
@@ -75,13 +101,13 @@ func (p Profile) Validate() error {
 		return fmt.Errorf("key_usage is empty")
 	}
 	for _, u := range p.KeyUsage {
-		if _, ok := keyUsageNames[u]; !ok {
-			return fmt.Errorf("unknown key_usage %q (want one of %s)", u, names(keyUsageNames))
+		if _, ok := keyUsageByName(u); !ok {
+			return fmt.Errorf("unknown key_usage %q (want one of %s)", u, keyUsageChoices)
 		}
 	}
 	for _, u := range p.ExtKeyUsage {
-		if _, ok := extKeyUsageNames[u]; !ok {
-			return fmt.Errorf("unknown ext_key_usage %q (want one of %s)", u, names(extKeyUsageNames))
+		if _, ok := extKeyUsageByName(u); !ok {
+			return fmt.Errorf("unknown ext_key_usage %q (want one of %s)", u, extKeyUsageChoices)
 		}
 	}
 	if p.MaxValidity < Duration(time.Minute) {
@@ -94,8 +120,8 @@ func (p Profile) Validate() error {
 		return fmt.Errorf("default_validity %s exceeds max_validity %s", time.Duration(p.DefaultValidity), time.Duration(p.MaxValidity))
 	}
 	for _, k := range p.KeyTypes {
-		if !keyTypeNames[k] {
-			return fmt.Errorf("unknown key type %q (want one of %s)", k, names(keyTypeNames))
+		if !validKeyType(k) {
+			return fmt.Errorf("unknown key type %q (want one of %s)", k, keyTypeChoices)
 		}
 	}
 	if p.MinRSABits != 0 && p.MinRSABits < MinRSABits {
@@ -104,22 +130,13 @@ func (p Profile) Validate() error {
 	return p.Names.Validate()
 }
 
-func names[V any](m map[string]V) string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return strings.Join(out, ", ")
-}
-
 // keyUsage returns the profile's key usage matched to the subject key: only
 // RSA keys can encipher keys or data (RFC 5480 §3, RFC 8813).
 func (p Profile) keyUsage(alg keystore.Algorithm) x509.KeyUsage {
 	rsa := strings.HasPrefix(string(alg), "rsa-")
 	var ku x509.KeyUsage
 	for _, u := range p.KeyUsage {
-		v := keyUsageNames[u]
+		v, _ := keyUsageByName(u)
 		if !rsa && (v == x509.KeyUsageKeyEncipherment || v == x509.KeyUsageDataEncipherment) {
 			continue
 		}
@@ -137,7 +154,9 @@ func (p Profile) keyUsage(alg keystore.Algorithm) x509.KeyUsage {
 func (p Profile) extKeyUsage() []x509.ExtKeyUsage {
 	out := make([]x509.ExtKeyUsage, 0, len(p.ExtKeyUsage))
 	for _, u := range p.ExtKeyUsage {
-		out = append(out, extKeyUsageNames[u])
+		if v, ok := extKeyUsageByName(u); ok {
+			out = append(out, v)
+		}
 	}
 	return out
 }

@@ -25,14 +25,19 @@ type tbsSigner struct {
 	algID  []byte // DER AlgorithmIdentifier, as in the lint copies
 }
 
-var sigHashes = map[x509.SignatureAlgorithm]crypto.Hash{
-	x509.ECDSAWithSHA256: crypto.SHA256,
-	x509.ECDSAWithSHA384: crypto.SHA384,
-	x509.ECDSAWithSHA512: crypto.SHA512,
-	x509.SHA256WithRSA:   crypto.SHA256,
-	x509.SHA384WithRSA:   crypto.SHA384,
-	x509.SHA512WithRSA:   crypto.SHA512,
-	x509.PureEd25519:     crypto.Hash(0),
+// sigHash is the digest each supported signature algorithm signs.
+func sigHash(alg x509.SignatureAlgorithm) (crypto.Hash, bool) {
+	switch alg {
+	case x509.ECDSAWithSHA256, x509.SHA256WithRSA:
+		return crypto.SHA256, true
+	case x509.ECDSAWithSHA384, x509.SHA384WithRSA:
+		return crypto.SHA384, true
+	case x509.ECDSAWithSHA512, x509.SHA512WithRSA:
+		return crypto.SHA512, true
+	case x509.PureEd25519:
+		return crypto.Hash(0), true
+	}
+	return 0, false
 }
 
 // newTBSSigner learns which signature algorithm lint copies carry by making
@@ -47,7 +52,7 @@ func newTBSSigner(signer crypto.Signer, issuer, lintParent *x509.Certificate, li
 	if err != nil {
 		return nil, fmt.Errorf("probe certificate: %w", err)
 	}
-	h, ok := sigHashes[c.SignatureAlgorithm]
+	h, ok := sigHash(c.SignatureAlgorithm)
 	if !ok {
 		return nil, fmt.Errorf("unsupported signature algorithm %s", c.SignatureAlgorithm)
 	}

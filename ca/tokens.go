@@ -189,3 +189,25 @@ var _ fmt.Stringer = Principal{}
 
 // String identifies the principal without secrets.
 func (p Principal) String() string { return fmt.Sprintf("%s(%s)", p.Actor(), p.Role) }
+
+// TokenID returns the public id part of a presented token, if it has the
+// Sigil token shape; it says nothing about validity.
+func TokenID(presented string) (string, bool) {
+	id, _, ok := splitToken(presented)
+	return id, ok
+}
+
+// RecordAccessRefusal audits a request refused for its credentials: a
+// Sigil-shaped token that failed authentication, or a valid token whose role
+// may not call the endpoint. Requests with no token or a token of another
+// shape are only logged, so that scanners cannot grow the audit log.
+func (a *Authority) RecordAccessRefusal(ctx context.Context, actor, method, path string, err error) {
+	ev := audit.Event{Time: a.clk.Now(), Actor: actor, Action: "access.refused",
+		Detail: map[string]string{"reason": KindOf(err).String(), "method": method, "path": path}}
+	if aerr := a.st.WithTx(context.WithoutCancel(ctx), func(tx store.Tx) error {
+		_, err := tx.AppendAudit(ev)
+		return err
+	}); aerr != nil {
+		a.log.ErrorContext(ctx, "audit access refusal", "error", aerr)
+	}
+}

@@ -26,6 +26,7 @@ type Authority interface {
 	Authenticate(ctx context.Context, token string) (ca.Principal, error)
 	Sign(ctx context.Context, req ca.SignRequest) (*ca.Issued, error)
 	RecordRefusal(ctx context.Context, req ca.SignRequest, err error)
+	RecordAccessRefusal(ctx context.Context, actor, method, path string, err error)
 	Certificate(ctx context.Context, serial string) (store.CertRecord, error)
 	Certificates(ctx context.Context, f store.CertFilter) ([]store.CertRecord, int64, error)
 	AuditEvents(ctx context.Context, f store.AuditFilter) ([]audit.Event, int64, error)
@@ -132,6 +133,9 @@ func (api *API) adapt(h handlerFunc, roles []string) http.Handler {
 			var err error
 			p, err = api.a.Authenticate(ctx, tok)
 			if err != nil {
+				if id, ok := ca.TokenID(tok); ok && ca.KindOf(err) == ca.Unauthorized {
+					api.a.RecordAccessRefusal(ctx, "token:"+id, r.Method, r.URL.Path, err)
+				}
 				return err
 			}
 			for _, role := range roles {
@@ -139,7 +143,9 @@ func (api *API) adapt(h handlerFunc, roles []string) http.Handler {
 					return nil
 				}
 			}
-			return &ca.Error{Kind: ca.Forbidden, Detail: fmt.Sprintf("role %s may not call this endpoint", p.Role)}
+			err = &ca.Error{Kind: ca.Forbidden, Detail: fmt.Sprintf("role %s may not call this endpoint", p.Role)}
+			api.a.RecordAccessRefusal(ctx, p.Actor(), r.Method, r.URL.Path, err)
+			return err
 		}()
 		if err == nil {
 			err = h(sw, r, p)

@@ -2,6 +2,8 @@ package main
 
 import (
 	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -28,7 +30,9 @@ type Config struct {
 	Log         LogConfig             `yaml:"log"`
 	Profiles    map[string]ca.Profile `yaml:"profiles"`
 
-	dir string // directory of the config file; relative paths resolve against it
+	dir    string // directory of the config file; relative paths resolve against it
+	path   string // the file it was read from, if any
+	sha256 string // hex SHA-256 of that file, recorded in the audit log
 }
 
 // HTTPSConfig is the TLS listener.
@@ -170,7 +174,13 @@ func LoadConfig(path string) (*Config, error) {
 	if err != nil {
 		return nil, fmt.Errorf("config: %w", err)
 	}
-	return ParseConfig(data, abs)
+	c, err := ParseConfig(data, abs)
+	if err != nil {
+		return nil, err
+	}
+	sum := sha256.Sum256(data)
+	c.path, c.sha256 = filepath.Join(abs, filepath.Base(path)), hex.EncodeToString(sum[:])
+	return c, nil
 }
 
 var configTemplate = template.Must(template.New("sigil.yaml").Parse(`# Sigil configuration, written by "sigil init". Secrets never go in this file:

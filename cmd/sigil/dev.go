@@ -83,8 +83,8 @@ func devCmd() *cobra.Command {
 			fmt.Fprintf(out, "  API:           %s/v1/\n", s.HTTPSURL())
 			fmt.Fprintf(out, "  roots:         %s/roots.pem\n", s.HTTPURL())
 			fmt.Fprintf(out, "  metrics:       %s/metrics\n", s.HTTPSURL())
-			fmt.Fprintf(out, "\nTry:\n  export SIGIL_TOKEN=$(cat %s)\n  sigil cert issue --server %s --ca-file %s --san app.localhost --profile tls-server --key-out app.key --out app.pem\n\n",
-				tokenPath, s.HTTPSURL(), filepath.Join(dir, "root.pem"))
+			fmt.Fprintf(out, "\nTry:\n  export SIGIL_TOKEN=$(cat %s)\n  sigil cert issue --server %s --ca-file %s --san app.localhost --profile tls-server --key-out %s --out %s\n\n",
+				tokenPath, s.HTTPSURL(), filepath.Join(dir, "root.pem"), filepath.Join(dir, "app.key"), filepath.Join(dir, "app.pem"))
 			return s.runUntilSignal()
 		},
 	}

@@ -100,7 +100,7 @@ func runInit(ctx context.Context, o initOptions, passphrase []byte) (res *ca.Ini
 		HTTP: HTTPConfig{Addr: o.httpAddr}, ExternalURL: o.externalURL, dir: o.dir}
 	cfg.applyDefaults()
 	if err := cfg.Validate(); err != nil {
-		return nil, err
+		return nil, fmt.Errorf("config: %w", err)
 	}
 	dbPath := cfg.DatabasePath()
 	if _, err := os.Stat(dbPath); err == nil {
@@ -123,7 +123,7 @@ func runInit(ctx context.Context, o initOptions, passphrase []byte) (res *ca.Ini
 	clk := clockwork.NewRealClock()
 	st, err := store.Open(ctx, store.Config{Path: dbPath, Clock: clk})
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("open store: %w", err)
 	}
 	defer func() { err = errors.Join(err, st.Close()) }()
 	params := keystore.DefaultKDFParams
@@ -132,7 +132,7 @@ func runInit(ctx context.Context, o initOptions, passphrase []byte) (res *ca.Ini
 	}
 	kdf, err := params(rand.Reader)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("kdf parameters: %w", err)
 	}
 	res, err = ca.Init(ctx, st, ca.InitConfig{
 		Name: o.name, Organization: o.org, RootAlgorithm: rootAlg, IntermediateAlgorithm: intAlg,
@@ -144,7 +144,7 @@ func runInit(ctx context.Context, o initOptions, passphrase []byte) (res *ca.Ini
 	}
 	st.SetCheckpointer(res.Checkpointer)
 	if err := st.Checkpoint(ctx); err != nil {
-		return nil, err
+		return nil, fmt.Errorf("first audit checkpoint: %w", err)
 	}
 	if err := writeFileAtomic(rootPath, pemBytes(res.Root.Raw), 0o644); err != nil {
 		return nil, err

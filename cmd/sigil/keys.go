@@ -36,9 +36,9 @@ func keysListCmd() *cobra.Command {
 			if err := c.do(cmd.Context(), "GET", "/v1/keys", nil, &resp); err != nil {
 				return err
 			}
-			t := table{header: []string{"ID", "PURPOSE", "ALGORITHM", "BACKEND", "STATE", "KEK", "CREATED", "LAST USED"}}
+			t := table{header: []string{"ID", "PURPOSE", "ALGORITHM", "BACKEND", "STATE", "KEK", "CREATED", "ROTATED", "LAST USED"}}
 			for _, k := range resp.Keys {
-				t.rows = append(t.rows, []string{k.ID, k.Purpose, k.Algorithm, k.Backend, k.State, k.KEK, fmtTime(k.Created), fmtTime(k.LastUsed)})
+				t.rows = append(t.rows, []string{k.ID, k.Purpose, k.Algorithm, k.Backend, k.State, k.KEK, fmtTime(k.Created), fmtTime(k.Rotated), fmtTime(k.LastUsed)})
 			}
 			return render(cmd.OutOrStdout(), format, t, resp)
 		},

@@ -59,7 +59,7 @@ func startServer(ctx context.Context, cfg *Config, passphrase []byte, log *slog.
 	metrics := ca.NewMetrics(reg)
 	st, err := store.Open(ctx, store.Config{Path: cfg.DatabasePath(), OnCommit: metrics.ObserveCommit, Clock: clk, Logger: log})
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("open store: %w", err)
 	}
 	s := &server{cfg: cfg, log: log, st: st}
 	ok := false
@@ -84,7 +84,8 @@ func startServer(ctx context.Context, cfg *Config, passphrase []byte, log *slog.
 	}
 	if err := st.WithTx(ctx, func(tx store.Tx) error {
 		_, err := tx.AppendAudit(audit.Event{Time: clk.Now(), Actor: "system", Action: "config.loaded",
-			Target: cfg.DatabasePath(), Detail: map[string]string{"profiles": strings.Join(profileNames(cfg.Profiles), ",")}})
+			Target: cfg.path, Detail: map[string]string{"sha256": cfg.sha256, "database": cfg.DatabasePath(),
+				"profiles": strings.Join(profileNames(cfg.Profiles), ",")}})
 		return err
 	}); err != nil {
 		return nil, fmt.Errorf("audit config load: %w", err)
@@ -92,15 +93,15 @@ func startServer(ctx context.Context, cfg *Config, passphrase []byte, log *slog.
 	s.auth, err = ca.New(ctx, ca.Config{Profiles: cfg.Profiles, BaseURL: cfg.ExternalURL, Clock: clk, Logger: log,
 		Metrics: metrics, FastKDF: fastKDF}, st, ks)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("start authority: %w", err)
 	}
 	s.serving, err = s.auth.NewServingCert(ctx, cfg.HTTPS.Names, time.Duration(cfg.HTTPS.CertValidity))
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("serving certificate: %w", err)
 	}
 	apiHandler, err := api.New(api.Config{MaxBodyBytes: cfg.Limits.MaxBodyBytes, Logger: log, Clock: clk}, s.auth)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("api: %w", err)
 	}
 
 	rootsPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: s.auth.Root().Cert.Raw})
