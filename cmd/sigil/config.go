@@ -49,7 +49,11 @@ type HTTPConfig struct {
 
 // LimitsConfig bounds requests.
 type LimitsConfig struct {
-	MaxBodyBytes int64 `yaml:"max_body_bytes"`
+	MaxBodyBytes      int64       `yaml:"max_body_bytes"`
+	ReadHeaderTimeout ca.Duration `yaml:"read_header_timeout"`
+	ReadTimeout       ca.Duration `yaml:"read_timeout"`
+	WriteTimeout      ca.Duration `yaml:"write_timeout"`
+	IdleTimeout       ca.Duration `yaml:"idle_timeout"`
 }
 
 // LogConfig sets logging.
@@ -81,6 +85,19 @@ func (c *Config) applyDefaults() {
 	if c.Limits.MaxBodyBytes == 0 {
 		c.Limits.MaxBodyBytes = 256 << 10
 	}
+	for _, d := range []struct {
+		v   *ca.Duration
+		def time.Duration
+	}{
+		{&c.Limits.ReadHeaderTimeout, 10 * time.Second},
+		{&c.Limits.ReadTimeout, 30 * time.Second},
+		{&c.Limits.WriteTimeout, 60 * time.Second},
+		{&c.Limits.IdleTimeout, 120 * time.Second},
+	} {
+		if *d.v == 0 {
+			*d.v = ca.Duration(d.def)
+		}
+	}
 	if c.Log.Level == "" {
 		c.Log.Level = "info"
 	}
@@ -110,6 +127,12 @@ func (c *Config) Validate() error {
 	}
 	if time.Duration(c.HTTPS.CertValidity) < time.Hour {
 		errs = append(errs, errors.New("https.cert_validity must be at least 1h"))
+	}
+	for name, d := range map[string]ca.Duration{"read_header_timeout": c.Limits.ReadHeaderTimeout,
+		"read_timeout": c.Limits.ReadTimeout, "write_timeout": c.Limits.WriteTimeout, "idle_timeout": c.Limits.IdleTimeout} {
+		if d < ca.Duration(100*time.Millisecond) || d > ca.Duration(time.Hour) {
+			errs = append(errs, fmt.Errorf("limits.%s %s must be between 100ms and 1h", name, d))
+		}
 	}
 	if c.Limits.MaxBodyBytes < 4096 {
 		errs = append(errs, errors.New("limits.max_body_bytes must be at least 4096"))
@@ -210,6 +233,14 @@ external_url: {{.ExternalURL}}
 limits:
   # Largest request body the API accepts, in bytes.
   max_body_bytes: {{.Limits.MaxBodyBytes}}
+  # Time a client may take to send its request headers (slow-loris guard).
+  read_header_timeout: {{.Limits.ReadHeaderTimeout}}
+  # Time a client may take to send a whole request.
+  read_timeout: {{.Limits.ReadTimeout}}
+  # Time the server may take to write a response.
+  write_timeout: {{.Limits.WriteTimeout}}
+  # How long an idle keep-alive connection stays open.
+  idle_timeout: {{.Limits.IdleTimeout}}
 
 log:
   # debug, info, warn or error.

@@ -98,10 +98,11 @@ func TestParseConfigDefaults(t *testing.T) {
 		HTTPS:       HTTPSConfig{Addr: "127.0.0.1:8443", Names: []string{"localhost", "127.0.0.1"}, CertValidity: ca.Duration(7 * 24 * time.Hour)},
 		HTTP:        HTTPConfig{Addr: "127.0.0.1:8080"},
 		ExternalURL: "http://127.0.0.1:8080",
-		Limits:      LimitsConfig{MaxBodyBytes: 256 << 10},
-		Log:         LogConfig{Level: "info", Format: "text"},
-		Profiles:    ca.DefaultProfiles(),
-		dir:         "/etc/sigil",
+		Limits: LimitsConfig{MaxBodyBytes: 256 << 10, ReadHeaderTimeout: ca.Duration(10 * time.Second), ReadTimeout: ca.Duration(30 * time.Second),
+			WriteTimeout: ca.Duration(time.Minute), IdleTimeout: ca.Duration(2 * time.Minute)},
+		Log:      LogConfig{Level: "info", Format: "text"},
+		Profiles: ca.DefaultProfiles(),
+		dir:      "/etc/sigil",
 	}
 	for _, tc := range []struct{ name, doc string }{
 		{"empty", ""},

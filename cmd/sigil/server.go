@@ -134,9 +134,9 @@ func startServer(ctx context.Context, cfg *Config, passphrase []byte, log *slog.
 	})
 
 	tlsCfg := &tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: s.serving.GetCertificate}
-	s.https = newHTTPServer(secure, log)
+	s.https = newHTTPServer(secure, cfg.Limits, log)
 	s.https.TLSConfig = tlsCfg
-	s.http = newHTTPServer(plain, log)
+	s.http = newHTTPServer(plain, cfg.Limits, log)
 	if s.httpsLn, err = net.Listen("tcp", cfg.HTTPS.Addr); err != nil {
 		return nil, fmt.Errorf("listen %s: %w", cfg.HTTPS.Addr, err)
 	}
@@ -166,13 +166,13 @@ func profileNames(m map[string]ca.Profile) []string {
 	return out
 }
 
-func newHTTPServer(h http.Handler, log *slog.Logger) *http.Server {
+func newHTTPServer(h http.Handler, l LimitsConfig, log *slog.Logger) *http.Server {
 	return &http.Server{
 		Handler:           h,
-		ReadHeaderTimeout: 10 * time.Second,
-		ReadTimeout:       30 * time.Second,
-		WriteTimeout:      60 * time.Second,
-		IdleTimeout:       120 * time.Second,
+		ReadHeaderTimeout: time.Duration(l.ReadHeaderTimeout),
+		ReadTimeout:       time.Duration(l.ReadTimeout),
+		WriteTimeout:      time.Duration(l.WriteTimeout),
+		IdleTimeout:       time.Duration(l.IdleTimeout),
 		MaxHeaderBytes:    64 << 10,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
