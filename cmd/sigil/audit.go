@@ -91,10 +91,7 @@ func auditListCmd() *cobra.Command {
 		Short: "List audit events, oldest first",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := checkFormat(format); err != nil {
-				return err
-			}
-			c, err := cf.client()
+			c, err := cf.connect(format)
 			if err != nil {
 				return err
 			}
@@ -108,13 +105,7 @@ func auditListCmd() *cobra.Command {
 			for _, e := range events {
 				t.rows = append(t.rows, []string{strconv.FormatInt(e.Seq, 10), fmtTime(e.Time), e.Actor, e.Action, e.Target, detailString(e.Detail)})
 			}
-			if err := render(cmd.OutOrStdout(), format, t, api.AuditList{Events: events, NextCursor: next}); err != nil {
-				return err
-			}
-			if next != "" && format == "table" {
-				fmt.Fprintf(cmd.ErrOrStderr(), "more results: --cursor %s (or --all)\n", next)
-			}
-			return nil
+			return renderPage(cmd, format, t, api.AuditList{Events: events, NextCursor: next}, next)
 		},
 	}
 	cf.register(cmd)

@@ -204,10 +204,7 @@ func certListCmd() *cobra.Command {
 		Short: "List certificates, newest first",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := checkFormat(format); err != nil {
-				return err
-			}
-			c, err := cf.client()
+			c, err := cf.connect(format)
 			if err != nil {
 				return err
 			}
@@ -222,13 +219,7 @@ func certListCmd() *cobra.Command {
 			for _, c := range certs {
 				t.rows = append(t.rows, []string{c.Serial, c.Subject, strings.Join(c.SANs, ","), c.Profile, c.Status, fmtTime(c.NotAfter), c.Requester})
 			}
-			if err := render(cmd.OutOrStdout(), format, t, api.CertificateList{Certificates: certs, NextCursor: next}); err != nil {
-				return err
-			}
-			if next != "" && format == "table" {
-				fmt.Fprintf(cmd.ErrOrStderr(), "more results: --cursor %s (or --all)\n", next)
-			}
-			return nil
+			return renderPage(cmd, format, t, api.CertificateList{Certificates: certs, NextCursor: next}, next)
 		},
 	}
 	cf.register(cmd)

@@ -78,6 +78,15 @@ func (c *clientFlags) client() (*apiClient, error) {
 		http: &http.Client{Transport: tr, Timeout: 60 * time.Second}}, nil
 }
 
+// connect checks the output format (when the command lists) and returns a
+// client for the server.
+func (c *clientFlags) connect(format string) (*apiClient, error) {
+	if err := checkFormat(format); err != nil {
+		return nil, err
+	}
+	return c.client()
+}
+
 // apiError is the server's {"error","detail"} body.
 type apiError struct {
 	Status int

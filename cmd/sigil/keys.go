@@ -23,10 +23,7 @@ func keysListCmd() *cobra.Command {
 		Short: "List every key the CA holds (never key material)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := checkFormat(format); err != nil {
-				return err
-			}
-			c, err := cf.client()
+			c, err := cf.connect(format)
 			if err != nil {
 				return err
 			}

@@ -64,3 +64,15 @@ func fmtTime(t time.Time) string {
 	}
 	return t.UTC().Format(time.RFC3339)
 }
+
+// renderPage renders one page of a list and, for humans, says how to get
+// the next one.
+func renderPage(cmd *cobra.Command, format string, t table, v any, next string) error {
+	if err := render(cmd.OutOrStdout(), format, t, v); err != nil {
+		return err
+	}
+	if next != "" && format == "table" {
+		fmt.Fprintf(cmd.ErrOrStderr(), "more results: --cursor %s (or --all)\n", next)
+	}
+	return nil
+}

@@ -62,10 +62,7 @@ func tokenListCmd() *cobra.Command {
 		Short: "List tokens (never their secrets)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := checkFormat(format); err != nil {
-				return err
-			}
-			c, err := cf.client()
+			c, err := cf.connect(format)
 			if err != nil {
 				return err
 			}
