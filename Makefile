@@ -11,7 +11,8 @@ FUZZ_TARGETS := \
 	./ca:FuzzParseCSR \
 	./ca:FuzzSignCSR \
 	./ca/api:FuzzParseSignRequest \
-	./cmd/sigil:FuzzParseConfig
+	./cmd/sigil:FuzzParseConfig \
+	./acme:FuzzParseJWS
 
 .PHONY: all build run test unit fuzz bench bench-https lint clean
 

@@ -172,6 +172,37 @@ type Store interface {
 	// Setting returns the value stored under name; ErrNotFound if it was never put.
 	Setting(ctx context.Context, name string) ([]byte, error)
 
+	// ACMEAccount returns the ACME account with id, whatever its status;
+	// ErrNotFound if none.
+	ACMEAccount(ctx context.Context, id string) (ACMEAccount, error)
+	// ACMEAccountByKey returns the account of endpoint whose key has the
+	// RFC 7638 thumbprint, whatever its status; ErrNotFound if none.
+	ACMEAccountByKey(ctx context.Context, endpoint, thumbprint string) (ACMEAccount, error)
+	// ACMEOrder returns the order with id, whatever its status; ErrNotFound if none.
+	ACMEOrder(ctx context.Context, id string) (ACMEOrder, error)
+	// ACMEOrders returns up to limit (default 100, at most 1000) of the
+	// account's orders, newest first (by Created, then id descending), and an
+	// opaque cursor for the next page: "" starts at the newest and is returned
+	// after the last page. A page never repeats or skips an order that existed
+	// when paging began. An account without orders (or unknown) yields an
+	// empty result, not an error; a malformed cursor is an error.
+	ACMEOrders(ctx context.Context, accountID string, cursor string, limit int) ([]ACMEOrder, string, error)
+	// ACMEAuthz returns the authorization with id and its challenges in the
+	// order they were inserted, whatever its status; ErrNotFound if none.
+	ACMEAuthz(ctx context.Context, id string) (ACMEAuthz, error)
+	// ACMEChallenge returns the challenge with id; ErrNotFound if none.
+	ACMEChallenge(ctx context.Context, id string) (ACMEChallenge, error)
+	// ACMEReusableAuthz returns, with its challenges, the account's "valid"
+	// authorization for exactly this identifier and wildcard flag that
+	// expires after now, the latest-expiring first (ties by id); ErrNotFound
+	// if none. The status is taken as stored: an authorization past its
+	// expiry is never returned whatever its status says. Pass now plus a
+	// margin to require that much remaining lifetime.
+	ACMEReusableAuthz(ctx context.Context, accountID string, id ACMEIdentifier, wildcard bool, now time.Time) (ACMEAuthz, error)
+	// EABKey returns the external account binding key with id, used or
+	// revoked ones included; ErrNotFound if none.
+	EABKey(ctx context.Context, id string) (EABKey, error)
+
 	// Close waits for queued transactions, then closes the store; later calls
 	// return the first call's result. WithTx and Checkpoint then return ErrClosed.
 	Close() error
@@ -212,6 +243,50 @@ type Tx interface {
 	// PutSetting inserts or replaces the value stored under name (idempotent);
 	// a nil value is stored as empty.
 	PutSetting(name string, value []byte) error
+
+	// InsertACMEAccount inserts a new account; ErrDuplicate if the id exists,
+	// if the endpoint already has an account with that key thumbprint, or if
+	// a non-empty EABKeyID already binds another account.
+	InsertACMEAccount(a ACMEAccount) error
+	// UpdateACMEAccount sets the status, contacts, terms agreement, key JWK
+	// and key thumbprint of the account with a.ID (a key change sets both key
+	// fields); the endpoint, EAB key id, requester and creation time never
+	// change. ErrNotFound if no account has that id; ErrDuplicate if another
+	// account of the endpoint has the new thumbprint (nothing is changed).
+	UpdateACMEAccount(a ACMEAccount) error
+	// InsertACMEOrder inserts a new order; ErrDuplicate if the id exists. Its
+	// AccountID must name an existing account.
+	InsertACMEOrder(o ACMEOrder) error
+	// UpdateACMEOrder sets the status, authorization ids, certificate serial,
+	// error and update time of the order with o.ID; other fields never
+	// change. ErrNotFound if no order has that id. It does not check the
+	// stored status: state transitions are the caller's.
+	UpdateACMEOrder(o ACMEOrder) error
+	// InsertACMEAuthz inserts a new authorization and its challenges, in
+	// order; ErrDuplicate if its id or a challenge id exists. Its AccountID
+	// must name an existing account; a challenge's AuthzID must be a.ID or "".
+	InsertACMEAuthz(a ACMEAuthz) error
+	// UpdateACMEAuthz sets the status of the authorization with id (setting
+	// the same status again succeeds); ErrNotFound if none.
+	UpdateACMEAuthz(id, status string) error
+	// UpdateACMEChallenge sets the status, validation time and error of the
+	// challenge with c.ID; ErrNotFound if none.
+	UpdateACMEChallenge(c ACMEChallenge) error
+	// UseNonce records nonce as spent until expires; ErrDuplicate if it is
+	// already recorded. It is the replay record nodes sharing the database
+	// consult: callers must still refuse expired nonces themselves, since a
+	// record is dropped by PurgeNonces once it expires.
+	UseNonce(nonce string, expires time.Time) error
+	// PurgeNonces deletes the spent-nonce records that expire strictly before
+	// before and returns how many it deleted.
+	PurgeNonces(before time.Time) (int64, error)
+	// InsertEABKey inserts a new external account binding key; ErrDuplicate
+	// if the id exists. HMACKey is stored exactly as given.
+	InsertEABKey(k EABKey) error
+	// MarkEABKeyUsed records that the key with id bound an account at at (not
+	// zero), so that it binds no other; ErrNotFound if no such key exists or
+	// it is revoked, ErrDuplicate if it was already used.
+	MarkEABKeyUsed(id string, at time.Time) error
 }
 
 // Checkpointer signs an audit head; the store calls it after commits so that

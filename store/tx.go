@@ -35,7 +35,9 @@ const (
 )
 
 func writeQueries() []string {
-	return []string{qSavepoint, qRelease, qRollbackTo, qAppendAuditEvent, qInsertKek, qSetKekState, qInsertKey, qRewrapKey, qTouchKey, qInsertIssuer, qInsertCertificate, qInsertToken, qRevokeToken, qPutSetting}
+	return []string{qSavepoint, qRelease, qRollbackTo, qAppendAuditEvent, qInsertKek, qSetKekState, qInsertKey, qRewrapKey, qTouchKey, qInsertIssuer, qInsertCertificate, qInsertToken, qRevokeToken, qPutSetting,
+		qInsertACMEAccount, qUpdateACMEAccount, qInsertACMEOrder, qUpdateACMEOrder, qInsertACMEAuthz, qInsertACMEChallenge,
+		qUpdateACMEAuthz, qUpdateACMEChallenge, qUseNonce, qPurgeNonces, qInsertEABKey, qMarkEABKeyUsed}
 }
 
 // sqliteTx is the Tx handed to WithTx functions.

@@ -1,0 +1,167 @@
+package acme
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"testing"
+	"time"
+
+	xacme "golang.org/x/crypto/acme"
+
+	"github.com/jonboulle/clockwork"
+
+	"github.com/sigil-ca/sigil/store"
+)
+
+// testServer is an ACME endpoint on a real TLS listener over a real SQLite file.
+type testServer struct {
+	srv *httptest.Server
+	st  *store.SQLite
+	dir string // directory URL
+}
+
+func newTestServer(t *testing.T, cfg Config) *testServer {
+	t.Helper()
+	ctx := context.Background()
+	st, err := store.Open(ctx, store.Config{Path: filepath.Join(t.TempDir(), "sigil.db")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	clk := clockwork.NewRealClock()
+	key, err := LoadNonceKey(ctx, st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	nonces, err := NewNonces(key, 15*time.Minute, clk, st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Clock, cfg.Logger = clk, slog.New(slog.NewTextHandler(io.Discard, nil))
+	s, err := New(cfg, st, nonces)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewTLSServer(s.Handler())
+	t.Cleanup(srv.Close)
+	return &testServer{srv: srv, st: st, dir: srv.URL + s.Prefix() + "/directory"}
+}
+
+func (ts *testServer) client(t *testing.T) *xacme.Client {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &xacme.Client{Key: key, DirectoryURL: ts.dir, HTTPClient: ts.srv.Client()}
+}
+
+func TestAccountLifecycle(t *testing.T) {
+	t.Parallel()
+	ts := newTestServer(t, Config{TermsOfService: "https://example.test/tos"})
+	ctx := context.Background()
+	c := ts.client(t)
+
+	// Without an account, lookup by key says so.
+	if _, err := c.GetReg(ctx, ""); !errors.Is(err, xacme.ErrNoAccount) {
+		t.Fatalf("GetReg before Register = %v, want ErrNoAccount", err)
+	}
+	acct, err := c.Register(ctx, &xacme.Account{Contact: []string{"mailto:ops@example.test"}}, xacme.AcceptTOS)
+	if err != nil {
+		t.Fatalf("Register: %v", err)
+	}
+	if acct.Status != xacme.StatusValid || acct.URI == "" {
+		t.Fatalf("account = %+v", acct)
+	}
+	// Registering the same key again returns the same account.
+	if _, err := c.Register(ctx, &xacme.Account{}, xacme.AcceptTOS); !errors.Is(err, xacme.ErrAccountAlreadyExists) {
+		t.Errorf("second Register = %v, want ErrAccountAlreadyExists", err)
+	}
+	got, err := c.GetReg(ctx, "")
+	if err != nil || got.URI != acct.URI {
+		t.Fatalf("GetReg = %+v, %v; want %s", got, err, acct.URI)
+	}
+	upd, err := c.UpdateReg(ctx, &xacme.Account{Contact: []string{"mailto:new@example.test"}})
+	if err != nil || len(upd.Contact) != 1 || upd.Contact[0] != "mailto:new@example.test" {
+		t.Fatalf("UpdateReg = %+v, %v", upd, err)
+	}
+	if _, err := c.UpdateReg(ctx, &xacme.Account{Contact: []string{"tel:+15555550100"}}); !isProblem(err, "unsupportedContact") {
+		t.Errorf("tel: contact = %v, want unsupportedContact", err)
+	}
+	if err := c.DeactivateReg(ctx); err != nil {
+		t.Fatalf("DeactivateReg: %v", err)
+	}
+	if _, err := c.GetReg(ctx, ""); !isProblem(err, "unauthorized") {
+		t.Errorf("GetReg after deactivation = %v, want unauthorized", err)
+	}
+
+	// Every account action is in the audit chain with the account as actor.
+	events, _, err := ts.st.AuditEvents(ctx, store.AuditFilter{Action: "acme.", Limit: 100})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var actions []string
+	for _, e := range events {
+		if e.Actor != "acme:"+lastSegment(acct.URI) {
+			t.Errorf("event %s by %q, want the account", e.Action, e.Actor)
+		}
+		actions = append(actions, e.Action)
+	}
+	want := []string{"acme.account.created", "acme.account.updated", "acme.account.deactivated"}
+	if len(actions) != len(want) {
+		t.Fatalf("audit actions %v, want %v", actions, want)
+	}
+	for i := range want {
+		if actions[i] != want[i] {
+			t.Errorf("audit actions %v, want %v", actions, want)
+		}
+	}
+}
+
+func TestNewNonceAndDirectory(t *testing.T) {
+	t.Parallel()
+	ts := newTestServer(t, Config{})
+	hc := ts.srv.Client()
+	for _, method := range []string{http.MethodHead, http.MethodGet} {
+		req, _ := http.NewRequest(method, ts.srv.URL+"/acme/new-nonce", nil)
+		resp, err := hc.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		want := map[string]int{http.MethodHead: 200, http.MethodGet: 204}[method]
+		if resp.StatusCode != want || resp.Header.Get("Replay-Nonce") == "" || resp.Header.Get("Cache-Control") != "no-store" {
+			t.Errorf("%s new-nonce: %d, nonce %q, cache %q", method, resp.StatusCode, resp.Header.Get("Replay-Nonce"), resp.Header.Get("Cache-Control"))
+		}
+	}
+	c := ts.client(t)
+	d, err := c.Discover(context.Background())
+	if err != nil {
+		t.Fatalf("Discover: %v", err)
+	}
+	if d.RegURL == "" || d.NonceURL == "" {
+		t.Errorf("directory %+v", d)
+	}
+}
+
+func isProblem(err error, typ string) bool {
+	var e *xacme.Error
+	return errors.As(err, &e) && e.ProblemType == errPrefix+typ
+}
+
+func lastSegment(u string) string {
+	for i := len(u) - 1; i >= 0; i-- {
+		if u[i] == '/' {
+			return u[i+1:]
+		}
+	}
+	return u
+}

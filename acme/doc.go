@@ -1,0 +1,15 @@
+// Package acme is Sigil's RFC 8555 server: directory, nonces, JWS
+// verification, accounts, orders, authorizations and challenges, and
+// certificate download, with RFC 7807 problem documents for every error.
+//
+// Accounts, orders, authorizations, challenges and spent nonces are kept in
+// store (its ACME record types); issuance goes only through ca, so every
+// certificate passes the same profile, policy, lint and record path as any
+// other channel, with the ACME account as requester.
+//
+// Nonces are HMAC-authenticated, carry their issue time, and are recorded
+// as spent in the store when used, so they survive restarts and work across
+// nodes sharing one database.
+//
+// Imports: ca, store, ca/audit. Never revocation or lifecycle.
+package acme

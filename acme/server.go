@@ -1,0 +1,400 @@
+package acme
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/jonboulle/clockwork"
+	"go.step.sm/crypto/jose"
+
+	"github.com/sigil-ca/sigil/ca/audit"
+	"github.com/sigil-ca/sigil/store"
+)
+
+// Store is what the ACME server keeps in the store.
+type Store interface {
+	KeyStore
+	ACMEAccount(ctx context.Context, id string) (store.ACMEAccount, error)
+	ACMEAccountByKey(ctx context.Context, endpoint, thumbprint string) (store.ACMEAccount, error)
+}
+
+// Config configures one ACME endpoint.
+type Config struct {
+	// Name is the endpoint name; "" serves /acme/, "x" serves /acme/x/.
+	Name string
+	// TermsOfService, if set, is advertised and must be agreed to.
+	TermsOfService string
+	// NonceTTL bounds how long a nonce is redeemable (default 15m).
+	NonceTTL time.Duration
+	// MaxBodyBytes bounds JWS request bodies (default 64 KiB).
+	MaxBodyBytes int64
+	Clock        clockwork.Clock
+	Logger       *slog.Logger
+}
+
+// Server is one ACME endpoint.
+type Server struct {
+	cfg    Config
+	st     Store
+	nonces *Nonces
+	clk    clockwork.Clock
+	log    *slog.Logger
+	prefix string // "/acme" or "/acme/NAME"
+}
+
+// New checks cfg and returns an endpoint.
+func New(cfg Config, st Store, nonces *Nonces) (*Server, error) {
+	if cfg.Clock == nil || cfg.Logger == nil || st == nil || nonces == nil {
+		return nil, errors.New("acme: clock, logger, store and nonces are required")
+	}
+	if strings.ContainsAny(cfg.Name, "/?#") {
+		return nil, fmt.Errorf("acme: bad endpoint name %q", cfg.Name)
+	}
+	if cfg.MaxBodyBytes <= 0 {
+		cfg.MaxBodyBytes = 64 << 10
+	}
+	prefix := "/acme"
+	if cfg.Name != "" {
+		prefix += "/" + cfg.Name
+	}
+	return &Server{cfg: cfg, st: st, nonces: nonces, clk: cfg.Clock, log: cfg.Logger, prefix: prefix}, nil
+}
+
+// Prefix is the path under which the endpoint is served.
+func (s *Server) Prefix() string { return s.prefix }
+
+type handler func(w http.ResponseWriter, r *http.Request) error
+
+// Handler returns the endpoint's routes.
+func (s *Server) Handler() http.Handler {
+	mux := http.NewServeMux()
+	p := s.prefix
+	mux.Handle("GET "+p+"/directory", s.adapt(s.directory))
+	mux.Handle("GET "+p+"/new-nonce", s.adapt(s.newNonce))
+	mux.Handle("POST "+p+"/new-account", s.adapt(s.newAccount))
+	mux.Handle("POST "+p+"/acct/{id}", s.adapt(s.account))
+	mux.Handle(p+"/", s.adapt(func(http.ResponseWriter, *http.Request) error {
+		return &Problem{Type: errPrefix + "malformed", Detail: "no such resource", Status: http.StatusNotFound}
+	}))
+	return mux
+}
+
+// adapt applies the rules every ACME response follows (RFC 8555 §6): a
+// fresh Replay-Nonce, the index link, no caching, a body limit, and errors
+// as problem documents. GET routes answer HEAD too (net/http does).
+func (s *Server) adapt(h handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := s.clk.Now()
+		w.Header().Set("Cache-Control", "no-store")
+		w.Header().Add("Link", link(s.url(r, "/directory"), "index"))
+		if nonce, err := s.nonces.New(); err == nil {
+			w.Header().Set("Replay-Nonce", nonce)
+		}
+		r.Body = http.MaxBytesReader(w, r.Body, s.cfg.MaxBodyBytes)
+		err := h(w, r)
+		status := http.StatusOK
+		if err != nil {
+			p := FromError(err)
+			status = p.Status
+			if p.Status >= 500 {
+				s.log.ErrorContext(r.Context(), "acme request", "method", r.Method, "path", r.URL.Path, "error", err)
+			}
+			p.Write(w)
+		}
+		s.log.InfoContext(r.Context(), "acme request", "method", r.Method, "path", r.URL.Path, "status", status,
+			"latency_ms", float64(s.clk.Since(start).Microseconds())/1000)
+	})
+}
+
+func link(url, rel string) string { return fmt.Sprintf("<%s>;rel=%q", url, rel) }
+
+// url builds an absolute URL on this endpoint from the request's host: the
+// JWS "url" header must match it exactly (RFC 8555 §6.4).
+func (s *Server) url(r *http.Request, path string) string {
+	return "https://" + r.Host + s.prefix + path
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) error {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	return json.NewEncoder(w).Encode(v)
+}
+
+func (s *Server) directory(w http.ResponseWriter, r *http.Request) error {
+	meta := map[string]any{}
+	if s.cfg.TermsOfService != "" {
+		meta["termsOfService"] = s.cfg.TermsOfService
+	}
+	// TODO(issue 5): newOrder, revokeCert and keyChange are listed because
+	// RFC 8555 §7.1.1 clients require them; their handlers come next and the
+	// endpoint is not mounted by sigil serve until they exist.
+	return writeJSON(w, http.StatusOK, map[string]any{
+		"newNonce":   s.url(r, "/new-nonce"),
+		"newAccount": s.url(r, "/new-account"),
+		"newOrder":   s.url(r, "/new-order"),
+		"revokeCert": s.url(r, "/revoke-cert"),
+		"keyChange":  s.url(r, "/key-change"),
+		"meta":       meta,
+	})
+}
+
+// newNonce: RFC 8555 §7.2 — 200 for HEAD, 204 for GET; the adapter set the nonce.
+func (s *Server) newNonce(w http.ResponseWriter, r *http.Request) error {
+	if r.Method == http.MethodHead {
+		w.WriteHeader(http.StatusOK)
+		return nil
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+// post is a verified JWS request and the account that signed it (nil for
+// jwk-signed requests).
+type post struct {
+	jws     *JWS
+	account *store.ACMEAccount
+	key     *jose.JSONWebKey
+}
+
+// readPost parses and verifies a JWS POST. allowJWK permits the jwk header
+// (newAccount, revokeCert); everything else must name its account by kid.
+func (s *Server) readPost(r *http.Request, allowJWK bool) (*post, error) {
+	body, err := io.ReadAll(r.Body)
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return nil, &Problem{Type: errPrefix + "malformed", Detail: fmt.Sprintf("request body larger than %d bytes", mbe.Limit), Status: http.StatusRequestEntityTooLarge}
+		}
+		return nil, Malformed("cannot read request body")
+	}
+	if ct := r.Header.Get("Content-Type"); ct != "application/jose+json" {
+		return nil, &Problem{Type: errPrefix + "malformed", Detail: "Content-Type must be application/jose+json", Status: http.StatusUnsupportedMediaType}
+	}
+	j, err := ParseJWS(body)
+	if err != nil {
+		return nil, err
+	}
+	if want := "https://" + r.Host + r.URL.Path; j.URL != want {
+		return nil, Unauthorized(fmt.Sprintf("JWS url %q does not match the request URL %q", j.URL, want))
+	}
+	if err := s.nonces.Use(r.Context(), j.Nonce); err != nil {
+		return nil, err
+	}
+	p := &post{jws: j}
+	switch {
+	case j.JWK != nil:
+		if !allowJWK {
+			return nil, Malformed("this resource requires a kid, not a jwk")
+		}
+		p.key = j.JWK
+	default:
+		id, ok := strings.CutPrefix(j.KID, s.url(r, "/acct/"))
+		if !ok || id == "" {
+			return nil, AccountDoesNotExist("kid is not an account URL of this server")
+		}
+		acct, err := s.st.ACMEAccount(r.Context(), id)
+		if errors.Is(err, store.ErrNotFound) {
+			return nil, AccountDoesNotExist("no such account")
+		}
+		if err != nil {
+			return nil, fmt.Errorf("load account: %w", err)
+		}
+		if acct.Status != "valid" {
+			return nil, Unauthorized("account is " + acct.Status)
+		}
+		var key jose.JSONWebKey
+		if err := json.Unmarshal(acct.KeyJWK, &key); err != nil {
+			return nil, fmt.Errorf("account key: %w", err)
+		}
+		p.account, p.key = &acct, &key
+	}
+	if err := j.Verify(p.key); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+// accountView is the account object (RFC 8555 §7.1.2).
+type accountView struct {
+	Status  string   `json:"status"`
+	Contact []string `json:"contact,omitempty"`
+	Orders  string   `json:"orders"`
+	TOS     bool     `json:"termsOfServiceAgreed,omitempty"`
+}
+
+func (s *Server) view(r *http.Request, a store.ACMEAccount) accountView {
+	return accountView{Status: a.Status, Contact: a.Contacts, Orders: s.url(r, "/acct/"+a.ID+"/orders"), TOS: a.TermsAgreed}
+}
+
+type newAccountReq struct {
+	Contact            []string        `json:"contact"`
+	TermsAgreed        bool            `json:"termsOfServiceAgreed"`
+	OnlyReturnExisting bool            `json:"onlyReturnExisting"`
+	EAB                json.RawMessage `json:"externalAccountBinding"`
+}
+
+func (s *Server) newAccount(w http.ResponseWriter, r *http.Request) error {
+	p, err := s.readPost(r, true)
+	if err != nil {
+		return err
+	}
+	var req newAccountReq
+	if err := decodePayload(p.jws.Payload, &req); err != nil {
+		return err
+	}
+	thumb, err := Thumbprint(p.key)
+	if err != nil {
+		return Malformed("bad account key")
+	}
+	existing, err := s.st.ACMEAccountByKey(r.Context(), s.cfg.Name, thumb)
+	switch {
+	case err == nil:
+		// RFC 8555 §7.3.6: a deactivated account's key authorizes nothing.
+		if existing.Status != "valid" {
+			return Unauthorized("account is " + existing.Status)
+		}
+		// RFC 8555 §7.3.1: the existing account, 200, Location.
+		w.Header().Set("Location", s.url(r, "/acct/"+existing.ID))
+		return writeJSON(w, http.StatusOK, s.view(r, existing))
+	case !errors.Is(err, store.ErrNotFound):
+		return fmt.Errorf("find account: %w", err)
+	case req.OnlyReturnExisting:
+		return AccountDoesNotExist("no account for this key")
+	}
+	if s.cfg.TermsOfService != "" && !req.TermsAgreed {
+		return Malformed("the terms of service must be agreed to")
+	}
+	if err := checkContacts(req.Contact); err != nil {
+		return err
+	}
+	keyJSON, err := json.Marshal(p.key.Public())
+	if err != nil {
+		return Malformed("bad account key")
+	}
+	id, err := randomID()
+	if err != nil {
+		return err
+	}
+	now := s.clk.Now().UTC()
+	acct := store.ACMEAccount{ID: id, Endpoint: s.cfg.Name, KeyThumbprint: thumb, KeyJWK: keyJSON, Status: "valid",
+		Contacts: req.Contact, TermsAgreed: req.TermsAgreed, Requester: "acme:" + id, Created: now}
+	err = s.st.WithTx(r.Context(), func(tx store.Tx) error {
+		if err := tx.InsertACMEAccount(acct); err != nil {
+			return err
+		}
+		_, err := tx.AppendAudit(audit.Event{Time: now, Actor: "acme:" + id, Action: "acme.account.created", Target: id,
+			Detail: map[string]string{"endpoint": s.cfg.Name, "thumbprint": thumb, "contacts": strings.Join(req.Contact, ",")}})
+		return err
+	})
+	if errors.Is(err, store.ErrDuplicate) {
+		// A concurrent newAccount with the same key won: return it.
+		existing, ferr := s.st.ACMEAccountByKey(r.Context(), s.cfg.Name, thumb)
+		if ferr != nil {
+			return fmt.Errorf("find account: %w", ferr)
+		}
+		w.Header().Set("Location", s.url(r, "/acct/"+existing.ID))
+		return writeJSON(w, http.StatusOK, s.view(r, existing))
+	}
+	if err != nil {
+		return fmt.Errorf("create account: %w", err)
+	}
+	w.Header().Set("Location", s.url(r, "/acct/"+id))
+	return writeJSON(w, http.StatusCreated, s.view(r, acct))
+}
+
+type accountUpdate struct {
+	Contact []string `json:"contact"`
+	Status  string   `json:"status"`
+}
+
+// account serves POST-as-GET, contact updates and deactivation (§7.3.2, §7.3.6).
+func (s *Server) account(w http.ResponseWriter, r *http.Request) error {
+	p, err := s.readPost(r, false)
+	if err != nil {
+		return err
+	}
+	if p.account.ID != r.PathValue("id") {
+		return Unauthorized("an account may only read or change itself")
+	}
+	acct := *p.account
+	if len(p.jws.Payload) == 0 { // POST-as-GET
+		return writeJSON(w, http.StatusOK, s.view(r, acct))
+	}
+	var up accountUpdate
+	if err := decodePayload(p.jws.Payload, &up); err != nil {
+		return err
+	}
+	action := ""
+	switch {
+	case up.Status == "deactivated":
+		acct.Status, action = "deactivated", "acme.account.deactivated"
+	case up.Status != "":
+		return Malformed("status may only be set to deactivated")
+	case up.Contact != nil:
+		if err := checkContacts(up.Contact); err != nil {
+			return err
+		}
+		acct.Contacts, action = up.Contact, "acme.account.updated"
+	default:
+		return writeJSON(w, http.StatusOK, s.view(r, acct))
+	}
+	now := s.clk.Now().UTC()
+	err = s.st.WithTx(r.Context(), func(tx store.Tx) error {
+		if err := tx.UpdateACMEAccount(acct); err != nil {
+			return err
+		}
+		_, err := tx.AppendAudit(audit.Event{Time: now, Actor: "acme:" + acct.ID, Action: action, Target: acct.ID,
+			Detail: map[string]string{"contacts": strings.Join(acct.Contacts, ","), "status": acct.Status}})
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("update account: %w", err)
+	}
+	return writeJSON(w, http.StatusOK, s.view(r, acct))
+}
+
+// decodePayload reads a JSON object payload strictly enough to refuse junk
+// but tolerant of fields from newer clients (RFC 8555 §7: ignore unknown).
+func decodePayload(payload []byte, v any) error {
+	if err := json.Unmarshal(payload, v); err != nil {
+		return Malformed("payload is not the expected JSON object: %v", err)
+	}
+	return nil
+}
+
+// checkContacts accepts mailto: URIs only (RFC 8555 §7.3), with one address each.
+func checkContacts(contacts []string) error {
+	if len(contacts) > 10 {
+		return &Problem{Type: errPrefix + "invalidContact", Detail: "at most 10 contacts", Status: http.StatusBadRequest}
+	}
+	for _, c := range contacts {
+		addr, ok := strings.CutPrefix(c, "mailto:")
+		if !ok {
+			return &Problem{Type: errPrefix + "unsupportedContact", Detail: fmt.Sprintf("contact %q is not a mailto: URI", c), Status: http.StatusBadRequest}
+		}
+		if addr == "" || strings.ContainsAny(addr, ",?") || !strings.Contains(addr, "@") {
+			return &Problem{Type: errPrefix + "invalidContact", Detail: fmt.Sprintf("contact %q is not one email address", c), Status: http.StatusBadRequest}
+		}
+	}
+	return nil
+}
+
+func randomID() (string, error) {
+	b := make([]byte, 12)
+	if _, err := rand.Read(b); err != nil {
+		return "", fmt.Errorf("random id: %w", err)
+	}
+	return base64.RawURLEncoding.EncodeToString(b), nil
+}
+
+// errPrefix is the ACME error namespace (RFC 8555 §6.7).
+const errPrefix = "urn:ietf:params:acme:error:"

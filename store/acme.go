@@ -1,0 +1,521 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// ACMEIdentifier is an RFC 8555 identifier (§9.7.7): Type "dns" or "ip"
+// (RFC 8738). The store compares values exactly; callers normalize them
+// (lower-case DNS names, canonical IP text) before storing or looking up.
+type ACMEIdentifier struct {
+	Type  string `json:"type"`
+	Value string `json:"value"`
+}
+
+// ACMEAccount is an ACME account (RFC 8555 §7.1.2).
+type ACMEAccount struct {
+	ID            string // random, URL-safe
+	Endpoint      string // ACME endpoint name ("" = default)
+	KeyThumbprint string // RFC 7638 thumbprint of the account key, unique per endpoint
+	KeyJWK        []byte // public JWK JSON
+	Status        string // valid, deactivated or revoked
+	Contacts      []string
+	TermsAgreed   bool
+	EABKeyID      string // external account binding key id; "" if none
+	Requester     string // identity recorded on certificates: from the EAB key, or "acme:<id>"
+	Created       time.Time
+}
+
+// ACMEOrder is an ACME order (RFC 8555 §7.1.3).
+type ACMEOrder struct {
+	ID          string
+	AccountID   string
+	Endpoint    string
+	Status      string // pending, ready, processing, valid or invalid
+	Identifiers []ACMEIdentifier
+	Profile     string
+	NotBefore   time.Time // requested; zero if absent
+	NotAfter    time.Time // requested; zero if absent
+	Expires     time.Time
+	AuthzIDs    []string
+	CertSerial  string // set when valid
+	Replaces    string // RFC 9773 ARI certID of the replaced certificate; "" if none
+	Error       []byte // problem document JSON; nil if none
+	Created     time.Time
+	Updated     time.Time
+}
+
+// ACMEChallenge is one challenge of an authorization (RFC 8555 §8).
+type ACMEChallenge struct {
+	ID        string
+	AuthzID   string
+	Type      string // http-01, dns-01 or tls-alpn-01
+	Token     string
+	Status    string // pending, processing, valid or invalid
+	Validated time.Time
+	Error     []byte // problem document JSON; nil if none
+}
+
+// ACMEAuthz is an ACME authorization (RFC 8555 §7.1.4) with its challenges.
+type ACMEAuthz struct {
+	ID         string
+	AccountID  string
+	Status     string // pending, valid, invalid, deactivated, expired or revoked
+	Identifier ACMEIdentifier
+	Wildcard   bool
+	Expires    time.Time
+	Challenges []ACMEChallenge // in the order they were inserted
+}
+
+// EABKey is an external account binding key (RFC 8555 §7.3.4). HMACKey is
+// stored as given: callers pass it already encrypted or hashed, as they decide.
+type EABKey struct {
+	ID        string
+	Endpoint  string
+	HMACKey   []byte
+	Requester string // identity recorded on certificates of the account it binds
+	Created   time.Time
+	Used      time.Time // zero until an account is bound with it
+	Revoked   time.Time // zero unless revoked
+}
+
+// LogValue implements slog.LogValuer; the HMAC key is never logged.
+func (k EABKey) LogValue() slog.Value {
+	return slog.GroupValue(slog.String("id", k.ID), slog.String("endpoint", k.Endpoint),
+		slog.String("requester", k.Requester), slog.String("hmac_key", "REDACTED"))
+}
+
+// acmeValid is the status of an authorization that may be reused.
+const acmeValid = "valid"
+
+// Write statements, prepared once by writeQueries.
+const (
+	qInsertACMEAccount = `INSERT INTO acme_accounts (id, endpoint, key_thumbprint, key_jwk, status, contacts,
+		terms_agreed, eab_key_id, requester, created) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
+	qUpdateACMEAccount = `UPDATE acme_accounts SET status = ?, contacts = ?, terms_agreed = ?, key_jwk = ?,
+		key_thumbprint = ? WHERE id = ?`
+	qInsertACMEOrder = `INSERT INTO acme_orders (id, account_id, endpoint, status, identifiers, profile, not_before,
+		not_after, expires, authz_ids, cert_serial, replaces, error, created, updated)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
+	qUpdateACMEOrder = "UPDATE acme_orders SET status = ?, authz_ids = ?, cert_serial = ?, error = ?, updated = ? WHERE id = ?"
+	qInsertACMEAuthz = `INSERT INTO acme_authzs (id, account_id, status, id_type, id_value, wildcard, expires)
+		VALUES (?, ?, ?, ?, ?, ?, ?)`
+	qInsertACMEChallenge = `INSERT INTO acme_challenges (id, authz_id, position, type, token, status, validated, error)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?)`
+	qUpdateACMEAuthz     = "UPDATE acme_authzs SET status = ? WHERE id = ?"
+	qUpdateACMEChallenge = "UPDATE acme_challenges SET status = ?, validated = ?, error = ? WHERE id = ?"
+	qUseNonce            = "INSERT INTO acme_nonces (nonce, expires) VALUES (?, ?)"
+	qPurgeNonces         = "DELETE FROM acme_nonces WHERE expires < ?"
+	qInsertEABKey        = `INSERT INTO acme_eab_keys (id, endpoint, hmac_key, requester, created, used, revoked)
+		VALUES (?, ?, ?, ?, ?, ?, ?)`
+	qMarkEABKeyUsed = "UPDATE acme_eab_keys SET used = ? WHERE id = ? AND used = 0 AND revoked = 0"
+)
+
+// encodeList stores a list as a JSON array; nil and empty are both "[]".
+func encodeList[T any](what string, v []T) (string, error) {
+	if len(v) == 0 {
+		return "[]", nil
+	}
+	b, err := json.Marshal(v)
+	if err != nil {
+		return "", fmt.Errorf("encode %s: %w", what, err)
+	}
+	return string(b), nil
+}
+
+// decodeList reads a list stored by encodeList; an empty list reads as nil.
+func decodeList[T any](what, s string) ([]T, error) {
+	var v []T
+	if err := json.Unmarshal([]byte(s), &v); err != nil {
+		return nil, fmt.Errorf("decode %s: %w", what, err)
+	}
+	if len(v) == 0 {
+		return nil, nil
+	}
+	return v, nil
+}
+
+// optBlob binds an optional document: empty is stored as NULL and reads back as nil.
+func optBlob(b []byte) any {
+	if len(b) == 0 {
+		return nil
+	}
+	return b
+}
+
+func nilIfEmpty(b []byte) []byte {
+	if len(b) == 0 {
+		return nil
+	}
+	return b
+}
+
+// Reads.
+
+const acmeAccountColumns = `id, endpoint, key_thumbprint, key_jwk, status, contacts, terms_agreed, eab_key_id,
+	requester, created`
+
+func scanACMEAccount(sc interface{ Scan(...any) error }) (ACMEAccount, error) {
+	var a ACMEAccount
+	var contacts string
+	var created int64
+	if err := sc.Scan(&a.ID, &a.Endpoint, &a.KeyThumbprint, &a.KeyJWK, &a.Status, &contacts, &a.TermsAgreed,
+		&a.EABKeyID, &a.Requester, &created); err != nil {
+		return ACMEAccount{}, err
+	}
+	var err error
+	if a.Contacts, err = decodeList[string]("acme account "+a.ID+" contacts", contacts); err != nil {
+		return ACMEAccount{}, err
+	}
+	a.Created = fromNanos(created)
+	return a, nil
+}
+
+// ACMEAccount implements Store.
+func (s *SQLite) ACMEAccount(ctx context.Context, id string) (ACMEAccount, error) {
+	a, err := scanACMEAccount(s.read.QueryRowContext(ctx, "SELECT "+acmeAccountColumns+" FROM acme_accounts WHERE id = ?", id))
+	if err != nil {
+		return ACMEAccount{}, notFound(err, "acme account "+id)
+	}
+	return a, nil
+}
+
+// ACMEAccountByKey implements Store.
+func (s *SQLite) ACMEAccountByKey(ctx context.Context, endpoint, thumbprint string) (ACMEAccount, error) {
+	a, err := scanACMEAccount(s.read.QueryRowContext(ctx,
+		"SELECT "+acmeAccountColumns+" FROM acme_accounts WHERE endpoint = ? AND key_thumbprint = ?", endpoint, thumbprint))
+	if err != nil {
+		return ACMEAccount{}, notFound(err, "acme account with key "+thumbprint)
+	}
+	return a, nil
+}
+
+const acmeOrderColumns = `id, account_id, endpoint, status, identifiers, profile, not_before, not_after, expires,
+	authz_ids, cert_serial, replaces, error, created, updated`
+
+func scanACMEOrder(sc interface{ Scan(...any) error }) (ACMEOrder, error) {
+	var o ACMEOrder
+	var idents, authzs string
+	var nb, na, expires, created, updated int64
+	if err := sc.Scan(&o.ID, &o.AccountID, &o.Endpoint, &o.Status, &idents, &o.Profile, &nb, &na, &expires,
+		&authzs, &o.CertSerial, &o.Replaces, &o.Error, &created, &updated); err != nil {
+		return ACMEOrder{}, err
+	}
+	var err error
+	if o.Identifiers, err = decodeList[ACMEIdentifier]("acme order "+o.ID+" identifiers", idents); err != nil {
+		return ACMEOrder{}, err
+	}
+	if o.AuthzIDs, err = decodeList[string]("acme order "+o.ID+" authorizations", authzs); err != nil {
+		return ACMEOrder{}, err
+	}
+	o.Error = nilIfEmpty(o.Error)
+	o.NotBefore, o.NotAfter, o.Expires = fromNanos(nb), fromNanos(na), fromNanos(expires)
+	o.Created, o.Updated = fromNanos(created), fromNanos(updated)
+	return o, nil
+}
+
+// ACMEOrder implements Store.
+func (s *SQLite) ACMEOrder(ctx context.Context, id string) (ACMEOrder, error) {
+	o, err := scanACMEOrder(s.read.QueryRowContext(ctx, "SELECT "+acmeOrderColumns+" FROM acme_orders WHERE id = ?", id))
+	if err != nil {
+		return ACMEOrder{}, notFound(err, "acme order "+id)
+	}
+	return o, nil
+}
+
+// An orders cursor is the (created, id) of the last order of a page,
+// base64url-encoded so callers treat it as opaque.
+func encodeOrderCursor(o ACMEOrder) string {
+	return base64.RawURLEncoding.EncodeToString([]byte(strconv.FormatInt(nanos(o.Created), 10) + "." + o.ID))
+}
+
+func decodeOrderCursor(c string) (int64, string, error) {
+	b, err := base64.RawURLEncoding.DecodeString(c)
+	if err != nil {
+		return 0, "", fmt.Errorf("bad acme orders cursor %q", c)
+	}
+	created, id, ok := strings.Cut(string(b), ".")
+	n, err := strconv.ParseInt(created, 10, 64)
+	if !ok || err != nil || id == "" {
+		return 0, "", fmt.Errorf("bad acme orders cursor %q", c)
+	}
+	return n, id, nil
+}
+
+// ACMEOrders implements Store.
+func (s *SQLite) ACMEOrders(ctx context.Context, accountID, cursor string, limit int) ([]ACMEOrder, string, error) {
+	if limit <= 0 || limit > 1000 {
+		limit = 100
+	}
+	q := "SELECT " + acmeOrderColumns + " FROM acme_orders WHERE account_id = ?"
+	args := []any{accountID}
+	if cursor != "" {
+		created, id, err := decodeOrderCursor(cursor)
+		if err != nil {
+			return nil, "", err
+		}
+		// A row-value comparison lets the index seek straight to the page.
+		q += " AND (created, id) < (?, ?)"
+		args = append(args, created, id)
+	}
+	q += " ORDER BY created DESC, id DESC LIMIT ?"
+	args = append(args, limit+1)
+	rows, err := s.read.QueryContext(ctx, q, args...)
+	if err != nil {
+		return nil, "", fmt.Errorf("list acme orders: %w", err)
+	}
+	defer rows.Close()
+	var out []ACMEOrder
+	for rows.Next() {
+		o, err := scanACMEOrder(rows)
+		if err != nil {
+			return nil, "", fmt.Errorf("scan acme order: %w", err)
+		}
+		out = append(out, o)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, "", fmt.Errorf("list acme orders: %w", err)
+	}
+	var next string
+	if len(out) > limit {
+		out = out[:limit]
+		next = encodeOrderCursor(out[limit-1])
+	}
+	return out, next, nil
+}
+
+// An authorization is read with its challenges in one statement (a LEFT
+// JOIN, one row per challenge) so that both come from the same snapshot.
+const acmeAuthzJoinColumns = `a.id, a.account_id, a.status, a.id_type, a.id_value, a.wildcard, a.expires,
+	c.id, c.type, c.token, c.status, c.validated, c.error`
+
+func scanACMEAuthz(rows *sql.Rows, what string) (ACMEAuthz, error) {
+	defer rows.Close()
+	var a ACMEAuthz
+	found := false
+	for rows.Next() {
+		var expires int64
+		var cid, ctype, token, cstatus sql.NullString
+		var validated sql.NullInt64
+		var cerr []byte
+		if err := rows.Scan(&a.ID, &a.AccountID, &a.Status, &a.Identifier.Type, &a.Identifier.Value, &a.Wildcard,
+			&expires, &cid, &ctype, &token, &cstatus, &validated, &cerr); err != nil {
+			return ACMEAuthz{}, fmt.Errorf("scan %s: %w", what, err)
+		}
+		found = true
+		a.Expires = fromNanos(expires)
+		if cid.Valid { // NULL when the authorization has no challenges
+			a.Challenges = append(a.Challenges, ACMEChallenge{ID: cid.String, AuthzID: a.ID, Type: ctype.String,
+				Token: token.String, Status: cstatus.String, Validated: fromNanos(validated.Int64), Error: nilIfEmpty(cerr)})
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return ACMEAuthz{}, fmt.Errorf("%s: %w", what, err)
+	}
+	if !found {
+		return ACMEAuthz{}, fmt.Errorf("%s: %w", what, ErrNotFound)
+	}
+	return a, nil
+}
+
+// ACMEAuthz implements Store.
+func (s *SQLite) ACMEAuthz(ctx context.Context, id string) (ACMEAuthz, error) {
+	rows, err := s.read.QueryContext(ctx, "SELECT "+acmeAuthzJoinColumns+
+		" FROM acme_authzs a LEFT JOIN acme_challenges c ON c.authz_id = a.id WHERE a.id = ? ORDER BY c.position", id)
+	if err != nil {
+		return ACMEAuthz{}, fmt.Errorf("acme authz %s: %w", id, err)
+	}
+	return scanACMEAuthz(rows, "acme authz "+id)
+}
+
+// ACMEReusableAuthz implements Store.
+func (s *SQLite) ACMEReusableAuthz(ctx context.Context, accountID string, ident ACMEIdentifier, wildcard bool, now time.Time) (ACMEAuthz, error) {
+	rows, err := s.read.QueryContext(ctx, "SELECT "+acmeAuthzJoinColumns+` FROM (
+			SELECT id, account_id, status, id_type, id_value, wildcard, expires FROM acme_authzs
+			WHERE account_id = ? AND id_type = ? AND id_value = ? AND wildcard = ? AND status = ? AND expires > ?
+			ORDER BY expires DESC, id LIMIT 1
+		) a LEFT JOIN acme_challenges c ON c.authz_id = a.id ORDER BY c.position`,
+		accountID, ident.Type, ident.Value, wildcard, acmeValid, now.UnixNano())
+	what := "reusable acme authz for " + ident.Type + ":" + ident.Value
+	if err != nil {
+		return ACMEAuthz{}, fmt.Errorf("%s: %w", what, err)
+	}
+	return scanACMEAuthz(rows, what)
+}
+
+// ACMEChallenge implements Store.
+func (s *SQLite) ACMEChallenge(ctx context.Context, id string) (ACMEChallenge, error) {
+	var c ACMEChallenge
+	var validated int64
+	err := s.read.QueryRowContext(ctx,
+		"SELECT id, authz_id, type, token, status, validated, error FROM acme_challenges WHERE id = ?", id).
+		Scan(&c.ID, &c.AuthzID, &c.Type, &c.Token, &c.Status, &validated, &c.Error)
+	if err != nil {
+		return ACMEChallenge{}, notFound(err, "acme challenge "+id)
+	}
+	c.Validated, c.Error = fromNanos(validated), nilIfEmpty(c.Error)
+	return c, nil
+}
+
+// EABKey implements Store.
+func (s *SQLite) EABKey(ctx context.Context, id string) (EABKey, error) {
+	var k EABKey
+	var created, used, revoked int64
+	err := s.read.QueryRowContext(ctx,
+		"SELECT id, endpoint, hmac_key, requester, created, used, revoked FROM acme_eab_keys WHERE id = ?", id).
+		Scan(&k.ID, &k.Endpoint, &k.HMACKey, &k.Requester, &created, &used, &revoked)
+	if err != nil {
+		return EABKey{}, notFound(err, "eab key "+id)
+	}
+	k.Created, k.Used, k.Revoked = fromNanos(created), fromNanos(used), fromNanos(revoked)
+	return k, nil
+}
+
+// Writes.
+
+func (t *sqliteTx) InsertACMEAccount(a ACMEAccount) error {
+	contacts, err := encodeList("acme account contacts", a.Contacts)
+	if err != nil {
+		return err
+	}
+	_, err = t.exec("insert acme account", qInsertACMEAccount, a.ID, a.Endpoint, a.KeyThumbprint, a.KeyJWK, a.Status,
+		contacts, a.TermsAgreed, a.EABKeyID, a.Requester, nanos(a.Created))
+	return err
+}
+
+func (t *sqliteTx) UpdateACMEAccount(a ACMEAccount) error {
+	contacts, err := encodeList("acme account contacts", a.Contacts)
+	if err != nil {
+		return err
+	}
+	res, err := t.exec("update acme account", qUpdateACMEAccount, a.Status, contacts, a.TermsAgreed, a.KeyJWK,
+		a.KeyThumbprint, a.ID)
+	if err != nil {
+		return err
+	}
+	return oneRow(res, "update acme account "+a.ID)
+}
+
+func (t *sqliteTx) InsertACMEOrder(o ACMEOrder) error {
+	idents, err := encodeList("acme order identifiers", o.Identifiers)
+	if err != nil {
+		return err
+	}
+	authzs, err := encodeList("acme order authorizations", o.AuthzIDs)
+	if err != nil {
+		return err
+	}
+	_, err = t.exec("insert acme order", qInsertACMEOrder, o.ID, o.AccountID, o.Endpoint, o.Status, idents, o.Profile,
+		nanos(o.NotBefore), nanos(o.NotAfter), nanos(o.Expires), authzs, o.CertSerial, o.Replaces, optBlob(o.Error),
+		nanos(o.Created), nanos(o.Updated))
+	return err
+}
+
+func (t *sqliteTx) UpdateACMEOrder(o ACMEOrder) error {
+	authzs, err := encodeList("acme order authorizations", o.AuthzIDs)
+	if err != nil {
+		return err
+	}
+	res, err := t.exec("update acme order", qUpdateACMEOrder, o.Status, authzs, o.CertSerial, optBlob(o.Error),
+		nanos(o.Updated), o.ID)
+	if err != nil {
+		return err
+	}
+	return oneRow(res, "update acme order "+o.ID)
+}
+
+func (t *sqliteTx) InsertACMEAuthz(a ACMEAuthz) error {
+	_, err := t.exec("insert acme authz", qInsertACMEAuthz, a.ID, a.AccountID, a.Status, a.Identifier.Type,
+		a.Identifier.Value, a.Wildcard, nanos(a.Expires))
+	if err != nil {
+		return err
+	}
+	for i, c := range a.Challenges {
+		if c.AuthzID != "" && c.AuthzID != a.ID {
+			return fmt.Errorf("insert acme authz %s: challenge %s names authz %s", a.ID, c.ID, c.AuthzID)
+		}
+		if _, err := t.exec("insert acme challenge", qInsertACMEChallenge, c.ID, a.ID, i, c.Type, c.Token, c.Status,
+			nanos(c.Validated), optBlob(c.Error)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (t *sqliteTx) UpdateACMEAuthz(id, status string) error {
+	res, err := t.exec("update acme authz", qUpdateACMEAuthz, status, id)
+	if err != nil {
+		return err
+	}
+	return oneRow(res, "update acme authz "+id)
+}
+
+func (t *sqliteTx) UpdateACMEChallenge(c ACMEChallenge) error {
+	res, err := t.exec("update acme challenge", qUpdateACMEChallenge, c.Status, nanos(c.Validated), optBlob(c.Error), c.ID)
+	if err != nil {
+		return err
+	}
+	return oneRow(res, "update acme challenge "+c.ID)
+}
+
+func (t *sqliteTx) UseNonce(nonce string, expires time.Time) error {
+	_, err := t.exec("use nonce", qUseNonce, nonce, nanos(expires))
+	return err
+}
+
+func (t *sqliteTx) PurgeNonces(before time.Time) (int64, error) {
+	res, err := t.exec("purge nonces", qPurgeNonces, before.UnixNano())
+	if err != nil {
+		return 0, err
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return 0, fmt.Errorf("purge nonces: %w", err)
+	}
+	return n, nil
+}
+
+func (t *sqliteTx) InsertEABKey(k EABKey) error {
+	_, err := t.exec("insert eab key", qInsertEABKey, k.ID, k.Endpoint, k.HMACKey, k.Requester, nanos(k.Created),
+		nanos(k.Used), nanos(k.Revoked))
+	return err
+}
+
+func (t *sqliteTx) MarkEABKeyUsed(id string, at time.Time) error {
+	if at.IsZero() {
+		// used = 0 means unused: a zero time would leave the key free to bind again.
+		return fmt.Errorf("mark eab key %s used: zero time", id)
+	}
+	res, err := t.exec("mark eab key used", qMarkEABKeyUsed, nanos(at), id)
+	if err != nil {
+		return err
+	}
+	if n, err := res.RowsAffected(); err != nil {
+		return fmt.Errorf("mark eab key %s used: %w", id, err)
+	} else if n == 1 {
+		return nil
+	}
+	// Nothing changed: say why. This runs in the same transaction, so the
+	// answer is consistent with the update that just matched no row.
+	var used, revoked int64
+	err = t.tx.QueryRowContext(t.ctx, "SELECT used, revoked FROM acme_eab_keys WHERE id = ?", id).Scan(&used, &revoked)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		return fmt.Errorf("mark eab key %s used: %w", id, ErrNotFound)
+	case err != nil:
+		return fmt.Errorf("mark eab key %s used: %w", id, err)
+	case revoked != 0:
+		return fmt.Errorf("mark eab key %s used: revoked: %w", id, ErrNotFound)
+	default:
+		return fmt.Errorf("mark eab key %s used: already used: %w", id, ErrDuplicate)
+	}
+}

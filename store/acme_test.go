@@ -1,0 +1,873 @@
+package store
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"reflect"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/sigil-ca/sigil/ca/audit"
+)
+
+// testACMEAccount returns an account of endpoint whose fields are all set.
+func testACMEAccount(id, endpoint string) ACMEAccount {
+	return ACMEAccount{
+		ID:            id,
+		Endpoint:      endpoint,
+		KeyThumbprint: "thumb-" + id,
+		KeyJWK:        []byte(`{"kty":"EC","crv":"P-256","x":"` + id + `","y":"y"}`),
+		Status:        "valid",
+		Contacts:      []string{"mailto:ops@example.com", "mailto:" + id + "@example.com"},
+		TermsAgreed:   true,
+		EABKeyID:      "eab-" + id,
+		Requester:     "team:" + id,
+		Created:       testStart,
+	}
+}
+
+// seedACMEAccounts records an account of the default endpoint for each id.
+func seedACMEAccounts(t testing.TB, s *SQLite, ids ...string) {
+	t.Helper()
+	mustTx(t, s, func(tx Tx) error {
+		for _, id := range ids {
+			if err := tx.InsertACMEAccount(testACMEAccount(id, "")); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// testACMEOrder returns an order of account created at created, every field set.
+func testACMEOrder(id, account string, created time.Time) ACMEOrder {
+	return ACMEOrder{
+		ID:          id,
+		AccountID:   account,
+		Endpoint:    "",
+		Status:      "pending",
+		Identifiers: []ACMEIdentifier{{Type: "dns", Value: "*.example.com"}, {Type: "ip", Value: "192.0.2.1"}},
+		Profile:     "server",
+		NotBefore:   created,
+		NotAfter:    created.Add(90 * 24 * time.Hour),
+		Expires:     created.Add(7 * 24 * time.Hour),
+		AuthzIDs:    []string{"authz-" + id + "-1", "authz-" + id + "-2"},
+		Replaces:    "aYhba4dGQEHhs3uEe6CuLN4ByNQ.AIdlQyE",
+		Error:       []byte(`{"type":"urn:ietf:params:acme:error:rejectedIdentifier"}`),
+		Created:     created,
+		Updated:     created.Add(time.Second),
+	}
+}
+
+// testACMEAuthz returns an authorization with three challenges.
+func testACMEAuthz(id, account string, ident ACMEIdentifier, wildcard bool, status string, expires time.Time) ACMEAuthz {
+	a := ACMEAuthz{ID: id, AccountID: account, Status: status, Identifier: ident, Wildcard: wildcard, Expires: expires}
+	for _, typ := range []string{"http-01", "dns-01", "tls-alpn-01"} {
+		a.Challenges = append(a.Challenges, ACMEChallenge{ID: id + "-" + typ, AuthzID: id, Type: typ,
+			Token: "token-" + id + "-" + typ, Status: "pending"})
+	}
+	return a
+}
+
+func TestACMEAccountRoundTrip(t *testing.T) {
+	t.Parallel()
+	s := openTest(t, Config{})
+	ctx := context.Background()
+	full := testACMEAccount("acct-full", "")
+	bare := ACMEAccount{ID: "acct-bare", Endpoint: "internal", KeyThumbprint: "thumb-bare", KeyJWK: []byte(`{}`),
+		Status: "valid", Requester: "acme:acct-bare", Created: testStart.Add(time.Minute)}
+	// The same key may hold an account on another endpoint.
+	sameKey := testACMEAccount("acct-other-endpoint", "internal")
+	sameKey.KeyThumbprint, sameKey.EABKeyID = full.KeyThumbprint, ""
+	mustTx(t, s, func(tx Tx) error {
+		for _, a := range []ACMEAccount{full, bare, sameKey} {
+			if err := tx.InsertACMEAccount(a); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	for _, want := range []ACMEAccount{full, bare, sameKey} {
+		if got, err := s.ACMEAccount(ctx, want.ID); err != nil || !reflect.DeepEqual(got, want) {
+			t.Errorf("ACMEAccount(%s) = %+v, %v; want %+v", want.ID, got, err, want)
+		}
+		got, err := s.ACMEAccountByKey(ctx, want.Endpoint, want.KeyThumbprint)
+		if err != nil || !reflect.DeepEqual(got, want) {
+			t.Errorf("ACMEAccountByKey(%q, %s) = %+v, %v; want %+v", want.Endpoint, want.KeyThumbprint, got, err, want)
+		}
+	}
+	if _, err := s.ACMEAccountByKey(ctx, "elsewhere", full.KeyThumbprint); !errors.Is(err, ErrNotFound) {
+		t.Errorf("ACMEAccountByKey on another endpoint = %v, want ErrNotFound", err)
+	}
+
+	t.Run("update", func(t *testing.T) {
+		upd := full
+		upd.Status, upd.Contacts, upd.TermsAgreed = "deactivated", nil, false
+		// Fields an update never changes.
+		upd.Endpoint, upd.EABKeyID, upd.Requester, upd.Created = "ignored", "ignored", "ignored", testStart.Add(time.Hour)
+		mustTx(t, s, func(tx Tx) error { return tx.UpdateACMEAccount(upd) })
+		want := full
+		want.Status, want.Contacts, want.TermsAgreed = "deactivated", nil, false
+		if got, err := s.ACMEAccount(ctx, full.ID); err != nil || !reflect.DeepEqual(got, want) {
+			t.Errorf("after update = %+v, %v; want %+v", got, err, want)
+		}
+	})
+	t.Run("key change", func(t *testing.T) {
+		before, err := s.ACMEAccount(ctx, bare.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		changed := before
+		changed.KeyThumbprint, changed.KeyJWK = "thumb-new", []byte(`{"kty":"OKP"}`)
+		mustTx(t, s, func(tx Tx) error { return tx.UpdateACMEAccount(changed) })
+		if got, err := s.ACMEAccountByKey(ctx, "internal", "thumb-new"); err != nil || !reflect.DeepEqual(got, changed) {
+			t.Errorf("by new key = %+v, %v; want %+v", got, err, changed)
+		}
+		if _, err := s.ACMEAccountByKey(ctx, "internal", "thumb-bare"); !errors.Is(err, ErrNotFound) {
+			t.Errorf("by old key = %v, want ErrNotFound", err)
+		}
+
+		// RFC 8555 §7.3.5: a key already bound to an account of the endpoint is refused.
+		taken := changed
+		taken.KeyThumbprint, taken.KeyJWK = sameKey.KeyThumbprint, []byte(`{"taken":true}`)
+		err = s.WithTx(ctx, func(tx Tx) error { return tx.UpdateACMEAccount(taken) })
+		if !errors.Is(err, ErrDuplicate) {
+			t.Errorf("key change to a taken thumbprint = %v, want ErrDuplicate", err)
+		}
+		if got, _ := s.ACMEAccount(ctx, bare.ID); !reflect.DeepEqual(got, changed) {
+			t.Errorf("refused key change left %+v, want %+v", got, changed)
+		}
+	})
+	t.Run("update missing", func(t *testing.T) {
+		err := s.WithTx(ctx, func(tx Tx) error { return tx.UpdateACMEAccount(testACMEAccount("acct-missing", "")) })
+		if !errors.Is(err, ErrNotFound) {
+			t.Errorf("UpdateACMEAccount(missing) = %v, want ErrNotFound", err)
+		}
+	})
+}
+
+func TestACMEOrderRoundTrip(t *testing.T) {
+	t.Parallel()
+	s := openTest(t, Config{})
+	ctx := context.Background()
+	seedACMEAccounts(t, s, "acct")
+	full := testACMEOrder("order-full", "acct", testStart)
+	full.Endpoint = "internal"
+	bare := ACMEOrder{ID: "order-bare", AccountID: "acct", Status: "pending",
+		Identifiers: []ACMEIdentifier{{Type: "dns", Value: "example.com"}}, Expires: testStart.Add(time.Hour),
+		Created: testStart, Updated: testStart}
+	mustTx(t, s, func(tx Tx) error {
+		if err := tx.InsertACMEOrder(full); err != nil {
+			return err
+		}
+		return tx.InsertACMEOrder(bare)
+	})
+	for _, want := range []ACMEOrder{full, bare} {
+		if got, err := s.ACMEOrder(ctx, want.ID); err != nil || !reflect.DeepEqual(got, want) {
+			t.Errorf("ACMEOrder(%s) =\n%+v, %v\nwant\n%+v", want.ID, got, err, want)
+		}
+	}
+
+	tests := []struct {
+		name   string
+		change func(o *ACMEOrder)
+	}{
+		{"ready", func(o *ACMEOrder) { o.Status, o.Error = "ready", nil }},
+		{"valid", func(o *ACMEOrder) { o.Status, o.CertSerial = "valid", "7f3a9c" }},
+		{"invalid with error", func(o *ACMEOrder) {
+			o.Status, o.Error = "invalid", []byte(`{"type":"urn:ietf:params:acme:error:unauthorized"}`)
+		}},
+		{"new authorizations", func(o *ACMEOrder) { o.AuthzIDs = []string{"authz-x"} }},
+		{"empty error is none", func(o *ACMEOrder) { o.Error = []byte{} }},
+	}
+	for i, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			before, err := s.ACMEOrder(ctx, full.ID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := before
+			tt.change(&want)
+			want.Updated = testStart.Add(time.Duration(i+1) * time.Minute)
+			upd := want
+			// Fields an update never changes.
+			upd.Profile, upd.Replaces, upd.Expires, upd.Identifiers = "ignored", "ignored", testStart, nil
+			mustTx(t, s, func(tx Tx) error { return tx.UpdateACMEOrder(upd) })
+			if len(want.Error) == 0 {
+				want.Error = nil
+			}
+			if got, err := s.ACMEOrder(ctx, full.ID); err != nil || !reflect.DeepEqual(got, want) {
+				t.Errorf("after update =\n%+v, %v\nwant\n%+v", got, err, want)
+			}
+		})
+	}
+	t.Run("update missing", func(t *testing.T) {
+		err := s.WithTx(ctx, func(tx Tx) error { return tx.UpdateACMEOrder(testACMEOrder("order-missing", "acct", testStart)) })
+		if !errors.Is(err, ErrNotFound) {
+			t.Errorf("UpdateACMEOrder(missing) = %v, want ErrNotFound", err)
+		}
+	})
+	t.Run("unknown account", func(t *testing.T) {
+		err := s.WithTx(ctx, func(tx Tx) error { return tx.InsertACMEOrder(testACMEOrder("order-orphan", "nobody", testStart)) })
+		if err == nil {
+			t.Error("InsertACMEOrder for an unknown account succeeded")
+		}
+	})
+}
+
+func TestACMEAuthzRoundTrip(t *testing.T) {
+	t.Parallel()
+	s := openTest(t, Config{})
+	ctx := context.Background()
+	seedACMEAccounts(t, s, "acct")
+	dns := testACMEAuthz("authz-dns", "acct", ACMEIdentifier{Type: "dns", Value: "example.com"}, false, "pending",
+		testStart.Add(time.Hour))
+	wild := testACMEAuthz("authz-wild", "acct", ACMEIdentifier{Type: "dns", Value: "example.com"}, true, "pending",
+		testStart.Add(time.Hour))
+	wild.Challenges = wild.Challenges[1:2] // dns-01 only
+	wild.Challenges[0].AuthzID = ""        // taken to be the authorization's
+	ip := ACMEAuthz{ID: "authz-ip", AccountID: "acct", Status: "valid", Identifier: ACMEIdentifier{Type: "ip", Value: "2001:db8::1"},
+		Expires: testStart.Add(2 * time.Hour)} // no challenges
+	mustTx(t, s, func(tx Tx) error {
+		for _, a := range []ACMEAuthz{dns, wild, ip} {
+			if err := tx.InsertACMEAuthz(a); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	wild.Challenges[0].AuthzID = wild.ID
+	for _, want := range []ACMEAuthz{dns, wild, ip} {
+		if got, err := s.ACMEAuthz(ctx, want.ID); err != nil || !reflect.DeepEqual(got, want) {
+			t.Errorf("ACMEAuthz(%s) =\n%+v, %v\nwant\n%+v", want.ID, got, err, want)
+		}
+		for _, c := range want.Challenges {
+			if got, err := s.ACMEChallenge(ctx, c.ID); err != nil || !reflect.DeepEqual(got, c) {
+				t.Errorf("ACMEChallenge(%s) = %+v, %v; want %+v", c.ID, got, err, c)
+			}
+		}
+	}
+
+	t.Run("validate", func(t *testing.T) {
+		c := dns.Challenges[0]
+		c.Status = "processing"
+		mustTx(t, s, func(tx Tx) error { return tx.UpdateACMEChallenge(c) })
+		if got, _ := s.ACMEChallenge(ctx, c.ID); !reflect.DeepEqual(got, c) {
+			t.Errorf("processing challenge = %+v, want %+v", got, c)
+		}
+		c.Status, c.Validated = "valid", testStart.Add(time.Minute)
+		c.Type, c.Token, c.AuthzID = "ignored", "ignored", "ignored" // never changed
+		mustTx(t, s, func(tx Tx) error {
+			if err := tx.UpdateACMEChallenge(c); err != nil {
+				return err
+			}
+			if err := tx.UpdateACMEAuthz(dns.ID, "valid"); err != nil {
+				return err
+			}
+			return tx.UpdateACMEAuthz(dns.ID, "valid") // again: succeeds
+		})
+		want := dns
+		want.Status = "valid"
+		want.Challenges = slices.Clone(dns.Challenges)
+		want.Challenges[0].Status, want.Challenges[0].Validated = "valid", c.Validated
+		if got, err := s.ACMEAuthz(ctx, dns.ID); err != nil || !reflect.DeepEqual(got, want) {
+			t.Errorf("validated authz =\n%+v, %v\nwant\n%+v", got, err, want)
+		}
+	})
+	t.Run("invalid with error", func(t *testing.T) {
+		c := wild.Challenges[0]
+		c.Status, c.Error = "invalid", []byte(`{"type":"urn:ietf:params:acme:error:dns","detail":"NXDOMAIN"}`)
+		mustTx(t, s, func(tx Tx) error { return tx.UpdateACMEChallenge(c) })
+		if got, _ := s.ACMEChallenge(ctx, c.ID); !reflect.DeepEqual(got, c) {
+			t.Errorf("invalid challenge = %+v, want %+v", got, c)
+		}
+	})
+	t.Run("update missing", func(t *testing.T) {
+		if err := s.WithTx(ctx, func(tx Tx) error { return tx.UpdateACMEAuthz("authz-missing", "valid") }); !errors.Is(err, ErrNotFound) {
+			t.Errorf("UpdateACMEAuthz(missing) = %v, want ErrNotFound", err)
+		}
+		err := s.WithTx(ctx, func(tx Tx) error { return tx.UpdateACMEChallenge(ACMEChallenge{ID: "chall-missing", Status: "valid"}) })
+		if !errors.Is(err, ErrNotFound) {
+			t.Errorf("UpdateACMEChallenge(missing) = %v, want ErrNotFound", err)
+		}
+	})
+	t.Run("challenge of another authz", func(t *testing.T) {
+		a := testACMEAuthz("authz-bad", "acct", ACMEIdentifier{Type: "dns", Value: "bad.example"}, false, "pending", testStart)
+		a.Challenges[2].AuthzID = "authz-dns"
+		if err := s.WithTx(ctx, func(tx Tx) error { return tx.InsertACMEAuthz(a) }); err == nil {
+			t.Error("InsertACMEAuthz with a foreign challenge succeeded")
+		}
+		// The refused authorization left nothing, not even its first challenges.
+		if _, err := s.ACMEAuthz(ctx, a.ID); !errors.Is(err, ErrNotFound) {
+			t.Errorf("ACMEAuthz(refused) = %v, want ErrNotFound", err)
+		}
+		if _, err := s.ACMEChallenge(ctx, a.Challenges[0].ID); !errors.Is(err, ErrNotFound) {
+			t.Errorf("ACMEChallenge(refused) = %v, want ErrNotFound", err)
+		}
+	})
+}
+
+// orderIDs lists the orders' ids in the order given.
+func orderIDs(orders []ACMEOrder) []string {
+	out := []string{}
+	for _, o := range orders {
+		out = append(out, o.ID)
+	}
+	return out
+}
+
+// pageOrders follows cursors for account until the last page, calling
+// between after each page but the last, and returns the pages' ids.
+func pageOrders(t *testing.T, s *SQLite, account string, limit int, between func()) [][]string {
+	t.Helper()
+	var pages [][]string
+	cursor := ""
+	for {
+		if len(pages) > 1000 {
+			t.Fatal("pagination does not end")
+		}
+		orders, next, err := s.ACMEOrders(context.Background(), account, cursor, limit)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pages = append(pages, orderIDs(orders))
+		if next == "" {
+			return pages
+		}
+		if len(orders) == 0 {
+			t.Fatalf("empty page with next cursor %q", next)
+		}
+		cursor = next
+		if between != nil {
+			between()
+		}
+	}
+}
+
+func TestACMEOrdersPagination(t *testing.T) {
+	t.Parallel()
+	const total = 25
+	s := openTest(t, Config{})
+	seedACMEAccounts(t, s, "acct-a", "acct-b", "acct-none")
+	// Pairs of orders share a creation time, so ties are broken by id; b's
+	// orders are interleaved with a's.
+	var wantA []string // newest first
+	mustTx(t, s, func(tx Tx) error {
+		for i := range total {
+			created := testStart.Add(time.Duration(i/2) * time.Second)
+			o := testACMEOrder(fmt.Sprintf("a-%02d", i), "acct-a", created)
+			if err := tx.InsertACMEOrder(o); err != nil {
+				return err
+			}
+			wantA = slices.Insert(wantA, 0, o.ID)
+			if i%5 == 0 {
+				if err := tx.InsertACMEOrder(testACMEOrder(fmt.Sprintf("b-%02d", i), "acct-b", created)); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	})
+
+	tests := []struct {
+		name    string
+		account string
+		limit   int
+		want    [][]string
+	}{
+		{"limit 10", "acct-a", 10, [][]string{wantA[:10], wantA[10:20], wantA[20:]}},
+		{"limit divides total", "acct-a", 5, [][]string{wantA[:5], wantA[5:10], wantA[10:15], wantA[15:20], wantA[20:]}},
+		{"limit above total", "acct-a", 100, [][]string{wantA}},
+		{"default limit", "acct-a", 0, [][]string{wantA}},
+		{"other account", "acct-b", 2, [][]string{{"b-20", "b-15"}, {"b-10", "b-05"}, {"b-00"}}},
+		{"no orders", "acct-none", 10, [][]string{{}}},
+		{"unknown account", "acct-missing", 10, [][]string{{}}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			if got := pageOrders(t, s, tt.account, tt.limit, nil); !reflect.DeepEqual(got, tt.want) {
+				t.Errorf("pages = %v, want %v", got, tt.want)
+			}
+		})
+	}
+	t.Run("inserts between pages", func(t *testing.T) {
+		t.Parallel()
+		s := openTest(t, Config{})
+		seedACMEAccounts(t, s, "acct")
+		var want []string
+		mustTx(t, s, func(tx Tx) error {
+			for i := range total {
+				o := testACMEOrder(fmt.Sprintf("o-%02d", i), "acct", testStart.Add(time.Duration(i)*time.Second))
+				want = slices.Insert(want, 0, o.ID)
+				if err := tx.InsertACMEOrder(o); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		added := 0
+		pages := pageOrders(t, s, "acct", 10, func() {
+			added++
+			o := testACMEOrder(fmt.Sprintf("new-%02d", added), "acct", testStart.Add(time.Hour+time.Duration(added)*time.Second))
+			mustTx(t, s, func(tx Tx) error { return tx.InsertACMEOrder(o) })
+		})
+		if got := slices.Concat(pages...); !slices.Equal(got, want) {
+			t.Errorf("paged %v, want the %d orders present when paging began", got, len(want))
+		}
+		if added != 2 {
+			t.Errorf("%d page boundaries, want 2", added)
+		}
+	})
+	t.Run("bad cursor", func(t *testing.T) {
+		t.Parallel()
+		for _, c := range []string{"!!", "bm9kb3Q", "eC55"} { // not base64, "nodot", "x.y"
+			if _, _, err := s.ACMEOrders(context.Background(), "acct-a", c, 10); err == nil {
+				t.Errorf("ACMEOrders(cursor %q) succeeded, want an error", c)
+			}
+		}
+	})
+}
+
+func TestACMEReusableAuthz(t *testing.T) {
+	t.Parallel()
+	s := openTest(t, Config{})
+	ctx := context.Background()
+	seedACMEAccounts(t, s, "acct", "other")
+	now := testStart.Add(24 * time.Hour)
+	name := ACMEIdentifier{Type: "dns", Value: "example.com"}
+	authzs := []ACMEAuthz{
+		testACMEAuthz("valid-1h", "acct", name, false, "valid", now.Add(time.Hour)),
+		testACMEAuthz("valid-2h", "acct", name, false, "valid", now.Add(2*time.Hour)),
+		testACMEAuthz("pending-3h", "acct", name, false, "pending", now.Add(3*time.Hour)),
+		testACMEAuthz("invalid-3h", "acct", name, false, "invalid", now.Add(3*time.Hour)),
+		testACMEAuthz("deactivated-3h", "acct", name, false, "deactivated", now.Add(3*time.Hour)),
+		testACMEAuthz("revoked-3h", "acct", name, false, "revoked", now.Add(3*time.Hour)),
+		testACMEAuthz("valid-expired", "acct", ACMEIdentifier{Type: "dns", Value: "old.example.com"}, false, "valid", now.Add(-time.Minute)),
+		testACMEAuthz("valid-expires-now", "acct", ACMEIdentifier{Type: "dns", Value: "old.example.com"}, false, "valid", now),
+		testACMEAuthz("other-account", "other", name, false, "valid", now.Add(3*time.Hour)),
+		testACMEAuthz("wildcard", "acct", name, true, "valid", now.Add(3*time.Hour)),
+		testACMEAuthz("other-name", "acct", ACMEIdentifier{Type: "dns", Value: "www.example.com"}, false, "valid", now.Add(3*time.Hour)),
+		testACMEAuthz("ip-same-text", "acct", ACMEIdentifier{Type: "ip", Value: "example.com"}, false, "valid", now.Add(3*time.Hour)),
+	}
+	authzs[1].Challenges[0].Status, authzs[1].Challenges[0].Validated = "valid", testStart
+	mustTx(t, s, func(tx Tx) error {
+		for _, a := range authzs {
+			if err := tx.InsertACMEAuthz(a); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	byID := make(map[string]ACMEAuthz)
+	for _, a := range authzs {
+		byID[a.ID] = a
+	}
+
+	tests := []struct {
+		name     string
+		account  string
+		ident    ACMEIdentifier
+		wildcard bool
+		now      time.Time
+		want     string // "" for ErrNotFound
+	}{
+		{"latest expiry", "acct", name, false, now, "valid-2h"},
+		{"remaining lifetime required", "acct", name, false, now.Add(90 * time.Minute), "valid-2h"},
+		{"none long enough", "acct", name, false, now.Add(2 * time.Hour), ""},
+		{"wildcard", "acct", name, true, now, "wildcard"},
+		{"other account", "other", name, false, now, "other-account"},
+		{"other account has no wildcard", "other", name, true, now, ""},
+		{"other name", "acct", ACMEIdentifier{Type: "dns", Value: "www.example.com"}, false, now, "other-name"},
+		{"identifier type matters", "acct", ACMEIdentifier{Type: "ip", Value: "example.com"}, false, now, "ip-same-text"},
+		{"expired or expiring now", "acct", ACMEIdentifier{Type: "dns", Value: "old.example.com"}, false, now, ""},
+		{"before expiry", "acct", ACMEIdentifier{Type: "dns", Value: "old.example.com"}, false, now.Add(-time.Hour), "valid-expires-now"},
+		{"unknown name", "acct", ACMEIdentifier{Type: "dns", Value: "nowhere.example"}, false, now, ""},
+		{"unknown account", "nobody", name, false, now, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			got, err := s.ACMEReusableAuthz(ctx, tt.account, tt.ident, tt.wildcard, tt.now)
+			if tt.want == "" {
+				if !errors.Is(err, ErrNotFound) {
+					t.Errorf("= %s, %v; want ErrNotFound", got.ID, err)
+				}
+				return
+			}
+			if err != nil || !reflect.DeepEqual(got, byID[tt.want]) {
+				t.Errorf("=\n%+v, %v\nwant\n%+v", got, err, byID[tt.want])
+			}
+		})
+	}
+}
+
+func TestNonces(t *testing.T) {
+	t.Parallel()
+	s := openTest(t, Config{})
+	ctx := context.Background()
+	now := testStart.Add(time.Hour)
+	nonces := map[string]time.Time{
+		"expired":      now.Add(-time.Minute),
+		"expired-1ns":  now.Add(-time.Nanosecond),
+		"expiring-now": now,
+		"live":         now.Add(time.Minute),
+	}
+	for n, exp := range nonces {
+		mustTx(t, s, func(tx Tx) error { return tx.UseNonce(n, exp) })
+	}
+	use := func(n string) error {
+		return s.WithTx(ctx, func(tx Tx) error { return tx.UseNonce(n, now.Add(time.Minute)) })
+	}
+	for n := range nonces {
+		if err := use(n); !errors.Is(err, ErrDuplicate) {
+			t.Errorf("second UseNonce(%s) = %v, want ErrDuplicate", n, err)
+		}
+	}
+	err := s.WithTx(ctx, func(tx Tx) error {
+		if err := tx.UseNonce("twice-in-one-tx", now); err != nil {
+			return err
+		}
+		return tx.UseNonce("twice-in-one-tx", now)
+	})
+	if !errors.Is(err, ErrDuplicate) {
+		t.Errorf("UseNonce twice in one transaction = %v, want ErrDuplicate", err)
+	}
+	if err := use("twice-in-one-tx"); err != nil {
+		t.Errorf("nonce of a refused transaction: %v, want it unspent", err)
+	}
+
+	var purged int64
+	mustTx(t, s, func(tx Tx) error {
+		var err error
+		purged, err = tx.PurgeNonces(now)
+		return err
+	})
+	if purged != 2 {
+		t.Errorf("PurgeNonces = %d, want 2", purged)
+	}
+	for _, n := range []string{"expiring-now", "live", "twice-in-one-tx"} {
+		if err := use(n); !errors.Is(err, ErrDuplicate) {
+			t.Errorf("after purge UseNonce(%s) = %v, want ErrDuplicate (record kept)", n, err)
+		}
+	}
+	for _, n := range []string{"expired", "expired-1ns"} {
+		// The record is gone; callers refuse expired nonces before asking.
+		if err := use(n); err != nil {
+			t.Errorf("after purge UseNonce(%s) = %v, want the record gone", n, err)
+		}
+	}
+	mustTx(t, s, func(tx Tx) error {
+		var err error
+		purged, err = tx.PurgeNonces(testStart)
+		return err
+	})
+	if purged != 0 {
+		t.Errorf("PurgeNonces with nothing expired = %d, want 0", purged)
+	}
+}
+
+func TestEABKey(t *testing.T) {
+	t.Parallel()
+	s := openTest(t, Config{})
+	ctx := context.Background()
+	fresh := EABKey{ID: "kid-fresh", Endpoint: "partners", HMACKey: []byte("secret-hmac-key-material"), Requester: "team:web",
+		Created: testStart}
+	revoked := EABKey{ID: "kid-revoked", HMACKey: []byte{1}, Requester: "team:old", Created: testStart,
+		Revoked: testStart.Add(time.Hour)}
+	spent := EABKey{ID: "kid-spent", HMACKey: []byte{2}, Requester: "team:db", Created: testStart,
+		Used: testStart.Add(time.Minute)}
+	mustTx(t, s, func(tx Tx) error {
+		for _, k := range []EABKey{fresh, revoked, spent} {
+			if err := tx.InsertEABKey(k); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	for _, want := range []EABKey{fresh, revoked, spent} {
+		if got, err := s.EABKey(ctx, want.ID); err != nil || !reflect.DeepEqual(got, want) {
+			t.Errorf("EABKey(%s) = %+v, %v; want %+v", want.ID, got, err, want)
+		}
+	}
+
+	used := testStart.Add(2 * time.Hour)
+	mark := func(id string, at time.Time) error {
+		return s.WithTx(ctx, func(tx Tx) error { return tx.MarkEABKeyUsed(id, at) })
+	}
+	if err := mark(fresh.ID, time.Time{}); err == nil || errors.Is(err, ErrNotFound) || errors.Is(err, ErrDuplicate) {
+		t.Errorf("MarkEABKeyUsed(zero time) = %v, want a plain error", err)
+	}
+	if err := mark(fresh.ID, used); err != nil {
+		t.Fatalf("MarkEABKeyUsed: %v", err)
+	}
+	want := fresh
+	want.Used = used
+	if got, _ := s.EABKey(ctx, fresh.ID); !reflect.DeepEqual(got, want) {
+		t.Errorf("after use = %+v, want %+v", got, want)
+	}
+	tests := []struct {
+		id   string
+		want error
+	}{
+		{fresh.ID, ErrDuplicate},
+		{spent.ID, ErrDuplicate},
+		{revoked.ID, ErrNotFound},
+		{"kid-missing", ErrNotFound},
+	}
+	for _, tt := range tests {
+		if err := mark(tt.id, used.Add(time.Hour)); !errors.Is(err, tt.want) {
+			t.Errorf("MarkEABKeyUsed(%s) = %v, want %v", tt.id, err, tt.want)
+		}
+	}
+	if got, _ := s.EABKey(ctx, fresh.ID); !reflect.DeepEqual(got, want) {
+		t.Errorf("refused second use changed the key: %+v, want %+v", got, want)
+	}
+
+	var buf bytes.Buffer
+	slog.New(slog.NewTextHandler(&buf, nil)).Info("eab", "key", fresh)
+	if strings.Contains(buf.String(), "secret-hmac") || !strings.Contains(buf.String(), "REDACTED") || !strings.Contains(buf.String(), fresh.ID) {
+		t.Errorf("logged EAB key = %q, want its id and the HMAC key REDACTED", buf.String())
+	}
+}
+
+func TestACMENotFound(t *testing.T) {
+	t.Parallel()
+	s := openTest(t, Config{})
+	seedACMEAccounts(t, s, "acct")
+	ctx := context.Background()
+	tests := []struct {
+		name string
+		get  func() error
+	}{
+		{"account", func() error { _, err := s.ACMEAccount(ctx, "nope"); return err }},
+		{"account by key", func() error { _, err := s.ACMEAccountByKey(ctx, "", "nope"); return err }},
+		{"order", func() error { _, err := s.ACMEOrder(ctx, "nope"); return err }},
+		{"authz", func() error { _, err := s.ACMEAuthz(ctx, "nope"); return err }},
+		{"challenge", func() error { _, err := s.ACMEChallenge(ctx, "nope"); return err }},
+		{"reusable authz", func() error {
+			_, err := s.ACMEReusableAuthz(ctx, "acct", ACMEIdentifier{Type: "dns", Value: "x"}, false, testStart)
+			return err
+		}},
+		{"eab key", func() error { _, err := s.EABKey(ctx, "nope"); return err }},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			if err := tt.get(); !errors.Is(err, ErrNotFound) {
+				t.Errorf("err = %v, want ErrNotFound", err)
+			}
+		})
+	}
+}
+
+func TestACMEDuplicate(t *testing.T) {
+	t.Parallel()
+	name := ACMEIdentifier{Type: "dns", Value: "example.com"}
+	tests := []struct {
+		name          string
+		first, second func(Tx) error
+	}{
+		{
+			name:  "account id",
+			first: func(tx Tx) error { return tx.InsertACMEAccount(testACMEAccount("acct-1", "")) },
+			second: func(tx Tx) error {
+				a := testACMEAccount("acct-1", "other")
+				a.KeyThumbprint, a.EABKeyID = "thumb-other", ""
+				return tx.InsertACMEAccount(a)
+			},
+		},
+		{
+			name:  "account key on one endpoint",
+			first: func(tx Tx) error { return tx.InsertACMEAccount(testACMEAccount("acct-1", "")) },
+			second: func(tx Tx) error {
+				a := testACMEAccount("acct-2", "")
+				a.KeyThumbprint, a.EABKeyID = "thumb-acct-1", ""
+				return tx.InsertACMEAccount(a)
+			},
+		},
+		{
+			name:  "eab key binds one account",
+			first: func(tx Tx) error { return tx.InsertACMEAccount(testACMEAccount("acct-1", "")) },
+			second: func(tx Tx) error {
+				a := testACMEAccount("acct-2", "")
+				a.EABKeyID = "eab-acct-1"
+				return tx.InsertACMEAccount(a)
+			},
+		},
+		{
+			name:   "order id",
+			first:  func(tx Tx) error { return tx.InsertACMEOrder(testACMEOrder("o", "acct", testStart)) },
+			second: func(tx Tx) error { return tx.InsertACMEOrder(testACMEOrder("o", "acct", testStart.Add(time.Hour))) },
+		},
+		{
+			name:   "authz id",
+			first:  func(tx Tx) error { return tx.InsertACMEAuthz(ACMEAuthz{ID: "z", AccountID: "acct", Identifier: name}) },
+			second: func(tx Tx) error { return tx.InsertACMEAuthz(ACMEAuthz{ID: "z", AccountID: "acct", Identifier: name}) },
+		},
+		{
+			name: "challenge id",
+			first: func(tx Tx) error {
+				return tx.InsertACMEAuthz(testACMEAuthz("z1", "acct", name, false, "pending", testStart))
+			},
+			second: func(tx Tx) error {
+				a := testACMEAuthz("z2", "acct", name, false, "pending", testStart)
+				a.Challenges[1].ID = "z1-dns-01"
+				return tx.InsertACMEAuthz(a)
+			},
+		},
+		{
+			name:   "nonce",
+			first:  func(tx Tx) error { return tx.UseNonce("n", testStart) },
+			second: func(tx Tx) error { return tx.UseNonce("n", testStart.Add(time.Hour)) },
+		},
+		{
+			name:   "eab key id",
+			first:  func(tx Tx) error { return tx.InsertEABKey(EABKey{ID: "k", HMACKey: []byte{1}}) },
+			second: func(tx Tx) error { return tx.InsertEABKey(EABKey{ID: "k", HMACKey: []byte{2}}) },
+		},
+		{
+			name: "eab key used twice",
+			first: func(tx Tx) error {
+				if err := tx.InsertEABKey(EABKey{ID: "k", HMACKey: []byte{1}}); err != nil {
+					return err
+				}
+				return tx.MarkEABKeyUsed("k", testStart)
+			},
+			second: func(tx Tx) error { return tx.MarkEABKeyUsed("k", testStart.Add(time.Hour)) },
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			s := openTest(t, Config{})
+			seedACMEAccounts(t, s, "acct")
+			mustTx(t, s, tt.first)
+			err := s.WithTx(context.Background(), func(tx Tx) error {
+				if _, err := tx.AppendAudit(audit.Event{Time: testStart, Actor: "acme:acct", Action: "dup.attempt"}); err != nil {
+					return err
+				}
+				return tt.second(tx)
+			})
+			if !errors.Is(err, ErrDuplicate) {
+				t.Fatalf("second = %v, want ErrDuplicate", err)
+			}
+			// The refused transaction left nothing behind, not even its audit event.
+			if events := checkChain(t, s, nil); len(events) != 0 {
+				t.Errorf("%d audit events after refused transaction, want 0", len(events))
+			}
+		})
+	}
+}
+
+// TestACMEConcurrent runs many ACME transactions in one group-commit batch:
+// each keeps its own writes, and races for one nonce or one EAB key have
+// exactly one winner whose sibling writes commit while the losers' roll back.
+func TestACMEConcurrent(t *testing.T) {
+	t.Parallel()
+	const writers = 32
+	s := openTest(t, Config{})
+	ctx := context.Background()
+	seedACMEAccounts(t, s, "acct")
+	mustTx(t, s, func(tx Tx) error { return tx.InsertEABKey(EABKey{ID: "shared-kid", HMACKey: []byte{1}}) })
+
+	release := holdWriter(t, s)
+	errs := make([]error, writers)
+	var wg sync.WaitGroup
+	for w := range writers {
+		wg.Go(func() {
+			errs[w] = s.WithTx(ctx, func(tx Tx) error {
+				id := fmt.Sprintf("w%02d", w)
+				// Only one account can bind the key: MarkEABKeyUsed decides.
+				if err := tx.MarkEABKeyUsed("shared-kid", testStart.Add(time.Duration(w+1)*time.Second)); err != nil {
+					return err
+				}
+				a := testACMEAccount("acct-"+id, "")
+				a.EABKeyID = "shared-kid"
+				if err := tx.InsertACMEAccount(a); err != nil {
+					return err
+				}
+				if err := tx.InsertACMEOrder(testACMEOrder("order-"+id, a.ID, testStart.Add(time.Duration(w)*time.Second))); err != nil {
+					return err
+				}
+				authz := testACMEAuthz("authz-"+id, a.ID, ACMEIdentifier{Type: "dns", Value: id + ".example.com"}, false, "valid",
+					testStart.Add(time.Hour))
+				if err := tx.InsertACMEAuthz(authz); err != nil {
+					return err
+				}
+				if err := tx.UseNonce("nonce-"+id, testStart.Add(time.Minute)); err != nil {
+					return err
+				}
+				_, err := tx.AppendAudit(audit.Event{Time: testStart, Actor: "acme:" + a.ID, Action: "acme.account.created"})
+				return err
+			})
+		})
+	}
+	waitQueued(t, s, writers)
+	release()
+	wg.Wait()
+
+	winner := -1
+	for w, err := range errs {
+		switch {
+		case err == nil && winner < 0:
+			winner = w
+		case err == nil:
+			t.Errorf("writers %d and %d both bound the EAB key", winner, w)
+		case !errors.Is(err, ErrDuplicate):
+			t.Errorf("writer %d: %v, want nil or ErrDuplicate", w, err)
+		}
+	}
+	if winner < 0 {
+		t.Fatal("no writer committed")
+	}
+	for w := range writers {
+		id := fmt.Sprintf("w%02d", w)
+		_, aerr := s.ACMEAccount(ctx, "acct-"+id)
+		_, oerr := s.ACMEOrder(ctx, "order-"+id)
+		_, zerr := s.ACMEReusableAuthz(ctx, "acct-"+id, ACMEIdentifier{Type: "dns", Value: id + ".example.com"}, false, testStart)
+		nerr := s.WithTx(ctx, func(tx Tx) error { return tx.UseNonce("nonce-"+id, testStart) })
+		if w == winner {
+			if aerr != nil || oerr != nil || zerr != nil || !errors.Is(nerr, ErrDuplicate) {
+				t.Errorf("winner %d: account %v, order %v, authz %v, nonce reuse %v", w, aerr, oerr, zerr, nerr)
+			}
+			continue
+		}
+		if !errors.Is(aerr, ErrNotFound) || !errors.Is(oerr, ErrNotFound) || !errors.Is(zerr, ErrNotFound) || nerr != nil {
+			t.Errorf("loser %d left writes: account %v, order %v, authz %v, nonce reuse %v", w, aerr, oerr, zerr, nerr)
+		}
+	}
+	if k, _ := s.EABKey(ctx, "shared-kid"); !k.Used.Equal(testStart.Add(time.Duration(winner+1) * time.Second)) {
+		t.Errorf("EAB key used at %v, want the winner's time", k.Used)
+	}
+	if events := checkChain(t, s, nil); len(events) != 1 {
+		t.Errorf("%d audit events, want the winner's 1", len(events))
+	}
+
+	// Independent writers all commit.
+	wg = sync.WaitGroup{}
+	for w := range writers {
+		wg.Go(func() {
+			err := s.WithTx(ctx, func(tx Tx) error {
+				if err := tx.UseNonce(fmt.Sprintf("fresh-%02d", w), testStart.Add(time.Minute)); err != nil {
+					return err
+				}
+				return tx.InsertACMEOrder(testACMEOrder(fmt.Sprintf("acct-order-%02d", w), "acct", testStart.Add(time.Duration(w)*time.Second)))
+			})
+			if err != nil {
+				t.Errorf("writer %d: %v", w, err)
+			}
+		})
+	}
+	wg.Wait()
+	orders, next, err := s.ACMEOrders(ctx, "acct", "", 100)
+	if err != nil || next != "" || len(orders) != writers {
+		t.Errorf("ACMEOrders = %d orders, next %q, %v; want %d", len(orders), next, err, writers)
+	}
+}
