@@ -4,6 +4,7 @@ go 1.26.8
 
 require (
 	github.com/jonboulle/clockwork v0.5.0
+	github.com/miekg/dns v1.1.73
 	github.com/prometheus/client_golang v1.25.0
 	github.com/schollz/progressbar/v3 v3.19.1
 	github.com/spf13/cobra v1.10.2

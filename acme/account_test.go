@@ -18,17 +18,29 @@ import (
 
 	"github.com/jonboulle/clockwork"
 
+	"github.com/sigil-ca/sigil/ca"
+	"github.com/sigil-ca/sigil/ca/keystore"
 	"github.com/sigil-ca/sigil/store"
 )
 
-// testServer is an ACME endpoint on a real TLS listener over a real SQLite file.
+// testServer is an ACME endpoint on a real TLS listener over a real SQLite
+// file, issuing from a real authority, validating challenges for real.
 type testServer struct {
-	srv *httptest.Server
-	st  *store.SQLite
-	dir string // directory URL
+	srv  *httptest.Server
+	st   *store.SQLite
+	dir  string // directory URL
+	auth *ca.Authority
+	acme *Server
 }
 
-func newTestServer(t *testing.T, cfg Config) *testServer {
+// testValidation lets tests point validation at their own listeners.
+type testValidation struct {
+	httpPort int
+	tlsPort  int
+	resolver string
+}
+
+func newTestServer(t *testing.T, cfg Config, val ...testValidation) *testServer {
 	t.Helper()
 	ctx := context.Background()
 	st, err := store.Open(ctx, store.Config{Path: filepath.Join(t.TempDir(), "sigil.db")})
@@ -37,6 +49,22 @@ func newTestServer(t *testing.T, cfg Config) *testServer {
 	}
 	t.Cleanup(func() { st.Close() })
 	clk := clockwork.NewRealClock()
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	kdf, err := keystore.FastKDFParams(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := ca.Init(ctx, st, ca.InitConfig{Name: "ACME Test CA", RootAlgorithm: keystore.ECDSAP256, IntermediateAlgorithm: keystore.ECDSAP256,
+		BaseURL: "http://ca.test:8080", Passphrase: []byte("acme test passphrase"), KDF: kdf, Clock: clk})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st.SetCheckpointer(res.Checkpointer)
+	profiles := ca.DefaultProfiles()
+	auth, err := ca.New(ctx, ca.Config{Profiles: profiles, BaseURL: "http://ca.test:8080", Clock: clk, Logger: log}, st, res.Keystore)
+	if err != nil {
+		t.Fatal(err)
+	}
 	key, err := LoadNonceKey(ctx, st)
 	if err != nil {
 		t.Fatal(err)
@@ -45,14 +73,28 @@ func newTestServer(t *testing.T, cfg Config) *testServer {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg.Clock, cfg.Logger = clk, slog.New(slog.NewTextHandler(io.Discard, nil))
-	s, err := New(cfg, st, nonces)
+	vc := ValidationConfig{Timeout: 5 * time.Second}
+	if len(val) > 0 {
+		vc.HTTPPort, vc.TLSPort, vc.Resolver = val[0].httpPort, val[0].tlsPort, val[0].resolver
+	}
+	v, err := NewValidator(vc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Clock, cfg.Logger = clk, log
+	if cfg.Profile == "" {
+		cfg.Profile = "tls-server"
+	}
+	s, err := New(cfg, st, auth, v, nonces)
 	if err != nil {
 		t.Fatal(err)
 	}
 	srv := httptest.NewTLSServer(s.Handler())
-	t.Cleanup(srv.Close)
-	return &testServer{srv: srv, st: st, dir: srv.URL + s.Prefix() + "/directory"}
+	t.Cleanup(func() {
+		srv.Close()
+		s.Close()
+	})
+	return &testServer{srv: srv, st: st, dir: srv.URL + s.Prefix() + "/directory", auth: auth, acme: s}
 }
 
 func (ts *testServer) client(t *testing.T) *xacme.Client {

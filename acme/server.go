@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/jonboulle/clockwork"
@@ -25,6 +26,10 @@ type Store interface {
 	KeyStore
 	ACMEAccount(ctx context.Context, id string) (store.ACMEAccount, error)
 	ACMEAccountByKey(ctx context.Context, endpoint, thumbprint string) (store.ACMEAccount, error)
+	ACMEOrder(ctx context.Context, id string) (store.ACMEOrder, error)
+	ACMEAuthz(ctx context.Context, id string) (store.ACMEAuthz, error)
+	ACMEChallenge(ctx context.Context, id string) (store.ACMEChallenge, error)
+	ACMEReusableAuthz(ctx context.Context, accountID string, id store.ACMEIdentifier, wildcard bool, now time.Time) (store.ACMEAuthz, error)
 }
 
 // Config configures one ACME endpoint.
@@ -37,24 +42,43 @@ type Config struct {
 	NonceTTL time.Duration
 	// MaxBodyBytes bounds JWS request bodies (default 64 KiB).
 	MaxBodyBytes int64
-	Clock        clockwork.Clock
-	Logger       *slog.Logger
+	// Profile is the issuance profile orders on this endpoint use.
+	Profile string
+	// ValidationTimeout bounds one challenge validation (default 30s).
+	ValidationTimeout time.Duration
+	// MaxValidations bounds validations running at once (default 64).
+	MaxValidations int
+	Clock          clockwork.Clock
+	Logger         *slog.Logger
 }
 
 // Server is one ACME endpoint.
 type Server struct {
-	cfg    Config
-	st     Store
-	nonces *Nonces
-	clk    clockwork.Clock
-	log    *slog.Logger
-	prefix string // "/acme" or "/acme/NAME"
+	cfg         Config
+	st          Store
+	ca          Authority
+	challenger  Challenger
+	nonces      *Nonces
+	sem         chan struct{}
+	validations sync.WaitGroup
+	clk         clockwork.Clock
+	log         *slog.Logger
+	prefix      string // "/acme" or "/acme/NAME"
 }
 
 // New checks cfg and returns an endpoint.
-func New(cfg Config, st Store, nonces *Nonces) (*Server, error) {
-	if cfg.Clock == nil || cfg.Logger == nil || st == nil || nonces == nil {
-		return nil, errors.New("acme: clock, logger, store and nonces are required")
+func New(cfg Config, st Store, authority Authority, challenger Challenger, nonces *Nonces) (*Server, error) {
+	if cfg.Clock == nil || cfg.Logger == nil || st == nil || nonces == nil || authority == nil || challenger == nil {
+		return nil, errors.New("acme: clock, logger, store, authority, challenger and nonces are required")
+	}
+	if cfg.Profile == "" {
+		return nil, errors.New("acme: endpoint has no profile")
+	}
+	if cfg.ValidationTimeout <= 0 {
+		cfg.ValidationTimeout = 30 * time.Second
+	}
+	if cfg.MaxValidations <= 0 {
+		cfg.MaxValidations = 64
 	}
 	if strings.ContainsAny(cfg.Name, "/?#") {
 		return nil, fmt.Errorf("acme: bad endpoint name %q", cfg.Name)
@@ -66,7 +90,8 @@ func New(cfg Config, st Store, nonces *Nonces) (*Server, error) {
 	if cfg.Name != "" {
 		prefix += "/" + cfg.Name
 	}
-	return &Server{cfg: cfg, st: st, nonces: nonces, clk: cfg.Clock, log: cfg.Logger, prefix: prefix}, nil
+	return &Server{cfg: cfg, st: st, ca: authority, challenger: challenger, nonces: nonces, clk: cfg.Clock, log: cfg.Logger,
+		prefix: prefix, sem: make(chan struct{}, cfg.MaxValidations)}, nil
 }
 
 // Prefix is the path under which the endpoint is served.
@@ -82,6 +107,12 @@ func (s *Server) Handler() http.Handler {
 	mux.Handle("GET "+p+"/new-nonce", s.adapt(s.newNonce))
 	mux.Handle("POST "+p+"/new-account", s.adapt(s.newAccount))
 	mux.Handle("POST "+p+"/acct/{id}", s.adapt(s.account))
+	mux.Handle("POST "+p+"/new-order", s.adapt(s.newOrder))
+	mux.Handle("POST "+p+"/order/{id}", s.adapt(s.getOrder))
+	mux.Handle("POST "+p+"/order/{id}/finalize", s.adapt(s.finalize))
+	mux.Handle("POST "+p+"/authz/{id}", s.adapt(s.authz))
+	mux.Handle("POST "+p+"/chall/{id}", s.adapt(s.challenge))
+	mux.Handle("POST "+p+"/cert/{serial}", s.adapt(s.certificate))
 	mux.Handle(p+"/", s.adapt(func(http.ResponseWriter, *http.Request) error {
 		return &Problem{Type: errPrefix + "malformed", Detail: "no such resource", Status: http.StatusNotFound}
 	}))
@@ -134,9 +165,9 @@ func (s *Server) directory(w http.ResponseWriter, r *http.Request) error {
 	if s.cfg.TermsOfService != "" {
 		meta["termsOfService"] = s.cfg.TermsOfService
 	}
-	// TODO(issue 5): newOrder, revokeCert and keyChange are listed because
-	// RFC 8555 §7.1.1 clients require them; their handlers come next and the
-	// endpoint is not mounted by sigil serve until they exist.
+	// TODO(issue 5): revokeCert and keyChange are listed because RFC 8555
+	// §7.1.1 clients require them; until their handlers land, requests to
+	// them get a 404 malformed problem.
 	return writeJSON(w, http.StatusOK, map[string]any{
 		"newNonce":   s.url(r, "/new-nonce"),
 		"newAccount": s.url(r, "/new-account"),

@@ -4,6 +4,8 @@ import (
 	"context"
 	"crypto/rand"
 	"errors"
+	"fmt"
+	"net"
 	"time"
 
 	"github.com/sigil-ca/sigil/ca/audit"
@@ -110,3 +112,25 @@ func (a *Authority) AuditEvents(ctx context.Context, f store.AuditFilter) ([]aud
 
 // Now returns the authority's clock reading.
 func (a *Authority) Now() time.Time { return a.clk.Now() }
+
+// CheckNames applies a profile's name policy to identifiers before any CSR
+// exists (ACME newOrder): every refused name is one SubError of a Rejected
+// error. Syntax errors are Malformed.
+func (a *Authority) CheckNames(profileName string, dns []string, ips []net.IP) error {
+	prof := a.profile(profileName)
+	if prof == nil {
+		return errorf(Rejected, "unknown profile %q", profileName)
+	}
+	for _, d := range dns {
+		if err := validDNSName(d, true); err != nil {
+			return &Error{Kind: Malformed, Detail: fmt.Sprintf("DNS name %q: %v", d, err),
+				Sub: []SubError{{Identifier: d, Kind: Malformed, Detail: err.Error()}}}
+		}
+	}
+	if subs := prof.Names.Check(Names{DNS: dns, IPs: ips}); len(subs) > 0 {
+		e := errorf(Rejected, "%s", subs[0].Detail)
+		e.Sub = subs
+		return e
+	}
+	return nil
+}

@@ -28,6 +28,7 @@ type Config struct {
 	ExternalURL string                `yaml:"external_url"`
 	Limits      LimitsConfig          `yaml:"limits"`
 	Log         LogConfig             `yaml:"log"`
+	ACME        ACMEConfig            `yaml:"acme"`
 	Profiles    map[string]ca.Profile `yaml:"profiles"`
 
 	dir    string // directory of the config file; relative paths resolve against it
@@ -55,6 +56,18 @@ type LimitsConfig struct {
 	WriteTimeout      ca.Duration `yaml:"write_timeout"`
 	IdleTimeout       ca.Duration `yaml:"idle_timeout"`
 }
+
+// ACMEConfig is the default ACME endpoint at /acme/directory.
+type ACMEConfig struct {
+	Enabled  *bool  `yaml:"enabled"`
+	Profile  string `yaml:"profile"`
+	Resolver string `yaml:"resolver"`
+	HTTPPort int    `yaml:"http_port"`
+	TLSPort  int    `yaml:"tls_port"`
+}
+
+// On reports whether the ACME endpoint is served (default yes).
+func (a ACMEConfig) On() bool { return a.Enabled == nil || *a.Enabled }
 
 // LogConfig sets logging.
 type LogConfig struct {
@@ -101,11 +114,26 @@ func (c *Config) applyDefaults() {
 	if c.Log.Level == "" {
 		c.Log.Level = "info"
 	}
+	if c.ACME.HTTPPort == 0 {
+		c.ACME.HTTPPort = 80
+	}
+	if c.ACME.TLSPort == 0 {
+		c.ACME.TLSPort = 443
+	}
 	if c.Log.Format == "" {
 		c.Log.Format = "text"
 	}
 	if c.Profiles == nil {
 		c.Profiles = ca.DefaultProfiles()
+	}
+	// ACME issues with tls-server unless told otherwise; without that
+	// profile and without an explicit choice, ACME stays off.
+	if _, ok := c.Profiles["tls-server"]; ok && c.ACME.Profile == "" {
+		c.ACME.Profile = "tls-server"
+	}
+	if c.ACME.Enabled == nil {
+		on := c.ACME.Profile != ""
+		c.ACME.Enabled = &on
 	}
 }
 
@@ -146,6 +174,21 @@ func (c *Config) Validate() error {
 	case "text", "json":
 	default:
 		errs = append(errs, fmt.Errorf("log.format %q must be text or json", c.Log.Format))
+	}
+	if c.ACME.On() {
+		if _, ok := c.Profiles[c.ACME.Profile]; !ok {
+			errs = append(errs, fmt.Errorf("acme.profile %q is not a configured profile (set acme.profile, or acme.enabled: false)", c.ACME.Profile))
+		}
+		if c.ACME.Resolver != "" {
+			if _, _, err := net.SplitHostPort(c.ACME.Resolver); err != nil {
+				errs = append(errs, fmt.Errorf("acme.resolver: %w", err))
+			}
+		}
+		for name, port := range map[string]int{"acme.http_port": c.ACME.HTTPPort, "acme.tls_port": c.ACME.TLSPort} {
+			if port < 1 || port > 65535 {
+				errs = append(errs, fmt.Errorf("%s %d is not a TCP port", name, port))
+			}
+		}
 	}
 	if len(c.Profiles) == 0 {
 		errs = append(errs, errors.New("profiles: at least one profile is required"))
@@ -241,6 +284,18 @@ limits:
   write_timeout: {{.Limits.WriteTimeout}}
   # How long an idle keep-alive connection stays open.
   idle_timeout: {{.Limits.IdleTimeout}}
+
+acme:
+  # Serve ACME (RFC 8555) at /acme/directory on the HTTPS listener.
+  enabled: {{.ACME.On}}
+  # Issuance profile ACME orders use.
+  profile: {{.ACME.Profile}}
+  # DNS server ("host:port") for challenge validation; empty: the system resolver.
+  resolver: "{{.ACME.Resolver}}"
+  # Port http-01 validation connects to.
+  http_port: {{.ACME.HTTPPort}}
+  # Port tls-alpn-01 validation connects to.
+  tls_port: {{.ACME.TLSPort}}
 
 log:
   # debug, info, warn or error.

@@ -93,6 +93,7 @@ func TestParseConfigReportsEveryProblem(t *testing.T) {
 
 func TestParseConfigDefaults(t *testing.T) {
 	t.Parallel()
+	on := true
 	want := Config{
 		Database:    "sigil.db",
 		HTTPS:       HTTPSConfig{Addr: "127.0.0.1:8443", Names: []string{"localhost", "127.0.0.1"}, CertValidity: ca.Duration(7 * 24 * time.Hour)},
@@ -101,6 +102,7 @@ func TestParseConfigDefaults(t *testing.T) {
 		Limits: LimitsConfig{MaxBodyBytes: 256 << 10, ReadHeaderTimeout: ca.Duration(10 * time.Second), ReadTimeout: ca.Duration(30 * time.Second),
 			WriteTimeout: ca.Duration(time.Minute), IdleTimeout: ca.Duration(2 * time.Minute)},
 		Log:      LogConfig{Level: "info", Format: "text"},
+		ACME:     ACMEConfig{Enabled: &on, Profile: "tls-server", HTTPPort: 80, TLSPort: 443},
 		Profiles: ca.DefaultProfiles(),
 		dir:      "/etc/sigil",
 	}
@@ -151,6 +153,12 @@ func TestParseConfigDefaults(t *testing.T) {
 		}
 		if len(got.Profiles) != 1 || got.Profiles["p"].MaxValidity != ca.Duration(24*time.Hour) {
 			t.Errorf("profiles %+v", got.Profiles)
+		}
+		if got.ACME.On() {
+			t.Errorf("ACME is on without a tls-server profile or an acme.profile")
+		}
+		if _, err := ParseConfig([]byte(configProfile+"acme:\n  enabled: true\n"), "/etc/sigil"); err == nil {
+			t.Errorf("acme.enabled without a usable profile was accepted")
 		}
 	})
 }

@@ -15,6 +15,7 @@ import (
 
 func devCmd() *cobra.Command {
 	var dataDir, httpsAddr, httpAddr string
+	var af acmeFlags
 	cmd := &cobra.Command{
 		Use:   "dev",
 		Short: "Run a complete development CA in one command (NOT for production)",
@@ -55,6 +56,9 @@ func devCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
+			if err := af.apply(cmd, cfg); err != nil {
+				return err
+			}
 			log := newLogger(cfg.Log)
 			s, err := startServer(cmd.Context(), cfg, pass, log, true)
 			if err != nil {
@@ -81,6 +85,9 @@ func devCmd() *cobra.Command {
 			fmt.Fprintf(out, "  intermediate:  %s\n", filepath.Join(dir, "intermediate.pem"))
 			fmt.Fprintf(out, "  admin token:   %s (mode 0600)\n", tokenPath)
 			fmt.Fprintf(out, "  API:           %s/v1/\n", s.HTTPSURL())
+			if cfg.ACME.On() {
+				fmt.Fprintf(out, "  ACME:          %s/acme/directory\n", s.HTTPSURL())
+			}
 			fmt.Fprintf(out, "  roots:         %s/roots.pem\n", s.HTTPURL())
 			fmt.Fprintf(out, "  metrics:       %s/metrics\n", s.HTTPSURL())
 			fmt.Fprintf(out, "\nTry:\n  export SIGIL_TOKEN=$(cat %s)\n  sigil cert issue --server %s --ca-file %s --san app.localhost --profile tls-server --key-out %s --out %s\n\n",
@@ -92,6 +99,7 @@ func devCmd() *cobra.Command {
 	f.StringVar(&dataDir, "data", "", "data directory (default: a new temporary directory)")
 	f.StringVar(&httpsAddr, "https-addr", "127.0.0.1:8443", "HTTPS listen address")
 	f.StringVar(&httpAddr, "http-addr", "127.0.0.1:8080", "HTTP listen address")
+	af.register(cmd)
 	return cmd
 }
 

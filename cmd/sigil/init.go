@@ -165,6 +165,7 @@ func pemBytes(der ...[]byte) []byte {
 
 func serveCmd() *cobra.Command {
 	var configPath, passphraseFile, httpsAddr, httpAddr string
+	var af acmeFlags
 	cmd := &cobra.Command{
 		Use:   "serve --config DIR/sigil.yaml",
 		Short: "Run the CA: HTTPS (API) and HTTP (OCSP, CRL, issuers) listeners",
@@ -179,6 +180,9 @@ func serveCmd() *cobra.Command {
 			}
 			if httpAddr != "" {
 				cfg.HTTP.Addr = httpAddr
+			}
+			if err := af.apply(cmd, cfg); err != nil {
+				return err
 			}
 			pass, err := passphraseSource{file: passphraseFile, envVar: "SIGIL_PASSPHRASE", prompt: "CA passphrase"}.read(false)
 			if err != nil {
@@ -200,5 +204,6 @@ func serveCmd() *cobra.Command {
 	f.StringVar(&passphraseFile, "passphrase-file", "", "file holding the CA passphrase (else SIGIL_PASSPHRASE or a prompt)")
 	f.StringVar(&httpsAddr, "https-addr", "", "override https.addr")
 	f.StringVar(&httpAddr, "http-addr", "", "override http.addr")
+	af.register(cmd)
 	return cmd
 }

@@ -20,6 +20,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/sigil-ca/sigil/acme"
 	"github.com/sigil-ca/sigil/ca"
 	"github.com/sigil-ca/sigil/ca/api"
 	"github.com/sigil-ca/sigil/ca/audit"
@@ -34,6 +35,7 @@ type server struct {
 	st      *store.SQLite
 	auth    *ca.Authority
 	serving *ca.ServingCert
+	acme    *acme.Server
 	https   *http.Server
 	http    *http.Server
 	httpsLn net.Listener
@@ -111,6 +113,14 @@ func startServer(ctx context.Context, cfg *Config, passphrase []byte, log *slog.
 		_, _ = w.Write(rootsPEM)
 	}
 	secure := http.NewServeMux()
+	if cfg.ACME.On() {
+		acmeSrv, err := newACME(ctx, cfg, st, s.auth, clk, log)
+		if err != nil {
+			return nil, fmt.Errorf("acme: %w", err)
+		}
+		s.acme = acmeSrv
+		secure.Handle("/acme/", acmeSrv.Handler())
+	}
 	secure.Handle("/v1/", apiHandler.Handler())
 	secure.HandleFunc("GET /roots.pem", roots)
 	secure.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
@@ -158,6 +168,23 @@ func startServer(ctx context.Context, cfg *Config, passphrase []byte, log *slog.
 	return s, nil
 }
 
+// newACME builds the default ACME endpoint from the config.
+func newACME(ctx context.Context, cfg *Config, st *store.SQLite, auth *ca.Authority, clk clockwork.Clock, log *slog.Logger) (*acme.Server, error) {
+	key, err := acme.LoadNonceKey(ctx, st)
+	if err != nil {
+		return nil, err
+	}
+	nonces, err := acme.NewNonces(key, 15*time.Minute, clk, st)
+	if err != nil {
+		return nil, err
+	}
+	v, err := acme.NewValidator(acme.ValidationConfig{Resolver: cfg.ACME.Resolver, HTTPPort: cfg.ACME.HTTPPort, TLSPort: cfg.ACME.TLSPort})
+	if err != nil {
+		return nil, err
+	}
+	return acme.New(acme.Config{Profile: cfg.ACME.Profile, Clock: clk, Logger: log}, st, auth, v, nonces)
+}
+
 func profileNames(m map[string]ca.Profile) []string {
 	out := make([]string, 0, len(m))
 	for k := range m {
@@ -188,6 +215,9 @@ func (s *server) HTTPURL() string { return "http://" + s.httpLn.Addr().String() 
 // closes the store.
 func (s *server) shutdown(ctx context.Context) error {
 	errs := []error{s.https.Shutdown(ctx), s.http.Shutdown(ctx)}
+	if s.acme != nil {
+		s.acme.Close() // let running validations record their outcome
+	}
 	if err := s.st.Checkpoint(ctx); err != nil {
 		errs = append(errs, fmt.Errorf("final audit checkpoint: %w", err))
 	}

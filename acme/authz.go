@@ -1,0 +1,211 @@
+package acme
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"time"
+
+	"github.com/sigil-ca/sigil/store"
+)
+
+type challengeView struct {
+	Type      string           `json:"type"`
+	URL       string           `json:"url"`
+	Status    string           `json:"status"`
+	Token     string           `json:"token"`
+	Validated string           `json:"validated,omitempty"`
+	Error     *json.RawMessage `json:"error,omitempty"`
+}
+
+type authzView struct {
+	Identifier Identifier      `json:"identifier"`
+	Status     string          `json:"status"`
+	Expires    string          `json:"expires"`
+	Challenges []challengeView `json:"challenges"`
+	Wildcard   bool            `json:"wildcard,omitempty"`
+}
+
+func (s *Server) challengeView(r *http.Request, c store.ACMEChallenge) challengeView {
+	v := challengeView{Type: c.Type, URL: s.url(r, "/chall/"+c.ID), Status: c.Status, Token: c.Token}
+	if !c.Validated.IsZero() {
+		v.Validated = c.Validated.Format(time.RFC3339)
+	}
+	if len(c.Error) > 0 {
+		raw := json.RawMessage(c.Error)
+		v.Error = &raw
+	}
+	return v
+}
+
+func (s *Server) authzView(r *http.Request, az store.ACMEAuthz) authzView {
+	v := authzView{Identifier: Identifier{Type: az.Identifier.Type, Value: az.Identifier.Value}, Status: az.Status,
+		Expires: az.Expires.Format(time.RFC3339), Wildcard: az.Wildcard}
+	for _, c := range az.Challenges {
+		// A valid authorization lists the challenge that proved it (§7.1.4).
+		if az.Status == "valid" && c.Status != "valid" {
+			continue
+		}
+		v.Challenges = append(v.Challenges, s.challengeView(r, c))
+	}
+	if v.Challenges == nil {
+		v.Challenges = []challengeView{}
+	}
+	return v
+}
+
+// loadAuthz fetches an authorization of the requesting account, marking it
+// expired when its time is up.
+func (s *Server) loadAuthz(ctx context.Context, acct *store.ACMEAccount, id string) (store.ACMEAuthz, error) {
+	az, err := s.st.ACMEAuthz(ctx, id)
+	if errors.Is(err, store.ErrNotFound) || (err == nil && az.AccountID != acct.ID) {
+		return store.ACMEAuthz{}, Malformed("no such authorization").WithStatus(http.StatusNotFound)
+	}
+	if err != nil {
+		return store.ACMEAuthz{}, fmt.Errorf("load authorization: %w", err)
+	}
+	if (az.Status == "pending" || az.Status == "valid") && s.clk.Now().After(az.Expires) {
+		az.Status = "expired"
+		if err := s.st.WithTx(ctx, func(tx store.Tx) error { return tx.UpdateACMEAuthz(az.ID, az.Status) }); err != nil {
+			return store.ACMEAuthz{}, fmt.Errorf("expire authorization: %w", err)
+		}
+	}
+	return az, nil
+}
+
+func (s *Server) authz(w http.ResponseWriter, r *http.Request) error {
+	p, err := s.readPost(r, false)
+	if err != nil {
+		return err
+	}
+	az, err := s.loadAuthz(r.Context(), p.account, r.PathValue("id"))
+	if err != nil {
+		return err
+	}
+	if len(p.jws.Payload) > 0 {
+		var up struct {
+			Status string `json:"status"`
+		}
+		if err := decodePayload(p.jws.Payload, &up); err != nil {
+			return err
+		}
+		if up.Status != "deactivated" {
+			return Malformed("an authorization's status may only be set to deactivated")
+		}
+		if az.Status != "pending" && az.Status != "valid" {
+			return Malformed("authorization is %s", az.Status)
+		}
+		az.Status = "deactivated"
+		err := s.st.WithTx(r.Context(), func(tx store.Tx) error {
+			if err := tx.UpdateACMEAuthz(az.ID, az.Status); err != nil {
+				return err
+			}
+			return s.auditTx(tx, p.account, "acme.authz.deactivated", az.ID, map[string]string{"identifier": az.Identifier.Value})
+		})
+		if err != nil {
+			return fmt.Errorf("deactivate authorization: %w", err)
+		}
+	}
+	return writeJSON(w, http.StatusOK, s.authzView(r, az))
+}
+
+// challenge answers POST-as-GET with the challenge, and a POST of {} by
+// starting validation (RFC 8555 §7.5.1), which runs in the background.
+func (s *Server) challenge(w http.ResponseWriter, r *http.Request) error {
+	p, err := s.readPost(r, false)
+	if err != nil {
+		return err
+	}
+	c, err := s.st.ACMEChallenge(r.Context(), r.PathValue("id"))
+	if errors.Is(err, store.ErrNotFound) {
+		return Malformed("no such challenge").WithStatus(http.StatusNotFound)
+	}
+	if err != nil {
+		return fmt.Errorf("load challenge: %w", err)
+	}
+	az, err := s.loadAuthz(r.Context(), p.account, c.AuthzID)
+	if err != nil {
+		return err
+	}
+	w.Header().Add("Link", link(s.url(r, "/authz/"+az.ID), "up"))
+	if len(p.jws.Payload) == 0 || c.Status != "pending" {
+		if c.Status == "processing" {
+			w.Header().Set("Retry-After", "1")
+		}
+		return writeJSON(w, http.StatusOK, s.challengeView(r, c))
+	}
+	if az.Status != "pending" {
+		return Malformed("authorization is %s", az.Status)
+	}
+	keyAuth, err := KeyAuthorization(c.Token, p.key)
+	if err != nil {
+		return fmt.Errorf("key authorization: %w", err)
+	}
+	c.Status = "processing"
+	err = s.st.WithTx(r.Context(), func(tx store.Tx) error {
+		if err := tx.UpdateACMEChallenge(c); err != nil {
+			return err
+		}
+		return s.auditTx(tx, p.account, "acme.challenge.started", c.ID, map[string]string{"type": c.Type, "identifier": az.Identifier.Value})
+	})
+	if err != nil {
+		return fmt.Errorf("start challenge: %w", err)
+	}
+	s.validations.Add(1)
+	go func() {
+		defer s.validations.Done()
+		s.validate(*p.account, az, c, keyAuth)
+	}()
+	w.Header().Set("Retry-After", "1")
+	return writeJSON(w, http.StatusOK, s.challengeView(r, c))
+}
+
+// validate checks one challenge and records the outcome on the challenge and
+// its authorization. It runs detached from the request that started it.
+func (s *Server) validate(acct store.ACMEAccount, az store.ACMEAuthz, c store.ACMEChallenge, keyAuth string) {
+	s.sem <- struct{}{}
+	defer func() { <-s.sem }()
+	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.ValidationTimeout)
+	defer cancel()
+	id := Identifier{Type: az.Identifier.Type, Value: az.Identifier.Value}
+	var err error
+	switch c.Type {
+	case "http-01":
+		err = s.challenger.HTTP01(ctx, id, c.Token, keyAuth)
+	case "tls-alpn-01":
+		err = s.challenger.TLSALPN01(ctx, id, keyAuth)
+	case "dns-01":
+		err = s.challenger.DNS01(ctx, az.Identifier.Value, keyAuth)
+	default:
+		err = Malformed("unknown challenge type %q", c.Type)
+	}
+	now := s.clk.Now().UTC()
+	if err == nil {
+		c.Status, c.Validated, az.Status = "valid", now, "valid"
+	} else {
+		prob := FromError(err)
+		c.Status, az.Status = "invalid", "invalid"
+		c.Error, _ = json.Marshal(prob)
+	}
+	werr := s.st.WithTx(context.Background(), func(tx store.Tx) error {
+		if err := tx.UpdateACMEChallenge(c); err != nil {
+			return err
+		}
+		if err := tx.UpdateACMEAuthz(az.ID, az.Status); err != nil {
+			return err
+		}
+		detail := map[string]string{"type": c.Type, "identifier": az.Identifier.Value, "status": c.Status}
+		if err != nil {
+			detail["error"] = FromError(err).Detail
+		}
+		return s.auditTx(tx, &acct, "acme.challenge.validated", c.ID, detail)
+	})
+	if werr != nil {
+		s.log.Error("record challenge result", "challenge", c.ID, "error", werr)
+	}
+}
+
+// Close waits for validations in flight.
+func (s *Server) Close() { s.validations.Wait() }

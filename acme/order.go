@@ -1,0 +1,425 @@
+package acme
+
+import (
+	"context"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/json"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/sigil-ca/sigil/ca"
+	"github.com/sigil-ca/sigil/ca/audit"
+	"github.com/sigil-ca/sigil/store"
+)
+
+// Authority is what the ACME server asks of ca.
+type Authority interface {
+	Sign(ctx context.Context, req ca.SignRequest) (*ca.Issued, error)
+	CheckNames(profile string, dns []string, ips []net.IP) error
+	Certificate(ctx context.Context, serial string) (store.CertRecord, error)
+	Intermediate() ca.Issuer
+}
+
+// Challenger checks challenge responses; *Validator implements it.
+type Challenger interface {
+	HTTP01(ctx context.Context, id Identifier, token, keyAuth string) error
+	TLSALPN01(ctx context.Context, id Identifier, keyAuth string) error
+	DNS01(ctx context.Context, domain, keyAuth string) error
+}
+
+// Lifetimes of pending objects (RFC 8555 §7.1.3, §7.1.4).
+const (
+	orderLifetime = 7 * 24 * time.Hour
+	authzLifetime = 7 * 24 * time.Hour
+	// validAuthzLifetime is how long a proven authorization may be reused.
+	validAuthzLifetime = 30 * 24 * time.Hour
+	maxIdentifiers     = 100
+)
+
+type orderView struct {
+	Status         string           `json:"status"`
+	Expires        string           `json:"expires"`
+	Identifiers    []Identifier     `json:"identifiers"`
+	NotBefore      string           `json:"notBefore,omitempty"`
+	NotAfter       string           `json:"notAfter,omitempty"`
+	Authorizations []string         `json:"authorizations"`
+	Finalize       string           `json:"finalize"`
+	Certificate    string           `json:"certificate,omitempty"`
+	Error          *json.RawMessage `json:"error,omitempty"`
+}
+
+func (s *Server) orderView(r *http.Request, o store.ACMEOrder) orderView {
+	v := orderView{Status: o.Status, Expires: o.Expires.Format(time.RFC3339), Finalize: s.url(r, "/order/"+o.ID+"/finalize")}
+	for _, id := range o.Identifiers {
+		v.Identifiers = append(v.Identifiers, Identifier{Type: id.Type, Value: id.Value})
+	}
+	for _, a := range o.AuthzIDs {
+		v.Authorizations = append(v.Authorizations, s.url(r, "/authz/"+a))
+	}
+	if !o.NotBefore.IsZero() {
+		v.NotBefore = o.NotBefore.Format(time.RFC3339)
+	}
+	if !o.NotAfter.IsZero() {
+		v.NotAfter = o.NotAfter.Format(time.RFC3339)
+	}
+	if o.CertSerial != "" {
+		v.Certificate = s.url(r, "/cert/"+o.CertSerial)
+	}
+	if len(o.Error) > 0 {
+		raw := json.RawMessage(o.Error)
+		v.Error = &raw
+	}
+	return v
+}
+
+type newOrderReq struct {
+	Identifiers []Identifier `json:"identifiers"`
+	NotBefore   string       `json:"notBefore"`
+	NotAfter    string       `json:"notAfter"`
+}
+
+// normalizeIdentifiers lower-cases, checks type and syntax, and removes
+// duplicates (RFC 8555 §7.4, RFC 8738).
+func normalizeIdentifiers(ids []Identifier) ([]store.ACMEIdentifier, error) {
+	if len(ids) == 0 {
+		return nil, Malformed("an order needs at least one identifier")
+	}
+	if len(ids) > maxIdentifiers {
+		return nil, RejectedIdentifier(fmt.Sprintf("at most %d identifiers per order", maxIdentifiers))
+	}
+	var out []store.ACMEIdentifier
+	seen := map[store.ACMEIdentifier]bool{}
+	for _, id := range ids {
+		n := store.ACMEIdentifier{Type: id.Type, Value: strings.ToLower(strings.TrimSpace(id.Value))}
+		switch id.Type {
+		case "dns":
+			if net.ParseIP(n.Value) != nil {
+				return nil, Malformed("identifier %q is an IP address; use type \"ip\"", id.Value)
+			}
+		case "ip":
+			ip := net.ParseIP(id.Value)
+			if ip == nil {
+				return nil, Malformed("identifier %q is not an IP address", id.Value)
+			}
+			n.Value = ip.String()
+		default:
+			return nil, UnsupportedIdentifier(fmt.Sprintf("identifier type %q is not supported (dns, ip)", id.Type))
+		}
+		if !seen[n] {
+			seen[n] = true
+			out = append(out, n)
+		}
+	}
+	return out, nil
+}
+
+func (s *Server) newOrder(w http.ResponseWriter, r *http.Request) error {
+	p, err := s.readPost(r, false)
+	if err != nil {
+		return err
+	}
+	var req newOrderReq
+	if err := decodePayload(p.jws.Payload, &req); err != nil {
+		return err
+	}
+	if req.NotBefore != "" || req.NotAfter != "" {
+		return Malformed("notBefore and notAfter are not supported; validity comes from the profile")
+	}
+	ids, err := normalizeIdentifiers(req.Identifiers)
+	if err != nil {
+		return err
+	}
+	var dns []string
+	var ips []net.IP
+	for _, id := range ids {
+		if id.Type == "ip" {
+			ips = append(ips, net.ParseIP(id.Value))
+		} else {
+			dns = append(dns, id.Value)
+		}
+	}
+	if err := s.ca.CheckNames(s.cfg.Profile, dns, ips); err != nil {
+		return err
+	}
+	now := s.clk.Now().UTC()
+	acct := p.account
+	order := store.ACMEOrder{AccountID: acct.ID, Endpoint: s.cfg.Name, Status: "pending", Identifiers: ids,
+		Profile: s.cfg.Profile, Expires: now.Add(orderLifetime), Created: now, Updated: now}
+	if order.ID, err = randomID(); err != nil {
+		return err
+	}
+	var fresh []store.ACMEAuthz
+	allValid := true
+	for _, id := range ids {
+		wildcard := strings.HasPrefix(id.Value, "*.")
+		base := store.ACMEIdentifier{Type: id.Type, Value: strings.TrimPrefix(id.Value, "*.")}
+		// Reuse a proven authorization that outlives the order (RFC 8555 §7.1.4).
+		if prev, err := s.st.ACMEReusableAuthz(r.Context(), acct.ID, base, wildcard, now.Add(time.Hour)); err == nil {
+			order.AuthzIDs = append(order.AuthzIDs, prev.ID)
+			continue
+		} else if !errors.Is(err, store.ErrNotFound) {
+			return fmt.Errorf("reuse authorization: %w", err)
+		}
+		az, err := newAuthz(acct.ID, base, wildcard, now)
+		if err != nil {
+			return err
+		}
+		fresh = append(fresh, az)
+		order.AuthzIDs = append(order.AuthzIDs, az.ID)
+		allValid = false
+	}
+	if allValid {
+		order.Status = "ready"
+	}
+	err = s.st.WithTx(r.Context(), func(tx store.Tx) error {
+		for _, az := range fresh {
+			if err := tx.InsertACMEAuthz(az); err != nil {
+				return err
+			}
+		}
+		if err := tx.InsertACMEOrder(order); err != nil {
+			return err
+		}
+		return s.auditTx(tx, acct, "acme.order.created", order.ID, map[string]string{"identifiers": identifierList(ids), "status": order.Status})
+	})
+	if err != nil {
+		return fmt.Errorf("create order: %w", err)
+	}
+	w.Header().Set("Location", s.url(r, "/order/"+order.ID))
+	return writeJSON(w, http.StatusCreated, s.orderView(r, order))
+}
+
+func identifierList(ids []store.ACMEIdentifier) string {
+	parts := make([]string, len(ids))
+	for i, id := range ids {
+		parts[i] = id.Type + ":" + id.Value
+	}
+	return strings.Join(parts, ",")
+}
+
+// newAuthz makes a pending authorization with the challenges that can
+// prove id: wildcards only by dns-01 (RFC 8555 §7.1.3), IPs never by dns-01
+// (RFC 8738 §7).
+func newAuthz(accountID string, id store.ACMEIdentifier, wildcard bool, now time.Time) (store.ACMEAuthz, error) {
+	azID, err := randomID()
+	if err != nil {
+		return store.ACMEAuthz{}, err
+	}
+	types := []string{"http-01", "dns-01", "tls-alpn-01"}
+	switch {
+	case wildcard:
+		types = []string{"dns-01"}
+	case id.Type == "ip":
+		types = []string{"http-01", "tls-alpn-01"}
+	}
+	az := store.ACMEAuthz{ID: azID, AccountID: accountID, Status: "pending", Identifier: id, Wildcard: wildcard, Expires: now.Add(authzLifetime)}
+	for _, t := range types {
+		cid, err := randomID()
+		if err != nil {
+			return store.ACMEAuthz{}, err
+		}
+		tok, err := randomToken()
+		if err != nil {
+			return store.ACMEAuthz{}, err
+		}
+		az.Challenges = append(az.Challenges, store.ACMEChallenge{ID: cid, AuthzID: azID, Type: t, Token: tok, Status: "pending"})
+	}
+	return az, nil
+}
+
+// randomToken is 128 bits or more of entropy, base64url (RFC 8555 §8.3).
+func randomToken() (string, error) {
+	a, err := randomID()
+	if err != nil {
+		return "", err
+	}
+	b, err := randomID()
+	return a + b, err
+}
+
+// loadOrder fetches an order owned by the requesting account and brings its
+// status up to date with its authorizations and expiry (RFC 8555 §7.1.6).
+func (s *Server) loadOrder(ctx context.Context, acct *store.ACMEAccount, id string) (store.ACMEOrder, error) {
+	o, err := s.st.ACMEOrder(ctx, id)
+	if errors.Is(err, store.ErrNotFound) || (err == nil && o.AccountID != acct.ID) {
+		return store.ACMEOrder{}, Malformed("no such order").WithStatus(http.StatusNotFound)
+	}
+	if err != nil {
+		return store.ACMEOrder{}, fmt.Errorf("load order: %w", err)
+	}
+	if o.Status != "pending" && o.Status != "ready" {
+		return o, nil
+	}
+	now := s.clk.Now()
+	next := o.Status
+	if now.After(o.Expires) {
+		next = "invalid"
+	} else if o.Status == "pending" {
+		next = "ready"
+		for _, azID := range o.AuthzIDs {
+			az, err := s.st.ACMEAuthz(ctx, azID)
+			if err != nil {
+				return store.ACMEOrder{}, fmt.Errorf("load authorization: %w", err)
+			}
+			switch {
+			case az.Status == "valid" && now.Before(az.Expires):
+			case az.Status == "pending" && now.Before(az.Expires):
+				next = "pending"
+			default:
+				next = "invalid"
+			}
+			if next == "invalid" {
+				break
+			}
+		}
+	}
+	if next == o.Status {
+		return o, nil
+	}
+	o.Status, o.Updated = next, now.UTC()
+	if err := s.st.WithTx(ctx, func(tx store.Tx) error { return tx.UpdateACMEOrder(o) }); err != nil {
+		return store.ACMEOrder{}, fmt.Errorf("update order: %w", err)
+	}
+	return o, nil
+}
+
+func (s *Server) getOrder(w http.ResponseWriter, r *http.Request) error {
+	p, err := s.readPost(r, false)
+	if err != nil {
+		return err
+	}
+	o, err := s.loadOrder(r.Context(), p.account, r.PathValue("id"))
+	if err != nil {
+		return err
+	}
+	if o.Status == "processing" {
+		w.Header().Set("Retry-After", "1")
+	}
+	return writeJSON(w, http.StatusOK, s.orderView(r, o))
+}
+
+type finalizeReq struct {
+	CSR string `json:"csr"`
+}
+
+func (s *Server) finalize(w http.ResponseWriter, r *http.Request) error {
+	p, err := s.readPost(r, false)
+	if err != nil {
+		return err
+	}
+	var req finalizeReq
+	if err := decodePayload(p.jws.Payload, &req); err != nil {
+		return err
+	}
+	o, err := s.loadOrder(r.Context(), p.account, r.PathValue("id"))
+	if err != nil {
+		return err
+	}
+	if o.Status != "ready" {
+		return OrderNotReady(fmt.Sprintf("order is %s, not ready", o.Status))
+	}
+	der, err := base64.RawURLEncoding.DecodeString(req.CSR)
+	if err != nil {
+		return BadCSR("csr is not base64url (no padding)")
+	}
+	csr, err := ca.ParseCSR(der)
+	if err != nil {
+		return err
+	}
+	if err := csrMatchesOrder(csr, o.Identifiers); err != nil {
+		return err
+	}
+	now := s.clk.Now().UTC()
+	o.Status, o.Updated = "processing", now
+	if err := s.st.WithTx(r.Context(), func(tx store.Tx) error { return tx.UpdateACMEOrder(o) }); err != nil {
+		return fmt.Errorf("update order: %w", err)
+	}
+	iss, signErr := s.ca.Sign(r.Context(), ca.SignRequest{CSR: csr, Profile: o.Profile, Requester: p.account.Requester, Channel: ca.ChannelACME})
+	now = s.clk.Now().UTC()
+	o.Updated = now
+	if signErr != nil {
+		prob := FromError(signErr)
+		o.Status = "invalid"
+		o.Error, _ = json.Marshal(prob)
+	} else {
+		o.Status, o.CertSerial = "valid", iss.Record.Serial
+	}
+	err = s.st.WithTx(r.Context(), func(tx store.Tx) error {
+		if err := tx.UpdateACMEOrder(o); err != nil {
+			return err
+		}
+		return s.auditTx(tx, p.account, "acme.order.finalized", o.ID, map[string]string{"status": o.Status, "serial": o.CertSerial})
+	})
+	if err != nil {
+		return fmt.Errorf("update order: %w", err)
+	}
+	if signErr != nil {
+		return signErr
+	}
+	w.Header().Set("Location", s.url(r, "/order/"+o.ID))
+	return writeJSON(w, http.StatusOK, s.orderView(r, o))
+}
+
+// csrMatchesOrder requires the CSR to ask for exactly the order's
+// identifiers (RFC 8555 §7.4).
+func csrMatchesOrder(csr *x509.CertificateRequest, ids []store.ACMEIdentifier) error {
+	var want, got []string
+	for _, id := range ids {
+		want = append(want, id.Type+":"+id.Value)
+	}
+	for _, d := range csr.DNSNames {
+		got = append(got, "dns:"+strings.ToLower(strings.TrimSuffix(d, ".")))
+	}
+	for _, ip := range csr.IPAddresses {
+		got = append(got, "ip:"+ip.String())
+	}
+	if len(csr.EmailAddresses) > 0 || len(csr.URIs) > 0 {
+		return BadCSR("the CSR asks for names that are not in the order")
+	}
+	slices.Sort(want)
+	slices.Sort(got)
+	got = slices.Compact(got)
+	if !slices.Equal(want, got) {
+		return BadCSR(fmt.Sprintf("the CSR's names (%s) differ from the order's identifiers (%s)", strings.Join(got, ", "), strings.Join(want, ", ")))
+	}
+	return nil
+}
+
+// certificate serves the PEM chain (RFC 8555 §7.4.2).
+func (s *Server) certificate(w http.ResponseWriter, r *http.Request) error {
+	p, err := s.readPost(r, false)
+	if err != nil {
+		return err
+	}
+	rec, err := s.ca.Certificate(r.Context(), r.PathValue("serial"))
+	if err != nil || rec.Requester != p.account.Requester || rec.Channel != ca.ChannelACME {
+		return Malformed("no such certificate").WithStatus(http.StatusNotFound)
+	}
+	inter := s.ca.Intermediate()
+	if rec.IssuerID != inter.ID {
+		return fmt.Errorf("certificate %s was issued by %s, not the current intermediate", rec.Serial, rec.IssuerID)
+	}
+	w.Header().Set("Content-Type", "application/pem-certificate-chain")
+	for _, der := range [][]byte{rec.DER, inter.Cert.Raw} {
+		if err := pem.Encode(w, &pem.Block{Type: "CERTIFICATE", Bytes: der}); err != nil {
+			return nil // the client went away
+		}
+	}
+	return nil
+}
+
+func (s *Server) auditTx(tx store.Tx, acct *store.ACMEAccount, action, target string, detail map[string]string) error {
+	if detail == nil {
+		detail = map[string]string{}
+	}
+	detail["endpoint"] = s.cfg.Name
+	_, err := tx.AppendAudit(audit.Event{Time: s.clk.Now(), Actor: "acme:" + acct.ID, Action: action, Target: target, Detail: detail})
+	return err
+}
