@@ -107,6 +107,7 @@ func (s *Server) Handler() http.Handler {
 	mux.Handle("GET "+p+"/new-nonce", s.adapt(s.newNonce))
 	mux.Handle("POST "+p+"/new-account", s.adapt(s.newAccount))
 	mux.Handle("POST "+p+"/acct/{id}", s.adapt(s.account))
+	mux.Handle("POST "+p+"/key-change", s.adapt(s.keyChange))
 	mux.Handle("POST "+p+"/new-order", s.adapt(s.newOrder))
 	mux.Handle("POST "+p+"/order/{id}", s.adapt(s.getOrder))
 	mux.Handle("POST "+p+"/order/{id}/finalize", s.adapt(s.finalize))
@@ -165,9 +166,8 @@ func (s *Server) directory(w http.ResponseWriter, r *http.Request) error {
 	if s.cfg.TermsOfService != "" {
 		meta["termsOfService"] = s.cfg.TermsOfService
 	}
-	// TODO(issue 5): revokeCert and keyChange are listed because RFC 8555
-	// §7.1.1 clients require them; until their handlers land, requests to
-	// them get a 404 malformed problem.
+	// TODO(issue 5): revokeCert is listed because RFC 8555 §7.1.1 clients
+	// require it; until revocation lands (issue 6) it answers 404 malformed.
 	return writeJSON(w, http.StatusOK, map[string]any{
 		"newNonce":   s.url(r, "/new-nonce"),
 		"newAccount": s.url(r, "/new-account"),
