@@ -52,11 +52,12 @@ type orderView struct {
 	Authorizations []string         `json:"authorizations"`
 	Finalize       string           `json:"finalize"`
 	Certificate    string           `json:"certificate,omitempty"`
+	Profile        string           `json:"profile,omitempty"`
 	Error          *json.RawMessage `json:"error,omitempty"`
 }
 
 func (s *Server) orderView(r *http.Request, o store.ACMEOrder) orderView {
-	v := orderView{Status: o.Status, Expires: o.Expires.Format(time.RFC3339), Finalize: s.url(r, "/order/"+o.ID+"/finalize")}
+	v := orderView{Status: o.Status, Expires: o.Expires.Format(time.RFC3339), Finalize: s.url(r, "/order/"+o.ID+"/finalize"), Profile: o.Profile}
 	for _, id := range o.Identifiers {
 		v.Identifiers = append(v.Identifiers, Identifier{Type: id.Type, Value: id.Value})
 	}
@@ -83,6 +84,15 @@ type newOrderReq struct {
 	Identifiers []Identifier `json:"identifiers"`
 	NotBefore   string       `json:"notBefore"`
 	NotAfter    string       `json:"notAfter"`
+	Profile     string       `json:"profile"`
+}
+
+// checkProfile refuses a profile this endpoint does not offer.
+func (s *Server) checkProfile(name string) error {
+	if _, ok := s.profiles()[name]; !ok {
+		return InvalidProfile(fmt.Sprintf("profile %q is not offered by this endpoint", name))
+	}
+	return nil
 }
 
 // normalizeIdentifiers lower-cases, checks type and syntax, and removes
@@ -136,6 +146,13 @@ func (s *Server) newOrder(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	profile := s.cfg.Profile
+	if req.Profile != "" {
+		if err := s.checkProfile(req.Profile); err != nil {
+			return err
+		}
+		profile = req.Profile
+	}
 	var dns []string
 	var ips []net.IP
 	for _, id := range ids {
@@ -145,13 +162,13 @@ func (s *Server) newOrder(w http.ResponseWriter, r *http.Request) error {
 			dns = append(dns, id.Value)
 		}
 	}
-	if err := s.ca.CheckNames(s.cfg.Profile, dns, ips); err != nil {
+	if err := s.ca.CheckNames(profile, dns, ips); err != nil {
 		return err
 	}
 	now := s.clk.Now().UTC()
 	acct := p.account
 	order := store.ACMEOrder{AccountID: acct.ID, Endpoint: s.cfg.Name, Status: "pending", Identifiers: ids,
-		Profile: s.cfg.Profile, Expires: now.Add(orderLifetime), Created: now, Updated: now}
+		Profile: profile, Expires: now.Add(orderLifetime), Created: now, Updated: now}
 	if order.ID, err = randomID(); err != nil {
 		return err
 	}

@@ -42,8 +42,12 @@ type Config struct {
 	NonceTTL time.Duration
 	// MaxBodyBytes bounds JWS request bodies (default 64 KiB).
 	MaxBodyBytes int64
-	// Profile is the issuance profile orders on this endpoint use.
+	// Profile is the issuance profile orders on this endpoint use when
+	// newOrder names none.
 	Profile string
+	// Profiles are the profiles a newOrder may name (the ACME profiles
+	// extension), with a description each; Profile is always allowed.
+	Profiles map[string]string
 	// ValidationTimeout bounds one challenge validation (default 30s).
 	ValidationTimeout time.Duration
 	// MaxValidations bounds validations running at once (default 64).
@@ -162,7 +166,7 @@ func writeJSON(w http.ResponseWriter, status int, v any) error {
 }
 
 func (s *Server) directory(w http.ResponseWriter, r *http.Request) error {
-	meta := map[string]any{}
+	meta := map[string]any{"profiles": s.profiles()}
 	if s.cfg.TermsOfService != "" {
 		meta["termsOfService"] = s.cfg.TermsOfService
 	}
@@ -429,3 +433,15 @@ func randomID() (string, error) {
 
 // errPrefix is the ACME error namespace (RFC 8555 §6.7).
 const errPrefix = "urn:ietf:params:acme:error:"
+
+// profiles lists the profiles newOrder may name, the default included.
+func (s *Server) profiles() map[string]string {
+	out := map[string]string{s.cfg.Profile: "default"}
+	for name, desc := range s.cfg.Profiles {
+		if name == s.cfg.Profile && desc == "" {
+			continue
+		}
+		out[name] = desc
+	}
+	return out
+}

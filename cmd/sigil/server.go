@@ -182,7 +182,11 @@ func newACME(ctx context.Context, cfg *Config, st *store.SQLite, auth *ca.Author
 	if err != nil {
 		return nil, err
 	}
-	return acme.New(acme.Config{Profile: cfg.ACME.Profile, Clock: clk, Logger: log}, st, auth, v, nonces)
+	offered := map[string]string{}
+	for name, p := range cfg.Profiles {
+		offered[name] = fmt.Sprintf("%s, up to %s", strings.Join(p.ExtKeyUsage, "+"), time.Duration(p.MaxValidity))
+	}
+	return acme.New(acme.Config{Profile: cfg.ACME.Profile, Profiles: offered, Clock: clk, Logger: log}, st, auth, v, nonces)
 }
 
 func profileNames(m map[string]ca.Profile) []string {
