@@ -584,9 +584,9 @@ func (a *attempt) problem(what string, err error) *Problem {
 		case dnsErr.IsNotFound:
 			return DNS(fmt.Sprintf("%s: no A or AAAA record for %s", what, name))
 		case a.why() != "":
-			return DNS(fmt.Sprintf("%s: DNS lookup of %s %s", what, name, a.why()))
+			return DNS(fmt.Sprintf("%s: DNS lookup of %s: %s", what, name, a.why()))
 		case dnsErr.IsTimeout:
-			return DNS(fmt.Sprintf("%s: DNS lookup of %s %s", what, name, a.timedOut))
+			return DNS(fmt.Sprintf("%s: DNS lookup of %s: %s", what, name, a.timedOut))
 		default:
 			return DNS(fmt.Sprintf("%s: DNS lookup of %s failed: %s", what, name, dnsErr.Err))
 		}
