@@ -440,3 +440,27 @@ func (s *Server) auditTx(tx store.Tx, acct *store.ACMEAccount, action, target st
 	_, err := tx.AppendAudit(audit.Event{Time: s.clk.Now(), Actor: "acme:" + acct.ID, Action: action, Target: target, Detail: detail})
 	return err
 }
+
+// orders lists an account's orders, newest first, a page at a time with
+// Link rel="next" (RFC 8555 §7.1.2.1).
+func (s *Server) orders(w http.ResponseWriter, r *http.Request) error {
+	p, err := s.readPost(r, false)
+	if err != nil {
+		return err
+	}
+	if p.account.ID != r.PathValue("id") {
+		return Unauthorized("an account may only list its own orders")
+	}
+	page, next, err := s.st.ACMEOrders(r.Context(), p.account.ID, r.URL.Query().Get("cursor"), 100)
+	if err != nil {
+		return Malformed("bad cursor")
+	}
+	urls := make([]string, 0, len(page))
+	for _, o := range page {
+		urls = append(urls, s.url(r, "/order/"+o.ID))
+	}
+	if next != "" {
+		w.Header().Add("Link", link(s.url(r, "/acct/"+p.account.ID+"/orders?cursor="+next), "next"))
+	}
+	return writeJSON(w, http.StatusOK, map[string][]string{"orders": urls})
+}

@@ -27,6 +27,7 @@ type Store interface {
 	ACMEAccount(ctx context.Context, id string) (store.ACMEAccount, error)
 	ACMEAccountByKey(ctx context.Context, endpoint, thumbprint string) (store.ACMEAccount, error)
 	ACMEOrder(ctx context.Context, id string) (store.ACMEOrder, error)
+	ACMEOrders(ctx context.Context, accountID, cursor string, limit int) ([]store.ACMEOrder, string, error)
 	ACMEAuthz(ctx context.Context, id string) (store.ACMEAuthz, error)
 	ACMEChallenge(ctx context.Context, id string) (store.ACMEChallenge, error)
 	ACMEReusableAuthz(ctx context.Context, accountID string, id store.ACMEIdentifier, wildcard bool, now time.Time) (store.ACMEAuthz, error)
@@ -111,6 +112,7 @@ func (s *Server) Handler() http.Handler {
 	mux.Handle("GET "+p+"/new-nonce", s.adapt(s.newNonce))
 	mux.Handle("POST "+p+"/new-account", s.adapt(s.newAccount))
 	mux.Handle("POST "+p+"/acct/{id}", s.adapt(s.account))
+	mux.Handle("POST "+p+"/acct/{id}/orders", s.adapt(s.orders))
 	mux.Handle("POST "+p+"/key-change", s.adapt(s.keyChange))
 	mux.Handle("POST "+p+"/new-order", s.adapt(s.newOrder))
 	mux.Handle("POST "+p+"/order/{id}", s.adapt(s.getOrder))
@@ -218,7 +220,7 @@ func (s *Server) readPost(r *http.Request, allowJWK bool) (*post, error) {
 	if err != nil {
 		return nil, err
 	}
-	if want := "https://" + r.Host + r.URL.Path; j.URL != want {
+	if want := "https://" + r.Host + r.URL.RequestURI(); j.URL != want {
 		return nil, Unauthorized(fmt.Sprintf("JWS url %q does not match the request URL %q", j.URL, want))
 	}
 	if err := s.nonces.Use(r.Context(), j.Nonce); err != nil {
