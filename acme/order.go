@@ -85,6 +85,7 @@ type newOrderReq struct {
 	NotBefore   string       `json:"notBefore"`
 	NotAfter    string       `json:"notAfter"`
 	Profile     string       `json:"profile"`
+	Replaces    string       `json:"replaces"`
 }
 
 // checkProfile refuses a profile this endpoint does not offer.
@@ -165,10 +166,20 @@ func (s *Server) newOrder(w http.ResponseWriter, r *http.Request) error {
 	if err := s.ca.CheckNames(profile, dns, ips); err != nil {
 		return err
 	}
-	now := s.clk.Now().UTC()
 	acct := p.account
+	if req.Replaces != "" {
+		// RFC 9773 §5: the replaced certificate must be this account's.
+		old, err := s.lookupCertID(r, req.Replaces)
+		if err != nil {
+			return err
+		}
+		if old.Requester != acct.Requester {
+			return Unauthorized("the replaced certificate was not issued to this account")
+		}
+	}
+	now := s.clk.Now().UTC()
 	order := store.ACMEOrder{AccountID: acct.ID, Endpoint: s.cfg.Name, Status: "pending", Identifiers: ids,
-		Profile: profile, Expires: now.Add(orderLifetime), Created: now, Updated: now}
+		Profile: profile, Replaces: req.Replaces, Expires: now.Add(orderLifetime), Created: now, Updated: now}
 	if order.ID, err = randomID(); err != nil {
 		return err
 	}
@@ -204,7 +215,8 @@ func (s *Server) newOrder(w http.ResponseWriter, r *http.Request) error {
 		if err := tx.InsertACMEOrder(order); err != nil {
 			return err
 		}
-		return s.auditTx(tx, acct, "acme.order.created", order.ID, map[string]string{"identifiers": identifierList(ids), "status": order.Status})
+		return s.auditTx(tx, acct, "acme.order.created", order.ID, map[string]string{"identifiers": identifierList(ids),
+			"status": order.Status, "profile": profile, "replaces": req.Replaces})
 	})
 	if err != nil {
 		return fmt.Errorf("create order: %w", err)
@@ -372,7 +384,8 @@ func (s *Server) finalize(w http.ResponseWriter, r *http.Request) error {
 		if err := tx.UpdateACMEOrder(o); err != nil {
 			return err
 		}
-		return s.auditTx(tx, p.account, "acme.order.finalized", o.ID, map[string]string{"status": o.Status, "serial": o.CertSerial})
+		return s.auditTx(tx, p.account, "acme.order.finalized", o.ID, map[string]string{"status": o.Status,
+			"serial": o.CertSerial, "replaces": o.Replaces})
 	})
 	if err != nil {
 		return fmt.Errorf("update order: %w", err)

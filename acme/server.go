@@ -110,6 +110,7 @@ func (s *Server) Handler() http.Handler {
 	p := s.prefix
 	mux.Handle("GET "+p+"/directory", s.adapt(s.directory))
 	mux.Handle("GET "+p+"/new-nonce", s.adapt(s.newNonce))
+	mux.Handle("GET "+p+"/renewal-info/{id}", s.adapt(s.renewalInfo))
 	mux.Handle("POST "+p+"/new-account", s.adapt(s.newAccount))
 	mux.Handle("POST "+p+"/acct/{id}", s.adapt(s.account))
 	mux.Handle("POST "+p+"/acct/{id}/orders", s.adapt(s.orders))
@@ -175,12 +176,13 @@ func (s *Server) directory(w http.ResponseWriter, r *http.Request) error {
 	// TODO(issue 5): revokeCert is listed because RFC 8555 §7.1.1 clients
 	// require it; until revocation lands (issue 6) it answers 404 malformed.
 	return writeJSON(w, http.StatusOK, map[string]any{
-		"newNonce":   s.url(r, "/new-nonce"),
-		"newAccount": s.url(r, "/new-account"),
-		"newOrder":   s.url(r, "/new-order"),
-		"revokeCert": s.url(r, "/revoke-cert"),
-		"keyChange":  s.url(r, "/key-change"),
-		"meta":       meta,
+		"newNonce":    s.url(r, "/new-nonce"),
+		"newAccount":  s.url(r, "/new-account"),
+		"newOrder":    s.url(r, "/new-order"),
+		"revokeCert":  s.url(r, "/revoke-cert"),
+		"keyChange":   s.url(r, "/key-change"),
+		"renewalInfo": s.url(r, "/renewal-info"),
+		"meta":        meta,
 	})
 }
 

@@ -1,0 +1,153 @@
+package acme
+
+import (
+	"context"
+	"crypto"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/json"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"go.step.sm/crypto/jose"
+	xacme "golang.org/x/crypto/acme"
+)
+
+// issueIP runs one http-01 order for ip and returns the leaf.
+func issueIP(t *testing.T, h *http01Server, c *xacme.Client, ip string) *x509.Certificate {
+	t.Helper()
+	ctx := context.Background()
+	order, err := c.AuthorizeOrder(ctx, xacme.IPIDs(ip))
+	if err != nil {
+		t.Fatal(err)
+	}
+	az, err := c.GetAuthorization(ctx, order.AuthzURLs[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, ch := range az.Challenges {
+		if ch.Type == "http-01" {
+			body, _ := c.HTTP01ChallengeResponse(ch.Token)
+			h.set(c.HTTP01ChallengePath(ch.Token), body)
+			if _, err := c.Accept(ctx, ch); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if _, err := c.WaitOrder(ctx, order.URI); err != nil {
+		t.Fatal(err)
+	}
+	chain, _, err := c.CreateOrderCert(ctx, order.FinalizeURL, ipCSR(t, ip), true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	leaf, err := x509.ParseCertificate(chain[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	return leaf
+}
+
+// certID is the RFC 9773 §4.1 identifier of a certificate.
+func certID(c *x509.Certificate) string {
+	serial := c.SerialNumber.Bytes()
+	if serial[0]&0x80 != 0 {
+		serial = append([]byte{0}, serial...)
+	}
+	return base64.RawURLEncoding.EncodeToString(c.AuthorityKeyId) + "." + base64.RawURLEncoding.EncodeToString(serial)
+}
+
+// postJSON sends a kid-signed POST with a JSON payload.
+func postJSON(t *testing.T, ts *testServer, key crypto.Signer, kid, url string, payload any) (*http.Response, []byte) {
+	t.Helper()
+	hc := ts.srv.Client()
+	head, err := hc.Head(ts.srv.URL + ts.acme.Prefix() + "/new-nonce")
+	if err != nil {
+		t.Fatal(err)
+	}
+	head.Body.Close()
+	signer, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.ES256, Key: key}, &jose.SignerOptions{
+		ExtraHeaders: map[jose.HeaderKey]any{"nonce": head.Header.Get("Replay-Nonce"), "url": url, "kid": kid}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := json.Marshal(payload)
+	sig, err := signer.Sign(body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := hc.Post(url, "application/jose+json", strings.NewReader(sig.FullSerialize()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	out, _ := io.ReadAll(resp.Body)
+	return resp, out
+}
+
+// TestRenewalInfo: the ARI window sits in the last third of the lifetime,
+// and newOrder accepts "replaces" for the account's own certificate only.
+func TestRenewalInfo(t *testing.T) {
+	t.Parallel()
+	h := startHTTP01(t)
+	ts := newTestServer(t, Config{}, testValidation{httpPort: h.port})
+	ctx := context.Background()
+	c := ts.client(t)
+	acct, err := c.Register(ctx, &xacme.Account{}, xacme.AcceptTOS)
+	if err != nil {
+		t.Fatal(err)
+	}
+	leaf := issueIP(t, h, c, "127.0.0.1")
+
+	resp, err := ts.srv.Client().Get(ts.srv.URL + "/acme/renewal-info/" + certID(leaf))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var info struct {
+		SuggestedWindow struct{ Start, End time.Time } `json:"suggestedWindow"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&info); err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("renewal-info: %d, %v", resp.StatusCode, err)
+	}
+	if resp.Header.Get("Retry-After") == "" {
+		t.Errorf("renewal-info without Retry-After")
+	}
+	life := leaf.NotAfter.Sub(leaf.NotBefore)
+	w := info.SuggestedWindow
+	if !w.Start.After(leaf.NotBefore.Add(life/2)) || !w.End.After(w.Start) || !w.End.Before(leaf.NotAfter) {
+		t.Errorf("window %v..%v for a certificate valid %v..%v", w.Start, w.End, leaf.NotBefore, leaf.NotAfter)
+	}
+	if resp, err := ts.srv.Client().Get(ts.srv.URL + "/acme/renewal-info/bm90.aWQ"); err != nil || resp.StatusCode != http.StatusNotFound {
+		t.Errorf("unknown certificate: %v %v", resp.StatusCode, err)
+	}
+
+	// replaces: accepted for the account's own certificate, recorded on the order.
+	newOrderURL := ts.srv.URL + "/acme/new-order"
+	r1, body := postJSON(t, ts, c.Key, acct.URI, newOrderURL, map[string]any{
+		"identifiers": []map[string]string{{"type": "ip", "value": "127.0.0.1"}}, "replaces": certID(leaf)})
+	if r1.StatusCode != http.StatusCreated {
+		t.Fatalf("newOrder with replaces: %d %s", r1.StatusCode, body)
+	}
+	o, err := ts.st.ACMEOrder(ctx, lastSegment(r1.Header.Get("Location")))
+	if err != nil || o.Replaces != certID(leaf) {
+		t.Errorf("order replaces %q (%v), want %q", o.Replaces, err, certID(leaf))
+	}
+	// Another account may not claim to replace it.
+	other := ts.client(t)
+	otherAcct, err := other.Register(ctx, &xacme.Account{}, xacme.AcceptTOS)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r2, body := postJSON(t, ts, other.Key, otherAcct.URI, newOrderURL, map[string]any{
+		"identifiers": []map[string]string{{"type": "ip", "value": "127.0.0.1"}}, "replaces": certID(leaf)})
+	if r2.StatusCode != http.StatusForbidden || !strings.Contains(string(body), "unauthorized") {
+		t.Errorf("replacing another account's certificate: %d %s", r2.StatusCode, body)
+	}
+	if orders, _, _ := ts.st.ACMEOrders(ctx, lastSegment(otherAcct.URI), "", 10); len(orders) != 0 {
+		t.Errorf("the refused order was stored")
+	}
+}
