@@ -273,14 +273,17 @@ func (v *Validator) httpTransport() *http.Transport {
 	}
 }
 
-// dial connects to addr, resolving a name through the configured resolver
-// as a fully qualified name so that no search domain is appended.
+// dial connects to addr. With a configured resolver a name is looked up as
+// fully qualified, so no search domain is appended; with the system
+// resolver it is looked up as given, so /etc/hosts entries (which Go's
+// resolver matches only without the trailing dot) apply as they do for
+// every other program on the host.
 func (v *Validator) dial(ctx context.Context, network, addr string) (net.Conn, error) {
 	host, port, err := net.SplitHostPort(addr)
 	if err != nil {
 		return nil, err
 	}
-	if _, err := netip.ParseAddr(host); err != nil && !strings.HasSuffix(host, ".") {
+	if _, err := netip.ParseAddr(host); err != nil && !strings.HasSuffix(host, ".") && v.cfg.Resolver != "" {
 		host += "."
 	}
 	d := net.Dialer{Resolver: v.resolver}
