@@ -17,7 +17,7 @@ import (
 
 func benchCmd() *cobra.Command {
 	cmd := &cobra.Command{Use: "bench", Short: "Load-test a running server"}
-	cmd.AddCommand(benchSignCmd())
+	cmd.AddCommand(benchSignCmd(), benchACMECmd())
 	return cmd
 }
 
