@@ -12,7 +12,9 @@ FUZZ_TARGETS := \
 	./ca:FuzzSignCSR \
 	./ca/api:FuzzParseSignRequest \
 	./cmd/sigil:FuzzParseConfig \
-	./acme:FuzzParseJWS
+	./acme:FuzzParseJWS \
+	./acme:FuzzNewOrderPayload \
+	./acme:FuzzFinalizePayload
 
 .PHONY: all build run test unit fuzz bench bench-https lint clean
 

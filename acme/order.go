@@ -374,9 +374,15 @@ func (s *Server) finalize(w http.ResponseWriter, r *http.Request) error {
 	now = s.clk.Now().UTC()
 	o.Updated = now
 	if signErr != nil {
-		prob := FromError(signErr)
-		o.Status = "invalid"
-		o.Error, _ = json.Marshal(prob)
+		// A CSR the CA refuses is the client's to fix: the order stays
+		// ready for another finalize (as Boulder does). Only a failure of
+		// ours ends the order.
+		if ca.KindOf(signErr) == ca.Internal {
+			o.Status = "invalid"
+			o.Error, _ = json.Marshal(FromError(signErr))
+		} else {
+			o.Status = "ready"
+		}
 	} else {
 		o.Status, o.CertSerial = "valid", iss.Record.Serial
 	}

@@ -5,6 +5,7 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/rsa"
 	"crypto/x509"
 	"net"
 	"net/http"
@@ -221,5 +222,40 @@ func TestChallengeWrongResponse(t *testing.T) {
 	o, err := c.GetOrder(ctx, order.URI)
 	if err != nil || o.Status != xacme.StatusInvalid {
 		t.Errorf("order after a failed challenge: %+v, %v; want invalid", o, err)
+	}
+}
+
+// TestFinalizeRefusedCSRKeepsOrderReady: a CSR the CA refuses at signing
+// (here an RSA-1024 key) is badCSR and leaves the order ready.
+func TestFinalizeRefusedCSRKeepsOrderReady(t *testing.T) {
+	t.Parallel()
+	h := startHTTP01(t)
+	ts := newTestServer(t, Config{}, testValidation{httpPort: h.port})
+	ctx := context.Background()
+	c := ts.client(t)
+	if _, err := c.Register(ctx, &xacme.Account{}, xacme.AcceptTOS); err != nil {
+		t.Fatal(err)
+	}
+	issueIP(t, h, c, "127.0.0.1") // proves the authorization for reuse
+	order, err := c.AuthorizeOrder(ctx, xacme.IPIDs("127.0.0.1"))
+	if err != nil || order.Status != xacme.StatusReady {
+		t.Fatalf("second order = %+v, %v; want ready (authorization reused)", order, err)
+	}
+	weak, err := rsa.GenerateKey(rand.Reader, 1024)
+	if err != nil {
+		t.Fatal(err)
+	}
+	csr, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}}, weak)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := c.CreateOrderCert(ctx, order.FinalizeURL, csr, true); !isProblem(err, "badCSR") {
+		t.Fatalf("finalize with an RSA-1024 CSR = %v, want badCSR", err)
+	}
+	if o, err := c.GetOrder(ctx, order.URI); err != nil || o.Status != xacme.StatusReady {
+		t.Errorf("after a refused CSR the order is %+v, %v; want ready", o, err)
+	}
+	if _, _, err := c.CreateOrderCert(ctx, order.FinalizeURL, ipCSR(t, "127.0.0.1"), true); err != nil {
+		t.Errorf("finalize with a good CSR after a refused one: %v", err)
 	}
 }

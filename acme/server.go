@@ -53,6 +53,9 @@ type Config struct {
 	ValidationTimeout time.Duration
 	// MaxValidations bounds validations running at once (default 64).
 	MaxValidations int
+	// ValidationWait is how long a challenge response waits for a fast
+	// validation to finish before answering "processing" (default 250ms).
+	ValidationWait time.Duration
 	Clock          clockwork.Clock
 	Logger         *slog.Logger
 }
@@ -84,6 +87,9 @@ func New(cfg Config, st Store, authority Authority, challenger Challenger, nonce
 	}
 	if cfg.MaxValidations <= 0 {
 		cfg.MaxValidations = 64
+	}
+	if cfg.ValidationWait <= 0 {
+		cfg.ValidationWait = 250 * time.Millisecond
 	}
 	if strings.ContainsAny(cfg.Name, "/?#") {
 		return nil, fmt.Errorf("acme: bad endpoint name %q", cfg.Name)
