@@ -81,7 +81,10 @@ func newTestServer(t *testing.T, cfg Config, val ...testValidation) *testServer 
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg.Clock, cfg.Logger = clk, log
+	if cfg.Clock == nil {
+		cfg.Clock = clk
+	}
+	cfg.Logger = log
 	if cfg.Profile == "" {
 		cfg.Profile = "tls-server"
 	}

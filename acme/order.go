@@ -166,6 +166,19 @@ func (s *Server) newOrder(w http.ResponseWriter, r *http.Request) error {
 	if err := s.ca.CheckNames(profile, dns, ips); err != nil {
 		return err
 	}
+	now0 := s.clk.Now()
+	if err := s.perAccount.allow(p.account.ID, now0); err != nil {
+		return err
+	}
+	domains := map[string]bool{}
+	for _, d := range dns {
+		domains[registeredDomain(strings.TrimPrefix(d, "*."))] = true
+	}
+	for d := range domains {
+		if err := s.perDomain.allow(d, now0); err != nil {
+			return err
+		}
+	}
 	acct := p.account
 	if req.Replaces != "" {
 		// RFC 9773 §5: the replaced certificate must be this account's.

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"strings"
 	"sync"
@@ -53,6 +54,8 @@ type Config struct {
 	ValidationTimeout time.Duration
 	// MaxValidations bounds validations running at once (default 64).
 	MaxValidations int
+	// RateLimits bound accounts per IP and orders per account and domain.
+	RateLimits RateLimits
 	// ValidationWait is how long a challenge response waits for a fast
 	// validation to finish before answering "processing" (default 250ms).
 	ValidationWait time.Duration
@@ -68,6 +71,9 @@ type Server struct {
 	challenger  Challenger
 	nonces      *Nonces
 	sem         chan struct{}
+	perIP       *limiter
+	perAccount  *limiter
+	perDomain   *limiter
 	validations sync.WaitGroup
 	clk         clockwork.Clock
 	log         *slog.Logger
@@ -101,8 +107,13 @@ func New(cfg Config, st Store, authority Authority, challenger Challenger, nonce
 	if cfg.Name != "" {
 		prefix += "/" + cfg.Name
 	}
+	rl := cfg.RateLimits.withDefaults()
 	return &Server{cfg: cfg, st: st, ca: authority, challenger: challenger, nonces: nonces, clk: cfg.Clock, log: cfg.Logger,
-		prefix: prefix, sem: make(chan struct{}, cfg.MaxValidations)}, nil
+		prefix: prefix, sem: make(chan struct{}, cfg.MaxValidations),
+		perIP:      newLimiter("new accounts per IP", rl.AccountsPerIP, rl.MaxTrackedClients),
+		perAccount: newLimiter("new orders per account", rl.OrdersPerAccount, rl.MaxTrackedClients),
+		perDomain:  newLimiter("new orders per registered domain", rl.OrdersPerDomain, rl.MaxTrackedClients),
+	}, nil
 }
 
 // Prefix is the path under which the endpoint is served.
@@ -315,6 +326,9 @@ func (s *Server) newAccount(w http.ResponseWriter, r *http.Request) error {
 	case req.OnlyReturnExisting:
 		return AccountDoesNotExist("no account for this key")
 	}
+	if err := s.perIP.allow(clientIP(r), s.clk.Now()); err != nil {
+		return err
+	}
 	if s.cfg.TermsOfService != "" && !req.TermsAgreed {
 		return Malformed("the terms of service must be agreed to")
 	}
@@ -454,4 +468,13 @@ func (s *Server) profiles() map[string]string {
 		out[name] = desc
 	}
 	return out
+}
+
+// clientIP is the address a request came from (no proxy headers are trusted).
+func clientIP(r *http.Request) string {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	return host
 }
