@@ -38,6 +38,7 @@ type testValidation struct {
 	httpPort int
 	tlsPort  int
 	resolver string
+	profiles map[string]ca.Profile // replace or add profiles of ca.DefaultProfiles
 }
 
 func newTestServer(t *testing.T, cfg Config, val ...testValidation) *testServer {
@@ -61,6 +62,11 @@ func newTestServer(t *testing.T, cfg Config, val ...testValidation) *testServer 
 	}
 	st.SetCheckpointer(res.Checkpointer)
 	profiles := ca.DefaultProfiles()
+	if len(val) > 0 {
+		for name, p := range val[0].profiles {
+			profiles[name] = p
+		}
+	}
 	auth, err := ca.New(ctx, ca.Config{Profiles: profiles, BaseURL: "http://ca.test:8080", Clock: clk, Logger: log}, st, res.Keystore)
 	if err != nil {
 		t.Fatal(err)
