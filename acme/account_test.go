@@ -44,33 +44,15 @@ type testValidation struct {
 func newTestServer(t *testing.T, cfg Config, val ...testValidation) *testServer {
 	t.Helper()
 	ctx := context.Background()
-	st, err := store.Open(ctx, store.Config{Path: filepath.Join(t.TempDir(), "sigil.db")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	clk := clockwork.NewRealClock()
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	kdf, err := keystore.FastKDFParams(rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	res, err := ca.Init(ctx, st, ca.InitConfig{Name: "ACME Test CA", RootAlgorithm: keystore.ECDSAP256, IntermediateAlgorithm: keystore.ECDSAP256,
-		BaseURL: "http://ca.test:8080", Passphrase: []byte("acme test passphrase"), KDF: kdf, Clock: clk})
-	if err != nil {
-		t.Fatal(err)
-	}
-	st.SetCheckpointer(res.Checkpointer)
 	profiles := ca.DefaultProfiles()
 	if len(val) > 0 {
 		for name, p := range val[0].profiles {
 			profiles[name] = p
 		}
 	}
-	auth, err := ca.New(ctx, ca.Config{Profiles: profiles, BaseURL: "http://ca.test:8080", Clock: clk, Logger: log}, st, res.Keystore)
-	if err != nil {
-		t.Fatal(err)
-	}
+	st, auth := testAuthority(t, profiles)
+	clk := clockwork.NewRealClock()
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	key, err := LoadNonceKey(ctx, st)
 	if err != nil {
 		t.Fatal(err)
@@ -104,6 +86,34 @@ func newTestServer(t *testing.T, cfg Config, val ...testValidation) *testServer 
 		s.Close()
 	})
 	return &testServer{srv: srv, st: st, dir: srv.URL + s.Prefix() + "/directory", auth: auth, acme: s}
+}
+
+// testAuthority is a real authority over a fresh store, with profiles.
+func testAuthority(tb testing.TB, profiles map[string]ca.Profile) (*store.SQLite, *ca.Authority) {
+	tb.Helper()
+	ctx := context.Background()
+	st, err := store.Open(ctx, store.Config{Path: filepath.Join(tb.TempDir(), "sigil.db")})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { st.Close() })
+	clk := clockwork.NewRealClock()
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	kdf, err := keystore.FastKDFParams(rand.Reader)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	res, err := ca.Init(ctx, st, ca.InitConfig{Name: "ACME Test CA", RootAlgorithm: keystore.ECDSAP256, IntermediateAlgorithm: keystore.ECDSAP256,
+		BaseURL: "http://ca.test:8080", Passphrase: []byte("acme test passphrase"), KDF: kdf, Clock: clk})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	st.SetCheckpointer(res.Checkpointer)
+	auth, err := ca.New(ctx, ca.Config{Profiles: profiles, BaseURL: "http://ca.test:8080", Clock: clk, Logger: log}, st, res.Keystore)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return st, auth
 }
 
 func (ts *testServer) client(t *testing.T) *xacme.Client {

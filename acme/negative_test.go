@@ -11,12 +11,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
 	"net/http"
-	"net/http/httptest"
 	"net/url"
-	"path/filepath"
 	"reflect"
 	"slices"
 	"strings"
@@ -29,7 +26,6 @@ import (
 	xacme "golang.org/x/crypto/acme"
 
 	"github.com/sigil-ca/sigil/ca"
-	"github.com/sigil-ca/sigil/ca/keystore"
 	"github.com/sigil-ca/sigil/store"
 )
 
@@ -444,60 +440,7 @@ func TestNegativeReplayedNonce(t *testing.T) {
 // newPolicyTestServer is newTestServer with the given profiles.
 func newPolicyTestServer(t *testing.T, profiles map[string]ca.Profile, cfg Config) *testServer {
 	t.Helper()
-	ctx := context.Background()
-	st, auth := negAuthority(t, profiles)
-	key, err := LoadNonceKey(ctx, st)
-	if err != nil {
-		t.Fatal(err)
-	}
-	clk := clockwork.NewRealClock()
-	nonces, err := NewNonces(key, 15*time.Minute, clk, st)
-	if err != nil {
-		t.Fatal(err)
-	}
-	v, err := NewValidator(ValidationConfig{Timeout: 5 * time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg.Clock, cfg.Logger = clk, slog.New(slog.NewTextHandler(io.Discard, nil))
-	s, err := New(cfg, st, auth, v, nonces)
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := httptest.NewTLSServer(s.Handler())
-	t.Cleanup(func() {
-		srv.Close()
-		s.Close()
-	})
-	return &testServer{srv: srv, st: st, dir: srv.URL + s.Prefix() + "/directory", auth: auth, acme: s}
-}
-
-// negAuthority is a real authority over a fresh store, with profiles.
-func negAuthority(tb testing.TB, profiles map[string]ca.Profile) (*store.SQLite, *ca.Authority) {
-	tb.Helper()
-	ctx := context.Background()
-	st, err := store.Open(ctx, store.Config{Path: filepath.Join(tb.TempDir(), "sigil.db")})
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(func() { st.Close() })
-	clk := clockwork.NewRealClock()
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	kdf, err := keystore.FastKDFParams(rand.Reader)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	res, err := ca.Init(ctx, st, ca.InitConfig{Name: "ACME Policy Test CA", RootAlgorithm: keystore.ECDSAP256, IntermediateAlgorithm: keystore.ECDSAP256,
-		BaseURL: "http://ca.test:8080", Passphrase: []byte("acme test passphrase"), KDF: kdf, Clock: clk})
-	if err != nil {
-		tb.Fatal(err)
-	}
-	st.SetCheckpointer(res.Checkpointer)
-	auth, err := ca.New(ctx, ca.Config{Profiles: profiles, BaseURL: "http://ca.test:8080", Clock: clk, Logger: log}, st, res.Keystore)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	return st, auth
+	return newTestServer(t, cfg, testValidation{profiles: profiles})
 }
 
 // restrictedProfiles has "restricted": tls-server limited to names under

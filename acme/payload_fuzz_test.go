@@ -50,7 +50,7 @@ func FuzzNewOrderPayload(f *testing.F) {
 	} {
 		f.Add([]byte(seed))
 	}
-	_, auth := negAuthority(f, restrictedProfiles())
+	_, auth := testAuthority(f, restrictedProfiles())
 	f.Fuzz(func(t *testing.T, payload []byte) {
 		_, _ = checkNewOrderPayload(t, auth, payload)
 	})
@@ -259,7 +259,7 @@ func checkFinalizePayload(t testing.TB, order []store.ACMEIdentifier, payload []
 // files are accepted, the others refused.
 func TestFuzzPayloadCorpus(t *testing.T) {
 	t.Parallel()
-	_, auth := negAuthority(t, restrictedProfiles())
+	_, auth := testAuthority(t, restrictedProfiles())
 	order, err := normalizeIdentifiers(finalizeFuzzOrder)
 	if err != nil {
 		t.Fatal(err)
