@@ -64,6 +64,15 @@ type ACMEConfig struct {
 	Resolver string `yaml:"resolver"`
 	HTTPPort int    `yaml:"http_port"`
 	TLSPort  int    `yaml:"tls_port"`
+	// RateLimits are per hour; 0 keeps the built-in default, -1 disables.
+	RateLimits ACMERateLimits `yaml:"rate_limits"`
+}
+
+// ACMERateLimits bound how fast one client may use ACME.
+type ACMERateLimits struct {
+	AccountsPerIP    int `yaml:"accounts_per_ip"`
+	OrdersPerAccount int `yaml:"orders_per_account"`
+	OrdersPerDomain  int `yaml:"orders_per_domain"`
 }
 
 // On reports whether the ACME endpoint is served (default yes).
@@ -184,6 +193,12 @@ func (c *Config) Validate() error {
 				errs = append(errs, fmt.Errorf("acme.resolver: %w", err))
 			}
 		}
+		for name, v := range map[string]int{"accounts_per_ip": c.ACME.RateLimits.AccountsPerIP,
+			"orders_per_account": c.ACME.RateLimits.OrdersPerAccount, "orders_per_domain": c.ACME.RateLimits.OrdersPerDomain} {
+			if v < -1 {
+				errs = append(errs, fmt.Errorf("acme.rate_limits.%s %d: use a count per hour, 0 for the default or -1 for none", name, v))
+			}
+		}
 		for name, port := range map[string]int{"acme.http_port": c.ACME.HTTPPort, "acme.tls_port": c.ACME.TLSPort} {
 			if port < 1 || port > 65535 {
 				errs = append(errs, fmt.Errorf("%s %d is not a TCP port", name, port))
@@ -296,6 +311,14 @@ acme:
   http_port: {{.ACME.HTTPPort}}
   # Port tls-alpn-01 validation connects to.
   tls_port: {{.ACME.TLSPort}}
+  # Per-hour limits (0: built-in default of 50 / 3000 / 3000; -1: no limit).
+  rate_limits:
+    # New accounts from one client IP address.
+    accounts_per_ip: {{.ACME.RateLimits.AccountsPerIP}}
+    # New orders by one account.
+    orders_per_account: {{.ACME.RateLimits.OrdersPerAccount}}
+    # New orders naming one registered domain (eTLD+1).
+    orders_per_domain: {{.ACME.RateLimits.OrdersPerDomain}}
 
 log:
   # debug, info, warn or error.

@@ -257,3 +257,17 @@ func FuzzParseConfig(f *testing.F) {
 		}
 	})
 }
+
+func TestParseConfigACMERateLimits(t *testing.T) {
+	t.Parallel()
+	got, err := ParseConfig([]byte("acme:\n  rate_limits:\n    orders_per_account: 10\n    accounts_per_ip: -1\n"), "/etc/sigil")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rl := got.ACME.RateLimits; rl.OrdersPerAccount != 10 || rl.AccountsPerIP != -1 || rl.OrdersPerDomain != 0 {
+		t.Errorf("rate limits %+v", rl)
+	}
+	if _, err := ParseConfig([]byte("acme:\n  rate_limits:\n    orders_per_domain: -2\n"), "/etc/sigil"); err == nil || !strings.Contains(err.Error(), "orders_per_domain") {
+		t.Errorf("orders_per_domain -2 accepted or unclear: %v", err)
+	}
+}

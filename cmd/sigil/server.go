@@ -186,7 +186,9 @@ func newACME(ctx context.Context, cfg *Config, st *store.SQLite, auth *ca.Author
 	for name, p := range cfg.Profiles {
 		offered[name] = fmt.Sprintf("%s, up to %s", strings.Join(p.ExtKeyUsage, "+"), time.Duration(p.MaxValidity))
 	}
-	return acme.New(acme.Config{Profile: cfg.ACME.Profile, Profiles: offered, Clock: clk, Logger: log}, st, auth, v, nonces)
+	rl := acme.RateLimits{AccountsPerIP: cfg.ACME.RateLimits.AccountsPerIP,
+		OrdersPerAccount: cfg.ACME.RateLimits.OrdersPerAccount, OrdersPerDomain: cfg.ACME.RateLimits.OrdersPerDomain}
+	return acme.New(acme.Config{Profile: cfg.ACME.Profile, Profiles: offered, RateLimits: rl, Clock: clk, Logger: log}, st, auth, v, nonces)
 }
 
 func profileNames(m map[string]ca.Profile) []string {
