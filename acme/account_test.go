@@ -213,6 +213,9 @@ func TestNewNonceAndDirectory(t *testing.T) {
 	}
 }
 
+// errPrefix is the ACME error namespace (RFC 8555 §6.7).
+const errPrefix = "urn:ietf:params:acme:error:"
+
 func isProblem(err error, typ string) bool {
 	var e *xacme.Error
 	return errors.As(err, &e) && e.ProblemType == errPrefix+typ

@@ -6,13 +6,11 @@ import (
 	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
-	"io"
 	"net/http"
 	"strings"
 	"testing"
 	"time"
 
-	"go.step.sm/crypto/jose"
 	xacme "golang.org/x/crypto/acme"
 )
 
@@ -63,29 +61,11 @@ func certID(c *x509.Certificate) string {
 // postJSON sends a kid-signed POST with a JSON payload.
 func postJSON(t *testing.T, ts *testServer, key crypto.Signer, kid, url string, payload any) (*http.Response, []byte) {
 	t.Helper()
-	hc := ts.srv.Client()
-	head, err := hc.Head(ts.srv.URL + ts.acme.Prefix() + "/new-nonce")
+	body, err := json.Marshal(payload)
 	if err != nil {
 		t.Fatal(err)
 	}
-	head.Body.Close()
-	signer, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.ES256, Key: key}, &jose.SignerOptions{
-		ExtraHeaders: map[jose.HeaderKey]any{"nonce": head.Header.Get("Replay-Nonce"), "url": url, "kid": kid}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	body, _ := json.Marshal(payload)
-	sig, err := signer.Sign(body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp, err := hc.Post(url, "application/jose+json", strings.NewReader(sig.FullSerialize()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	out, _ := io.ReadAll(resp.Body)
-	return resp, out
+	return postSigned(t, ts, key, kid, url, body)
 }
 
 // TestRenewalInfo: the ARI window sits in the last third of the lifetime,

@@ -16,6 +16,12 @@ import (
 // postAsGet sends a kid-signed POST-as-GET (RFC 8555 §6.3).
 func postAsGet(t *testing.T, ts *testServer, key crypto.Signer, kid, url string) (*http.Response, []byte) {
 	t.Helper()
+	return postSigned(t, ts, key, kid, url, []byte{})
+}
+
+// postSigned sends body as a kid-signed ES256 JWS with a fresh nonce.
+func postSigned(t *testing.T, ts *testServer, key crypto.Signer, kid, url string, body []byte) (*http.Response, []byte) {
+	t.Helper()
 	hc := ts.srv.Client()
 	head, err := hc.Head(ts.srv.URL + ts.acme.Prefix() + "/new-nonce")
 	if err != nil {
@@ -27,7 +33,7 @@ func postAsGet(t *testing.T, ts *testServer, key crypto.Signer, kid, url string)
 	if err != nil {
 		t.Fatal(err)
 	}
-	sig, err := signer.Sign([]byte{})
+	sig, err := signer.Sign(body)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -36,8 +42,8 @@ func postAsGet(t *testing.T, ts *testServer, key crypto.Signer, kid, url string)
 		t.Fatal(err)
 	}
 	defer resp.Body.Close()
-	body, _ := io.ReadAll(resp.Body)
-	return resp, body
+	out, _ := io.ReadAll(resp.Body)
+	return resp, out
 }
 
 func TestListOrders(t *testing.T) {

@@ -139,7 +139,7 @@ func (s *Server) Handler() http.Handler {
 	mux.Handle("POST "+p+"/chall/{id}", s.adapt(s.challenge))
 	mux.Handle("POST "+p+"/cert/{serial}", s.adapt(s.certificate))
 	mux.Handle(p+"/", s.adapt(func(http.ResponseWriter, *http.Request) error {
-		return &Problem{Type: errPrefix + "malformed", Detail: "no such resource", Status: http.StatusNotFound}
+		return Malformed("no such resource").WithStatus(http.StatusNotFound)
 	}))
 	return mux
 }
@@ -228,12 +228,12 @@ func (s *Server) readPost(r *http.Request, allowJWK bool) (*post, error) {
 	if err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
-			return nil, &Problem{Type: errPrefix + "malformed", Detail: fmt.Sprintf("request body larger than %d bytes", mbe.Limit), Status: http.StatusRequestEntityTooLarge}
+			return nil, Malformed("request body larger than %d bytes", mbe.Limit).WithStatus(http.StatusRequestEntityTooLarge)
 		}
 		return nil, Malformed("cannot read request body")
 	}
 	if ct := r.Header.Get("Content-Type"); ct != "application/jose+json" {
-		return nil, &Problem{Type: errPrefix + "malformed", Detail: "Content-Type must be application/jose+json", Status: http.StatusUnsupportedMediaType}
+		return nil, Malformed("Content-Type must be application/jose+json").WithStatus(http.StatusUnsupportedMediaType)
 	}
 	j, err := ParseJWS(body)
 	if err != nil {
@@ -433,15 +433,15 @@ func decodePayload(payload []byte, v any) error {
 // checkContacts accepts mailto: URIs only (RFC 8555 §7.3), with one address each.
 func checkContacts(contacts []string) error {
 	if len(contacts) > 10 {
-		return &Problem{Type: errPrefix + "invalidContact", Detail: "at most 10 contacts", Status: http.StatusBadRequest}
+		return InvalidContact("at most 10 contacts")
 	}
 	for _, c := range contacts {
 		addr, ok := strings.CutPrefix(c, "mailto:")
 		if !ok {
-			return &Problem{Type: errPrefix + "unsupportedContact", Detail: fmt.Sprintf("contact %q is not a mailto: URI", c), Status: http.StatusBadRequest}
+			return UnsupportedContact(fmt.Sprintf("contact %q is not a mailto: URI", c))
 		}
 		if addr == "" || strings.ContainsAny(addr, ",?") || !strings.Contains(addr, "@") {
-			return &Problem{Type: errPrefix + "invalidContact", Detail: fmt.Sprintf("contact %q is not one email address", c), Status: http.StatusBadRequest}
+			return InvalidContact(fmt.Sprintf("contact %q is not one email address", c))
 		}
 	}
 	return nil
@@ -454,9 +454,6 @@ func randomID() (string, error) {
 	}
 	return base64.RawURLEncoding.EncodeToString(b), nil
 }
-
-// errPrefix is the ACME error namespace (RFC 8555 §6.7).
-const errPrefix = "urn:ietf:params:acme:error:"
 
 // profiles lists the profiles newOrder may name, the default included.
 func (s *Server) profiles() map[string]string {

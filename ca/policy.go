@@ -260,6 +260,10 @@ func emailMatch(addr, rule string) bool {
 
 // validDNSName checks RFC 1034 preferred syntax (LDH labels), lower case,
 // with an optional leading "*." when wildcard is true.
+// ValidDNSName reports whether name is a lower-case LDH DNS name (RFC 1034
+// preferred syntax) without a wildcard, as a certificate may carry it.
+func ValidDNSName(name string) error { return validDNSName(name, false) }
+
 func validDNSName(name string, wildcard bool) error {
 	if wildcard && strings.HasPrefix(name, "*.") {
 		name = name[2:]

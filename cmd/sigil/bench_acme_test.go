@@ -1,14 +1,9 @@
 package main
 
 import (
-	"bufio"
-	"bytes"
 	"encoding/json"
 	"net"
-	"net/http"
-	"os/exec"
 	"testing"
-	"time"
 )
 
 // TestBenchACME runs `sigil bench acme` against a real `sigil serve` that
@@ -22,7 +17,7 @@ func TestBenchACME(t *testing.T) {
 		t.Fatal(err)
 	}
 	c := initCA(t)
-	p := benchACMEStartServe(t, c, "--acme-http-port", httpPort)
+	p := startServe(t, c, "--acme-http-port", httpPort)
 
 	stdout, stderr, err := runSigil(t, nil, "bench", "acme",
 		"--directory", p.httpsURL+"/acme/directory", "--ca-file", c.root,
@@ -56,51 +51,4 @@ func TestBenchACME(t *testing.T) {
 	}
 	t.Logf("bench acme: %.1f orders/s, p50 %v, p95 %v, p99 %v, validated %d, reused %d",
 		res.PerSecond, res.P50, res.P95, res.P99, res.Validated, res.Reused)
-}
-
-// benchACMEStartServe starts `sigil serve` with extra flags and waits until
-// /healthz answers.
-func benchACMEStartServe(t testing.TB, c *caDir, extra ...string) *serverProc {
-	t.Helper()
-	httpsAddr, httpAddr := freeAddr(t), freeAddr(t)
-	args := append([]string{"serve", "--config", c.config, "--passphrase-file", c.passphraseFile,
-		"--https-addr", httpsAddr, "--http-addr", httpAddr}, extra...)
-	cmd := exec.Command(sigilBin, args...)
-	p := &serverProc{cmd: cmd, httpsURL: "https://" + httpsAddr, httpURL: "http://" + httpAddr,
-		stderr: &bytes.Buffer{}, done: make(chan error, 1)}
-	cmd.Stderr = p.stderr
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() {
-		sc := bufio.NewScanner(stdout)
-		for sc.Scan() {
-		}
-		p.done <- cmd.Wait()
-	}()
-	t.Cleanup(func() { p.stop(t) })
-	client := c.httpClient(t)
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		resp, err := client.Get(p.httpsURL + "/healthz")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return p
-			}
-		}
-		select {
-		case err := <-p.done:
-			t.Fatalf("sigil serve exited: %v\n%s", err, p.stderr)
-		default:
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("sigil serve not healthy after 30s: %v\n%s", err, p.stderr)
-		}
-		time.Sleep(50 * time.Millisecond) // polling a child process for readiness, not timing behaviour
-	}
 }

@@ -11,7 +11,6 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
-	"strings"
 	"text/template"
 	"time"
 
@@ -158,7 +157,7 @@ func (c *Config) Validate() error {
 		errs = append(errs, fmt.Errorf("external_url %q must be an http(s) URL", c.ExternalURL))
 	}
 	for _, n := range c.HTTPS.Names {
-		if net.ParseIP(n) == nil && !validHostname(n) {
+		if net.ParseIP(n) == nil && ca.ValidDNSName(n) != nil {
 			errs = append(errs, fmt.Errorf("https.names: %q is neither an IP address nor a DNS name", n))
 		}
 	}
@@ -427,22 +426,4 @@ func writeFileAtomic(path string, data []byte, mode os.FileMode) error {
 		d.Close()
 	}
 	return nil
-}
-
-// validHostname accepts lower-case LDH DNS names (RFC 1034 preferred syntax).
-func validHostname(n string) bool {
-	if n == "" || len(n) > 253 {
-		return false
-	}
-	for _, l := range strings.Split(n, ".") {
-		if l == "" || len(l) > 63 || l[0] == '-' || l[len(l)-1] == '-' {
-			return false
-		}
-		for _, c := range l {
-			if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-') {
-				return false
-			}
-		}
-	}
-	return true
 }

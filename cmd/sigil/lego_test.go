@@ -6,7 +6,6 @@ package main
 // on loopback, and sigil validates on the port lego's solver listens on.
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"crypto/x509"
@@ -53,7 +52,7 @@ func TestLegoHTTP01(t *testing.T) {
 		t.Fatal(err)
 	}
 	c := initCA(t)
-	p := legoStartServe(t, c, "--acme-resolver", d.addr, "--acme-http-port", httpPort)
+	p := startServe(t, c, "--acme-resolver", d.addr, "--acme-http-port", httpPort)
 
 	dir := t.TempDir()
 	base := []string{
@@ -207,52 +206,6 @@ func legoCheckRecord(t *testing.T, p *serverProc, c *caDir, cert *x509.Certifica
 		return
 	}
 	t.Fatalf("certificate %s is not in the record for name=%s (%d records)", serial, legoDomain, len(list.Certificates))
-}
-
-// legoStartServe is startServe with extra arguments for `sigil serve`.
-func legoStartServe(t testing.TB, c *caDir, extra ...string) *serverProc {
-	t.Helper()
-	httpsAddr, httpAddr := freeAddr(t), freeAddr(t)
-	args := append([]string{"serve", "--config", c.config, "--passphrase-file", c.passphraseFile,
-		"--https-addr", httpsAddr, "--http-addr", httpAddr}, extra...)
-	cmd := exec.Command(sigilBin, args...)
-	p := &serverProc{cmd: cmd, httpsURL: "https://" + httpsAddr, httpURL: "http://" + httpAddr,
-		stderr: &bytes.Buffer{}, done: make(chan error, 1)}
-	cmd.Stderr = p.stderr
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() {
-		sc := bufio.NewScanner(stdout)
-		for sc.Scan() {
-		}
-		p.done <- cmd.Wait()
-	}()
-	t.Cleanup(func() { p.stop(t) })
-	client := c.httpClient(t)
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		resp, err := client.Get(p.httpsURL + "/healthz")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return p
-			}
-		}
-		select {
-		case err := <-p.done:
-			t.Fatalf("sigil serve exited: %v\n%s", err, p.stderr)
-		default:
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("sigil serve not healthy after 30s: %v\n%s", err, p.stderr)
-		}
-		time.Sleep(50 * time.Millisecond) // polling a child process for readiness, not timing behaviour
-	}
 }
 
 // legoDNS is a minimal authoritative DNS server on 127.0.0.1 (UDP): A

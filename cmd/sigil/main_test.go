@@ -113,13 +113,14 @@ type serverProc struct {
 	done     chan error
 }
 
-// startServe starts `sigil serve` and waits until /healthz answers.
-func startServe(t testing.TB, c *caDir, env ...string) *serverProc {
+// startServe starts `sigil serve` on fresh ports, with extra flags if
+// given, and waits until /healthz answers.
+func startServe(t testing.TB, c *caDir, extra ...string) *serverProc {
 	t.Helper()
 	httpsAddr, httpAddr := freeAddr(t), freeAddr(t)
-	cmd := exec.Command(sigilBin, "serve", "--config", c.config, "--passphrase-file", c.passphraseFile,
-		"--https-addr", httpsAddr, "--http-addr", httpAddr)
-	cmd.Env = append(os.Environ(), env...)
+	args := append([]string{"serve", "--config", c.config, "--passphrase-file", c.passphraseFile,
+		"--https-addr", httpsAddr, "--http-addr", httpAddr}, extra...)
+	cmd := exec.Command(sigilBin, args...)
 	p := &serverProc{cmd: cmd, httpsURL: "https://" + httpsAddr, httpURL: "http://" + httpAddr,
 		stderr: &bytes.Buffer{}, done: make(chan error, 1)}
 	cmd.Stderr = p.stderr
