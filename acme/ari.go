@@ -2,6 +2,7 @@ package acme
 
 import (
 	"bytes"
+	"crypto/x509"
 	"encoding/base64"
 	"errors"
 	"fmt"
@@ -15,7 +16,8 @@ import (
 )
 
 // ARI (RFC 9773): clients ask when to renew; the server answers with a
-// window, pulled forward when the certificate is revoked.
+// window, pulled forward when the certificate is revoked or its issuer is no
+// longer the one issuing.
 
 // ariRetryAfter is how often clients should ask again (RFC 9773 §4.3).
 const ariRetryAfter = 6 * time.Hour
@@ -39,35 +41,51 @@ func parseCertID(id string) (aki []byte, serial string, err error) {
 	return aki, ca.SerialString(n), nil
 }
 
-// lookupCertID finds the certificate an ARI identifier names.
+// lookupCertID finds the certificate an ARI identifier names. The AKI is
+// checked against the certificate itself, so certificates of an issuer that
+// has since been rotated out are still found.
 func (s *Server) lookupCertID(r *http.Request, id string) (store.CertRecord, error) {
 	aki, serial, err := parseCertID(id)
 	if err != nil {
 		return store.CertRecord{}, err
 	}
-	if !bytes.Equal(aki, s.ca.Intermediate().Cert.SubjectKeyId) {
-		return store.CertRecord{}, Malformed("no certificate with that identifier").WithStatus(http.StatusNotFound)
-	}
+	notFound := Malformed("no certificate with that identifier").WithStatus(http.StatusNotFound)
 	rec, err := s.ca.Certificate(r.Context(), serial)
 	if err != nil {
 		var ce *ca.Error
 		if errors.As(err, &ce) && ce.Kind == ca.NotFound {
-			return store.CertRecord{}, Malformed("no certificate with that identifier").WithStatus(http.StatusNotFound)
+			return store.CertRecord{}, notFound
 		}
 		return store.CertRecord{}, err
+	}
+	cert, err := x509.ParseCertificate(rec.DER)
+	if err != nil {
+		return store.CertRecord{}, fmt.Errorf("parse recorded certificate %s: %w", serial, err)
+	}
+	if !bytes.Equal(aki, cert.AuthorityKeyId) {
+		return store.CertRecord{}, notFound
 	}
 	return rec, nil
 }
 
 // renewalWindow suggests renewing in the last third of the lifetime, in a
-// window a sixth of it wide; a revoked certificate should be renewed now.
-func renewalWindow(rec store.CertRecord, now time.Time) (time.Time, time.Time) {
+// window a sixth of it wide. A revoked certificate should be renewed now
+// (a window already past); one whose issuer has been rotated out, soon (a
+// window starting now, a twelfth of the lifetime wide, ending before expiry).
+func renewalWindow(rec store.CertRecord, currentIssuer string, now time.Time) (time.Time, time.Time) {
 	if !rec.RevokedAt.IsZero() {
 		return now.Add(-time.Hour), now
 	}
 	life := rec.NotAfter.Sub(rec.NotBefore)
 	start := rec.NotAfter.Add(-life / 3)
-	return start, start.Add(life / 6)
+	end := start.Add(life / 6)
+	if rec.IssuerID != currentIssuer && now.Before(start) {
+		if soon := now.Add(life / 12); soon.Before(end) {
+			end = soon
+		}
+		start = now
+	}
+	return start, end
 }
 
 func (s *Server) renewalInfo(w http.ResponseWriter, r *http.Request) error {
@@ -75,7 +93,7 @@ func (s *Server) renewalInfo(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	start, end := renewalWindow(rec, s.clk.Now().UTC())
+	start, end := renewalWindow(rec, s.ca.Intermediate().ID, s.clk.Now().UTC())
 	w.Header().Set("Retry-After", fmt.Sprint(int(ariRetryAfter.Seconds())))
 	return writeJSON(w, http.StatusOK, map[string]any{
 		"suggestedWindow": map[string]string{"start": start.Format(time.RFC3339), "end": end.Format(time.RFC3339)},

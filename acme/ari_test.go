@@ -6,11 +6,13 @@ import (
 	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/sigil-ca/sigil/store"
 	xacme "golang.org/x/crypto/acme"
 )
 
@@ -129,5 +131,68 @@ func TestRenewalInfo(t *testing.T) {
 	}
 	if orders, _, _ := ts.st.ACMEOrders(ctx, lastSegment(otherAcct.URI), "", 10); len(orders) != 0 {
 		t.Errorf("the refused order was stored")
+	}
+
+	// Finalizing the replacing order links the new certificate to the old
+	// one in the record; after that, the old one cannot be replaced again.
+	var ov struct {
+		Status   string `json:"status"`
+		Finalize string `json:"finalize"`
+	}
+	if err := json.Unmarshal(fetchOrder(t, r1, ts, c, acct.URI), &ov); err != nil || ov.Status != "ready" {
+		t.Fatalf("replacing order: %+v %v (the authorization should be reused)", ov, err)
+	}
+	chain, _, err := c.CreateOrderCert(ctx, ov.Finalize, ipCSR(t, "127.0.0.1"), false)
+	if err != nil {
+		t.Fatalf("finalize replacing order: %v", err)
+	}
+	renewed, err := x509.ParseCertificate(chain[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec, err := ts.st.Certificate(ctx, fmt.Sprintf("%x", renewed.SerialNumber))
+	if err != nil || rec.Replaces != fmt.Sprintf("%x", leaf.SerialNumber) {
+		t.Errorf("renewed record replaces %q (%v), want %x", rec.Replaces, err, leaf.SerialNumber)
+	}
+	r3, body := postJSON(t, ts, c.Key, acct.URI, newOrderURL, map[string]any{
+		"identifiers": []map[string]string{{"type": "ip", "value": "127.0.0.1"}}, "replaces": certID(leaf)})
+	if r3.StatusCode != http.StatusConflict || !strings.Contains(string(body), "alreadyReplaced") {
+		t.Errorf("replacing a replaced certificate: %d %s", r3.StatusCode, body)
+	}
+}
+
+// fetchOrder fetches the order at r's Location with POST-as-GET.
+func fetchOrder(t *testing.T, r *http.Response, ts *testServer, c *xacme.Client, kid string) []byte {
+	t.Helper()
+	_, body := postAsGet(t, ts, c.Key, kid, r.Header.Get("Location"))
+	return body
+}
+
+func TestRenewalWindow(t *testing.T) {
+	nb := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	rec := store.CertRecord{IssuerID: "int-1", NotBefore: nb, NotAfter: nb.Add(90 * 24 * time.Hour)}
+	day := 24 * time.Hour
+	tests := []struct {
+		name               string
+		rec                func(store.CertRecord) store.CertRecord
+		issuer             string
+		now                time.Time
+		wantStart, wantEnd time.Time
+	}{
+		{"current issuer", nil, "int-1", nb.Add(day), nb.Add(60 * day), nb.Add(75 * day)},
+		{"issuer rotated", nil, "int-2", nb.Add(10 * day), nb.Add(10 * day), nb.Add(10*day + 90*day/12)},
+		{"issuer rotated, already in window", nil, "int-2", nb.Add(70 * day), nb.Add(60 * day), nb.Add(75 * day)},
+		{"revoked", func(r store.CertRecord) store.CertRecord { r.RevokedAt = nb.Add(day); return r }, "int-1",
+			nb.Add(2 * day), nb.Add(2*day - time.Hour), nb.Add(2 * day)},
+	}
+	for _, tt := range tests {
+		r := rec
+		if tt.rec != nil {
+			r = tt.rec(r)
+		}
+		start, end := renewalWindow(r, tt.issuer, tt.now)
+		if !start.Equal(tt.wantStart) || !end.Equal(tt.wantEnd) {
+			t.Errorf("%s: window %v..%v, want %v..%v", tt.name, start, end, tt.wantStart, tt.wantEnd)
+		}
 	}
 }

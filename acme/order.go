@@ -189,6 +189,13 @@ func (s *Server) newOrder(w http.ResponseWriter, r *http.Request) error {
 		if old.Requester != acct.Requester {
 			return Unauthorized("the replaced certificate was not issued to this account")
 		}
+		// RFC 9773 §5: a certificate is replaced once.
+		switch by, err := s.st.CertificateReplacing(r.Context(), old.Serial); {
+		case err == nil:
+			return AlreadyReplaced(fmt.Sprintf("certificate %s was already replaced by %s", old.Serial, by.Serial))
+		case !errors.Is(err, store.ErrNotFound):
+			return fmt.Errorf("find replacement: %w", err)
+		}
 	}
 	now := s.clk.Now().UTC()
 	order := store.ACMEOrder{AccountID: acct.ID, Endpoint: s.cfg.Name, Status: "pending", Identifiers: ids,
@@ -378,12 +385,19 @@ func (s *Server) finalize(w http.ResponseWriter, r *http.Request) error {
 	if err := csrMatchesOrder(csr, o.Identifiers); err != nil {
 		return err
 	}
+	var replaces string
+	if o.Replaces != "" {
+		if _, replaces, err = parseCertID(o.Replaces); err != nil {
+			return fmt.Errorf("order %s replaces %q: %w", o.ID, o.Replaces, err)
+		}
+	}
 	now := s.clk.Now().UTC()
 	o.Status, o.Updated = "processing", now
 	if err := s.st.WithTx(r.Context(), func(tx store.Tx) error { return tx.UpdateACMEOrder(o) }); err != nil {
 		return fmt.Errorf("update order: %w", err)
 	}
-	iss, signErr := s.ca.Sign(r.Context(), ca.SignRequest{CSR: csr, Profile: o.Profile, Requester: p.account.Requester, Channel: ca.ChannelACME})
+	iss, signErr := s.ca.Sign(r.Context(), ca.SignRequest{CSR: csr, Profile: o.Profile, Requester: p.account.Requester,
+		Channel: ca.ChannelACME, Replaces: replaces})
 	now = s.clk.Now().UTC()
 	o.Updated = now
 	if signErr != nil {

@@ -32,6 +32,8 @@ type Store interface {
 	ACMEAuthz(ctx context.Context, id string) (store.ACMEAuthz, error)
 	ACMEChallenge(ctx context.Context, id string) (store.ACMEChallenge, error)
 	ACMEReusableAuthz(ctx context.Context, accountID string, id store.ACMEIdentifier, wildcard bool, now time.Time) (store.ACMEAuthz, error)
+	CertificateReplacing(ctx context.Context, serial string) (store.CertRecord, error)
+	EABKey(ctx context.Context, id string) (store.EABKey, error)
 }
 
 // Config configures one ACME endpoint.

@@ -45,6 +45,8 @@ type KeyUnwrapper interface {
 type KeyManager interface {
 	KeyUnwrapper
 	Rewrap(ctx context.Context, actor string, currentPassphrase, newPassphrase []byte, params keystore.KDFParams) (string, int, error)
+	GenerateSecret(purpose, algorithm string, size int) ([]byte, store.KeyRecord, error)
+	UnwrapSecret(ctx context.Context, keyID, actor string) ([]byte, error)
 }
 
 // Config configures an Authority.
@@ -213,6 +215,9 @@ type SignRequest struct {
 	Channel   string        // ChannelAPI, ChannelCLI, ...
 	// AllowedProfiles, when non-nil, limits which profiles the requester may use.
 	AllowedProfiles []string
+	// Replaces is the serial of the certificate this one renews, recorded to
+	// link the two (RFC 9773); "" for none. The caller checks it may.
+	Replaces string
 }
 
 // Issued is a recorded certificate and the chain to return with it.
@@ -346,6 +351,7 @@ func (a *Authority) sign(ctx context.Context, req SignRequest, prof *Profile) (*
 		Channel:      req.Channel,
 		DER:          der,
 		Created:      now,
+		Replaces:     req.Replaces,
 	}
 	touch := a.touchDue(now)
 	err = a.st.WithTx(ctx, func(tx store.Tx) error {
@@ -360,7 +366,7 @@ func (a *Authority) sign(ctx context.Context, req SignRequest, prof *Profile) (*
 			Detail: map[string]string{
 				"issuer": rec.IssuerID, "profile": rec.Profile, "channel": rec.Channel,
 				"subject": rec.Subject, "sans": strings.Join(rec.SANs, ","),
-				"not_after": rec.NotAfter.Format(time.RFC3339),
+				"not_after": rec.NotAfter.Format(time.RFC3339), "replaces": rec.Replaces,
 			},
 		}); err != nil {
 			return err

@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"log/slog"
 	"strconv"
 	"strings"
 	"time"
@@ -76,23 +75,18 @@ type ACMEAuthz struct {
 	Challenges []ACMEChallenge // in the order they were inserted
 }
 
-// EABKey is an external account binding key (RFC 8555 §7.3.4). HMACKey is
-// stored as given: callers pass it already encrypted or hashed, as they decide.
+// EABKey is an external account binding key (RFC 8555 §7.3.4). Its HMAC
+// secret is not here: it is a key in the keys table with the same id,
+// envelope-encrypted like every other key.
 type EABKey struct {
 	ID        string
 	Endpoint  string
-	HMACKey   []byte
 	Requester string // identity recorded on certificates of the account it binds
 	Created   time.Time
 	Used      time.Time // zero until an account is bound with it
 	Revoked   time.Time // zero unless revoked
 }
 
-// LogValue implements slog.LogValuer; the HMAC key is never logged.
-func (k EABKey) LogValue() slog.Value {
-	return slog.GroupValue(slog.String("id", k.ID), slog.String("endpoint", k.Endpoint),
-		slog.String("requester", k.Requester), slog.String("hmac_key", "REDACTED"))
-}
 
 // acmeValid is the status of an authorization that may be reused.
 const acmeValid = "valid"
@@ -115,8 +109,8 @@ const (
 	qUpdateACMEChallenge = "UPDATE acme_challenges SET status = ?, validated = ?, error = ? WHERE id = ?"
 	qUseNonce            = "INSERT INTO acme_nonces (nonce, expires) VALUES (?, ?)"
 	qPurgeNonces         = "DELETE FROM acme_nonces WHERE expires < ?"
-	qInsertEABKey        = `INSERT INTO acme_eab_keys (id, endpoint, hmac_key, requester, created, used, revoked)
-		VALUES (?, ?, ?, ?, ?, ?, ?)`
+	qInsertEABKey        = `INSERT INTO acme_eab_keys (id, endpoint, requester, created, used, revoked)
+		VALUES (?, ?, ?, ?, ?, ?)`
 	qMarkEABKeyUsed = "UPDATE acme_eab_keys SET used = ? WHERE id = ? AND used = 0 AND revoked = 0"
 )
 
@@ -371,8 +365,8 @@ func (s *SQLite) EABKey(ctx context.Context, id string) (EABKey, error) {
 	var k EABKey
 	var created, used, revoked int64
 	err := s.read.QueryRowContext(ctx,
-		"SELECT id, endpoint, hmac_key, requester, created, used, revoked FROM acme_eab_keys WHERE id = ?", id).
-		Scan(&k.ID, &k.Endpoint, &k.HMACKey, &k.Requester, &created, &used, &revoked)
+		"SELECT id, endpoint, requester, created, used, revoked FROM acme_eab_keys WHERE id = ?", id).
+		Scan(&k.ID, &k.Endpoint, &k.Requester, &created, &used, &revoked)
 	if err != nil {
 		return EABKey{}, notFound(err, "eab key "+id)
 	}
@@ -485,7 +479,7 @@ func (t *sqliteTx) PurgeNonces(before time.Time) (int64, error) {
 }
 
 func (t *sqliteTx) InsertEABKey(k EABKey) error {
-	_, err := t.exec("insert eab key", qInsertEABKey, k.ID, k.Endpoint, k.HMACKey, k.Requester, nanos(k.Created),
+	_, err := t.exec("insert eab key", qInsertEABKey, k.ID, k.Endpoint, k.Requester, nanos(k.Created),
 		nanos(k.Used), nanos(k.Revoked))
 	return err
 }

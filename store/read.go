@@ -132,14 +132,14 @@ func (s *SQLite) Issuers(ctx context.Context) ([]IssuerRecord, error) {
 }
 
 const certColumns = `id, issuer_id, serial, subject, sans, not_before, not_after, key_algorithm, profile, requester,
-	channel, der, created, revoked_at, revoke_reason`
+	channel, der, created, revoked_at, revoke_reason, replaces`
 
 func scanCert(sc interface{ Scan(...any) error }) (CertRecord, error) {
 	var c CertRecord
 	var sans string
 	var nb, na, created, revoked int64
 	err := sc.Scan(&c.ID, &c.IssuerID, &c.Serial, &c.Subject, &sans, &nb, &na, &c.KeyAlgorithm, &c.Profile,
-		&c.Requester, &c.Channel, &c.DER, &created, &revoked, &c.RevokeReason)
+		&c.Requester, &c.Channel, &c.DER, &created, &revoked, &c.RevokeReason, &c.Replaces)
 	if err != nil {
 		return CertRecord{}, err
 	}
@@ -153,6 +153,15 @@ func (s *SQLite) Certificate(ctx context.Context, serial string) (CertRecord, er
 	c, err := scanCert(s.read.QueryRowContext(ctx, "SELECT "+certColumns+" FROM certificates WHERE serial = ? ORDER BY id LIMIT 1", serial))
 	if err != nil {
 		return CertRecord{}, notFound(err, "certificate "+serial)
+	}
+	return c, nil
+}
+
+// CertificateReplacing implements Store.
+func (s *SQLite) CertificateReplacing(ctx context.Context, serial string) (CertRecord, error) {
+	c, err := scanCert(s.read.QueryRowContext(ctx, "SELECT "+certColumns+" FROM certificates WHERE replaces = ? ORDER BY id LIMIT 1", serial))
+	if err != nil {
+		return CertRecord{}, notFound(err, "certificate replacing "+serial)
 	}
 	return c, nil
 }

@@ -82,6 +82,9 @@ type CertRecord struct {
 	Created      time.Time
 	RevokedAt    time.Time
 	RevokeReason int
+	// Replaces is the serial of the certificate this one renews (RFC 9773
+	// "replaces"), or "".
+	Replaces string
 }
 
 // TokenRecord is an API token; only a hash of its secret is kept.
@@ -150,6 +153,9 @@ type Store interface {
 
 	// Certificate returns the certificate with serial (any issuer); ErrNotFound if none.
 	Certificate(ctx context.Context, serial string) (CertRecord, error)
+	// CertificateReplacing returns the first certificate recorded as
+	// replacing serial (RFC 9773); ErrNotFound if none.
+	CertificateReplacing(ctx context.Context, serial string) (CertRecord, error)
 	// Certificates returns matches newest first and the cursor of the next page (0: no more).
 	Certificates(ctx context.Context, f CertFilter) ([]CertRecord, int64, error)
 
@@ -281,7 +287,7 @@ type Tx interface {
 	// before and returns how many it deleted.
 	PurgeNonces(before time.Time) (int64, error)
 	// InsertEABKey inserts a new external account binding key; ErrDuplicate
-	// if the id exists. HMACKey is stored exactly as given.
+	// if the id exists. Its secret is inserted separately, as a key.
 	InsertEABKey(k EABKey) error
 	// MarkEABKeyUsed records that the key with id bound an account at at (not
 	// zero), so that it binds no other; ErrNotFound if no such key exists or

@@ -765,3 +765,24 @@ func TestOpenReadOnly(t *testing.T) {
 		}
 	})
 }
+
+func TestCertificateReplacing(t *testing.T) {
+	t.Parallel()
+	s := openTest(t, Config{})
+	ctx := context.Background()
+	seedIssuers(t, s, "int-a")
+	old, renewed := testCert("int-a", "01d"), testCert("int-a", "2e3")
+	renewed.Replaces = old.Serial
+	mustTx(t, s, func(tx Tx) error { return tx.InsertCertificate(&old) })
+	if _, err := s.CertificateReplacing(ctx, old.Serial); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("CertificateReplacing before renewal = %v, want ErrNotFound", err)
+	}
+	mustTx(t, s, func(tx Tx) error { return tx.InsertCertificate(&renewed) })
+	got, err := s.CertificateReplacing(ctx, old.Serial)
+	if err != nil || !reflect.DeepEqual(got, renewed) {
+		t.Fatalf("CertificateReplacing = %+v, %v; want %+v", got, err, renewed)
+	}
+	if got, err := s.Certificate(ctx, renewed.Serial); err != nil || got.Replaces != old.Serial {
+		t.Errorf("Certificate(%s).Replaces = %q, %v; want %q", renewed.Serial, got.Replaces, err, old.Serial)
+	}
+}

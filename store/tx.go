@@ -23,7 +23,7 @@ const (
 	qTouchKey          = "UPDATE keys SET last_used = ? WHERE id = ? AND last_used < ?"
 	qInsertIssuer      = "INSERT INTO issuers (id, kind, parent_id, key_id, cert_der, state, created) VALUES (?, ?, ?, ?, ?, ?, ?)"
 	qInsertCertificate = `INSERT INTO certificates (issuer_id, serial, subject, sans, not_before, not_after,
-		key_algorithm, profile, requester, channel, der, created) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
+		key_algorithm, profile, requester, channel, der, created, replaces) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
 	qInsertToken = `INSERT INTO tokens (id, secret_hash, role, profiles, description, created, expires, revoked)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?)`
 	qRevokeToken = "UPDATE tokens SET revoked = ? WHERE id = ? AND revoked = 0"
@@ -130,7 +130,7 @@ func (t *sqliteTx) InsertIssuer(i IssuerRecord) error {
 func (t *sqliteTx) InsertCertificate(c *CertRecord) error {
 	res, err := t.exec("insert certificate", qInsertCertificate,
 		c.IssuerID, c.Serial, c.Subject, joinSANs(c.SANs), nanos(c.NotBefore), nanos(c.NotAfter),
-		c.KeyAlgorithm, c.Profile, c.Requester, c.Channel, c.DER, nanos(c.Created))
+		c.KeyAlgorithm, c.Profile, c.Requester, c.Channel, c.DER, nanos(c.Created), c.Replaces)
 	if err != nil {
 		return err
 	}
