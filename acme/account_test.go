@@ -76,6 +76,9 @@ func newTestServer(t *testing.T, cfg Config, val ...testValidation) *testServer 
 	if cfg.Profile == "" {
 		cfg.Profile = "tls-server"
 	}
+	if cfg.CAAVerifier == nil {
+		cfg.CAA = CAAOff
+	}
 	s, err := New(cfg, st, auth, v, nonces)
 	if err != nil {
 		t.Fatal(err)

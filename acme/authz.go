@@ -68,7 +68,7 @@ func (s *Server) loadAuthz(ctx context.Context, acct *store.ACMEAccount, id stri
 	}
 	if (az.Status == "pending" || az.Status == "valid") && s.clk.Now().After(az.Expires) {
 		az.Status = "expired"
-		if err := s.st.WithTx(ctx, func(tx store.Tx) error { return tx.UpdateACMEAuthz(az.ID, az.Status) }); err != nil {
+		if err := s.st.WithTx(ctx, func(tx store.Tx) error { return tx.UpdateACMEAuthz(az.ID, az.Status, az.Expires) }); err != nil {
 			return store.ACMEAuthz{}, fmt.Errorf("expire authorization: %w", err)
 		}
 	}
@@ -99,7 +99,7 @@ func (s *Server) authz(w http.ResponseWriter, r *http.Request) error {
 		}
 		az.Status = "deactivated"
 		err := s.st.WithTx(r.Context(), func(tx store.Tx) error {
-			if err := tx.UpdateACMEAuthz(az.ID, az.Status); err != nil {
+			if err := tx.UpdateACMEAuthz(az.ID, az.Status, az.Expires); err != nil {
 				return err
 			}
 			return s.auditTx(tx, p.account, "acme.authz.deactivated", az.ID, map[string]string{"identifier": az.Identifier.Value})
@@ -155,10 +155,11 @@ func (s *Server) challenge(w http.ResponseWriter, r *http.Request) error {
 	}
 	s.validations.Add(1)
 	done := make(chan struct{})
+	acctURL := s.url(r, "/acct/"+p.account.ID)
 	go func() {
 		defer s.validations.Done()
 		defer close(done)
-		s.validate(*p.account, az, c, keyAuth)
+		s.validate(*p.account, acctURL, az, c, keyAuth)
 	}()
 	// Most validations finish in milliseconds: answering with the outcome
 	// spares the client a Retry-After round (RFC 8555 §7.5.1 allows either).
@@ -178,26 +179,20 @@ func (s *Server) challenge(w http.ResponseWriter, r *http.Request) error {
 
 // validate checks one challenge and records the outcome on the challenge and
 // its authorization. It runs detached from the request that started it.
-func (s *Server) validate(acct store.ACMEAccount, az store.ACMEAuthz, c store.ACMEChallenge, keyAuth string) {
+func (s *Server) validate(acct store.ACMEAccount, acctURL string, az store.ACMEAuthz, c store.ACMEChallenge, keyAuth string) {
 	s.sem <- struct{}{}
 	defer func() { <-s.sem }()
 	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.ValidationTimeout)
 	defer cancel()
-	id := Identifier{Type: az.Identifier.Type, Value: az.Identifier.Value}
-	var err error
-	switch c.Type {
-	case "http-01":
-		err = s.challenger.HTTP01(ctx, id, c.Token, keyAuth)
-	case "tls-alpn-01":
-		err = s.challenger.TLSALPN01(ctx, id, keyAuth)
-	case "dns-01":
-		err = s.challenger.DNS01(ctx, az.Identifier.Value, keyAuth)
-	default:
-		err = Malformed("unknown challenge type %q", c.Type)
-	}
+	err := s.check(ctx, acctURL, az, c, keyAuth)
 	now := s.clk.Now().UTC()
 	if err == nil {
 		c.Status, c.Validated, az.Status = "valid", now, "valid"
+		// A proven authorization lives for the reuse window, and at least
+		// as long as it had left for the order that asked for it.
+		if exp := now.Add(s.cfg.AuthzReuse); exp.After(az.Expires) {
+			az.Expires = exp
+		}
 	} else {
 		prob := FromError(err)
 		c.Status, az.Status = "invalid", "invalid"
@@ -207,7 +202,7 @@ func (s *Server) validate(acct store.ACMEAccount, az store.ACMEAuthz, c store.AC
 		if err := tx.UpdateACMEChallenge(c); err != nil {
 			return err
 		}
-		if err := tx.UpdateACMEAuthz(az.ID, az.Status); err != nil {
+		if err := tx.UpdateACMEAuthz(az.ID, az.Status, az.Expires); err != nil {
 			return err
 		}
 		detail := map[string]string{"type": c.Type, "identifier": az.Identifier.Value, "status": c.Status}
@@ -219,6 +214,62 @@ func (s *Server) validate(acct store.ACMEAccount, az store.ACMEAuthz, c store.AC
 	if werr != nil {
 		s.log.Error("record challenge result", "challenge", c.ID, "error", werr)
 	}
+}
+
+// check runs one challenge, retrying network failures (the target or its
+// DNS may be coming up) up to ValidationRetries times within ctx, then
+// checks CAA for a DNS identifier.
+func (s *Server) check(ctx context.Context, acctURL string, az store.ACMEAuthz, c store.ACMEChallenge, keyAuth string) error {
+	id := Identifier{Type: az.Identifier.Type, Value: az.Identifier.Value}
+	for attempt := 0; ; attempt++ {
+		var err error
+		switch c.Type {
+		case "http-01":
+			err = s.challenger.HTTP01(ctx, id, c.Token, keyAuth)
+		case "tls-alpn-01":
+			err = s.challenger.TLSALPN01(ctx, id, keyAuth)
+		case "dns-01":
+			err = s.challenger.DNS01(ctx, az.Identifier.Value, keyAuth)
+		default:
+			return Malformed("unknown challenge type %q", c.Type)
+		}
+		if err == nil {
+			break
+		}
+		if attempt >= s.cfg.ValidationRetries || !retryable(err) {
+			return err
+		}
+		select {
+		case <-s.clk.After(time.Duration(attempt+1) * time.Second):
+		case <-ctx.Done():
+			return err
+		}
+	}
+	if id.Type != "dns" || !s.wantCAA(id.Value) {
+		return nil
+	}
+	return s.cfg.CAAVerifier.Check(ctx, id.Value, az.Wildcard, CAAParams{AccountURI: acctURL, Method: c.Type})
+}
+
+// retryable reports whether a failed validation may succeed if tried again
+// soon: a network failure, not a wrong or missing answer.
+func retryable(err error) bool {
+	switch FromError(err).Type {
+	case TypeConnection, TypeDNS, TypeTLS:
+		return true
+	}
+	return false
+}
+
+// wantCAA reports whether name gets a CAA check under the endpoint's mode.
+func (s *Server) wantCAA(name string) bool {
+	switch s.cfg.CAA {
+	case CAAOn:
+		return true
+	case CAAAuto:
+		return PublicLooking(name)
+	}
+	return false
 }
 
 // Close waits for validations in flight.

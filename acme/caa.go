@@ -22,7 +22,7 @@ import (
 type CAAConfig struct {
 	// Identities are the issuer domain names this CA answers to in CAA
 	// "issue" and "issuewild" values (e.g. "sigil.internal"), compared
-	// case-insensitively. At least one is required.
+	// case-insensitively.
 	Identities []string
 	// Resolver is the "host:port" of the recursive resolver every CAA query
 	// goes to. Empty means the name servers in /etc/resolv.conf, read at
@@ -73,13 +73,11 @@ type CAAChecker struct {
 }
 
 // NewCAAChecker checks cfg, fills in its defaults and returns a CAAChecker.
-// It fails when cfg names no identity, an identity that is not an issuer
-// domain name (RFC 8659 §4.2: LDH labels, no trailing dot), a resolver
+// With no identity, no issue or issuewild value authorizes this CA: only
+// names without a relevant one pass. It fails for an identity that is not
+// an issuer domain name (RFC 8659 §4.2: LDH labels, no trailing dot), a resolver
 // that is not host:port, or a negative timeout.
 func NewCAAChecker(cfg CAAConfig) (*CAAChecker, error) {
-	if len(cfg.Identities) == 0 {
-		return nil, errors.New("acme caa: no issuer identity configured")
-	}
 	ids := make([]string, 0, len(cfg.Identities))
 	for _, id := range cfg.Identities {
 		if !validIssuerDomain(id) {

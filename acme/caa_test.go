@@ -415,7 +415,7 @@ func TestNewCAAChecker(t *testing.T) {
 	}{
 		{name: "minimal", cfg: CAAConfig{Identities: []string{"sigil.internal"}}},
 		{name: "full", cfg: CAAConfig{Identities: []string{"Sigil.Internal", "ca.example.com"}, Resolver: "[::1]:53", Timeout: time.Second}},
-		{name: "no identity", cfg: CAAConfig{}, wantErr: "no issuer identity"},
+		{name: "no identity", cfg: CAAConfig{}},
 		{name: "bad identity", cfg: CAAConfig{Identities: []string{"ca example"}}, wantErr: `identity "ca example"`},
 		{name: "wildcard identity", cfg: CAAConfig{Identities: []string{"*.sigil.internal"}}, wantErr: "not an issuer domain name"},
 		{name: "trailing dot identity", cfg: CAAConfig{Identities: []string{"sigil.internal."}}, wantErr: "not an issuer domain name"},
@@ -671,5 +671,24 @@ func TestCAAProblemIsProblem(t *testing.T) {
 	}
 	if got := FromError(err); got.Type != TypeCAA || got.Status != 403 {
 		t.Errorf("FromError = %s %d, want %s 403", got.Type, got.Status, TypeCAA)
+	}
+}
+
+// TestCAANoIdentity: a CA with no CAA identity passes only names whose
+// records do not restrict issuance.
+func TestCAANoIdentity(t *testing.T) {
+	t.Parallel()
+	srv := startCAADNS(t)
+	srv.SetCAA(t, "restricted.test", `0 issue "ca.sigil.test"`)
+	srv.SetCAA(t, "reporting.test", `0 iodef "mailto:sec@reporting.test"`)
+	c := newTestCAAChecker(t, CAAConfig{Resolver: srv.Addr(), Timeout: 5 * time.Second})
+	ctx := context.Background()
+	for _, name := range []string{"free.test", "www.reporting.test"} {
+		if err := c.Check(ctx, name, false, CAAParams{}); err != nil {
+			t.Errorf("Check(%s) = %v, want nil", name, err)
+		}
+	}
+	if err := c.Check(ctx, "www.restricted.test", false, CAAParams{}); FromError(err).Type != TypeCAA {
+		t.Errorf("Check(www.restricted.test) = %v, want a caa problem", err)
 	}
 }

@@ -25,6 +25,8 @@ type Authority interface {
 	CheckNames(profile string, dns []string, ips []net.IP) error
 	Certificate(ctx context.Context, serial string) (store.CertRecord, error)
 	Intermediate() ca.Issuer
+	NewHMACSecret(ctx context.Context, purpose, actor string, inTx func(tx store.Tx, rec store.KeyRecord) error) ([]byte, store.KeyRecord, error)
+	HMACSecret(ctx context.Context, keyID, actor string) ([]byte, error)
 }
 
 // Challenger checks challenge responses; *Validator implements it.
@@ -38,9 +40,9 @@ type Challenger interface {
 const (
 	orderLifetime = 7 * 24 * time.Hour
 	authzLifetime = 7 * 24 * time.Hour
-	// validAuthzLifetime is how long a proven authorization may be reused.
-	validAuthzLifetime = 30 * 24 * time.Hour
-	maxIdentifiers     = 100
+	// defaultAuthzReuse is how long a proven authorization may be reused.
+	defaultAuthzReuse = 30 * 24 * time.Hour
+	maxIdentifiers    = 100
 )
 
 type orderView struct {
@@ -166,6 +168,11 @@ func (s *Server) newOrder(w http.ResponseWriter, r *http.Request) error {
 	if err := s.ca.CheckNames(profile, dns, ips); err != nil {
 		return err
 	}
+	if s.cfg.Names != nil {
+		if subs := s.cfg.Names.Check(ca.Names{DNS: dns, IPs: ips}); len(subs) > 0 {
+			return &ca.Error{Kind: ca.Rejected, Detail: "this ACME endpoint's name policy refuses it: " + subs[0].Detail, Sub: subs}
+		}
+	}
 	now0 := s.clk.Now()
 	if err := s.perAccount.allow(p.account.ID, now0); err != nil {
 		return err
@@ -209,11 +216,15 @@ func (s *Server) newOrder(w http.ResponseWriter, r *http.Request) error {
 		wildcard := strings.HasPrefix(id.Value, "*.")
 		base := store.ACMEIdentifier{Type: id.Type, Value: strings.TrimPrefix(id.Value, "*.")}
 		// Reuse a proven authorization that outlives the order (RFC 8555 §7.1.4).
-		if prev, err := s.st.ACMEReusableAuthz(r.Context(), acct.ID, base, wildcard, now.Add(time.Hour)); err == nil {
-			order.AuthzIDs = append(order.AuthzIDs, prev.ID)
-			continue
-		} else if !errors.Is(err, store.ErrNotFound) {
-			return fmt.Errorf("reuse authorization: %w", err)
+		if s.cfg.AuthzReuse > 0 {
+			prev, err := s.st.ACMEReusableAuthz(r.Context(), acct.ID, base, wildcard, now.Add(time.Hour))
+			if err == nil {
+				order.AuthzIDs = append(order.AuthzIDs, prev.ID)
+				continue
+			}
+			if !errors.Is(err, store.ErrNotFound) {
+				return fmt.Errorf("reuse authorization: %w", err)
+			}
 		}
 		az, err := newAuthz(acct.ID, base, wildcard, now)
 		if err != nil {

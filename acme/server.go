@@ -18,6 +18,7 @@ import (
 	"github.com/jonboulle/clockwork"
 	"go.step.sm/crypto/jose"
 
+	"github.com/sigil-ca/sigil/ca"
 	"github.com/sigil-ca/sigil/ca/audit"
 	"github.com/sigil-ca/sigil/store"
 )
@@ -42,6 +43,9 @@ type Config struct {
 	Name string
 	// TermsOfService, if set, is advertised and must be agreed to.
 	TermsOfService string
+	// RequireEAB makes newAccount require an external account binding
+	// (RFC 8555 §7.3.4) made for this endpoint.
+	RequireEAB bool
 	// NonceTTL bounds how long a nonce is redeemable (default 15m).
 	NonceTTL time.Duration
 	// MaxBodyBytes bounds JWS request bodies (default 64 KiB).
@@ -61,8 +65,40 @@ type Config struct {
 	// ValidationWait is how long a challenge response waits for a fast
 	// validation to finish before answering "processing" (default 250ms).
 	ValidationWait time.Duration
-	Clock          clockwork.Clock
-	Logger         *slog.Logger
+	// ValidationRetries is how many more attempts a validation that failed
+	// for a network reason (connection, dns, tls) gets within
+	// ValidationTimeout (default 2; negative: none).
+	ValidationRetries int
+	// AuthzReuse is how long a valid authorization is reused for new
+	// orders of the same account (default 30 days; negative: never).
+	AuthzReuse time.Duration
+	// Names, if set, narrows the profiles' name policy for this endpoint.
+	Names *ca.NamePolicy
+	// CAA says when CAA records (RFC 8659) are checked before an
+	// authorization becomes valid (default CAAAuto).
+	CAA CAAMode
+	// CAAVerifier checks CAA records; required unless CAA is CAAOff.
+	CAAVerifier CAAVerifier
+	Clock       clockwork.Clock
+	Logger      *slog.Logger
+}
+
+// CAAMode says which names get a CAA check.
+type CAAMode string
+
+// CAA modes.
+const (
+	// CAAAuto checks names that look public (an ICANN suffix), where a
+	// domain owner may have published CAA records; internal names skip it.
+	CAAAuto CAAMode = "auto"
+	CAAOn   CAAMode = "on"
+	CAAOff  CAAMode = "off"
+)
+
+// CAAVerifier decides whether CAA records let this CA issue for a name;
+// *CAAChecker implements it.
+type CAAVerifier interface {
+	Check(ctx context.Context, domain string, wildcard bool, params CAAParams) error
 }
 
 // Server is one ACME endpoint.
@@ -104,6 +140,27 @@ func New(cfg Config, st Store, authority Authority, challenger Challenger, nonce
 	}
 	if cfg.MaxBodyBytes <= 0 {
 		cfg.MaxBodyBytes = 64 << 10
+	}
+	if cfg.ValidationRetries == 0 {
+		cfg.ValidationRetries = 2
+	}
+	if cfg.AuthzReuse == 0 {
+		cfg.AuthzReuse = defaultAuthzReuse
+	}
+	switch cfg.CAA {
+	case "":
+		cfg.CAA = CAAAuto
+	case CAAAuto, CAAOn, CAAOff:
+	default:
+		return nil, fmt.Errorf("acme: caa mode %q is not auto, on or off", cfg.CAA)
+	}
+	if cfg.CAA != CAAOff && cfg.CAAVerifier == nil {
+		return nil, fmt.Errorf("acme: caa mode %s needs a CAA checker", cfg.CAA)
+	}
+	if cfg.Names != nil {
+		if err := cfg.Names.Validate(); err != nil {
+			return nil, fmt.Errorf("acme: endpoint names: %w", err)
+		}
 	}
 	prefix := "/acme"
 	if cfg.Name != "" {
@@ -188,12 +245,10 @@ func writeJSON(w http.ResponseWriter, status int, v any) error {
 }
 
 func (s *Server) directory(w http.ResponseWriter, r *http.Request) error {
-	meta := map[string]any{"profiles": s.profiles()}
+	meta := map[string]any{"profiles": s.profiles(), "externalAccountRequired": s.cfg.RequireEAB}
 	if s.cfg.TermsOfService != "" {
 		meta["termsOfService"] = s.cfg.TermsOfService
 	}
-	// TODO(issue 5): revokeCert is listed because RFC 8555 §7.1.1 clients
-	// require it; until revocation lands (issue 6) it answers 404 malformed.
 	return writeJSON(w, http.StatusOK, map[string]any{
 		"newNonce":    s.url(r, "/new-nonce"),
 		"newAccount":  s.url(r, "/new-account"),
@@ -337,6 +392,15 @@ func (s *Server) newAccount(w http.ResponseWriter, r *http.Request) error {
 	if err := checkContacts(req.Contact); err != nil {
 		return err
 	}
+	var eab eabBinding
+	switch hasEAB := len(req.EAB) > 0 && string(req.EAB) != "null"; {
+	case hasEAB:
+		if eab, err = s.verifyEAB(r.Context(), req.EAB, p, s.url(r, "/new-account")); err != nil {
+			return err
+		}
+	case s.cfg.RequireEAB:
+		return ExternalAccountRequired("this ACME endpoint requires an external account binding; ask the CA operator for a key id and HMAC key")
+	}
 	keyJSON, err := json.Marshal(p.key.Public())
 	if err != nil {
 		return Malformed("bad account key")
@@ -348,14 +412,31 @@ func (s *Server) newAccount(w http.ResponseWriter, r *http.Request) error {
 	now := s.clk.Now().UTC()
 	acct := store.ACMEAccount{ID: id, Endpoint: s.cfg.Name, KeyThumbprint: thumb, KeyJWK: keyJSON, Status: "valid",
 		Contacts: req.Contact, TermsAgreed: req.TermsAgreed, Requester: "acme:" + id, Created: now}
+	if eab.keyID != "" {
+		acct.EABKeyID, acct.Requester = eab.keyID, eab.requester
+	}
+	eabUsed := false
 	err = s.st.WithTx(r.Context(), func(tx store.Tx) error {
+		if eab.keyID != "" {
+			// A concurrent newAccount with the same binding loses here.
+			if err := tx.MarkEABKeyUsed(eab.keyID, now); errors.Is(err, store.ErrDuplicate) || errors.Is(err, store.ErrNotFound) {
+				eabUsed = true
+				return err
+			} else if err != nil {
+				return err
+			}
+		}
 		if err := tx.InsertACMEAccount(acct); err != nil {
 			return err
 		}
 		_, err := tx.AppendAudit(audit.Event{Time: now, Actor: "acme:" + id, Action: "acme.account.created", Target: id,
-			Detail: map[string]string{"endpoint": s.cfg.Name, "thumbprint": thumb, "contacts": strings.Join(req.Contact, ",")}})
+			Detail: map[string]string{"endpoint": s.cfg.Name, "thumbprint": thumb, "contacts": strings.Join(req.Contact, ","),
+				"eab_key": acct.EABKeyID, "requester": acct.Requester}})
 		return err
 	})
+	if eabUsed {
+		return Unauthorized(fmt.Sprintf("external account key id %q is already bound to an account", eab.keyID))
+	}
 	if errors.Is(err, store.ErrDuplicate) {
 		// A concurrent newAccount with the same key won: return it.
 		existing, ferr := s.st.ACMEAccountByKey(r.Context(), s.cfg.Name, thumb)

@@ -87,7 +87,6 @@ type EABKey struct {
 	Revoked   time.Time // zero unless revoked
 }
 
-
 // acmeValid is the status of an authorization that may be reused.
 const acmeValid = "valid"
 
@@ -105,7 +104,7 @@ const (
 		VALUES (?, ?, ?, ?, ?, ?, ?)`
 	qInsertACMEChallenge = `INSERT INTO acme_challenges (id, authz_id, position, type, token, status, validated, error)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?)`
-	qUpdateACMEAuthz     = "UPDATE acme_authzs SET status = ? WHERE id = ?"
+	qUpdateACMEAuthz     = "UPDATE acme_authzs SET status = ?, expires = CASE WHEN ? = 0 THEN expires ELSE ? END WHERE id = ?"
 	qUpdateACMEChallenge = "UPDATE acme_challenges SET status = ?, validated = ?, error = ? WHERE id = ?"
 	qUseNonce            = "INSERT INTO acme_nonces (nonce, expires) VALUES (?, ?)"
 	qPurgeNonces         = "DELETE FROM acme_nonces WHERE expires < ?"
@@ -445,8 +444,8 @@ func (t *sqliteTx) InsertACMEAuthz(a ACMEAuthz) error {
 	return nil
 }
 
-func (t *sqliteTx) UpdateACMEAuthz(id, status string) error {
-	res, err := t.exec("update acme authz", qUpdateACMEAuthz, status, id)
+func (t *sqliteTx) UpdateACMEAuthz(id, status string, expires time.Time) error {
+	res, err := t.exec("update acme authz", qUpdateACMEAuthz, status, nanos(expires), nanos(expires), id)
 	if err != nil {
 		return err
 	}

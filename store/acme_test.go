@@ -264,10 +264,10 @@ func TestACMEAuthzRoundTrip(t *testing.T) {
 			if err := tx.UpdateACMEChallenge(c); err != nil {
 				return err
 			}
-			if err := tx.UpdateACMEAuthz(dns.ID, "valid"); err != nil {
+			if err := tx.UpdateACMEAuthz(dns.ID, "valid", time.Time{}); err != nil {
 				return err
 			}
-			return tx.UpdateACMEAuthz(dns.ID, "valid") // again: succeeds
+			return tx.UpdateACMEAuthz(dns.ID, "valid", time.Time{}) // again: succeeds
 		})
 		want := dns
 		want.Status = "valid"
@@ -275,6 +275,13 @@ func TestACMEAuthzRoundTrip(t *testing.T) {
 		want.Challenges[0].Status, want.Challenges[0].Validated = "valid", c.Validated
 		if got, err := s.ACMEAuthz(ctx, dns.ID); err != nil || !reflect.DeepEqual(got, want) {
 			t.Errorf("validated authz =\n%+v, %v\nwant\n%+v", got, err, want)
+		}
+		// A non-zero expiry is set with the status (a proven authorization
+		// lives for the reuse window).
+		want.Expires = testStart.Add(30 * 24 * time.Hour)
+		mustTx(t, s, func(tx Tx) error { return tx.UpdateACMEAuthz(dns.ID, "valid", want.Expires) })
+		if got, err := s.ACMEAuthz(ctx, dns.ID); err != nil || !got.Expires.Equal(want.Expires) {
+			t.Errorf("authz expiry = %v, %v; want %v", got.Expires, err, want.Expires)
 		}
 	})
 	t.Run("invalid with error", func(t *testing.T) {
@@ -286,7 +293,7 @@ func TestACMEAuthzRoundTrip(t *testing.T) {
 		}
 	})
 	t.Run("update missing", func(t *testing.T) {
-		if err := s.WithTx(ctx, func(tx Tx) error { return tx.UpdateACMEAuthz("authz-missing", "valid") }); !errors.Is(err, ErrNotFound) {
+		if err := s.WithTx(ctx, func(tx Tx) error { return tx.UpdateACMEAuthz("authz-missing", "valid", time.Time{}) }); !errors.Is(err, ErrNotFound) {
 			t.Errorf("UpdateACMEAuthz(missing) = %v, want ErrNotFound", err)
 		}
 		err := s.WithTx(ctx, func(tx Tx) error { return tx.UpdateACMEChallenge(ACMEChallenge{ID: "chall-missing", Status: "valid"}) })

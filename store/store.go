@@ -273,8 +273,9 @@ type Tx interface {
 	// must name an existing account; a challenge's AuthzID must be a.ID or "".
 	InsertACMEAuthz(a ACMEAuthz) error
 	// UpdateACMEAuthz sets the status of the authorization with id (setting
-	// the same status again succeeds); ErrNotFound if none.
-	UpdateACMEAuthz(id, status string) error
+	// the same status again succeeds) and, unless expires is zero, its
+	// expiry; ErrNotFound if none.
+	UpdateACMEAuthz(id, status string, expires time.Time) error
 	// UpdateACMEChallenge sets the status, validation time and error of the
 	// challenge with c.ID; ErrNotFound if none.
 	UpdateACMEChallenge(c ACMEChallenge) error

@@ -43,6 +43,10 @@ type Config struct {
 	MaxBodyBytes int64
 	Logger       *slog.Logger
 	Clock        clockwork.Clock
+	// CreateEAB, if set, serves POST /v1/acme/eab: it creates an ACME
+	// external account binding key for an endpoint and returns the key id,
+	// the HMAC key (shown once) and the requester identity it binds.
+	CreateEAB func(ctx context.Context, actor, endpoint, requester string) (keyID string, hmacKey []byte, boundRequester string, err error)
 }
 
 // API is the /v1 handler.
@@ -81,6 +85,9 @@ func (api *API) Handler() http.Handler {
 	route("GET /v1/tokens", api.listTokens, ca.RoleAdmin)
 	route("POST /v1/tokens", api.createToken, ca.RoleAdmin)
 	route("DELETE /v1/tokens/{id}", api.revokeToken, ca.RoleAdmin)
+	if api.cfg.CreateEAB != nil {
+		route("POST /v1/acme/eab", api.createEAB, ca.RoleAdmin)
+	}
 	mux.Handle("/v1/", api.adapt(func(w http.ResponseWriter, r *http.Request, _ ca.Principal) error {
 		if allow := allowedMethods(mux, r); len(allow) > 0 {
 			w.Header().Set("Allow", strings.Join(allow, ", "))

@@ -11,6 +11,9 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
 	"text/template"
 	"time"
 
@@ -56,15 +59,38 @@ type LimitsConfig struct {
 	IdleTimeout       ca.Duration `yaml:"idle_timeout"`
 }
 
-// ACMEConfig is the default ACME endpoint at /acme/directory.
+// ACMEConfig is ACME: the default endpoint at /acme/directory (its
+// settings inline) and named ones at /acme/{name}/directory. Validation
+// settings and rate limits are shared by all endpoints.
 type ACMEConfig struct {
-	Enabled  *bool  `yaml:"enabled"`
-	Profile  string `yaml:"profile"`
-	Resolver string `yaml:"resolver"`
-	HTTPPort int    `yaml:"http_port"`
-	TLSPort  int    `yaml:"tls_port"`
+	Enabled            *bool `yaml:"enabled"`
+	ACMEEndpointConfig `yaml:",inline"`
+	Resolver           string `yaml:"resolver"`
+	HTTPPort           int    `yaml:"http_port"`
+	TLSPort            int    `yaml:"tls_port"`
+	// AuthzReuse is how long a proven authorization is reused (default
+	// 720h; 0s: never).
+	AuthzReuse *ca.Duration `yaml:"authz_reuse"`
+	// CAAIdentities are the issuer domain names CAA records must name for
+	// this CA (RFC 8659 issue/issuewild values).
+	CAAIdentities []string `yaml:"caa_identities"`
 	// RateLimits are per hour; 0 keeps the built-in default, -1 disables.
-	RateLimits ACMERateLimits `yaml:"rate_limits"`
+	RateLimits ACMERateLimits                `yaml:"rate_limits"`
+	Endpoints  map[string]ACMEEndpointConfig `yaml:"endpoints"`
+}
+
+// ACMEEndpointConfig is what one ACME endpoint binds: a profile, the
+// profiles it offers, an optional narrower name policy, and whether it
+// requires external account binding and checks CAA.
+type ACMEEndpointConfig struct {
+	Profile string `yaml:"profile"`
+	// Profiles a newOrder may name (the ACME profiles extension); default:
+	// every configured profile on the default endpoint, only Profile on a
+	// named one.
+	Profiles   []string       `yaml:"profiles"`
+	RequireEAB bool           `yaml:"require_eab"`
+	CAA        string         `yaml:"caa"` // auto (default), on or off
+	Names      *ca.NamePolicy `yaml:"names"`
 }
 
 // ACMERateLimits bound how fast one client may use ACME.
@@ -143,6 +169,66 @@ func (c *Config) applyDefaults() {
 		on := c.ACME.Profile != ""
 		c.ACME.Enabled = &on
 	}
+	if c.ACME.AuthzReuse == nil {
+		d := ca.Duration(720 * time.Hour)
+		c.ACME.AuthzReuse = &d
+	}
+	if len(c.ACME.CAAIdentities) == 0 {
+		// The CA's own host name is what an operator would publish in CAA.
+		if u, err := url.Parse(c.ExternalURL); err == nil && ca.ValidDNSName(u.Hostname()) == nil {
+			c.ACME.CAAIdentities = []string{u.Hostname()}
+		}
+	}
+	if c.ACME.CAA == "" {
+		c.ACME.CAA = "auto"
+	}
+	if c.ACME.Profiles == nil {
+		c.ACME.Profiles = profileNames(c.Profiles)
+	}
+	for name, e := range c.ACME.Endpoints {
+		if e.Profile == "" {
+			e.Profile = c.ACME.Profile
+		}
+		if e.Profiles == nil {
+			e.Profiles = []string{e.Profile}
+		}
+		if e.CAA == "" {
+			e.CAA = c.ACME.CAA
+		}
+		c.ACME.Endpoints[name] = e
+	}
+}
+
+// endpointName is the syntax of a named ACME endpoint: one URL path segment.
+var endpointName = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,62}$`)
+
+// reservedEndpointNames are path segments of the default ACME endpoint,
+// which a named endpoint at /acme/{name}/ would shadow.
+var reservedEndpointNames = []string{"directory", "new-nonce", "new-account", "new-order", "acct", "order", "authz",
+	"chall", "cert", "key-change", "revoke-cert", "renewal-info"}
+
+// validateACMEEndpoint checks one endpoint; field prefixes errors.
+func (c *Config) validateACMEEndpoint(field string, e ACMEEndpointConfig) []error {
+	var errs []error
+	if _, ok := c.Profiles[e.Profile]; !ok {
+		errs = append(errs, fmt.Errorf("%s.profile %q is not a configured profile", field, e.Profile))
+	}
+	for _, p := range e.Profiles {
+		if _, ok := c.Profiles[p]; !ok {
+			errs = append(errs, fmt.Errorf("%s.profiles: %q is not a configured profile", field, p))
+		}
+	}
+	switch e.CAA {
+	case "auto", "on", "off":
+	default:
+		errs = append(errs, fmt.Errorf("%s.caa %q must be auto, on or off", field, e.CAA))
+	}
+	if e.Names != nil {
+		if err := e.Names.Validate(); err != nil {
+			errs = append(errs, fmt.Errorf("%s.names: %w", field, err))
+		}
+	}
+	return errs
 }
 
 // Validate checks the whole configuration in one pass.
@@ -186,6 +272,24 @@ func (c *Config) Validate() error {
 	if c.ACME.On() {
 		if _, ok := c.Profiles[c.ACME.Profile]; !ok {
 			errs = append(errs, fmt.Errorf("acme.profile %q is not a configured profile (set acme.profile, or acme.enabled: false)", c.ACME.Profile))
+		} else {
+			errs = append(errs, c.validateACMEEndpoint("acme", c.ACME.ACMEEndpointConfig)...)
+		}
+		for name, e := range c.ACME.Endpoints {
+			if !endpointName.MatchString(name) || slices.Contains(reservedEndpointNames, name) {
+				errs = append(errs, fmt.Errorf("acme.endpoints: %q is not a usable endpoint name (lower-case letters, digits and dashes, not %s)",
+					name, strings.Join(reservedEndpointNames, ", ")))
+				continue
+			}
+			errs = append(errs, c.validateACMEEndpoint("acme.endpoints."+name, e)...)
+		}
+		if *c.ACME.AuthzReuse < 0 {
+			errs = append(errs, errors.New("acme.authz_reuse must not be negative (0s turns reuse off)"))
+		}
+		for _, id := range c.ACME.CAAIdentities {
+			if err := ca.ValidDNSName(id); err != nil {
+				errs = append(errs, fmt.Errorf("acme.caa_identities: %q: %w", id, err))
+			}
 		}
 		if c.ACME.Resolver != "" {
 			if _, _, err := net.SplitHostPort(c.ACME.Resolver); err != nil {
@@ -263,7 +367,7 @@ func LoadConfig(path string) (*Config, error) {
 	return c, nil
 }
 
-var configTemplate = template.Must(template.New("sigil.yaml").Parse(`# Sigil configuration, written by "sigil init". Secrets never go in this file:
+var configTemplate = template.Must(template.New("sigil.yaml").Funcs(template.FuncMap{"join": strings.Join}).Parse(`# Sigil configuration, written by "sigil init". Secrets never go in this file:
 # the passphrase comes from --passphrase-file, SIGIL_PASSPHRASE or a prompt.
 # Durations use Go syntax: "90m", "720h".
 
@@ -302,8 +406,18 @@ limits:
 acme:
   # Serve ACME (RFC 8555) at /acme/directory on the HTTPS listener.
   enabled: {{.ACME.On}}
-  # Issuance profile ACME orders use.
+  # Issuance profile ACME orders use when they name none.
   profile: {{.ACME.Profile}}
+  # Profiles a newOrder may name (the ACME "profiles" extension).
+  profiles: [{{join .ACME.Profiles ", "}}]
+  # Require an external account binding (sigil acme eab create) for new accounts.
+  require_eab: {{.ACME.RequireEAB}}
+  # CAA (RFC 8659) checking: auto (names under a public suffix), on, or off.
+  caa: {{.ACME.CAA}}
+  # Issuer domain names that CAA records must name to allow this CA.
+  caa_identities: [{{join .ACME.CAAIdentities ", "}}]
+  # How long a proven authorization is reused for new orders (0s: never).
+  authz_reuse: {{.ACME.AuthzReuse}}
   # DNS server ("host:port") for challenge validation; empty: the system resolver.
   resolver: "{{.ACME.Resolver}}"
   # Port http-01 validation connects to.
@@ -318,6 +432,17 @@ acme:
     orders_per_account: {{.ACME.RateLimits.OrdersPerAccount}}
     # New orders naming one registered domain (eTLD+1).
     orders_per_domain: {{.ACME.RateLimits.OrdersPerDomain}}
+  # Named endpoints at /acme/NAME/directory, each with its own profile,
+  # offered profiles, require_eab, caa and an optional narrower name policy
+  # ("names", as in a profile). For example:
+  # endpoints:
+  #   partners:
+  #     profile: tls-server
+  #     require_eab: true
+  #     caa: off
+  #     names:
+  #       dns:
+  #         allow: [partners.example.internal]
 
 log:
   # debug, info, warn or error.

@@ -94,6 +94,7 @@ func TestParseConfigReportsEveryProblem(t *testing.T) {
 func TestParseConfigDefaults(t *testing.T) {
 	t.Parallel()
 	on := true
+	reuse := ca.Duration(720 * time.Hour)
 	want := Config{
 		Database:    "sigil.db",
 		HTTPS:       HTTPSConfig{Addr: "127.0.0.1:8443", Names: []string{"localhost", "127.0.0.1"}, CertValidity: ca.Duration(7 * 24 * time.Hour)},
@@ -101,8 +102,9 @@ func TestParseConfigDefaults(t *testing.T) {
 		ExternalURL: "http://127.0.0.1:8080",
 		Limits: LimitsConfig{MaxBodyBytes: 256 << 10, ReadHeaderTimeout: ca.Duration(10 * time.Second), ReadTimeout: ca.Duration(30 * time.Second),
 			WriteTimeout: ca.Duration(time.Minute), IdleTimeout: ca.Duration(2 * time.Minute)},
-		Log:      LogConfig{Level: "info", Format: "text"},
-		ACME:     ACMEConfig{Enabled: &on, Profile: "tls-server", HTTPPort: 80, TLSPort: 443},
+		Log: LogConfig{Level: "info", Format: "text"},
+		ACME: ACMEConfig{Enabled: &on, HTTPPort: 80, TLSPort: 443, AuthzReuse: &reuse,
+			ACMEEndpointConfig: ACMEEndpointConfig{Profile: "tls-server", Profiles: profileNames(ca.DefaultProfiles()), CAA: "auto"}},
 		Profiles: ca.DefaultProfiles(),
 		dir:      "/etc/sigil",
 	}

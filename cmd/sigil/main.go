@@ -23,6 +23,7 @@ func main() {
 		devCmd(),
 		certCmd(),
 		tokenCmd(),
+		acmeCmd(),
 		keysCmd(),
 		auditCmd(),
 		benchCmd(),

@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -35,7 +36,7 @@ type server struct {
 	st      *store.SQLite
 	auth    *ca.Authority
 	serving *ca.ServingCert
-	acme    *acme.Server
+	acme    acme.Endpoints
 	https   *http.Server
 	http    *http.Server
 	httpsLn net.Listener
@@ -101,7 +102,23 @@ func startServer(ctx context.Context, cfg *Config, passphrase []byte, log *slog.
 	if err != nil {
 		return nil, fmt.Errorf("serving certificate: %w", err)
 	}
-	apiHandler, err := api.New(api.Config{MaxBodyBytes: cfg.Limits.MaxBodyBytes, Logger: log, Clock: clk}, s.auth)
+	secure := http.NewServeMux()
+	apiCfg := api.Config{MaxBodyBytes: cfg.Limits.MaxBodyBytes, Logger: log, Clock: clk}
+	if cfg.ACME.On() {
+		endpoints, err := newACME(ctx, cfg, st, s.auth, clk, log)
+		if err != nil {
+			return nil, fmt.Errorf("acme: %w", err)
+		}
+		s.acme = endpoints
+		for _, e := range endpoints {
+			secure.Handle(e.Prefix()+"/", e.Handler())
+		}
+		apiCfg.CreateEAB = func(ctx context.Context, actor, endpoint, requester string) (string, []byte, string, error) {
+			k, err := endpoints.CreateEABKey(ctx, actor, endpoint, requester)
+			return k.KeyID, k.HMACKey, k.Requester, err
+		}
+	}
+	apiHandler, err := api.New(apiCfg, s.auth)
 	if err != nil {
 		return nil, fmt.Errorf("api: %w", err)
 	}
@@ -111,15 +128,6 @@ func startServer(ctx context.Context, cfg *Config, passphrase []byte, log *slog.
 		w.Header().Set("Content-Type", "application/pem-certificate-chain")
 		w.Header().Set("Cache-Control", "max-age=3600")
 		_, _ = w.Write(rootsPEM)
-	}
-	secure := http.NewServeMux()
-	if cfg.ACME.On() {
-		acmeSrv, err := newACME(ctx, cfg, st, s.auth, clk, log)
-		if err != nil {
-			return nil, fmt.Errorf("acme: %w", err)
-		}
-		s.acme = acmeSrv
-		secure.Handle("/acme/", acmeSrv.Handler())
 	}
 	secure.Handle("/v1/", apiHandler.Handler())
 	secure.HandleFunc("GET /roots.pem", roots)
@@ -168,8 +176,9 @@ func startServer(ctx context.Context, cfg *Config, passphrase []byte, log *slog.
 	return s, nil
 }
 
-// newACME builds the default ACME endpoint from the config.
-func newACME(ctx context.Context, cfg *Config, st *store.SQLite, auth *ca.Authority, clk clockwork.Clock, log *slog.Logger) (*acme.Server, error) {
+// newACME builds the ACME endpoints from the config: the default one ("")
+// and the named ones, sharing nonces, validation and CAA checking.
+func newACME(ctx context.Context, cfg *Config, st *store.SQLite, auth *ca.Authority, clk clockwork.Clock, log *slog.Logger) (acme.Endpoints, error) {
 	key, err := acme.LoadNonceKey(ctx, st)
 	if err != nil {
 		return nil, err
@@ -182,13 +191,36 @@ func newACME(ctx context.Context, cfg *Config, st *store.SQLite, auth *ca.Author
 	if err != nil {
 		return nil, err
 	}
-	offered := map[string]string{}
-	for name, p := range cfg.Profiles {
-		offered[name] = fmt.Sprintf("%s, up to %s", strings.Join(p.ExtKeyUsage, "+"), time.Duration(p.MaxValidity))
+	caa, err := acme.NewCAAChecker(acme.CAAConfig{Identities: cfg.ACME.CAAIdentities, Resolver: cfg.ACME.Resolver})
+	if err != nil {
+		return nil, err
 	}
 	rl := acme.RateLimits{AccountsPerIP: cfg.ACME.RateLimits.AccountsPerIP,
 		OrdersPerAccount: cfg.ACME.RateLimits.OrdersPerAccount, OrdersPerDomain: cfg.ACME.RateLimits.OrdersPerDomain}
-	return acme.New(acme.Config{Profile: cfg.ACME.Profile, Profiles: offered, RateLimits: rl, Clock: clk, Logger: log}, st, auth, v, nonces)
+	reuse := time.Duration(*cfg.ACME.AuthzReuse)
+	if reuse == 0 {
+		reuse = -1 // acme.Config: negative turns reuse off
+	}
+	endpoints := map[string]ACMEEndpointConfig{"": cfg.ACME.ACMEEndpointConfig}
+	for name, e := range cfg.ACME.Endpoints {
+		endpoints[name] = e
+	}
+	out := acme.Endpoints{}
+	for name, e := range endpoints {
+		offered := map[string]string{}
+		for _, p := range e.Profiles {
+			prof := cfg.Profiles[p]
+			offered[p] = fmt.Sprintf("%s, up to %s", strings.Join(prof.ExtKeyUsage, "+"), time.Duration(prof.MaxValidity))
+		}
+		srv, err := acme.New(acme.Config{Name: name, Profile: e.Profile, Profiles: offered, RequireEAB: e.RequireEAB,
+			Names: e.Names, CAA: acme.CAAMode(e.CAA), CAAVerifier: caa, AuthzReuse: reuse, RateLimits: rl,
+			Clock: clk, Logger: log}, st, auth, v, nonces)
+		if err != nil {
+			return nil, fmt.Errorf("endpoint %q: %w", name, err)
+		}
+		out[name] = srv
+	}
+	return out, nil
 }
 
 func profileNames(m map[string]ca.Profile) []string {
@@ -196,6 +228,7 @@ func profileNames(m map[string]ca.Profile) []string {
 	for k := range m {
 		out = append(out, k)
 	}
+	slices.Sort(out)
 	return out
 }
 
@@ -221,8 +254,8 @@ func (s *server) HTTPURL() string { return "http://" + s.httpLn.Addr().String() 
 // closes the store.
 func (s *server) shutdown(ctx context.Context) error {
 	errs := []error{s.https.Shutdown(ctx), s.http.Shutdown(ctx)}
-	if s.acme != nil {
-		s.acme.Close() // let running validations record their outcome
+	for _, e := range s.acme {
+		e.Close() // let running validations record their outcome
 	}
 	if err := s.st.Checkpoint(ctx); err != nil {
 		errs = append(errs, fmt.Errorf("final audit checkpoint: %w", err))
