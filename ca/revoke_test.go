@@ -369,7 +369,9 @@ func TestRevokeInvalidityDate(t *testing.T) {
 		{"fractions of a second are dropped",
 			func(r store.CertRecord) time.Time { return r.NotBefore.Add(30*time.Second + 700*time.Millisecond) },
 			func(r store.CertRecord) time.Time { return r.NotBefore.Add(30 * time.Second) }},
-		{"another time zone", func(r store.CertRecord) time.Time { return r.NotBefore.Add(time.Minute).In(time.FixedZone("X", 5*3600)) },
+		{"another time zone", func(r store.CertRecord) time.Time {
+			return r.NotBefore.Add(time.Minute).In(time.FixedZone("X", 5*3600))
+		},
 			func(r store.CertRecord) time.Time { return r.NotBefore.Add(time.Minute) }},
 	}
 	for _, tt := range tests {
