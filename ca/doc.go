@@ -1,6 +1,6 @@
 // Package ca is the authority: the CA hierarchy, issuance profiles and name
 // policy, serial numbers, pre-issuance linting, signing, API tokens, and the
-// record of every certificate.
+// record of every certificate and its revocation.
 //
 // Issuance follows one path for every channel (API, CLI, ACME, renewals):
 // parse and check the CSR, apply the profile and name policy, build the
@@ -9,6 +9,12 @@
 // certificate and its audit event in one durable transaction before returning
 // it. A refused request is audited and leaves no certificate row and no used
 // serial.
+//
+// Revocation (Revoke, Unhold) is likewise one path for every surface: the
+// reason is checked against RFC 5280 §5.3.1, the time comes from the
+// authority's clock, and the new state and its audit event are written in one
+// transaction whose UPDATE refuses a certificate already revoked. Only
+// certificateHold can be undone.
 //
 // Imports: ca/keystore, store, ca/audit. Surfaces (ca/api, acme, revocation,
 // lifecycle) import ca; ca imports none of them.

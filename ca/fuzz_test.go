@@ -179,3 +179,28 @@ func FuzzSignCSR(f *testing.F) {
 		sign(t, resigned, "wild")
 	})
 }
+
+// FuzzParseRevocationReason: the reason parser never panics, refuses only
+// with Malformed, and returns only codes one may revoke with, whose names
+// parse back to them.
+func FuzzParseRevocationReason(f *testing.F) {
+	for _, s := range []string{"keyCompromise", "key-compromise", "KEY_COMPROMISE", "1", "01", "7", "8", "10",
+		"removeFromCRL", "certificateHold", "aa-compromise", "-1", "+1", "99999999999999999999", "", " ", "ключ"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		code, err := ParseRevocationReason(s)
+		if err != nil {
+			if KindOf(err) != Malformed {
+				t.Fatalf("ParseRevocationReason(%q) error kind %s, want malformed: %v", s, KindOf(err), err)
+			}
+			return
+		}
+		if err := checkReason(code); err != nil {
+			t.Fatalf("ParseRevocationReason(%q) = %d, a code one may not revoke with: %v", s, code, err)
+		}
+		if back, err := ParseRevocationReason(ReasonName(code)); err != nil || back != code {
+			t.Fatalf("ReasonName(%d) = %q parses to %d, %v", code, ReasonName(code), back, err)
+		}
+	})
+}

@@ -11,6 +11,7 @@ type Metrics struct {
 	issued     *prometheus.CounterVec
 	latency    *prometheus.HistogramVec
 	refused    *prometheus.CounterVec
+	revoked    *prometheus.CounterVec
 	commitTime prometheus.Histogram
 	batchSize  prometheus.Histogram
 }
@@ -28,6 +29,9 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		refused: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "sigil_requests_refused_total", Help: "Refused issuance requests, by reason.",
 		}, []string{"reason"}),
+		revoked: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "sigil_certificates_revoked_total", Help: "Certificates revoked, by RFC 5280 reason name.",
+		}, []string{"reason"}),
 		commitTime: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name: "sigil_store_commit_seconds", Help: "Store commit latency (one group commit).",
 			Buckets: prometheus.ExponentialBuckets(0.0001, 2, 16),
@@ -38,7 +42,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.issued, m.latency, m.refused, m.commitTime, m.batchSize)
+		reg.MustRegister(m.issued, m.latency, m.refused, m.revoked, m.commitTime, m.batchSize)
 	}
 	return m
 }
@@ -49,6 +53,8 @@ func (m *Metrics) observeIssued(profile string, d time.Duration) {
 }
 
 func (m *Metrics) observeRefused(reason string) { m.refused.WithLabelValues(reason).Inc() }
+
+func (m *Metrics) observeRevoked(reason string) { m.revoked.WithLabelValues(reason).Inc() }
 
 // ObserveCommit records one store commit; pass it as store.Config.OnCommit.
 func (m *Metrics) ObserveCommit(d time.Duration, batch int) {

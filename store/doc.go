@@ -1,5 +1,6 @@
 // Package store persists everything the CA keeps: keys and key-encryption
-// keys, issuers, certificates, the audit chain, API tokens and settings.
+// keys, issuers, certificates and their revocation, the audit chain, API
+// tokens and settings.
 //
 // Store is the one interface every backend implements; SQLite (the embedded
 // default, modernc.org/sqlite, pure Go) is the first. Writes run only inside
@@ -11,6 +12,10 @@
 //
 // The audit chain is appended inside the same transaction as the change it
 // records: Tx.AppendAudit assigns the sequence number and hash.
+//
+// State transitions that must not race, such as revoking a certificate only
+// if it is not revoked yet, are conditions of the UPDATE itself, never a read
+// followed by a write, so they hold when several nodes share one database.
 //
 // Imports: only ca/audit from this module.
 package store

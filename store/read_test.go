@@ -10,20 +10,10 @@ import (
 	"github.com/sigil-ca/sigil/ca/audit"
 )
 
-// revoke marks a certificate revoked. Tx has no revocation method yet, so the
-// test writes the columns Certificates reads directly, on the idle writer
-// connection.
+// revoke marks a certificate revoked, as the CA does.
 func revoke(t testing.TB, s *SQLite, issuer, serial string, at time.Time, reason int) {
 	t.Helper()
-	res, err := s.write.ExecContext(context.Background(),
-		"UPDATE certificates SET revoked_at = ?, revoke_reason = ? WHERE issuer_id = ? AND serial = ?",
-		at.UnixNano(), reason, issuer, serial)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if n, _ := res.RowsAffected(); n != 1 {
-		t.Fatalf("revoke %s/%s: %d rows", issuer, serial, n)
-	}
+	mustTx(t, s, func(tx Tx) error { return tx.RevokeCertificate(issuer, serial, at, reason, time.Time{}) })
 }
 
 // serials lists the certificates' serials in the order given.

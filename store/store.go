@@ -16,6 +16,12 @@ var (
 	ErrDuplicate = errors.New("store: duplicate")
 	// ErrClosed means the store was closed.
 	ErrClosed = errors.New("store: closed")
+	// ErrAlreadyRevoked means a certificate to revoke is revoked already
+	// (certificateHold included).
+	ErrAlreadyRevoked = errors.New("store: already revoked")
+	// ErrNotOnHold means a certificate to release from hold is not revoked
+	// with reason certificateHold.
+	ErrNotOnHold = errors.New("store: not on hold")
 )
 
 // Key states.
@@ -80,8 +86,11 @@ type CertRecord struct {
 	Channel      string
 	DER          []byte
 	Created      time.Time
-	RevokedAt    time.Time
-	RevokeReason int
+	RevokedAt    time.Time // zero: not revoked
+	RevokeReason int       // RFC 5280 §5.3.1 CRLReason code; meaningful only when RevokedAt is set
+	// InvalidityDate is when the key is known or suspected to have been
+	// compromised (RFC 5280 §5.3.2); zero when not given or not revoked.
+	InvalidityDate time.Time
 	// Replaces is the serial of the certificate this one renews (RFC 9773
 	// "replaces"), or "".
 	Replaces string
@@ -246,6 +255,18 @@ type Tx interface {
 	InsertToken(t TokenRecord) error
 	// RevokeToken returns ErrNotFound if no such unrevoked token exists.
 	RevokeToken(id string, at time.Time) error
+	// RevokeCertificate marks the certificate of issuerID with serial revoked
+	// at (not zero) with the RFC 5280 reason code and invalidity date (zero:
+	// none), as given. ErrNotFound if the issuer has no such certificate;
+	// ErrAlreadyRevoked if it is revoked already, whatever the reason, and
+	// then nothing changes: revocation is never silently re-dated.
+	RevokeCertificate(issuerID, serial string, at time.Time, reason int, invalidity time.Time) error
+	// UnholdCertificate releases a certificate revoked with reason
+	// certificateHold (6): it is then unrevoked, its revocation time, reason
+	// and invalidity date cleared. ErrNotFound if the issuer has no such
+	// certificate; ErrNotOnHold if it is not revoked, or revoked for another
+	// reason (nothing changes).
+	UnholdCertificate(issuerID, serial string) error
 	// PutSetting inserts or replaces the value stored under name (idempotent);
 	// a nil value is stored as empty.
 	PutSetting(name string, value []byte) error

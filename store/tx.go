@@ -36,6 +36,7 @@ const (
 
 func writeQueries() []string {
 	return []string{qSavepoint, qRelease, qRollbackTo, qAppendAuditEvent, qInsertKek, qSetKekState, qInsertKey, qRewrapKey, qTouchKey, qInsertIssuer, qInsertCertificate, qInsertToken, qRevokeToken, qPutSetting,
+		qRevokeCertificate, qUnholdCertificate,
 		qInsertACMEAccount, qUpdateACMEAccount, qInsertACMEOrder, qUpdateACMEOrder, qInsertACMEAuthz, qInsertACMEChallenge,
 		qUpdateACMEAuthz, qUpdateACMEChallenge, qUseNonce, qPurgeNonces, qInsertEABKey, qMarkEABKeyUsed}
 }

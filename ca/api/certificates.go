@@ -24,9 +24,15 @@ type Certificate struct {
 	Requester    string    `json:"requester"`
 	Channel      string    `json:"channel"`
 	Issued       time.Time `json:"issued"`
-	Status       string    `json:"status"`
-	RevokedAt    time.Time `json:"revoked_at,omitzero"`
-	PEM          string    `json:"pem,omitempty"`
+	Status       string    `json:"status"` // valid, expired or revoked (on hold included)
+
+	// Set only when Status is revoked: RFC 5280 §5.3.1 reason name, and the
+	// invalidity date (§5.3.2) if the revocation gave one.
+	RevokedAt        time.Time `json:"revoked_at,omitzero"`
+	RevocationReason string    `json:"revocation_reason,omitempty"`
+	InvalidityDate   time.Time `json:"invalidity_date,omitzero"`
+
+	PEM string `json:"pem,omitempty"`
 }
 
 // CertificateList is a page of certificates.
@@ -47,6 +53,7 @@ func toCertificate(c store.CertRecord, now time.Time, withPEM bool) Certificate 
 	switch {
 	case !c.RevokedAt.IsZero():
 		out.Status = "revoked"
+		out.RevocationReason, out.InvalidityDate = ca.ReasonName(c.RevokeReason), c.InvalidityDate
 	case !now.Before(c.NotAfter):
 		out.Status = "expired"
 	default:

@@ -127,3 +127,51 @@ func FuzzParseSignRequest(f *testing.F) {
 		}
 	})
 }
+
+// FuzzParseRevokeRequest: the /v1/revoke body parser never panics, refuses
+// only with Malformed, and accepts only a serial with a reason one may
+// revoke with.
+func FuzzParseRevokeRequest(f *testing.F) {
+	for _, s := range []string{
+		`{"serial":"0a1b2c","reason":"keyCompromise"}`,
+		`{"serial":"0A:1B:2C","reason":1,"invalidity_date":"2026-01-02T15:04:05Z"}`,
+		`{"serial":"0a1b2c","reason":"key-compromise","invalidity_date":"2026-01-02T15:04:05.999+02:00"}`,
+		`{"serial":"0a1b2c"}`,
+		`{"serial":"0a1b2c","reason":null}`,
+		`{"serial":"0a1b2c","reason":"7"}`,
+		`{"serial":"0a1b2c","reason":8}`,
+		`{"serial":"0a1b2c","reason":1.0}`,
+		`{"serial":"0a1b2c","reason":1e0}`,
+		`{"serial":"0a1b2c","reason":-0}`,
+		`{"serial":"0a1b2c","reason":"\u006beyCompromise"}`,
+		`{"serial":"0a1b2c","reason":"\ud800"}`,
+		`{"serial":"0a1b2c","reason":["keyCompromise"]}`,
+		`{"serial":"0a1b2c","reason":1,"invalidity_date":"yesterday"}`,
+		`{"serial":"","reason":1}`,
+		`{"serial":" ","reason":1}`,
+		`{"serial":"0a1b2c","reason":1}{}`,
+		`{"serial":"0a1b2c","Reason":1,"REASON":2}`,
+		`{}`, `null`, `[]`, ``,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		got, err := api.ParseRevokeRequest(bytes.NewReader(data))
+		if err != nil {
+			var ce *ca.Error
+			if !errors.As(err, &ce) || ce.Kind != ca.Malformed || ce.Detail == "" {
+				t.Fatalf("error %T %v, want a malformed *ca.Error with a detail", err, err)
+			}
+			return
+		}
+		if strings.TrimSpace(got.Serial) == "" {
+			t.Fatal("accepted a request without a serial")
+		}
+		if back, err := ca.ParseRevocationReason(ca.ReasonName(got.Reason)); err != nil || back != got.Reason {
+			t.Fatalf("accepted reason %d, which one may not revoke with", got.Reason)
+		}
+		if got.Actor != "" || got.Channel != "" {
+			t.Fatalf("parser set actor %q or channel %q", got.Actor, got.Channel)
+		}
+	})
+}

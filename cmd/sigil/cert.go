@@ -4,23 +4,29 @@ import (
 	"crypto/rand"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/json"
 	"encoding/pem"
+	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/mail"
 	"net/url"
 	"os"
+	"strconv"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 
+	"github.com/sigil-ca/sigil/ca"
 	"github.com/sigil-ca/sigil/ca/api"
 	"github.com/sigil-ca/sigil/ca/keystore"
 )
 
 func certCmd() *cobra.Command {
-	cmd := &cobra.Command{Use: "cert", Short: "Issue, show and list certificates"}
-	cmd.AddCommand(certIssueCmd(), certShowCmd(), certListCmd())
+	cmd := &cobra.Command{Use: "cert", Short: "Issue, show, list and revoke certificates"}
+	cmd.AddCommand(certIssueCmd(), certShowCmd(), certListCmd(), certRevokeCmd(), certUnholdCmd())
 	return cmd
 }
 
@@ -166,32 +172,119 @@ func certShowCmd() *cobra.Command {
 				_, err := fmt.Fprint(w, cert.PEM)
 				return err
 			}
-			if format == "json" {
-				return render(w, "json", table{}, cert)
-			}
-			rows := [][]string{
-				{"serial", cert.Serial}, {"status", cert.Status}, {"subject", cert.Subject},
-				{"sans", strings.Join(cert.SANs, ", ")}, {"issuer", cert.Issuer},
-				{"not before", fmtTime(cert.NotBefore)}, {"not after", fmtTime(cert.NotAfter)},
-				{"key", cert.KeyAlgorithm}, {"profile", cert.Profile}, {"requester", cert.Requester},
-				{"channel", cert.Channel}, {"issued", fmtTime(cert.Issued)},
-			}
-			if !cert.RevokedAt.IsZero() {
-				rows = append(rows, []string{"revoked", fmtTime(cert.RevokedAt)})
-			}
-			if format == "csv" {
-				return render(w, "csv", table{header: []string{"field", "value"}, rows: rows}, nil)
-			}
-			for _, r := range rows {
-				fmt.Fprintf(w, "%-11s %s\n", r[0]+":", r[1])
-			}
-			return nil
+			return printCert(w, format, cert)
 		},
 	}
 	cf.register(cmd)
 	addFormatFlag(cmd, &format)
 	cmd.Flags().BoolVar(&pemOnly, "pem", false, "print only the certificate PEM")
 	return cmd
+}
+
+// printCert writes one certificate's record as "field: value" lines, CSV
+// or JSON.
+func printCert(w io.Writer, format string, cert api.Certificate) error {
+	if format == "json" {
+		return render(w, "json", table{}, cert)
+	}
+	rows := [][]string{
+		{"serial", cert.Serial}, {"status", cert.Status}, {"subject", cert.Subject},
+		{"sans", strings.Join(cert.SANs, ", ")}, {"issuer", cert.Issuer},
+		{"not before", fmtTime(cert.NotBefore)}, {"not after", fmtTime(cert.NotAfter)},
+		{"key", cert.KeyAlgorithm}, {"profile", cert.Profile}, {"requester", cert.Requester},
+		{"channel", cert.Channel}, {"issued", fmtTime(cert.Issued)},
+	}
+	if !cert.RevokedAt.IsZero() {
+		rows = append(rows, []string{"revoked", fmtTime(cert.RevokedAt)}, []string{"reason", cert.RevocationReason})
+		if !cert.InvalidityDate.IsZero() {
+			rows = append(rows, []string{"invalidity date", fmtTime(cert.InvalidityDate)})
+		}
+	}
+	if format == "csv" {
+		return render(w, "csv", table{header: []string{"field", "value"}, rows: rows}, nil)
+	}
+	width := 0
+	for _, r := range rows {
+		width = max(width, len(r[0])+1)
+	}
+	for _, r := range rows {
+		fmt.Fprintf(w, "%-*s %s\n", width, r[0]+":", r[1])
+	}
+	return nil
+}
+
+func certRevokeCmd() *cobra.Command {
+	var cf clientFlags
+	var format, reason, invalidity string
+	cmd := &cobra.Command{
+		Use:   "revoke SERIAL --reason R [--invalidity-date T]",
+		Short: "Revoke a certificate; only --reason certificateHold can be undone (cert unhold)",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			code, err := ca.ParseRevocationReason(reason)
+			if err != nil {
+				return fmt.Errorf("--reason: %s", detail(err))
+			}
+			req := api.RevokeRequest{Serial: args[0], Reason: json.RawMessage(strconv.Itoa(code))}
+			if invalidity != "" {
+				if _, err := time.Parse(time.RFC3339, invalidity); err != nil {
+					return fmt.Errorf("--invalidity-date %q: want an RFC 3339 time such as 2026-01-02T15:04:05Z", invalidity)
+				}
+				req.InvalidityDate = invalidity
+			}
+			c, err := cf.connect(format)
+			if err != nil {
+				return err
+			}
+			var cert api.Certificate
+			if err := c.do(cmd.Context(), "POST", "/v1/revoke", req, &cert); err != nil {
+				return err
+			}
+			return printCert(cmd.OutOrStdout(), format, cert)
+		},
+	}
+	cf.register(cmd)
+	addFormatFlag(cmd, &format)
+	f := cmd.Flags()
+	f.StringVar(&reason, "reason", "", "RFC 5280 reason (required): unspecified, keyCompromise, cACompromise, affiliationChanged, "+
+		"superseded, cessationOfOperation, certificateHold, privilegeWithdrawn, aACompromise, or its code")
+	f.StringVar(&invalidity, "invalidity-date", "", "when the key was known or suspected to be compromised (RFC 3339)")
+	_ = cmd.MarkFlagRequired("reason")
+	return cmd
+}
+
+func certUnholdCmd() *cobra.Command {
+	var cf clientFlags
+	var format string
+	cmd := &cobra.Command{
+		Use:   "unhold SERIAL",
+		Short: "Release a certificate revoked with reason certificateHold: it is valid again",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := cf.connect(format)
+			if err != nil {
+				return err
+			}
+			var cert api.Certificate
+			if err := c.do(cmd.Context(), "POST", "/v1/unhold", api.UnholdRequest{Serial: args[0]}, &cert); err != nil {
+				return err
+			}
+			return printCert(cmd.OutOrStdout(), format, cert)
+		},
+	}
+	cf.register(cmd)
+	addFormatFlag(cmd, &format)
+	return cmd
+}
+
+// detail is what an error says to the operator: a *ca.Error's detail
+// without its kind prefix.
+func detail(err error) string {
+	var e *ca.Error
+	if errors.As(err, &e) {
+		return e.Detail
+	}
+	return err.Error()
 }
 
 func certListCmd() *cobra.Command {

@@ -1,0 +1,309 @@
+package ca
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/sigil-ca/sigil/ca/audit"
+	"github.com/sigil-ca/sigil/store"
+)
+
+// Revocation reason codes: the CRLReason values of RFC 5280 §5.3.1. Value 7
+// is not used.
+const (
+	ReasonUnspecified          = 0
+	ReasonKeyCompromise        = 1
+	ReasonCACompromise         = 2
+	ReasonAffiliationChanged   = 3
+	ReasonSuperseded           = 4
+	ReasonCessationOfOperation = 5
+	ReasonCertificateHold      = 6
+	// ReasonRemoveFromCRL appears only in delta CRL entries for a
+	// certificate released from hold; it is never a reason to revoke.
+	ReasonRemoveFromCRL      = 8
+	ReasonPrivilegeWithdrawn = 9
+	ReasonAACompromise       = 10
+)
+
+// ReasonName returns the RFC 5280 name of a reason code, such as
+// "keyCompromise", or "reason(N)" for a code RFC 5280 does not define.
+func ReasonName(code int) string {
+	switch code {
+	case ReasonUnspecified:
+		return "unspecified"
+	case ReasonKeyCompromise:
+		return "keyCompromise"
+	case ReasonCACompromise:
+		return "cACompromise"
+	case ReasonAffiliationChanged:
+		return "affiliationChanged"
+	case ReasonSuperseded:
+		return "superseded"
+	case ReasonCessationOfOperation:
+		return "cessationOfOperation"
+	case ReasonCertificateHold:
+		return "certificateHold"
+	case ReasonRemoveFromCRL:
+		return "removeFromCRL"
+	case ReasonPrivilegeWithdrawn:
+		return "privilegeWithdrawn"
+	case ReasonAACompromise:
+		return "aACompromise"
+	}
+	return fmt.Sprintf("reason(%d)", code)
+}
+
+// checkReason refuses codes that cannot be asked for: 7 is unassigned and
+// removeFromCRL only records, in a CRL, a release from hold.
+func checkReason(code int) error {
+	switch code {
+	case ReasonRemoveFromCRL:
+		return errorf(Malformed, "removeFromCRL (8) is not a revocation reason; to release a certificate from hold, unhold it")
+	case 7:
+		return errorf(Malformed, "revocation reason 7 is not assigned (RFC 5280 §5.3.1)")
+	}
+	if code < ReasonUnspecified || code > ReasonAACompromise {
+		return errorf(Malformed, "unknown revocation reason %d (RFC 5280 §5.3.1 defines 0-6 and 8-10)", code)
+	}
+	return nil
+}
+
+// ParseRevocationReason reads a revocation reason as an operator types it:
+// an RFC 5280 §5.3.1 name in any case, with or without "-" or "_" between
+// words ("keyCompromise", "key-compromise", "KEY_COMPROMISE"), or its decimal
+// code ("1"). It returns the code of a reason one may revoke with, or a
+// Malformed *Error naming the accepted reasons.
+func ParseRevocationReason(s string) (int, error) {
+	in := strings.TrimSpace(s)
+	if in != "" && strings.Trim(in, "0123456789") == "" {
+		code, err := strconv.Atoi(in)
+		if err != nil {
+			return 0, errorf(Malformed, "unknown revocation reason %q", s)
+		}
+		if err := checkReason(code); err != nil {
+			return 0, err
+		}
+		return code, nil
+	}
+	key := strings.ToLower(strings.NewReplacer("-", "", "_", "").Replace(in))
+	for code := ReasonUnspecified; code <= ReasonAACompromise; code++ {
+		if key != "" && key == strings.ToLower(ReasonName(code)) {
+			if err := checkReason(code); err != nil {
+				return 0, err
+			}
+			return code, nil
+		}
+	}
+	return 0, errorf(Malformed, "unknown revocation reason %q (want one of %s, or its code)", s, strings.Join(revocationReasons(), ", "))
+}
+
+// revocationReasons lists the names one may revoke with.
+func revocationReasons() []string {
+	var out []string
+	for code := ReasonUnspecified; code <= ReasonAACompromise; code++ {
+		if checkReason(code) == nil {
+			out = append(out, ReasonName(code))
+		}
+	}
+	return out
+}
+
+// RevokeRequest asks for one certificate to be revoked.
+type RevokeRequest struct {
+	Serial string // in any form NormalizeSerial accepts
+	Reason int    // RFC 5280 §5.3.1 code: 0-6, 9 or 10
+	// InvalidityDate, if set, is when the key is known or suspected to have
+	// been compromised (RFC 5280 §5.3.2): not before the certificate's
+	// NotBefore and not after the revocation.
+	InvalidityDate time.Time
+	Actor          string // who asks, e.g. "token:ab12"; recorded in the audit event
+	Channel        string // ChannelAPI, ChannelACME, ...
+}
+
+// Revoke revokes the certificate with req.Serial at the authority's current
+// time and returns its updated record. The revocation and its cert.revoked
+// audit event are one transaction. A certificate that is already revoked
+// (on hold included) is a Conflict and stays as it was; a held certificate
+// must be released with Unhold before it can be revoked for another reason.
+// Every refusal is audited.
+func (a *Authority) Revoke(ctx context.Context, req RevokeRequest) (store.CertRecord, error) {
+	rec, err := a.revoke(ctx, req)
+	if err != nil {
+		a.RecordRevocationRefusal(ctx, req, err)
+		return store.CertRecord{}, err
+	}
+	a.metrics.observeRevoked(ReasonName(rec.RevokeReason))
+	return rec, nil
+}
+
+func (a *Authority) revoke(ctx context.Context, req RevokeRequest) (store.CertRecord, error) {
+	serial, err := NormalizeSerial(req.Serial)
+	if err != nil {
+		return store.CertRecord{}, err
+	}
+	if err := checkReason(req.Reason); err != nil {
+		return store.CertRecord{}, err
+	}
+	rec, err := a.Certificate(ctx, serial)
+	if err != nil {
+		return store.CertRecord{}, err
+	}
+	if !rec.RevokedAt.IsZero() {
+		return store.CertRecord{}, alreadyRevoked(rec)
+	}
+	// CRLs and OCSP carry whole seconds (RFC 5280 §5.1.2.6, §5.3.2); the
+	// record keeps what they will say.
+	now := a.clk.Now().UTC().Truncate(time.Second)
+	invalidity := req.InvalidityDate.UTC().Truncate(time.Second)
+	if !req.InvalidityDate.IsZero() {
+		switch {
+		case invalidity.After(now):
+			return store.CertRecord{}, errorf(Malformed, "invalidity date %s is in the future", invalidity.Format(time.RFC3339))
+		case invalidity.Before(rec.NotBefore):
+			return store.CertRecord{}, errorf(Malformed, "invalidity date %s is before the certificate's notBefore %s",
+				invalidity.Format(time.RFC3339), rec.NotBefore.UTC().Format(time.RFC3339))
+		}
+	}
+	detail := map[string]string{"reason": ReasonName(req.Reason), "issuer": rec.IssuerID, "channel": req.Channel}
+	if !invalidity.IsZero() {
+		detail["invalidity_date"] = invalidity.Format(time.RFC3339)
+	}
+	err = a.st.WithTx(ctx, func(tx store.Tx) error {
+		if err := tx.RevokeCertificate(rec.IssuerID, serial, now, req.Reason, invalidity); err != nil {
+			return err
+		}
+		_, err := tx.AppendAudit(audit.Event{Time: now, Actor: actorOrSystem(req.Actor), Action: "cert.revoked", Target: serial, Detail: detail})
+		return err
+	})
+	if err != nil {
+		return store.CertRecord{}, a.transitionError(ctx, serial, "revoke", err)
+	}
+	rec.RevokedAt, rec.RevokeReason, rec.InvalidityDate = now, req.Reason, invalidity
+	return rec, nil
+}
+
+// Unhold releases the certificate with serial from certificateHold: it is
+// valid again, as if never revoked, and returned updated. The release and
+// its cert.unheld audit event are one transaction. A certificate that is not
+// on hold (valid, or revoked for another reason) is a Conflict. Every
+// refusal is audited.
+func (a *Authority) Unhold(ctx context.Context, serial, actor string) (store.CertRecord, error) {
+	rec, err := a.unhold(ctx, serial, actor)
+	if err != nil {
+		a.recordRefusal(ctx, "unhold", serial, actor, "", err)
+		return store.CertRecord{}, err
+	}
+	return rec, nil
+}
+
+func (a *Authority) unhold(ctx context.Context, serial, actor string) (store.CertRecord, error) {
+	serial, err := NormalizeSerial(serial)
+	if err != nil {
+		return store.CertRecord{}, err
+	}
+	rec, err := a.Certificate(ctx, serial)
+	if err != nil {
+		return store.CertRecord{}, err
+	}
+	if err := checkOnHold(rec); err != nil {
+		return store.CertRecord{}, err
+	}
+	now := a.clk.Now().UTC()
+	err = a.st.WithTx(ctx, func(tx store.Tx) error {
+		if err := tx.UnholdCertificate(rec.IssuerID, serial); err != nil {
+			return err
+		}
+		_, err := tx.AppendAudit(audit.Event{Time: now, Actor: actorOrSystem(actor), Action: "cert.unheld", Target: serial,
+			Detail: map[string]string{"issuer": rec.IssuerID, "held_since": rec.RevokedAt.UTC().Format(time.RFC3339)}})
+		return err
+	})
+	if err != nil {
+		return store.CertRecord{}, a.transitionError(ctx, serial, "unhold", err)
+	}
+	rec.RevokedAt, rec.RevokeReason, rec.InvalidityDate = time.Time{}, 0, time.Time{}
+	return rec, nil
+}
+
+func alreadyRevoked(rec store.CertRecord) *Error {
+	return errorf(Conflict, "certificate %s is already revoked (%s) since %s",
+		rec.Serial, ReasonName(rec.RevokeReason), rec.RevokedAt.UTC().Format(time.RFC3339))
+}
+
+func checkOnHold(rec store.CertRecord) error {
+	switch {
+	case rec.RevokedAt.IsZero():
+		return errorf(Conflict, "certificate %s is not on hold: it is not revoked", rec.Serial)
+	case rec.RevokeReason != ReasonCertificateHold:
+		return errorf(Conflict, "certificate %s is not on hold: it is revoked (%s) since %s, which cannot be undone",
+			rec.Serial, ReasonName(rec.RevokeReason), rec.RevokedAt.UTC().Format(time.RFC3339))
+	}
+	return nil
+}
+
+// transitionError classifies a failed revoke or unhold transaction. The
+// record was checked before the transaction, so a refused transition means
+// another request changed it in between: the error describes it as it is now.
+func (a *Authority) transitionError(ctx context.Context, serial, op string, err error) error {
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return errorf(NotFound, "no certificate with serial %s", serial)
+	case errors.Is(err, store.ErrAlreadyRevoked), errors.Is(err, store.ErrNotOnHold):
+		rec, rerr := a.Certificate(ctx, serial)
+		if rerr != nil {
+			return rerr
+		}
+		if errors.Is(err, store.ErrAlreadyRevoked) {
+			return alreadyRevoked(rec)
+		}
+		if cerr := checkOnHold(rec); cerr != nil {
+			return cerr
+		}
+		return errorf(Conflict, "certificate %s changed during the request; try again", serial)
+	}
+	return internal(op+" certificate", err)
+}
+
+// RecordRevocationRefusal audits a revocation a surface refused before it
+// reached Revoke, such as one with an unparseable reason.
+func (a *Authority) RecordRevocationRefusal(ctx context.Context, req RevokeRequest, err error) {
+	a.recordRefusal(ctx, "revoke", req.Serial, req.Actor, req.Channel, err)
+}
+
+// recordRefusal audits a refused revoke or unhold as request.refused, with
+// the serial as target when it is one. The audit write is best effort: its
+// failure is logged, and the caller still gets the refusal.
+func (a *Authority) recordRefusal(ctx context.Context, op, serial, actor, channel string, err error) {
+	kind := KindOf(err)
+	detail := "internal error"
+	var e *Error
+	if errors.As(err, &e) && kind != Internal {
+		detail = e.Detail
+	}
+	if kind == Internal {
+		a.log.ErrorContext(ctx, op+" failed", "serial", serial, "actor", actor, "error", err)
+	}
+	target, serr := NormalizeSerial(serial)
+	if serr != nil {
+		target = "" // never copy unchecked input into the target index
+	}
+	ev := audit.Event{
+		Time:   a.clk.Now(),
+		Actor:  actorOrSystem(actor),
+		Action: "request.refused",
+		Target: target,
+		Detail: map[string]string{"request": op, "reason": kind.String(), "detail": detail},
+	}
+	if channel != "" {
+		ev.Detail["channel"] = channel
+	}
+	if aerr := a.st.WithTx(context.WithoutCancel(ctx), func(tx store.Tx) error {
+		_, err := tx.AppendAudit(ev)
+		return err
+	}); aerr != nil {
+		a.log.ErrorContext(ctx, "audit refusal", "error", aerr)
+	}
+}

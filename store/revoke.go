@@ -1,0 +1,72 @@
+package store
+
+import (
+	"database/sql"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Revocation statements. Each UPDATE carries its precondition in its WHERE
+// clause, so that no other writer (another node sharing the database) can
+// slip between a check and the change; only when no row changed is the row
+// looked up, to tell a missing certificate from a refused transition.
+const (
+	qRevokeCertificate = `UPDATE certificates SET revoked_at = ?, revoke_reason = ?, invalidity_date = ?
+		WHERE issuer_id = ? AND serial = ? AND revoked_at = 0`
+	qUnholdCertificate = `UPDATE certificates SET revoked_at = 0, revoke_reason = 0, invalidity_date = 0
+		WHERE issuer_id = ? AND serial = ? AND revoked_at != 0 AND revoke_reason = ?`
+	qCertificateExists = "SELECT 1 FROM certificates WHERE issuer_id = ? AND serial = ?"
+)
+
+// reasonCertificateHold is the RFC 5280 §5.3.1 CRLReason certificateHold,
+// the only revocation that can be undone.
+const reasonCertificateHold = 6
+
+func (t *sqliteTx) RevokeCertificate(issuerID, serial string, at time.Time, reason int, invalidity time.Time) error {
+	what := "revoke certificate " + issuerID + "/" + serial
+	// revoked_at = 0 means "not revoked", and the column keeps Unix
+	// nanoseconds: a time that does not survive that would store another
+	// state than the one asked for.
+	if at.IsZero() || at.UnixNano() == 0 || !fromNanos(at.UnixNano()).Equal(at) {
+		return fmt.Errorf("%s: revocation time %v cannot be stored", what, at)
+	}
+	if !fromNanos(nanos(invalidity)).Equal(invalidity) {
+		return fmt.Errorf("%s: invalidity date %v cannot be stored", what, invalidity)
+	}
+	res, err := t.exec(what, qRevokeCertificate, at.UnixNano(), reason, nanos(invalidity), issuerID, serial)
+	if err != nil {
+		return err
+	}
+	return t.changedOrWhy(res, what, issuerID, serial, ErrAlreadyRevoked)
+}
+
+func (t *sqliteTx) UnholdCertificate(issuerID, serial string) error {
+	what := "unhold certificate " + issuerID + "/" + serial
+	res, err := t.exec(what, qUnholdCertificate, issuerID, serial, reasonCertificateHold)
+	if err != nil {
+		return err
+	}
+	return t.changedOrWhy(res, what, issuerID, serial, ErrNotOnHold)
+}
+
+// changedOrWhy returns nil if res changed a row, ErrNotFound if the
+// certificate does not exist, and refused (the precondition failed) if it does.
+func (t *sqliteTx) changedOrWhy(res sql.Result, what, issuerID, serial string, refused error) error {
+	n, err := res.RowsAffected()
+	if err != nil {
+		return fmt.Errorf("%s: %w", what, err)
+	}
+	if n > 0 {
+		return nil
+	}
+	var one int
+	err = t.tx.QueryRowContext(t.ctx, qCertificateExists, issuerID, serial).Scan(&one)
+	if errors.Is(err, sql.ErrNoRows) {
+		return fmt.Errorf("%s: %w", what, ErrNotFound)
+	}
+	if err != nil {
+		return fmt.Errorf("%s: %w", what, err)
+	}
+	return fmt.Errorf("%s: %w", what, refused)
+}
