@@ -27,6 +27,7 @@ type Authority interface {
 	Intermediate() ca.Issuer
 	NewHMACSecret(ctx context.Context, purpose, actor string, inTx func(tx store.Tx, rec store.KeyRecord) error) ([]byte, store.KeyRecord, error)
 	HMACSecret(ctx context.Context, keyID, actor string) ([]byte, error)
+	Revoke(ctx context.Context, req ca.RevokeRequest) (store.CertRecord, error)
 }
 
 // Challenger checks challenge responses; *Validator implements it.

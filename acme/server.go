@@ -197,6 +197,7 @@ func (s *Server) Handler() http.Handler {
 	mux.Handle("POST "+p+"/authz/{id}", s.adapt(s.authz))
 	mux.Handle("POST "+p+"/chall/{id}", s.adapt(s.challenge))
 	mux.Handle("POST "+p+"/cert/{serial}", s.adapt(s.certificate))
+	mux.Handle("POST "+p+"/revoke-cert", s.adapt(s.revokeCert))
 	mux.Handle(p+"/", s.adapt(func(http.ResponseWriter, *http.Request) error {
 		return Malformed("no such resource").WithStatus(http.StatusNotFound)
 	}))

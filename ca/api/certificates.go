@@ -25,6 +25,9 @@ type Certificate struct {
 	Channel      string    `json:"channel"`
 	Issued       time.Time `json:"issued"`
 	Status       string    `json:"status"` // valid, expired or revoked (on hold included)
+	// Replaces is the serial of the certificate this one renewed (ACME
+	// "replaces", RFC 9773), if any.
+	Replaces string `json:"replaces,omitempty"`
 
 	// Set only when Status is revoked: RFC 5280 §5.3.1 reason name, and the
 	// invalidity date (§5.3.2) if the revocation gave one.
@@ -45,7 +48,7 @@ func toCertificate(c store.CertRecord, now time.Time, withPEM bool) Certificate 
 	out := Certificate{
 		Serial: c.Serial, Issuer: c.IssuerID, Subject: c.Subject, SANs: c.SANs, NotBefore: c.NotBefore,
 		NotAfter: c.NotAfter, KeyAlgorithm: c.KeyAlgorithm, Profile: c.Profile, Requester: c.Requester,
-		Channel: c.Channel, Issued: c.Created, RevokedAt: c.RevokedAt,
+		Channel: c.Channel, Issued: c.Created, RevokedAt: c.RevokedAt, Replaces: c.Replaces,
 	}
 	if out.SANs == nil {
 		out.SANs = []string{}

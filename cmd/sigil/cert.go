@@ -194,6 +194,9 @@ func printCert(w io.Writer, format string, cert api.Certificate) error {
 		{"key", cert.KeyAlgorithm}, {"profile", cert.Profile}, {"requester", cert.Requester},
 		{"channel", cert.Channel}, {"issued", fmtTime(cert.Issued)},
 	}
+	if cert.Replaces != "" {
+		rows = append(rows, []string{"replaces", cert.Replaces})
+	}
 	if !cert.RevokedAt.IsZero() {
 		rows = append(rows, []string{"revoked", fmtTime(cert.RevokedAt)}, []string{"reason", cert.RevocationReason})
 		if !cert.InvalidityDate.IsZero() {

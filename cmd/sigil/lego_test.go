@@ -20,11 +20,8 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
-
-	"github.com/miekg/dns"
 
 	"github.com/sigil-ca/sigil/ca"
 	"github.com/sigil-ca/sigil/ca/api"
@@ -46,7 +43,8 @@ func TestLegoHTTP01(t *testing.T) {
 			"Install it with `apt-get install lego` (.ci/run does this) to run it. !!!")
 	}
 
-	d := legoStartDNS(t, map[string]net.IP{legoDomain: net.IPv4(127, 0, 0, 1)})
+	d := startLoopbackDNS(t)
+	d.setA(legoDomain, net.IPv4(127, 0, 0, 1))
 	_, httpPort, err := net.SplitHostPort(freeAddr(t))
 	if err != nil {
 		t.Fatal(err)
@@ -84,7 +82,16 @@ func TestLegoHTTP01(t *testing.T) {
 	t.Logf("lego obtained %s and renewed it as %s (channel acme)",
 		ca.SerialString(first.SerialNumber), ca.SerialString(second.SerialNumber))
 
-	// TODO(issue 5): lego revoke once revokeCert lands.
+	// Revoke: lego signs revokeCert with its account key.
+	legoRun(t, p, legoBin, env, append(slices.Clone(base), "revoke", "--reason", "4")...)
+	var rec api.Certificate
+	out, _ := e2eRun(t, e2eAdmin(p, c, "cert", "show", ca.SerialString(second.SerialNumber), "--format", "json")...)
+	if err := json.Unmarshal([]byte(out), &rec); err != nil {
+		t.Fatal(err)
+	}
+	if rec.Status != "revoked" || rec.RevocationReason != "superseded" {
+		t.Errorf("after lego revoke: status %s reason %s, want revoked superseded", rec.Status, rec.RevocationReason)
+	}
 }
 
 // legoRun runs lego with args and env (added to the environment), logs its
@@ -206,63 +213,4 @@ func legoCheckRecord(t *testing.T, p *serverProc, c *caDir, cert *x509.Certifica
 		return
 	}
 	t.Fatalf("certificate %s is not in the record for name=%s (%d records)", serial, legoDomain, len(list.Certificates))
-}
-
-// legoDNS is a minimal authoritative DNS server on 127.0.0.1 (UDP): A
-// records for the names it was given, an empty answer for their other
-// types, NXDOMAIN for every other name.
-type legoDNS struct {
-	addr string
-	a    map[string]net.IP // by lower-case FQDN
-}
-
-// legoStartDNS starts a legoDNS and stops it when the test ends.
-func legoStartDNS(t testing.TB, names map[string]net.IP) *legoDNS {
-	t.Helper()
-	d := &legoDNS{a: map[string]net.IP{}}
-	for name, ip := range names {
-		d.a[strings.ToLower(dns.Fqdn(name))] = ip.To4()
-	}
-	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatalf("test dns: %v", err)
-	}
-	d.addr = pc.LocalAddr().String()
-	srv := &dns.Server{PacketConn: pc, Handler: dns.HandlerFunc(d.handle)}
-	started := make(chan struct{})
-	var once sync.Once
-	srv.NotifyStartedFunc = func() { once.Do(func() { close(started) }) }
-	done := make(chan error, 1)
-	go func() { done <- srv.ActivateAndServe() }()
-	select {
-	case <-started:
-	case err := <-done:
-		t.Fatalf("test dns: %v", err)
-	}
-	t.Cleanup(func() {
-		if err := srv.Shutdown(); err != nil {
-			t.Errorf("test dns shutdown: %v", err)
-		}
-		<-done
-	})
-	return d
-}
-
-func (d *legoDNS) handle(w dns.ResponseWriter, r *dns.Msg) {
-	m := new(dns.Msg)
-	m.SetReply(r)
-	// Without these flags an empty NOERROR reads as a lame referral to Go.
-	m.Authoritative, m.RecursionAvailable = true, true
-	for _, q := range r.Question {
-		ip, ok := d.a[strings.ToLower(dns.Fqdn(q.Name))]
-		if !ok {
-			m.Rcode = dns.RcodeNameError
-			continue
-		}
-		if q.Qtype == dns.TypeA && q.Qclass == dns.ClassINET {
-			m.Answer = append(m.Answer, &dns.A{
-				Hdr: dns.RR_Header{Name: q.Name, Rrtype: dns.TypeA, Class: dns.ClassINET, Ttl: 0}, A: ip})
-		}
-	}
-	_ = w.WriteMsg(m)
 }
