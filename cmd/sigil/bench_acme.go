@@ -24,10 +24,12 @@ import (
 	"os"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/miekg/dns"
 	"github.com/schollz/progressbar/v3"
 	"github.com/spf13/cobra"
 	"golang.org/x/crypto/acme"
@@ -58,6 +60,7 @@ type benchACMEConfig struct {
 	count        int
 	httpPort     int
 	domainSuffix string // empty: IP identifier 127.0.0.1
+	dnsAddr      string // with domainSuffix: answer A 127.0.0.1 for its names here
 	csrKeys      int
 	pollInterval time.Duration // 0: WaitOrder, honouring the server's Retry-After
 }
@@ -82,7 +85,10 @@ result counts validated and reused orders separately. With --domain-suffix S
 order i is for the DNS name "o<i>.S": the server must resolve every such name
 to this host (for sigil serve, a wildcard record in the resolver given by
 --acme-resolver), and --http-port must be the port it validates on
-(--acme-http-port; 80 for a public CA).
+(--acme-http-port; 80 for a public CA). --dns-addr ADDR makes this command
+that resolver: it answers A 127.0.0.1 for every name under the suffix on
+ADDR (UDP), so a local server started with --acme-resolver ADDR validates
+every order from scratch.
 
 Only RFC 8555 is used, so other ACME servers can be measured too; --ca-file
 names the root to trust (empty: the system roots).`,
@@ -93,6 +99,9 @@ names the root to trust (empty: the system roots).`,
 			}
 			if cmd.Flags().Changed("ip") && cfg.domainSuffix != "" {
 				return errors.New("--ip and --domain-suffix are mutually exclusive")
+			}
+			if cfg.dnsAddr != "" && cfg.domainSuffix == "" {
+				return errors.New("--dns-addr needs --domain-suffix")
 			}
 			_ = useIP // --ip is the default; the flag exists to say so explicitly
 			res, err := runACMEBench(cmd.Context(), cfg, cmd.ErrOrStderr(), quiet)
@@ -124,6 +133,7 @@ names the root to trust (empty: the system roots).`,
 	f.IntVar(&cfg.httpPort, "http-port", 5002, "port to serve http-01 responses on (the port the server validates on)")
 	f.BoolVar(&useIP, "ip", true, "order the IP identifier 127.0.0.1 (default)")
 	f.StringVar(&cfg.domainSuffix, "domain-suffix", "", `order DNS names "o<i>.SUFFIX" instead of an IP (the server must resolve them to this host)`)
+	f.StringVar(&cfg.dnsAddr, "dns-addr", "", "with --domain-suffix: serve DNS on this UDP address, answering A 127.0.0.1 for names under the suffix")
 	f.DurationVar(&cfg.pollInterval, "poll-interval", 0, "poll a pending order at this interval instead of the server's Retry-After (0: honour Retry-After)")
 	f.IntVar(&cfg.csrKeys, "csr-keys", 64, "distinct P-256 CSR keys to rotate through")
 	f.StringVar(&format, "format", "text", "text or json")
@@ -180,6 +190,13 @@ func runACMEBench(ctx context.Context, cfg benchACMEConfig, progress io.Writer, 
 	srv := &http.Server{Handler: h01, ReadHeaderTimeout: 10 * time.Second}
 	go func() { _ = srv.Serve(ln) }()
 	defer srv.Close()
+	if cfg.dnsAddr != "" {
+		stop, err := startBenchDNS(cfg.dnsAddr, cfg.domainSuffix)
+		if err != nil {
+			return benchACMEResult{}, err
+		}
+		defer stop()
+	}
 
 	// Everything below, until the clock starts, is setup the run does not
 	// measure: CSR keys and one registered account per worker.
@@ -201,7 +218,8 @@ func runACMEBench(ctx context.Context, cfg benchACMEConfig, progress io.Writer, 
 				regErrs[w] = err
 				return
 			}
-			c := &acme.Client{Key: key, DirectoryURL: cfg.directory, HTTPClient: hc, UserAgent: "sigil-bench"}
+			c := &acme.Client{Key: key, DirectoryURL: cfg.directory, HTTPClient: hc, UserAgent: "sigil-bench",
+				RetryBackoff: benchRetryBackoff}
 			if _, err := c.Register(ctx, &acme.Account{}, acme.AcceptTOS); err != nil {
 				regErrs[w] = fmt.Errorf("register account %d: %w", w, err)
 				return
@@ -210,8 +228,8 @@ func runACMEBench(ctx context.Context, cfg benchACMEConfig, progress io.Writer, 
 		}()
 	}
 	wg.Wait()
-	if err := errors.Join(regErrs...); err != nil {
-		return benchACMEResult{}, err
+	if failed := slices.DeleteFunc(slices.Clone(regErrs), func(err error) bool { return err == nil }); len(failed) > 0 {
+		return benchACMEResult{}, fmt.Errorf("%d of %d account registrations failed; first: %w", len(failed), len(regErrs), failed[0])
 	}
 
 	bar := progressbar.NewOptions(cfg.count, progressbar.OptionSetWriter(progress),
@@ -382,4 +400,52 @@ func benchACMEHTTPClient(caFile string, concurrency int) (*http.Client, error) {
 	tr.TLSClientConfig = tlsCfg
 	tr.MaxIdleConnsPerHost = 2 * concurrency
 	return &http.Client{Transport: tr, Timeout: 60 * time.Second}, nil
+}
+
+// startBenchDNS answers A 127.0.0.1 for suffix and every name under it on
+// addr (UDP), NXDOMAIN for anything else, and an empty answer for other
+// types; it stands in for the wildcard record a real deployment would have.
+func startBenchDNS(addr, suffix string) (stop func(), err error) {
+	pc, err := net.ListenPacket("udp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("--dns-addr: %w", err)
+	}
+	zone := dns.Fqdn(strings.ToLower(suffix))
+	srv := &dns.Server{PacketConn: pc, Handler: dns.HandlerFunc(func(w dns.ResponseWriter, r *dns.Msg) {
+		m := new(dns.Msg)
+		m.SetReply(r)
+		m.Authoritative, m.RecursionAvailable = true, true
+		for _, q := range r.Question {
+			name := strings.ToLower(q.Name)
+			if name != zone && !strings.HasSuffix(name, "."+zone) {
+				m.Rcode = dns.RcodeNameError
+				continue
+			}
+			if q.Qtype == dns.TypeA {
+				m.Answer = append(m.Answer, &dns.A{Hdr: dns.RR_Header{Name: q.Name, Rrtype: dns.TypeA, Class: dns.ClassINET, Ttl: 60},
+					A: net.IPv4(127, 0, 0, 1)})
+			}
+		}
+		_ = w.WriteMsg(m)
+	})}
+	started := make(chan struct{})
+	srv.NotifyStartedFunc = func() { close(started) }
+	done := make(chan error, 1)
+	go func() { done <- srv.ActivateAndServe() }()
+	select {
+	case <-started:
+	case err := <-done:
+		return nil, fmt.Errorf("--dns-addr: %w", err)
+	}
+	return func() { _ = srv.Shutdown() }, nil
+}
+
+// benchRetryBackoff retries a bad nonce or a server error a few times,
+// quickly, and never a rate limit: x/crypto/acme would otherwise wait out
+// Retry-After, stalling the run, and a benchmark should report it instead.
+func benchRetryBackoff(n int, _ *http.Request, resp *http.Response) time.Duration {
+	if resp != nil && resp.StatusCode == http.StatusTooManyRequests || n > 4 {
+		return 0
+	}
+	return time.Duration(50<<n) * time.Millisecond
 }
