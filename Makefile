@@ -14,7 +14,11 @@ FUZZ_TARGETS := \
 	./cmd/sigil:FuzzParseConfig \
 	./acme:FuzzParseJWS \
 	./acme:FuzzNewOrderPayload \
-	./acme:FuzzFinalizePayload
+	./acme:FuzzFinalizePayload \
+	./acme:FuzzRevokePayload \
+	./acme:FuzzCAAIssueValue \
+	./ca:FuzzParseRevocationReason \
+	./ca/api:FuzzParseRevokeRequest
 
 .PHONY: all build run test unit fuzz bench bench-https lint clean
 

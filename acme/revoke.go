@@ -35,27 +35,12 @@ func (s *Server) revokeCert(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	var req revokeReq
-	if err := decodePayload(p.jws.Payload, &req); err != nil {
+	cert, reason, err := parseRevokePayload(p.jws.Payload)
+	if err != nil {
 		return err
 	}
-	der, err := base64.RawURLEncoding.DecodeString(req.Certificate)
-	if err != nil || len(der) == 0 {
-		return Malformed("certificate must be the base64url (no padding) DER of the certificate")
-	}
-	cert, err := x509.ParseCertificate(der)
-	if err != nil {
-		return Malformed("certificate does not parse: %v", err)
-	}
-	reason := ca.ReasonUnspecified
-	if req.Reason != nil {
-		reason = *req.Reason
-		if !slices.Contains(acmeRevocationReasons, reason) {
-			return BadRevocationReason(fmt.Sprintf("reason %d is not one an ACME client may give; use 0 (unspecified), 1 (keyCompromise), 3 (affiliationChanged), 4 (superseded) or 5 (cessationOfOperation)", reason))
-		}
-	}
 	rec, err := s.ca.Certificate(r.Context(), ca.SerialString(cert.SerialNumber))
-	if ca.KindOf(err) == ca.NotFound || err == nil && string(rec.DER) != string(der) {
+	if ca.KindOf(err) == ca.NotFound || err == nil && string(rec.DER) != string(cert.Raw) {
 		// Same answer whether the serial is unknown or the bytes differ:
 		// only this CA's exact certificates can be revoked here.
 		return Malformed("this CA did not issue that certificate").WithStatus(http.StatusNotFound)
@@ -76,6 +61,34 @@ func (s *Server) revokeCert(w http.ResponseWriter, r *http.Request) error {
 	}
 	w.WriteHeader(http.StatusOK)
 	return nil
+}
+
+// parseRevokePayload reads a revokeCert payload (RFC 8555 §7.6): the
+// certificate and the reason (unspecified if absent). Errors are *Problem.
+func parseRevokePayload(payload []byte) (*x509.Certificate, int, error) {
+	var req revokeReq
+	if err := decodePayload(payload, &req); err != nil {
+		return nil, 0, err
+	}
+	der, err := base64.RawURLEncoding.DecodeString(req.Certificate)
+	if err != nil || len(der) == 0 {
+		return nil, 0, Malformed("certificate must be the base64url (no padding) DER of the certificate")
+	}
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		return nil, 0, Malformed("certificate does not parse: %v", err)
+	}
+	if cert.SerialNumber.Sign() <= 0 {
+		return nil, 0, Malformed("certificate has a non-positive serial number")
+	}
+	reason := ca.ReasonUnspecified
+	if req.Reason != nil {
+		reason = *req.Reason
+		if !slices.Contains(acmeRevocationReasons, reason) {
+			return nil, 0, BadRevocationReason(fmt.Sprintf("reason %d is not one an ACME client may give; use 0 (unspecified), 1 (keyCompromise), 3 (affiliationChanged), 4 (superseded) or 5 (cessationOfOperation)", reason))
+		}
+	}
+	return cert, reason, nil
 }
 
 // revocationActor checks that the signer may revoke cert and names it for

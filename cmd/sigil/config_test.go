@@ -273,3 +273,50 @@ func TestParseConfigACMERateLimits(t *testing.T) {
 		t.Errorf("orders_per_domain -2 accepted or unclear: %v", err)
 	}
 }
+
+func TestParseConfigACMEEndpoints(t *testing.T) {
+	t.Parallel()
+	doc := `external_url: http://ca.example.internal:8080
+acme:
+  caa: "on"
+  authz_reuse: 0s
+  endpoints:
+    partners:
+      require_eab: true
+      names:
+        dns:
+          allow: [partners.example.internal]
+    clients:
+      profile: tls-client
+      caa: "off"
+`
+	got, err := ParseConfig([]byte(doc), "/etc/sigil")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, c := got.ACME.Endpoints["partners"], got.ACME.Endpoints["clients"]
+	if p.Profile != "tls-server" || !p.RequireEAB || p.CAA != "on" || p.Names == nil || len(p.Profiles) != 1 {
+		t.Errorf("partners endpoint %+v: want the default profile, EAB, the default caa mode and its names", p)
+	}
+	if c.Profile != "tls-client" || c.CAA != "off" || c.RequireEAB {
+		t.Errorf("clients endpoint %+v", c)
+	}
+	if *got.ACME.AuthzReuse != 0 || len(got.ACME.CAAIdentities) != 1 || got.ACME.CAAIdentities[0] != "ca.example.internal" {
+		t.Errorf("authz_reuse %v, caa_identities %v", *got.ACME.AuthzReuse, got.ACME.CAAIdentities)
+	}
+
+	for name, tc := range map[string]struct{ doc, want string }{
+		"reserved name":   {"acme:\n  endpoints:\n    acct: {}\n", "not a usable endpoint name"},
+		"path in name":    {"acme:\n  endpoints:\n    a/b: {}\n", "not a usable endpoint name"},
+		"unknown profile": {"acme:\n  endpoints:\n    x:\n      profile: nope\n", "acme.endpoints.x.profile"},
+		"offered unknown": {"acme:\n  endpoints:\n    x:\n      profiles: [nope]\n", "acme.endpoints.x.profiles"},
+		"caa mode":        {"acme:\n  caa: sometimes\n", "acme.caa"},
+		"negative reuse":  {"acme:\n  authz_reuse: -1h\n", "authz_reuse"},
+		"bad identity":    {"acme:\n  caa_identities: [\"not a name\"]\n", "caa_identities"},
+		"bad names":       {"acme:\n  endpoints:\n    x:\n      names:\n        ip:\n          allow: [not-a-cidr]\n", "acme.endpoints.x.names"},
+	} {
+		if _, err := ParseConfig([]byte(tc.doc), "/etc/sigil"); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: error %v, want one naming %q", name, err, tc.want)
+		}
+	}
+}
