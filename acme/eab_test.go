@@ -132,4 +132,3 @@ func wantACMEError(t *testing.T, err error, status int, typ string) {
 		t.Errorf("problem = %d %s (%s), want %d %s", ae.StatusCode, ae.ProblemType, ae.Detail, status, typ)
 	}
 }
-
