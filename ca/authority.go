@@ -13,7 +13,9 @@ import (
 	"log/slog"
 	"math/big"
 	"net/url"
+	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -104,6 +106,27 @@ type Authority struct {
 	tbs        *tbsSigner
 
 	lastTouch atomic.Int64
+
+	statusMu        sync.Mutex
+	statusListeners []func(store.CertRecord)
+}
+
+// OnStatusChange registers fn to be called, after commit, with the updated
+// record of every certificate revoked or released from hold, so that CRLs
+// and OCSP responses can be refreshed at once. fn must not block.
+func (a *Authority) OnStatusChange(fn func(store.CertRecord)) {
+	a.statusMu.Lock()
+	defer a.statusMu.Unlock()
+	a.statusListeners = append(a.statusListeners, fn)
+}
+
+func (a *Authority) statusChanged(rec store.CertRecord) {
+	a.statusMu.Lock()
+	listeners := slices.Clone(a.statusListeners)
+	a.statusMu.Unlock()
+	for _, fn := range listeners {
+		fn(rec)
+	}
 }
 
 // New loads the active intermediate, unwraps its key and returns an

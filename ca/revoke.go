@@ -137,6 +137,7 @@ func (a *Authority) Revoke(ctx context.Context, req RevokeRequest) (store.CertRe
 		return store.CertRecord{}, err
 	}
 	a.metrics.observeRevoked(ReasonName(rec.RevokeReason))
+	a.statusChanged(rec)
 	return rec, nil
 }
 
@@ -197,6 +198,7 @@ func (a *Authority) Unhold(ctx context.Context, serial, actor string) (store.Cer
 		a.recordRefusal(ctx, "unhold", serial, actor, "", err)
 		return store.CertRecord{}, err
 	}
+	a.statusChanged(rec)
 	return rec, nil
 }
 

@@ -3,10 +3,13 @@ package ca
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"reflect"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -455,5 +458,35 @@ func TestReasonNames(t *testing.T) {
 		if !valid && err == nil {
 			t.Errorf("ParseRevocationReason(%q) accepted code %d", name, code)
 		}
+	}
+}
+
+// TestOnStatusChange: listeners hear of every committed revocation and
+// release from hold, and of nothing refused.
+func TestOnStatusChange(t *testing.T) {
+	t.Parallel()
+	rc := newRevokeCA(t)
+	ctx := context.Background()
+	var mu sync.Mutex
+	var heard []string
+	rc.a.OnStatusChange(func(r store.CertRecord) {
+		mu.Lock()
+		defer mu.Unlock()
+		heard = append(heard, fmt.Sprintf("%s:%v", r.Serial, !r.RevokedAt.IsZero()))
+	})
+	rec := rc.issue(t, "token:alice")
+	if _, err := rc.a.Revoke(ctx, RevokeRequest{Serial: rec.Serial, Reason: ReasonCertificateHold, Actor: "token:admin"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := rc.a.Revoke(ctx, RevokeRequest{Serial: rec.Serial, Reason: ReasonKeyCompromise, Actor: "token:admin"}); err == nil {
+		t.Fatal("revoking a held certificate again succeeded")
+	}
+	if _, err := rc.a.Unhold(ctx, rec.Serial, "token:admin"); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if want := []string{rec.Serial + ":true", rec.Serial + ":false"}; !slices.Equal(heard, want) {
+		t.Errorf("listener heard %v, want %v", heard, want)
 	}
 }
