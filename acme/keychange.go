@@ -32,6 +32,9 @@ func (s *Server) keyChange(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return Malformed("bad new key")
 	}
+	if err := s.checkAccountKey(r.Context(), newKey); err != nil {
+		return err
+	}
 	if other, err := s.st.ACMEAccountByKey(r.Context(), s.cfg.Name, newThumb); err == nil {
 		w.Header().Set("Location", s.url(r, "/acct/"+other.ID))
 		return Malformed("the new key already belongs to an account").WithStatus(http.StatusConflict)

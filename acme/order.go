@@ -2,6 +2,7 @@ package acme
 
 import (
 	"context"
+	"crypto"
 	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
@@ -17,6 +18,7 @@ import (
 	"github.com/sigil-ca/sigil/ca"
 	"github.com/sigil-ca/sigil/ca/audit"
 	"github.com/sigil-ca/sigil/store"
+	"go.step.sm/crypto/jose"
 )
 
 // Authority is what the ACME server asks of ca.
@@ -28,6 +30,17 @@ type Authority interface {
 	NewHMACSecret(ctx context.Context, purpose, actor string, inTx func(tx store.Tx, rec store.KeyRecord) error) ([]byte, store.KeyRecord, error)
 	HMACSecret(ctx context.Context, keyID, actor string) ([]byte, error)
 	Revoke(ctx context.Context, req ca.RevokeRequest) (store.CertRecord, error)
+	CheckKeyNotBlocked(ctx context.Context, pub crypto.PublicKey) error
+}
+
+// checkAccountKey refuses an account key the CA has blocked (a key
+// revoked for keyCompromise, RFC 8555 §6.7 badPublicKey).
+func (s *Server) checkAccountKey(ctx context.Context, key *jose.JSONWebKey) error {
+	err := s.ca.CheckKeyNotBlocked(ctx, key.Key)
+	if ca.KindOf(err) == ca.Forbidden {
+		return BadPublicKey("account " + err.(*ca.Error).Detail)
+	}
+	return err
 }
 
 // Challenger checks challenge responses; *Validator implements it.

@@ -393,6 +393,9 @@ func (s *Server) newAccount(w http.ResponseWriter, r *http.Request) error {
 	if err := checkContacts(req.Contact); err != nil {
 		return err
 	}
+	if err := s.checkAccountKey(r.Context(), p.key); err != nil {
+		return err
+	}
 	var eab eabBinding
 	switch hasEAB := len(req.EAB) > 0 && string(req.EAB) != "null"; {
 	case hasEAB:

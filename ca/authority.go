@@ -36,6 +36,7 @@ type Store interface {
 	Tokens(ctx context.Context) ([]store.TokenRecord, error)
 	Keys(ctx context.Context) ([]store.KeyRecord, error)
 	AuditEvents(ctx context.Context, f store.AuditFilter) ([]audit.Event, int64, error)
+	KeyBlocked(ctx context.Context, spkiHash []byte) (store.BlockedKey, error)
 }
 
 // KeyUnwrapper opens wrapped keys; ca/keystore implements it.
@@ -290,6 +291,12 @@ func (a *Authority) sign(ctx context.Context, req SignRequest, prof *Profile) (*
 	}
 	if err := prof.checkKey(alg, keystore.RSABits(csr.PublicKey)); err != nil {
 		return nil, errorf(BadCSR, "%v", err)
+	}
+	if err := a.CheckKeyNotBlocked(ctx, csr.PublicKey); err != nil {
+		if KindOf(err) == Forbidden {
+			return nil, errorf(BadCSR, "the CSR's %s", err.(*Error).Detail)
+		}
+		return nil, err
 	}
 	names, cn, err := csrNames(csr)
 	if err != nil {

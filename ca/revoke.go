@@ -2,6 +2,7 @@ package ca
 
 import (
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"strconv"
@@ -130,31 +131,37 @@ type RevokeRequest struct {
 // (on hold included) is a Conflict and stays as it was; a held certificate
 // must be released with Unhold before it can be revoked for another reason.
 // Every refusal is audited.
+//
+// A keyCompromise revocation also blocks the certificate's key (see
+// BlockKey) and revokes every other unexpired certificate with it, in the
+// same transaction.
 func (a *Authority) Revoke(ctx context.Context, req RevokeRequest) (store.CertRecord, error) {
-	rec, err := a.revoke(ctx, req)
+	rec, siblings, err := a.revoke(ctx, req)
 	if err != nil {
 		a.RecordRevocationRefusal(ctx, req, err)
 		return store.CertRecord{}, err
 	}
-	a.metrics.observeRevoked(ReasonName(rec.RevokeReason))
-	a.statusChanged(rec)
+	for _, r := range append([]store.CertRecord{rec}, siblings...) {
+		a.metrics.observeRevoked(ReasonName(r.RevokeReason))
+		a.statusChanged(r)
+	}
 	return rec, nil
 }
 
-func (a *Authority) revoke(ctx context.Context, req RevokeRequest) (store.CertRecord, error) {
+func (a *Authority) revoke(ctx context.Context, req RevokeRequest) (rec store.CertRecord, siblings []store.CertRecord, err error) {
 	serial, err := NormalizeSerial(req.Serial)
 	if err != nil {
-		return store.CertRecord{}, err
+		return store.CertRecord{}, nil, err
 	}
 	if err := checkReason(req.Reason); err != nil {
-		return store.CertRecord{}, err
+		return store.CertRecord{}, nil, err
 	}
-	rec, err := a.Certificate(ctx, serial)
+	rec, err = a.Certificate(ctx, serial)
 	if err != nil {
-		return store.CertRecord{}, err
+		return store.CertRecord{}, nil, err
 	}
 	if !rec.RevokedAt.IsZero() {
-		return store.CertRecord{}, alreadyRevoked(rec)
+		return store.CertRecord{}, nil, alreadyRevoked(rec)
 	}
 	// CRLs and OCSP carry whole seconds (RFC 5280 §5.1.2.6, §5.3.2); the
 	// record keeps what they will say.
@@ -163,9 +170,9 @@ func (a *Authority) revoke(ctx context.Context, req RevokeRequest) (store.CertRe
 	if !req.InvalidityDate.IsZero() {
 		switch {
 		case invalidity.After(now):
-			return store.CertRecord{}, errorf(Malformed, "invalidity date %s is in the future", invalidity.Format(time.RFC3339))
+			return store.CertRecord{}, nil, errorf(Malformed, "invalidity date %s is in the future", invalidity.Format(time.RFC3339))
 		case invalidity.Before(rec.NotBefore):
-			return store.CertRecord{}, errorf(Malformed, "invalidity date %s is before the certificate's notBefore %s",
+			return store.CertRecord{}, nil, errorf(Malformed, "invalidity date %s is before the certificate's notBefore %s",
 				invalidity.Format(time.RFC3339), rec.NotBefore.UTC().Format(time.RFC3339))
 		}
 	}
@@ -177,14 +184,25 @@ func (a *Authority) revoke(ctx context.Context, req RevokeRequest) (store.CertRe
 		if err := tx.RevokeCertificate(rec.IssuerID, serial, now, req.Reason, invalidity); err != nil {
 			return err
 		}
-		_, err := tx.AppendAudit(audit.Event{Time: now, Actor: actorOrSystem(req.Actor), Action: "cert.revoked", Target: serial, Detail: detail})
+		if _, err := tx.AppendAudit(audit.Event{Time: now, Actor: actorOrSystem(req.Actor), Action: "cert.revoked", Target: serial, Detail: detail}); err != nil {
+			return err
+		}
+		siblings = nil // a retried batch runs this function again
+		if req.Reason != ReasonKeyCompromise || len(rec.SPKIHash) != sha256.Size {
+			return nil
+		}
+		sibs, err := a.blockKeyTx(tx, rec.SPKIHash, "revocation:"+serial, serial, req.Actor, req.Channel, now)
+		if errors.Is(err, store.ErrDuplicate) {
+			return nil // blocked before: its certificates were revoked then
+		}
+		siblings = sibs
 		return err
 	})
 	if err != nil {
-		return store.CertRecord{}, a.transitionError(ctx, serial, "revoke", err)
+		return store.CertRecord{}, nil, a.transitionError(ctx, serial, "revoke", err)
 	}
 	rec.RevokedAt, rec.RevokeReason, rec.InvalidityDate = now, req.Reason, invalidity
-	return rec, nil
+	return rec, siblings, nil
 }
 
 // Unhold releases the certificate with serial from certificateHold: it is

@@ -172,9 +172,10 @@ func TestRevoke(t *testing.T) {
 	if s := rc.stored(t, other.Serial); !s.RevokedAt.IsZero() {
 		t.Errorf("another certificate was revoked: %+v", s)
 	}
+	// keyCompromise also blocks the key (TestKeyCompromiseBlocksKey).
 	evs := rc.eventsAfter(t, before)
-	if len(evs) != 1 {
-		t.Fatalf("%d audit events, want 1 (cert.revoked): %+v", len(evs), evs)
+	if len(evs) != 2 || evs[1].Action != "key.blocked" {
+		t.Fatalf("%d audit events, want 2 (cert.revoked, key.blocked): %+v", len(evs), evs)
 	}
 	wantDetail := map[string]string{"reason": "keyCompromise", "issuer": rec.IssuerID, "channel": ChannelAPI}
 	if ev := evs[0]; ev.Action != "cert.revoked" || ev.Actor != "token:admin" || ev.Target != rec.Serial ||
@@ -392,7 +393,7 @@ func TestRevokeInvalidityDate(t *testing.T) {
 				t.Errorf("stored\n%+v\nreturned\n%+v", s, got)
 			}
 			evs := rc.eventsAfter(t, before)
-			if len(evs) != 1 || evs[0].Detail["invalidity_date"] != tt.want.Format(time.RFC3339) {
+			if len(evs) != 2 || evs[0].Detail["invalidity_date"] != tt.want.Format(time.RFC3339) || evs[1].Action != "key.blocked" {
 				t.Errorf("audit events %+v, want invalidity_date %s", evs, tt.want.Format(time.RFC3339))
 			}
 		})

@@ -108,6 +108,10 @@ func Open(ctx context.Context, cfg Config) (*SQLite, error) {
 		w.Close()
 		return nil, err
 	}
+	if err := backfillSPKI(ctx, w); err != nil {
+		w.Close()
+		return nil, err
+	}
 	r, err := sql.Open("sqlite", dsn(cfg.Path, true))
 	if err != nil {
 		w.Close()

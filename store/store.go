@@ -94,6 +94,9 @@ type CertRecord struct {
 	// Replaces is the serial of the certificate this one renews (RFC 9773
 	// "replaces"), or "".
 	Replaces string
+	// SPKIHash is the SHA-256 of the certificate's SubjectPublicKeyInfo
+	// (SPKIHash); InsertCertificate computes it from DER when empty.
+	SPKIHash []byte
 }
 
 // TokenRecord is an API token; only a hash of its secret is kept.
@@ -165,6 +168,9 @@ type Store interface {
 	// CertificateReplacing returns the first certificate recorded as
 	// replacing serial (RFC 9773); ErrNotFound if none.
 	CertificateReplacing(ctx context.Context, serial string) (CertRecord, error)
+	// KeyBlocked returns the blocklist entry for a key hash; ErrNotFound if
+	// the key is not blocked.
+	KeyBlocked(ctx context.Context, spkiHash []byte) (BlockedKey, error)
 	// Certificates returns matches newest first and the cursor of the next page (0: no more).
 	Certificates(ctx context.Context, f CertFilter) ([]CertRecord, int64, error)
 
@@ -267,6 +273,11 @@ type Tx interface {
 	// certificate; ErrNotOnHold if it is not revoked, or revoked for another
 	// reason (nothing changes).
 	UnholdCertificate(issuerID, serial string) error
+	// BlockKey adds a key to the blocklist; ErrDuplicate if it is there.
+	BlockKey(k BlockedKey) error
+	// ValidCertificatesWithKey lists the unexpired (not_after after now),
+	// unrevoked certificates whose key hash is spkiHash, oldest first.
+	ValidCertificatesWithKey(spkiHash []byte, now time.Time) ([]CertRecord, error)
 	// PutSetting inserts or replaces the value stored under name (idempotent);
 	// a nil value is stored as empty.
 	PutSetting(name string, value []byte) error

@@ -4,7 +4,12 @@ import (
 	"bytes"
 	"context"
 	"crypto"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
 	"errors"
+	"math/big"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -784,5 +789,85 @@ func TestCertificateReplacing(t *testing.T) {
 	}
 	if got, err := s.Certificate(ctx, renewed.Serial); err != nil || got.Replaces != old.Serial {
 		t.Errorf("Certificate(%s).Replaces = %q, %v; want %q", renewed.Serial, got.Replaces, err, old.Serial)
+	}
+}
+
+func TestBlockedKeys(t *testing.T) {
+	t.Parallel()
+	s := openTest(t, Config{})
+	ctx := context.Background()
+	seedIssuers(t, s, "int-a")
+	hash := bytes.Repeat([]byte{7}, 32)
+	if _, err := s.KeyBlocked(ctx, hash); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("KeyBlocked before blocking = %v, want ErrNotFound", err)
+	}
+	// Three certificates with the key: valid, revoked, expired; one without.
+	valid, revoked, expired, other := testCert("int-a", "a1"), testCert("int-a", "a2"), testCert("int-a", "a3"), testCert("int-a", "a4")
+	valid.SPKIHash, revoked.SPKIHash, expired.SPKIHash = hash, hash, hash
+	expired.NotAfter = testStart.Add(time.Hour)
+	mustTx(t, s, func(tx Tx) error {
+		for _, c := range []*CertRecord{&valid, &revoked, &expired, &other} {
+			if err := tx.InsertCertificate(c); err != nil {
+				return err
+			}
+		}
+		return tx.RevokeCertificate("int-a", revoked.Serial, testStart.Add(time.Minute), 1, time.Time{})
+	})
+	if len(other.SPKIHash) != 1 {
+		t.Errorf("a record whose DER does not parse got key hash %x, want the one-byte marker", other.SPKIHash)
+	}
+	k := BlockedKey{SPKIHash: hash, Reason: "keyCompromise", Source: "revocation:a2", Actor: "token:admin", Created: testStart}
+	var siblings []CertRecord
+	mustTx(t, s, func(tx Tx) error {
+		if err := tx.BlockKey(k); err != nil {
+			return err
+		}
+		var err error
+		siblings, err = tx.ValidCertificatesWithKey(hash, testStart.Add(2*time.Hour))
+		return err
+	})
+	if len(siblings) != 1 || siblings[0].Serial != valid.Serial {
+		t.Errorf("valid certificates with the key = %v, want only %s", siblings, valid.Serial)
+	}
+	if got, err := s.KeyBlocked(ctx, hash); err != nil || !reflect.DeepEqual(got, k) {
+		t.Errorf("KeyBlocked = %+v, %v; want %+v", got, err, k)
+	}
+	if err := s.WithTx(ctx, func(tx Tx) error { return tx.BlockKey(k) }); !errors.Is(err, ErrDuplicate) {
+		t.Errorf("blocking twice = %v, want ErrDuplicate", err)
+	}
+	if err := s.WithTx(ctx, func(tx Tx) error { return tx.BlockKey(BlockedKey{SPKIHash: []byte{1}}) }); err == nil {
+		t.Errorf("a short hash was accepted")
+	}
+}
+
+// TestBackfillSPKI: certificates recorded before key hashes existed get
+// theirs when the store opens.
+func TestBackfillSPKI(t *testing.T) {
+	t.Parallel()
+	s := openTest(t, Config{})
+	ctx := context.Background()
+	seedIssuers(t, s, "int-a")
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(0xb1), NotBefore: testStart, NotAfter: testStart.Add(time.Hour)}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, _ := x509.ParseCertificate(der)
+	c := testCert("int-a", "b1")
+	c.DER = der
+	mustTx(t, s, func(tx Tx) error { return tx.InsertCertificate(&c) })
+	if _, err := s.write.ExecContext(ctx, "UPDATE certificates SET spki_sha256 = X''"); err != nil {
+		t.Fatal(err)
+	}
+	if err := backfillSPKI(ctx, s.write); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.Certificate(ctx, "b1")
+	if err != nil || !bytes.Equal(got.SPKIHash, SPKIHash(cert)) {
+		t.Errorf("backfilled hash %x (%v), want %x", got.SPKIHash, err, SPKIHash(cert))
 	}
 }

@@ -2,6 +2,7 @@ package api
 
 import (
 	"context"
+	"crypto"
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
@@ -38,6 +39,7 @@ type Authority interface {
 	CreateToken(ctx context.Context, actor, role string, profiles []string, ttl time.Duration, description string) (string, store.TokenRecord, error)
 	RevokeToken(ctx context.Context, actor, id string) error
 	Tokens(ctx context.Context) ([]store.TokenRecord, error)
+	BlockKey(ctx context.Context, actor string, pub crypto.PublicKey) ([]store.CertRecord, error)
 }
 
 // Config configures the API handler.
@@ -87,6 +89,7 @@ func (api *API) Handler() http.Handler {
 	route("GET /v1/audit", api.listAudit, ca.RoleAdmin, ca.RoleAuditor)
 	route("GET /v1/keys", api.listKeys, ca.RoleAdmin, ca.RoleAuditor)
 	route("POST /v1/keys/rewrap", api.rewrap, ca.RoleAdmin)
+	route("POST /v1/keys/block", api.blockKey, ca.RoleAdmin)
 	route("GET /v1/tokens", api.listTokens, ca.RoleAdmin)
 	route("POST /v1/tokens", api.createToken, ca.RoleAdmin)
 	route("DELETE /v1/tokens/{id}", api.revokeToken, ca.RoleAdmin)

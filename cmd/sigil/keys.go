@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"os"
 
 	"github.com/spf13/cobra"
 
@@ -10,8 +11,8 @@ import (
 )
 
 func keysCmd() *cobra.Command {
-	cmd := &cobra.Command{Use: "keys", Short: "Key inventory and KEK re-wrapping"}
-	cmd.AddCommand(keysListCmd(), keysRewrapCmd())
+	cmd := &cobra.Command{Use: "keys", Short: "Key inventory, KEK re-wrapping and blocked keys"}
+	cmd.AddCommand(keysListCmd(), keysRewrapCmd(), keysBlockCmd())
 	return cmd
 }
 
@@ -88,5 +89,49 @@ A wrong current passphrase changes nothing.`,
 	f := cmd.Flags()
 	f.StringVar(&currentFile, "passphrase-file", "", "file holding the current passphrase")
 	f.StringVar(&newFile, "new-passphrase-file", "", "file holding the new passphrase")
+	return cmd
+}
+
+func keysBlockCmd() *cobra.Command {
+	var cf clientFlags
+	var file, format string
+	cmd := &cobra.Command{
+		Use:   "block --public-key FILE",
+		Short: "Block a compromised key: refuse it in every later CSR and ACME account, revoke its certificates",
+		Long: `Put a public key on the blocklist. FILE holds a PEM PUBLIC KEY, CERTIFICATE or
+CERTIFICATE REQUEST. Every unexpired certificate with the key is revoked
+(keyCompromise) in the same step; later CSRs and ACME accounts with it are
+refused.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			data, err := os.ReadFile(file)
+			if err != nil {
+				return fmt.Errorf("--public-key: %w", err)
+			}
+			if _, err := api.ParsePublicKeyPEM(data); err != nil {
+				return fmt.Errorf("--public-key %s: %w", file, err)
+			}
+			c, err := cf.connect(format)
+			if err != nil {
+				return err
+			}
+			var resp api.BlockKeyResponse
+			if err := c.do(cmd.Context(), "POST", "/v1/keys/block", api.BlockKeyRequest{PublicKey: string(data)}, &resp); err != nil {
+				return err
+			}
+			t := table{header: []string{"REVOKED SERIAL"}}
+			for _, s := range resp.Revoked {
+				t.rows = append(t.rows, []string{s})
+			}
+			if format == "text" {
+				fmt.Fprintf(cmd.ErrOrStderr(), "blocked key %s; %d certificate(s) revoked\n", resp.SPKISHA256, len(resp.Revoked))
+			}
+			return render(cmd.OutOrStdout(), format, t, resp)
+		},
+	}
+	cf.register(cmd)
+	cmd.Flags().StringVar(&file, "public-key", "", "PEM public key, certificate or CSR (required)")
+	addFormatFlag(cmd, &format)
+	_ = cmd.MarkFlagRequired("public-key")
 	return cmd
 }
