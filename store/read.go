@@ -196,6 +196,9 @@ func (s *SQLite) Certificates(ctx context.Context, f CertFilter) ([]CertRecord, 
 	if f.IssuerID != "" {
 		add("issuer_id = ?", f.IssuerID)
 	}
+	if f.IssuerKeyID != "" {
+		add("issuer_id IN (SELECT id FROM issuers WHERE key_id = ?)", f.IssuerKeyID)
+	}
 	if !f.IssuedAfter.IsZero() {
 		add("created >= ?", f.IssuedAfter.UnixNano())
 	}

@@ -118,6 +118,7 @@ type CertFilter struct {
 	Profile        string
 	Requester      string
 	IssuerID       string
+	IssuerKeyID    string // the key id of the issuer that signed them
 	Status         string // valid, expired, revoked
 	IssuedAfter    time.Time
 	IssuedBefore   time.Time

@@ -104,7 +104,7 @@ func parseCursor(q url.Values) (int64, int, error) {
 func CertFilterFromQuery(q url.Values) (store.CertFilter, error) {
 	f := store.CertFilter{
 		Name: q.Get("name"), Profile: q.Get("profile"),
-		Requester: q.Get("requester"), IssuerID: q.Get("issuer"), Status: q.Get("status"),
+		Requester: q.Get("requester"), IssuerID: q.Get("issuer"), IssuerKeyID: q.Get("issuer_key"), Status: q.Get("status"),
 	}
 	var err error
 	if v := q.Get("serial"); v != "" {

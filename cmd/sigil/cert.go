@@ -17,6 +17,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/schollz/progressbar/v3"
 	"github.com/spf13/cobra"
 
 	"github.com/sigil-ca/sigil/ca"
@@ -219,22 +220,41 @@ func printCert(w io.Writer, format string, cert api.Certificate) error {
 func certRevokeCmd() *cobra.Command {
 	var cf clientFlags
 	var format, reason, invalidity string
+	var bulk bulkRevokeFilter
 	cmd := &cobra.Command{
-		Use:   "revoke SERIAL --reason R [--invalidity-date T]",
-		Short: "Revoke a certificate; only --reason certificateHold can be undone (cert unhold)",
-		Args:  cobra.ExactArgs(1),
+		Use:   "revoke (SERIAL | --issued-by-key KEYID | --requester R | --issued-between A,B) --reason R [--invalidity-date T] [--dry-run]",
+		Short: "Revoke a certificate, or every valid one matching a filter; only --reason certificateHold can be undone (cert unhold)",
+		Long: `Revoke one certificate by serial, or in bulk every valid (unexpired, unrevoked)
+certificate that matches all the filters given: --issued-by-key KEYID (the CA
+key that signed them, from "sigil keys list"), --requester R, and
+--issued-between A,B (RFC 3339 times). A bulk revocation shows a progress bar;
+--dry-run only counts. Each revocation is audited on its own.`,
+		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			code, err := ca.ParseRevocationReason(reason)
 			if err != nil {
 				return fmt.Errorf("--reason: %s", detail(err))
 			}
-			req := api.RevokeRequest{Serial: args[0], Reason: json.RawMessage(strconv.Itoa(code))}
 			if invalidity != "" {
 				if _, err := time.Parse(time.RFC3339, invalidity); err != nil {
 					return fmt.Errorf("--invalidity-date %q: want an RFC 3339 time such as 2026-01-02T15:04:05Z", invalidity)
 				}
-				req.InvalidityDate = invalidity
 			}
+			switch {
+			case len(args) == 1 && !bulk.empty():
+				return errors.New("give a SERIAL or bulk filters, not both")
+			case len(args) == 0 && bulk.empty():
+				return errors.New("give a SERIAL, or --issued-by-key, --requester or --issued-between for a bulk revocation")
+			case len(args) == 0:
+				c, err := cf.connect(format)
+				if err != nil {
+					return err
+				}
+				return bulkRevoke(cmd, c, bulk, code, invalidity)
+			case bulk.dryRun:
+				return errors.New("--dry-run applies to bulk revocation only")
+			}
+			req := api.RevokeRequest{Serial: args[0], Reason: json.RawMessage(strconv.Itoa(code)), InvalidityDate: invalidity}
 			c, err := cf.connect(format)
 			if err != nil {
 				return err
@@ -252,8 +272,81 @@ func certRevokeCmd() *cobra.Command {
 	f.StringVar(&reason, "reason", "", "RFC 5280 reason (required): unspecified, keyCompromise, cACompromise, affiliationChanged, "+
 		"superseded, cessationOfOperation, certificateHold, privilegeWithdrawn, aACompromise, or its code")
 	f.StringVar(&invalidity, "invalidity-date", "", "when the key was known or suspected to be compromised (RFC 3339)")
+	f.StringVar(&bulk.issuerKey, "issued-by-key", "", "bulk: certificates signed by this CA key id")
+	f.StringVar(&bulk.requester, "requester", "", "bulk: certificates of this requester, e.g. token:ID or acme:ID")
+	f.StringSliceVar(&bulk.between, "issued-between", nil, "bulk: issued between A and B, as A,B (RFC 3339)")
+	f.BoolVar(&bulk.dryRun, "dry-run", false, "bulk: count what would be revoked, revoke nothing")
 	_ = cmd.MarkFlagRequired("reason")
 	return cmd
+}
+
+// bulkRevokeFilter selects certificates for a bulk revocation.
+type bulkRevokeFilter struct {
+	issuerKey, requester string
+	between              []string
+	dryRun               bool
+}
+
+func (f bulkRevokeFilter) empty() bool {
+	return f.issuerKey == "" && f.requester == "" && len(f.between) == 0
+}
+
+// bulkRevoke lists every valid certificate matching f, then revokes each
+// with a progress bar. Certificates revoked meanwhile by someone else are
+// counted, not treated as failures.
+func bulkRevoke(cmd *cobra.Command, c *apiClient, f bulkRevokeFilter, reason int, invalidity string) error {
+	params := map[string]string{"status": "valid", "issuer_key": f.issuerKey, "requester": f.requester}
+	if len(f.between) > 0 {
+		if len(f.between) != 2 {
+			return errors.New("--issued-between wants two RFC 3339 times, as A,B")
+		}
+		for i, v := range f.between {
+			if _, err := time.Parse(time.RFC3339, v); err != nil {
+				return fmt.Errorf("--issued-between %q: want an RFC 3339 time", v)
+			}
+			params[[]string{"issued_after", "issued_before"}[i]] = v
+		}
+	}
+	certs, _, err := fetchList(cmd.Context(), c, "/v1/certificates", params, 1000, true,
+		func(p api.CertificateList) ([]api.Certificate, string) { return p.Certificates, p.NextCursor })
+	if err != nil {
+		return err
+	}
+	out := cmd.OutOrStdout()
+	if f.dryRun {
+		fmt.Fprintf(out, "%d certificate(s) would be revoked (dry run)\n", len(certs))
+		return nil
+	}
+	bar := progressbar.NewOptions(len(certs), progressbar.OptionSetWriter(cmd.ErrOrStderr()),
+		progressbar.OptionSetDescription("revoking"), progressbar.OptionShowCount(), progressbar.OptionShowIts(),
+		progressbar.OptionThrottle(100*time.Millisecond))
+	var revoked, already int
+	var failed []string
+	for _, cert := range certs {
+		req := api.RevokeRequest{Serial: cert.Serial, Reason: json.RawMessage(strconv.Itoa(reason)), InvalidityDate: invalidity}
+		var got api.Certificate
+		err := c.do(cmd.Context(), "POST", "/v1/revoke", req, &got)
+		var ae *apiError
+		switch {
+		case err == nil:
+			revoked++
+		case errors.As(err, &ae) && ae.Kind == ca.Conflict.String():
+			already++ // e.g. a sibling revoked by a keyCompromise just before
+		default:
+			if cmd.Context().Err() != nil {
+				return cmd.Context().Err()
+			}
+			failed = append(failed, cert.Serial+": "+detail(err))
+		}
+		_ = bar.Add(1)
+	}
+	_ = bar.Finish()
+	fmt.Fprintln(cmd.ErrOrStderr())
+	fmt.Fprintf(out, "revoked %d certificate(s); %d already revoked; %d failed\n", revoked, already, len(failed))
+	if len(failed) > 0 {
+		return fmt.Errorf("%d revocation(s) failed; first: %s", len(failed), failed[0])
+	}
+	return nil
 }
 
 func certUnholdCmd() *cobra.Command {

@@ -2,8 +2,10 @@ package main
 
 import (
 	"encoding/pem"
+	"fmt"
 	"strings"
 	"testing"
+	"time"
 )
 
 // TestCLIBlockedKeys: a keyCompromise revocation through the CLI revokes
@@ -42,5 +44,57 @@ func TestCLIBlockedKeys(t *testing.T) {
 	}
 	if msg := e2eFail(t, e2eAdmin(p, c, "keys", "block", "--public-key", pemFile)...); !strings.Contains(msg, "already blocked") {
 		t.Errorf("blocking twice: %q", msg)
+	}
+}
+
+// TestCLIBulkRevoke: --dry-run counts, the filters combine, and a bulk
+// revocation revokes exactly the valid certificates that match.
+func TestCLIBulkRevoke(t *testing.T) {
+	t.Parallel()
+	c := initCA(t)
+	p := startServe(t, c)
+	// Two requesters: the admin token (cert issue) and an issuer token.
+	for i := 0; i < 3; i++ {
+		e2eIssueSAN(t, p, c, "tls-server", fmt.Sprintf("bulk%d.example", i))
+	}
+	out, _ := e2eRun(t, e2eAdmin(p, c, "token", "create", "--role", "issuer", "--profiles", "tls-server")...)
+	issuer := strings.TrimSpace(out)
+	key := e2eP256(t)
+	csr := e2eWriteFile(t, t.TempDir(), "other.csr", e2eCSR(t, key, "other.example", "other.example"))
+	e2eRun(t, e2eWithToken(p, c, issuer, "cert", "issue", "--csr", csr, "--profile", "tls-server")...)
+	var admin string
+	for _, cert := range e2eListCerts(t, p, c) {
+		if len(cert.SANs) > 0 && strings.HasPrefix(cert.SANs[0], "bulk") {
+			admin = cert.Requester
+		}
+	}
+
+	_, keys := e2eListKeys(t, p, c)
+	var interKey string
+	for _, k := range keys {
+		if k.Purpose == "intermediate" {
+			interKey = k.ID
+		}
+	}
+	out, _ = e2eRun(t, e2eAdmin(p, c, "cert", "revoke", "--issued-by-key", interKey, "--requester", admin, "--reason", "cessationOfOperation", "--dry-run")...)
+	if !strings.Contains(out, "3 certificate(s) would be revoked") {
+		t.Fatalf("dry run: %q, want 3", out)
+	}
+	if n := len(e2eListCerts(t, p, c, "--status", "revoked")); n != 0 {
+		t.Fatalf("a dry run revoked %d certificates", n)
+	}
+	now := time.Now().UTC()
+	out, _ = e2eRun(t, e2eAdmin(p, c, "cert", "revoke", "--requester", admin, "--issued-between",
+		now.Add(-time.Hour).Format(time.RFC3339)+","+now.Add(time.Hour).Format(time.RFC3339), "--reason", "cessationOfOperation")...)
+	if !strings.Contains(out, "revoked 3 certificate(s); 0 already revoked; 0 failed") {
+		t.Errorf("bulk revoke: %q", out)
+	}
+	for _, cert := range e2eListCerts(t, p, c) {
+		if want := cert.Requester == admin; (cert.Status == "revoked") != want {
+			t.Errorf("%s (requester %s): status %s", cert.Serial, cert.Requester, cert.Status)
+		}
+	}
+	if msg := e2eFail(t, e2eAdmin(p, c, "cert", "revoke", "--reason", "superseded")...); !strings.Contains(msg, "bulk") {
+		t.Errorf("no serial and no filter: %q", msg)
 	}
 }
