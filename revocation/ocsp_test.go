@@ -301,9 +301,8 @@ func TestOCSPMalformed(t *testing.T) {
 	r := e.responder(OCSPConfig{MaxRequestBytes: 1024})
 	inter := e.auth.Intermediate().Cert
 	good := request(t, c, inter, crypto.SHA1)
-	wrongVersion := bytes.Clone(good)
-	// Insert version [0] EXPLICIT INTEGER 1 at the start of TBSRequest.
-	wrongVersion = withVersion(t, good, 1)
+	// TBSRequest with version [0] EXPLICIT INTEGER 1: RFC 6960 knows only v1(0).
+	wrongVersion := withVersion(t, good, 1)
 	sha384, err := ocsp.CreateRequest(c, inter, &ocsp.RequestOptions{Hash: crypto.SHA384})
 	if err != nil {
 		t.Fatal(err)

@@ -79,7 +79,9 @@ func TestCertStatuses(t *testing.T) {
 		c := testCert("int-b", "int-b-only")
 		return tx.InsertCertificate(&c)
 	})
-	mustTx(t, s, func(tx Tx) error { return tx.RevokeCertificate("int-a", "2", testStart.Add(time.Minute), 1, time.Time{}) })
+	mustTx(t, s, func(tx Tx) error {
+		return tx.RevokeCertificate("int-a", "2", testStart.Add(time.Minute), 1, time.Time{})
+	})
 	var n int
 	var last int64
 	seen := map[string]bool{}
