@@ -50,6 +50,8 @@ type KeyManager interface {
 	Rewrap(ctx context.Context, actor string, currentPassphrase, newPassphrase []byte, params keystore.KDFParams) (string, int, error)
 	GenerateSecret(purpose, algorithm string, size int) ([]byte, store.KeyRecord, error)
 	UnwrapSecret(ctx context.Context, keyID, actor string) ([]byte, error)
+	// Generate creates and seals a key; the caller stores its record.
+	Generate(purpose string, alg keystore.Algorithm) (crypto.Signer, store.KeyRecord, error)
 }
 
 // Config configures an Authority.

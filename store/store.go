@@ -225,6 +225,17 @@ type Store interface {
 	// revoked ones included; ErrNotFound if none.
 	EABKey(ctx context.Context, id string) (EABKey, error)
 
+	// OCSPResponses calls fn, streaming, for every pre-signed OCSP response
+	// of issuerID whose nextUpdate is after now, in no particular order; an
+	// error from fn stops the scan and is returned.
+	OCSPResponses(ctx context.Context, issuerID string, now time.Time, fn func(OCSPResponse) error) error
+	// CertStatuses calls fn for every certificate of issuerID whose notAfter
+	// is after now, in insertion order (ascending ID), reading in bounded
+	// pages so that memory stays bounded and no read transaction spans fn
+	// calls: a certificate inserted or revoked during the scan may or may
+	// not be seen. An error from fn stops the scan and is returned.
+	CertStatuses(ctx context.Context, issuerID string, now time.Time, fn func(CertStatus) error) error
+
 	// Close waits for queued transactions, then closes the store; later calls
 	// return the first call's result. WithTx and Checkpoint then return ErrClosed.
 	Close() error
@@ -279,6 +290,14 @@ type Tx interface {
 	// ValidCertificatesWithKey lists the unexpired (not_after after now),
 	// unrevoked certificates whose key hash is spkiHash, oldest first.
 	ValidCertificatesWithKey(spkiHash []byte, now time.Time) ([]CertRecord, error)
+	// PutOCSPResponses inserts or replaces the pre-signed OCSP responses,
+	// keyed by issuer, serial and hash; a stored response with a later
+	// ThisUpdate is kept (a slow writer never replaces a newer response).
+	// Idempotent.
+	PutOCSPResponses(rs []OCSPResponse) error
+	// PurgeOCSPResponses deletes the OCSP responses whose NextUpdate is
+	// strictly before before and returns how many it deleted.
+	PurgeOCSPResponses(before time.Time) (int64, error)
 	// PutSetting inserts or replaces the value stored under name (idempotent);
 	// a nil value is stored as empty.
 	PutSetting(name string, value []byte) error

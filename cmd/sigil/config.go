@@ -31,6 +31,7 @@ type Config struct {
 	Limits      LimitsConfig          `yaml:"limits"`
 	Log         LogConfig             `yaml:"log"`
 	ACME        ACMEConfig            `yaml:"acme"`
+	OCSP        OCSPConfig            `yaml:"ocsp"`
 	Profiles    map[string]ca.Profile `yaml:"profiles"`
 
 	dir    string // directory of the config file; relative paths resolve against it
@@ -103,6 +104,17 @@ type ACMERateLimits struct {
 // On reports whether the ACME endpoint is served (default yes).
 func (a ACMEConfig) On() bool { return a.Enabled == nil || *a.Enabled }
 
+// OCSPConfig is the OCSP responder on the plain listener.
+type OCSPConfig struct {
+	// Validity is nextUpdate - thisUpdate of responses (default 24h).
+	Validity ca.Duration `yaml:"validity"`
+	// ResponderValidity is the lifetime of the delegated responder
+	// certificate (default 72h), at least twice Validity.
+	ResponderValidity ca.Duration `yaml:"responder_validity"`
+	// SignWithIssuer signs responses with the intermediate's key.
+	SignWithIssuer bool `yaml:"sign_with_issuer"`
+}
+
 // LogConfig sets logging.
 type LogConfig struct {
 	Level  string `yaml:"level"`  // debug, info, warn, error
@@ -144,6 +156,12 @@ func (c *Config) applyDefaults() {
 		if *d.v == 0 {
 			*d.v = ca.Duration(d.def)
 		}
+	}
+	if c.OCSP.Validity == 0 {
+		c.OCSP.Validity = ca.Duration(24 * time.Hour)
+	}
+	if c.OCSP.ResponderValidity == 0 {
+		c.OCSP.ResponderValidity = ca.Duration(72 * time.Hour)
 	}
 	if c.Log.Level == "" {
 		c.Log.Level = "info"
@@ -234,6 +252,12 @@ func (c *Config) validateACMEEndpoint(field string, e ACMEEndpointConfig) []erro
 // Validate checks the whole configuration in one pass.
 func (c *Config) Validate() error {
 	var errs []error
+	if c.OCSP.Validity < ca.Duration(time.Minute) {
+		errs = append(errs, fmt.Errorf("ocsp.validity %s is under a minute", c.OCSP.Validity))
+	}
+	if !c.OCSP.SignWithIssuer && c.OCSP.ResponderValidity < 2*c.OCSP.Validity {
+		errs = append(errs, fmt.Errorf("ocsp.responder_validity %s must be at least twice ocsp.validity %s", c.OCSP.ResponderValidity, c.OCSP.Validity))
+	}
 	for _, a := range []struct{ name, addr string }{{"https.addr", c.HTTPS.Addr}, {"http.addr", c.HTTP.Addr}} {
 		if _, _, err := net.SplitHostPort(a.addr); err != nil {
 			errs = append(errs, fmt.Errorf("%s: %w", a.name, err))
@@ -443,6 +467,18 @@ acme:
   #     names:
   #       dns:
   #         allow: [partners.example.internal]
+
+ocsp:
+  # Validity of OCSP responses (nextUpdate - thisUpdate); responses are
+  # pre-signed and re-signed before half of it has passed, and at once
+  # after a revocation.
+  validity: {{.OCSP.Validity}}
+  # Lifetime of the delegated OCSP responder certificate (EKU OCSPSigning,
+  # id-pkix-ocsp-nocheck); rotated at half-life. At least twice validity.
+  responder_validity: {{.OCSP.ResponderValidity}}
+  # Sign responses with the intermediate's own key instead of a delegated
+  # responder certificate.
+  sign_with_issuer: {{.OCSP.SignWithIssuer}}
 
 log:
   # debug, info, warn or error.

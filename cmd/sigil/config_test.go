@@ -60,6 +60,8 @@ func TestParseConfigStrict(t *testing.T) {
 		{"duplicate key", "database: a.db\ndatabase: b.db\n", []string{"database"}},
 		{"second document", "database: a.db\n---\nbogus_key: 1\n", []string{"document"}},
 		{"not yaml", "{{{", []string{"config"}},
+		{"ocsp responder outlived", "ocsp:\n  validity: 48h\n", []string{"ocsp.responder_validity"}},
+		{"ocsp validity too short", "ocsp:\n  validity: 1s\n", []string{"ocsp.validity"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := ParseConfig([]byte(tc.doc), "/etc/sigil")
@@ -105,6 +107,7 @@ func TestParseConfigDefaults(t *testing.T) {
 		Log: LogConfig{Level: "info", Format: "text"},
 		ACME: ACMEConfig{Enabled: &on, HTTPPort: 80, TLSPort: 443, AuthzReuse: &reuse,
 			ACMEEndpointConfig: ACMEEndpointConfig{Profile: "tls-server", Profiles: profileNames(ca.DefaultProfiles()), CAA: "auto"}},
+		OCSP:     OCSPConfig{Validity: ca.Duration(24 * time.Hour), ResponderValidity: ca.Duration(72 * time.Hour)},
 		Profiles: ca.DefaultProfiles(),
 		dir:      "/etc/sigil",
 	}

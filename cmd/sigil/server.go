@@ -26,6 +26,7 @@ import (
 	"github.com/sigil-ca/sigil/ca/api"
 	"github.com/sigil-ca/sigil/ca/audit"
 	"github.com/sigil-ca/sigil/ca/keystore"
+	"github.com/sigil-ca/sigil/revocation"
 	"github.com/sigil-ca/sigil/store"
 )
 
@@ -37,6 +38,7 @@ type server struct {
 	auth    *ca.Authority
 	serving *ca.ServingCert
 	acme    acme.Endpoints
+	ocsp    *revocation.Responder
 	https   *http.Server
 	http    *http.Server
 	httpsLn net.Listener
@@ -68,6 +70,9 @@ func startServer(ctx context.Context, cfg *Config, passphrase []byte, log *slog.
 	ok := false
 	defer func() {
 		if !ok {
+			if s.ocsp != nil {
+				s.ocsp.Close()
+			}
 			st.Close()
 		}
 	}()
@@ -151,10 +156,14 @@ func startServer(ctx context.Context, cfg *Config, passphrase []byte, log *slog.
 		_, _ = w.Write(der)
 	})
 
+	var plainHandler http.Handler
+	if s.ocsp, plainHandler, err = startOCSP(ctx, cfg.OCSP, s.auth, st, clk, log, reg, plain); err != nil {
+		return nil, err
+	}
 	tlsCfg := &tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: s.serving.GetCertificate}
 	s.https = newHTTPServer(secure, cfg.Limits, log)
 	s.https.TLSConfig = tlsCfg
-	s.http = newHTTPServer(plain, cfg.Limits, log)
+	s.http = newHTTPServer(plainHandler, cfg.Limits, log)
 	if s.httpsLn, err = net.Listen("tcp", cfg.HTTPS.Addr); err != nil {
 		return nil, fmt.Errorf("listen %s: %w", cfg.HTTPS.Addr, err)
 	}
@@ -256,6 +265,9 @@ func (s *server) shutdown(ctx context.Context) error {
 	errs := []error{s.https.Shutdown(ctx), s.http.Shutdown(ctx)}
 	for _, e := range s.acme {
 		e.Close() // let running validations record their outcome
+	}
+	if s.ocsp != nil {
+		s.ocsp.Close() // flush OCSP responses still queued for the store
 	}
 	if err := s.st.Checkpoint(ctx); err != nil {
 		errs = append(errs, fmt.Errorf("final audit checkpoint: %w", err))

@@ -1,0 +1,557 @@
+package revocation
+
+import (
+	"context"
+	"crypto/sha1" // CertID hashes (RFC 5019 §2.1.1), not signatures
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/asn1"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/big"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/jonboulle/clockwork"
+	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/crypto/ocsp"
+	"golang.org/x/time/rate"
+
+	"github.com/sigil-ca/sigil/ca"
+	"github.com/sigil-ca/sigil/store"
+)
+
+// OCSPAuthority is what the responder needs of ca: a signer whose key stays
+// in ca, the issuer it answers for, and news of revocations.
+type OCSPAuthority interface {
+	NewOCSPSigner(ctx context.Context, cfg ca.OCSPSignerConfig) (*ca.OCSPSigner, error)
+	Intermediate() ca.Issuer
+	OnStatusChange(fn func(store.CertRecord))
+}
+
+// OCSPStore is what the responder reads and writes in the store.
+type OCSPStore interface {
+	WithTx(ctx context.Context, fn func(tx store.Tx) error) error
+	Certificate(ctx context.Context, serial string) (store.CertRecord, error)
+	OCSPResponses(ctx context.Context, issuerID string, now time.Time, fn func(store.OCSPResponse) error) error
+	CertStatuses(ctx context.Context, issuerID string, now time.Time, fn func(store.CertStatus) error) error
+}
+
+// OCSPConfig configures a Responder.
+type OCSPConfig struct {
+	// Validity is nextUpdate - thisUpdate of every response (default 24h);
+	// responses are re-signed before half of it has passed.
+	Validity time.Duration
+	// ResponderValidity is the lifetime of delegated responder certificates
+	// (default 72h); at least twice Validity, so that a certificate rotated at
+	// half-life outlives every response it signed.
+	ResponderValidity time.Duration
+	// SignWithIssuer signs with the intermediate's key, not a delegated responder.
+	SignWithIssuer bool
+	// MaxRequestBytes bounds a request, POST body or decoded GET path
+	// (default 10 KiB); larger ones are malformedRequest.
+	MaxRequestBytes int
+	// MissesPerSecond bounds how many requests for serials not in the cache
+	// are looked up and signed on the fly (default 50, burst twice that);
+	// above it they get tryLater.
+	MissesPerSecond float64
+	// MaxUnknown bounds the cached "unknown" answers (default 10000).
+	MaxUnknown int
+	Clock      clockwork.Clock
+	Logger     *slog.Logger
+	// Registerer receives the metrics (nil: unregistered).
+	Registerer prometheus.Registerer
+}
+
+// unknownValidity is the nextUpdate of "unknown" answers: short, since they
+// are signed on the fly and never stored.
+const unknownValidity = time.Hour
+
+// persistBatch bounds the responses one store transaction upserts so that
+// the single writer is never held long away from issuance.
+const persistBatch = 500
+
+// entry is one certificate's pre-signed responses, immutable once built:
+// a refresh replaces the pointer.
+type entry struct {
+	status     int // ocsp.Good, ocsp.Revoked or ocsp.Unknown
+	revokedAt  time.Time
+	reason     int
+	thisUpdate time.Time
+	nextUpdate time.Time
+	der        [numHashes][]byte
+	etag       [numHashes]string
+	// RFC 5019 §6.2 header values, formatted once.
+	lastModified string
+	expires      string
+}
+
+// issuerState is one served issuer: its CertID hashes and its cache, keyed
+// by serial magnitude bytes.
+type issuerState struct {
+	id       string
+	cert     *x509.Certificate
+	nameHash [numHashes][]byte
+	keyHash  [numHashes][]byte
+
+	mu      sync.RWMutex
+	entries map[string]*entry
+	unknown map[string]*entry // bounded; never persisted
+}
+
+// Responder answers OCSP requests (RFC 6960, RFC 5019 profile) for the
+// active intermediate from pre-signed responses held in memory and copied
+// to the store. A GET or POST for a cached serial is a map lookup: no
+// signing, no database query.
+type Responder struct {
+	cfg     OCSPConfig
+	auth    OCSPAuthority
+	st      OCSPStore
+	clk     clockwork.Clock
+	log     *slog.Logger
+	metrics *ocspMetrics
+	misses  *rate.Limiter
+
+	// byKeyHash finds the issuer of a request by its issuerKeyHash, SHA-1
+	// or SHA-256; it is built once and never changes.
+	byKeyHash map[string]*issuerState
+	iss       *issuerState
+
+	refreshMu sync.Mutex // one Refresh at a time: the loop's and a caller's
+	signerMu  sync.RWMutex
+	signer    *ca.OCSPSigner
+
+	persistCh chan []store.OCSPResponse
+	stop      chan struct{}
+	done      sync.WaitGroup
+	closeOnce sync.Once
+}
+
+// NewResponder checks cfg and returns a Responder for auth's active
+// intermediate. It serves nothing until Start.
+func NewResponder(cfg OCSPConfig, auth OCSPAuthority, st OCSPStore) (*Responder, error) {
+	if cfg.Clock == nil {
+		return nil, errors.New("ocsp: config has no clock")
+	}
+	if cfg.Logger == nil {
+		return nil, errors.New("ocsp: config has no logger")
+	}
+	if cfg.Validity == 0 {
+		cfg.Validity = 24 * time.Hour
+	}
+	if cfg.ResponderValidity == 0 {
+		cfg.ResponderValidity = 72 * time.Hour
+	}
+	if cfg.Validity < time.Minute {
+		return nil, fmt.Errorf("ocsp: validity %s is under a minute", cfg.Validity)
+	}
+	if !cfg.SignWithIssuer && cfg.ResponderValidity < 2*cfg.Validity {
+		return nil, fmt.Errorf("ocsp: responder validity %s is under twice the response validity %s", cfg.ResponderValidity, cfg.Validity)
+	}
+	if cfg.MaxRequestBytes <= 0 {
+		cfg.MaxRequestBytes = 10 << 10
+	}
+	if cfg.MissesPerSecond <= 0 {
+		cfg.MissesPerSecond = 50
+	}
+	if cfg.MaxUnknown <= 0 {
+		cfg.MaxUnknown = 10000
+	}
+	iss, err := newIssuerState(auth.Intermediate())
+	if err != nil {
+		return nil, err
+	}
+	r := &Responder{
+		cfg: cfg, auth: auth, st: st, clk: cfg.Clock, log: cfg.Logger,
+		metrics:   newOCSPMetrics(cfg.Registerer),
+		misses:    rate.NewLimiter(rate.Limit(cfg.MissesPerSecond), int(2*cfg.MissesPerSecond)+1),
+		byKeyHash: map[string]*issuerState{},
+		iss:       iss,
+		persistCh: make(chan []store.OCSPResponse, 64),
+		stop:      make(chan struct{}),
+	}
+	for h := range numHashes {
+		r.byKeyHash[string(iss.keyHash[h])] = iss
+	}
+	return r, nil
+}
+
+func newIssuerState(is ca.Issuer) (*issuerState, error) {
+	var spki struct {
+		Algorithm asn1.RawValue
+		PublicKey asn1.BitString
+	}
+	if _, err := asn1.Unmarshal(is.Cert.RawSubjectPublicKeyInfo, &spki); err != nil {
+		return nil, fmt.Errorf("ocsp: issuer %s public key: %w", is.ID, err)
+	}
+	s := &issuerState{id: is.ID, cert: is.Cert, entries: map[string]*entry{}, unknown: map[string]*entry{}}
+	n1, k1 := sha1.Sum(is.Cert.RawSubject), sha1.Sum(spki.PublicKey.RightAlign())
+	n2, k2 := sha256.Sum256(is.Cert.RawSubject), sha256.Sum256(spki.PublicKey.RightAlign())
+	s.nameHash[hashSHA1], s.keyHash[hashSHA1] = n1[:], k1[:]
+	s.nameHash[hashSHA256], s.keyHash[hashSHA256] = n2[:], k2[:]
+	return s, nil
+}
+
+// Start gets a signer, loads the stored responses, signs those missing or
+// due for every unexpired certificate, subscribes to revocations and starts
+// the refresh loop. It returns once every unexpired certificate has a
+// response in memory.
+func (r *Responder) Start(ctx context.Context) error {
+	signer, err := r.auth.NewOCSPSigner(ctx, r.signerConfig())
+	if err != nil {
+		return fmt.Errorf("ocsp signer: %w", err)
+	}
+	r.setSigner(signer)
+	loaded, err := r.load(ctx)
+	if err != nil {
+		return err
+	}
+	r.log.InfoContext(ctx, "ocsp responses loaded from the store", "issuer", r.iss.id, "count", loaded)
+	r.auth.OnStatusChange(r.statusChanged)
+	r.done.Add(1)
+	go r.persistLoop()
+	if err := r.Refresh(ctx); err != nil {
+		return err
+	}
+	r.done.Add(1)
+	go r.refreshLoop()
+	return nil
+}
+
+// Close stops the refresh loop and waits for pending store writes.
+func (r *Responder) Close() {
+	r.closeOnce.Do(func() {
+		close(r.stop)
+		r.done.Wait()
+	})
+}
+
+func (r *Responder) signerConfig() ca.OCSPSignerConfig {
+	return ca.OCSPSignerConfig{Validity: r.cfg.ResponderValidity, SignWithIssuer: r.cfg.SignWithIssuer}
+}
+
+func (r *Responder) setSigner(s *ca.OCSPSigner) {
+	r.signerMu.Lock()
+	r.signer = s
+	r.signerMu.Unlock()
+}
+
+// Signer returns the current signer (for tests and the CLI: the responder
+// certificate to trust with openssl -VAfile).
+func (r *Responder) Signer() *ca.OCSPSigner {
+	r.signerMu.RLock()
+	defer r.signerMu.RUnlock()
+	return r.signer
+}
+
+// load fills the cache from the store copy, keeping responses still valid.
+func (r *Responder) load(ctx context.Context) (int, error) {
+	now := r.clk.Now()
+	byserial := map[string]*entry{}
+	err := r.st.OCSPResponses(ctx, r.iss.id, now, func(o store.OCSPResponse) error {
+		h, ok := hashByName(o.Hash)
+		if !ok {
+			return nil
+		}
+		key, err := serialKey(o.Serial)
+		if err != nil {
+			return nil // a row we cannot use is re-signed by the sweep
+		}
+		resp, err := ocsp.ParseResponse(o.DER, nil)
+		if err != nil {
+			r.log.WarnContext(ctx, "stored ocsp response unreadable", "serial", o.Serial, "error", err)
+			return nil
+		}
+		e := byserial[key]
+		if e == nil || !e.thisUpdate.Equal(resp.ThisUpdate) {
+			if e != nil && e.thisUpdate.After(resp.ThisUpdate) {
+				return nil
+			}
+			e = &entry{status: resp.Status, revokedAt: resp.RevokedAt, reason: resp.RevocationReason,
+				thisUpdate: resp.ThisUpdate, nextUpdate: resp.NextUpdate}
+			e.lastModified = e.thisUpdate.UTC().Format(http.TimeFormat)
+			e.expires = e.nextUpdate.UTC().Format(http.TimeFormat)
+			byserial[key] = e
+		}
+		e.der[h] = o.DER
+		e.etag[h] = etag(o.DER)
+		return nil
+	})
+	if err != nil {
+		return 0, fmt.Errorf("ocsp: load stored responses: %w", err)
+	}
+	n := 0
+	r.iss.mu.Lock()
+	for k, e := range byserial {
+		if e.der[hashSHA1] != nil && e.der[hashSHA256] != nil {
+			r.iss.entries[k] = e
+			n++
+		}
+	}
+	r.iss.mu.Unlock()
+	r.metrics.cached.Set(float64(n))
+	return n, nil
+}
+
+// refreshInterval is how often the loop checks for responses and responder
+// certificates due for renewal.
+func (r *Responder) refreshInterval() time.Duration {
+	return max(r.cfg.Validity/8, time.Minute)
+}
+
+func (r *Responder) refreshLoop() {
+	defer r.done.Done()
+	t := r.clk.NewTicker(r.refreshInterval())
+	defer t.Stop()
+	for {
+		select {
+		case <-r.stop:
+			return
+		case <-t.Chan():
+			if err := r.Refresh(context.Background()); err != nil {
+				r.log.Error("ocsp refresh", "issuer", r.iss.id, "error", err)
+			}
+		}
+	}
+}
+
+// Refresh rotates the responder certificate once half its life has passed,
+// then signs a response for every unexpired certificate whose cached one is
+// missing, says another status, or would pass half its validity before the
+// next refresh; expired entries are dropped. New responses are served at
+// once and copied to the store in batches.
+func (r *Responder) Refresh(ctx context.Context) error {
+	r.refreshMu.Lock()
+	defer r.refreshMu.Unlock()
+	now := r.clk.Now()
+	if s := r.Signer(); !s.RenewAt().IsZero() && !now.Before(s.RenewAt()) {
+		next, err := r.auth.NewOCSPSigner(ctx, r.signerConfig())
+		if err != nil {
+			return fmt.Errorf("ocsp: rotate responder certificate: %w", err)
+		}
+		r.setSigner(next)
+		r.log.InfoContext(ctx, "ocsp responder certificate rotated", "issuer", r.iss.id,
+			"serial", ca.SerialString(next.Certificate().SerialNumber))
+	}
+	dueBy := now.Add(r.refreshInterval())
+	var batch []store.OCSPResponse
+	signed := 0
+	err := r.st.CertStatuses(ctx, r.iss.id, now, func(c store.CertStatus) error {
+		key, err := serialKey(c.Serial)
+		if err != nil {
+			return nil // not a serial we could be asked about
+		}
+		r.iss.mu.RLock()
+		cur := r.iss.entries[key]
+		r.iss.mu.RUnlock()
+		if cur != nil && sameStatus(cur, c.RevokedAt, c.RevokeReason) &&
+			dueBy.Before(cur.thisUpdate.Add(r.cfg.Validity/2)) {
+			return nil
+		}
+		e, rows, err := r.sign(c.Serial, c.RevokedAt, c.RevokeReason, now, r.cfg.Validity)
+		if err != nil {
+			return err
+		}
+		r.put(key, e)
+		signed++
+		batch = append(batch, rows...)
+		if len(batch) >= persistBatch {
+			if err := r.persist(ctx, batch); err != nil {
+				return err
+			}
+			batch = batch[:0]
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("ocsp: refresh %s: %w", r.iss.id, err)
+	}
+	if err := r.persist(ctx, batch); err != nil {
+		return fmt.Errorf("ocsp: refresh %s: %w", r.iss.id, err)
+	}
+	r.dropExpired(now)
+	if signed > 0 {
+		r.log.InfoContext(ctx, "ocsp responses signed", "issuer", r.iss.id, "count", signed)
+	}
+	return nil
+}
+
+func sameStatus(e *entry, revokedAt time.Time, reason int) bool {
+	if revokedAt.IsZero() {
+		return e.status == ocsp.Good
+	}
+	return e.status == ocsp.Revoked && e.revokedAt.Equal(revokedAt.UTC().Truncate(time.Second)) && e.reason == reason
+}
+
+// dropExpired forgets responses past their nextUpdate: their certificates
+// expired (unexpired ones were just refreshed), or they answered "unknown".
+func (r *Responder) dropExpired(now time.Time) {
+	r.iss.mu.Lock()
+	defer r.iss.mu.Unlock()
+	for k, e := range r.iss.entries {
+		if !now.Before(e.nextUpdate) {
+			delete(r.iss.entries, k)
+		}
+	}
+	for k, e := range r.iss.unknown {
+		if !now.Before(e.nextUpdate) {
+			delete(r.iss.unknown, k)
+		}
+	}
+	r.metrics.cached.Set(float64(len(r.iss.entries)))
+}
+
+func (r *Responder) put(key string, e *entry) {
+	r.iss.mu.Lock()
+	r.iss.entries[key] = e
+	delete(r.iss.unknown, key)
+	n := len(r.iss.entries)
+	r.iss.mu.Unlock()
+	r.metrics.cached.Set(float64(n))
+}
+
+// sign signs the responses (one per CertID hash) saying status for serial.
+// status is good if revokedAt is zero, revoked otherwise, unknown if
+// unknown is set by the caller through signUnknown.
+func (r *Responder) sign(serial string, revokedAt time.Time, reason int, now time.Time, validity time.Duration) (*entry, []store.OCSPResponse, error) {
+	status := ocsp.Good
+	if !revokedAt.IsZero() {
+		status = ocsp.Revoked
+	}
+	return r.signStatus(serial, status, revokedAt, reason, now, validity)
+}
+
+func (r *Responder) signStatus(serial string, status int, revokedAt time.Time, reason int, now time.Time, validity time.Duration) (*entry, []store.OCSPResponse, error) {
+	n, ok := new(big.Int).SetString(serial, 16)
+	if !ok {
+		return nil, nil, fmt.Errorf("ocsp: bad serial %q", serial)
+	}
+	signer := r.Signer()
+	// RFC 5019 §4: thisUpdate is when the status was known correct; whole
+	// seconds as in the record. A response never outlives its signer.
+	this := now.UTC().Truncate(time.Second)
+	next := this.Add(validity)
+	if na := signer.NotAfter(); next.After(na) {
+		next = na
+	}
+	e := &entry{status: status, thisUpdate: this, nextUpdate: next,
+		lastModified: this.Format(http.TimeFormat), expires: next.Format(http.TimeFormat)}
+	tmpl := ocsp.Response{Status: status, SerialNumber: n, ThisUpdate: this, NextUpdate: next}
+	if status == ocsp.Revoked {
+		e.revokedAt, e.reason = revokedAt.UTC().Truncate(time.Second), reason
+		tmpl.RevokedAt, tmpl.RevocationReason = e.revokedAt, reason
+	}
+	rows := make([]store.OCSPResponse, 0, numHashes)
+	for h := range numHashes {
+		tmpl.IssuerHash = h.crypto()
+		der, err := signer.Sign(tmpl)
+		if err != nil {
+			return nil, nil, fmt.Errorf("ocsp: serial %s: %w", serial, err)
+		}
+		r.metrics.signed.Inc()
+		e.der[h], e.etag[h] = der, etag(der)
+		rows = append(rows, store.OCSPResponse{IssuerID: r.iss.id, Serial: serial, Hash: h.String(), DER: der, ThisUpdate: this, NextUpdate: next})
+	}
+	return e, rows, nil
+}
+
+func (r *Responder) persist(ctx context.Context, rows []store.OCSPResponse) error {
+	if len(rows) == 0 {
+		return nil
+	}
+	if err := r.st.WithTx(ctx, func(tx store.Tx) error { return tx.PutOCSPResponses(rows) }); err != nil {
+		return fmt.Errorf("store ocsp responses: %w", err)
+	}
+	return nil
+}
+
+// persistLoop writes responses signed outside Refresh (after a revocation,
+// or on a cache miss) without holding up the caller.
+func (r *Responder) persistLoop() {
+	defer r.done.Done()
+	for {
+		select {
+		case rows := <-r.persistCh:
+			if err := r.persist(context.Background(), rows); err != nil {
+				r.log.Error("ocsp persist", "issuer", r.iss.id, "error", err)
+			}
+		case <-r.stop:
+			for {
+				select {
+				case rows := <-r.persistCh:
+					if err := r.persist(context.Background(), rows); err != nil {
+						r.log.Error("ocsp persist", "issuer", r.iss.id, "error", err)
+					}
+				default:
+					return
+				}
+			}
+		}
+	}
+}
+
+// persistLater queues rows for the store; if the queue is full they are
+// dropped: the store copy is then stale until the next refresh, which
+// compares it with the certificate's status after a restart.
+func (r *Responder) persistLater(rows []store.OCSPResponse) {
+	select {
+	case r.persistCh <- rows:
+	default:
+		r.log.Warn("ocsp persist queue full; store copy refreshed later", "issuer", r.iss.id)
+	}
+}
+
+// statusChanged re-signs a certificate's responses as soon as its
+// revocation (or release from hold) is committed, so that the next request
+// sees it: two signatures, in memory; the store copy follows asynchronously.
+func (r *Responder) statusChanged(rec store.CertRecord) {
+	if rec.IssuerID != r.iss.id {
+		return
+	}
+	key, err := serialKey(rec.Serial)
+	if err != nil {
+		return
+	}
+	now := r.clk.Now()
+	if !now.Before(rec.NotAfter) {
+		return
+	}
+	e, rows, err := r.sign(rec.Serial, rec.RevokedAt, rec.RevokeReason, now, r.cfg.Validity)
+	if err != nil {
+		r.log.Error("ocsp re-sign after status change", "serial", rec.Serial, "error", err)
+		// Serve nothing stale: a miss looks the certificate up again.
+		r.iss.mu.Lock()
+		delete(r.iss.entries, key)
+		r.iss.mu.Unlock()
+		return
+	}
+	r.put(key, e)
+	r.persistLater(rows)
+}
+
+// serialKey turns a record's hex serial into the cache key: its big-endian
+// magnitude bytes without leading zeros, as requests carry it.
+func serialKey(serial string) (string, error) {
+	if len(serial)%2 == 1 {
+		serial = "0" + serial
+	}
+	b, err := hex.DecodeString(serial)
+	if err != nil {
+		return "", err
+	}
+	for len(b) > 0 && b[0] == 0 {
+		b = b[1:]
+	}
+	if len(b) == 0 {
+		return "", errors.New("zero serial")
+	}
+	return string(b), nil
+}
+
+func etag(der []byte) string {
+	sum := sha256.Sum256(der)
+	return `"` + hex.EncodeToString(sum[:16]) + `"`
+}

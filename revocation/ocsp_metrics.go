@@ -1,0 +1,70 @@
+package revocation
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// OCSP answer labels of sigil_ocsp_requests_total.
+const (
+	statusGood         = "good"
+	statusRevoked      = "revoked"
+	statusUnknown      = "unknown"
+	statusMalformed    = "malformed"
+	statusUnauthorized = "unauthorized"
+	statusTryLater     = "try_later"
+	statusInternal     = "internal"
+)
+
+var ocspStatuses = [...]string{statusGood, statusRevoked, statusUnknown, statusMalformed, statusUnauthorized, statusTryLater, statusInternal}
+
+// ocspMetrics are the responder's Prometheus instruments. The counters of
+// every (method, status) pair are resolved once so that the hot path does
+// no label lookup.
+type ocspMetrics struct {
+	requests map[string]map[string]prometheus.Counter // method → status
+	hits     prometheus.Counter
+	misses   prometheus.Counter
+	age      prometheus.Histogram
+	signed   prometheus.Counter
+	cached   prometheus.Gauge
+}
+
+func newOCSPMetrics(reg prometheus.Registerer) *ocspMetrics {
+	requests := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "sigil_ocsp_requests_total", Help: "OCSP requests, by HTTP method and answer (good, revoked, unknown, malformed, unauthorized, try_later, internal).",
+	}, []string{"method", "status"})
+	lookups := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "sigil_ocsp_cache_lookups_total", Help: "OCSP response cache lookups for served issuers, by result (hit, miss); the hit rate is hit / (hit + miss).",
+	}, []string{"result"})
+	m := &ocspMetrics{
+		requests: map[string]map[string]prometheus.Counter{},
+		hits:     lookups.WithLabelValues("hit"),
+		misses:   lookups.WithLabelValues("miss"),
+		age: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "sigil_ocsp_response_age_seconds", Help: "Age (now - thisUpdate) of OCSP responses served.",
+			Buckets: prometheus.ExponentialBuckets(60, 2, 12),
+		}),
+		signed: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "sigil_ocsp_responses_signed_total", Help: "OCSP responses signed (pre-signing, refresh and misses).",
+		}),
+		cached: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "sigil_ocsp_cached_responses", Help: "Certificates with a pre-signed OCSP response in memory.",
+		}),
+	}
+	for _, method := range []string{"GET", "POST"} {
+		m.requests[method] = map[string]prometheus.Counter{}
+		for _, s := range ocspStatuses {
+			m.requests[method][s] = requests.WithLabelValues(method, s)
+		}
+	}
+	if reg != nil {
+		reg.MustRegister(requests, lookups, m.age, m.signed, m.cached)
+	}
+	return m
+}
+
+func (m *ocspMetrics) request(method, status string) {
+	if c, ok := m.requests[method][status]; ok {
+		c.Inc()
+	}
+}

@@ -1,0 +1,514 @@
+package revocation
+
+import (
+	"bytes"
+	"context"
+	"crypto"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/base64"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/big"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jonboulle/clockwork"
+	"golang.org/x/crypto/ocsp"
+
+	"github.com/sigil-ca/sigil/ca"
+	"github.com/sigil-ca/sigil/ca/keystore"
+	"github.com/sigil-ca/sigil/store"
+)
+
+type env struct {
+	t    testing.TB
+	auth *ca.Authority
+	st   *store.SQLite
+	clk  *clockwork.FakeClock
+	path string
+	ks   *keystore.Keystore
+}
+
+var testStart = time.Date(2026, 11, 24, 12, 0, 0, 0, time.UTC)
+
+func newEnv(t testing.TB) *env {
+	t.Helper()
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "sigil.db")
+	clk := clockwork.NewFakeClockAt(testStart)
+	st, err := store.Open(ctx, store.Config{Path: path, Clock: clk})
+	if err != nil {
+		t.Fatal(err)
+	}
+	params, err := keystore.FastKDFParams(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := ca.Init(ctx, st, ca.InitConfig{
+		Name: "Test CA", RootAlgorithm: keystore.ECDSAP256, IntermediateAlgorithm: keystore.ECDSAP256,
+		BaseURL: "http://ca.test:8080", Passphrase: []byte("correct horse"), KDF: params, Clock: clk,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st.SetCheckpointer(res.Checkpointer)
+	e := &env{t: t, st: st, clk: clk, path: path, ks: res.Keystore}
+	e.auth = e.newAuthority()
+	t.Cleanup(func() { e.st.Close() })
+	return e
+}
+
+func (e *env) newAuthority() *ca.Authority {
+	a, err := ca.New(context.Background(), ca.Config{Profiles: ca.DefaultProfiles(), BaseURL: "http://ca.test:8080",
+		Clock: e.clk, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}, e.st, e.ks)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return a
+}
+
+// reopen simulates a restart: a new store handle, authority and responder.
+func (e *env) reopen() {
+	e.t.Helper()
+	if err := e.st.Close(); err != nil {
+		e.t.Fatal(err)
+	}
+	st, err := store.Open(context.Background(), store.Config{Path: e.path, Clock: e.clk})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	e.st = st
+	e.ks, err = keystore.Unlock(context.Background(), st, e.clk, []byte("correct horse"))
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	e.auth = e.newAuthority()
+}
+
+func (e *env) issue(cn string) *x509.Certificate {
+	e.t.Helper()
+	key, err := keystore.Generate(keystore.ECDSAP256)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	der, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{Subject: pkix.Name{CommonName: cn}, DNSNames: []string{cn}}, key)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	csr, err := x509.ParseCertificateRequest(der)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	iss, err := e.auth.Sign(context.Background(), ca.SignRequest{CSR: csr, Profile: "tls-server", Requester: "test", Channel: ca.ChannelAPI})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	c, err := x509.ParseCertificate(iss.Chain[0])
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return c
+}
+
+func (e *env) responder(cfg OCSPConfig) *Responder {
+	e.t.Helper()
+	cfg.Clock = e.clk
+	cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	r, err := NewResponder(cfg, e.auth, e.st)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	if err := r.Start(context.Background()); err != nil {
+		e.t.Fatal(err)
+	}
+	e.t.Cleanup(r.Close)
+	return r
+}
+
+func request(t testing.TB, cert, issuer *x509.Certificate, h crypto.Hash) []byte {
+	t.Helper()
+	der, err := ocsp.CreateRequest(cert, issuer, &ocsp.RequestOptions{Hash: h})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return der
+}
+
+func get(t testing.TB, h http.Handler, path string) *httptest.ResponseRecorder {
+	t.Helper()
+	rr := httptest.NewRecorder()
+	req := httptest.NewRequest(http.MethodGet, "http://ca.test"+path, nil)
+	h.ServeHTTP(rr, req)
+	return rr
+}
+
+func post(t testing.TB, h http.Handler, body []byte) *httptest.ResponseRecorder {
+	t.Helper()
+	rr := httptest.NewRecorder()
+	req := httptest.NewRequest(http.MethodPost, "http://ca.test/ocsp", bytes.NewReader(body))
+	req.Header.Set("Content-Type", "application/ocsp-request")
+	h.ServeHTTP(rr, req)
+	return rr
+}
+
+// parse checks the response verifies for cert and returns it.
+func parse(t testing.TB, rr *httptest.ResponseRecorder, cert, issuer *x509.Certificate) *ocsp.Response {
+	t.Helper()
+	if rr.Code != http.StatusOK {
+		t.Fatalf("HTTP %d", rr.Code)
+	}
+	resp, err := ocsp.ParseResponseForCert(rr.Body.Bytes(), cert, issuer)
+	if err != nil {
+		t.Fatalf("parse response: %v", err)
+	}
+	return resp
+}
+
+func TestOCSPStatuses(t *testing.T) {
+	e := newEnv(t)
+	good := e.issue("good.example.com")
+	revoked := e.issue("revoked.example.com")
+	r := e.responder(OCSPConfig{})
+	inter := e.auth.Intermediate().Cert
+	if _, err := e.auth.Revoke(context.Background(), ca.RevokeRequest{Serial: ca.SerialString(revoked.SerialNumber), Reason: ca.ReasonKeyCompromise, Actor: "test"}); err != nil {
+		t.Fatal(err)
+	}
+	// A serial nobody issued: a copy of good with another serial.
+	unknown := *good
+	unknown.SerialNumber = new(big.Int).Add(good.SerialNumber, big.NewInt(1))
+	h := r.Handler()
+	for _, hash := range []crypto.Hash{crypto.SHA1, crypto.SHA256} {
+		for _, tc := range []struct {
+			name   string
+			cert   *x509.Certificate
+			status int
+		}{
+			{"good", good, ocsp.Good},
+			{"revoked", revoked, ocsp.Revoked},
+			{"unknown", &unknown, ocsp.Unknown},
+		} {
+			t.Run(hash.String()+"/"+tc.name, func(t *testing.T) {
+				der := request(t, tc.cert, inter, hash)
+				for _, rr := range []*httptest.ResponseRecorder{
+					get(t, h, "/ocsp/"+base64.StdEncoding.EncodeToString(der)),
+					post(t, h, der),
+				} {
+					resp := parse(t, rr, tc.cert, inter)
+					if resp.Status != tc.status {
+						t.Errorf("status %d, want %d", resp.Status, tc.status)
+					}
+					if resp.SerialNumber.Cmp(tc.cert.SerialNumber) != 0 {
+						t.Errorf("serial %x, want %x", resp.SerialNumber, tc.cert.SerialNumber)
+					}
+					if resp.Certificate == nil || !resp.Certificate.Equal(r.Signer().Certificate()) {
+						t.Error("response does not embed the responder certificate")
+					}
+					if tc.status == ocsp.Revoked && (resp.RevocationReason != ocsp.KeyCompromise || !resp.RevokedAt.Equal(e.clk.Now().Truncate(time.Second))) {
+						t.Errorf("revoked at %v reason %d", resp.RevokedAt, resp.RevocationReason)
+					}
+					if got := rr.Header().Get("Content-Type"); got != "application/ocsp-response" {
+						t.Errorf("Content-Type %q", got)
+					}
+				}
+			})
+		}
+	}
+}
+
+func TestOCSPHeaders(t *testing.T) {
+	e := newEnv(t)
+	c := e.issue("a.example.com")
+	r := e.responder(OCSPConfig{Validity: 24 * time.Hour})
+	e.clk.Advance(time.Hour)
+	der := request(t, c, e.auth.Intermediate().Cert, crypto.SHA1)
+	rr := get(t, r.Handler(), "/ocsp/"+base64.StdEncoding.EncodeToString(der))
+	resp := parse(t, rr, c, e.auth.Intermediate().Cert)
+	h := rr.Header()
+	if got, want := h.Get("Cache-Control"), "max-age=82800, public, no-transform, must-revalidate"; got != want {
+		t.Errorf("Cache-Control %q, want %q", got, want)
+	}
+	if got, want := h.Get("Last-Modified"), resp.ThisUpdate.UTC().Format(http.TimeFormat); got != want {
+		t.Errorf("Last-Modified %q, want %q", got, want)
+	}
+	if got, want := h.Get("Expires"), resp.NextUpdate.UTC().Format(http.TimeFormat); got != want {
+		t.Errorf("Expires %q, want %q", got, want)
+	}
+	if !resp.NextUpdate.Equal(resp.ThisUpdate.Add(24 * time.Hour)) {
+		t.Errorf("thisUpdate %v nextUpdate %v", resp.ThisUpdate, resp.NextUpdate)
+	}
+	etag := h.Get("ETag")
+	if etag == "" {
+		t.Fatal("no ETag")
+	}
+	req := httptest.NewRequest(http.MethodGet, "http://ca.test/ocsp/"+base64.StdEncoding.EncodeToString(der), nil)
+	req.Header.Set("If-None-Match", etag)
+	rr2 := httptest.NewRecorder()
+	r.Handler().ServeHTTP(rr2, req)
+	if rr2.Code != http.StatusNotModified {
+		t.Errorf("If-None-Match: HTTP %d, want 304", rr2.Code)
+	}
+}
+
+func TestOCSPGETEncodings(t *testing.T) {
+	e := newEnv(t)
+	// Issue until a request's base64 has "+" and "/" in it, so every
+	// escaping matters.
+	inter := e.auth.Intermediate().Cert
+	var c *x509.Certificate
+	var b64 string
+	for i := 0; i < 200; i++ {
+		c = e.issue("enc.example.com")
+		b64 = base64.StdEncoding.EncodeToString(request(t, c, inter, crypto.SHA1))
+		if strings.Contains(b64, "+") && strings.Contains(b64, "/") {
+			break
+		}
+	}
+	if !strings.Contains(b64, "+") || !strings.Contains(b64, "/") {
+		t.Skip("no request with + and / in 200 tries")
+	}
+	r := e.responder(OCSPConfig{})
+	raw := strings.TrimRight(b64, "=")
+	urlsafe := base64.RawURLEncoding.EncodeToString(request(t, c, inter, crypto.SHA1))
+	for name, path := range map[string]string{
+		"standard":          b64,
+		"unpadded":          raw,
+		"path-escaped":      url.PathEscape(b64),
+		"query-escaped":     url.QueryEscape(b64),
+		"slash-escaped":     strings.ReplaceAll(b64, "/", "%2F"),
+		"plus-escaped-only": strings.ReplaceAll(b64, "+", "%2B"),
+		"plus-as-space":     strings.ReplaceAll(b64, "+", "%20"),
+		"url-safe":          urlsafe,
+	} {
+		t.Run(name, func(t *testing.T) {
+			resp := parse(t, get(t, r.Handler(), "/ocsp/"+path), c, inter)
+			if resp.Status != ocsp.Good {
+				t.Errorf("status %d", resp.Status)
+			}
+		})
+	}
+}
+
+func TestOCSPMalformed(t *testing.T) {
+	e := newEnv(t)
+	c := e.issue("m.example.com")
+	r := e.responder(OCSPConfig{MaxRequestBytes: 1024})
+	inter := e.auth.Intermediate().Cert
+	good := request(t, c, inter, crypto.SHA1)
+	// TBSRequest with version [0] EXPLICIT INTEGER 1: RFC 6960 knows only v1(0).
+	wrongVersion := withVersion(t, good, 1)
+	sha384, err := ocsp.CreateRequest(c, inter, &ocsp.RequestOptions{Hash: crypto.SHA384})
+	if err != nil {
+		t.Fatal(err)
+	}
+	otherIssuer := bytes.Clone(good)
+	// Flip a byte of the issuerKeyHash (the 20 bytes before the serial).
+	otherIssuer[len(otherIssuer)-len(c.SerialNumber.Bytes())-3-1] ^= 0xff
+	for _, tc := range []struct {
+		name string
+		der  []byte
+		want []byte
+	}{
+		{"empty", nil, ocsp.MalformedRequestErrorResponse},
+		{"garbage", []byte("not an OCSP request at all"), ocsp.MalformedRequestErrorResponse},
+		{"truncated", good[:len(good)-5], ocsp.MalformedRequestErrorResponse},
+		{"trailing", append(bytes.Clone(good), 0), ocsp.MalformedRequestErrorResponse},
+		{"wrong version", wrongVersion, ocsp.MalformedRequestErrorResponse},
+		{"sha384 CertID", sha384, ocsp.MalformedRequestErrorResponse},
+		{"oversized", append(bytes.Repeat([]byte{0x30}, 2048), good...), ocsp.MalformedRequestErrorResponse},
+		{"other issuer", otherIssuer, ocsp.UnauthorizedErrorResponse},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			for _, rr := range []*httptest.ResponseRecorder{post(t, r.Handler(), tc.der), get(t, r.Handler(), "/ocsp/"+base64.StdEncoding.EncodeToString(tc.der))} {
+				if rr.Code != http.StatusOK || !bytes.Equal(rr.Body.Bytes(), tc.want) {
+					t.Errorf("HTTP %d body %x, want %x", rr.Code, rr.Body.Bytes(), tc.want)
+				}
+			}
+		})
+	}
+	if rr := get(t, r.Handler(), "/ocsp/!!!"); !bytes.Equal(rr.Body.Bytes(), ocsp.MalformedRequestErrorResponse) {
+		t.Errorf("bad base64: %x", rr.Body.Bytes())
+	}
+	if _, err := parseOCSPRequest(withVersion(t, good, 0)); err != nil {
+		t.Errorf("explicit v1: %v", err)
+	}
+}
+
+// withVersion re-encodes req with an explicit TBSRequest version.
+func withVersion(t testing.TB, req []byte, v int) []byte {
+	t.Helper()
+	// OCSPRequest SEQ { TBSRequest SEQ { requestList ... } }: both short or
+	// long form lengths; rebuild with encoding/asn1 raw values.
+	var outer struct{ TBS asnRaw }
+	if _, err := asnUnmarshal(req, &outer); err != nil {
+		t.Fatal(err)
+	}
+	tbsInner := outer.TBS.Bytes
+	ver := []byte{0xa0, 0x03, 0x02, 0x01, byte(v)}
+	return seq(seq(append(ver, tbsInner...)))
+}
+
+func TestOCSPRefreshAndRotation(t *testing.T) {
+	e := newEnv(t)
+	c := e.issue("r.example.com")
+	r := e.responder(OCSPConfig{Validity: 24 * time.Hour, ResponderValidity: 72 * time.Hour})
+	inter := e.auth.Intermediate().Cert
+	h := r.Handler()
+	der := request(t, c, inter, crypto.SHA256)
+	first := parse(t, post(t, h, der), c, inter)
+	firstResponder := r.Signer().Certificate()
+
+	// Revocation: the next request sees it, without a refresh.
+	if _, err := e.auth.Revoke(context.Background(), ca.RevokeRequest{Serial: ca.SerialString(c.SerialNumber), Reason: ca.ReasonCertificateHold}); err != nil {
+		t.Fatal(err)
+	}
+	if resp := parse(t, post(t, h, der), c, inter); resp.Status != ocsp.Revoked || resp.RevocationReason != ocsp.CertificateHold {
+		t.Errorf("after revoke: status %d reason %d", resp.Status, resp.RevocationReason)
+	}
+	if _, err := e.auth.Unhold(context.Background(), ca.SerialString(c.SerialNumber), "test"); err != nil {
+		t.Fatal(err)
+	}
+	if resp := parse(t, post(t, h, der), c, inter); resp.Status != ocsp.Good {
+		t.Errorf("after unhold: status %d", resp.Status)
+	}
+
+	// Before half the validity has passed, a refresh re-signs.
+	e.clk.Advance(9 * time.Hour)
+	if err := r.Refresh(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if resp := parse(t, post(t, h, der), c, inter); !resp.ThisUpdate.Equal(e.clk.Now().Truncate(time.Second)) {
+		t.Errorf("after refresh: thisUpdate %v, want %v (first %v)", resp.ThisUpdate, e.clk.Now(), first.ThisUpdate)
+	}
+	// The responder certificate rotates at its half-life.
+	e.clk.Advance(28 * time.Hour)
+	if err := r.Refresh(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if r.Signer().Certificate().Equal(firstResponder) {
+		t.Fatal("responder certificate not rotated after its half-life")
+	}
+	resp := parse(t, post(t, h, der), c, inter)
+	if !resp.Certificate.Equal(r.Signer().Certificate()) {
+		t.Errorf("responses not signed by the new responder certificate: this %v cert serial %x new %x old %x", resp.ThisUpdate, resp.Certificate.SerialNumber, r.Signer().Certificate().SerialNumber, firstResponder.SerialNumber)
+	}
+	if resp.NextUpdate.After(r.Signer().Certificate().NotAfter) {
+		t.Error("response outlives its responder certificate")
+	}
+}
+
+func TestOCSPRefreshLoopTicks(t *testing.T) {
+	e := newEnv(t)
+	c := e.issue("tick.example.com")
+	r := e.responder(OCSPConfig{Validity: 8 * time.Hour, ResponderValidity: 16 * time.Hour})
+	inter := e.auth.Intermediate().Cert
+	der := request(t, c, inter, crypto.SHA1)
+	before := parse(t, post(t, r.Handler(), der), c, inter).ThisUpdate
+	// The loop ticks every validity/8 = 1h; at 4h the responses pass half-life.
+	for range 4 {
+		if err := e.clk.BlockUntilContext(context.Background(), 1); err != nil {
+			t.Fatal(err)
+		}
+		e.clk.Advance(time.Hour)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		if got := parse(t, post(t, r.Handler(), der), c, inter).ThisUpdate; got.After(before) {
+			return
+		}
+		time.Sleep(time.Millisecond) // waiting on the loop goroutine, not on the clock
+	}
+	t.Error("refresh loop did not re-sign after the clock passed half the validity")
+}
+
+func TestOCSPRestartServesStoredCopy(t *testing.T) {
+	e := newEnv(t)
+	c := e.issue("restart.example.com")
+	r := e.responder(OCSPConfig{})
+	inter := e.auth.Intermediate().Cert
+	der := request(t, c, inter, crypto.SHA1)
+	before := post(t, r.Handler(), der).Body.Bytes()
+	r.Close()
+	e.reopen()
+	e.clk.Advance(time.Minute)
+	r2, err := NewResponder(OCSPConfig{Clock: e.clk, Logger: slog.New(slog.DiscardHandler)}, e.auth, e.st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n, err := r2.load(context.Background()); err != nil || n < 1 {
+		t.Fatalf("load: %d, %v", n, err)
+	}
+	// Served from the store copy, before any signing.
+	if after := post(t, r2.Handler(), der).Body.Bytes(); !bytes.Equal(after, before) {
+		t.Error("after restart the response differs from the stored copy")
+	}
+	// Start signs nothing that is still fresh.
+	signedBefore := counterValue(t, r2.metrics.signed)
+	if err := r2.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	defer r2.Close()
+	if after := post(t, r2.Handler(), der).Body.Bytes(); !bytes.Equal(after, before) {
+		t.Error("Start re-signed a fresh stored response")
+	}
+	// Only the new responder certificate's own responses are signed.
+	if got := counterValue(t, r2.metrics.signed) - signedBefore; got != 2 {
+		t.Errorf("Start signed %v responses, want 2 (the new responder certificate)", got)
+	}
+}
+
+func TestOCSPNewCertificateAfterStart(t *testing.T) {
+	e := newEnv(t)
+	r := e.responder(OCSPConfig{})
+	c := e.issue("late.example.com")
+	inter := e.auth.Intermediate().Cert
+	der := request(t, c, inter, crypto.SHA1)
+	if resp := parse(t, post(t, r.Handler(), der), c, inter); resp.Status != ocsp.Good {
+		t.Errorf("certificate issued after start: status %d, want good", resp.Status)
+	}
+	if got := counterValue(t, r.metrics.misses); got != 1 {
+		t.Errorf("misses %v, want 1", got)
+	}
+	post(t, r.Handler(), der)
+	if got := counterValue(t, r.metrics.hits); got != 1 {
+		t.Errorf("hits %v, want 1 (the second request)", got)
+	}
+}
+
+// TestOCSPNewCertificateSmallSerial: a certificate issued after start whose
+// serial's hex form would start with a zero nibble if printed from its bytes
+// is still found in the store (one serial in sixteen; the e2e test flaked).
+func TestOCSPNewCertificateSmallSerial(t *testing.T) {
+	e := newEnv(t)
+	r := e.responder(OCSPConfig{})
+	inter := e.auth.Intermediate().Cert
+	for i := 0; i < 200; i++ {
+		c := e.issue(fmt.Sprintf("late%d.example.com", i))
+		if c.SerialNumber.Bytes()[0] >= 0x10 {
+			continue
+		}
+		if resp := parse(t, post(t, r.Handler(), request(t, c, inter, crypto.SHA256)), c, inter); resp.Status != ocsp.Good {
+			t.Fatalf("serial %x issued after start: status %d, want good", c.SerialNumber, resp.Status)
+		}
+		return
+	}
+	t.Fatal("no serial with a small first byte in 200 certificates")
+}
+
+func TestOCSPSignWithIssuer(t *testing.T) {
+	e := newEnv(t)
+	c := e.issue("iss.example.com")
+	r := e.responder(OCSPConfig{SignWithIssuer: true})
+	inter := e.auth.Intermediate().Cert
+	resp := parse(t, post(t, r.Handler(), request(t, c, inter, crypto.SHA1)), c, inter)
+	if resp.Status != ocsp.Good || resp.Certificate != nil {
+		t.Errorf("status %d, embedded certificate %v", resp.Status, resp.Certificate != nil)
+	}
+}
