@@ -60,6 +60,11 @@ func TestParseConfigStrict(t *testing.T) {
 		{"duplicate key", "database: a.db\ndatabase: b.db\n", []string{"database"}},
 		{"second document", "database: a.db\n---\nbogus_key: 1\n", []string{"document"}},
 		{"not yaml", "{{{", []string{"config"}},
+		{"negative crl shards", "crl:\n  shards: -2\n", []string{"crl.shards"}},
+		{"too many crl shards", "crl:\n  shards: 5000\n", []string{"crl.shards"}},
+		{"short crl validity", "crl:\n  validity: 10m\n  refresh: 5m\n", []string{"crl.validity"}},
+		{"crl refresh not below validity", "crl:\n  validity: 2h\n  refresh: 2h\n", []string{"crl.refresh"}},
+		{"unknown crl key", "crl:\n  shard: 4\n", []string{"shard"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := ParseConfig([]byte(tc.doc), "/etc/sigil")
@@ -105,6 +110,7 @@ func TestParseConfigDefaults(t *testing.T) {
 		Log: LogConfig{Level: "info", Format: "text"},
 		ACME: ACMEConfig{Enabled: &on, HTTPPort: 80, TLSPort: 443, AuthzReuse: &reuse,
 			ACMEEndpointConfig: ACMEEndpointConfig{Profile: "tls-server", Profiles: profileNames(ca.DefaultProfiles()), CAA: "auto"}},
+		CRL:      CRLConfig{Validity: ca.Duration(24 * time.Hour), Refresh: ca.Duration(time.Hour)},
 		Profiles: ca.DefaultProfiles(),
 		dir:      "/etc/sigil",
 	}

@@ -26,6 +26,7 @@ import (
 	"github.com/sigil-ca/sigil/ca/api"
 	"github.com/sigil-ca/sigil/ca/audit"
 	"github.com/sigil-ca/sigil/ca/keystore"
+	"github.com/sigil-ca/sigil/revocation"
 	"github.com/sigil-ca/sigil/store"
 )
 
@@ -37,6 +38,7 @@ type server struct {
 	auth    *ca.Authority
 	serving *ca.ServingCert
 	acme    acme.Endpoints
+	crl     *revocation.Publisher
 	https   *http.Server
 	http    *http.Server
 	httpsLn net.Listener
@@ -68,6 +70,7 @@ func startServer(ctx context.Context, cfg *Config, passphrase []byte, log *slog.
 	ok := false
 	defer func() {
 		if !ok {
+			s.stopCRL()
 			st.Close()
 		}
 	}()
@@ -94,7 +97,7 @@ func startServer(ctx context.Context, cfg *Config, passphrase []byte, log *slog.
 		return nil, fmt.Errorf("audit config load: %w", err)
 	}
 	s.auth, err = ca.New(ctx, ca.Config{Profiles: cfg.Profiles, BaseURL: cfg.ExternalURL, Clock: clk, Logger: log,
-		Metrics: metrics, FastKDF: fastKDF}, st, ks)
+		Metrics: metrics, FastKDF: fastKDF, CRLShards: cfg.CRL.Shards}, st, ks)
 	if err != nil {
 		return nil, fmt.Errorf("start authority: %w", err)
 	}
@@ -150,6 +153,9 @@ func startServer(ctx context.Context, cfg *Config, passphrase []byte, log *slog.
 		w.Header().Set("Cache-Control", "max-age=86400")
 		_, _ = w.Write(der)
 	})
+	if err := s.startCRL(ctx, plain, st, clk, reg); err != nil {
+		return nil, err
+	}
 
 	tlsCfg := &tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: s.serving.GetCertificate}
 	s.https = newHTTPServer(secure, cfg.Limits, log)
@@ -254,6 +260,7 @@ func (s *server) HTTPURL() string { return "http://" + s.httpLn.Addr().String() 
 // closes the store.
 func (s *server) shutdown(ctx context.Context) error {
 	errs := []error{s.https.Shutdown(ctx), s.http.Shutdown(ctx)}
+	s.stopCRL()
 	for _, e := range s.acme {
 		e.Close() // let running validations record their outcome
 	}
