@@ -95,7 +95,9 @@ func (s *tbsSigner) signTBS(tbs []byte) ([]byte, error) {
 	if err := s.issuer.CheckSignature(s.sigAlg, tbs, sig); err != nil {
 		return nil, fmt.Errorf("signature from the issuer key does not verify: %w", err)
 	}
-	var b cryptobyte.Builder
+	// Sized once: a CRL's TBS may be tens of MiB, and growing by doubling
+	// would hold several copies at once.
+	b := cryptobyte.NewBuilder(make([]byte, 0, len(tbs)+len(s.algID)+len(sig)+16))
 	b.AddASN1(cbasn1.SEQUENCE, func(b *cryptobyte.Builder) {
 		b.AddBytes(tbs)
 		b.AddBytes(s.algID)

@@ -338,8 +338,8 @@ func TestCRLExpiredDroppedOnce(t *testing.T) {
 	}{
 		{0, []*x509.Certificate{short, long}},
 		{3 * time.Hour, []*x509.Certificate{short, long}}, // short expired: listed once past expiry
-		{time.Hour, []*x509.Certificate{long}},             // then dropped
-		{0, []*x509.Certificate{long, late}},               // late: revoked after expiry
+		{time.Hour, []*x509.Certificate{long}},            // then dropped
+		{0, []*x509.Certificate{long, late}},              // late: revoked after expiry
 		// Revoked in the second of the previous CRL, so maybe after it was
 		// built: listed again, to be sure.
 		{time.Hour, []*x509.Certificate{long, late}},
