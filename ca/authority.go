@@ -68,6 +68,10 @@ type Config struct {
 	Metrics  *Metrics // optional
 	// FastKDF selects keystore.FastKDFParams for new KEKs (sigil dev only).
 	FastKDF bool
+	// CRLShards partitions each issuer's CRL: with N > 1 every certificate
+	// is assigned one of N shards at issuance (see CRLShard) and its CRL
+	// distribution point names that shard's CRL. 0 or 1: one CRL per issuer.
+	CRLShards int
 }
 
 // Channels through which certificates are requested.
@@ -146,6 +150,9 @@ func New(ctx context.Context, cfg Config, st Store, keys KeyManager) (*Authority
 	}
 	if cfg.Backdate == 0 {
 		cfg.Backdate = time.Minute
+	}
+	if cfg.CRLShards < 0 || cfg.CRLShards > MaxCRLShards {
+		return nil, fmt.Errorf("ca: CRL shards %d: want 0 to %d", cfg.CRLShards, MaxCRLShards)
 	}
 	for name, p := range cfg.Profiles {
 		if err := p.Validate(); err != nil {
@@ -339,6 +346,7 @@ func (a *Authority) sign(ctx context.Context, req SignRequest, prof *Profile) (*
 		return nil, errorf(BadCSR, "public key: %v", err)
 	}
 	base := strings.TrimRight(a.cfg.BaseURL, "/")
+	shard := CRLShard(serial, a.cfg.CRLShards)
 	tmpl := &x509.Certificate{
 		SerialNumber:          serial,
 		Subject:               pkix.Name{CommonName: cn},
@@ -354,7 +362,7 @@ func (a *Authority) sign(ctx context.Context, req SignRequest, prof *Profile) (*
 		URIs:                  names.URIs,
 		OCSPServer:            []string{base + "/ocsp"},
 		IssuingCertificateURL: []string{base + "/issuer/" + a.intermediate.ID + ".crt"},
-		CRLDistributionPoints: []string{base + "/crl/" + a.intermediate.ID + ".crl"},
+		CRLDistributionPoints: []string{a.CRLURL(a.intermediate.ID, shard)},
 	}
 	// Lint a copy signed by the throwaway key; the real key signs only
 	// certificates that pass (RFC 5280 lints, zlint).
@@ -384,6 +392,7 @@ func (a *Authority) sign(ctx context.Context, req SignRequest, prof *Profile) (*
 		DER:          der,
 		Created:      now,
 		Replaces:     req.Replaces,
+		CRLShard:     shard,
 	}
 	touch := a.touchDue(now)
 	err = a.st.WithTx(ctx, func(tx store.Tx) error {

@@ -73,6 +73,13 @@ func (s *tbsSigner) sign(lintDER []byte) ([]byte, error) {
 	if !bytes.Equal(algID, s.algID) {
 		return nil, errors.New("lint copy carries an unexpected signature algorithm")
 	}
+	return s.signTBS(tbs)
+}
+
+// signTBS signs a DER to-be-signed structure (TBSCertificate or
+// TBSCertList) whose signature field is s.algID and returns the signed
+// SEQUENCE { tbs, algorithm, signature }. Callers check what they sign.
+func (s *tbsSigner) signTBS(tbs []byte) ([]byte, error) {
 	digest := tbs
 	if s.hash != 0 {
 		h := s.hash.New()
@@ -88,10 +95,12 @@ func (s *tbsSigner) sign(lintDER []byte) ([]byte, error) {
 	if err := s.issuer.CheckSignature(s.sigAlg, tbs, sig); err != nil {
 		return nil, fmt.Errorf("signature from the issuer key does not verify: %w", err)
 	}
-	var b cryptobyte.Builder
+	// Sized once: a CRL's TBS may be tens of MiB, and growing by doubling
+	// would hold several copies at once.
+	b := cryptobyte.NewBuilder(make([]byte, 0, len(tbs)+len(s.algID)+len(sig)+16))
 	b.AddASN1(cbasn1.SEQUENCE, func(b *cryptobyte.Builder) {
 		b.AddBytes(tbs)
-		b.AddBytes(algID)
+		b.AddBytes(s.algID)
 		b.AddASN1BitString(sig)
 	})
 	return b.Bytes()

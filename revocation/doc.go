@@ -1,6 +1,23 @@
-// Package revocation publishes certificate status: CRLs and the OCSP
-// responder, served on the plain HTTP listener.
+// Package revocation publishes revocation status to relying parties: CRLs
+// (RFC 5280 §5) and the OCSP responder (RFC 6960, RFC 5019), served on the
+// plain HTTP listener.
 //
-// It imports ca and store only (never acme or lifecycle), and signs only
-// through ca: no private key is held here.
+// It imports ca and store only, never acme or lifecycle. It signs only
+// through ca (ca.Authority.SignTBSCertList for CRLs, ca.OCSPSigner for OCSP
+// responses): it never holds a key. It keeps its own records in store: the
+// latest CRL of each issuer and shard, with its number, in crl_state, and
+// the pre-signed OCSP responses in ocsp_responses.
+//
+// CRL invariants:
+//   - CRL numbers grow by one per (issuer, shard) and are stored in the same
+//     transaction as the CRL they number; a CRL is served only after it is
+//     stored, so a restart never serves a lower number.
+//   - A CRL is built from a stream of store rows into DER (see entryEncoder):
+//     memory grows with the encoded CRL, never with a slice of entries.
+//   - A revoked certificate is listed until a CRL whose predecessor's
+//     thisUpdate is after its notAfter: it appears at least once past expiry,
+//     then is dropped.
+//   - With partitions, shard N's CRL carries a critical Issuing Distribution
+//     Point whose URI is, byte for byte, the CRL distribution point of the
+//     certificates assigned to shard N (ca.Authority.CRLURL).
 package revocation

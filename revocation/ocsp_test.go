@@ -37,8 +37,6 @@ type env struct {
 	ks   *keystore.Keystore
 }
 
-var testStart = time.Date(2026, 11, 24, 12, 0, 0, 0, time.UTC)
-
 func newEnv(t testing.TB) *env {
 	t.Helper()
 	ctx := context.Background()

@@ -132,14 +132,14 @@ func (s *SQLite) Issuers(ctx context.Context) ([]IssuerRecord, error) {
 }
 
 const certColumns = `id, issuer_id, serial, subject, sans, not_before, not_after, key_algorithm, profile, requester,
-	channel, der, created, revoked_at, revoke_reason, invalidity_date, replaces, spki_sha256`
+	channel, der, created, revoked_at, revoke_reason, invalidity_date, replaces, spki_sha256, crl_shard`
 
 func scanCert(sc interface{ Scan(...any) error }) (CertRecord, error) {
 	var c CertRecord
 	var sans string
 	var nb, na, created, revoked, invalidity int64
 	err := sc.Scan(&c.ID, &c.IssuerID, &c.Serial, &c.Subject, &sans, &nb, &na, &c.KeyAlgorithm, &c.Profile,
-		&c.Requester, &c.Channel, &c.DER, &created, &revoked, &c.RevokeReason, &invalidity, &c.Replaces, &c.SPKIHash)
+		&c.Requester, &c.Channel, &c.DER, &created, &revoked, &c.RevokeReason, &invalidity, &c.Replaces, &c.SPKIHash, &c.CRLShard)
 	if err != nil {
 		return CertRecord{}, err
 	}

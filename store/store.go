@@ -97,6 +97,9 @@ type CertRecord struct {
 	// SPKIHash is the SHA-256 of the certificate's SubjectPublicKeyInfo
 	// (SPKIHash); InsertCertificate computes it from DER when empty.
 	SPKIHash []byte
+	// CRLShard is the CRL the certificate's distribution point names: 0 the
+	// issuer's whole CRL, 1..N one partition of it.
+	CRLShard int
 }
 
 // TokenRecord is an API token; only a hash of its secret is kept.
@@ -235,6 +238,16 @@ type Store interface {
 	// calls: a certificate inserted or revoked during the scan may or may
 	// not be seen. An error from fn stops the scan and is returned.
 	CertStatuses(ctx context.Context, issuerID string, now time.Time, fn func(CertStatus) error) error
+	// RevokedCertificates calls fn, streaming (rows are never all in
+	// memory), for every certificate of issuerID in CRL shard that is revoked
+	// and either expires at or after notAfterSince or was revoked at or after
+	// it, in no particular order. fn's error stops the scan and is returned.
+	RevokedCertificates(ctx context.Context, issuerID string, shard int, notAfterSince time.Time, fn func(RevokedEntry) error) error
+	// CRL returns the latest CRL stored for issuerID and shard; ErrNotFound if none.
+	CRL(ctx context.Context, issuerID string, shard int) (CRLRecord, error)
+	// CRLs returns the latest CRL of every shard of issuerID, by shard; none
+	// is an empty result, not an error.
+	CRLs(ctx context.Context, issuerID string) ([]CRLRecord, error)
 
 	// Close waits for queued transactions, then closes the store; later calls
 	// return the first call's result. WithTx and Checkpoint then return ErrClosed.
@@ -298,6 +311,10 @@ type Tx interface {
 	// PurgeOCSPResponses deletes the OCSP responses whose NextUpdate is
 	// strictly before before and returns how many it deleted.
 	PurgeOCSPResponses(before time.Time) (int64, error)
+	// PutCRL stores c as the latest CRL of its issuer and shard. c.Number
+	// must exceed the stored one's (CRL numbers only grow, RFC 5280 §5.2.3):
+	// otherwise ErrDuplicate, and nothing changes.
+	PutCRL(c CRLRecord) error
 	// PutSetting inserts or replaces the value stored under name (idempotent);
 	// a nil value is stored as empty.
 	PutSetting(name string, value []byte) error

@@ -24,7 +24,7 @@ const (
 	qTouchKey          = "UPDATE keys SET last_used = ? WHERE id = ? AND last_used < ?"
 	qInsertIssuer      = "INSERT INTO issuers (id, kind, parent_id, key_id, cert_der, state, created) VALUES (?, ?, ?, ?, ?, ?, ?)"
 	qInsertCertificate = `INSERT INTO certificates (issuer_id, serial, subject, sans, not_before, not_after,
-		key_algorithm, profile, requester, channel, der, created, replaces, spki_sha256) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
+		key_algorithm, profile, requester, channel, der, created, replaces, spki_sha256, crl_shard) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
 	qInsertToken = `INSERT INTO tokens (id, secret_hash, role, profiles, description, created, expires, revoked)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?)`
 	qRevokeToken = "UPDATE tokens SET revoked = ? WHERE id = ? AND revoked = 0"
@@ -37,7 +37,7 @@ const (
 
 func writeQueries() []string {
 	return []string{qSavepoint, qRelease, qRollbackTo, qAppendAuditEvent, qInsertKek, qSetKekState, qInsertKey, qRewrapKey, qTouchKey, qInsertIssuer, qInsertCertificate, qInsertToken, qRevokeToken, qPutSetting,
-		qRevokeCertificate, qUnholdCertificate, qBlockKey,
+		qRevokeCertificate, qUnholdCertificate, qBlockKey, qPutCRL,
 		qInsertACMEAccount, qUpdateACMEAccount, qInsertACMEOrder, qUpdateACMEOrder, qInsertACMEAuthz, qInsertACMEChallenge,
 		qUpdateACMEAuthz, qUpdateACMEChallenge, qUseNonce, qPurgeNonces, qInsertEABKey, qMarkEABKeyUsed}
 }
@@ -138,7 +138,7 @@ func (t *sqliteTx) InsertCertificate(c *CertRecord) error {
 	}
 	res, err := t.exec("insert certificate", qInsertCertificate,
 		c.IssuerID, c.Serial, c.Subject, joinSANs(c.SANs), nanos(c.NotBefore), nanos(c.NotAfter),
-		c.KeyAlgorithm, c.Profile, c.Requester, c.Channel, c.DER, nanos(c.Created), c.Replaces, c.SPKIHash)
+		c.KeyAlgorithm, c.Profile, c.Requester, c.Channel, c.DER, nanos(c.Created), c.Replaces, c.SPKIHash, c.CRLShard)
 	if err != nil {
 		return err
 	}

@@ -32,6 +32,7 @@ type Config struct {
 	Log         LogConfig             `yaml:"log"`
 	ACME        ACMEConfig            `yaml:"acme"`
 	OCSP        OCSPConfig            `yaml:"ocsp"`
+	CRL         CRLConfig             `yaml:"crl"`
 	Profiles    map[string]ca.Profile `yaml:"profiles"`
 
 	dir    string // directory of the config file; relative paths resolve against it
@@ -175,6 +176,7 @@ func (c *Config) applyDefaults() {
 	if c.Log.Format == "" {
 		c.Log.Format = "text"
 	}
+	c.CRL.applyDefaults()
 	if c.Profiles == nil {
 		c.Profiles = ca.DefaultProfiles()
 	}
@@ -332,6 +334,7 @@ func (c *Config) Validate() error {
 			}
 		}
 	}
+	errs = append(errs, c.CRL.validate()...)
 	if len(c.Profiles) == 0 {
 		errs = append(errs, errors.New("profiles: at least one profile is required"))
 	}
@@ -479,6 +482,18 @@ ocsp:
   # Sign responses with the intermediate's own key instead of a delegated
   # responder certificate.
   sign_with_issuer: {{.OCSP.SignWithIssuer}}
+
+crl:
+  # Partitions of each issuer's CRL (0 or 1: one CRL per issuer). With N > 1
+  # every new certificate is assigned a shard from its serial, its CRL
+  # distribution point is /crl/ISSUER/SHARD.crl, and that CRL carries a
+  # matching issuing distribution point, so relying parties fetch a small file.
+  shards: {{.CRL.Shards}}
+  # nextUpdate - thisUpdate of every CRL.
+  validity: {{.CRL.Validity}}
+  # How often every CRL is regenerated (a revocation also regenerates its CRL
+  # within seconds); shorter than validity.
+  refresh: {{.CRL.Refresh}}
 
 log:
   # debug, info, warn or error.

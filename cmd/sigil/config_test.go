@@ -62,6 +62,11 @@ func TestParseConfigStrict(t *testing.T) {
 		{"not yaml", "{{{", []string{"config"}},
 		{"ocsp responder outlived", "ocsp:\n  validity: 48h\n", []string{"ocsp.responder_validity"}},
 		{"ocsp validity too short", "ocsp:\n  validity: 1s\n", []string{"ocsp.validity"}},
+		{"negative crl shards", "crl:\n  shards: -2\n", []string{"crl.shards"}},
+		{"too many crl shards", "crl:\n  shards: 5000\n", []string{"crl.shards"}},
+		{"short crl validity", "crl:\n  validity: 10m\n  refresh: 5m\n", []string{"crl.validity"}},
+		{"crl refresh not below validity", "crl:\n  validity: 2h\n  refresh: 2h\n", []string{"crl.refresh"}},
+		{"unknown crl key", "crl:\n  shard: 4\n", []string{"shard"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := ParseConfig([]byte(tc.doc), "/etc/sigil")
@@ -108,6 +113,7 @@ func TestParseConfigDefaults(t *testing.T) {
 		ACME: ACMEConfig{Enabled: &on, HTTPPort: 80, TLSPort: 443, AuthzReuse: &reuse,
 			ACMEEndpointConfig: ACMEEndpointConfig{Profile: "tls-server", Profiles: profileNames(ca.DefaultProfiles()), CAA: "auto"}},
 		OCSP:     OCSPConfig{Validity: ca.Duration(24 * time.Hour), ResponderValidity: ca.Duration(72 * time.Hour)},
+		CRL:      CRLConfig{Validity: ca.Duration(24 * time.Hour), Refresh: ca.Duration(time.Hour)},
 		Profiles: ca.DefaultProfiles(),
 		dir:      "/etc/sigil",
 	}

@@ -39,6 +39,7 @@ type server struct {
 	serving *ca.ServingCert
 	acme    acme.Endpoints
 	ocsp    *revocation.Responder
+	crl     *revocation.Publisher
 	https   *http.Server
 	http    *http.Server
 	httpsLn net.Listener
@@ -73,6 +74,7 @@ func startServer(ctx context.Context, cfg *Config, passphrase []byte, log *slog.
 			if s.ocsp != nil {
 				s.ocsp.Close()
 			}
+			s.stopCRL()
 			st.Close()
 		}
 	}()
@@ -99,7 +101,7 @@ func startServer(ctx context.Context, cfg *Config, passphrase []byte, log *slog.
 		return nil, fmt.Errorf("audit config load: %w", err)
 	}
 	s.auth, err = ca.New(ctx, ca.Config{Profiles: cfg.Profiles, BaseURL: cfg.ExternalURL, Clock: clk, Logger: log,
-		Metrics: metrics, FastKDF: fastKDF}, st, ks)
+		Metrics: metrics, FastKDF: fastKDF, CRLShards: cfg.CRL.Shards}, st, ks)
 	if err != nil {
 		return nil, fmt.Errorf("start authority: %w", err)
 	}
@@ -155,6 +157,9 @@ func startServer(ctx context.Context, cfg *Config, passphrase []byte, log *slog.
 		w.Header().Set("Cache-Control", "max-age=86400")
 		_, _ = w.Write(der)
 	})
+	if err := s.startCRL(ctx, plain, st, clk, reg); err != nil {
+		return nil, err
+	}
 
 	var plainHandler http.Handler
 	if s.ocsp, plainHandler, err = startOCSP(ctx, cfg.OCSP, s.auth, st, clk, log, reg, plain); err != nil {
@@ -263,6 +268,7 @@ func (s *server) HTTPURL() string { return "http://" + s.httpLn.Addr().String() 
 // closes the store.
 func (s *server) shutdown(ctx context.Context) error {
 	errs := []error{s.https.Shutdown(ctx), s.http.Shutdown(ctx)}
+	s.stopCRL()
 	for _, e := range s.acme {
 		e.Close() // let running validations record their outcome
 	}

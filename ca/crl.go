@@ -1,0 +1,136 @@
+package ca
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"math/big"
+	"strconv"
+	"strings"
+
+	"golang.org/x/crypto/cryptobyte"
+	cbasn1 "golang.org/x/crypto/cryptobyte/asn1"
+)
+
+// MaxCRLShards bounds Config.CRLShards.
+const MaxCRLShards = 1024
+
+// CRLShard returns the CRL shard of a certificate with serial when each
+// issuer's CRL is split in shards partitions: 0 (the issuer's whole CRL) when
+// shards is 0 or 1, otherwise 1 + (the serial as a big-endian unsigned
+// integer mod shards). It depends on the serial alone, so anyone holding the
+// certificate can recompute it, and random serials spread certificates evenly.
+func CRLShard(serial *big.Int, shards int) int {
+	if shards <= 1 {
+		return 0
+	}
+	m := new(big.Int).Mod(new(big.Int).Abs(serial), big.NewInt(int64(shards)))
+	return int(m.Int64()) + 1
+}
+
+// CRLShards returns the number of CRL partitions per issuer: 0 when each
+// issuer publishes one CRL.
+func (a *Authority) CRLShards() int {
+	if a.cfg.CRLShards <= 1 {
+		return 0
+	}
+	return a.cfg.CRLShards
+}
+
+// CRLURL returns the URL of issuerID's CRL for shard: BASE/crl/{issuer}.crl
+// for shard 0, BASE/crl/{issuer}/{shard}.crl otherwise. Certificates carry it
+// as their CRL distribution point and a partitioned CRL as its issuing
+// distribution point, byte for byte (RFC 5280 §5.2.5).
+func (a *Authority) CRLURL(issuerID string, shard int) string {
+	base := strings.TrimRight(a.cfg.BaseURL, "/") + "/crl/" + issuerID
+	if shard == 0 {
+		return base + ".crl"
+	}
+	return base + "/" + strconv.Itoa(shard) + ".crl"
+}
+
+// crlIssuer checks that issuerID is the issuer whose key this process holds:
+// the active intermediate. The root key is never unwrapped by a serving
+// process, so the root's CRL is not signed here.
+func (a *Authority) crlIssuer(issuerID string) error {
+	if issuerID != a.intermediate.ID {
+		return errorf(NotFound, "issuer %s does not sign CRLs here (only the active intermediate %s does)", issuerID, a.intermediate.ID)
+	}
+	return nil
+}
+
+// CRLSignatureAlgorithm returns the DER AlgorithmIdentifier that a
+// TBSCertList for issuerID must carry to be signed by SignTBSCertList.
+func (a *Authority) CRLSignatureAlgorithm(issuerID string) ([]byte, error) {
+	if err := a.crlIssuer(issuerID); err != nil {
+		return nil, err
+	}
+	return bytes.Clone(a.tbs.algID), nil
+}
+
+// SignTBSCertList signs a DER TBSCertList (RFC 5280 §5.1.2) with issuerID's
+// key and returns the CertificateList. It refuses any other structure: the
+// TBS must be a v2 TBSCertList whose signature field is
+// CRLSignatureAlgorithm and whose issuer is the issuer's subject, so the key
+// never signs a certificate through here. Callers that stream large CRLs
+// encode the TBS themselves; others use SignCRL.
+func (a *Authority) SignTBSCertList(ctx context.Context, issuerID string, tbs []byte) ([]byte, error) {
+	if err := a.crlIssuer(issuerID); err != nil {
+		return nil, err
+	}
+	if err := checkTBSCertList(tbs, a.tbs.algID, a.intermediate.Cert.RawSubject); err != nil {
+		return nil, errorf(Malformed, "refusing to sign: %v", err)
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("sign crl: %w", err)
+	}
+	der, err := a.tbs.signTBS(tbs)
+	if err != nil {
+		return nil, internal("sign crl", err)
+	}
+	return der, nil
+}
+
+// SignCRL signs tmpl (x509.CreateRevocationList semantics: Number and
+// ThisUpdate/NextUpdate required; AKI from the issuer) with issuerID's key.
+// It holds every entry in memory; use SignTBSCertList for very large CRLs.
+func (a *Authority) SignCRL(ctx context.Context, issuerID string, tmpl *x509.RevocationList) ([]byte, error) {
+	if err := a.crlIssuer(issuerID); err != nil {
+		return nil, err
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("sign crl: %w", err)
+	}
+	t := *tmpl
+	t.SignatureAlgorithm = a.tbs.sigAlg
+	der, err := x509.CreateRevocationList(rand.Reader, &t, a.intermediate.Cert, a.signer)
+	if err != nil {
+		return nil, internal("sign crl", err)
+	}
+	return der, nil
+}
+
+// checkTBSCertList checks the head of a TBSCertList: version v2, the
+// expected signature algorithm and issuer, and that the whole is one
+// well-formed SEQUENCE.
+func checkTBSCertList(tbs, algID, issuer []byte) error {
+	in := cryptobyte.String(tbs)
+	var seq, alg, name cryptobyte.String
+	var version int64
+	if !in.ReadASN1(&seq, cbasn1.SEQUENCE) || !in.Empty() {
+		return errors.New("not a DER SEQUENCE")
+	}
+	if !seq.PeekASN1Tag(cbasn1.INTEGER) || !seq.ReadASN1Integer(&version) || version != 1 {
+		return errors.New("not a v2 TBSCertList")
+	}
+	if !seq.ReadASN1Element(&alg, cbasn1.SEQUENCE) || !bytes.Equal(alg, algID) {
+		return errors.New("unexpected signature algorithm")
+	}
+	if !seq.ReadASN1Element(&name, cbasn1.SEQUENCE) || !bytes.Equal(name, issuer) {
+		return errors.New("issuer is not the signing CA's subject")
+	}
+	return nil
+}

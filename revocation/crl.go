@@ -1,0 +1,357 @@
+package revocation
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"slices"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/jonboulle/clockwork"
+
+	"github.com/sigil-ca/sigil/ca"
+	"github.com/sigil-ca/sigil/store"
+)
+
+// CRLAuthority is what the publisher needs from the CA: which issuer and
+// shards to publish for, and a signature. ca.Authority implements it.
+type CRLAuthority interface {
+	Intermediate() ca.Issuer
+	CRLShards() int
+	CRLURL(issuerID string, shard int) string
+	CRLSignatureAlgorithm(issuerID string) ([]byte, error)
+	SignTBSCertList(ctx context.Context, issuerID string, tbs []byte) ([]byte, error)
+	OnStatusChange(fn func(store.CertRecord))
+}
+
+// CRLStore is what the publisher reads and writes. store.SQLite implements it.
+type CRLStore interface {
+	WithTx(ctx context.Context, fn func(tx store.Tx) error) error
+	RevokedCertificates(ctx context.Context, issuerID string, shard int, notAfterSince time.Time, fn func(store.RevokedEntry) error) error
+	CRL(ctx context.Context, issuerID string, shard int) (store.CRLRecord, error)
+	CRLs(ctx context.Context, issuerID string) ([]store.CRLRecord, error)
+}
+
+// CRLConfig configures a Publisher.
+type CRLConfig struct {
+	// Validity is nextUpdate - thisUpdate (default 24h).
+	Validity time.Duration
+	// Refresh is how often every CRL is regenerated (default 1h); it must be
+	// shorter than Validity so that a CRL is replaced before it goes stale.
+	Refresh time.Duration
+	// Debounce is how long after a revocation the affected CRL is
+	// regenerated, gathering the revocations that follow (default 2s).
+	Debounce time.Duration
+	Clock    clockwork.Clock
+	Logger   *slog.Logger
+	Metrics  *CRLMetrics // optional
+}
+
+// Publisher generates, stores and serves the CRLs of the active
+// intermediate: one whole CRL (shard 0) and, when the CA partitions CRLs, one
+// per shard. It is safe for concurrent use.
+type Publisher struct {
+	cfg     CRLConfig
+	auth    CRLAuthority
+	st      CRLStore
+	clk     clockwork.Clock
+	log     *slog.Logger
+	metrics *CRLMetrics
+
+	issuer ca.Issuer
+	sigAlg []byte
+
+	genMu sync.Mutex // one generation at a time
+
+	mu    sync.RWMutex
+	crls  map[int]published // by shard
+	dirty map[int]bool      // shards with a revocation since their CRL
+
+	changed chan struct{}
+	cancel  context.CancelFunc
+	done    chan struct{}
+
+	// afterPublish, if set (by tests), hears of every stored CRL.
+	afterPublish func(store.CRLRecord)
+}
+
+// published is a CRL as served.
+type published struct {
+	rec  store.CRLRecord
+	etag string
+}
+
+// NewPublisher checks cfg and returns a publisher for auth's active
+// intermediate. It listens for revocations at once; Start loads the stored
+// CRLs and begins the schedule.
+func NewPublisher(cfg CRLConfig, auth CRLAuthority, st CRLStore) (*Publisher, error) {
+	if cfg.Clock == nil {
+		return nil, errors.New("crl publisher: config has no clock")
+	}
+	if cfg.Logger == nil {
+		return nil, errors.New("crl publisher: config has no logger")
+	}
+	if cfg.Validity == 0 {
+		cfg.Validity = 24 * time.Hour
+	}
+	if cfg.Refresh == 0 {
+		cfg.Refresh = time.Hour
+	}
+	if cfg.Debounce == 0 {
+		cfg.Debounce = 2 * time.Second
+	}
+	if cfg.Validity < time.Minute || cfg.Refresh < time.Second || cfg.Debounce < 0 {
+		return nil, fmt.Errorf("crl publisher: validity %s (at least 1m), refresh %s (at least 1s) or debounce %s out of range",
+			cfg.Validity, cfg.Refresh, cfg.Debounce)
+	}
+	if cfg.Refresh >= cfg.Validity {
+		return nil, fmt.Errorf("crl publisher: refresh %s must be shorter than validity %s", cfg.Refresh, cfg.Validity)
+	}
+	p := &Publisher{cfg: cfg, auth: auth, st: st, clk: cfg.Clock, log: cfg.Logger, metrics: cfg.Metrics,
+		issuer: auth.Intermediate(), crls: map[int]published{}, dirty: map[int]bool{}, changed: make(chan struct{}, 1)}
+	if p.metrics == nil {
+		p.metrics = NewCRLMetrics(nil)
+	}
+	var err error
+	if p.sigAlg, err = auth.CRLSignatureAlgorithm(p.issuer.ID); err != nil {
+		return nil, fmt.Errorf("crl publisher: %w", err)
+	}
+	auth.OnStatusChange(p.statusChanged)
+	return p, nil
+}
+
+// statusChanged marks the certificate's CRL for the debounced regeneration.
+// It never blocks (ca.Authority.OnStatusChange).
+func (p *Publisher) statusChanged(rec store.CertRecord) {
+	if rec.IssuerID != p.issuer.ID {
+		return
+	}
+	p.mu.Lock()
+	p.dirty[rec.CRLShard] = true
+	p.mu.Unlock()
+	select {
+	case p.changed <- struct{}{}:
+	default:
+	}
+}
+
+// Start loads the stored CRLs, so that they are served at once, publishes
+// those that are missing or older than one refresh interval, and then
+// regenerates every CRL each Refresh and, after Debounce, those a
+// revocation changed. Stop ends it.
+func (p *Publisher) Start(ctx context.Context) error {
+	if err := p.load(ctx); err != nil {
+		return err
+	}
+	now := p.clk.Now()
+	for _, shard := range p.shards() {
+		if c, ok := p.current(shard); ok && now.Sub(c.ThisUpdate) < p.cfg.Refresh && now.Before(c.NextUpdate) {
+			continue
+		}
+		if _, err := p.PublishShard(ctx, shard); err != nil {
+			return err
+		}
+	}
+	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	p.cancel = cancel
+	p.done = make(chan struct{})
+	go p.run(runCtx)
+	return nil
+}
+
+// Stop ends the schedule started by Start and waits for a generation in
+// progress to finish or give up.
+func (p *Publisher) Stop() {
+	if p.cancel == nil {
+		return
+	}
+	p.cancel()
+	<-p.done
+	p.cancel = nil
+}
+
+func (p *Publisher) run(ctx context.Context) {
+	defer close(p.done)
+	ticker := p.clk.NewTicker(p.cfg.Refresh)
+	defer ticker.Stop()
+	var debounce clockwork.Timer
+	var fire <-chan time.Time
+	defer func() {
+		if debounce != nil {
+			debounce.Stop()
+		}
+	}()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-ticker.Chan():
+			if err := p.Publish(ctx); err != nil {
+				p.log.ErrorContext(ctx, "scheduled CRL generation", "issuer", p.issuer.ID, "error", err)
+			}
+		case <-p.changed:
+			// The first revocation starts the timer; later ones ride along,
+			// so a CRL follows a burst within Debounce of its start.
+			if fire == nil {
+				debounce = p.clk.NewTimer(p.cfg.Debounce)
+				fire = debounce.Chan()
+			}
+		case <-fire:
+			fire = nil
+			p.mu.Lock()
+			shards := slices.Sorted(maps.Keys(p.dirty))
+			clear(p.dirty)
+			p.mu.Unlock()
+			for _, shard := range shards {
+				if _, err := p.PublishShard(ctx, shard); err != nil {
+					// The next tick regenerates every CRL.
+					p.log.ErrorContext(ctx, "CRL generation after revocation", "issuer", p.issuer.ID, "shard", shard, "error", err)
+				}
+			}
+		}
+	}
+}
+
+// load reads the stored CRLs of the issuer into memory.
+func (p *Publisher) load(ctx context.Context) error {
+	recs, err := p.st.CRLs(ctx, p.issuer.ID)
+	if err != nil {
+		return fmt.Errorf("load crls: %w", err)
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, r := range recs {
+		if c, ok := p.crls[r.Shard]; !ok || r.Number > c.rec.Number {
+			p.crls[r.Shard] = newPublished(r)
+		}
+	}
+	return nil
+}
+
+func newPublished(r store.CRLRecord) published {
+	return published{rec: r, etag: `"` + strconv.Itoa(r.Shard) + "-" + strconv.FormatInt(r.Number, 10) + `"`}
+}
+
+// shards lists what is published: the whole CRL (0), every configured
+// shard, and any shard published before (a certificate assigned to it
+// still names it, even if the configuration has since changed).
+func (p *Publisher) shards() []int {
+	set := map[int]bool{0: true}
+	for s := 1; s <= p.auth.CRLShards(); s++ {
+		set[s] = true
+	}
+	p.mu.RLock()
+	for s := range p.crls {
+		set[s] = true
+	}
+	p.mu.RUnlock()
+	return slices.Sorted(maps.Keys(set))
+}
+
+// partitioned reports whether the whole CRL (shard 0) is only one part of
+// the issuer's revocations, and so needs an issuing distribution point too.
+func (p *Publisher) partitioned() bool {
+	s := p.shards()
+	return len(s) > 1
+}
+
+func (p *Publisher) current(shard int) (store.CRLRecord, bool) {
+	p.mu.RLock()
+	defer p.mu.RUnlock()
+	c, ok := p.crls[shard]
+	return c.rec, ok
+}
+
+// Current returns the CRL served for issuerID and shard, if any.
+func (p *Publisher) Current(issuerID string, shard int) (store.CRLRecord, bool) {
+	if issuerID != p.issuer.ID {
+		return store.CRLRecord{}, false
+	}
+	return p.current(shard)
+}
+
+// Publish regenerates every CRL of the issuer now. It tries every shard
+// and returns the errors of those that failed.
+func (p *Publisher) Publish(ctx context.Context) error {
+	var errs []error
+	for _, shard := range p.shards() {
+		if _, err := p.PublishShard(ctx, shard); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// PublishShard generates, signs and stores the next CRL of shard and serves
+// it from then on. Its number is one above the latest stored (by this
+// process or another sharing the database), and it lists the revoked
+// certificates of the shard that had not expired when the previous CRL was
+// issued, or were revoked since.
+func (p *Publisher) PublishShard(ctx context.Context, shard int) (store.CRLRecord, error) {
+	p.genMu.Lock()
+	defer p.genMu.Unlock()
+	start := p.clk.Now()
+	rec, entries, err := p.generate(ctx, shard, start)
+	if err != nil {
+		p.metrics.observeFailure()
+		return store.CRLRecord{}, fmt.Errorf("crl %s/%d: %w", p.issuer.ID, shard, err)
+	}
+	d := p.clk.Since(start)
+	p.mu.Lock()
+	p.crls[shard] = newPublished(rec)
+	p.mu.Unlock()
+	p.metrics.observe(p.issuer.ID, shard, len(rec.DER), entries, rec.Number, d)
+	p.log.DebugContext(ctx, "CRL published", "issuer", p.issuer.ID, "shard", shard, "number", rec.Number,
+		"entries", entries, "bytes", len(rec.DER), "duration", d)
+	if p.afterPublish != nil {
+		p.afterPublish(rec)
+	}
+	return rec, nil
+}
+
+func (p *Publisher) generate(ctx context.Context, shard int, now time.Time) (store.CRLRecord, int, error) {
+	prev, _ := p.current(shard)
+	stored, err := p.st.CRL(ctx, p.issuer.ID, shard)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+	case err != nil:
+		return store.CRLRecord{}, 0, err
+	case stored.Number > prev.Number:
+		prev = stored // another node published since
+	}
+	thisUpdate := now.UTC().Truncate(time.Second)
+	head := tbsHead{
+		sigAlg:     p.sigAlg,
+		issuer:     p.issuer.Cert.RawSubject,
+		thisUpdate: thisUpdate,
+		nextUpdate: thisUpdate.Add(p.cfg.Validity),
+		number:     prev.Number + 1,
+		aki:        p.issuer.Cert.SubjectKeyId,
+	}
+	if shard != 0 || p.partitioned() {
+		head.idpURI = p.auth.CRLURL(p.issuer.ID, shard)
+	}
+	enc := newEntryEncoder(len(prev.DER) + 4096)
+	if err := p.st.RevokedCertificates(ctx, p.issuer.ID, shard, prev.ThisUpdate, enc.add); err != nil {
+		return store.CRLRecord{}, 0, err
+	}
+	entries := enc.n
+	tbs, err := enc.tbs(head)
+	if err != nil {
+		return store.CRLRecord{}, 0, err
+	}
+	der, err := p.auth.SignTBSCertList(ctx, p.issuer.ID, tbs)
+	if err != nil {
+		return store.CRLRecord{}, 0, err
+	}
+	rec := store.CRLRecord{IssuerID: p.issuer.ID, Shard: shard, Number: head.number,
+		ThisUpdate: head.thisUpdate, NextUpdate: head.nextUpdate, DER: der}
+	if err := p.st.WithTx(ctx, func(tx store.Tx) error { return tx.PutCRL(rec) }); err != nil {
+		return store.CRLRecord{}, 0, err
+	}
+	return rec, entries, nil
+}

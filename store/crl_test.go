@@ -1,0 +1,183 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestRevokedCertificates(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s := openTest(t, Config{})
+	seedIssuers(t, s, "int", "other")
+	revokedAt := testStart.Add(time.Hour)
+	invalidity := testStart.Add(30 * time.Minute)
+	type cert struct {
+		issuer, serial string
+		shard          int
+		notAfter       time.Time
+		revoked        time.Time
+		reason         int
+		invalidity     time.Time
+	}
+	certs := []cert{
+		{"int", "a1", 1, testStart.Add(48 * time.Hour), revokedAt, 1, invalidity},
+		{"int", "a2", 1, testStart.Add(48 * time.Hour), time.Time{}, 0, time.Time{}}, // not revoked
+		{"int", "a3", 2, testStart.Add(48 * time.Hour), revokedAt, 4, time.Time{}},   // other shard
+		{"other", "a4", 1, testStart.Add(48 * time.Hour), revokedAt, 4, time.Time{}}, // other issuer
+		{"int", "a5", 1, testStart.Add(10 * time.Hour), revokedAt, 5, time.Time{}},   // expires at 10h
+		// Expired at 5h but revoked only at 20h: it must appear once after that.
+		{"int", "a6", 1, testStart.Add(5 * time.Hour), testStart.Add(20 * time.Hour), 3, time.Time{}},
+		{"int", "a7", 0, testStart.Add(48 * time.Hour), revokedAt, 0, time.Time{}}, // whole-CRL shard
+	}
+	mustTx(t, s, func(tx Tx) error {
+		for _, c := range certs {
+			rec := testCert(c.issuer, c.serial)
+			rec.CRLShard = c.shard
+			rec.NotAfter = c.notAfter
+			if err := issue(tx, &rec); err != nil {
+				return err
+			}
+			if !c.revoked.IsZero() {
+				if err := tx.RevokeCertificate(c.issuer, c.serial, c.revoked, c.reason, c.invalidity); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	})
+	if got, err := s.Certificate(ctx, "a3"); err != nil || got.CRLShard != 2 {
+		t.Errorf("Certificate(a3) = shard %d, %v; want shard 2", got.CRLShard, err)
+	}
+	for _, tc := range []struct {
+		name   string
+		issuer string
+		shard  int
+		since  time.Time
+		want   []string
+	}{
+		{"first CRL lists every revoked", "int", 1, time.Time{}, []string{"a1", "a5", "a6"}},
+		{"before any expiry", "int", 1, testStart.Add(time.Hour), []string{"a1", "a5", "a6"}},
+		{"expired at since still listed", "int", 1, testStart.Add(10 * time.Hour), []string{"a1", "a5", "a6"}},
+		{"expired before since dropped", "int", 1, testStart.Add(11 * time.Hour), []string{"a1", "a6"}},
+		{"late revocation dropped after it appeared", "int", 1, testStart.Add(21 * time.Hour), []string{"a1"}},
+		{"shard 2", "int", 2, time.Time{}, []string{"a3"}},
+		{"shard 0", "int", 0, time.Time{}, []string{"a7"}},
+		{"other issuer", "other", 1, time.Time{}, []string{"a4"}},
+		{"empty shard", "int", 3, time.Time{}, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var got []string
+			var entries []RevokedEntry
+			if err := s.RevokedCertificates(ctx, tc.issuer, tc.shard, tc.since, func(e RevokedEntry) error {
+				got = append(got, e.Serial)
+				entries = append(entries, e)
+				return nil
+			}); err != nil {
+				t.Fatal(err)
+			}
+			slices.Sort(got)
+			if !slices.Equal(got, tc.want) {
+				t.Errorf("serials = %v, want %v", got, tc.want)
+			}
+			for _, e := range entries {
+				if e.Serial == "a1" && (!e.RevokedAt.Equal(revokedAt) || e.Reason != 1 || !e.InvalidityDate.Equal(invalidity)) {
+					t.Errorf("a1 entry = %+v", e)
+				}
+				if e.Serial == "a3" && !e.InvalidityDate.IsZero() {
+					t.Errorf("a3 has an invalidity date: %+v", e)
+				}
+			}
+		})
+	}
+	t.Run("callback error stops the scan", func(t *testing.T) {
+		stop := errors.New("stop")
+		calls := 0
+		err := s.RevokedCertificates(ctx, "int", 1, time.Time{}, func(RevokedEntry) error { calls++; return stop })
+		if !errors.Is(err, stop) || calls != 1 {
+			t.Errorf("err = %v after %d calls, want stop after 1", err, calls)
+		}
+	})
+}
+
+func TestPutCRL(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s := openTest(t, Config{})
+	seedIssuers(t, s, "int")
+	if _, err := s.CRL(ctx, "int", 0); !errors.Is(err, ErrNotFound) {
+		t.Errorf("CRL before any = %v, want ErrNotFound", err)
+	}
+	put := func(shard int, n int64) error {
+		return s.WithTx(ctx, func(tx Tx) error {
+			return tx.PutCRL(CRLRecord{IssuerID: "int", Shard: shard, Number: n, ThisUpdate: testStart.Add(time.Duration(n) * time.Hour),
+				NextUpdate: testStart.Add(time.Duration(n+24) * time.Hour), DER: []byte{byte(n)}})
+		})
+	}
+	for _, step := range []struct {
+		shard   int
+		n       int64
+		wantErr error
+	}{
+		{0, 1, nil}, {0, 2, nil}, {1, 1, nil}, {0, 2, ErrDuplicate}, {0, 1, ErrDuplicate}, {0, 5, nil}, {1, 0, errAny},
+	} {
+		err := put(step.shard, step.n)
+		switch {
+		case step.wantErr == errAny && err == nil:
+			t.Errorf("put shard %d number %d succeeded, want an error", step.shard, step.n)
+		case step.wantErr != errAny && !errors.Is(err, step.wantErr) && (step.wantErr != nil || err != nil):
+			t.Errorf("put shard %d number %d = %v, want %v", step.shard, step.n, err, step.wantErr)
+		}
+	}
+	got, err := s.CRL(ctx, "int", 0)
+	if err != nil || got.Number != 5 || got.DER[0] != 5 || !got.ThisUpdate.Equal(testStart.Add(5*time.Hour)) || !got.NextUpdate.Equal(testStart.Add(29*time.Hour)) {
+		t.Errorf("CRL(int, 0) = %+v, %v; want number 5", got, err)
+	}
+	all, err := s.CRLs(ctx, "int")
+	if err != nil || len(all) != 2 || all[0].Shard != 0 || all[1].Shard != 1 || all[1].Number != 1 {
+		t.Errorf("CRLs(int) = %+v, %v", all, err)
+	}
+}
+
+// errAny marks a step that must fail, whatever the error.
+var errAny = errors.New("any error")
+
+// TestCRLIndex checks that both halves of the CRL scan are index ranges and
+// the main one never reads the table (the DER blobs).
+func TestCRLIndex(t *testing.T) {
+	t.Parallel()
+	s := openTest(t, Config{})
+	rows, err := s.read.QueryContext(context.Background(), "EXPLAIN QUERY PLAN "+qRevokedCertificates, "int", 1, 0, "int", 0, 0, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	var plan []string
+	for rows.Next() {
+		var id, parent, unused int
+		var detail string
+		if err := rows.Scan(&id, &parent, &unused, &detail); err != nil {
+			t.Fatal(err)
+		}
+		plan = append(plan, detail)
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	got := strings.Join(plan, "; ")
+	for _, want := range []string{
+		"USING COVERING INDEX certificates_crl (issuer_id=? AND crl_shard=? AND not_after>?)",
+		"USING INDEX certificates_revoked (issuer_id=? AND revoked_at>?)",
+	} {
+		if !strings.Contains(got, want) {
+			t.Errorf("query plan %q does not contain %q", got, want)
+		}
+	}
+	if strings.Contains(got, "SCAN certificates") || strings.Contains(got, "TEMP B-TREE") {
+		t.Errorf("query plan %q scans the table or sorts", got)
+	}
+}
