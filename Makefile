@@ -18,7 +18,8 @@ FUZZ_TARGETS := \
 	./acme:FuzzRevokePayload \
 	./acme:FuzzCAAIssueValue \
 	./ca:FuzzParseRevocationReason \
-	./ca/api:FuzzParseRevokeRequest
+	./ca/api:FuzzParseRevokeRequest \
+	./revocation:FuzzOCSPRequest
 
 .PHONY: all build run test unit fuzz bench bench-https lint clean
 
