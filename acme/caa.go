@@ -143,7 +143,7 @@ func (c *CAAChecker) Check(ctx context.Context, domain string, wildcard bool, pa
 	if err != nil {
 		return fmt.Errorf("acme caa: %w", err)
 	}
-	at, cancel := caaAttempt(ctx, c.timeout)
+	at, cancel := newAttempt(ctx, c.timeout, "deadline")
 	defer cancel()
 	for owner := range caaSearchNames(name) {
 		rrs, prob := lookupCAA(at, servers, owner)
@@ -175,19 +175,6 @@ func caaSearchNames(name string) iter.Seq[string] {
 			name = parent
 		}
 	}
-}
-
-// caaAttempt bounds one check by timeout and by parent, with the attempt's
-// description of how a timeout ended it.
-func caaAttempt(parent context.Context, timeout time.Duration) (*attempt, context.CancelFunc) {
-	ctx, cancel := context.WithTimeout(parent, timeout)
-	a := &attempt{ctx: ctx, timedOut: "timed out after " + timeout.String()}
-	if pd, ok := parent.Deadline(); ok {
-		if d, _ := ctx.Deadline(); d.Equal(pd) {
-			a.timedOut = "timed out (deadline reached)"
-		}
-	}
-	return a, cancel
 }
 
 // servers returns the name servers to query: the configured resolver, or

@@ -40,7 +40,7 @@ func startCAADNS(t testing.TB) *caaDNS {
 	for try := 0; l == nil; try++ {
 		var err error
 		if pc, err = net.ListenPacket("udp", "127.0.0.1:0"); err != nil {
-			t.Fatalf("caa dns: %v", err)
+			t.Fatalf("test dns: %v", err)
 		}
 		if l, err = net.Listen("tcp", pc.LocalAddr().String()); err != nil {
 			pc.Close()
@@ -50,29 +50,9 @@ func startCAADNS(t testing.TB) *caaDNS {
 		}
 	}
 	d.addr = pc.LocalAddr().String()
-	serveCAADNS(t, &dns.Server{PacketConn: pc, Handler: dns.HandlerFunc(d.handle)})
-	serveCAADNS(t, &dns.Server{Listener: l, Handler: dns.HandlerFunc(d.handle)})
+	serveDNS(t, &dns.Server{PacketConn: pc, Handler: dns.HandlerFunc(d.handle)})
+	serveDNS(t, &dns.Server{Listener: l, Handler: dns.HandlerFunc(d.handle)})
 	return d
-}
-
-// serveCAADNS runs srv until the test ends.
-func serveCAADNS(t testing.TB, srv *dns.Server) {
-	t.Helper()
-	started := make(chan struct{})
-	srv.NotifyStartedFunc = func() { close(started) }
-	done := make(chan error, 1)
-	go func() { done <- srv.ActivateAndServe() }()
-	select {
-	case <-started:
-	case err := <-done:
-		t.Fatalf("caa dns: %v", err)
-	}
-	t.Cleanup(func() {
-		if err := srv.Shutdown(); err != nil {
-			t.Errorf("caa dns shutdown: %v", err)
-		}
-		<-done
-	})
 }
 
 // Addr is the server's "127.0.0.1:port", for CAAConfig.Resolver.

@@ -1,12 +1,12 @@
 package acme
 
 import (
+	"bytes"
 	"crypto"
 	"crypto/x509"
 	"encoding/base64"
 	"errors"
 	"fmt"
-	"net"
 	"net/http"
 	"slices"
 	"strings"
@@ -40,7 +40,7 @@ func (s *Server) revokeCert(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	rec, err := s.ca.Certificate(r.Context(), ca.SerialString(cert.SerialNumber))
-	if ca.KindOf(err) == ca.NotFound || err == nil && string(rec.DER) != string(cert.Raw) {
+	if ca.KindOf(err) == ca.NotFound || err == nil && !bytes.Equal(rec.DER, cert.Raw) {
 		// Same answer whether the serial is unknown or the bytes differ:
 		// only this CA's exact certificates can be revoked here.
 		return Malformed("this CA did not issue that certificate").WithStatus(http.StatusNotFound)
@@ -118,7 +118,7 @@ func (s *Server) revocationActor(r *http.Request, p *post, cert *x509.Certificat
 		ids = append(ids, store.ACMEIdentifier{Type: "dns", Value: d})
 	}
 	for _, ip := range cert.IPAddresses {
-		ids = append(ids, store.ACMEIdentifier{Type: "ip", Value: canonicalIP(ip)})
+		ids = append(ids, store.ACMEIdentifier{Type: "ip", Value: ip.String()}) // as normalizeIdentifiers stores it
 	}
 	if len(ids) == 0 {
 		return "", Unauthorized("this account was not issued the certificate")
@@ -134,11 +134,4 @@ func (s *Server) revocationActor(r *http.Request, p *post, cert *x509.Certificat
 		}
 	}
 	return actor, nil
-}
-
-func canonicalIP(ip net.IP) string {
-	if v4 := ip.To4(); v4 != nil {
-		return v4.String()
-	}
-	return ip.String()
 }

@@ -130,13 +130,18 @@ type attempt struct {
 }
 
 func (v *Validator) attempt(parent context.Context) (*attempt, context.CancelFunc) {
-	ctx, cancel := context.WithTimeout(parent, v.cfg.Timeout)
-	a := &attempt{ctx: ctx, timedOut: "timed out after " + v.cfg.Timeout.String()}
-	// The earlier deadline wins: when it is the caller's, say so rather
-	// than naming a Timeout that was not reached.
+	return newAttempt(parent, v.cfg.Timeout, "validation deadline")
+}
+
+// newAttempt bounds work by timeout and by parent. The earlier deadline
+// wins: when it is the caller's, a timeout is described as "timed out
+// (<deadline> reached)" rather than naming a timeout that was not reached.
+func newAttempt(parent context.Context, timeout time.Duration, deadline string) (*attempt, context.CancelFunc) {
+	ctx, cancel := context.WithTimeout(parent, timeout)
+	a := &attempt{ctx: ctx, timedOut: "timed out after " + timeout.String()}
 	if pd, ok := parent.Deadline(); ok {
 		if d, _ := ctx.Deadline(); d.Equal(pd) {
-			a.timedOut = "timed out (validation deadline reached)"
+			a.timedOut = "timed out (" + deadline + " reached)"
 		}
 	}
 	return a, cancel

@@ -36,16 +36,17 @@ func startTestDNS(t testing.TB) *testDNS {
 		t.Fatalf("test dns: %v", err)
 	}
 	d.addr = pc.LocalAddr().String()
-	d.serve(t, &dns.Server{PacketConn: pc, Handler: dns.HandlerFunc(d.handle)})
+	serveDNS(t, &dns.Server{PacketConn: pc, Handler: dns.HandlerFunc(d.handle)})
 	// TCP is a convenience for answers too large for UDP; the port may be
 	// taken for TCP, in which case only UDP is served.
 	if l, err := net.Listen("tcp", d.addr); err == nil {
-		d.serve(t, &dns.Server{Listener: l, Handler: dns.HandlerFunc(d.handle)})
+		serveDNS(t, &dns.Server{Listener: l, Handler: dns.HandlerFunc(d.handle)})
 	}
 	return d
 }
 
-func (d *testDNS) serve(t testing.TB, srv *dns.Server) {
+// serveDNS runs srv until the test ends.
+func serveDNS(t testing.TB, srv *dns.Server) {
 	t.Helper()
 	started := make(chan struct{})
 	srv.NotifyStartedFunc = func() { close(started) }

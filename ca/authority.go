@@ -301,7 +301,13 @@ func (a *Authority) sign(ctx context.Context, req SignRequest, prof *Profile) (*
 	if err := prof.checkKey(alg, keystore.RSABits(csr.PublicKey)); err != nil {
 		return nil, errorf(BadCSR, "%v", err)
 	}
-	if err := a.CheckKeyNotBlocked(ctx, csr.PublicKey); err != nil {
+	// The hash is recorded with the certificate, so that blocking the key
+	// later finds it without parsing anything.
+	keyHash, err := KeyHash(csr.PublicKey)
+	if err != nil {
+		return nil, errorf(BadCSR, "unsupported public key: %v", err)
+	}
+	if err := a.checkKeyHash(ctx, keyHash); err != nil {
 		if KindOf(err) == Forbidden {
 			return nil, errorf(BadCSR, "the CSR's %s", err.(*Error).Detail)
 		}
@@ -393,6 +399,7 @@ func (a *Authority) sign(ctx context.Context, req SignRequest, prof *Profile) (*
 		Created:      now,
 		Replaces:     req.Replaces,
 		CRLShard:     shard,
+		SPKIHash:     keyHash,
 	}
 	touch := a.touchDue(now)
 	err = a.st.WithTx(ctx, func(tx store.Tx) error {

@@ -3,7 +3,6 @@ package ca
 import (
 	"context"
 	"crypto"
-	"crypto/sha256"
 	"crypto/x509"
 	"errors"
 	"fmt"
@@ -24,8 +23,7 @@ func KeyHash(pub crypto.PublicKey) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("public key: %w", err)
 	}
-	sum := sha256.Sum256(der)
-	return sum[:], nil
+	return store.SPKIHash(der), nil
 }
 
 // CheckKeyNotBlocked returns a Forbidden *Error naming why pub is blocked,
@@ -35,6 +33,11 @@ func (a *Authority) CheckKeyNotBlocked(ctx context.Context, pub crypto.PublicKey
 	if err != nil {
 		return errorf(Malformed, "%v", err)
 	}
+	return a.checkKeyHash(ctx, h)
+}
+
+// checkKeyHash is CheckKeyNotBlocked for a key already hashed.
+func (a *Authority) checkKeyHash(ctx context.Context, h []byte) error {
 	k, err := a.st.KeyBlocked(ctx, h)
 	switch {
 	case errors.Is(err, store.ErrNotFound):

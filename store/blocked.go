@@ -66,11 +66,15 @@ func (t *sqliteTx) ValidCertificatesWithKey(spkiHash []byte, now time.Time) ([]C
 	return out, nil
 }
 
-// SPKIHash is the SHA-256 of a certificate's DER SubjectPublicKeyInfo.
-func SPKIHash(cert *x509.Certificate) []byte {
-	sum := sha256.Sum256(cert.RawSubjectPublicKeyInfo)
+// SPKIHash is the SHA-256 of a DER SubjectPublicKeyInfo: the key hash the
+// blocklist and certificate records keep.
+func SPKIHash(spki []byte) []byte {
+	sum := sha256.Sum256(spki)
 	return sum[:]
 }
+
+// spkiHashVersion is the migration that added certificates.spki_sha256.
+const spkiHashVersion = 5
 
 // backfillSPKI fills the key hash of certificates recorded before the
 // column existed, in batches, so a blocked key finds them too.
@@ -97,7 +101,7 @@ func backfillSPKI(ctx context.Context, db *sql.DB) error {
 			// never a key hash, and not looked at again.
 			hash := []byte{0}
 			if cert, err := x509.ParseCertificate(der); err == nil {
-				hash = SPKIHash(cert)
+				hash = SPKIHash(cert.RawSubjectPublicKeyInfo)
 			}
 			todo = append(todo, row{id, hash})
 		}

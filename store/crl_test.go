@@ -151,24 +151,7 @@ var errAny = errors.New("any error")
 func TestCRLIndex(t *testing.T) {
 	t.Parallel()
 	s := openTest(t, Config{})
-	rows, err := s.read.QueryContext(context.Background(), "EXPLAIN QUERY PLAN "+qRevokedCertificates, "int", 1, 0, "int", 0, 0, 1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rows.Close()
-	var plan []string
-	for rows.Next() {
-		var id, parent, unused int
-		var detail string
-		if err := rows.Scan(&id, &parent, &unused, &detail); err != nil {
-			t.Fatal(err)
-		}
-		plan = append(plan, detail)
-	}
-	if err := rows.Err(); err != nil {
-		t.Fatal(err)
-	}
-	got := strings.Join(plan, "; ")
+	got := queryPlan(t, s, qRevokedCertificates, "int", 1, 0, "int", 0, 0, 1)
 	for _, want := range []string{
 		"USING COVERING INDEX certificates_crl (issuer_id=? AND crl_shard=? AND not_after>?)",
 		"USING INDEX certificates_revoked (issuer_id=? AND revoked_at>?)",

@@ -187,25 +187,7 @@ func TestUnholdCertificate(t *testing.T) {
 func TestRevokedIndex(t *testing.T) {
 	t.Parallel()
 	s := openTest(t, Config{})
-	rows, err := s.read.QueryContext(context.Background(),
-		"EXPLAIN QUERY PLAN SELECT serial, revoked_at FROM certificates WHERE issuer_id = ? AND revoked_at != 0 ORDER BY revoked_at", "int")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rows.Close()
-	var plan []string
-	for rows.Next() {
-		var id, parent, unused int
-		var detail string
-		if err := rows.Scan(&id, &parent, &unused, &detail); err != nil {
-			t.Fatal(err)
-		}
-		plan = append(plan, detail)
-	}
-	if err := rows.Err(); err != nil {
-		t.Fatal(err)
-	}
-	if got := strings.Join(plan, "; "); !strings.Contains(got, "certificates_revoked") || strings.Contains(got, "TEMP B-TREE") {
+	if got := queryPlan(t, s, "SELECT serial, revoked_at FROM certificates WHERE issuer_id = ? AND revoked_at != 0 ORDER BY revoked_at", "int"); !strings.Contains(got, "certificates_revoked") || strings.Contains(got, "TEMP B-TREE") {
 		t.Errorf("query plan %q does not use certificates_revoked for both filter and order", got)
 	}
 }
@@ -257,4 +239,27 @@ func TestMigrateRevocation(t *testing.T) {
 	if !bb.RevokedAt.Equal(at) || bb.RevokeReason != 3 || !bb.InvalidityDate.Equal(at.Add(-time.Hour)) {
 		t.Errorf("revoked after migration = %+v", bb)
 	}
+}
+
+// queryPlan returns SQLite's EXPLAIN QUERY PLAN details for q, joined by "; ".
+func queryPlan(t *testing.T, s *SQLite, q string, args ...any) string {
+	t.Helper()
+	rows, err := s.read.QueryContext(context.Background(), "EXPLAIN QUERY PLAN "+q, args...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	var plan []string
+	for rows.Next() {
+		var id, parent, unused int
+		var detail string
+		if err := rows.Scan(&id, &parent, &unused, &detail); err != nil {
+			t.Fatal(err)
+		}
+		plan = append(plan, detail)
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return strings.Join(plan, "; ")
 }

@@ -104,13 +104,18 @@ func Open(ctx context.Context, cfg Config) (*SQLite, error) {
 		w.Close()
 		return nil, fmt.Errorf("open %s: %w", cfg.Path, err)
 	}
-	if err := migrate(ctx, w, cfg.Clock.Now()); err != nil {
+	from, err := migrate(ctx, w, cfg.Clock.Now())
+	if err != nil {
 		w.Close()
 		return nil, err
 	}
-	if err := backfillSPKI(ctx, w); err != nil {
-		w.Close()
-		return nil, err
+	// Only a database migrated across the key-hash column can have rows
+	// without one; checking on every open would scan the whole table.
+	if from > 0 && from < spkiHashVersion {
+		if err := backfillSPKI(ctx, w); err != nil {
+			w.Close()
+			return nil, err
+		}
 	}
 	r, err := sql.Open("sqlite", dsn(cfg.Path, true))
 	if err != nil {
@@ -181,48 +186,50 @@ func (s *SQLite) IntegrityCheck(ctx context.Context) (string, error) {
 	return strings.Join(out, "\n"), rows.Err()
 }
 
-func migrate(ctx context.Context, db *sql.DB, now time.Time) error {
+// migrate applies the embedded migrations the database lacks, each in its
+// own transaction, and returns the version it was at before (0: new).
+func migrate(ctx context.Context, db *sql.DB, now time.Time) (int, error) {
 	if _, err := db.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (
 		version INTEGER PRIMARY KEY, applied BIGINT NOT NULL)`); err != nil {
-		return fmt.Errorf("migrate: %w", err)
+		return 0, fmt.Errorf("migrate: %w", err)
 	}
 	var current int
 	if err := db.QueryRowContext(ctx, "SELECT COALESCE(MAX(version), 0) FROM schema_migrations").Scan(&current); err != nil {
-		return fmt.Errorf("migrate: %w", err)
+		return 0, fmt.Errorf("migrate: %w", err)
 	}
 	names, err := fs.Glob(migrationFS, "migrations/*.sql")
 	if err != nil {
-		return fmt.Errorf("migrate: %w", err)
+		return 0, fmt.Errorf("migrate: %w", err)
 	}
 	sort.Strings(names)
 	for _, name := range names {
 		base := strings.TrimPrefix(name, "migrations/")
 		v, err := strconv.Atoi(strings.SplitN(base, "_", 2)[0])
 		if err != nil {
-			return fmt.Errorf("migrate: bad migration name %q", name)
+			return 0, fmt.Errorf("migrate: bad migration name %q", name)
 		}
 		if v <= current {
 			continue
 		}
 		body, err := migrationFS.ReadFile(name)
 		if err != nil {
-			return fmt.Errorf("migrate: %w", err)
+			return 0, fmt.Errorf("migrate: %w", err)
 		}
 		tx, err := db.BeginTx(ctx, nil)
 		if err != nil {
-			return fmt.Errorf("migrate %s: %w", base, err)
+			return 0, fmt.Errorf("migrate %s: %w", base, err)
 		}
 		if _, err := tx.ExecContext(ctx, string(body)); err != nil {
-			return errors.Join(fmt.Errorf("migrate %s: %w", base, err), tx.Rollback())
+			return 0, errors.Join(fmt.Errorf("migrate %s: %w", base, err), tx.Rollback())
 		}
 		if _, err := tx.ExecContext(ctx, "INSERT INTO schema_migrations (version, applied) VALUES (?, ?)", v, now.UnixNano()); err != nil {
-			return errors.Join(fmt.Errorf("migrate %s: %w", base, err), tx.Rollback())
+			return 0, errors.Join(fmt.Errorf("migrate %s: %w", base, err), tx.Rollback())
 		}
 		if err := tx.Commit(); err != nil {
-			return fmt.Errorf("migrate %s: %w", base, err)
+			return 0, fmt.Errorf("migrate %s: %w", base, err)
 		}
 	}
-	return nil
+	return current, nil
 }
 
 // isUnique reports whether err is a uniqueness or primary-key violation.

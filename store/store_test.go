@@ -867,7 +867,7 @@ func TestBackfillSPKI(t *testing.T) {
 		t.Fatal(err)
 	}
 	got, err := s.Certificate(ctx, "b1")
-	if err != nil || !bytes.Equal(got.SPKIHash, SPKIHash(cert)) {
-		t.Errorf("backfilled hash %x (%v), want %x", got.SPKIHash, err, SPKIHash(cert))
+	if err != nil || !bytes.Equal(got.SPKIHash, SPKIHash(cert.RawSubjectPublicKeyInfo)) {
+		t.Errorf("backfilled hash %x (%v), want %x", got.SPKIHash, err, SPKIHash(cert.RawSubjectPublicKeyInfo))
 	}
 }

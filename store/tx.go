@@ -133,7 +133,7 @@ func (t *sqliteTx) InsertCertificate(c *CertRecord) error {
 	if len(c.SPKIHash) == 0 {
 		c.SPKIHash = []byte{0} // see backfillSPKI: not a key hash
 		if cert, err := x509.ParseCertificate(c.DER); err == nil {
-			c.SPKIHash = SPKIHash(cert)
+			c.SPKIHash = SPKIHash(cert.RawSubjectPublicKeyInfo)
 		}
 	}
 	res, err := t.exec("insert certificate", qInsertCertificate,
