@@ -89,7 +89,7 @@ func (a *Authority) blockKeyTx(tx store.Tx, h []byte, source, except, actor, cha
 		Target: fmt.Sprintf("%x", h), Detail: map[string]string{"source": source, "reason": ReasonName(ReasonKeyCompromise)}}); err != nil {
 		return nil, err
 	}
-	siblings, err := tx.ValidCertificatesWithKey(h, now)
+	siblings, err := tx.CertificatesToBlockWithKey(h, now)
 	if err != nil {
 		return nil, err
 	}
@@ -98,15 +98,25 @@ func (a *Authority) blockKeyTx(tx store.Tx, h []byte, source, except, actor, cha
 		if c.Serial == except {
 			continue
 		}
-		if err := tx.RevokeCertificate(c.IssuerID, c.Serial, now, ReasonKeyCompromise, time.Time{}); err != nil {
+		detail := map[string]string{"reason": ReasonName(ReasonKeyCompromise), "issuer": c.IssuerID, "channel": channel,
+			"blocked_key": fmt.Sprintf("%x", h)}
+		var err error
+		if c.RevokedAt.IsZero() {
+			err = tx.RevokeCertificate(c.IssuerID, c.Serial, now, ReasonKeyCompromise, time.Time{})
+			c.RevokedAt = now
+		} else {
+			// On hold: made final, keeping the hold's time (see Revoke).
+			err = tx.FinalizeHold(c.IssuerID, c.Serial, ReasonKeyCompromise, time.Time{})
+			detail["held_since"] = c.RevokedAt.UTC().Format(time.RFC3339)
+		}
+		if err != nil {
 			return nil, err
 		}
 		if _, err := tx.AppendAudit(audit.Event{Time: now, Actor: actorOrSystem(actor), Action: "cert.revoked", Target: c.Serial,
-			Detail: map[string]string{"reason": ReasonName(ReasonKeyCompromise), "issuer": c.IssuerID, "channel": channel,
-				"blocked_key": fmt.Sprintf("%x", h)}}); err != nil {
+			Detail: detail}); err != nil {
 			return nil, err
 		}
-		c.RevokedAt, c.RevokeReason = now, ReasonKeyCompromise
+		c.RevokeReason = ReasonKeyCompromise
 		revoked = append(revoked, c)
 	}
 	return revoked, nil

@@ -78,20 +78,43 @@ func (a *Authority) CRLSignatureAlgorithm(issuerID string) ([]byte, error) {
 // never signs a certificate through here. Callers that stream large CRLs
 // encode the TBS themselves; others use SignCRL.
 func (a *Authority) SignTBSCertList(ctx context.Context, issuerID string, tbs []byte) ([]byte, error) {
-	if err := a.crlIssuer(issuerID); err != nil {
+	if err := a.checkCRLTBS(ctx, issuerID, tbs); err != nil {
 		return nil, err
-	}
-	if err := checkTBSCertList(tbs, a.tbs.algID, a.intermediate.Cert.RawSubject); err != nil {
-		return nil, errorf(Malformed, "refusing to sign: %v", err)
-	}
-	if err := ctx.Err(); err != nil {
-		return nil, fmt.Errorf("sign crl: %w", err)
 	}
 	der, err := a.tbs.signTBS(tbs)
 	if err != nil {
 		return nil, internal("sign crl", err)
 	}
 	return der, nil
+}
+
+// CRLSignature is SignTBSCertList without the assembly: it checks tbs the
+// same way and returns the signature value alone (the BIT STRING contents
+// of a CertificateList whose signatureAlgorithm is CRLSignatureAlgorithm).
+// A caller holding a CRL of tens of MiB assembles it in the buffer that
+// already holds the TBS instead of having it copied.
+func (a *Authority) CRLSignature(ctx context.Context, issuerID string, tbs []byte) ([]byte, error) {
+	if err := a.checkCRLTBS(ctx, issuerID, tbs); err != nil {
+		return nil, err
+	}
+	sig, err := a.tbs.signature(tbs)
+	if err != nil {
+		return nil, internal("sign crl", err)
+	}
+	return sig, nil
+}
+
+func (a *Authority) checkCRLTBS(ctx context.Context, issuerID string, tbs []byte) error {
+	if err := a.crlIssuer(issuerID); err != nil {
+		return err
+	}
+	if err := checkTBSCertList(tbs, a.tbs.algID, a.intermediate.Cert.RawSubject); err != nil {
+		return errorf(Malformed, "refusing to sign: %v", err)
+	}
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("sign crl: %w", err)
+	}
+	return nil
 }
 
 // SignCRL signs tmpl (x509.CreateRevocationList semantics: Number and

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/sigil-ca/sigil/ca/keystore"
+	"golang.org/x/crypto/cryptobyte"
+	cbasn1 "golang.org/x/crypto/cryptobyte/asn1"
 )
 
 func TestCRLShard(t *testing.T) {
@@ -111,8 +113,23 @@ func TestSignCRL(t *testing.T) {
 			if err := crl2.CheckSignatureFrom(inter.Cert); err != nil || crl2.Number.Int64() != 7 {
 				t.Errorf("re-signed CRL: number %v, signature %v", crl2.Number, err)
 			}
-			if got, err := tc.CRLSignatureAlgorithm(inter.ID); err != nil || len(got) == 0 {
-				t.Errorf("CRLSignatureAlgorithm = %x, %v", got, err)
+			algID, err := tc.CRLSignatureAlgorithm(inter.ID)
+			if err != nil || len(algID) == 0 {
+				t.Errorf("CRLSignatureAlgorithm = %x, %v", algID, err)
+			}
+			// CRLSignature's value, assembled by the caller, verifies too.
+			sig, err := tc.CRLSignature(ctx, inter.ID, crl.RawTBSRevocationList)
+			if err != nil {
+				t.Fatalf("CRLSignature: %v", err)
+			}
+			b := cryptobyte.NewBuilder(nil)
+			b.AddASN1(cbasn1.SEQUENCE, func(b *cryptobyte.Builder) {
+				b.AddBytes(crl.RawTBSRevocationList)
+				b.AddBytes(algID)
+				b.AddASN1BitString(sig)
+			})
+			if crl3, err := x509.ParseRevocationList(b.BytesOrPanic()); err != nil || crl3.CheckSignatureFrom(inter.Cert) != nil {
+				t.Errorf("CRL assembled from CRLSignature does not verify (%v)", err)
 			}
 
 			// Refusals: the root (whose key stays wrapped), and anything
@@ -134,6 +151,9 @@ func TestSignCRL(t *testing.T) {
 			} {
 				if _, err := tc.SignTBSCertList(ctx, inter.ID, tbs); KindOf(err) != Malformed {
 					t.Errorf("SignTBSCertList(%s) = %v, want Malformed", name, err)
+				}
+				if _, err := tc.CRLSignature(ctx, inter.ID, tbs); KindOf(err) != Malformed {
+					t.Errorf("CRLSignature(%s) = %v, want Malformed", name, err)
 				}
 			}
 		})

@@ -127,10 +127,11 @@ type RevokeRequest struct {
 
 // Revoke revokes the certificate with req.Serial at the authority's current
 // time and returns its updated record. The revocation and its cert.revoked
-// audit event are one transaction. A certificate that is already revoked
-// (on hold included) is a Conflict and stays as it was; a held certificate
-// must be released with Unhold before it can be revoked for another reason.
-// Every refusal is audited.
+// audit event are one transaction. A certificate on hold may be revoked for
+// good with any other reason (RFC 5280 §3.3): it keeps the hold's
+// revocation time, since it has been out of service from then, and takes the
+// new reason and invalidity date. Any other certificate that is already
+// revoked is a Conflict and stays as it was. Every refusal is audited.
 //
 // A keyCompromise revocation also blocks the certificate's key (see
 // BlockKey) and revokes every other unexpired certificate with it, in the
@@ -160,12 +161,17 @@ func (a *Authority) revoke(ctx context.Context, req RevokeRequest) (rec store.Ce
 	if err != nil {
 		return store.CertRecord{}, nil, err
 	}
-	if !rec.RevokedAt.IsZero() {
+	held := !rec.RevokedAt.IsZero() && rec.RevokeReason == ReasonCertificateHold && req.Reason != ReasonCertificateHold
+	if !rec.RevokedAt.IsZero() && !held {
 		return store.CertRecord{}, nil, alreadyRevoked(rec)
 	}
 	// CRLs and OCSP carry whole seconds (RFC 5280 §5.1.2.6, §5.3.2); the
 	// record keeps what they will say.
 	now := a.clk.Now().UTC().Truncate(time.Second)
+	revokedAt := now
+	if held {
+		revokedAt = rec.RevokedAt
+	}
 	invalidity := req.InvalidityDate.UTC().Truncate(time.Second)
 	if !req.InvalidityDate.IsZero() {
 		switch {
@@ -180,8 +186,17 @@ func (a *Authority) revoke(ctx context.Context, req RevokeRequest) (rec store.Ce
 	if !invalidity.IsZero() {
 		detail["invalidity_date"] = invalidity.Format(time.RFC3339)
 	}
+	if held {
+		detail["held_since"] = rec.RevokedAt.UTC().Format(time.RFC3339)
+	}
 	err = a.st.WithTx(ctx, func(tx store.Tx) error {
-		if err := tx.RevokeCertificate(rec.IssuerID, serial, now, req.Reason, invalidity); err != nil {
+		var err error
+		if held {
+			err = tx.FinalizeHold(rec.IssuerID, serial, req.Reason, invalidity)
+		} else {
+			err = tx.RevokeCertificate(rec.IssuerID, serial, now, req.Reason, invalidity)
+		}
+		if err != nil {
 			return err
 		}
 		if _, err := tx.AppendAudit(audit.Event{Time: now, Actor: actorOrSystem(req.Actor), Action: "cert.revoked", Target: serial, Detail: detail}); err != nil {
@@ -201,7 +216,7 @@ func (a *Authority) revoke(ctx context.Context, req RevokeRequest) (rec store.Ce
 	if err != nil {
 		return store.CertRecord{}, nil, a.transitionError(ctx, serial, "revoke", err)
 	}
-	rec.RevokedAt, rec.RevokeReason, rec.InvalidityDate = now, req.Reason, invalidity
+	rec.RevokedAt, rec.RevokeReason, rec.InvalidityDate = revokedAt, req.Reason, invalidity
 	return rec, siblings, nil
 }
 
@@ -276,10 +291,11 @@ func (a *Authority) transitionError(ctx context.Context, serial, op string, err 
 		if rerr != nil {
 			return rerr
 		}
-		if errors.Is(err, store.ErrAlreadyRevoked) {
-			return alreadyRevoked(rec)
-		}
-		if cerr := checkOnHold(rec); cerr != nil {
+		if op == "revoke" {
+			if !rec.RevokedAt.IsZero() {
+				return alreadyRevoked(rec)
+			}
+		} else if cerr := checkOnHold(rec); cerr != nil {
 			return cerr
 		}
 		return errorf(Conflict, "certificate %s changed during the request; try again", serial)

@@ -237,8 +237,8 @@ func TestHoldUnhold(t *testing.T) {
 		t.Errorf("held record = %+v", held)
 	}
 
-	t.Run("a held certificate is revoked: another revocation is a conflict", func(t *testing.T) {
-		_, err := rc.a.Revoke(ctx, RevokeRequest{Serial: rec.Serial, Reason: ReasonKeyCompromise, Actor: "token:admin"})
+	t.Run("holding a held certificate again is a conflict", func(t *testing.T) {
+		_, err := rc.a.Revoke(ctx, RevokeRequest{Serial: rec.Serial, Reason: ReasonCertificateHold, Actor: "token:admin"})
 		checkKind(t, err, Conflict, "already revoked (certificateHold)")
 	})
 
@@ -479,8 +479,8 @@ func TestOnStatusChange(t *testing.T) {
 	if _, err := rc.a.Revoke(ctx, RevokeRequest{Serial: rec.Serial, Reason: ReasonCertificateHold, Actor: "token:admin"}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := rc.a.Revoke(ctx, RevokeRequest{Serial: rec.Serial, Reason: ReasonKeyCompromise, Actor: "token:admin"}); err == nil {
-		t.Fatal("revoking a held certificate again succeeded")
+	if _, err := rc.a.Revoke(ctx, RevokeRequest{Serial: rec.Serial, Reason: ReasonCertificateHold, Actor: "token:admin"}); err == nil {
+		t.Fatal("holding a held certificate again succeeded")
 	}
 	if _, err := rc.a.Unhold(ctx, rec.Serial, "token:admin"); err != nil {
 		t.Fatal(err)
@@ -490,4 +490,53 @@ func TestOnStatusChange(t *testing.T) {
 	if want := []string{rec.Serial + ":true", rec.Serial + ":false"}; !slices.Equal(heard, want) {
 		t.Errorf("listener heard %v, want %v", heard, want)
 	}
+}
+
+// TestHoldMadeFinal: a held certificate is revoked for good without being
+// released first, keeping the hold's time; a held sibling of a compromised
+// key is made final too.
+func TestHoldMadeFinal(t *testing.T) {
+	t.Parallel()
+	rc := newRevokeCA(t)
+	ctx := context.Background()
+	key := mustKey(t, keystore.ECDSAP256)
+	rec, sibling := rc.issueWithKey(t, key), rc.issueWithKey(t, key)
+
+	rc.clk.Advance(time.Hour)
+	heldAt := rc.clk.Now().UTC().Truncate(time.Second)
+	for _, s := range []string{rec.Serial, sibling.Serial} {
+		if _, err := rc.a.Revoke(ctx, RevokeRequest{Serial: s, Reason: ReasonCertificateHold, Actor: "token:admin"}); err != nil {
+			t.Fatalf("hold: %v", err)
+		}
+	}
+	rc.clk.Advance(time.Hour)
+	invalidity := rc.clk.Now().UTC().Add(-30 * time.Minute).Truncate(time.Second)
+	before := rc.head(t)
+	got, err := rc.a.Revoke(ctx, RevokeRequest{Serial: rec.Serial, Reason: ReasonKeyCompromise, InvalidityDate: invalidity, Actor: "token:admin"})
+	if err != nil {
+		t.Fatalf("revoke a held certificate: %v", err)
+	}
+	for _, s := range []store.CertRecord{got, rc.stored(t, rec.Serial)} {
+		if !s.RevokedAt.Equal(heldAt) || s.RevokeReason != ReasonKeyCompromise || !s.InvalidityDate.Equal(invalidity) {
+			t.Errorf("record revoked %v reason %d invalidity %v, want keyCompromise since the hold at %v with invalidity %v",
+				s.RevokedAt, s.RevokeReason, s.InvalidityDate, heldAt, invalidity)
+		}
+	}
+	if s := rc.stored(t, sibling.Serial); !s.RevokedAt.Equal(heldAt) || s.RevokeReason != ReasonKeyCompromise {
+		t.Errorf("held sibling revoked %v reason %d, want keyCompromise since %v", s.RevokedAt, s.RevokeReason, heldAt)
+	}
+	evs := rc.eventsAfter(t, before)
+	if len(evs) != 3 || evs[0].Action != "cert.revoked" || evs[0].Detail["held_since"] != heldAt.Format(time.RFC3339) ||
+		evs[1].Action != "key.blocked" || evs[2].Target != sibling.Serial || evs[2].Detail["held_since"] == "" {
+		t.Errorf("audit events %+v, want cert.revoked (held since %v), key.blocked, cert.revoked of the sibling", evs, heldAt)
+	}
+
+	t.Run("final is final", func(t *testing.T) {
+		for _, reason := range []int{ReasonSuperseded, ReasonCertificateHold} {
+			_, err := rc.a.Revoke(ctx, RevokeRequest{Serial: rec.Serial, Reason: reason, Actor: "token:admin"})
+			checkKind(t, err, Conflict, "already revoked (keyCompromise)")
+		}
+		_, err := rc.a.Unhold(ctx, rec.Serial, "token:admin")
+		checkKind(t, err, Conflict, "which cannot be undone")
+	})
 }

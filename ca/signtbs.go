@@ -80,6 +80,24 @@ func (s *tbsSigner) sign(lintDER []byte) ([]byte, error) {
 // TBSCertList) whose signature field is s.algID and returns the signed
 // SEQUENCE { tbs, algorithm, signature }. Callers check what they sign.
 func (s *tbsSigner) signTBS(tbs []byte) ([]byte, error) {
+	sig, err := s.signature(tbs)
+	if err != nil {
+		return nil, err
+	}
+	// Sized once: a CRL's TBS may be tens of MiB, and growing by doubling
+	// would hold several copies at once.
+	b := cryptobyte.NewBuilder(make([]byte, 0, len(tbs)+len(s.algID)+len(sig)+16))
+	b.AddASN1(cbasn1.SEQUENCE, func(b *cryptobyte.Builder) {
+		b.AddBytes(tbs)
+		b.AddBytes(s.algID)
+		b.AddASN1BitString(sig)
+	})
+	return b.Bytes()
+}
+
+// signature returns the issuer key's signature over tbs, checked against
+// the issuer certificate. Callers check what they sign.
+func (s *tbsSigner) signature(tbs []byte) ([]byte, error) {
 	digest := tbs
 	if s.hash != 0 {
 		h := s.hash.New()
@@ -95,15 +113,7 @@ func (s *tbsSigner) signTBS(tbs []byte) ([]byte, error) {
 	if err := s.issuer.CheckSignature(s.sigAlg, tbs, sig); err != nil {
 		return nil, fmt.Errorf("signature from the issuer key does not verify: %w", err)
 	}
-	// Sized once: a CRL's TBS may be tens of MiB, and growing by doubling
-	// would hold several copies at once.
-	b := cryptobyte.NewBuilder(make([]byte, 0, len(tbs)+len(s.algID)+len(sig)+16))
-	b.AddASN1(cbasn1.SEQUENCE, func(b *cryptobyte.Builder) {
-		b.AddBytes(tbs)
-		b.AddBytes(s.algID)
-		b.AddASN1BitString(sig)
-	})
-	return b.Bytes()
+	return sig, nil
 }
 
 // splitCert returns the TBSCertificate and signatureAlgorithm elements of a

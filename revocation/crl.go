@@ -2,6 +2,8 @@ package revocation
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -14,6 +16,7 @@ import (
 	"github.com/jonboulle/clockwork"
 
 	"github.com/sigil-ca/sigil/ca"
+	"github.com/sigil-ca/sigil/ca/audit"
 	"github.com/sigil-ca/sigil/store"
 )
 
@@ -24,7 +27,7 @@ type CRLAuthority interface {
 	CRLShards() int
 	CRLURL(issuerID string, shard int) string
 	CRLSignatureAlgorithm(issuerID string) ([]byte, error)
-	SignTBSCertList(ctx context.Context, issuerID string, tbs []byte) ([]byte, error)
+	CRLSignature(ctx context.Context, issuerID string, tbs []byte) ([]byte, error)
 	OnStatusChange(fn func(store.CertRecord))
 }
 
@@ -32,7 +35,7 @@ type CRLAuthority interface {
 type CRLStore interface {
 	WithTx(ctx context.Context, fn func(tx store.Tx) error) error
 	RevokedCertificates(ctx context.Context, issuerID string, shard int, notAfterSince time.Time, fn func(store.RevokedEntry) error) error
-	CRL(ctx context.Context, issuerID string, shard int) (store.CRLRecord, error)
+	CRLHead(ctx context.Context, issuerID string, shard int) (store.CRLHead, error)
 	CRLs(ctx context.Context, issuerID string) ([]store.CRLRecord, error)
 }
 
@@ -314,8 +317,10 @@ func (p *Publisher) PublishShard(ctx context.Context, shard int) (store.CRLRecor
 }
 
 func (p *Publisher) generate(ctx context.Context, shard int, now time.Time) (store.CRLRecord, int, error) {
-	prev, _ := p.current(shard)
-	stored, err := p.st.CRL(ctx, p.issuer.ID, shard)
+	cur, _ := p.current(shard)
+	prev := store.CRLHead{Number: cur.Number, ThisUpdate: cur.ThisUpdate, Size: len(cur.DER)}
+	cur = store.CRLRecord{} // the served CRL stays in p.crls; hold no other reference
+	stored, err := p.st.CRLHead(ctx, p.issuer.ID, shard)
 	switch {
 	case errors.Is(err, store.ErrNotFound):
 	case err != nil:
@@ -335,22 +340,44 @@ func (p *Publisher) generate(ctx context.Context, shard int, now time.Time) (sto
 	if shard != 0 || p.partitioned() {
 		head.idpURI = p.auth.CRLURL(p.issuer.ID, shard)
 	}
-	enc := newEntryEncoder(len(prev.DER) + 4096)
+	// The previous CRL's size, with room for growth, sizes the buffer once,
+	// so that a large CRL is not regrown (and copied) entry by entry.
+	enc, err := newTBSBuilder(head, prev.Size+prev.Size/8+64<<10)
+	if err != nil {
+		return store.CRLRecord{}, 0, err
+	}
 	if err := p.st.RevokedCertificates(ctx, p.issuer.ID, shard, prev.ThisUpdate, enc.add); err != nil {
 		return store.CRLRecord{}, 0, err
 	}
 	entries := enc.n
-	tbs, err := enc.tbs(head)
+	tbs, err := enc.finish()
 	if err != nil {
 		return store.CRLRecord{}, 0, err
 	}
-	der, err := p.auth.SignTBSCertList(ctx, p.issuer.ID, tbs)
+	sig, err := p.auth.CRLSignature(ctx, p.issuer.ID, tbs)
+	if err != nil {
+		return store.CRLRecord{}, 0, err
+	}
+	der, err := enc.certificateList(p.sigAlg, sig)
 	if err != nil {
 		return store.CRLRecord{}, 0, err
 	}
 	rec := store.CRLRecord{IssuerID: p.issuer.ID, Shard: shard, Number: head.number,
 		ThisUpdate: head.thisUpdate, NextUpdate: head.nextUpdate, DER: der}
-	if err := p.st.WithTx(ctx, func(tx store.Tx) error { return tx.PutCRL(rec) }); err != nil {
+	// A CRL is a statement signed by the issuer key, so the audit chain
+	// records each one, with its digest, in the transaction that stores it.
+	sum := sha256.Sum256(der)
+	ev := audit.Event{Time: now, Actor: "system:crl", Action: "crl.published", Target: p.issuer.ID + "/" + strconv.Itoa(shard),
+		Detail: map[string]string{"number": strconv.FormatInt(head.number, 10), "entries": strconv.Itoa(entries),
+			"this_update": head.thisUpdate.Format(time.RFC3339), "next_update": head.nextUpdate.Format(time.RFC3339),
+			"sha256": hex.EncodeToString(sum[:])}}
+	if err := p.st.WithTx(ctx, func(tx store.Tx) error {
+		if err := tx.PutCRL(rec); err != nil {
+			return err
+		}
+		_, err := tx.AppendAudit(ev)
+		return err
+	}); err != nil {
 		return store.CRLRecord{}, 0, err
 	}
 	return rec, entries, nil

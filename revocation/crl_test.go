@@ -4,9 +4,11 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/asn1"
+	"encoding/hex"
 	"io"
 	"log/slog"
 	"math/big"
@@ -319,6 +321,19 @@ func TestCRLContents(t *testing.T) {
 	if stored, err := e.st.CRL(ctx, inter.ID, 0); err != nil || stored.Number != 3 || !bytes.Equal(stored.DER, rec.DER) {
 		t.Errorf("stored CRL number %d (%v), want 3 with the served DER", stored.Number, err)
 	}
+
+	// Every CRL is in the audit chain with its number, size and digest.
+	events, _, err := e.st.AuditEvents(ctx, store.AuditFilter{Action: "crl.published", Target: inter.ID + "/0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(events) != 3 {
+		t.Fatalf("%d crl.published events, want 3", len(events))
+	}
+	sum := sha256.Sum256(rec.DER)
+	if d := events[2].Detail; d["number"] != "3" || d["entries"] != "2" || d["sha256"] != hex.EncodeToString(sum[:]) || events[2].Actor != "system:crl" {
+		t.Errorf("last crl.published event %+v", events[2])
+	}
 }
 
 // TestCRLExpiredDroppedOnce: a revoked certificate stays listed on the first
@@ -607,14 +622,11 @@ func TestNewPublisherRefuses(t *testing.T) {
 func TestEntryEncoding(t *testing.T) {
 	t.Parallel()
 	for _, s := range []string{"1", "7f", "80", "ff", "100", "0080", "123456789abcdef0123456789abcdef0", "ffffffffffffffffffffffffffffffffffffffff"} {
-		enc := newEntryEncoder(0)
+		enc := newTestTBSBuilder(t)
 		if err := enc.add(store.RevokedEntry{Serial: s, RevokedAt: testStart}); err != nil {
 			t.Fatalf("%s: %v", s, err)
 		}
-		der, err := enc.b.Bytes()
-		if err != nil {
-			t.Fatal(err)
-		}
+		der := enc.entries()
 		var got struct {
 			Serial *big.Int
 			Time   time.Time
@@ -628,8 +640,17 @@ func TestEntryEncoding(t *testing.T) {
 		}
 	}
 	for _, bad := range []string{"", "xyz", "ffffffffffffffffffffffffffffffffffffffffff"} {
-		if err := newEntryEncoder(0).add(store.RevokedEntry{Serial: bad, RevokedAt: testStart}); err == nil {
+		if err := newTestTBSBuilder(t).add(store.RevokedEntry{Serial: bad, RevokedAt: testStart}); err == nil {
 			t.Errorf("serial %q encoded", bad)
 		}
 	}
+}
+
+func newTestTBSBuilder(t *testing.T) *tbsBuilder {
+	t.Helper()
+	enc, err := newTBSBuilder(tbsHead{sigAlg: []byte{0x30, 0}, issuer: []byte{0x30, 0}, thisUpdate: testStart, nextUpdate: testStart.Add(time.Hour), number: 1}, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return enc
 }

@@ -3,7 +3,7 @@
 // plain HTTP listener.
 //
 // It imports ca and store only, never acme or lifecycle. It signs only
-// through ca (ca.Authority.SignTBSCertList for CRLs, ca.OCSPSigner for OCSP
+// through ca (ca.Authority.CRLSignature for CRLs, ca.OCSPSigner for OCSP
 // responses): it never holds a key. It keeps its own records in store: the
 // latest CRL of each issuer and shard, with its number, in crl_state, and
 // the pre-signed OCSP responses in ocsp_responses.

@@ -22,7 +22,7 @@ const (
 	qBlockKey = "INSERT INTO blocked_keys (spki_sha256, reason, source, actor, created) VALUES (?, ?, ?, ?, ?)"
 	// Unexpired, unrevoked certificates with a key: the siblings a blocked
 	// key revokes.
-	qValidWithKey = "SELECT " + certColumns + " FROM certificates WHERE spki_sha256 = ? AND revoked_at = 0 AND not_after > ? ORDER BY id"
+	qToBlockWithKey = "SELECT " + certColumns + " FROM certificates WHERE spki_sha256 = ? AND (revoked_at = 0 OR revoke_reason = 6) AND not_after > ? ORDER BY id"
 )
 
 // KeyBlocked implements Store.
@@ -46,8 +46,8 @@ func (t *sqliteTx) BlockKey(k BlockedKey) error {
 	return err
 }
 
-func (t *sqliteTx) ValidCertificatesWithKey(spkiHash []byte, now time.Time) ([]CertRecord, error) {
-	rows, err := t.tx.QueryContext(t.ctx, qValidWithKey, spkiHash, nanos(now))
+func (t *sqliteTx) CertificatesToBlockWithKey(spkiHash []byte, now time.Time) ([]CertRecord, error) {
+	rows, err := t.tx.QueryContext(t.ctx, qToBlockWithKey, spkiHash, nanos(now))
 	if err != nil {
 		return nil, fmt.Errorf("certificates with key: %w", err)
 	}

@@ -26,6 +26,15 @@ type CRLRecord struct {
 	DER        []byte
 }
 
+// CRLHead describes the latest CRL of one issuer and shard without its DER,
+// which may be tens of MiB.
+type CRLHead struct {
+	Number     int64
+	ThisUpdate time.Time
+	NextUpdate time.Time
+	Size       int // length of the DER
+}
+
 const (
 	qPutCRL = `INSERT INTO crl_state (issuer_id, shard, number, this_update, next_update, der) VALUES (?, ?, ?, ?, ?, ?)
 		ON CONFLICT (issuer_id, shard) DO UPDATE SET number = excluded.number, this_update = excluded.this_update,
@@ -43,6 +52,8 @@ const (
 		UNION ALL
 		SELECT serial, revoked_at, revoke_reason, invalidity_date FROM certificates
 		WHERE issuer_id = ? AND revoked_at != 0 AND revoked_at >= ? AND +not_after < ? AND +crl_shard = ?`
+
+	qCRLHead = "SELECT number, this_update, next_update, length(der) FROM crl_state WHERE issuer_id = ? AND shard = ?"
 
 	crlColumns = "issuer_id, shard, number, this_update, next_update, der"
 )
@@ -108,6 +119,18 @@ func (s *SQLite) CRL(ctx context.Context, issuerID string, shard int) (CRLRecord
 		return CRLRecord{}, notFound(err, "crl "+issuerID+"/"+strconv.Itoa(shard))
 	}
 	return c, nil
+}
+
+// CRLHead implements Store.
+func (s *SQLite) CRLHead(ctx context.Context, issuerID string, shard int) (CRLHead, error) {
+	var h CRLHead
+	var this, next int64
+	err := s.read.QueryRowContext(ctx, qCRLHead, issuerID, shard).Scan(&h.Number, &this, &next, &h.Size)
+	if err != nil {
+		return CRLHead{}, notFound(err, "crl "+issuerID+"/"+strconv.Itoa(shard))
+	}
+	h.ThisUpdate, h.NextUpdate = fromNanos(this), fromNanos(next)
+	return h, nil
 }
 
 // CRLs implements Store.

@@ -88,7 +88,12 @@ func newGroupCommit(ctx context.Context, db *sql.DB, cfg Config, head audit.Head
 // exec runs q in tx through its prepared statement when there is one.
 func (g *groupCommit) exec(ctx context.Context, tx *sql.Tx, q string, args ...any) (sql.Result, error) {
 	if st, ok := g.stmts[q]; ok {
-		return tx.StmtContext(ctx, st).ExecContext(ctx, args...)
+		// Closed at once, not at commit: database/sql tracks every open
+		// transaction statement in a map that never shrinks, so a batch of
+		// a million statements would otherwise leave its peak size behind.
+		ts := tx.StmtContext(ctx, st)
+		defer ts.Close()
+		return ts.ExecContext(ctx, args...)
 	}
 	return tx.ExecContext(ctx, q, args...)
 }

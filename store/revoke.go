@@ -16,6 +16,8 @@ const (
 		WHERE issuer_id = ? AND serial = ? AND revoked_at = 0`
 	qUnholdCertificate = `UPDATE certificates SET revoked_at = 0, revoke_reason = 0, invalidity_date = 0
 		WHERE issuer_id = ? AND serial = ? AND revoked_at != 0 AND revoke_reason = ?`
+	qFinalizeHold = `UPDATE certificates SET revoke_reason = ?, invalidity_date = ?
+		WHERE issuer_id = ? AND serial = ? AND revoked_at != 0 AND revoke_reason = ?`
 	qCertificateExists = "SELECT 1 FROM certificates WHERE issuer_id = ? AND serial = ?"
 )
 
@@ -44,6 +46,21 @@ func (t *sqliteTx) RevokeCertificate(issuerID, serial string, at time.Time, reas
 func (t *sqliteTx) UnholdCertificate(issuerID, serial string) error {
 	what := "unhold certificate " + issuerID + "/" + serial
 	res, err := t.exec(what, qUnholdCertificate, issuerID, serial, reasonCertificateHold)
+	if err != nil {
+		return err
+	}
+	return t.changedOrWhy(res, what, issuerID, serial, ErrNotOnHold)
+}
+
+func (t *sqliteTx) FinalizeHold(issuerID, serial string, reason int, invalidity time.Time) error {
+	what := "finalize held certificate " + issuerID + "/" + serial
+	if reason == reasonCertificateHold {
+		return fmt.Errorf("%s: the final reason cannot be certificateHold", what)
+	}
+	if !fromNanos(nanos(invalidity)).Equal(invalidity) {
+		return fmt.Errorf("%s: invalidity date %v cannot be stored", what, invalidity)
+	}
+	res, err := t.exec(what, qFinalizeHold, reason, nanos(invalidity), issuerID, serial, reasonCertificateHold)
 	if err != nil {
 		return err
 	}

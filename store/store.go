@@ -245,6 +245,8 @@ type Store interface {
 	RevokedCertificates(ctx context.Context, issuerID string, shard int, notAfterSince time.Time, fn func(RevokedEntry) error) error
 	// CRL returns the latest CRL stored for issuerID and shard; ErrNotFound if none.
 	CRL(ctx context.Context, issuerID string, shard int) (CRLRecord, error)
+	// CRLHead is CRL without the DER; ErrNotFound if none.
+	CRLHead(ctx context.Context, issuerID string, shard int) (CRLHead, error)
 	// CRLs returns the latest CRL of every shard of issuerID, by shard; none
 	// is an empty result, not an error.
 	CRLs(ctx context.Context, issuerID string) ([]CRLRecord, error)
@@ -298,11 +300,18 @@ type Tx interface {
 	// certificate; ErrNotOnHold if it is not revoked, or revoked for another
 	// reason (nothing changes).
 	UnholdCertificate(issuerID, serial string) error
+	// FinalizeHold turns a certificateHold revocation into a final one with
+	// reason (not certificateHold) and invalidity date, keeping its
+	// revocation time: the certificate has been out of service since the
+	// hold. ErrNotFound if the issuer has no such certificate; ErrNotOnHold
+	// if it is not on hold (nothing changes).
+	FinalizeHold(issuerID, serial string, reason int, invalidity time.Time) error
 	// BlockKey adds a key to the blocklist; ErrDuplicate if it is there.
 	BlockKey(k BlockedKey) error
-	// ValidCertificatesWithKey lists the unexpired (not_after after now),
-	// unrevoked certificates whose key hash is spkiHash, oldest first.
-	ValidCertificatesWithKey(spkiHash []byte, now time.Time) ([]CertRecord, error)
+	// CertificatesToBlockWithKey lists the unexpired (not_after after now)
+	// certificates whose key hash is spkiHash and that are unrevoked or on
+	// hold (certificateHold), oldest first: those a key block revokes.
+	CertificatesToBlockWithKey(spkiHash []byte, now time.Time) ([]CertRecord, error)
 	// PutOCSPResponses inserts or replaces the pre-signed OCSP responses,
 	// keyed by issuer, serial and hash; a stored response with a later
 	// ThisUpdate is kept (a slow writer never replaces a newer response).

@@ -823,7 +823,7 @@ func TestBlockedKeys(t *testing.T) {
 			return err
 		}
 		var err error
-		siblings, err = tx.ValidCertificatesWithKey(hash, testStart.Add(2*time.Hour))
+		siblings, err = tx.CertificatesToBlockWithKey(hash, testStart.Add(2*time.Hour))
 		return err
 	})
 	if len(siblings) != 1 || siblings[0].Serial != valid.Serial {
