@@ -6,7 +6,6 @@ import (
 	"crypto"
 	"crypto/rand"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/base64"
 	"fmt"
 	"io"
@@ -93,23 +92,7 @@ func (e *env) reopen() {
 
 func (e *env) issue(cn string) *x509.Certificate {
 	e.t.Helper()
-	key, err := keystore.Generate(keystore.ECDSAP256)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	der, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{Subject: pkix.Name{CommonName: cn}, DNSNames: []string{cn}}, key)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	csr, err := x509.ParseCertificateRequest(der)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	iss, err := e.auth.Sign(context.Background(), ca.SignRequest{CSR: csr, Profile: "tls-server", Requester: "test", Channel: ca.ChannelAPI})
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	c, err := x509.ParseCertificate(iss.Chain[0])
+	c, err := issueCert(context.Background(), e.auth, cn)
 	if err != nil {
 		e.t.Fatal(err)
 	}
