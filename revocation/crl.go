@@ -46,6 +46,11 @@ type CRLConfig struct {
 	// Refresh is how often every CRL is regenerated (default 1h); it must be
 	// shorter than Validity so that a CRL is replaced before it goes stale.
 	Refresh time.Duration
+	// Scheduled leaves the periodic regeneration to the caller (the
+	// lifecycle job crl-publish calls Publish): the publisher then only
+	// regenerates after revocations. Refresh still says how old a stored
+	// CRL may be at Start before it is replaced.
+	Scheduled bool
 	// Debounce is how long after a revocation the affected CRL is
 	// regenerated, gathering the revocations that follow (default 2s).
 	Debounce time.Duration
@@ -179,8 +184,12 @@ func (p *Publisher) Stop() {
 
 func (p *Publisher) run(ctx context.Context) {
 	defer close(p.done)
-	ticker := p.clk.NewTicker(p.cfg.Refresh)
-	defer ticker.Stop()
+	var tick <-chan time.Time
+	if !p.cfg.Scheduled {
+		ticker := p.clk.NewTicker(p.cfg.Refresh)
+		defer ticker.Stop()
+		tick = ticker.Chan()
+	}
 	var debounce clockwork.Timer
 	var fire <-chan time.Time
 	defer func() {
@@ -192,8 +201,8 @@ func (p *Publisher) run(ctx context.Context) {
 		select {
 		case <-ctx.Done():
 			return
-		case <-ticker.Chan():
-			if err := p.Publish(ctx); err != nil {
+		case <-tick:
+			if _, err := p.Publish(ctx); err != nil {
 				p.log.ErrorContext(ctx, "scheduled CRL generation", "issuer", p.issuer.ID, "error", err)
 			}
 		case <-p.changed:
@@ -277,16 +286,19 @@ func (p *Publisher) Current(issuerID string, shard int) (store.CRLRecord, bool) 
 	return p.current(shard)
 }
 
-// Publish regenerates every CRL of the issuer now. It tries every shard
-// and returns the errors of those that failed.
-func (p *Publisher) Publish(ctx context.Context) error {
+// Publish regenerates every CRL of the issuer now. It tries every shard,
+// and returns how many it published and the errors of those that failed.
+func (p *Publisher) Publish(ctx context.Context) (int, error) {
 	var errs []error
+	n := 0
 	for _, shard := range p.shards() {
 		if _, err := p.PublishShard(ctx, shard); err != nil {
 			errs = append(errs, err)
+			continue
 		}
+		n++
 	}
-	return errors.Join(errs...)
+	return n, errors.Join(errs...)
 }
 
 // PublishShard generates, signs and stores the next CRL of shard and serves

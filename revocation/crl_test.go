@@ -390,7 +390,7 @@ func TestShardedCRL(t *testing.T) {
 		e.revoke(t, c, ca.ReasonCessationOfOperation, time.Time{})
 		certs = append(certs, c)
 	}
-	if err := e.pub.Publish(ctx); err != nil {
+	if _, err := e.pub.Publish(ctx); err != nil {
 		t.Fatal(err)
 	}
 	byURL := map[string][]*x509.Certificate{}
@@ -444,7 +444,7 @@ func TestCRLHandler(t *testing.T) {
 	t.Cleanup(srv.Close)
 	id := e.auth.Intermediate().ID
 	getURL(t, srv.URL+"/crl/"+id+".crl", http.StatusNotFound) // nothing published yet
-	if err := e.pub.Publish(ctx); err != nil {
+	if _, err := e.pub.Publish(ctx); err != nil {
 		t.Fatal(err)
 	}
 	e.clk.Advance(time.Hour)

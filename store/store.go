@@ -247,6 +247,10 @@ type Store interface {
 	CRL(ctx context.Context, issuerID string, shard int) (CRLRecord, error)
 	// CRLHead is CRL without the DER; ErrNotFound if none.
 	CRLHead(ctx context.Context, issuerID string, shard int) (CRLHead, error)
+	// LatestJobRuns returns the latest run of every job that has run, by job name.
+	LatestJobRuns(ctx context.Context) (map[string]JobRun, error)
+	// JobRuns returns up to limit runs of job, newest first.
+	JobRuns(ctx context.Context, job string, limit int) ([]JobRun, error)
 	// CRLs returns the latest CRL of every shard of issuerID, by shard; none
 	// is an empty result, not an error.
 	CRLs(ctx context.Context, issuerID string) ([]CRLRecord, error)
@@ -258,6 +262,15 @@ type Store interface {
 
 // Tx is a write transaction; its methods are valid only inside WithTx.
 type Tx interface {
+	// StartJobRun records r (Job, Trigger, Started) as running and sets its ID.
+	StartJobRun(r *JobRun) error
+	// FinishJobRun records the end of the running run r.ID: Ended, Result
+	// (JobOK or JobFailed), Error and Items. ErrNotFound if it is not running.
+	FinishJobRun(r JobRun) error
+	// InterruptJobRuns marks every run still recorded as running as
+	// interrupted at at, with why; called at start, when none can be.
+	InterruptJobRuns(at time.Time, why string) (int64, error)
+
 	// AppendAudit assigns e its sequence number, previous hash and hash, and
 	// appends it. The chain head advances only if the transaction commits.
 	AppendAudit(e audit.Event) (audit.Event, error)

@@ -52,6 +52,9 @@ type Config struct {
 	// external account binding key for an endpoint and returns the key id,
 	// the HMAC key (shown once) and the requester identity it binds.
 	CreateEAB func(ctx context.Context, actor, endpoint, requester string) (keyID string, hmacKey []byte, boundRequester string, err error)
+	// Jobs, if set, serves /v1/jobs: the scheduled jobs, their runs, and
+	// running one now.
+	Jobs Jobs
 }
 
 // API is the /v1 handler.
@@ -95,6 +98,11 @@ func (api *API) Handler() http.Handler {
 	route("DELETE /v1/tokens/{id}", api.revokeToken, ca.RoleAdmin)
 	if api.cfg.CreateEAB != nil {
 		route("POST /v1/acme/eab", api.createEAB, ca.RoleAdmin)
+	}
+	if api.cfg.Jobs != nil {
+		route("GET /v1/jobs", api.listJobs, ca.RoleAdmin, ca.RoleAuditor)
+		route("GET /v1/jobs/{name}", api.getJob, ca.RoleAdmin, ca.RoleAuditor)
+		route("POST /v1/jobs/{name}/run", api.runJob, ca.RoleAdmin)
 	}
 	mux.Handle("/v1/", api.adapt(func(w http.ResponseWriter, r *http.Request, _ ca.Principal) error {
 		if allow := allowedMethods(mux, r); len(allow) > 0 {

@@ -33,6 +33,7 @@ type Config struct {
 	ACME        ACMEConfig            `yaml:"acme"`
 	OCSP        OCSPConfig            `yaml:"ocsp"`
 	CRL         CRLConfig             `yaml:"crl"`
+	Jobs        map[string]JobConfig  `yaml:"jobs"`
 	Profiles    map[string]ca.Profile `yaml:"profiles"`
 
 	dir    string // directory of the config file; relative paths resolve against it
@@ -335,6 +336,7 @@ func (c *Config) Validate() error {
 		}
 	}
 	errs = append(errs, c.CRL.validate()...)
+	errs = append(errs, c.validateJobs()...)
 	if len(c.Profiles) == 0 {
 		errs = append(errs, errors.New("profiles: at least one profile is required"))
 	}
@@ -494,6 +496,14 @@ crl:
   # How often every CRL is regenerated (a revocation also regenerates its CRL
   # within seconds); shorter than validity.
   refresh: {{.CRL.Refresh}}
+
+# Scheduled jobs (sigil jobs list). Each runs alone, never overlapping
+# itself; a run that fell due while the server was down runs at start.
+# schedule: "every 1h" or a five-field cron expression in UTC.
+# jobs:
+#   crl-publish:           # regenerates every CRL; default: every crl.refresh
+#     schedule: every 1h
+#     enabled: true
 
 log:
   # debug, info, warn or error.

@@ -25,6 +25,7 @@ func main() {
 		tokenCmd(),
 		acmeCmd(),
 		keysCmd(),
+		jobsCmd(),
 		auditCmd(),
 		benchCmd(),
 	)

@@ -26,6 +26,7 @@ import (
 	"github.com/sigil-ca/sigil/ca/api"
 	"github.com/sigil-ca/sigil/ca/audit"
 	"github.com/sigil-ca/sigil/ca/keystore"
+	"github.com/sigil-ca/sigil/lifecycle"
 	"github.com/sigil-ca/sigil/revocation"
 	"github.com/sigil-ca/sigil/store"
 )
@@ -40,6 +41,7 @@ type server struct {
 	acme    acme.Endpoints
 	ocsp    *revocation.Responder
 	crl     *revocation.Publisher
+	jobs    *lifecycle.Scheduler
 	https   *http.Server
 	http    *http.Server
 	httpsLn net.Listener
@@ -74,6 +76,7 @@ func startServer(ctx context.Context, cfg *Config, passphrase []byte, log *slog.
 			if s.ocsp != nil {
 				s.ocsp.Close()
 			}
+			s.stopJobs()
 			s.stopCRL()
 			st.Close()
 		}
@@ -110,7 +113,7 @@ func startServer(ctx context.Context, cfg *Config, passphrase []byte, log *slog.
 		return nil, fmt.Errorf("serving certificate: %w", err)
 	}
 	secure := http.NewServeMux()
-	apiCfg := api.Config{MaxBodyBytes: cfg.Limits.MaxBodyBytes, Logger: log, Clock: clk}
+	apiCfg := api.Config{MaxBodyBytes: cfg.Limits.MaxBodyBytes, Logger: log, Clock: clk, Jobs: jobsAPI{s}}
 	if cfg.ACME.On() {
 		endpoints, err := newACME(ctx, cfg, st, s.auth, clk, log)
 		if err != nil {
@@ -164,6 +167,9 @@ func startServer(ctx context.Context, cfg *Config, passphrase []byte, log *slog.
 	var plainHandler http.Handler
 	if s.ocsp, plainHandler, err = startOCSP(ctx, cfg.OCSP, s.auth, st, clk, log, reg, plain); err != nil {
 		return nil, err
+	}
+	if err := s.startJobs(ctx, clk, reg); err != nil {
+		return nil, fmt.Errorf("jobs: %w", err)
 	}
 	tlsCfg := &tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: s.serving.GetCertificate}
 	s.https = newHTTPServer(secure, cfg.Limits, log)
@@ -268,6 +274,7 @@ func (s *server) HTTPURL() string { return "http://" + s.httpLn.Addr().String() 
 // closes the store.
 func (s *server) shutdown(ctx context.Context) error {
 	errs := []error{s.https.Shutdown(ctx), s.http.Shutdown(ctx)}
+	s.stopJobs()
 	s.stopCRL()
 	for _, e := range s.acme {
 		e.Close() // let running validations record their outcome

@@ -1,0 +1,343 @@
+package lifecycle
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/go-co-op/gocron/v2"
+	"github.com/jonboulle/clockwork"
+
+	"github.com/sigil-ca/sigil/ca/audit"
+	"github.com/sigil-ca/sigil/store"
+)
+
+// Errors of Trigger.
+var (
+	ErrUnknownJob = errors.New("no such job")
+	ErrRunning    = errors.New("job is already running")
+	ErrDisabled   = errors.New("job is disabled")
+)
+
+// Result is what a run did.
+type Result struct {
+	Items int64 // certificates renewed, CRLs published, keys rotated, ...
+}
+
+// Task is a job's work. It should stop early when ctx is done.
+type Task func(ctx context.Context) (Result, error)
+
+// Job describes one named job.
+type Job struct {
+	Name     string
+	Schedule Schedule
+	Disabled bool
+	Task     Task
+	// ChangesState marks jobs that rotate keys or issue, renew or revoke
+	// certificates: their runs that did something, or failed, are audited
+	// (job.run), besides the events of each change.
+	ChangesState bool
+}
+
+// Store is what the scheduler records runs in. store.SQLite implements it.
+type Store interface {
+	WithTx(ctx context.Context, fn func(tx store.Tx) error) error
+	LatestJobRuns(ctx context.Context) (map[string]store.JobRun, error)
+}
+
+// Config configures a Scheduler.
+type Config struct {
+	Clock   clockwork.Clock
+	Logger  *slog.Logger
+	Metrics *Metrics // optional
+}
+
+// Scheduler runs jobs. Add them, then Start; Stop waits for running jobs.
+type Scheduler struct {
+	cfg     Config
+	st      Store
+	clk     clockwork.Clock
+	log     *slog.Logger
+	metrics *Metrics
+
+	jobs map[string]*job
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	gs     gocron.Scheduler
+	wg     sync.WaitGroup // runs started outside gocron (missed, manual)
+}
+
+type job struct {
+	Job
+	running sync.Mutex // held for the whole of a run: TryLock makes jobs singletons
+	active  atomic.Bool
+	gjob    gocron.Job
+}
+
+// New returns a scheduler; no job runs before Start.
+func New(cfg Config, st Store) (*Scheduler, error) {
+	if cfg.Clock == nil || cfg.Logger == nil || st == nil {
+		return nil, errors.New("lifecycle: clock, logger and store are required")
+	}
+	m := cfg.Metrics
+	if m == nil {
+		m = NewMetrics(nil)
+	}
+	return &Scheduler{cfg: cfg, st: st, clk: cfg.Clock, log: cfg.Logger, metrics: m, jobs: map[string]*job{}}, nil
+}
+
+// Add registers j. It must be called before Start.
+func (s *Scheduler) Add(j Job) error {
+	switch {
+	case s.gs != nil:
+		return fmt.Errorf("job %s: the scheduler has started", j.Name)
+	case j.Name == "" || j.Task == nil:
+		return errors.New("job: name and task are required")
+	case j.Schedule.IsZero() && !j.Disabled:
+		return fmt.Errorf("job %s: no schedule", j.Name)
+	case s.jobs[j.Name] != nil:
+		return fmt.Errorf("job %s: added twice", j.Name)
+	}
+	s.jobs[j.Name] = &job{Job: j}
+	return nil
+}
+
+// Start marks runs left running by a previous process as interrupted,
+// schedules every enabled job, and at once runs those whose last run is
+// older than their schedule allows (they were due while the server was
+// down), never ran, or were interrupted.
+func (s *Scheduler) Start(ctx context.Context) error {
+	if s.gs != nil {
+		return errors.New("lifecycle: started twice")
+	}
+	now := s.clk.Now()
+	err := s.st.WithTx(ctx, func(tx store.Tx) error {
+		n, err := tx.InterruptJobRuns(now, "the server stopped during the run")
+		if n > 0 {
+			s.log.WarnContext(ctx, "job runs interrupted by the last shutdown", "runs", n)
+		}
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("lifecycle: %w", err)
+	}
+	latest, err := s.st.LatestJobRuns(ctx)
+	if err != nil {
+		return fmt.Errorf("lifecycle: %w", err)
+	}
+	gs, err := gocron.NewScheduler(gocron.WithClock(s.clk), gocron.WithLocation(time.UTC),
+		gocron.WithLogger(gocronLogger{s.log}))
+	if err != nil {
+		return fmt.Errorf("lifecycle: scheduler: %w", err)
+	}
+	s.ctx, s.cancel = context.WithCancel(context.WithoutCancel(ctx))
+	var missed []*job
+	for _, name := range slices.Sorted(maps.Keys(s.jobs)) {
+		j := s.jobs[name]
+		if j.Disabled {
+			continue
+		}
+		var def gocron.JobDefinition
+		if j.Schedule.Cron != "" {
+			def = gocron.CronJob(j.Schedule.Cron, false)
+		} else {
+			def = gocron.DurationJob(j.Schedule.Every)
+		}
+		j.gjob, err = gs.NewJob(def, gocron.NewTask(func() { s.run(j, "schedule") }),
+			gocron.WithName(j.Name), gocron.WithSingletonMode(gocron.LimitModeReschedule))
+		if err != nil {
+			_ = gs.Shutdown()
+			return fmt.Errorf("lifecycle: job %s: %w", j.Name, err)
+		}
+		last, ok := latest[name]
+		if !ok || last.Result == store.JobInterrupted || !j.Schedule.next(last.Started).After(now) {
+			missed = append(missed, j)
+		}
+	}
+	s.gs = gs
+	gs.Start()
+	for _, j := range missed {
+		s.log.InfoContext(ctx, "job due while the server was down runs now", "job", j.Name)
+		if j.running.TryLock() {
+			s.wg.Add(1)
+			go func() {
+				defer s.wg.Done()
+				defer j.running.Unlock()
+				s.runLocked(j, "missed")
+			}()
+		}
+	}
+	return nil
+}
+
+// Stop stops scheduling, cancels the context of running jobs and waits
+// for them to return.
+func (s *Scheduler) Stop() error {
+	if s.gs == nil {
+		return nil
+	}
+	s.cancel()
+	err := s.gs.Shutdown()
+	s.wg.Wait()
+	if err != nil {
+		return fmt.Errorf("lifecycle: stop: %w", err)
+	}
+	return nil
+}
+
+// Trigger runs the job name now, in the background, unless it is running
+// (ErrRunning: overlapping triggers run once), disabled or unknown.
+func (s *Scheduler) Trigger(name, actor string) error {
+	j := s.jobs[name]
+	switch {
+	case j == nil:
+		return fmt.Errorf("%w: %q", ErrUnknownJob, name)
+	case j.Disabled:
+		return fmt.Errorf("%s: %w", name, ErrDisabled)
+	case s.gs == nil:
+		return errors.New("lifecycle: not started")
+	case !j.running.TryLock():
+		return fmt.Errorf("%s: %w", name, ErrRunning)
+	}
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		defer j.running.Unlock()
+		s.runLocked(j, "manual:"+actor)
+	}()
+	return nil
+}
+
+// run is what gocron calls on schedule.
+func (s *Scheduler) run(j *job, trigger string) {
+	if !j.running.TryLock() {
+		s.log.Info("job still running: scheduled run skipped", "job", j.Name)
+		s.metrics.skipped.WithLabelValues(j.Name).Inc()
+		return
+	}
+	defer j.running.Unlock()
+	s.runLocked(j, trigger)
+}
+
+// runLocked runs j, which the caller holds, and records the run.
+func (s *Scheduler) runLocked(j *job, trigger string) {
+	ctx := s.ctx
+	j.active.Store(true)
+	defer j.active.Store(false)
+	rec := store.JobRun{Job: j.Name, Trigger: trigger, Started: s.clk.Now()}
+	recorded := true
+	err := s.st.WithTx(ctx, func(tx store.Tx) error {
+		if err := tx.StartJobRun(&rec); err != nil {
+			return err
+		}
+		actor, manual := strings.CutPrefix(trigger, "manual:")
+		if !manual {
+			return nil
+		}
+		_, err := tx.AppendAudit(audit.Event{Time: rec.Started, Actor: actor, Action: "job.triggered", Target: j.Name,
+			Detail: map[string]string{"run": strconv.FormatInt(rec.ID, 10)}})
+		return err
+	})
+	if err != nil {
+		// The work matters more than its record: run anyway.
+		s.log.ErrorContext(ctx, "cannot record the start of a job run", "job", j.Name, "error", err)
+		recorded = false
+	}
+	start := time.Now()
+	res, err := j.Task(ctx)
+	s.metrics.duration.WithLabelValues(j.Name).Observe(time.Since(start).Seconds())
+	rec.Ended, rec.Items, rec.Result = s.clk.Now(), res.Items, store.JobOK
+	if err != nil {
+		rec.Result, rec.Error = store.JobFailed, err.Error()
+		s.log.ErrorContext(ctx, "job failed", "job", j.Name, "trigger", trigger, "items", res.Items, "error", err)
+	} else {
+		s.log.InfoContext(ctx, "job done", "job", j.Name, "trigger", trigger, "items", res.Items,
+			"next", s.nextRun(j))
+	}
+	s.metrics.observe(j.Name, rec)
+	if !recorded {
+		return
+	}
+	// Recorded even when the scheduler is stopping: the run happened.
+	werr := s.st.WithTx(context.WithoutCancel(ctx), func(tx store.Tx) error {
+		if err := tx.FinishJobRun(rec); err != nil {
+			return err
+		}
+		if !j.ChangesState || (res.Items == 0 && err == nil) {
+			return nil
+		}
+		detail := map[string]string{"trigger": trigger, "result": rec.Result, "items": strconv.FormatInt(res.Items, 10),
+			"run": strconv.FormatInt(rec.ID, 10)}
+		if err != nil {
+			detail["error"] = err.Error()
+		}
+		_, aerr := tx.AppendAudit(audit.Event{Time: rec.Ended, Actor: "system:" + j.Name, Action: "job.run", Target: j.Name, Detail: detail})
+		return aerr
+	})
+	if werr != nil {
+		s.log.ErrorContext(ctx, "cannot record the end of a job run", "job", j.Name, "error", werr)
+	}
+}
+
+func (s *Scheduler) nextRun(j *job) time.Time {
+	if j.gjob == nil {
+		return time.Time{}
+	}
+	t, err := j.gjob.NextRun()
+	if err != nil {
+		return time.Time{}
+	}
+	return t
+}
+
+// Status is one job as `sigil jobs list` shows it.
+type Status struct {
+	Name     string
+	Schedule string
+	Enabled  bool
+	Running  bool
+	Last     *store.JobRun // nil: never ran
+	NextRun  time.Time     // zero: not scheduled
+}
+
+// Status lists every job, by name, with its last recorded run.
+func (s *Scheduler) Status(ctx context.Context) ([]Status, error) {
+	latest, err := s.st.LatestJobRuns(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("job status: %w", err)
+	}
+	var out []Status
+	for _, name := range slices.Sorted(maps.Keys(s.jobs)) {
+		j := s.jobs[name]
+		st := Status{Name: name, Schedule: j.Schedule.String(), Enabled: !j.Disabled}
+		if j.Schedule.IsZero() {
+			st.Schedule = ""
+		}
+		if last, ok := latest[name]; ok {
+			st.Last = &last
+		}
+		st.Running = j.active.Load()
+		if !j.Disabled {
+			st.NextRun = s.nextRun(j)
+		}
+		out = append(out, st)
+	}
+	return out, nil
+}
+
+// gocronLogger sends gocron's own messages to slog.
+type gocronLogger struct{ l *slog.Logger }
+
+func (g gocronLogger) Debug(msg string, args ...any) { g.l.Debug("gocron: "+msg, args...) }
+func (g gocronLogger) Info(msg string, args ...any)  { g.l.Debug("gocron: "+msg, args...) }
+func (g gocronLogger) Warn(msg string, args ...any)  { g.l.Warn("gocron: "+msg, args...) }
+func (g gocronLogger) Error(msg string, args ...any) { g.l.Error("gocron: "+msg, args...) }
