@@ -25,9 +25,11 @@ import (
 )
 
 // OCSPAuthority is what the responder needs of ca: a signer whose key stays
-// in ca, the issuer it answers for, and news of revocations.
+// in ca, the end of the responder keys it no longer uses, the issuer it
+// answers for, and news of revocations.
 type OCSPAuthority interface {
 	NewOCSPSigner(ctx context.Context, cfg ca.OCSPSignerConfig) (*ca.OCSPSigner, error)
+	TidyOCSPKeys(ctx context.Context, current *ca.OCSPSigner) error
 	Intermediate() ca.Issuer
 	OnStatusChange(fn func(store.CertRecord))
 }
@@ -195,10 +197,11 @@ func newIssuerState(is ca.Issuer) (*issuerState, error) {
 	return s, nil
 }
 
-// Start gets a signer, loads the stored responses, signs those missing or
-// due for every unexpired certificate, subscribes to revocations and starts
-// the refresh loop. It returns once every unexpired certificate has a
-// response in memory.
+// Start gets a signer (the recorded responder certificate if it is not due
+// for renewal, so restarts do not pile up responder keys), loads the stored
+// responses, signs those missing or due for every unexpired certificate,
+// subscribes to revocations and starts the refresh loop. It returns once
+// every unexpired certificate has a response in memory.
 func (r *Responder) Start(ctx context.Context) error {
 	signer, err := r.auth.NewOCSPSigner(ctx, r.signerConfig())
 	if err != nil {
@@ -230,7 +233,14 @@ func (r *Responder) Close() {
 }
 
 func (r *Responder) signerConfig() ca.OCSPSignerConfig {
-	return ca.OCSPSignerConfig{Validity: r.cfg.ResponderValidity, SignWithIssuer: r.cfg.SignWithIssuer}
+	return ca.OCSPSignerConfig{Validity: r.cfg.ResponderValidity, SignWithIssuer: r.cfg.SignWithIssuer,
+		RenewMargin: r.refreshInterval()}
+}
+
+// rotationDue reports whether s must be replaced at this refresh: the next
+// one would come at or after its half-life, which is thus never passed.
+func (r *Responder) rotationDue(s *ca.OCSPSigner, now time.Time) bool {
+	return !s.RenewAt().IsZero() && !now.Add(r.refreshInterval()).Before(s.RenewAt())
 }
 
 func (r *Responder) setSigner(s *ca.OCSPSigner) {
@@ -318,23 +328,28 @@ func (r *Responder) refreshLoop() {
 	}
 }
 
-// Refresh rotates the responder certificate once half its life has passed,
-// then signs a response for every unexpired certificate whose cached one is
-// missing, says another status, or would pass half its validity before the
-// next refresh; expired entries are dropped. New responses are served at
-// once and copied to the store in batches.
+// Refresh rotates the responder certificate at the last refresh before
+// half its life has passed (ca retires the old key) and then re-signs every
+// response with the new one; otherwise it signs a response for every
+// unexpired certificate whose cached one is missing, says another status,
+// or would pass half its validity before the next refresh. Expired entries
+// are dropped. New responses are served at once and copied to the store in
+// batches. Last, responder keys no longer needed are retired or destroyed
+// (ca.TidyOCSPKeys); a failure there is logged, not returned.
 func (r *Responder) Refresh(ctx context.Context) error {
 	r.refreshMu.Lock()
 	defer r.refreshMu.Unlock()
 	now := r.clk.Now()
-	if s := r.Signer(); !s.RenewAt().IsZero() && !now.Before(s.RenewAt()) {
+	rotated := false
+	if s := r.Signer(); r.rotationDue(s, now) {
 		next, err := r.auth.NewOCSPSigner(ctx, r.signerConfig())
 		if err != nil {
 			return fmt.Errorf("ocsp: rotate responder certificate: %w", err)
 		}
 		r.setSigner(next)
+		rotated = true
 		r.log.InfoContext(ctx, "ocsp responder certificate rotated", "issuer", r.iss.id,
-			"serial", ca.SerialString(next.Certificate().SerialNumber))
+			"serial", ca.SerialString(next.Certificate().SerialNumber), "previous", ca.SerialString(s.Certificate().SerialNumber))
 	}
 	dueBy := now.Add(r.refreshInterval())
 	var batch []store.OCSPResponse
@@ -347,7 +362,9 @@ func (r *Responder) Refresh(ctx context.Context) error {
 		r.iss.mu.RLock()
 		cur := r.iss.entries[key]
 		r.iss.mu.RUnlock()
-		if cur != nil && sameStatus(cur, c.RevokedAt, c.RevokeReason) &&
+		// After a rotation every response is re-signed: relying parties see
+		// the new responder certificate from now on, not the retired one.
+		if !rotated && cur != nil && sameStatus(cur, c.RevokedAt, c.RevokeReason) &&
 			dueBy.Before(cur.thisUpdate.Add(r.cfg.Validity/2)) {
 			return nil
 		}
@@ -375,6 +392,9 @@ func (r *Responder) Refresh(ctx context.Context) error {
 	r.dropExpired(now)
 	if signed > 0 {
 		r.log.InfoContext(ctx, "ocsp responses signed", "issuer", r.iss.id, "count", signed)
+	}
+	if err := r.auth.TidyOCSPKeys(ctx, r.Signer()); err != nil {
+		r.log.ErrorContext(ctx, "ocsp responder keys not tidied", "issuer", r.iss.id, "error", err)
 	}
 	return nil
 }
