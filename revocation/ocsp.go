@@ -62,8 +62,17 @@ type OCSPConfig struct {
 	MissesPerSecond float64
 	// MaxUnknown bounds the cached "unknown" answers (default 10000).
 	MaxUnknown int
-	Clock      clockwork.Clock
-	Logger     *slog.Logger
+	// Nonce echoes the nonce of a POST request (RFC 6960 §4.4.1) in a
+	// response signed for that request alone, never cached or stored. Off,
+	// nonces are ignored and every answer is pre-signed, as RFC 5019 §2.2.1
+	// lets responders do. GETs are answered from the cache either way.
+	Nonce bool
+	// NoncesPerSecond bounds the nonce responses signed on demand (default
+	// 200, burst twice that); above it a POST gets the pre-signed response,
+	// without its nonce, and the client decides whether that will do.
+	NoncesPerSecond float64
+	Clock           clockwork.Clock
+	Logger          *slog.Logger
 	// Registerer receives the metrics (nil: unregistered).
 	Registerer prometheus.Registerer
 }
@@ -116,6 +125,7 @@ type Responder struct {
 	log     *slog.Logger
 	metrics *ocspMetrics
 	misses  *rate.Limiter
+	nonces  *rate.Limiter
 
 	// byKeyHash finds the issuer of a request by its issuerKeyHash, SHA-1
 	// or SHA-256; it is built once and never changes.
@@ -162,6 +172,9 @@ func NewResponder(cfg OCSPConfig, auth OCSPAuthority, st OCSPStore) (*Responder,
 	if cfg.MaxUnknown <= 0 {
 		cfg.MaxUnknown = 10000
 	}
+	if cfg.NoncesPerSecond <= 0 {
+		cfg.NoncesPerSecond = 200
+	}
 	iss, err := newIssuerState(auth.Intermediate())
 	if err != nil {
 		return nil, err
@@ -170,6 +183,7 @@ func NewResponder(cfg OCSPConfig, auth OCSPAuthority, st OCSPStore) (*Responder,
 		cfg: cfg, auth: auth, st: st, clk: cfg.Clock, log: cfg.Logger,
 		metrics:   newOCSPMetrics(cfg.Registerer),
 		misses:    rate.NewLimiter(rate.Limit(cfg.MissesPerSecond), int(2*cfg.MissesPerSecond)+1),
+		nonces:    rate.NewLimiter(rate.Limit(cfg.NoncesPerSecond), int(2*cfg.NoncesPerSecond)+1),
 		byKeyHash: map[string]*issuerState{},
 		iss:       iss,
 		persistCh: make(chan []store.OCSPResponse, 64),
