@@ -37,6 +37,11 @@ type OCSPSignerConfig struct {
 	// SignWithIssuer signs responses with the issuing intermediate's own key
 	// instead of a delegated responder certificate.
 	SignWithIssuer bool
+	// RenewMargin: a recorded responder certificate is reused only while its
+	// half-life (RenewAt) is more than RenewMargin away, so that it is not
+	// due before the caller next checks (the responder passes its refresh
+	// interval). Zero: reused until its half-life.
+	RenewMargin time.Duration
 }
 
 // OCSPSigner signs OCSP responses for the active intermediate, either with a
@@ -48,25 +53,137 @@ type OCSPSigner struct {
 	responder *x509.Certificate // nil: the issuer signs
 	key       crypto.Signer
 	keyID     string
+	tbs       *tbsSigner // signs hand-encoded ResponseData (SignWithNonce)
 }
 
 // NewOCSPSigner returns a signer for OCSP responses about certificates of
-// the active intermediate. Unless cfg.SignWithIssuer, it generates a
-// responder key through the keystore (inventory purpose "ocsp", sealed under
-// the KEK) and a short-lived responder certificate signed by the
-// intermediate, linted like every certificate; the key, the certificate
-// record and their key.generated and cert.issued audit events are one
-// transaction.
+// the active intermediate. Unless cfg.SignWithIssuer, it reuses the newest
+// recorded responder certificate of the intermediate that is unrevoked,
+// whose key is active, whose lifetime is within cfg.Validity and whose
+// half-life is more than cfg.RenewMargin away, unwrapping its key through the
+// keystore (audited as key.unwrapped); otherwise it generates a responder key
+// (inventory purpose "ocsp", sealed under the KEK) and a short-lived responder
+// certificate signed by the intermediate, linted like every certificate. The
+// new key, the certificate record, their key.generated and cert.issued
+// events and TidyOCSPKeys's work (every other active responder key retired,
+// retired ones no certificate needs any more destroyed) are one
+// transaction; a reused signer is followed by TidyOCSPKeys.
 func (a *Authority) NewOCSPSigner(ctx context.Context, cfg OCSPSignerConfig) (*OCSPSigner, error) {
 	if cfg.SignWithIssuer {
-		return &OCSPSigner{issuer: a.intermediate, key: a.signer, keyID: a.keyID}, nil
+		s, err := a.issuerOCSPSigner()
+		if err != nil {
+			return nil, err
+		}
+		a.tidyAfter(ctx, s)
+		return s, nil
 	}
 	if cfg.Validity == 0 {
 		cfg.Validity = 72 * time.Hour
 	}
-	if cfg.Validity < 0 {
-		return nil, errorf(Malformed, "negative OCSP responder validity")
+	if cfg.Validity < 0 || cfg.RenewMargin < 0 {
+		return nil, errorf(Malformed, "negative OCSP responder validity or renewal margin")
 	}
+	s, err := a.reuseOCSPSigner(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	if s == nil {
+		return a.issueOCSPSigner(ctx, cfg)
+	}
+	a.tidyAfter(ctx, s)
+	return s, nil
+}
+
+// tidyAfter runs TidyOCSPKeys once s is chosen. A failure is logged, not
+// returned: s is good, and the responder tidies again at every refresh.
+func (a *Authority) tidyAfter(ctx context.Context, s *OCSPSigner) {
+	if err := a.TidyOCSPKeys(ctx, s); err != nil {
+		a.log.ErrorContext(ctx, "ocsp responder keys not tidied", "error", err)
+	}
+}
+
+func (a *Authority) issuerOCSPSigner() (*OCSPSigner, error) {
+	tbs, err := newOCSPTBSSigner(a.signer, a.intermediate.Cert)
+	if err != nil {
+		return nil, internal("ocsp signer", err)
+	}
+	return &OCSPSigner{issuer: a.intermediate, key: a.signer, keyID: a.keyID, tbs: tbs}, nil
+}
+
+// reuseCandidates bounds how many of the newest valid responder
+// certificates are considered for reuse: older ones are no better.
+const reuseCandidates = 8
+
+// reuseOCSPSigner returns a signer with a recorded responder certificate
+// (see NewOCSPSigner), or nil if none qualifies.
+func (a *Authority) reuseOCSPSigner(ctx context.Context, cfg OCSPSignerConfig) (*OCSPSigner, error) {
+	now := a.clk.Now()
+	keys, err := a.st.Keys(ctx)
+	if err != nil {
+		return nil, internal("list keys", err)
+	}
+	active := map[string]store.KeyRecord{} // by SPKI hash, as certificates record it
+	for _, k := range keys {
+		if k.Purpose == KeyPurposeOCSP && k.State == store.KeyActive {
+			active[string(store.SPKIHash(k.PublicKey))] = k
+		}
+	}
+	if len(active) == 0 {
+		return nil, nil
+	}
+	certs, _, err := a.st.Certificates(ctx, store.CertFilter{Profile: ocspResponderProfile, IssuerID: a.intermediate.ID,
+		Status: "valid", Now: now, Limit: reuseCandidates})
+	if err != nil {
+		return nil, internal("list ocsp responder certificates", err)
+	}
+	for _, rec := range certs { // newest first
+		k, ok := active[string(rec.SPKIHash)]
+		if !ok {
+			continue
+		}
+		cert, err := x509.ParseCertificate(rec.DER)
+		if err != nil {
+			a.log.WarnContext(ctx, "recorded ocsp responder certificate unreadable", "serial", rec.Serial, "error", err)
+			continue
+		}
+		s := &OCSPSigner{issuer: a.intermediate, responder: cert, keyID: k.ID}
+		// A shortened responder_validity takes effect at once rather than
+		// after a certificate of the old, longer lifetime.
+		if cert.NotAfter.Sub(cert.NotBefore) > cfg.Validity+a.cfg.Backdate {
+			continue
+		}
+		if !now.Add(cfg.RenewMargin).Before(s.RenewAt()) {
+			continue
+		}
+		key, err := a.keys.Unwrap(ctx, k.ID, "system")
+		if err != nil {
+			a.log.WarnContext(ctx, "ocsp responder key not reusable", "key_id", k.ID, "error", err)
+			continue
+		}
+		if !publicKeyEqual(key.Public(), cert.PublicKey) {
+			a.log.WarnContext(ctx, "ocsp responder key does not match its certificate", "key_id", k.ID, "serial", rec.Serial)
+			continue
+		}
+		if s.tbs, err = newOCSPTBSSigner(key, cert); err != nil {
+			return nil, internal("ocsp signer", err)
+		}
+		s.key = key
+		a.log.InfoContext(ctx, "ocsp responder certificate reused", "serial", rec.Serial, "issuer", rec.IssuerID,
+			"key_id", k.ID, "not_after", rec.NotAfter)
+		return s, nil
+	}
+	return nil, nil
+}
+
+func publicKeyEqual(a, b crypto.PublicKey) bool {
+	k, ok := a.(interface{ Equal(crypto.PublicKey) bool })
+	return ok && k.Equal(b)
+}
+
+// issueOCSPSigner generates a responder key and certificate; the previous
+// responder keys are retired (and the expired destroyed) in the same
+// transaction.
+func (a *Authority) issueOCSPSigner(ctx context.Context, cfg OCSPSignerConfig) (*OCSPSigner, error) {
 	key, keyRec, err := a.keys.Generate(KeyPurposeOCSP, keystore.ECDSAP256)
 	if err != nil {
 		return nil, internal("ocsp responder key", err)
@@ -75,7 +192,16 @@ func (a *Authority) NewOCSPSigner(ctx context.Context, cfg OCSPSignerConfig) (*O
 	if err != nil {
 		return nil, err
 	}
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		return nil, internal("parse ocsp responder certificate", err)
+	}
+	tbs, err := newOCSPTBSSigner(key, cert)
+	if err != nil {
+		return nil, internal("ocsp signer", err)
+	}
 	now := a.clk.Now()
+	var retired, destroyed []string
 	err = a.st.WithTx(ctx, func(tx store.Tx) error {
 		if err := tx.InsertKey(keyRec); err != nil {
 			return err
@@ -86,23 +212,137 @@ func (a *Authority) NewOCSPSigner(ctx context.Context, cfg OCSPSignerConfig) (*O
 		if err := tx.InsertCertificate(&rec); err != nil {
 			return err
 		}
-		_, err := tx.AppendAudit(audit.Event{Time: now, Actor: "system", Action: "cert.issued", Target: rec.Serial,
+		if _, err := tx.AppendAudit(audit.Event{Time: now, Actor: "system", Action: "cert.issued", Target: rec.Serial,
 			Detail: map[string]string{
 				"issuer": rec.IssuerID, "profile": rec.Profile, "channel": rec.Channel, "subject": rec.Subject,
 				"not_after": rec.NotAfter.Format(time.RFC3339), "key": keyRec.ID,
-			}})
+			}}); err != nil {
+			return err
+		}
+		retired, destroyed, err = tidyOCSPKeys(tx, keyRec.ID, now)
 		return err
 	})
 	if err != nil {
 		return nil, internal("record ocsp responder certificate", err)
 	}
-	cert, err := x509.ParseCertificate(der)
-	if err != nil {
-		return nil, internal("parse ocsp responder certificate", err)
-	}
 	a.log.InfoContext(ctx, "ocsp responder certificate issued", "serial", rec.Serial, "issuer", rec.IssuerID,
-		"key_id", keyRec.ID, "not_after", rec.NotAfter)
-	return &OCSPSigner{issuer: a.intermediate, responder: cert, key: key, keyID: keyRec.ID}, nil
+		"key_id", keyRec.ID, "not_after", rec.NotAfter, "retired", retired, "destroyed", destroyed)
+	return &OCSPSigner{issuer: a.intermediate, responder: cert, key: key, keyID: keyRec.ID, tbs: tbs}, nil
+}
+
+// TidyOCSPKeys ends the life of responder keys current no longer needs:
+// every active OCSP responder key but current's is retired (key.retired;
+// only the active intermediate is served, so nothing else signs with it),
+// and every retired one that no unexpired certificate, unrevoked or on hold,
+// carries any more is destroyed by crypto-shredding (key.destroyed). One transaction,
+// and none at all when there is nothing to do; idempotent. The responder
+// calls it at every refresh, so a key goes soon after its certificate
+// expires.
+func (a *Authority) TidyOCSPKeys(ctx context.Context, current *OCSPSigner) error {
+	now := a.clk.Now()
+	due, err := a.ocspKeysDue(ctx, current.keyID, now)
+	if err != nil || !due {
+		return err
+	}
+	var retired, destroyed []string
+	err = a.st.WithTx(ctx, func(tx store.Tx) error {
+		var err error
+		retired, destroyed, err = tidyOCSPKeys(tx, current.keyID, now)
+		return err
+	})
+	if err != nil {
+		return internal("tidy ocsp responder keys", err)
+	}
+	if len(retired)+len(destroyed) > 0 {
+		a.log.InfoContext(ctx, "ocsp responder keys tidied", "key_id", current.keyID, "retired", retired, "destroyed", destroyed)
+	}
+	return nil
+}
+
+// ocspKeysDue reports, from reads alone, whether tidyOCSPKeys would change
+// anything, so that the periodic call commits nothing in the usual case.
+func (a *Authority) ocspKeysDue(ctx context.Context, keep string, now time.Time) (bool, error) {
+	keys, err := a.st.Keys(ctx)
+	if err != nil {
+		return false, internal("list keys", err)
+	}
+	var retired []store.KeyRecord
+	for _, k := range keys {
+		if k.Purpose != KeyPurposeOCSP || k.ID == keep {
+			continue
+		}
+		switch k.State {
+		case store.KeyActive:
+			return true, nil
+		case store.KeyRetired:
+			retired = append(retired, k)
+		}
+	}
+	if len(retired) == 0 {
+		return false, nil
+	}
+	// SPKI hashes of the responder certificates tidyOCSPKeys keeps keys for:
+	// unexpired, and unrevoked or on hold.
+	inUse := map[string]bool{}
+	for _, status := range []string{"valid", "revoked"} {
+		f := store.CertFilter{Profile: ocspResponderProfile, Status: status, Now: now, Limit: 1000}
+		for {
+			certs, next, err := a.st.Certificates(ctx, f)
+			if err != nil {
+				return false, internal("list ocsp responder certificates", err)
+			}
+			for _, c := range certs {
+				if status == "valid" || (c.RevokeReason == ReasonCertificateHold && now.Before(c.NotAfter)) {
+					inUse[string(c.SPKIHash)] = true
+				}
+			}
+			if next == 0 {
+				break
+			}
+			f.Cursor = next
+		}
+	}
+	for _, k := range retired {
+		if !inUse[string(store.SPKIHash(k.PublicKey))] {
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
+// tidyOCSPKeys retires, inside tx, every active OCSP responder key but
+// keep, and destroys each retired one that no unexpired certificate,
+// unrevoked or on hold, carries. Retirement always comes first, so a key is never
+// destroyed straight from active.
+func tidyOCSPKeys(tx store.Tx, keep string, now time.Time) (retired, destroyed []string, err error) {
+	keys, err := tx.Keys()
+	if err != nil {
+		return nil, nil, err
+	}
+	for _, k := range keys {
+		if k.Purpose != KeyPurposeOCSP || k.ID == keep || k.State == store.KeyDestroyed {
+			continue
+		}
+		if k.State == store.KeyActive {
+			if err := keystore.Retire(tx, k, "system", now, map[string]string{"reason": "superseded", "successor": keep}); err != nil {
+				return nil, nil, err
+			}
+			retired = append(retired, k.ID)
+		}
+		// Unexpired and unrevoked, or on hold (it may be released).
+		inUse, err := tx.CertificatesToBlockWithKey(store.SPKIHash(k.PublicKey), now)
+		if err != nil {
+			return nil, nil, err
+		}
+		if len(inUse) > 0 {
+			continue // responses it signed may still be served and verified
+		}
+		if err := keystore.Destroy(tx, k, "system", "ocsp responder certificates expired", now); err != nil {
+			return nil, nil, err
+		}
+		destroyed = append(destroyed, k.ID)
+	}
+	return retired, destroyed, nil
 }
 
 // ocspResponderCert builds, lints and signs a responder certificate for pub.

@@ -95,8 +95,9 @@ func (s *tbsSigner) signTBS(tbs []byte) ([]byte, error) {
 	return b.Bytes()
 }
 
-// signature returns the issuer key's signature over tbs, checked against
-// the issuer certificate. Callers check what they sign.
+// signature returns the key's signature over tbs, checked against s.issuer
+// (the issuer certificate, or an OCSP responder's). Callers check what they
+// sign.
 func (s *tbsSigner) signature(tbs []byte) ([]byte, error) {
 	digest := tbs
 	if s.hash != 0 {
@@ -111,7 +112,7 @@ func (s *tbsSigner) signature(tbs []byte) ([]byte, error) {
 	// As x509.CreateCertificate does: a faulty signer must never yield a
 	// certificate, and a fault must not leak the key through a bad signature.
 	if err := s.issuer.CheckSignature(s.sigAlg, tbs, sig); err != nil {
-		return nil, fmt.Errorf("signature from the issuer key does not verify: %w", err)
+		return nil, fmt.Errorf("signature from the signing key does not verify: %w", err)
 	}
 	return sig, nil
 }

@@ -8,6 +8,16 @@
 // latest CRL of each issuer and shard, with its number, in crl_state, and
 // the pre-signed OCSP responses in ocsp_responses.
 //
+// OCSP invariants:
+//   - GETs, and POSTs without a nonce, are answered from pre-signed
+//     responses: a cache hit signs nothing and queries nothing. Only with
+//     ocsp.nonce does a POST carrying a nonce get a response signed for it
+//     (ca.OCSPSigner.SignWithNonce), rate-limited and never cached or stored.
+//   - One responder key is active: restarts reuse it, it is replaced at the
+//     last refresh before its certificate's half-life (every response is then
+//     re-signed), and ca retires the old key and destroys it once its
+//     certificate has expired (ca.Authority.TidyOCSPKeys, at every refresh).
+//
 // CRL invariants:
 //   - CRL numbers grow by one per (issuer, shard) and are stored in the same
 //     transaction as the CRL they number; a CRL is served only after it is

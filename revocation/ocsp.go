@@ -25,9 +25,11 @@ import (
 )
 
 // OCSPAuthority is what the responder needs of ca: a signer whose key stays
-// in ca, the issuer it answers for, and news of revocations.
+// in ca, the end of the responder keys it no longer uses, the issuer it
+// answers for, and news of revocations.
 type OCSPAuthority interface {
 	NewOCSPSigner(ctx context.Context, cfg ca.OCSPSignerConfig) (*ca.OCSPSigner, error)
+	TidyOCSPKeys(ctx context.Context, current *ca.OCSPSigner) error
 	Intermediate() ca.Issuer
 	OnStatusChange(fn func(store.CertRecord))
 }
@@ -60,8 +62,17 @@ type OCSPConfig struct {
 	MissesPerSecond float64
 	// MaxUnknown bounds the cached "unknown" answers (default 10000).
 	MaxUnknown int
-	Clock      clockwork.Clock
-	Logger     *slog.Logger
+	// Nonce echoes the nonce of a POST request (RFC 6960 §4.4.1) in a
+	// response signed for that request alone, never cached or stored. Off,
+	// nonces are ignored and every answer is pre-signed, as RFC 5019 §2.2.1
+	// lets responders do. GETs are answered from the cache either way.
+	Nonce bool
+	// NoncesPerSecond bounds the nonce responses signed on demand (default
+	// 200, burst twice that); above it a POST gets the pre-signed response,
+	// without its nonce, and the client decides whether that will do.
+	NoncesPerSecond float64
+	Clock           clockwork.Clock
+	Logger          *slog.Logger
 	// Registerer receives the metrics (nil: unregistered).
 	Registerer prometheus.Registerer
 }
@@ -114,6 +125,7 @@ type Responder struct {
 	log     *slog.Logger
 	metrics *ocspMetrics
 	misses  *rate.Limiter
+	nonces  *rate.Limiter
 
 	// byKeyHash finds the issuer of a request by its issuerKeyHash, SHA-1
 	// or SHA-256; it is built once and never changes.
@@ -160,6 +172,9 @@ func NewResponder(cfg OCSPConfig, auth OCSPAuthority, st OCSPStore) (*Responder,
 	if cfg.MaxUnknown <= 0 {
 		cfg.MaxUnknown = 10000
 	}
+	if cfg.NoncesPerSecond <= 0 {
+		cfg.NoncesPerSecond = 200
+	}
 	iss, err := newIssuerState(auth.Intermediate())
 	if err != nil {
 		return nil, err
@@ -168,6 +183,7 @@ func NewResponder(cfg OCSPConfig, auth OCSPAuthority, st OCSPStore) (*Responder,
 		cfg: cfg, auth: auth, st: st, clk: cfg.Clock, log: cfg.Logger,
 		metrics:   newOCSPMetrics(cfg.Registerer),
 		misses:    rate.NewLimiter(rate.Limit(cfg.MissesPerSecond), int(2*cfg.MissesPerSecond)+1),
+		nonces:    rate.NewLimiter(rate.Limit(cfg.NoncesPerSecond), int(2*cfg.NoncesPerSecond)+1),
 		byKeyHash: map[string]*issuerState{},
 		iss:       iss,
 		persistCh: make(chan []store.OCSPResponse, 64),
@@ -195,10 +211,11 @@ func newIssuerState(is ca.Issuer) (*issuerState, error) {
 	return s, nil
 }
 
-// Start gets a signer, loads the stored responses, signs those missing or
-// due for every unexpired certificate, subscribes to revocations and starts
-// the refresh loop. It returns once every unexpired certificate has a
-// response in memory.
+// Start gets a signer (the recorded responder certificate if it is not due
+// for renewal, so restarts do not pile up responder keys), loads the stored
+// responses, signs those missing or due for every unexpired certificate,
+// subscribes to revocations and starts the refresh loop. It returns once
+// every unexpired certificate has a response in memory.
 func (r *Responder) Start(ctx context.Context) error {
 	signer, err := r.auth.NewOCSPSigner(ctx, r.signerConfig())
 	if err != nil {
@@ -230,7 +247,14 @@ func (r *Responder) Close() {
 }
 
 func (r *Responder) signerConfig() ca.OCSPSignerConfig {
-	return ca.OCSPSignerConfig{Validity: r.cfg.ResponderValidity, SignWithIssuer: r.cfg.SignWithIssuer}
+	return ca.OCSPSignerConfig{Validity: r.cfg.ResponderValidity, SignWithIssuer: r.cfg.SignWithIssuer,
+		RenewMargin: r.refreshInterval()}
+}
+
+// rotationDue reports whether s must be replaced at this refresh: the next
+// one would come at or after its half-life, which is thus never passed.
+func (r *Responder) rotationDue(s *ca.OCSPSigner, now time.Time) bool {
+	return !s.RenewAt().IsZero() && !now.Add(r.refreshInterval()).Before(s.RenewAt())
 }
 
 func (r *Responder) setSigner(s *ca.OCSPSigner) {
@@ -318,23 +342,28 @@ func (r *Responder) refreshLoop() {
 	}
 }
 
-// Refresh rotates the responder certificate once half its life has passed,
-// then signs a response for every unexpired certificate whose cached one is
-// missing, says another status, or would pass half its validity before the
-// next refresh; expired entries are dropped. New responses are served at
-// once and copied to the store in batches.
+// Refresh rotates the responder certificate at the last refresh before
+// half its life has passed (ca retires the old key) and then re-signs every
+// response with the new one; otherwise it signs a response for every
+// unexpired certificate whose cached one is missing, says another status,
+// or would pass half its validity before the next refresh. Expired entries
+// are dropped. New responses are served at once and copied to the store in
+// batches. Last, responder keys no longer needed are retired or destroyed
+// (ca.TidyOCSPKeys); a failure there is logged, not returned.
 func (r *Responder) Refresh(ctx context.Context) error {
 	r.refreshMu.Lock()
 	defer r.refreshMu.Unlock()
 	now := r.clk.Now()
-	if s := r.Signer(); !s.RenewAt().IsZero() && !now.Before(s.RenewAt()) {
+	rotated := false
+	if s := r.Signer(); r.rotationDue(s, now) {
 		next, err := r.auth.NewOCSPSigner(ctx, r.signerConfig())
 		if err != nil {
 			return fmt.Errorf("ocsp: rotate responder certificate: %w", err)
 		}
 		r.setSigner(next)
+		rotated = true
 		r.log.InfoContext(ctx, "ocsp responder certificate rotated", "issuer", r.iss.id,
-			"serial", ca.SerialString(next.Certificate().SerialNumber))
+			"serial", ca.SerialString(next.Certificate().SerialNumber), "previous", ca.SerialString(s.Certificate().SerialNumber))
 	}
 	dueBy := now.Add(r.refreshInterval())
 	var batch []store.OCSPResponse
@@ -347,7 +376,9 @@ func (r *Responder) Refresh(ctx context.Context) error {
 		r.iss.mu.RLock()
 		cur := r.iss.entries[key]
 		r.iss.mu.RUnlock()
-		if cur != nil && sameStatus(cur, c.RevokedAt, c.RevokeReason) &&
+		// After a rotation every response is re-signed: relying parties see
+		// the new responder certificate from now on, not the retired one.
+		if !rotated && cur != nil && sameStatus(cur, c.RevokedAt, c.RevokeReason) &&
 			dueBy.Before(cur.thisUpdate.Add(r.cfg.Validity/2)) {
 			return nil
 		}
@@ -375,6 +406,9 @@ func (r *Responder) Refresh(ctx context.Context) error {
 	r.dropExpired(now)
 	if signed > 0 {
 		r.log.InfoContext(ctx, "ocsp responses signed", "issuer", r.iss.id, "count", signed)
+	}
+	if err := r.auth.TidyOCSPKeys(ctx, r.Signer()); err != nil {
+		r.log.ErrorContext(ctx, "ocsp responder keys not tidied", "issuer", r.iss.id, "error", err)
 	}
 	return nil
 }

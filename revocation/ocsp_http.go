@@ -95,10 +95,19 @@ func decodeGETRequest(escaped string) ([]byte, bool) {
 	return der, true
 }
 
-// answer looks the request up and writes the pre-signed response.
+// answer looks the request up and writes the pre-signed response, or with
+// cfg.Nonce, for a POST carrying a nonce, one signed for it.
 func (r *Responder) answer(w http.ResponseWriter, req *http.Request, method string, der []byte) {
 	q, err := parseOCSPRequest(der)
 	if err != nil {
+		r.writeError(w, method, statusMalformed, ocsp.MalformedRequestErrorResponse)
+		return
+	}
+	// GETs are for caches (RFC 5019 §5): a nonce there is never echoed.
+	echo := r.cfg.Nonce && method == "POST" && q.hasNonce
+	if echo && !validNonce(q.nonce) {
+		// RFC 8954 §2.1: an empty nonce or one over 32 octets is malformed.
+		r.metrics.nonce(nonceRejected)
 		r.writeError(w, method, statusMalformed, ocsp.MalformedRequestErrorResponse)
 		return
 	}
@@ -130,7 +139,50 @@ func (r *Responder) answer(w http.ResponseWriter, req *http.Request, method stri
 			return
 		}
 	}
+	if echo {
+		r.writeNonce(w, req, e, q, now)
+		return
+	}
 	r.writeEntry(w, req, method, e, q.hash, now)
+}
+
+// writeNonce answers a POST carrying a nonce with a response signed for it
+// alone: what the cached entry says, the nonce echoed in
+// responseExtensions, nothing for caches to keep. Past NoncesPerSecond the
+// pre-signed response goes instead: the nonce is optional (RFC 6960 §4.4.1)
+// and the pre-signed answer costs nothing.
+func (r *Responder) writeNonce(w http.ResponseWriter, req *http.Request, e *entry, q ocspRequest, now time.Time) {
+	if !r.nonces.AllowN(now, 1) {
+		r.metrics.nonce(nonceRateLimited)
+		r.writeEntry(w, req, "POST", e, q.hash, now)
+		return
+	}
+	signer := r.Signer()
+	next := e.nextUpdate
+	if na := signer.NotAfter(); next.After(na) {
+		next = na // never outlive the signer; ca refuses a response that would
+	}
+	der, err := signer.SignWithNonce(ocsp.Response{
+		Status: e.status, SerialNumber: new(big.Int).SetBytes(q.serial), IssuerHash: q.hash.crypto(),
+		ThisUpdate: e.thisUpdate, NextUpdate: next, RevokedAt: e.revokedAt, RevocationReason: e.reason,
+		ProducedAt: now.UTC().Truncate(time.Second),
+	}, q.nonce)
+	if err != nil {
+		r.metrics.nonce(nonceFailed)
+		r.log.ErrorContext(req.Context(), "ocsp nonce response", "issuer", r.iss.id, "error", err)
+		r.writeError(w, "POST", statusInternal, ocsp.InternalErrorErrorResponse)
+		return
+	}
+	r.metrics.nonce(nonceSigned)
+	r.metrics.request("POST", ocspStatusLabel(e.status))
+	r.metrics.age.Observe(now.Sub(e.thisUpdate).Seconds())
+	hdr := w.Header()
+	hdr["Content-Type"] = []string{"application/ocsp-response"}
+	// Unique to this request: no shared cache may keep it (RFC 5019 §6.2's
+	// headers are for pre-signed responses).
+	hdr["Cache-Control"] = []string{"no-store"}
+	hdr["Content-Length"] = []string{strconv.Itoa(len(der))}
+	_, _ = w.Write(der)
 }
 
 // miss answers a serial with no cached response: a certificate issued since
@@ -184,8 +236,8 @@ func ocspStatusLabel(status int) string {
 }
 
 // writeEntry writes a pre-signed response with the RFC 5019 §6.2 caching
-// headers. The nonce of a POST is not echoed: responses are pre-signed and
-// shared (RFC 5019 §2.2.1 lets responders ignore it).
+// headers. A nonce is not echoed here: pre-signed responses are shared
+// (RFC 5019 §2.2.1 lets responders ignore it); see writeNonce.
 func (r *Responder) writeEntry(w http.ResponseWriter, req *http.Request, method string, e *entry, h hashIndex, now time.Time) {
 	r.metrics.request(method, ocspStatusLabel(e.status))
 	r.metrics.age.Observe(now.Sub(e.thisUpdate).Seconds())

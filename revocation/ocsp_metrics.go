@@ -17,6 +17,14 @@ const (
 
 var ocspStatuses = [...]string{statusGood, statusRevoked, statusUnknown, statusMalformed, statusUnauthorized, statusTryLater, statusInternal}
 
+// Result labels of sigil_ocsp_nonce_responses_total.
+const (
+	nonceSigned      = "signed"       // signed on demand with the nonce echoed
+	nonceRateLimited = "rate_limited" // answered pre-signed, without the nonce
+	nonceRejected    = "rejected"     // malformedRequest: empty or over 32 octets
+	nonceFailed      = "failed"       // signing failed: internalError
+)
+
 // ocspMetrics are the responder's Prometheus instruments. The counters of
 // every (method, status) pair are resolved once so that the hot path does
 // no label lookup.
@@ -27,6 +35,7 @@ type ocspMetrics struct {
 	age      prometheus.Histogram
 	signed   prometheus.Counter
 	cached   prometheus.Gauge
+	nonces   map[string]prometheus.Counter // result
 }
 
 func newOCSPMetrics(reg prometheus.Registerer) *ocspMetrics {
@@ -51,6 +60,14 @@ func newOCSPMetrics(reg prometheus.Registerer) *ocspMetrics {
 			Name: "sigil_ocsp_cached_responses", Help: "Certificates with a pre-signed OCSP response in memory.",
 		}),
 	}
+	nonces := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "sigil_ocsp_nonce_responses_total",
+		Help: "OCSP POST requests with a nonce while ocsp.nonce is on, by result: signed (on demand, nonce echoed; not in sigil_ocsp_responses_signed_total), rate_limited (pre-signed answer without the nonce), rejected (malformedRequest), failed.",
+	}, []string{"result"})
+	m.nonces = map[string]prometheus.Counter{}
+	for _, res := range []string{nonceSigned, nonceRateLimited, nonceRejected, nonceFailed} {
+		m.nonces[res] = nonces.WithLabelValues(res)
+	}
 	for _, method := range []string{"GET", "POST"} {
 		m.requests[method] = map[string]prometheus.Counter{}
 		for _, s := range ocspStatuses {
@@ -58,13 +75,19 @@ func newOCSPMetrics(reg prometheus.Registerer) *ocspMetrics {
 		}
 	}
 	if reg != nil {
-		reg.MustRegister(requests, lookups, m.age, m.signed, m.cached)
+		reg.MustRegister(requests, lookups, m.age, m.signed, m.cached, nonces)
 	}
 	return m
 }
 
 func (m *ocspMetrics) request(method, status string) {
 	if c, ok := m.requests[method][status]; ok {
+		c.Inc()
+	}
+}
+
+func (m *ocspMetrics) nonce(result string) {
+	if c, ok := m.nonces[result]; ok {
 		c.Inc()
 	}
 }

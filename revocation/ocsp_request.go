@@ -6,6 +6,8 @@ import (
 
 	"golang.org/x/crypto/cryptobyte"
 	cbasn1 "golang.org/x/crypto/cryptobyte/asn1"
+
+	"github.com/sigil-ca/sigil/ca"
 )
 
 // DER contents of the OIDs the parser recognizes: the CertID hash
@@ -53,13 +55,17 @@ func hashByName(s string) (hashIndex, bool) {
 
 var errMalformed = errors.New("malformed OCSP request")
 
-// ocspRequest is the one CertID of an RFC 6960 OCSPRequest. Its slices
-// alias the request bytes.
+// ocspRequest is the one CertID of an RFC 6960 OCSPRequest, and its nonce.
+// Its slices alias the request bytes.
 type ocspRequest struct {
 	hash     hashIndex
 	nameHash []byte
 	keyHash  []byte
 	serial   []byte // big-endian magnitude, no leading zeros
+	// nonce is the extnValue of the id-pkix-ocsp-nonce request extension
+	// (RFC 6960 §4.4.1) if hasNonce: the DER Nonce OCTET STRING, as it is
+	// echoed. Its length is judged where it is used (validNonce).
+	nonce    []byte
 	hasNonce bool
 }
 
@@ -67,8 +73,9 @@ type ocspRequest struct {
 // allocation beyond the result. It refuses, as malformed: trailing bytes, a
 // version other than v1(0), no or more than one Request (RFC 5019 §2.1.1
 // allows exactly one), a hash algorithm other than SHA-1 or SHA-256, hashes
-// of the wrong length and non-positive serials. The optional signature is
-// not checked: the responder answers anyone (RFC 5019 §2.1.2).
+// of the wrong length, non-positive serials, request extensions that are
+// not Extension SEQUENCEs (RFC 5280 §4.1) and a second nonce. The optional
+// signature is not checked: the responder answers anyone (RFC 5019 §2.1.2).
 func parseOCSPRequest(der []byte) (ocspRequest, error) {
 	var req ocspRequest
 	in := cryptobyte.String(der)
@@ -112,13 +119,19 @@ func parseOCSPRequest(der []byte) (ocspRequest, error) {
 			return req, errMalformed
 		}
 		for !seq.Empty() {
-			var ext cryptobyte.String
-			var oid cryptobyte.String
-			if !seq.ReadASN1(&ext, cbasn1.SEQUENCE) || !ext.ReadASN1(&oid, cbasn1.OBJECT_IDENTIFIER) {
+			// Extension ::= SEQUENCE { extnID, critical BOOLEAN DEFAULT FALSE, extnValue OCTET STRING }
+			var ext, oid, value cryptobyte.String
+			var critical bool
+			if !seq.ReadASN1(&ext, cbasn1.SEQUENCE) || !ext.ReadASN1(&oid, cbasn1.OBJECT_IDENTIFIER) ||
+				(ext.PeekASN1Tag(cbasn1.BOOLEAN) && !ext.ReadASN1Boolean(&critical)) ||
+				!ext.ReadASN1(&value, cbasn1.OCTET_STRING) || !ext.Empty() {
 				return req, errMalformed
 			}
 			if oidEqual(oid, derNonce) {
-				req.hasNonce = true
+				if req.hasNonce {
+					return req, errMalformed
+				}
+				req.nonce, req.hasNonce = value, true
 			}
 		}
 	}
@@ -182,3 +195,12 @@ func serialMagnitude(b []byte) ([]byte, bool) {
 }
 
 func oidEqual(b cryptobyte.String, contents string) bool { return string(b) == contents }
+
+// validNonce reports whether a request's nonce is one DER OCTET STRING of 1
+// to ca.MaxOCSPNonce octets (RFC 8954 §2.1: a longer or empty one is a
+// malformedRequest).
+func validNonce(nonce []byte) bool {
+	in := cryptobyte.String(nonce)
+	var v cryptobyte.String
+	return in.ReadASN1(&v, cbasn1.OCTET_STRING) && in.Empty() && len(v) >= 1 && len(v) <= ca.MaxOCSPNonce
+}

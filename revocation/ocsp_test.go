@@ -439,9 +439,133 @@ func TestOCSPRestartServesStoredCopy(t *testing.T) {
 	if after := post(t, r2.Handler(), der).Body.Bytes(); !bytes.Equal(after, before) {
 		t.Error("Start re-signed a fresh stored response")
 	}
-	// Only the new responder certificate's own responses are signed.
-	if got := counterValue(t, r2.metrics.signed) - signedBefore; got != 2 {
-		t.Errorf("Start signed %v responses, want 2 (the new responder certificate)", got)
+	// Nothing is signed: the responder certificate is reused, and its own
+	// responses were stored too.
+	if got := counterValue(t, r2.metrics.signed) - signedBefore; got != 0 {
+		t.Errorf("Start signed %v responses, want 0", got)
+	}
+	if !r2.Signer().Certificate().Equal(r.Signer().Certificate()) {
+		t.Error("a new responder certificate after a restart")
+	}
+}
+
+// TestOCSPResponderKeyLifecycle: restarts reuse the responder certificate
+// and key; the refresh before its half-life rotates it, re-signs every
+// response and retires the old key; the refresh after the old certificate
+// expires destroys the old key. One active responder key throughout.
+func TestOCSPResponderKeyLifecycle(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	c := e.issue("life.example.com")
+	cfg := OCSPConfig{Validity: 24 * time.Hour, ResponderValidity: 72 * time.Hour}
+	r := e.responder(cfg)
+	first := r.Signer()
+	for i := range 2 {
+		r.Close()
+		e.clk.Advance(time.Hour)
+		e.reopen()
+		r = e.responder(cfg)
+		if r.Signer().KeyID() != first.KeyID() || !r.Signer().Certificate().Equal(first.Certificate()) {
+			t.Fatalf("restart %d: responder %s, want %s reused", i+1, r.Signer().KeyID(), first.KeyID())
+		}
+	}
+	e.checkOCSPKeys(map[string]int{store.KeyActive: 1})
+
+	// The refresh interval is 3h: the refresh whose successor would come
+	// after the half-life rotates.
+	e.clk.Advance(first.RenewAt().Sub(e.clk.Now()) - 4*time.Hour)
+	if err := r.Refresh(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if r.Signer().KeyID() != first.KeyID() {
+		t.Fatal("rotated more than a refresh interval before the half-life")
+	}
+	e.clk.Advance(2 * time.Hour)
+	if err := r.Refresh(ctx); err != nil {
+		t.Fatal(err)
+	}
+	second := r.Signer()
+	if second.KeyID() == first.KeyID() {
+		t.Fatal("not rotated at the last refresh before the half-life")
+	}
+	if !e.clk.Now().Before(first.RenewAt()) {
+		t.Fatal("test clock past the half-life")
+	}
+	inter := e.auth.Intermediate().Cert
+	for _, h := range []crypto.Hash{crypto.SHA1, crypto.SHA256} {
+		resp := parse(t, get(t, r.Handler(), "/ocsp/"+base64.StdEncoding.EncodeToString(request(t, c, inter, h))), c, inter)
+		if !resp.Certificate.Equal(second.Certificate()) {
+			t.Errorf("%v: cached response not re-signed by the new responder", h)
+		}
+	}
+	e.checkOCSPKeys(map[string]int{store.KeyActive: 1, store.KeyRetired: 1})
+	e.checkAudit("key.retired", first.KeyID(), 1)
+
+	// The refreshes up to the old certificate's notAfter neither destroy
+	// the old key nor touch the new one.
+	for e.clk.Now().Add(3 * time.Hour).Before(first.Certificate().NotAfter) {
+		e.clk.Advance(3 * time.Hour)
+		if err := r.Refresh(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if !r.rotationDue(second, e.clk.Now()) && r.Signer().KeyID() != second.KeyID() {
+			t.Fatal("rotated again before the new responder's half-life")
+		}
+	}
+	e.checkOCSPKeys(map[string]int{store.KeyActive: 1, store.KeyRetired: 1 + btoi(r.Signer() != second)})
+	e.checkAudit("key.destroyed", first.KeyID(), 0)
+
+	// Past the old certificate's notAfter, the next refresh destroys it.
+	e.clk.Advance(first.Certificate().NotAfter.Sub(e.clk.Now()) + time.Minute)
+	if err := r.Refresh(ctx); err != nil {
+		t.Fatal(err)
+	}
+	e.checkAudit("key.destroyed", first.KeyID(), 1)
+	if k, err := e.st.Key(ctx, first.KeyID()); err != nil || k.State != store.KeyDestroyed || k.WrappedDEK != nil || k.Ciphertext != nil {
+		t.Errorf("destroyed key %s: %v, state %s, still %d+%d bytes of key material", first.KeyID(), err, k.State, len(k.WrappedDEK), len(k.Ciphertext))
+	}
+	// By then the second responder has passed its own half-life: the third
+	// is active, the second retired until its certificate expires.
+	if r.Signer().KeyID() == second.KeyID() {
+		t.Fatal("second responder not rotated by its half-life")
+	}
+	e.checkOCSPKeys(map[string]int{store.KeyActive: 1, store.KeyRetired: 1, store.KeyDestroyed: 1})
+	e.checkAudit("key.retired", second.KeyID(), 1)
+}
+
+func btoi(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// checkOCSPKeys compares the responder keys' count by state.
+func (e *env) checkOCSPKeys(want map[string]int) {
+	e.t.Helper()
+	keys, err := e.auth.KeyInventory(context.Background())
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	got := map[string]int{}
+	for _, k := range keys {
+		if k.Purpose == ca.KeyPurposeOCSP {
+			got[k.State]++
+		}
+	}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		e.t.Errorf("ocsp keys by state: %v, want %v", got, want)
+	}
+}
+
+func (e *env) checkAudit(action, target string, want int) {
+	e.t.Helper()
+	evs, _, err := e.auth.AuditEvents(context.Background(), store.AuditFilter{Action: action, Target: target})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	if len(evs) != want {
+		e.t.Errorf("%d %s events for %s, want %d", len(evs), action, target, want)
 	}
 }
 

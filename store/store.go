@@ -288,6 +288,16 @@ type Tx interface {
 	// TouchKey sets the key's last_used to at if that is later (it never moves
 	// back); a missing key is not an error.
 	TouchKey(id string, at time.Time) error
+	// RetireKey moves an active key to retired (no new use; existing
+	// signatures stay valid) and sets its rotated time to at. ErrNotFound if
+	// no active key has that id: retiring twice is an error, not a no-op.
+	RetireKey(id string, at time.Time) error
+	// DestroyKey crypto-shreds a retired key: its wrapped data key and
+	// ciphertext are erased (NULL), its state becomes destroyed and its
+	// destroyed time at; the public key and the rest of the row stay.
+	// ErrNotFound if no retired key has that id (an active key is retired
+	// first; a destroyed one stays as it is).
+	DestroyKey(id string, at time.Time) error
 	// Keys returns every key as this transaction sees it (its own writes
 	// included), oldest first (by creation time, then id).
 	Keys() ([]KeyRecord, error)

@@ -329,6 +329,49 @@ func TestKeyRoundTrip(t *testing.T) {
 	})
 }
 
+func TestKeyRetireDestroy(t *testing.T) {
+	t.Parallel()
+	s := openTest(t, Config{})
+	ctx := context.Background()
+	k := testKey("key-ocsp")
+	mustTx(t, s, func(tx Tx) error { return tx.InsertKey(k) })
+
+	// Only a retired key is destroyed.
+	if err := s.WithTx(ctx, func(tx Tx) error { return tx.DestroyKey("key-ocsp", testStart) }); !errors.Is(err, ErrNotFound) {
+		t.Errorf("DestroyKey(active) = %v, want ErrNotFound", err)
+	}
+	retired := testStart.Add(time.Hour)
+	mustTx(t, s, func(tx Tx) error { return tx.RetireKey("key-ocsp", retired) })
+	want := k
+	want.State, want.Rotated = KeyRetired, retired
+	if got, _ := s.Key(ctx, "key-ocsp"); !reflect.DeepEqual(got, want) {
+		t.Errorf("after RetireKey = %+v, want %+v", got, want)
+	}
+	if err := s.WithTx(ctx, func(tx Tx) error { return tx.RetireKey("key-ocsp", retired) }); !errors.Is(err, ErrNotFound) {
+		t.Errorf("RetireKey(retired) = %v, want ErrNotFound", err)
+	}
+
+	destroyed := testStart.Add(2 * time.Hour)
+	mustTx(t, s, func(tx Tx) error { return tx.DestroyKey("key-ocsp", destroyed) })
+	want.State, want.Destroyed, want.WrappedDEK, want.Ciphertext = KeyDestroyed, destroyed, nil, nil
+	if got, _ := s.Key(ctx, "key-ocsp"); !reflect.DeepEqual(got, want) {
+		t.Errorf("after DestroyKey = %+v, want %+v (wrapped key and ciphertext erased, the rest kept)", got, want)
+	}
+	for name, fn := range map[string]func(Tx) error{
+		"destroy again":  func(tx Tx) error { return tx.DestroyKey("key-ocsp", destroyed.Add(time.Hour)) },
+		"retire":         func(tx Tx) error { return tx.RetireKey("key-ocsp", destroyed) },
+		"destroy absent": func(tx Tx) error { return tx.DestroyKey("key-missing", destroyed) },
+		"retire absent":  func(tx Tx) error { return tx.RetireKey("key-missing", destroyed) },
+	} {
+		if err := s.WithTx(ctx, fn); !errors.Is(err, ErrNotFound) {
+			t.Errorf("%s: %v, want ErrNotFound", name, err)
+		}
+	}
+	if got, _ := s.Key(ctx, "key-ocsp"); !reflect.DeepEqual(got, want) {
+		t.Errorf("a destroyed key changed: %+v, want %+v", got, want)
+	}
+}
+
 func TestIssuerRoundTrip(t *testing.T) {
 	t.Parallel()
 	s := openTest(t, Config{})

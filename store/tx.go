@@ -35,8 +35,16 @@ const (
 	qRollbackTo = "ROLLBACK TO w"
 )
 
+// Key lifecycle statements. Destroying is crypto-shredding: without the
+// wrapped data key the ciphertext cannot be opened even with the KEK, and the
+// ciphertext goes too; the public key stays for the record.
+const (
+	qRetireKey  = "UPDATE keys SET state = ?, rotated = ? WHERE id = ? AND state = ?"
+	qDestroyKey = "UPDATE keys SET state = ?, wrapped_dek = NULL, ciphertext = NULL, destroyed = ? WHERE id = ? AND state = ?"
+)
+
 func writeQueries() []string {
-	return []string{qSavepoint, qRelease, qRollbackTo, qAppendAuditEvent, qInsertKek, qSetKekState, qInsertKey, qRewrapKey, qTouchKey, qInsertIssuer, qInsertCertificate, qInsertToken, qRevokeToken, qPutSetting,
+	return []string{qSavepoint, qRelease, qRollbackTo, qAppendAuditEvent, qInsertKek, qSetKekState, qInsertKey, qRewrapKey, qTouchKey, qRetireKey, qDestroyKey, qInsertIssuer, qInsertCertificate, qInsertToken, qRevokeToken, qPutSetting,
 		qRevokeCertificate, qUnholdCertificate, qBlockKey, qPutCRL,
 		qInsertACMEAccount, qUpdateACMEAccount, qInsertACMEOrder, qUpdateACMEOrder, qInsertACMEAuthz, qInsertACMEChallenge,
 		qUpdateACMEAuthz, qUpdateACMEChallenge, qUseNonce, qPurgeNonces, qInsertEABKey, qMarkEABKeyUsed}
@@ -113,6 +121,22 @@ func (t *sqliteTx) RewrapKey(id, kekID string, wrappedDEK []byte, rotated time.T
 func (t *sqliteTx) TouchKey(id string, at time.Time) error {
 	_, err := t.exec("touch key", qTouchKey, nanos(at), id, nanos(at))
 	return err
+}
+
+func (t *sqliteTx) RetireKey(id string, at time.Time) error {
+	res, err := t.exec("retire key", qRetireKey, KeyRetired, nanos(at), id, KeyActive)
+	if err != nil {
+		return err
+	}
+	return oneRow(res, "retire key "+id)
+}
+
+func (t *sqliteTx) DestroyKey(id string, at time.Time) error {
+	res, err := t.exec("destroy key", qDestroyKey, KeyDestroyed, nanos(at), id, KeyRetired)
+	if err != nil {
+		return err
+	}
+	return oneRow(res, "destroy key "+id)
 }
 
 func (t *sqliteTx) Keys() ([]KeyRecord, error) {

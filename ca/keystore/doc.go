@@ -7,9 +7,10 @@
 // generation) and golang.org/x/crypto/argon2 (passphrase KDF); it never reads
 // the clock and takes randomness as an io.Reader named rand, which callers set
 // to crypto/rand.Reader. Keystore (keystore.go) adds persistence through store
-// and audits every generation, unwrap and re-wrap through ca/audit. There is
-// no package-level mutable state (the one package-level variable is the
-// immutable sentinel [ErrWrongPassphrase]).
+// and audits every generation, unwrap and re-wrap through ca/audit; [Retire]
+// and [Destroy] (lifecycle.go) end a key's life inside a caller's
+// transaction, audited too. There is no package-level mutable state (the one
+// package-level variable is the immutable sentinel [ErrWrongPassphrase]).
 //
 // # Envelope format
 //

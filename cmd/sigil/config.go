@@ -115,6 +115,9 @@ type OCSPConfig struct {
 	ResponderValidity ca.Duration `yaml:"responder_validity"`
 	// SignWithIssuer signs responses with the intermediate's key.
 	SignWithIssuer bool `yaml:"sign_with_issuer"`
+	// Nonce echoes the nonce of POST requests in a response signed for
+	// each (default off: RFC 5019 responders serve pre-signed responses).
+	Nonce bool `yaml:"nonce"`
 }
 
 // LogConfig sets logging.
@@ -484,6 +487,10 @@ ocsp:
   # Sign responses with the intermediate's own key instead of a delegated
   # responder certificate.
   sign_with_issuer: {{.OCSP.SignWithIssuer}}
+  # Echo the nonce of a POST request (RFC 6960 4.4.1) in a response signed
+  # for that request alone, never cached. Off, nonces are ignored and every
+  # answer is pre-signed (RFC 5019); GETs are answered from the cache either way.
+  nonce: {{.OCSP.Nonce}}
 
 crl:
   # Partitions of each issuer's CRL (0 or 1: one CRL per issuer). With N > 1
