@@ -511,6 +511,8 @@ crl:
 #   crl-publish:           # regenerates every CRL; default: every crl.refresh
 #     schedule: every 1h
 #     enabled: true
+#   managed-renew:         # renews due managed certificates (sigil managed),
+#     schedule: every 5m   # revokes superseded versions, destroys expired keys
 
 log:
   # debug, info, warn or error.

@@ -36,6 +36,9 @@ type jobDefault struct {
 var jobDefaults = map[string]jobDefault{
 	// crl.refresh sets how often every CRL is regenerated.
 	"crl-publish": {schedule: func(c *Config) string { return "every " + time.Duration(c.CRL.Refresh).String() }, enabled: true},
+	// Renews due managed certificates, revokes superseded versions after
+	// their overlap and destroys keys whose certificates have expired.
+	lifecycle.ManagedRenewJob: {schedule: func(*Config) string { return "every 5m" }, enabled: true},
 }
 
 // jobSchedule returns name's configured or default schedule and whether it is enabled.
@@ -74,11 +77,16 @@ func (c *Config) validateJobs() []error {
 // startJobs registers the scheduled jobs and starts the scheduler; a job
 // that fell due while the server was down runs now.
 func (s *server) startJobs(ctx context.Context, clk clockwork.Clock, reg prometheus.Registerer) error {
+	managedRenew, err := lifecycle.ManagedRenewTask(lifecycle.ManagedRenewConfig{Logger: s.log}, s.auth)
+	if err != nil {
+		return err
+	}
 	tasks := map[string]lifecycle.Job{
 		"crl-publish": {Task: func(ctx context.Context) (lifecycle.Result, error) {
 			n, err := s.crl.Publish(ctx)
 			return lifecycle.Result{Items: int64(n)}, err
 		}},
+		lifecycle.ManagedRenewJob: {Task: managedRenew, ChangesState: true},
 	}
 	sched, err := lifecycle.New(lifecycle.Config{Clock: clk, Logger: s.log, Metrics: lifecycle.NewMetrics(reg)}, s.st)
 	if err != nil {

@@ -113,7 +113,7 @@ func startServer(ctx context.Context, cfg *Config, passphrase []byte, log *slog.
 		return nil, fmt.Errorf("serving certificate: %w", err)
 	}
 	secure := http.NewServeMux()
-	apiCfg := api.Config{MaxBodyBytes: cfg.Limits.MaxBodyBytes, Logger: log, Clock: clk, Jobs: jobsAPI{s}}
+	apiCfg := api.Config{MaxBodyBytes: cfg.Limits.MaxBodyBytes, Logger: log, Clock: clk, Jobs: jobsAPI{s}, Managed: s.auth}
 	if cfg.ACME.On() {
 		endpoints, err := newACME(ctx, cfg, st, s.auth, clk, log)
 		if err != nil {
@@ -171,7 +171,11 @@ func startServer(ctx context.Context, cfg *Config, passphrase []byte, log *slog.
 	if err := s.startJobs(ctx, clk, reg); err != nil {
 		return nil, fmt.Errorf("jobs: %w", err)
 	}
-	tlsCfg := &tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: s.serving.GetCertificate}
+	// Client certificates are requested, never required, and not verified
+	// by the TLS stack: the handlers that accept one (managed bundles)
+	// check it against the record; the handshake proves possession of its key.
+	tlsCfg := &tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: s.serving.GetCertificate,
+		ClientAuth: tls.RequestClientCert}
 	s.https = newHTTPServer(secure, cfg.Limits, log)
 	s.https.TLSConfig = tlsCfg
 	s.http = newHTTPServer(plainHandler, cfg.Limits, log)
