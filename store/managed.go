@@ -110,7 +110,9 @@ const (
 	qManagedFailed  = "UPDATE managed SET last_error = ?, last_attempt = ? WHERE name = ?"
 	qDeleteManaged  = "UPDATE managed SET state = 'deleted', deleted = ? WHERE name = ? AND state = 'active'"
 	qManagedRevoked = "UPDATE managed SET renew_due = ? WHERE serial = ? AND state = 'active' AND renew_due > ?"
-	qIssuerDue      = `UPDATE managed SET renew_due = ? WHERE state = 'active' AND (issuer_id < ? OR issuer_id > ?) AND renew_due > ?`
+	// Two ranges rather than issuer_id != ?, which no index serves.
+	qIssuerDueBelow = `UPDATE managed SET renew_due = ? WHERE state = 'active' AND issuer_id < ? AND renew_due > ?`
+	qIssuerDueAbove = `UPDATE managed SET renew_due = ? WHERE state = 'active' AND issuer_id > ? AND renew_due > ?`
 
 	qInsertVersion    = "INSERT INTO managed_versions (" + versionColumns + ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 	qSupersedeVersion = `UPDATE managed_versions SET state = 'superseded', revoke_due = ?
@@ -123,7 +125,8 @@ const (
 
 	qDueManaged = "SELECT " + managedColumns + ` FROM managed
 		WHERE state = 'active' AND renew_due <= ? AND (renew_due, name) > (?, ?) ORDER BY renew_due, name LIMIT ?`
-	qIssuedElsewhere = "SELECT 1 FROM managed WHERE state = 'active' AND (issuer_id < ? OR issuer_id > ?) LIMIT 1"
+	qIssuedElsewhere = `SELECT 1 FROM (SELECT 1 FROM managed WHERE state = 'active' AND issuer_id < ?
+		UNION ALL SELECT 1 FROM managed WHERE state = 'active' AND issuer_id > ?) LIMIT 1`
 	qDueRevocations  = versionRead + `
 		WHERE v.revoke_due > 0 AND v.revoke_due <= ? AND (v.revoke_due, v.serial) > (?, ?) ORDER BY v.revoke_due, v.serial LIMIT ?`
 	qDueKeys = "SELECT " + managedKeyColumns + ` FROM managed_keys
@@ -131,7 +134,7 @@ const (
 )
 
 func managedWriteQueries() []string {
-	return []string{qInsertManaged, qAdvanceManaged, qManagedFailed, qDeleteManaged, qManagedRevoked, qIssuerDue,
+	return []string{qInsertManaged, qAdvanceManaged, qManagedFailed, qDeleteManaged, qManagedRevoked, qIssuerDueBelow, qIssuerDueAbove,
 		qInsertVersion, qSupersedeVersion, qVersionRevoked, qPutManagedKey, qScheduleKeyDestroy}
 }
 
@@ -204,15 +207,19 @@ func (t *sqliteTx) ManagedCertRevoked(serial string, at time.Time) (int64, error
 
 // ManagedIssuerDue implements Tx.
 func (t *sqliteTx) ManagedIssuerDue(activeIssuer string, at time.Time) (int64, error) {
-	res, err := t.exec("managed issuer due", qIssuerDue, nanos(at), activeIssuer, activeIssuer, nanos(at))
-	if err != nil {
-		return 0, err
+	var total int64
+	for _, q := range []string{qIssuerDueBelow, qIssuerDueAbove} {
+		res, err := t.exec("managed issuer due", q, nanos(at), activeIssuer, nanos(at))
+		if err != nil {
+			return 0, err
+		}
+		n, err := res.RowsAffected()
+		if err != nil {
+			return 0, fmt.Errorf("managed issuer due: %w", err)
+		}
+		total += n
 	}
-	n, err := res.RowsAffected()
-	if err != nil {
-		return 0, fmt.Errorf("managed issuer due: %w", err)
-	}
-	return n, nil
+	return total, nil
 }
 
 // InsertManagedVersion implements Tx.
