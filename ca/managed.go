@@ -392,10 +392,57 @@ type ManagedRenewal struct {
 // superseded version is scheduled for revocation per policy. A renewal
 // that lost a race (m is stale) is a Conflict; any other failure is
 // recorded on the managed certificate (LastError, managed.renew.failed).
+// It is PrepareManagedRenewal then CommitManagedRenewal.
 func (a *Authority) RenewManaged(ctx context.Context, m store.ManagedRecord, actor string, manual bool) (*ManagedRenewal, error) {
-	r, err := a.renewManaged(ctx, m, actorOrSystem(actor), manual)
+	p, err := a.PrepareManagedRenewal(ctx, m, actor, manual)
+	if err != nil || p == nil {
+		return nil, err
+	}
+	return a.CommitManagedRenewal(ctx, p)
+}
+
+// PreparedRenewal is a managed renewal whose key is generated (sealed) and
+// certificate signed, not yet recorded: nothing of it is valid or visible
+// until CommitManagedRenewal. It holds no private key in the clear.
+type PreparedRenewal struct {
+	m           store.ManagedRecord
+	actor       string
+	reason      string
+	rotate      bool
+	compromised bool
+	keyRec      store.KeyRecord // the new key, when rotate
+	leaf        store.CertRecord
+	next        store.ManagedRecord
+	version     store.ManagedVersion
+	revokeDue   time.Time
+	start       time.Time
+}
+
+// Name is the managed certificate the renewal is for.
+func (p *PreparedRenewal) Name() string { return p.m.Name }
+
+// PrepareManagedRenewal does the CPU-bound half of RenewManaged: it
+// decides whether m is due and, if so, generates its new key (per policy)
+// and builds, lints and signs its next certificate, writing nothing. It
+// returns nil, nil when nothing is due. A failure is recorded as in
+// RenewManaged. The job runs it on a bounded number of goroutines so that
+// renewals never take every CPU from API issuance.
+func (a *Authority) PrepareManagedRenewal(ctx context.Context, m store.ManagedRecord, actor string, manual bool) (*PreparedRenewal, error) {
+	actor = actorOrSystem(actor)
+	p, err := a.prepareRenewal(ctx, m, actor, manual)
 	if err != nil && KindOf(err) != Conflict && ctx.Err() == nil {
-		a.recordManagedFailure(ctx, m.Name, actorOrSystem(actor), err)
+		a.recordManagedFailure(ctx, m.Name, actor, err)
+	}
+	return p, err
+}
+
+// CommitManagedRenewal records p in one transaction (see RenewManaged).
+// A renewal that lost a race is a Conflict and records nothing; any other
+// failure is recorded as in RenewManaged.
+func (a *Authority) CommitManagedRenewal(ctx context.Context, p *PreparedRenewal) (*ManagedRenewal, error) {
+	r, err := a.commitRenewal(ctx, p)
+	if err != nil && KindOf(err) != Conflict && ctx.Err() == nil {
+		a.recordManagedFailure(ctx, p.m.Name, p.actor, err)
 	}
 	return r, err
 }
@@ -430,7 +477,7 @@ func (a *Authority) activeManaged(ctx context.Context, name string) (store.Manag
 	return m, nil
 }
 
-func (a *Authority) renewManaged(ctx context.Context, m store.ManagedRecord, actor string, manual bool) (*ManagedRenewal, error) {
+func (a *Authority) prepareRenewal(ctx context.Context, m store.ManagedRecord, actor string, manual bool) (*PreparedRenewal, error) {
 	start := a.clk.Now()
 	now := start.UTC()
 	if m.State != store.ManagedActive {
@@ -527,10 +574,18 @@ func (a *Authority) renewManaged(ctx context.Context, m store.ManagedRecord, act
 	if m.RevokeAfter >= 0 && !revoked {
 		revokeDue = now.Add(m.RevokeAfter)
 	}
+	return &PreparedRenewal{m: m, actor: actor, reason: reason, rotate: rotate,
+		compromised: revoked && cur.RevokeReason == ReasonKeyCompromise, keyRec: keyRec, leaf: leaf, next: next,
+		version: v, revokeDue: revokeDue, start: start}, nil
+}
+
+func (a *Authority) commitRenewal(ctx context.Context, p *PreparedRenewal) (*ManagedRenewal, error) {
+	m, leaf, next, rotate, reason, revokeDue, actor := p.m, p.leaf, p.next, p.rotate, p.reason, p.revokeDue, p.actor
+	keyID, now := next.KeyID, leaf.Created
 	touch := a.touchDue(now)
-	err = a.st.WithTx(ctx, func(tx store.Tx) error {
+	err := a.st.WithTx(ctx, func(tx store.Tx) error {
 		if rotate {
-			if err := a.rotateManagedKeyTx(tx, m, keyRec, actor, now, revoked && cur.RevokeReason == ReasonKeyCompromise); err != nil {
+			if err := a.rotateManagedKeyTx(tx, m, p.keyRec, actor, now, p.compromised); err != nil {
 				return err
 			}
 		}
@@ -547,7 +602,7 @@ func (a *Authority) renewManaged(ctx context.Context, m store.ManagedRecord, act
 		if err := tx.SupersedeManagedVersion(m.Name, m.Version, revokeDue); err != nil {
 			return err
 		}
-		if err := tx.InsertManagedVersion(v); err != nil {
+		if err := tx.InsertManagedVersion(p.version); err != nil {
 			return err
 		}
 		if err := tx.AdvanceManaged(next, m.Version); err != nil {
@@ -573,7 +628,7 @@ func (a *Authority) renewManaged(ctx context.Context, m store.ManagedRecord, act
 	case err != nil:
 		return nil, internal("record managed renewal", err)
 	}
-	a.metrics.observeIssued(m.Profile, a.clk.Since(start))
+	a.metrics.observeIssued(m.Profile, a.clk.Since(p.start))
 	return &ManagedRenewal{Name: m.Name, Version: next.Version, Serial: leaf.Serial, Replaced: m.Serial, KeyID: keyID,
 		Rotated: rotate, Reason: reason}, nil
 }

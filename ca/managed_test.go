@@ -3,10 +3,10 @@ package ca
 import (
 	"context"
 	"crypto"
-	"log/slog"
-	"slices"
 	"crypto/x509"
 	"encoding/pem"
+	"log/slog"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"

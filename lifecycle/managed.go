@@ -16,7 +16,8 @@ import (
 type ManagedCA interface {
 	MarkManagedIssuerDue(ctx context.Context) (int64, error)
 	DueManaged(ctx context.Context, after store.DueCursor, limit int) ([]store.ManagedRecord, error)
-	RenewManaged(ctx context.Context, m store.ManagedRecord, actor string, manual bool) (*ca.ManagedRenewal, error)
+	PrepareManagedRenewal(ctx context.Context, m store.ManagedRecord, actor string, manual bool) (*ca.PreparedRenewal, error)
+	CommitManagedRenewal(ctx context.Context, p *ca.PreparedRenewal) (*ca.ManagedRenewal, error)
 	DueManagedRevocations(ctx context.Context, after store.DueCursor, limit int) ([]store.ManagedVersion, error)
 	RevokeSupersededManaged(ctx context.Context, v store.ManagedVersion, actor string) (bool, error)
 	DueManagedKeys(ctx context.Context, after store.DueCursor, limit int) ([]store.ManagedKey, error)
@@ -30,11 +31,16 @@ const ManagedRenewJob = "managed-renew"
 type ManagedRenewConfig struct {
 	// Batch is how many due records one indexed query reads (default 256).
 	Batch int
-	// Workers is how many renewals are in flight at once (default four per
-	// CPU, at least 8). Each renewal is its own short transaction, so
-	// concurrent ones share the store's group commits and API issuance
-	// interleaves with them instead of waiting behind one long
-	// transaction.
+	// Signers is how many renewals are prepared (key generated, certificate
+	// linted and signed: the CPU-bound half) at once; default: half the
+	// CPUs, at least one, so that API issuance keeps CPU to run on.
+	Signers int
+	// Workers is how many prepared renewals, revocations or destructions
+	// are committing at once (default 8). Each is its own short
+	// transaction, so concurrent ones share the store's group commits and
+	// API issuance interleaves with them instead of waiting behind one
+	// long transaction; more in flight renew faster but make an API
+	// commit wait behind more of them (BenchmarkManagedRenew).
 	Workers int
 	Logger  *slog.Logger
 }
@@ -60,8 +66,11 @@ func ManagedRenewTask(cfg ManagedRenewConfig, a ManagedCA) (Task, error) {
 	if cfg.Batch <= 0 {
 		cfg.Batch = 256
 	}
+	if cfg.Signers <= 0 {
+		cfg.Signers = max(1, runtime.GOMAXPROCS(0)/2)
+	}
 	if cfg.Workers <= 0 {
-		cfg.Workers = max(8, 4*runtime.GOMAXPROCS(0))
+		cfg.Workers = 8
 	}
 	r := &managedRenewer{cfg: cfg, a: a}
 	return r.run, nil
@@ -115,7 +124,7 @@ func (r *managedRenewer) run(ctx context.Context) (Result, error) {
 	rotated := int64(0)
 	var rotMu, seenMu sync.Mutex
 	seen := map[string]bool{}
-	drain(ctx, r.cfg, &other, "due managed certificates",
+	pipeline(ctx, r.cfg, &other, "due managed certificates",
 		func(c store.DueCursor) ([]store.ManagedRecord, store.DueCursor, error) {
 			ms, err := r.a.DueManaged(ctx, c, r.cfg.Batch)
 			if len(ms) > 0 {
@@ -124,7 +133,7 @@ func (r *managedRenewer) run(ctx context.Context) (Result, error) {
 			}
 			return ms, c, err
 		},
-		func(m store.ManagedRecord) {
+		func(m store.ManagedRecord) *ca.PreparedRenewal {
 			// A version whose renewal point passed at issuance (a tiny
 			// renew-at) is due again at once: once per run is enough.
 			seenMu.Lock()
@@ -132,14 +141,24 @@ func (r *managedRenewer) run(ctx context.Context) (Result, error) {
 			seen[m.Name] = true
 			seenMu.Unlock()
 			if again {
-				return
+				return nil
 			}
-			res, err := r.a.RenewManaged(ctx, m, managedActor, false)
+			p, err := r.a.PrepareManagedRenewal(ctx, m, managedActor, false)
 			switch {
-			case ca.KindOf(err) == ca.Conflict || (err == nil && res == nil):
-				renewed.skip() // renewed or deleted meanwhile, or no longer due
+			case ca.KindOf(err) == ca.Conflict || (err == nil && p == nil):
+				renewed.skip() // deleted meanwhile, or no longer due
 			case err != nil:
 				renewed.fail("renew "+m.Name, err)
+			}
+			return p
+		},
+		func(p *ca.PreparedRenewal) {
+			res, err := r.a.CommitManagedRenewal(ctx, p)
+			switch {
+			case ca.KindOf(err) == ca.Conflict:
+				renewed.skip() // renewed or deleted meanwhile
+			case err != nil:
+				renewed.fail("renew "+p.Name(), err)
 			default:
 				renewed.ok()
 				if res.Rotated {
@@ -147,7 +166,7 @@ func (r *managedRenewer) run(ctx context.Context) (Result, error) {
 					rotated++
 					rotMu.Unlock()
 				}
-				log.DebugContext(ctx, "managed certificate renewed", "managed", m.Name, "version", res.Version,
+				log.DebugContext(ctx, "managed certificate renewed", "managed", res.Name, "version", res.Version,
 					"serial", res.Serial, "key_id", res.KeyID, "rotated", res.Rotated, "reason", res.Reason)
 			}
 		})
@@ -210,6 +229,36 @@ func (r *managedRenewer) run(ctx context.Context) (Result, error) {
 			failed, renewed.failed, renewed.done+renewed.failed+renewed.skipped, first)
 	}
 	return Result{Items: items}, nil
+}
+
+// pipeline is drain in two stages: cfg.Signers goroutines prepare each
+// item (the CPU-bound half; nil: nothing to commit) and cfg.Workers
+// goroutines commit what was prepared, so that CPU use stays bounded while
+// enough commits are in flight to share fsyncs.
+func pipeline[T, P any](ctx context.Context, cfg ManagedRenewConfig, t *tally, what string,
+	fetch func(store.DueCursor) ([]T, store.DueCursor, error), prepare func(T) *P, commit func(*P)) {
+	ready := make(chan *P, cfg.Workers)
+	var committers sync.WaitGroup
+	for range cfg.Workers {
+		committers.Add(1)
+		go func() {
+			defer committers.Done()
+			for p := range ready {
+				if ctx.Err() == nil {
+					commit(p)
+				}
+			}
+		}()
+	}
+	prep := cfg
+	prep.Workers = cfg.Signers
+	drain(ctx, prep, t, what, fetch, func(it T) {
+		if p := prepare(it); p != nil {
+			ready <- p
+		}
+	})
+	close(ready)
+	committers.Wait()
 }
 
 // drain reads pages of due work with fetch, in order, and runs work on each

@@ -127,7 +127,7 @@ const (
 		WHERE state = 'active' AND renew_due <= ? AND (renew_due, name) > (?, ?) ORDER BY renew_due, name LIMIT ?`
 	qIssuedElsewhere = `SELECT 1 FROM (SELECT 1 FROM managed WHERE state = 'active' AND issuer_id < ?
 		UNION ALL SELECT 1 FROM managed WHERE state = 'active' AND issuer_id > ?) LIMIT 1`
-	qDueRevocations  = versionRead + `
+	qDueRevocations = versionRead + `
 		WHERE v.revoke_due > 0 AND v.revoke_due <= ? AND (v.revoke_due, v.serial) > (?, ?) ORDER BY v.revoke_due, v.serial LIMIT ?`
 	qDueKeys = "SELECT " + managedKeyColumns + ` FROM managed_keys
 		WHERE destroy_due > 0 AND destroy_due <= ? AND (destroy_due, key_id) > (?, ?) ORDER BY destroy_due, key_id LIMIT ?`
