@@ -64,8 +64,9 @@ func (b *Bundle) Zero() { clear(b.KeyPEM) }
 //
 // Every other credential is Forbidden, an admin token included: operators
 // manage managed certificates but never see their keys. Refusals are
-// audited (managed.bundle.refused); a request with no credential is
-// Unauthorized and, like a request without a token, only logged. Every
+// audited (managed.bundle.refused); a request with no credential, or with a
+// certificate this CA did not issue, is Unauthorized and, like a request
+// without a token, only logged. Every
 // bundle delivered is audited in one transaction with the key's export
 // (key.exported, managed.bundle.fetched: who, which version and serial)
 // before it is returned.
@@ -76,10 +77,13 @@ func (a *Authority) ManagedBundle(ctx context.Context, req BundleRequest) (*Bund
 		b, err = a.managedBundle(ctx, req, actor, via)
 	}
 	if err != nil {
-		if k := KindOf(err); via != "" && (k == Forbidden || k == NotFound || k == Malformed) {
+		switch k := KindOf(err); {
+		case via != "" && (k == Forbidden || k == NotFound || k == Malformed):
 			a.auditBundleRefusal(ctx, req.Name, actor, via, err)
-		} else if k == Internal {
+		case k == Internal:
 			a.log.ErrorContext(ctx, "managed bundle failed", "managed", req.Name, "actor", actor, "error", err)
+		default:
+			a.log.InfoContext(ctx, "managed bundle refused", "managed", req.Name, "actor", actor, "via", via, "reason", k.String())
 		}
 		return nil, err
 	}
@@ -94,7 +98,7 @@ func (a *Authority) bundleCredential(req BundleRequest) (actor, via string, err 
 	case len(req.ClientCert) > 0:
 		c, err := x509.ParseCertificate(req.ClientCert)
 		if err != nil {
-			return "cert:unparseable", "mtls", errorf(Forbidden, "the client certificate cannot be parsed")
+			return "", "mtls", errorf(Unauthorized, "the client certificate cannot be parsed")
 		}
 		return "cert:" + SerialString(c.SerialNumber), "mtls", nil
 	}
@@ -151,36 +155,42 @@ func (a *Authority) managedBundle(ctx context.Context, req BundleRequest, actor,
 	}
 	keyPEM := pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})
 	clear(der)
+	a.log.InfoContext(ctx, "managed bundle delivered", "managed", m.Name, "version", m.Version, "serial", m.Serial,
+		"key_id", m.KeyID, "actor", actor, "via", via)
 	return &Bundle{Name: m.Name, Version: m.Version, Serial: m.Serial, NotBefore: cur.NotBefore.UTC(), NotAfter: cur.NotAfter.UTC(),
 		ChainPEM: chain, KeyPEM: keyPEM}, nil
 }
 
 // checkClientCert accepts der only if it is, byte for byte, a recorded
 // certificate of the managed name, unexpired and unrevoked; it returns that
-// version. The TLS handshake proved possession of its key.
+// version. The TLS handshake proved possession of its key. A certificate
+// this CA never issued is Unauthorized (like a malformed token, only
+// logged, so that scanners cannot grow the audit log); one of another of
+// its identities is Forbidden.
 func (a *Authority) checkClientCert(ctx context.Context, name string, der []byte) (store.ManagedVersion, error) {
-	deny := errorf(Forbidden, "the client certificate is not a certificate of managed %q", name)
+	unknown := errorf(Unauthorized, "the client certificate was not issued by this CA")
 	c, err := x509.ParseCertificate(der)
 	if err != nil {
-		return store.ManagedVersion{}, deny
+		return store.ManagedVersion{}, unknown
 	}
 	serial := SerialString(c.SerialNumber)
+	rec, err := a.st.Certificate(ctx, serial)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return store.ManagedVersion{}, unknown
+	case err != nil:
+		return store.ManagedVersion{}, internal("load certificate", err)
+	case !bytes.Equal(rec.DER, der):
+		return store.ManagedVersion{}, unknown
+	}
+	deny := errorf(Forbidden, "the client certificate is not a certificate of managed %q", name)
 	v, err := a.st.ManagedVersionBySerial(ctx, serial)
 	switch {
 	case errors.Is(err, store.ErrNotFound):
 		return store.ManagedVersion{}, deny
 	case err != nil:
 		return store.ManagedVersion{}, internal("load managed version", err)
-	case v.Name != name:
-		return store.ManagedVersion{}, deny
-	}
-	rec, err := a.st.Certificate(ctx, serial)
-	switch {
-	case errors.Is(err, store.ErrNotFound):
-		return store.ManagedVersion{}, deny
-	case err != nil:
-		return store.ManagedVersion{}, internal("load certificate", err)
-	case rec.IssuerID != v.IssuerID || !bytes.Equal(rec.DER, der):
+	case v.Name != name || v.IssuerID != rec.IssuerID:
 		return store.ManagedVersion{}, deny
 	}
 	now := a.clk.Now()

@@ -10,6 +10,7 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"log/slog"
+	"math/big"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
@@ -194,6 +195,8 @@ func TestManagedBundleAccess(t *testing.T) {
 		{"admin token", e, "/v1/managed/web/bundle", e.admin, http.StatusForbidden, "token:" + e.adminID, true},
 		{"auditor token", e, "/v1/managed/web/bundle", e.auditorToken(t), http.StatusForbidden, "", true},
 		{"no credential", e, "/v1/managed/web/bundle", "", http.StatusUnauthorized, "", false},
+		{"certificate of another CA", e.withClientCert(t, selfSigned(t)), "/v1/managed/web/bundle", "", http.StatusUnauthorized, "", false},
+		{"our certificate of no managed name", e.withClientCert(t, e.plainCert(t)), "/v1/managed/web/bundle", "", http.StatusForbidden, "", true},
 	}
 	for _, tc := range refusals {
 		t.Run(tc.name, func(t *testing.T) {
@@ -258,6 +261,39 @@ func TestManagedBundleAccess(t *testing.T) {
 			t.Fatal("a private key reached the logs")
 		}
 	}
+}
+
+// selfSigned is a bundle whose certificate no CA of the test issued.
+func selfSigned(t *testing.T) api.BundleResponse {
+	t.Helper()
+	key := newKey(t)
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(7), NotBefore: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC), NotAfter: time.Date(2028, 1, 1, 0, 0, 0, 0, time.UTC),
+		DNSNames: []string{"web.example.com"}}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pemBundle(t, der, key)
+}
+
+// plainCert issues a certificate through /v1/sign (not a managed one).
+func (e *testEnv) plainCert(t *testing.T) api.BundleResponse {
+	t.Helper()
+	key := newKey(t)
+	var out api.SignResponse
+	e.getJSON(t, "POST", "/v1/sign", e.admin, api.SignRequest{CSR: csrPEM(t, key, "", "plain.example.com"), Profile: "tls-client"},
+		http.StatusCreated, &out)
+	return pemBundle(t, pemBlocks(t, out.Chain)[0], key)
+}
+
+func pemBundle(t *testing.T, der []byte, key crypto.Signer) api.BundleResponse {
+	t.Helper()
+	k, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return api.BundleResponse{ChainPEM: string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})),
+		KeyPEM: string(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: k}))}
 }
 
 // TestManagedAdminAPI: create, list, show, renew and delete through

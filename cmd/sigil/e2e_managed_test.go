@@ -96,7 +96,7 @@ func TestManagedEndToEnd(t *testing.T) {
 
 	table, _ := e2eRun(t, e2eAdmin(p, c, "managed", "list")...)
 	if !regexp.MustCompile(`(?m)^NAME\s+STATE\s+PROFILE\s+VERSION\s+SERIAL`).MatchString(table) ||
-		!regexp.MustCompile(`(?m)^web\s+active\s+tls-server\s+1\s+` + created.Serial).MatchString(table) {
+		!regexp.MustCompile(`(?m)^web\s+active\s+tls-server\s+1\s+`+created.Serial).MatchString(table) {
 		t.Errorf("managed list:\n%s", table)
 	}
 	csvOut, _ := e2eRun(t, e2eAdmin(p, c, "managed", "list", "--format", "csv")...)

@@ -103,8 +103,12 @@ func managedListCmd() *cobra.Command {
 			}
 			t := table{header: []string{"NAME", "STATE", "PROFILE", "VERSION", "SERIAL", "NOT AFTER", "RENEW DUE", "ROTATE KEY", "LAST ERROR"}}
 			for _, m := range ms {
+				due := fmtTime(m.RenewDue)
+				if m.State != "active" {
+					due = "-" // renewed no more
+				}
 				t.rows = append(t.rows, []string{m.Name, m.State, m.Profile, strconv.Itoa(m.Version), m.Serial,
-					fmtTime(m.NotAfter), fmtTime(m.RenewDue), m.RotateKey, m.LastError})
+					fmtTime(m.NotAfter), due, m.RotateKey, m.LastError})
 			}
 			return render(cmd.OutOrStdout(), format, t, api.ManagedList{Managed: ms})
 		},
