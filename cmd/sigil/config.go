@@ -511,6 +511,10 @@ crl:
 #   crl-publish:           # regenerates every CRL; default: every crl.refresh
 #     schedule: every 1h
 #     enabled: true
+#   ocsp-refresh:          # re-signs OCSP responses; default and longest: every ocsp.validity/8
+#     schedule: every 3h
+#   ocsp-responder-rotate: # renews the delegated responder certificate before half its life
+#     schedule: every 1h
 
 log:
   # debug, info, warn or error.

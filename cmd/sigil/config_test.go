@@ -67,6 +67,10 @@ func TestParseConfigStrict(t *testing.T) {
 		{"short crl validity", "crl:\n  validity: 10m\n  refresh: 5m\n", []string{"crl.validity"}},
 		{"crl refresh not below validity", "crl:\n  validity: 2h\n  refresh: 2h\n", []string{"crl.refresh"}},
 		{"unknown crl key", "crl:\n  shard: 4\n", []string{"shard"}},
+		{"unknown job", "jobs:\n  crl-publsh:\n    schedule: every 1h\n", []string{"jobs.crl-publsh: no such job"}},
+		{"bad job schedule", "jobs:\n  crl-publish:\n    schedule: sometimes\n", []string{"jobs.crl-publish.schedule"}},
+		{"ocsp refresh too rare", "jobs:\n  ocsp-refresh:\n    schedule: every 12h\n", []string{"jobs.ocsp-refresh: must stay enabled, every 3h0m0s"}},
+		{"ocsp refresh off", "jobs:\n  ocsp-refresh:\n    enabled: false\n", []string{"jobs.ocsp-refresh"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := ParseConfig([]byte(tc.doc), "/etc/sigil")
