@@ -77,7 +77,7 @@ type OCSPConfig struct {
 	// no refresh loop of its own.
 	Scheduled bool
 	Clock     clockwork.Clock
-	Logger          *slog.Logger
+	Logger    *slog.Logger
 	// Registerer receives the metrics (nil: unregistered).
 	Registerer prometheus.Registerer
 }
