@@ -11,7 +11,10 @@
 // (journal_mode=WAL, synchronous=FULL).
 //
 // The audit chain is appended inside the same transaction as the change it
-// records: Tx.AppendAudit assigns the sequence number and hash.
+// records: Tx.AppendAudit assigns the sequence number and hash. The writer
+// re-reads the committed head at the start of every batch, under the write
+// lock, so another process writing the same file (an offline command such as
+// sigil ca root-crl while sigil serve runs) extends the one chain.
 //
 // State transitions that must not race, such as revoking a certificate only
 // if it is not revoked yet, are conditions of the UPDATE itself, never a read

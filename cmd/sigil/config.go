@@ -503,6 +503,12 @@ crl:
   # How often every CRL is regenerated (a revocation also regenerates its CRL
   # within seconds); shorter than validity.
   refresh: {{.CRL.Refresh}}
+  # The root's CRL is signed offline (by sigil init, then by sigil ca root-crl
+  # before its nextUpdate): how often the server re-reads it from the database.
+  root_reload: {{.CRL.RootReload}}
+  # How long before the root CRL's nextUpdate the server warns that it must
+  # be re-signed (a log line and the sigil_crl_offline_due metric).
+  root_warn: {{.CRL.RootWarn}}
 
 # Scheduled jobs (sigil jobs list). Each runs alone, never overlapping
 # itself; a run that fell due while the server was down runs at start.

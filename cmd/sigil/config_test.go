@@ -71,6 +71,8 @@ func TestParseConfigStrict(t *testing.T) {
 		{"bad job schedule", "jobs:\n  crl-publish:\n    schedule: sometimes\n", []string{"jobs.crl-publish.schedule"}},
 		{"ocsp refresh too rare", "jobs:\n  ocsp-refresh:\n    schedule: every 12h\n", []string{"jobs.ocsp-refresh: must stay enabled, every 3h0m0s"}},
 		{"ocsp refresh off", "jobs:\n  ocsp-refresh:\n    enabled: false\n", []string{"jobs.ocsp-refresh"}},
+		{"short root crl reload", "crl:\n  root_reload: 10ms\n", []string{"crl.root_reload"}},
+		{"root crl warn beyond its validity", "crl:\n  root_warn: 9000h\n", []string{"crl.root_warn"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := ParseConfig([]byte(tc.doc), "/etc/sigil")
@@ -116,8 +118,9 @@ func TestParseConfigDefaults(t *testing.T) {
 		Log: LogConfig{Level: "info", Format: "text"},
 		ACME: ACMEConfig{Enabled: &on, HTTPPort: 80, TLSPort: 443, AuthzReuse: &reuse,
 			ACMEEndpointConfig: ACMEEndpointConfig{Profile: "tls-server", Profiles: profileNames(ca.DefaultProfiles()), CAA: "auto"}},
-		OCSP:     OCSPConfig{Validity: ca.Duration(24 * time.Hour), ResponderValidity: ca.Duration(72 * time.Hour)},
-		CRL:      CRLConfig{Validity: ca.Duration(24 * time.Hour), Refresh: ca.Duration(time.Hour)},
+		OCSP: OCSPConfig{Validity: ca.Duration(24 * time.Hour), ResponderValidity: ca.Duration(72 * time.Hour)},
+		CRL: CRLConfig{Validity: ca.Duration(24 * time.Hour), Refresh: ca.Duration(time.Hour),
+			RootReload: ca.Duration(time.Minute), RootWarn: ca.Duration(30 * 24 * time.Hour)},
 		Profiles: ca.DefaultProfiles(),
 		dir:      "/etc/sigil",
 	}

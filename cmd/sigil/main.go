@@ -26,6 +26,7 @@ func main() {
 		acmeCmd(),
 		keysCmd(),
 		jobsCmd(),
+		caCmd(),
 		auditCmd(),
 		benchCmd(),
 	)

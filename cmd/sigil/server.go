@@ -42,6 +42,7 @@ type server struct {
 	ocsp    *revocation.Responder
 	crl     *revocation.Publisher
 	jobs    *lifecycle.Scheduler
+	rootCRL *revocation.OfflineCRLs
 	https   *http.Server
 	http    *http.Server
 	httpsLn net.Listener
