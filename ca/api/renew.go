@@ -1,0 +1,73 @@
+package api
+
+import (
+	"crypto/x509"
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"strings"
+
+	"github.com/sigil-ca/sigil/ca"
+)
+
+// RenewRequest is the optional JSON body of POST /v1/renew. The caller
+// authenticates with the certificate to renew, presented as its TLS client
+// certificate; an empty body (or {}) renews with the same key, a CSR
+// renews with the CSR's new key (rekey) for exactly the same names.
+type RenewRequest struct {
+	CSR string `json:"csr,omitempty"` // PEM PKCS#10
+}
+
+// renew answers POST /v1/renew with the SignResponse of /v1/sign. It takes
+// no bearer token: the client certificate is the credential, checked in
+// ca.Authority.Renew rather than in the TLS handshake, so that every
+// refusal gets a JSON error and an audit event.
+func (api *API) renew(w http.ResponseWriter, r *http.Request, _ ca.Principal) error {
+	var req ca.RenewRequest
+	if r.TLS != nil && len(r.TLS.PeerCertificates) > 0 {
+		req.Certificate = r.TLS.PeerCertificates[0]
+	}
+	csr, err := parseRenewBody(r)
+	if err != nil {
+		api.a.RecordRenewalRefusal(r.Context(), req, err)
+		return err
+	}
+	req.CSR = csr
+	iss, err := api.a.Renew(r.Context(), req)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusCreated, SignResponse{
+		Serial: iss.Record.Serial, Issuer: iss.Record.IssuerID, Profile: iss.Record.Profile,
+		NotBefore: iss.Record.NotBefore, NotAfter: iss.Record.NotAfter,
+		Certificate: pemCert(iss.Chain[0]), Chain: pemChain(iss.Chain),
+	})
+	return nil
+}
+
+// parseRenewBody returns the rekey CSR, or nil for an empty body or {}.
+func parseRenewBody(r *http.Request) (*x509.CertificateRequest, error) {
+	if ct := r.Header.Get("Content-Type"); ct != "" && !strings.HasPrefix(ct, "application/json") {
+		return nil, &ca.Error{Kind: ca.Malformed, Detail: "Content-Type must be application/json"}
+	}
+	var body RenewRequest
+	dec := json.NewDecoder(r.Body)
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&body); err != nil {
+		if errors.Is(err, io.EOF) {
+			return nil, nil // no body: renew with the same key
+		}
+		return nil, bodyError(err)
+	}
+	if err := checkEOF(dec); err != nil {
+		return nil, err
+	}
+	if body.CSR == "" {
+		return nil, nil
+	}
+	if !strings.Contains(body.CSR, "-----BEGIN") {
+		return nil, &ca.Error{Kind: ca.BadCSR, Detail: "csr must be PEM encoded"}
+	}
+	return ca.ParseCSR([]byte(body.CSR))
+}
