@@ -167,8 +167,9 @@ func (a *Authority) renew(ctx context.Context, req RenewRequest, rec store.CertR
 		return nil, errorf(BadCSR, "a rekey keeps the certificate's names: the CSR has %s, the certificate %s",
 			strings.Join(got, ", "), strings.Join(want, ", "))
 	}
-	sreq.CSR = csr
-	// issue checks the new key against the profile and the blocklist.
+	// The names are the current certificate's, in its order; the key is the
+	// CSR's, which issue checks against the profile and the blocklist.
+	current.PublicKey, current.PublicKeyAlgorithm = csr.PublicKey, csr.PublicKeyAlgorithm
 	return a.issue(ctx, sreq, prof)
 }
 
