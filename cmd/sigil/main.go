@@ -27,6 +27,7 @@ func main() {
 		keysCmd(),
 		auditCmd(),
 		benchCmd(),
+		agentCmd(),
 	)
 	if err := root.Execute(); err != nil {
 		fmt.Fprintln(os.Stderr, "sigil:", oneLine(err))
