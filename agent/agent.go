@@ -71,11 +71,10 @@ type Agent struct {
 	http   *http.Client
 	jitter func(time.Duration) time.Duration // uniform in [0, d]; tests replace it
 
-	mu      sync.Mutex
-	cur     *tls.Certificate // presented as the client certificate
-	ariURL  string
-	ariKey  string    // the ARI window ariPick was drawn for
-	ariPick time.Time // the renewal time drawn in it
+	mu     sync.Mutex
+	cur    *tls.Certificate // presented as the client certificate
+	ariURL string
+	ari    ariState
 }
 
 // New checks cfg and returns an Agent.
@@ -116,7 +115,7 @@ func New(cfg Config) (*Agent, error) {
 		cfg.ExecTimeout = 5 * time.Minute
 	}
 	a := &Agent{cfg: cfg, clk: cfg.Clock, log: cfg.Logger, files: files{cert: cfg.CertFile, key: cfg.KeyFile}, jitter: uniform}
-	a.http = newHTTPClient(cfg.RootCAs, a.clientCertificate)
+	a.http = newHTTPClient(cfg.RootCAs, a.clientCertificate, a.clk.Now)
 	return a, nil
 }
 

@@ -41,11 +41,11 @@ func (Secret) LogValue() slog.Value { return slog.StringValue("REDACTED") }
 // maxResponse bounds what is read from the server.
 const maxResponse = 1 << 20
 
-func newHTTPClient(roots *x509.CertPool, clientCert func(*tls.CertificateRequestInfo) (*tls.Certificate, error)) *http.Client {
+func newHTTPClient(roots *x509.CertPool, clientCert func(*tls.CertificateRequestInfo) (*tls.Certificate, error), now func() time.Time) *http.Client {
 	tr := &http.Transport{
 		Proxy: http.ProxyFromEnvironment,
 		TLSClientConfig: &tls.Config{MinVersion: tls.VersionTLS12, RootCAs: roots,
-			GetClientCertificate: clientCert},
+			GetClientCertificate: clientCert, Time: now},
 		// A fresh handshake for every request, so that the server always
 		// sees the pair on disk now, not the one a kept-alive connection
 		// authenticated before the last renewal.

@@ -135,33 +135,52 @@ type plan struct {
 	window  window    // the ARI window, if any
 }
 
+// ariState is the last renewal information for one certificate.
+type ariState struct {
+	serial  string
+	ok      bool      // false: the server gave none, use the lifetime
+	window  window    // the suggested window
+	pick    time.Time // the time drawn in it
+	recheck time.Time // do not ask again before (RFC 9773 §4.3 Retry-After)
+}
+
 // schedule decides when c is due. With ARI it picks a uniformly random
-// time in the suggested window (RFC 9773 §4.2), keeping that choice while
-// the window stays the same, so that repeated polls do not keep moving it;
-// a window already past means now. Without ARI, or if the server cannot
-// answer, it is RenewAt of the lifetime.
+// time in the suggested window (RFC 9773 §4.2) and keeps that choice while
+// the window stays the same; a window already past means now. The server
+// is asked again only after its Retry-After. Without ARI, or if the server
+// cannot answer, it is RenewAt of the lifetime.
 func (a *Agent) schedule(ctx context.Context, c *x509.Certificate) plan {
 	now := a.clk.Now()
 	p := plan{due: lifetimePoint(c, a.cfg.RenewAt), source: "lifetime"}
 	if !a.cfg.ARI {
 		return p
 	}
-	w, retry, err := a.renewalInfo(ctx, c)
-	// A missing or broken ARI endpoint must not stop renewals: fall back.
-	if err != nil {
-		a.log.WarnContext(ctx, "no renewal information from the server; using the lifetime fraction",
-			"serial", serialHex(c), "renew_at", a.cfg.RenewAt, "error", err)
-		p.recheck = now.Add(ariErrorRetry)
-		return p
-	}
-	p.source, p.window, p.recheck = "ari", w, now.Add(retry)
 	a.mu.Lock()
-	defer a.mu.Unlock()
-	key := serialHex(c) + "|" + w.Start.String() + "|" + w.End.String()
-	if a.ariKey != key {
-		a.ariKey = key
-		a.ariPick = w.Start.Add(a.jitter(w.End.Sub(w.Start)))
+	st := a.ari
+	a.mu.Unlock()
+	if st.serial != serialHex(c) || !now.Before(st.recheck) {
+		prev := st
+		st = ariState{serial: serialHex(c)}
+		w, retry, err := a.renewalInfo(ctx, c)
+		switch {
+		case err != nil:
+			// A missing or broken ARI endpoint must not stop renewals.
+			a.log.WarnContext(ctx, "no renewal information from the server; using the lifetime fraction",
+				"serial", serialHex(c), "renew_at", a.cfg.RenewAt, "error", err)
+			st.recheck = now.Add(ariErrorRetry)
+		case prev.ok && prev.serial == st.serial && prev.window.Start.Equal(w.Start) && prev.window.End.Equal(w.End):
+			st.ok, st.window, st.pick, st.recheck = true, w, prev.pick, now.Add(retry)
+		default:
+			st.ok, st.window, st.recheck = true, w, now.Add(retry)
+			st.pick = w.Start.Add(a.jitter(w.End.Sub(w.Start)))
+		}
+		a.mu.Lock()
+		a.ari = st
+		a.mu.Unlock()
 	}
-	p.due = a.ariPick
+	p.recheck = st.recheck
+	if st.ok {
+		p.due, p.source, p.window = st.pick, "ari", st.window
+	}
 	return p
 }
