@@ -75,6 +75,8 @@ type Agent struct {
 	cur    *tls.Certificate // presented as the client certificate
 	ariURL string
 	ari    ariState
+	// managedVersion is the last bundle version written by this process.
+	managedVersion int
 }
 
 // New checks cfg and returns an Agent.

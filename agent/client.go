@@ -38,6 +38,10 @@ func (Secret) GoString() string { return "REDACTED" }
 // LogValue returns REDACTED.
 func (Secret) LogValue() slog.Value { return slog.StringValue("REDACTED") }
 
+// MarshalJSON writes "REDACTED": a Secret decodes from JSON but never
+// encodes into it (a JSON log handler marshals what it is given).
+func (Secret) MarshalJSON() ([]byte, error) { return []byte(`"REDACTED"`), nil }
+
 // maxResponse bounds what is read from the server.
 const maxResponse = 1 << 20
 

@@ -46,6 +46,8 @@ type caEnv struct {
 	st    *store.SQLite
 	roots *x509.CertPool
 	logs  *syncBuffer
+	// serving is the listener certificate, issued by the CA.
+	serving tls.Certificate
 }
 
 // syncBuffer is a log sink safe for concurrent writers.
@@ -135,13 +137,22 @@ func newCAEnv(t *testing.T, acmeOn bool) *caEnv {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := httptest.NewUnstartedServer(mux)
-	srv.TLS = &tls.Config{ClientAuth: tls.RequestClientCert, Certificates: []tls.Certificate{*cert}}
-	srv.StartTLS()
-	t.Cleanup(srv.Close)
 	roots := x509.NewCertPool()
 	roots.AddCert(res.Root)
-	return &caEnv{srv: srv, clk: clk, auth: auth, st: st, roots: roots, logs: &syncBuffer{}}
+	e := &caEnv{clk: clk, auth: auth, st: st, roots: roots, logs: &syncBuffer{}, serving: *cert}
+	e.srv = e.listen(t, mux)
+	return e
+}
+
+// listen serves h over TLS with the CA's serving certificate, asking for
+// client certificates.
+func (e *caEnv) listen(t *testing.T, h http.Handler) *httptest.Server {
+	t.Helper()
+	srv := httptest.NewUnstartedServer(h)
+	srv.TLS = &tls.Config{ClientAuth: tls.RequestClientCert, Certificates: []tls.Certificate{e.serving}}
+	srv.StartTLS()
+	t.Cleanup(srv.Close)
+	return srv
 }
 
 // pairFiles are the paths of a certificate and key in a fresh directory.

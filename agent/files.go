@@ -38,8 +38,8 @@ const (
 // The two-file change is crash-safe: both new files are first written in
 // full next to their targets (".NAME.sigil-next"), then the certificate is
 // renamed into place, then the key. After a crash, recoverPair finishes a
-// change whose certificate was already renamed, or discards one that had
-// not begun, so the files on disk are always one matching pair.
+// change half done, or discards one that had not begun, so the agent
+// always starts from one matching pair.
 
 // pendingPath is where the next version of path waits during a key change.
 func pendingPath(path string) string {
@@ -124,6 +124,10 @@ func (f files) write(chainPEM, keyPEM []byte, keyChanged bool) error {
 		os.Remove(pc)
 		return err
 	}
+	// The two renames follow each other at once, with no fsync between
+	// them, to keep the moment a reader can see a mixed pair short;
+	// recoverPair goes by content, so it does not matter which of the two a
+	// crash leaves durable.
 	if err := os.Rename(pc, f.cert); err != nil {
 		os.Remove(pc)
 		os.Remove(pk)
@@ -131,27 +135,43 @@ func (f files) write(chainPEM, keyPEM []byte, keyChanged bool) error {
 	}
 	// From here on the pending key is never removed: recoverPair finishes
 	// the change if this does not.
-	errCert := syncDir(filepath.Dir(f.cert))
 	if err := os.Rename(pk, f.key); err != nil {
-		return errors.Join(errCert, fmt.Errorf("replace %s: %w", f.key, err))
+		return fmt.Errorf("replace %s: %w", f.key, err)
 	}
-	return errors.Join(errCert, syncDir(filepath.Dir(f.key)))
+	if err := syncDir(filepath.Dir(f.cert)); err != nil {
+		return err
+	}
+	return syncDir(filepath.Dir(f.key))
 }
 
 // recoverPair finishes or discards a key change a crash interrupted, and
-// reports what it did ("" for nothing).
+// reports what it did ("" for nothing). It goes by content: a pending file
+// that pairs with the other file in place is the half of the change still
+// to do; one that does not is a change that never began.
 func (f files) recoverPair() (string, error) {
 	if f.combined() {
 		return "", nil
 	}
 	pc, pk := pendingPath(f.cert), pendingPath(f.key)
 	switch {
-	case exists(pc):
-		// Nothing was renamed yet: the files in place are the old pair.
+	case exists(pc) && exists(pk):
+		// Neither rename happened: the files in place are the old pair.
 		if err := errors.Join(removeIfExists(pc), removeIfExists(pk)); err != nil {
 			return "", fmt.Errorf("discard an unfinished key change: %w", err)
 		}
 		return "discarded an unfinished key change", nil
+	case exists(pc):
+		if _, err := tls.LoadX509KeyPair(pc, f.key); err != nil {
+			// The pending key was never written: the old pair is in place.
+			if err := removeIfExists(pc); err != nil {
+				return "", fmt.Errorf("discard an unfinished key change: %w", err)
+			}
+			return "discarded an unfinished key change", nil
+		}
+		if err := rename(pc, f.cert); err != nil {
+			return "", err
+		}
+		return "finished a key change interrupted by a crash", nil
 	case exists(pk):
 		// The certificate was renamed, the key not: finish, if they match.
 		if _, err := tls.LoadX509KeyPair(f.cert, pk); err != nil {

@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"math/big"
 	"net/http"
 	"net/url"
@@ -28,6 +29,12 @@ type Bundle struct {
 	NotAfter  time.Time `json:"not_after"`
 	ChainPEM  string    `json:"chain_pem"` // leaf first
 	KeyPEM    Secret    `json:"key_pem"`   // PKCS#8 PEM
+}
+
+// LogValue shows what identifies the bundle, never its key.
+func (b Bundle) LogValue() slog.Value {
+	return slog.GroupValue(slog.String("name", b.Name), slog.Int("version", b.Version), slog.String("serial", b.Serial),
+		slog.Time("not_after", b.NotAfter))
 }
 
 // errNotNewer means the CA serves the certificate already on disk (or an
@@ -58,7 +65,11 @@ func (a *Agent) fetchManaged(ctx context.Context, cur *tls.Certificate) (renewed
 		return renewed{}, fmt.Errorf("GET %s: the bundle cannot be used: %w", path, err)
 	}
 	leaf := chain[0]
-	if cur != nil && !leaf.NotBefore.After(cur.Leaf.NotBefore) {
+	a.mu.Lock()
+	lastVersion := a.managedVersion
+	a.mu.Unlock()
+	if cur != nil && (leaf.SerialNumber.Cmp(cur.Leaf.SerialNumber) == 0 || leaf.NotBefore.Before(cur.Leaf.NotBefore) ||
+		leaf.NotAfter.Before(cur.Leaf.NotAfter) || b.Version < lastVersion) {
 		// The same certificate, or an older one (a lagging replica):
 		// never replace what is on disk with it.
 		return renewed{}, fmt.Errorf("%w (it serves serial %s, version %d)", errNotNewer, serialHex(leaf), b.Version)
@@ -72,7 +83,10 @@ func (a *Agent) fetchManaged(ctx context.Context, cur *tls.Certificate) (renewed
 	if err := a.files.write([]byte(b.ChainPEM), keyPEM, keyChanged); err != nil {
 		return renewed{}, err
 	}
-	a.log.InfoContext(ctx, "fetched the managed bundle", "name", b.Name, "version", b.Version, "serial", serialHex(leaf))
+	a.mu.Lock()
+	a.managedVersion = b.Version
+	a.mu.Unlock()
+	a.log.InfoContext(ctx, "fetched the managed bundle", "bundle", b)
 	return renewed{leaf: leaf, keyChanged: keyChanged}, nil
 }
 
