@@ -215,6 +215,11 @@ func TestRenewRefusals(t *testing.T) {
 		{"rekey to a blocked key", func(*testing.T) RenewRequest {
 			return RenewRequest{Certificate: old, CSR: sameNames(blocked)}
 		}, BadCSR, "the CSR's public key is blocked", "token:alice", ""},
+		{"rekey with a key of an unknown algorithm", func(*testing.T) RenewRequest {
+			csr := sameNames(mustKey(t, keystore.ECDSAP256))
+			csr.PublicKey, csr.PublicKeyAlgorithm = nil, x509.UnknownPublicKeyAlgorithm
+			return RenewRequest{Certificate: old, CSR: csr}
+		}, BadCSR, "CSR signature does not verify", "token:alice", ""},
 		{"rekey with a bad CSR signature", func(*testing.T) RenewRequest {
 			csr := sameNames(mustKey(t, keystore.ECDSAP256))
 			csr.Signature = slices.Clone(csr.Signature)

@@ -46,15 +46,22 @@ func (api *API) renew(w http.ResponseWriter, r *http.Request, _ ca.Principal) er
 	return nil
 }
 
-// parseRenewBody returns the rekey CSR, or nil for an empty body or {}.
+// parseRenewBody checks the content type and parses the body.
 func parseRenewBody(r *http.Request) (*x509.CertificateRequest, error) {
 	if ct := r.Header.Get("Content-Type"); ct != "" && !strings.HasPrefix(ct, "application/json") {
 		return nil, &ca.Error{Kind: ca.Malformed, Detail: "Content-Type must be application/json"}
 	}
-	var body RenewRequest
-	dec := json.NewDecoder(r.Body)
+	return ParseRenewRequest(r.Body)
+}
+
+// ParseRenewRequest decodes a POST /v1/renew body: nothing, {} or an empty
+// csr asks to keep the key (nil CSR); a PEM CSR asks for a rekey. Every
+// failure is a *ca.Error the caller can show.
+func ParseRenewRequest(body io.Reader) (*x509.CertificateRequest, error) {
+	var req RenewRequest
+	dec := json.NewDecoder(body)
 	dec.DisallowUnknownFields()
-	if err := dec.Decode(&body); err != nil {
+	if err := dec.Decode(&req); err != nil {
 		if errors.Is(err, io.EOF) {
 			return nil, nil // no body: renew with the same key
 		}
@@ -63,11 +70,11 @@ func parseRenewBody(r *http.Request) (*x509.CertificateRequest, error) {
 	if err := checkEOF(dec); err != nil {
 		return nil, err
 	}
-	if body.CSR == "" {
+	if req.CSR == "" {
 		return nil, nil
 	}
-	if !strings.Contains(body.CSR, "-----BEGIN") {
+	if !strings.Contains(req.CSR, "-----BEGIN") {
 		return nil, &ca.Error{Kind: ca.BadCSR, Detail: "csr must be PEM encoded"}
 	}
-	return ca.ParseCSR([]byte(body.CSR))
+	return ca.ParseCSR([]byte(req.CSR))
 }
