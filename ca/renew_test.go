@@ -198,6 +198,11 @@ func TestRenewRefusals(t *testing.T) {
 		{"not recorded", func(*testing.T) RenewRequest {
 			return RenewRequest{Certificate: forge(t, rc.a, unrecorded, key.Public())}
 		}, Unauthorized, "(serial 5eed) is not in this CA's record", "anonymous", "5eed"},
+		{"not valid yet", func(*testing.T) RenewRequest {
+			early := copyOf(old)
+			early.NotBefore = rc.clk.Now().Add(time.Hour)
+			return RenewRequest{Certificate: forge(t, rc.a, early, key.Public())}
+		}, Unauthorized, "not valid before", "anonymous", ""},
 		{"DER differs from the record", func(*testing.T) RenewRequest {
 			return RenewRequest{Certificate: forge(t, rc.a, altered, key.Public())}
 		}, Unauthorized, "differs from the recorded certificate", "anonymous", ""},
