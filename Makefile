@@ -11,6 +11,7 @@ FUZZ_TARGETS := \
 	./ca:FuzzParseCSR \
 	./ca:FuzzSignCSR \
 	./ca/api:FuzzParseSignRequest \
+	./ca/api:FuzzParseRenewRequest \
 	./cmd/sigil:FuzzParseConfig \
 	./acme:FuzzParseJWS \
 	./acme:FuzzNewOrderPayload \

@@ -290,10 +290,18 @@ func (a *Authority) sign(ctx context.Context, req SignRequest, prof *Profile) (*
 	if req.CSR == nil {
 		return nil, errorf(BadCSR, "no CSR")
 	}
-	csr := req.CSR
-	if err := csr.CheckSignature(); err != nil {
+	if err := req.CSR.CheckSignature(); err != nil {
 		return nil, errorf(BadCSR, "CSR signature does not verify: %v", err)
 	}
+	return a.issue(ctx, req, prof)
+}
+
+// issue applies the profile and name policy to req.CSR's key and names and
+// issues. The caller has checked the profile and the CSR's signature, or
+// built the CSR from a certificate whose key the client proved it holds (a
+// renewal, see Renew), which is why the signature is not checked here.
+func (a *Authority) issue(ctx context.Context, req SignRequest, prof *Profile) (*Issued, error) {
+	csr := req.CSR
 	alg, err := keystore.AlgorithmOf(csr.PublicKey)
 	if err != nil {
 		return nil, errorf(BadCSR, "unsupported public key: %v", err)

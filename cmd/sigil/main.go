@@ -29,6 +29,7 @@ func main() {
 		caCmd(),
 		auditCmd(),
 		benchCmd(),
+		agentCmd(),
 	)
 	if err := root.Execute(); err != nil {
 		fmt.Fprintln(os.Stderr, "sigil:", oneLine(err))

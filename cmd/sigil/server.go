@@ -172,7 +172,11 @@ func startServer(ctx context.Context, cfg *Config, passphrase []byte, log *slog.
 	if err := s.startJobs(ctx, clk, reg); err != nil {
 		return nil, fmt.Errorf("jobs: %w", err)
 	}
-	tlsCfg := &tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: s.serving.GetCertificate}
+	// Clients may present a certificate (POST /v1/renew authenticates with
+	// it) but need not: it is checked by the handler, not the handshake, so
+	// that a refusal is a JSON error with an audit event, not a TLS alert.
+	tlsCfg := &tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: s.serving.GetCertificate,
+		ClientAuth: tls.RequestClientCert}
 	s.https = newHTTPServer(secure, cfg.Limits, log)
 	s.https.TLSConfig = tlsCfg
 	s.http = newHTTPServer(plainHandler, cfg.Limits, log)
