@@ -37,6 +37,22 @@ type Store interface {
 	Keys(ctx context.Context) ([]store.KeyRecord, error)
 	AuditEvents(ctx context.Context, f store.AuditFilter) ([]audit.Event, int64, error)
 	KeyBlocked(ctx context.Context, spkiHash []byte) (store.BlockedKey, error)
+	Key(ctx context.Context, id string) (store.KeyRecord, error)
+	Issuer(ctx context.Context, id string) (store.IssuerRecord, error)
+	ManagedStore
+}
+
+// ManagedStore is what managed certificates read.
+type ManagedStore interface {
+	Managed(ctx context.Context, name string) (store.ManagedRecord, error)
+	ManagedList(ctx context.Context, after string, limit int, deleted bool) ([]store.ManagedRecord, error)
+	ManagedVersions(ctx context.Context, name string) ([]store.ManagedVersion, error)
+	ManagedVersionBySerial(ctx context.Context, serial string) (store.ManagedVersion, error)
+	ManagedKeys(ctx context.Context, name string) ([]store.ManagedKey, error)
+	DueManaged(ctx context.Context, now time.Time, after store.DueCursor, limit int) ([]store.ManagedRecord, error)
+	ManagedIssuedElsewhere(ctx context.Context, activeIssuer string) (bool, error)
+	DueManagedRevocations(ctx context.Context, now time.Time, after store.DueCursor, limit int) ([]store.ManagedVersion, error)
+	DueManagedKeys(ctx context.Context, now time.Time, after store.DueCursor, limit int) ([]store.ManagedKey, error)
 }
 
 // KeyUnwrapper opens wrapped keys; ca/keystore implements it.
@@ -52,6 +68,9 @@ type KeyManager interface {
 	UnwrapSecret(ctx context.Context, keyID, actor string) ([]byte, error)
 	// Generate creates and seals a key; the caller stores its record.
 	Generate(purpose string, alg keystore.Algorithm) (crypto.Signer, store.KeyRecord, error)
+	// Export decrypts a managed key as PKCS#8 DER, audited in one
+	// transaction with inTx (see keystore.Keystore.Export).
+	Export(ctx context.Context, keyID, actor string, detail map[string]string, inTx func(tx store.Tx) error) ([]byte, error)
 }
 
 // Config configures an Authority.
@@ -325,106 +344,21 @@ func (a *Authority) issue(ctx context.Context, req SignRequest, prof *Profile) (
 	if err != nil {
 		return nil, err
 	}
-	if subs := prof.Names.Check(names); len(subs) > 0 {
-		e := errorf(Rejected, "%s", subs[0].Detail)
-		if len(subs) > 1 {
-			e.Detail = fmt.Sprintf("%s (and %d more refused names)", subs[0].Detail, len(subs)-1)
-		}
-		e.Sub = subs
-		return nil, e
-	}
-	validity := req.Validity
-	if validity == 0 {
-		validity = time.Duration(prof.DefaultValidity)
-		if validity == 0 {
-			validity = time.Duration(prof.MaxValidity)
-		}
-	}
-	if validity < 0 {
-		return nil, errorf(Malformed, "negative validity")
-	}
-	if validity > time.Duration(prof.MaxValidity) {
-		return nil, errorf(Rejected, "requested validity %s exceeds the profile maximum %s", validity, time.Duration(prof.MaxValidity))
-	}
-	now := a.clk.Now().UTC().Truncate(time.Second)
-	notAfter := now.Add(validity)
-	if ia := a.intermediate.Cert.NotAfter; notAfter.After(ia) {
-		notAfter = ia
-	}
-	serial, err := newSerial()
+	rec, err := a.buildLeaf(prof, leafRequest{
+		pub: csr.PublicKey, alg: alg, keyHash: keyHash, names: names, cn: cn, validity: req.Validity,
+		profile: req.Profile, requester: req.Requester, channel: req.Channel, replaces: req.Replaces,
+	})
 	if err != nil {
-		return nil, internal("serial", err)
+		return nil, err
 	}
-	ski, err := subjectKeyID(csr.PublicKey)
-	if err != nil {
-		return nil, errorf(BadCSR, "public key: %v", err)
-	}
-	base := strings.TrimRight(a.cfg.BaseURL, "/")
-	shard := CRLShard(serial, a.cfg.CRLShards)
-	tmpl := &x509.Certificate{
-		SerialNumber:          serial,
-		Subject:               pkix.Name{CommonName: cn},
-		NotBefore:             now.Add(-a.cfg.Backdate),
-		NotAfter:              notAfter,
-		KeyUsage:              prof.keyUsage(alg),
-		ExtKeyUsage:           prof.extKeyUsage(),
-		BasicConstraintsValid: true,
-		SubjectKeyId:          ski,
-		DNSNames:              names.DNS,
-		IPAddresses:           names.IPs,
-		EmailAddresses:        names.Email,
-		URIs:                  names.URIs,
-		OCSPServer:            []string{base + "/ocsp"},
-		IssuingCertificateURL: []string{base + "/issuer/" + a.intermediate.ID + ".crt"},
-		CRLDistributionPoints: []string{a.CRLURL(a.intermediate.ID, shard)},
-	}
-	// Lint a copy signed by the throwaway key; the real key signs only
-	// certificates that pass (RFC 5280 lints, zlint).
-	lintDER, err := x509.CreateCertificate(rand.Reader, tmpl, a.lintParent, csr.PublicKey, a.lintSigner)
-	if err != nil {
-		return nil, errorf(BadCSR, "cannot build certificate: %v", err)
-	}
-	if err := a.linter.Lint(lintDER); err != nil {
-		// Lint names are not secret and tell the operator what to fix.
-		return nil, &Error{Kind: Rejected, Detail: "certificate failed pre-issuance lint: " + strings.TrimPrefix(err.Error(), "lint failed: "), Err: err}
-	}
-	der, err := a.tbs.sign(lintDER)
-	if err != nil {
-		return nil, internal("sign", err)
-	}
-	rec := store.CertRecord{
-		IssuerID:     a.intermediate.ID,
-		Serial:       SerialString(serial),
-		Subject:      tmpl.Subject.String(),
-		SANs:         names.Strings(),
-		NotBefore:    tmpl.NotBefore,
-		NotAfter:     tmpl.NotAfter,
-		KeyAlgorithm: string(alg),
-		Profile:      req.Profile,
-		Requester:    req.Requester,
-		Channel:      req.Channel,
-		DER:          der,
-		Created:      now,
-		Replaces:     req.Replaces,
-		CRLShard:     shard,
-		SPKIHash:     keyHash,
-	}
+	now := rec.Created
+	der := rec.DER
 	touch := a.touchDue(now)
 	err = a.st.WithTx(ctx, func(tx store.Tx) error {
 		if err := tx.InsertCertificate(&rec); err != nil {
 			return err
 		}
-		if _, err := tx.AppendAudit(audit.Event{
-			Time:   a.clk.Now(),
-			Actor:  actorOrSystem(req.Requester),
-			Action: "cert.issued",
-			Target: rec.Serial,
-			Detail: map[string]string{
-				"issuer": rec.IssuerID, "profile": rec.Profile, "channel": rec.Channel,
-				"subject": rec.Subject, "sans": strings.Join(rec.SANs, ","),
-				"not_after": rec.NotAfter.Format(time.RFC3339), "replaces": rec.Replaces,
-			},
-		}); err != nil {
+		if _, err := tx.AppendAudit(issuedEvent(rec, actorOrSystem(req.Requester), a.clk.Now())); err != nil {
 			return err
 		}
 		if touch {
@@ -439,6 +373,124 @@ func (a *Authority) issue(ctx context.Context, req SignRequest, prof *Profile) (
 		return nil, internal("record certificate", err)
 	}
 	return &Issued{Record: rec, Chain: [][]byte{der, a.intermediate.Cert.Raw}}, nil
+}
+
+// issuedEvent is the cert.issued audit event of rec.
+func issuedEvent(rec store.CertRecord, actor string, at time.Time) audit.Event {
+	return audit.Event{
+		Time:   at,
+		Actor:  actor,
+		Action: "cert.issued",
+		Target: rec.Serial,
+		Detail: map[string]string{
+			"issuer": rec.IssuerID, "profile": rec.Profile, "channel": rec.Channel,
+			"subject": rec.Subject, "sans": strings.Join(rec.SANs, ","),
+			"not_after": rec.NotAfter.Format(time.RFC3339), "replaces": rec.Replaces,
+		},
+	}
+}
+
+// leafRequest is a subject key and names already checked for syntax,
+// with what the record keeps about the request.
+type leafRequest struct {
+	pub                          crypto.PublicKey
+	alg                          keystore.Algorithm
+	keyHash                      []byte
+	names                        Names
+	cn                           string
+	validity                     time.Duration // 0: the profile default
+	profile                      string
+	requester, channel, replaces string
+}
+
+// buildLeaf applies prof's name policy and validity to l, then builds,
+// lints and signs the certificate. It returns the record to insert: nothing
+// is stored. Refusals are *Error values; the caller audits them.
+func (a *Authority) buildLeaf(prof *Profile, l leafRequest) (store.CertRecord, error) {
+	if subs := prof.Names.Check(l.names); len(subs) > 0 {
+		e := errorf(Rejected, "%s", subs[0].Detail)
+		if len(subs) > 1 {
+			e.Detail = fmt.Sprintf("%s (and %d more refused names)", subs[0].Detail, len(subs)-1)
+		}
+		e.Sub = subs
+		return store.CertRecord{}, e
+	}
+	validity := l.validity
+	if validity == 0 {
+		validity = time.Duration(prof.DefaultValidity)
+		if validity == 0 {
+			validity = time.Duration(prof.MaxValidity)
+		}
+	}
+	if validity < 0 {
+		return store.CertRecord{}, errorf(Malformed, "negative validity")
+	}
+	if validity > time.Duration(prof.MaxValidity) {
+		return store.CertRecord{}, errorf(Rejected, "requested validity %s exceeds the profile maximum %s", validity, time.Duration(prof.MaxValidity))
+	}
+	now := a.clk.Now().UTC().Truncate(time.Second)
+	notAfter := now.Add(validity)
+	if ia := a.intermediate.Cert.NotAfter; notAfter.After(ia) {
+		notAfter = ia
+	}
+	serial, err := newSerial()
+	if err != nil {
+		return store.CertRecord{}, internal("serial", err)
+	}
+	ski, err := subjectKeyID(l.pub)
+	if err != nil {
+		return store.CertRecord{}, errorf(BadCSR, "public key: %v", err)
+	}
+	base := strings.TrimRight(a.cfg.BaseURL, "/")
+	shard := CRLShard(serial, a.cfg.CRLShards)
+	tmpl := &x509.Certificate{
+		SerialNumber:          serial,
+		Subject:               pkix.Name{CommonName: l.cn},
+		NotBefore:             now.Add(-a.cfg.Backdate),
+		NotAfter:              notAfter,
+		KeyUsage:              prof.keyUsage(l.alg),
+		ExtKeyUsage:           prof.extKeyUsage(),
+		BasicConstraintsValid: true,
+		SubjectKeyId:          ski,
+		DNSNames:              l.names.DNS,
+		IPAddresses:           l.names.IPs,
+		EmailAddresses:        l.names.Email,
+		URIs:                  l.names.URIs,
+		OCSPServer:            []string{base + "/ocsp"},
+		IssuingCertificateURL: []string{base + "/issuer/" + a.intermediate.ID + ".crt"},
+		CRLDistributionPoints: []string{a.CRLURL(a.intermediate.ID, shard)},
+	}
+	// Lint a copy signed by the throwaway key; the real key signs only
+	// certificates that pass (RFC 5280 lints, zlint).
+	lintDER, err := x509.CreateCertificate(rand.Reader, tmpl, a.lintParent, l.pub, a.lintSigner)
+	if err != nil {
+		return store.CertRecord{}, errorf(BadCSR, "cannot build certificate: %v", err)
+	}
+	if err := a.linter.Lint(lintDER); err != nil {
+		// Lint names are not secret and tell the operator what to fix.
+		return store.CertRecord{}, &Error{Kind: Rejected, Detail: "certificate failed pre-issuance lint: " + strings.TrimPrefix(err.Error(), "lint failed: "), Err: err}
+	}
+	der, err := a.tbs.sign(lintDER)
+	if err != nil {
+		return store.CertRecord{}, internal("sign", err)
+	}
+	return store.CertRecord{
+		IssuerID:     a.intermediate.ID,
+		Serial:       SerialString(serial),
+		Subject:      tmpl.Subject.String(),
+		SANs:         l.names.Strings(),
+		NotBefore:    tmpl.NotBefore,
+		NotAfter:     tmpl.NotAfter,
+		KeyAlgorithm: string(l.alg),
+		Profile:      l.profile,
+		Requester:    l.requester,
+		Channel:      l.channel,
+		DER:          der,
+		Created:      now,
+		Replaces:     l.replaces,
+		CRLShard:     shard,
+		SPKIHash:     l.keyHash,
+	}, nil
 }
 
 // touchDue limits last-used updates of the signing key to one a minute.

@@ -104,6 +104,9 @@ func (a *Authority) blockKeyTx(tx store.Tx, h []byte, source, except, actor, cha
 		if c.RevokedAt.IsZero() {
 			err = tx.RevokeCertificate(c.IssuerID, c.Serial, now, ReasonKeyCompromise, time.Time{})
 			c.RevokedAt = now
+			if err == nil { // a managed certificate's current version is renewed at once
+				_, err = tx.ManagedCertRevoked(c.Serial, now)
+			}
 		} else {
 			// On hold: made final, keeping the hold's time (see Revoke).
 			err = tx.FinalizeHold(c.IssuerID, c.Serial, ReasonKeyCompromise, time.Time{})

@@ -202,6 +202,10 @@ func (a *Authority) revoke(ctx context.Context, req RevokeRequest) (rec store.Ce
 		if _, err := tx.AppendAudit(audit.Event{Time: now, Actor: actorOrSystem(req.Actor), Action: "cert.revoked", Target: serial, Detail: detail}); err != nil {
 			return err
 		}
+		// A managed certificate's current version, revoked, is renewed at once.
+		if _, err := tx.ManagedCertRevoked(serial, now); err != nil {
+			return err
+		}
 		siblings = nil // a retried batch runs this function again
 		if req.Reason != ReasonKeyCompromise || len(rec.SPKIHash) != sha256.Size {
 			return nil

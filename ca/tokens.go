@@ -21,6 +21,9 @@ const (
 	RoleAdmin   = "admin"
 	RoleIssuer  = "issuer"
 	RoleAuditor = "auditor"
+	// RoleManaged tokens may fetch the bundle of one managed certificate
+	// (Principal.Managed) and call nothing else.
+	RoleManaged = "managed"
 )
 
 // tokenPrefix marks Sigil tokens so secret scanners can find leaked ones.
@@ -31,6 +34,7 @@ type Principal struct {
 	TokenID  string
 	Role     string
 	Profiles []string // issuer tokens: the profiles they may use; empty means none
+	Managed  string   // managed tokens: the managed certificate they may fetch
 }
 
 // Actor is how the principal appears in audit events and records.
@@ -49,9 +53,24 @@ func NewToken(role string, profiles []string, ttl time.Duration, description str
 		if len(profiles) == 0 {
 			return "", store.TokenRecord{}, errorf(Malformed, "an issuer token needs at least one profile")
 		}
+	case RoleManaged:
+		return "", store.TokenRecord{}, errorf(Malformed, "a managed token names its managed certificate (--managed NAME)")
 	default:
-		return "", store.TokenRecord{}, errorf(Malformed, "unknown role %q (want admin, issuer or auditor)", role)
+		return "", store.TokenRecord{}, errorf(Malformed, "unknown role %q (want admin, issuer, auditor or managed)", role)
 	}
+	return newToken(role, profiles, "", ttl, description, now)
+}
+
+// NewManagedToken makes a token of role managed that may fetch the bundle
+// of the managed certificate name only; see NewToken.
+func NewManagedToken(name string, ttl time.Duration, description string, now time.Time) (string, store.TokenRecord, error) {
+	if err := CheckManagedName(name); err != nil {
+		return "", store.TokenRecord{}, err
+	}
+	return newToken(RoleManaged, nil, name, ttl, description, now)
+}
+
+func newToken(role string, profiles []string, managed string, ttl time.Duration, description string, now time.Time) (string, store.TokenRecord, error) {
 	if ttl < 0 {
 		return "", store.TokenRecord{}, errorf(Malformed, "negative ttl")
 	}
@@ -68,7 +87,7 @@ func NewToken(role string, profiles []string, ttl time.Duration, description str
 	sum := sha256.Sum256([]byte(enc))
 	rec := store.TokenRecord{
 		ID: id, SecretHash: sum[:], Role: role, Profiles: profiles,
-		Description: description, Created: now,
+		Description: description, Created: now, Managed: managed,
 	}
 	if ttl > 0 {
 		rec.Expires = now.Add(ttl)
@@ -81,6 +100,9 @@ func TokenAudit(rec store.TokenRecord, actor string, now time.Time) audit.Event 
 	d := map[string]string{"role": rec.Role, "description": rec.Description}
 	if len(rec.Profiles) > 0 {
 		d["profiles"] = strings.Join(rec.Profiles, ",")
+	}
+	if rec.Managed != "" {
+		d["managed"] = rec.Managed
 	}
 	if !rec.Expires.IsZero() {
 		d["expires"] = rec.Expires.Format(time.RFC3339)
@@ -100,7 +122,25 @@ func (a *Authority) CreateToken(ctx context.Context, actor, role string, profile
 	if err != nil {
 		return "", store.TokenRecord{}, err
 	}
-	err = a.st.WithTx(ctx, func(tx store.Tx) error {
+	return a.storeToken(ctx, secret, rec, actor, now)
+}
+
+// CreateManagedToken stores a new token of role managed for the active
+// managed certificate name and returns its secret, shown only once.
+func (a *Authority) CreateManagedToken(ctx context.Context, actor, name string, ttl time.Duration, description string) (string, store.TokenRecord, error) {
+	now := a.clk.Now().UTC()
+	if _, err := a.activeManaged(ctx, name); err != nil {
+		return "", store.TokenRecord{}, err
+	}
+	secret, rec, err := NewManagedToken(name, ttl, description, now)
+	if err != nil {
+		return "", store.TokenRecord{}, err
+	}
+	return a.storeToken(ctx, secret, rec, actor, now)
+}
+
+func (a *Authority) storeToken(ctx context.Context, secret string, rec store.TokenRecord, actor string, now time.Time) (string, store.TokenRecord, error) {
+	err := a.st.WithTx(ctx, func(tx store.Tx) error {
 		if err := tx.InsertToken(rec); err != nil {
 			return err
 		}
@@ -169,7 +209,7 @@ func (a *Authority) Authenticate(ctx context.Context, presented string) (Princip
 	if !rec.Revoked.IsZero() || (!rec.Expires.IsZero() && !now.Before(rec.Expires)) {
 		return Principal{}, deny
 	}
-	return Principal{TokenID: rec.ID, Role: rec.Role, Profiles: rec.Profiles}, nil
+	return Principal{TokenID: rec.ID, Role: rec.Role, Profiles: rec.Profiles, Managed: rec.Managed}, nil
 }
 
 func splitToken(s string) (id, secret string, ok bool) {

@@ -382,7 +382,7 @@ func scanToken(sc interface{ Scan(...any) error }) (TokenRecord, error) {
 	var t TokenRecord
 	var profiles string
 	var created, expires, revoked int64
-	if err := sc.Scan(&t.ID, &t.SecretHash, &t.Role, &profiles, &t.Description, &created, &expires, &revoked); err != nil {
+	if err := sc.Scan(&t.ID, &t.SecretHash, &t.Role, &profiles, &t.Description, &created, &expires, &revoked, &t.Managed); err != nil {
 		return TokenRecord{}, err
 	}
 	if err := json.Unmarshal([]byte(profiles), &t.Profiles); err != nil {
@@ -392,7 +392,7 @@ func scanToken(sc interface{ Scan(...any) error }) (TokenRecord, error) {
 	return t, nil
 }
 
-const tokenColumns = "id, secret_hash, role, profiles, description, created, expires, revoked"
+const tokenColumns = "id, secret_hash, role, profiles, description, created, expires, revoked, managed"
 
 // Token implements Store.
 func (s *SQLite) Token(ctx context.Context, id string) (TokenRecord, error) {

@@ -112,6 +112,9 @@ type TokenRecord struct {
 	Created     time.Time
 	Expires     time.Time // zero: never
 	Revoked     time.Time // zero: not revoked
+	// Managed names the managed certificate a "managed" token may fetch the
+	// bundle of; "" for every other role.
+	Managed string
 }
 
 // CertFilter selects certificates. Zero fields do not filter.
@@ -255,6 +258,38 @@ type Store interface {
 	// is an empty result, not an error.
 	CRLs(ctx context.Context, issuerID string) ([]CRLRecord, error)
 
+	// Managed returns the managed certificate name, deleted or not;
+	// ErrNotFound if none.
+	Managed(ctx context.Context, name string) (ManagedRecord, error)
+	// ManagedList returns up to limit (at most 1000) managed certificates
+	// whose name sorts after after, by name; deleted ones only if deleted.
+	ManagedList(ctx context.Context, after string, limit int, deleted bool) ([]ManagedRecord, error)
+	// ManagedVersions returns every version of name, newest first; none
+	// (an unknown name) is an empty result, not an error.
+	ManagedVersions(ctx context.Context, name string) ([]ManagedVersion, error)
+	// ManagedVersionBySerial returns the version whose certificate has
+	// serial; ErrNotFound if no managed certificate has it.
+	ManagedVersionBySerial(ctx context.Context, serial string) (ManagedVersion, error)
+	// ManagedKeys returns the keys name was issued with, destroyed ones
+	// included, by key id.
+	ManagedKeys(ctx context.Context, name string) ([]ManagedKey, error)
+	// DueManaged returns up to limit active managed certificates whose
+	// RenewDue is at or before now and after the cursor, in (RenewDue,
+	// Name) order, through an index: pass the last one's (RenewDue, Name)
+	// as the next cursor.
+	DueManaged(ctx context.Context, now time.Time, after DueCursor, limit int) ([]ManagedRecord, error)
+	// ManagedIssuedElsewhere reports whether an active managed certificate's
+	// current version was issued by another issuer than activeIssuer.
+	ManagedIssuedElsewhere(ctx context.Context, activeIssuer string) (bool, error)
+	// DueManagedRevocations returns up to limit superseded versions whose
+	// RevokeDue is set, at or before now and after the cursor, in
+	// (RevokeDue, Serial) order, through an index.
+	DueManagedRevocations(ctx context.Context, now time.Time, after DueCursor, limit int) ([]ManagedVersion, error)
+	// DueManagedKeys returns up to limit managed keys whose DestroyDue is
+	// set, at or before now and after the cursor, in (DestroyDue, KeyID)
+	// order, through an index.
+	DueManagedKeys(ctx context.Context, now time.Time, after DueCursor, limit int) ([]ManagedKey, error)
+
 	// Close waits for queued transactions, then closes the store; later calls
 	// return the first call's result. WithTx and Checkpoint then return ErrClosed.
 	Close() error
@@ -395,6 +430,48 @@ type Tx interface {
 	// zero), so that it binds no other; ErrNotFound if no such key exists or
 	// it is revoked, ErrDuplicate if it was already used.
 	MarkEABKeyUsed(id string, at time.Time) error
+
+	// InsertManaged inserts a new managed certificate (its Version, Serial,
+	// KeyID and RenewDue set); ErrDuplicate if the name exists, deleted or not.
+	InsertManaged(m ManagedRecord) error
+	// AdvanceManaged makes m.Version (which must be from+1) with its Serial,
+	// IssuerID, KeyID, KeyUses and RenewDue the current version of the
+	// active managed certificate m.Name, clears LastError and sets
+	// LastAttempt; ErrNotFound if the name is not active at version from
+	// (another renewal won, or it was deleted), and then nothing changes.
+	AdvanceManaged(m ManagedRecord, from int) error
+	// ManagedFailed records a failed renewal attempt of name; ErrNotFound if none.
+	ManagedFailed(name string, at time.Time, msg string) error
+	// DeleteManaged marks the active managed certificate name deleted at at:
+	// it is renewed no more. ErrNotFound if no active one has that name.
+	DeleteManaged(name string, at time.Time) error
+	// ManagedCertRevoked makes the active managed certificate whose current
+	// version has serial due for renewal at at, unless it is due earlier,
+	// and returns how many it changed (0 or 1).
+	ManagedCertRevoked(serial string, at time.Time) (int64, error)
+	// ManagedIssuerDue makes every active managed certificate whose current
+	// version another issuer than activeIssuer issued due at at, unless it
+	// is due earlier, and returns how many it changed.
+	ManagedIssuerDue(activeIssuer string, at time.Time) (int64, error)
+	// InsertManagedVersion inserts a version; ErrDuplicate if the name has
+	// that version or the serial is recorded for another version.
+	InsertManagedVersion(v ManagedVersion) error
+	// SupersedeManagedVersion marks the current version of name superseded,
+	// to be revoked at revokeDue (zero: never); ErrNotFound if that version
+	// is not current.
+	SupersedeManagedVersion(name string, version int, revokeDue time.Time) error
+	// ManagedVersionRevoked clears the pending revocation of a superseded
+	// version; ErrNotFound if none is pending.
+	ManagedVersionRevoked(name string, version int) error
+	// PutManagedKey records that name holds keyID with a certificate valid
+	// until notAfter, keeping the latest notAfter (idempotent).
+	PutManagedKey(keyID, name string, notAfter time.Time) error
+	// ScheduleManagedKeyDestroy sets when keyID is to be destroyed (zero:
+	// not, or no more); ErrNotFound if the key is not a managed key.
+	ScheduleManagedKeyDestroy(keyID string, at time.Time) error
+	// ManagedKeyOf returns the managed key keyID as this transaction sees
+	// it; ErrNotFound if none.
+	ManagedKeyOf(keyID string) (ManagedKey, error)
 }
 
 // Checkpointer signs an audit head; the store calls it after commits so that

@@ -25,8 +25,8 @@ const (
 	qInsertIssuer      = "INSERT INTO issuers (id, kind, parent_id, key_id, cert_der, state, created) VALUES (?, ?, ?, ?, ?, ?, ?)"
 	qInsertCertificate = `INSERT INTO certificates (issuer_id, serial, subject, sans, not_before, not_after,
 		key_algorithm, profile, requester, channel, der, created, replaces, spki_sha256, crl_shard) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
-	qInsertToken = `INSERT INTO tokens (id, secret_hash, role, profiles, description, created, expires, revoked)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?)`
+	qInsertToken = `INSERT INTO tokens (id, secret_hash, role, profiles, description, created, expires, revoked, managed)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`
 	qRevokeToken = "UPDATE tokens SET revoked = ? WHERE id = ? AND revoked = 0"
 	qPutSetting  = "INSERT INTO settings (name, value) VALUES (?, ?) ON CONFLICT (name) DO UPDATE SET value = excluded.value"
 
@@ -49,10 +49,11 @@ const (
 )
 
 func writeQueries() []string {
-	return []string{qSyncHead, qSavepoint, qRelease, qRollbackTo, qAppendAuditEvent, qInsertKek, qSetKekState, qInsertKey, qRewrapKey, qTouchKey, qRetireKey, qDestroyKey, qInsertIssuer, qInsertCertificate, qInsertToken, qRevokeToken, qPutSetting,
+	return append([]string{qSyncHead, qSavepoint, qRelease, qRollbackTo, qAppendAuditEvent, qInsertKek, qSetKekState, qInsertKey, qRewrapKey, qTouchKey, qRetireKey, qDestroyKey, qInsertIssuer, qInsertCertificate, qInsertToken, qRevokeToken, qPutSetting,
 		qRevokeCertificate, qUnholdCertificate, qBlockKey, qPutCRL,
 		qInsertACMEAccount, qUpdateACMEAccount, qInsertACMEOrder, qUpdateACMEOrder, qInsertACMEAuthz, qInsertACMEChallenge,
-		qUpdateACMEAuthz, qUpdateACMEChallenge, qUseNonce, qPurgeNonces, qInsertEABKey, qMarkEABKeyUsed}
+		qUpdateACMEAuthz, qUpdateACMEChallenge, qUseNonce, qPurgeNonces, qInsertEABKey, qMarkEABKeyUsed},
+		managedWriteQueries()...)
 }
 
 // sqliteTx is the Tx handed to WithTx functions.
@@ -185,7 +186,7 @@ func (t *sqliteTx) InsertToken(tok TokenRecord) error {
 		return fmt.Errorf("insert token: %w", err)
 	}
 	_, err = t.exec("insert token", qInsertToken, tok.ID, tok.SecretHash, tok.Role, string(profiles), tok.Description,
-		nanos(tok.Created), nanos(tok.Expires), nanos(tok.Revoked))
+		nanos(tok.Created), nanos(tok.Expires), nanos(tok.Revoked), tok.Managed)
 	return err
 }
 

@@ -109,6 +109,9 @@ type TokenRequest struct {
 	Profiles    []string `json:"profiles,omitempty"`
 	TTL         string   `json:"ttl,omitempty"`
 	Description string   `json:"description,omitempty"`
+	// Managed names the managed certificate a token of role managed may
+	// fetch the bundle of.
+	Managed string `json:"managed,omitempty"`
 }
 
 // Token describes a token; Secret is set only in the creation response.
@@ -116,6 +119,7 @@ type Token struct {
 	ID          string    `json:"id"`
 	Role        string    `json:"role"`
 	Profiles    []string  `json:"profiles,omitempty"`
+	Managed     string    `json:"managed,omitempty"`
 	Description string    `json:"description,omitempty"`
 	Created     time.Time `json:"created"`
 	Expires     time.Time `json:"expires,omitzero"`
@@ -124,7 +128,7 @@ type Token struct {
 }
 
 func toToken(t store.TokenRecord) Token {
-	return Token{ID: t.ID, Role: t.Role, Profiles: t.Profiles, Description: t.Description,
+	return Token{ID: t.ID, Role: t.Role, Profiles: t.Profiles, Managed: t.Managed, Description: t.Description,
 		Created: t.Created, Expires: t.Expires, Revoked: t.Revoked}
 }
 
@@ -141,7 +145,21 @@ func (api *API) createToken(w http.ResponseWriter, r *http.Request, p ca.Princip
 		}
 		ttl = v
 	}
-	secret, rec, err := api.a.CreateToken(r.Context(), p.Actor(), req.Role, req.Profiles, ttl, req.Description)
+	var secret string
+	var rec store.TokenRecord
+	var err error
+	switch {
+	case req.Role == ca.RoleManaged && api.cfg.Managed == nil:
+		return &ca.Error{Kind: ca.Malformed, Detail: "this server has no managed certificates"}
+	case req.Role == ca.RoleManaged && len(req.Profiles) > 0:
+		return &ca.Error{Kind: ca.Malformed, Detail: "profiles apply only to issuer tokens"}
+	case req.Role == ca.RoleManaged:
+		secret, rec, err = api.cfg.Managed.CreateManagedToken(r.Context(), p.Actor(), req.Managed, ttl, req.Description)
+	case req.Managed != "":
+		return &ca.Error{Kind: ca.Malformed, Detail: "managed applies only to tokens of role managed"}
+	default:
+		secret, rec, err = api.a.CreateToken(r.Context(), p.Actor(), req.Role, req.Profiles, ttl, req.Description)
+	}
 	if err != nil {
 		return err
 	}

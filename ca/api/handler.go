@@ -57,6 +57,9 @@ type Config struct {
 	// Jobs, if set, serves /v1/jobs: the scheduled jobs, their runs, and
 	// running one now.
 	Jobs Jobs
+	// Managed, if set, serves /v1/managed (managed certificates and their
+	// bundles) and tokens of role managed.
+	Managed Managed
 }
 
 // API is the /v1 handler.
@@ -107,6 +110,9 @@ func (api *API) Handler() http.Handler {
 		route("GET /v1/jobs", api.listJobs, ca.RoleAdmin, ca.RoleAuditor)
 		route("GET /v1/jobs/{name}", api.getJob, ca.RoleAdmin, ca.RoleAuditor)
 		route("POST /v1/jobs/{name}/run", api.runJob, ca.RoleAdmin)
+	}
+	if api.cfg.Managed != nil {
+		api.managedRoutes(route)
 	}
 	mux.Handle("/v1/", api.adapt(func(w http.ResponseWriter, r *http.Request, _ ca.Principal) error {
 		if allow := allowedMethods(mux, r); len(allow) > 0 {

@@ -521,6 +521,8 @@ crl:
 #     schedule: every 3h
 #   ocsp-responder-rotate: # renews the delegated responder certificate before half its life
 #     schedule: every 1h
+#   managed-renew:         # renews due managed certificates (sigil managed),
+#     schedule: every 5m   # revokes superseded versions, destroys expired keys
 
 log:
   # debug, info, warn or error.

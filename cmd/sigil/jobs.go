@@ -40,6 +40,9 @@ var jobDefaults = map[string]jobDefault{
 	// at least every eighth of it (revocation.Responder.RefreshInterval).
 	"ocsp-refresh":          {schedule: func(c *Config) string { return "every " + ocspRefreshEvery(c).String() }, enabled: true},
 	"ocsp-responder-rotate": {schedule: func(*Config) string { return "every 1h" }, enabled: true},
+	// Renews due managed certificates, revokes superseded versions after
+	// their overlap and destroys keys whose certificates have expired.
+	lifecycle.ManagedRenewJob: {schedule: func(*Config) string { return "every 5m" }, enabled: true},
 }
 
 // ocspRefreshEvery is the longest ocsp-refresh interval that keeps every
@@ -89,6 +92,10 @@ func (c *Config) validateJobs() []error {
 // startJobs registers the scheduled jobs and starts the scheduler; a job
 // that fell due while the server was down runs now.
 func (s *server) startJobs(ctx context.Context, clk clockwork.Clock, reg prometheus.Registerer) error {
+	managedRenew, err := lifecycle.ManagedRenewTask(lifecycle.ManagedRenewConfig{Logger: s.log}, s.auth)
+	if err != nil {
+		return err
+	}
 	tasks := map[string]lifecycle.Job{
 		"crl-publish": {Task: func(ctx context.Context) (lifecycle.Result, error) {
 			n, err := s.crl.Publish(ctx)
@@ -105,6 +112,7 @@ func (s *server) startJobs(ctx context.Context, clk clockwork.Clock, reg prometh
 			}
 			return lifecycle.Result{}, err
 		}},
+		lifecycle.ManagedRenewJob: {Task: managedRenew, ChangesState: true},
 	}
 	sched, err := lifecycle.New(lifecycle.Config{Clock: clk, Logger: s.log, Metrics: lifecycle.NewMetrics(reg)}, s.st)
 	if err != nil {

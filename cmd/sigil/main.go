@@ -25,6 +25,7 @@ func main() {
 		tokenCmd(),
 		acmeCmd(),
 		keysCmd(),
+		managedCmd(),
 		jobsCmd(),
 		caCmd(),
 		auditCmd(),

@@ -114,7 +114,7 @@ func startServer(ctx context.Context, cfg *Config, passphrase []byte, log *slog.
 		return nil, fmt.Errorf("serving certificate: %w", err)
 	}
 	secure := http.NewServeMux()
-	apiCfg := api.Config{MaxBodyBytes: cfg.Limits.MaxBodyBytes, Logger: log, Clock: clk, Jobs: jobsAPI{s}}
+	apiCfg := api.Config{MaxBodyBytes: cfg.Limits.MaxBodyBytes, Logger: log, Clock: clk, Jobs: jobsAPI{s}, Managed: s.auth}
 	if cfg.ACME.On() {
 		endpoints, err := newACME(ctx, cfg, st, s.auth, clk, log)
 		if err != nil {
@@ -172,9 +172,10 @@ func startServer(ctx context.Context, cfg *Config, passphrase []byte, log *slog.
 	if err := s.startJobs(ctx, clk, reg); err != nil {
 		return nil, fmt.Errorf("jobs: %w", err)
 	}
-	// Clients may present a certificate (POST /v1/renew authenticates with
-	// it) but need not: it is checked by the handler, not the handshake, so
-	// that a refusal is a JSON error with an audit event, not a TLS alert.
+	// Client certificates are requested, never required, and not verified
+	// by the TLS stack: the handlers that accept one (POST /v1/renew,
+	// managed bundles) check it against the record, so that a refusal is a
+	// JSON error with an audit event, not a TLS alert.
 	tlsCfg := &tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: s.serving.GetCertificate,
 		ClientAuth: tls.RequestClientCert}
 	s.https = newHTTPServer(secure, cfg.Limits, log)

@@ -19,11 +19,11 @@ func tokenCmd() *cobra.Command {
 
 func tokenCreateCmd() *cobra.Command {
 	var cf clientFlags
-	var role, description string
+	var role, description, managed string
 	var profiles []string
 	var ttl time.Duration
 	cmd := &cobra.Command{
-		Use:   "create --role admin|issuer|auditor [--profiles P,...] [--ttl D]",
+		Use:   "create --role admin|issuer|auditor|managed [--profiles P,...] [--managed NAME] [--ttl D]",
 		Short: "Create a token; its secret is printed once",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -31,7 +31,7 @@ func tokenCreateCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			req := api.TokenRequest{Role: role, Profiles: profiles, Description: description}
+			req := api.TokenRequest{Role: role, Profiles: profiles, Description: description, Managed: managed}
 			if ttl > 0 {
 				req.TTL = ttl.String()
 			}
@@ -46,8 +46,9 @@ func tokenCreateCmd() *cobra.Command {
 	}
 	cf.register(cmd)
 	f := cmd.Flags()
-	f.StringVar(&role, "role", "", "admin, issuer or auditor (required)")
+	f.StringVar(&role, "role", "", "admin, issuer, auditor or managed (required)")
 	f.StringSliceVar(&profiles, "profiles", nil, "profiles an issuer token may use")
+	f.StringVar(&managed, "managed", "", "the managed certificate a managed token may fetch the bundle of")
 	f.DurationVar(&ttl, "ttl", 0, "lifetime, e.g. 720h (default: no expiry)")
 	f.StringVar(&description, "description", "", "what the token is for")
 	_ = cmd.MarkFlagRequired("role")
@@ -72,9 +73,13 @@ func tokenListCmd() *cobra.Command {
 			if err := c.do(cmd.Context(), "GET", "/v1/tokens", nil, &resp); err != nil {
 				return err
 			}
-			t := table{header: []string{"ID", "ROLE", "PROFILES", "CREATED", "EXPIRES", "REVOKED", "DESCRIPTION"}}
+			t := table{header: []string{"ID", "ROLE", "SCOPE", "CREATED", "EXPIRES", "REVOKED", "DESCRIPTION"}}
 			for _, k := range resp.Tokens {
-				t.rows = append(t.rows, []string{k.ID, k.Role, strings.Join(k.Profiles, ","), fmtTime(k.Created), fmtTime(k.Expires), fmtTime(k.Revoked), k.Description})
+				scope := strings.Join(k.Profiles, ",")
+				if k.Managed != "" {
+					scope = "managed:" + k.Managed
+				}
+				t.rows = append(t.rows, []string{k.ID, k.Role, scope, fmtTime(k.Created), fmtTime(k.Expires), fmtTime(k.Revoked), k.Description})
 			}
 			return render(cmd.OutOrStdout(), format, t, resp)
 		},

@@ -1,0 +1,189 @@
+package api
+
+import (
+	"context"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/sigil-ca/sigil/ca"
+	"github.com/sigil-ca/sigil/store"
+)
+
+// Managed is what /v1/managed needs from ca: managed certificates, whose
+// keys the CA holds, and their bundles.
+type Managed interface {
+	CreateManaged(ctx context.Context, spec ca.ManagedSpec) (ca.ManagedCert, error)
+	ManagedCert(ctx context.Context, name string) (ca.ManagedCert, error)
+	ListManaged(ctx context.Context, cursor string, limit int, deleted bool) ([]ca.ManagedCert, string, error)
+	DeleteManaged(ctx context.Context, name, actor string, destroyKeys bool) (ca.ManagedCert, error)
+	RenewManagedNow(ctx context.Context, name, actor string) (ca.ManagedCert, error)
+	ManagedBundle(ctx context.Context, req ca.BundleRequest) (*ca.Bundle, error)
+	CreateManagedToken(ctx context.Context, actor, name string, ttl time.Duration, description string) (string, store.TokenRecord, error)
+}
+
+// ManagedRequest is the body of POST /v1/managed. Durations are Go
+// durations such as "720h"; renew_at is a fraction such as "2/3"; rotate_key
+// is always, never or every:N.
+type ManagedRequest struct {
+	Name                string   `json:"name"`
+	SANs                []string `json:"sans"`
+	Profile             string   `json:"profile"`
+	KeyType             string   `json:"key_type,omitempty"`
+	Validity            string   `json:"validity,omitempty"`
+	RenewAt             string   `json:"renew_at,omitempty"`
+	RotateKey           string   `json:"rotate_key,omitempty"`
+	RevokePreviousAfter string   `json:"revoke_previous_after,omitempty"`
+}
+
+// ManagedList is a page of managed certificates, by name.
+type ManagedList struct {
+	Managed    []ca.ManagedCert `json:"managed"`
+	NextCursor string           `json:"next_cursor,omitempty"`
+}
+
+// BundleResponse is GET /v1/managed/{name}/bundle: the current chain (leaf
+// first) and the PKCS#8 PEM private key. Served with Cache-Control: no-store.
+type BundleResponse struct {
+	Name      string    `json:"name"`
+	Version   int       `json:"version"`
+	Serial    string    `json:"serial"`
+	NotBefore time.Time `json:"not_before"`
+	NotAfter  time.Time `json:"not_after"`
+	ChainPEM  string    `json:"chain_pem"`
+	KeyPEM    string    `json:"key_pem"`
+}
+
+// String keeps the key out of anything that formats the response.
+func (b BundleResponse) String() string { return "BundleResponse{" + b.Name + " key:REDACTED}" }
+
+func (api *API) managedRoutes(route func(string, handlerFunc, ...string)) {
+	route("POST /v1/managed", api.createManaged, ca.RoleAdmin)
+	route("GET /v1/managed", api.listManaged, ca.RoleAdmin, ca.RoleAuditor)
+	route("GET /v1/managed/{name}", api.getManaged, ca.RoleAdmin, ca.RoleAuditor)
+	route("DELETE /v1/managed/{name}", api.deleteManaged, ca.RoleAdmin)
+	route("POST /v1/managed/{name}/renew", api.renewManaged, ca.RoleAdmin)
+	// No roles: the handler accepts the identity's own certificate (mTLS)
+	// or a managed token, and ca decides.
+	route("GET /v1/managed/{name}/bundle", api.managedBundle)
+}
+
+func parseDuration(field, s string) (time.Duration, error) {
+	if s == "" {
+		return 0, nil
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil || d < 0 {
+		return 0, &ca.Error{Kind: ca.Malformed, Detail: field + " must be a duration such as \"720h\""}
+	}
+	return d, nil
+}
+
+func (api *API) createManaged(w http.ResponseWriter, r *http.Request, p ca.Principal) error {
+	var req ManagedRequest
+	if err := decodeJSON(r, &req); err != nil {
+		return err
+	}
+	validity, err := parseDuration("validity", req.Validity)
+	if err != nil {
+		return err
+	}
+	spec := ca.ManagedSpec{Name: req.Name, SANs: req.SANs, Profile: req.Profile, KeyType: req.KeyType, Validity: validity,
+		RenewAt: req.RenewAt, RotateKey: req.RotateKey, Actor: p.Actor()}
+	if req.RevokePreviousAfter != "" {
+		d, err := parseDuration("revoke_previous_after", req.RevokePreviousAfter)
+		if err != nil {
+			return err
+		}
+		spec.RevokePreviousAfter = &d
+	}
+	m, err := api.cfg.Managed.CreateManaged(r.Context(), spec)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusCreated, m)
+	return nil
+}
+
+func (api *API) listManaged(w http.ResponseWriter, r *http.Request, _ ca.Principal) error {
+	q := r.URL.Query()
+	limit := 100
+	if s := q.Get("limit"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 1 || n > 1000 {
+			return &ca.Error{Kind: ca.Malformed, Detail: "limit must be 1 to 1000"}
+		}
+		limit = n
+	}
+	deleted := q.Get("deleted") == "true"
+	ms, next, err := api.cfg.Managed.ListManaged(r.Context(), q.Get("cursor"), limit, deleted)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, ManagedList{Managed: ms, NextCursor: next})
+	return nil
+}
+
+func (api *API) getManaged(w http.ResponseWriter, r *http.Request, _ ca.Principal) error {
+	m, err := api.cfg.Managed.ManagedCert(r.Context(), r.PathValue("name"))
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, m)
+	return nil
+}
+
+func (api *API) deleteManaged(w http.ResponseWriter, r *http.Request, p ca.Principal) error {
+	destroy := false
+	switch v := r.URL.Query().Get("destroy_keys"); v {
+	case "", "false":
+	case "true":
+		destroy = true
+	default:
+		return &ca.Error{Kind: ca.Malformed, Detail: "destroy_keys must be true or false"}
+	}
+	m, err := api.cfg.Managed.DeleteManaged(r.Context(), r.PathValue("name"), p.Actor(), destroy)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, m)
+	return nil
+}
+
+func (api *API) renewManaged(w http.ResponseWriter, r *http.Request, p ca.Principal) error {
+	m, err := api.cfg.Managed.RenewManagedNow(r.Context(), r.PathValue("name"), p.Actor())
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, m)
+	return nil
+}
+
+// managedBundle serves a managed certificate's bundle to its own identity.
+// A bearer token, if sent, is the credential; otherwise the client
+// certificate of the TLS connection (the listener requests one).
+func (api *API) managedBundle(w http.ResponseWriter, r *http.Request, _ ca.Principal) error {
+	ctx := r.Context()
+	req := ca.BundleRequest{Name: r.PathValue("name")}
+	if tok, ok := bearer(r); ok {
+		p, err := api.a.Authenticate(ctx, tok)
+		if err != nil {
+			if id, ok := ca.TokenID(tok); ok && ca.KindOf(err) == ca.Unauthorized {
+				api.a.RecordAccessRefusal(ctx, "token:"+id, r.Method, r.URL.Path, err)
+			}
+			return err
+		}
+		req.Principal = &p
+	} else if r.TLS != nil && len(r.TLS.PeerCertificates) > 0 {
+		req.ClientCert = r.TLS.PeerCertificates[0].Raw
+	}
+	b, err := api.cfg.Managed.ManagedBundle(ctx, req)
+	if err != nil {
+		return err
+	}
+	defer b.Zero()
+	w.Header().Set("Cache-Control", "no-store")
+	writeJSON(w, http.StatusOK, BundleResponse{Name: b.Name, Version: b.Version, Serial: b.Serial, NotBefore: b.NotBefore,
+		NotAfter: b.NotAfter, ChainPEM: string(b.ChainPEM), KeyPEM: string(b.KeyPEM)})
+	return nil
+}
