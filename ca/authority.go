@@ -48,6 +48,7 @@ type KeyUnwrapper interface {
 type KeyManager interface {
 	KeyUnwrapper
 	Rewrap(ctx context.Context, actor string, currentPassphrase, newPassphrase []byte, params keystore.KDFParams) (string, int, error)
+	Rotate(ctx context.Context, actor string, opts keystore.RotateOptions) (string, int, error)
 	GenerateSecret(purpose, algorithm string, size int) ([]byte, store.KeyRecord, error)
 	UnwrapSecret(ctx context.Context, keyID, actor string) ([]byte, error)
 	// Generate creates and seals a key; the caller stores its record.
