@@ -37,6 +37,7 @@ type Store interface {
 	Keys(ctx context.Context) ([]store.KeyRecord, error)
 	AuditEvents(ctx context.Context, f store.AuditFilter) ([]audit.Event, int64, error)
 	KeyBlocked(ctx context.Context, spkiHash []byte) (store.BlockedKey, error)
+	ExpiringCertificates(ctx context.Context, from, until time.Time, after store.ExpiryCursor, limit int) ([]store.ExpiringCert, error)
 }
 
 // KeyUnwrapper opens wrapped keys; ca/keystore implements it.
