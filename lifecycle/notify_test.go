@@ -97,15 +97,14 @@ func (rc *receiver) postCount() int {
 
 // certs records certificates in st; each gets an issuer "int".
 type certSpec struct {
-	serial       string
-	notBefore    time.Time
-	notAfter     time.Time
-	channel      string
-	profile      string
-	replaces     string
-	revoked      bool
-	sans         []string
-	requesterTag string
+	serial    string
+	notBefore time.Time
+	notAfter  time.Time
+	channel   string
+	profile   string
+	replaces  string
+	revoked   bool
+	sans      []string
 }
 
 func seedCerts(t *testing.T, st *store.SQLite, specs ...certSpec) {

@@ -58,8 +58,9 @@ type TidyStore interface {
 //   - spent ACME nonces are deleted as soon as they expire: they are a
 //     replay guard, not a record, and an expired nonce is refused anyway.
 //
-// Certificate rows, keys and the audit log are never deleted. Each run
-// appends one "tidy.completed" audit event with what it did.
+// Certificate rows, keys and the audit log are never deleted. A run that
+// tidied anything, or failed, appends one "tidy.completed" audit event with
+// the counts.
 type Tidier struct {
 	cfg  TidyConfig
 	auth TidyAuthority
@@ -117,14 +118,17 @@ func (t *Tidier) Run(ctx context.Context) (Result, error) {
 	if err != nil {
 		detail["error"] = err.Error()
 	}
-	// The record of what was done is kept even when the run stops early.
-	aerr := t.st.WithTx(context.WithoutCancel(ctx), func(tx store.Tx) error {
-		_, err := tx.AppendAudit(audit.Event{Time: t.cfg.Clock.Now().UTC(), Actor: "system:tidy", Action: "tidy.completed",
-			Target: "store", Detail: detail})
-		return err
-	})
-	if err == nil && aerr != nil {
-		err = fmt.Errorf("tidy: audit: %w", aerr)
+	// As for state-changing jobs, a run that did something or failed is
+	// audited (job_runs has every run), even when it stopped early.
+	if total > 0 || err != nil {
+		aerr := t.st.WithTx(context.WithoutCancel(ctx), func(tx store.Tx) error {
+			_, err := tx.AppendAudit(audit.Event{Time: t.cfg.Clock.Now().UTC(), Actor: "system:tidy", Action: "tidy.completed",
+				Target: "store", Detail: detail})
+			return err
+		})
+		if err == nil && aerr != nil {
+			err = fmt.Errorf("tidy: audit: %w", aerr)
+		}
 	}
 	args := []any{"rows", total, "cutoff", cutoff}
 	for _, k := range []string{"certificates_archived", "ocsp_responses_deleted", "acme_orders_deleted", "acme_authzs_deleted",

@@ -188,9 +188,12 @@ func TestTidy(t *testing.T) {
 	if !reflect.DeepEqual(evs[0].Detail, want) || evs[0].Actor != "system:tidy" {
 		t.Errorf("tidy event %s %v, want %v", evs[0].Actor, evs[0].Detail, want)
 	}
-	// Nothing is left to do at the same instant.
+	// Nothing is left to do at the same instant, and nothing is audited.
 	if res, err := tidy.Run(ctx); err != nil || res.Items != 0 {
 		t.Errorf("second run: %d, %v", res.Items, err)
+	}
+	if evs, _, err := st.AuditEvents(ctx, store.AuditFilter{Action: "tidy.completed"}); err != nil || len(evs) != 1 {
+		t.Errorf("%d tidy events after an idle run, want 1 (%v)", len(evs), err)
 	}
 	if _, err := NewTidier(TidyConfig{Retention: time.Hour, Clock: clk, Logger: slog.New(slog.DiscardHandler)}, storeArchiver{st, clk}, st); err == nil {
 		t.Error("a retention under a day was accepted")

@@ -40,6 +40,10 @@ var jobDefaults = map[string]jobDefault{
 	// at least every eighth of it (revocation.Responder.RefreshInterval).
 	"ocsp-refresh":          {schedule: func(c *Config) string { return "every " + ocspRefreshEvery(c).String() }, enabled: true},
 	"ocsp-responder-rotate": {schedule: func(*Config) string { return "every 1h" }, enabled: true},
+	// Off by default: it needs the passphrase held in memory.
+	"kek-rotate":    {schedule: func(*Config) string { return "0 3 1 * *" }, enabled: false},
+	"tidy":          {schedule: func(*Config) string { return "0 4 * * *" }, enabled: true},
+	"expiry-notify": {schedule: func(*Config) string { return "every 1h" }, enabled: true},
 }
 
 // ocspRefreshEvery is the longest ocsp-refresh interval that keeps every
@@ -89,6 +93,14 @@ func (c *Config) validateJobs() []error {
 // startJobs registers the scheduled jobs and starts the scheduler; a job
 // that fell due while the server was down runs now.
 func (s *server) startJobs(ctx context.Context, clk clockwork.Clock, reg prometheus.Registerer) error {
+	tidy, err := s.newTidier(clk)
+	if err != nil {
+		return err
+	}
+	notify, err := s.newNotifier(clk, reg)
+	if err != nil {
+		return err
+	}
 	tasks := map[string]lifecycle.Job{
 		"crl-publish": {Task: func(ctx context.Context) (lifecycle.Result, error) {
 			n, err := s.crl.Publish(ctx)
@@ -105,6 +117,12 @@ func (s *server) startJobs(ctx context.Context, clk clockwork.Clock, reg prometh
 			}
 			return lifecycle.Result{}, err
 		}},
+		"kek-rotate": {ChangesState: true, Task: func(ctx context.Context) (lifecycle.Result, error) {
+			_, n, err := s.auth.RotateKEK(ctx, "system:kek-rotate")
+			return lifecycle.Result{Items: int64(n)}, err
+		}},
+		"tidy":          {Task: tidy.Run},
+		"expiry-notify": {Task: notify.Run},
 	}
 	sched, err := lifecycle.New(lifecycle.Config{Clock: clk, Logger: s.log, Metrics: lifecycle.NewMetrics(reg)}, s.st)
 	if err != nil {
