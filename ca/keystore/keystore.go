@@ -49,7 +49,7 @@ type Keystore struct {
 	keks map[string]*KEK
 	// passphrase is held only after EnableRotation, to derive new KEK
 	// versions; nil otherwise.
-	passphrase []byte
+	passphrase heldSecret
 
 	// rewrapMu makes re-wrapping runs (Rewrap, Rotate) exclusive; it is
 	// taken before mu and held for a whole run.
@@ -320,7 +320,7 @@ func (k *Keystore) Rewrap(ctx context.Context, actor string, currentPassphrase, 
 	k.kek, k.rec, k.keks[newID] = kek, rec, kek
 	if k.passphrase != nil {
 		clear(k.passphrase)
-		k.passphrase = bytes.Clone(newPassphrase)
+		k.passphrase = heldSecret(bytes.Clone(newPassphrase))
 	}
 	return newID, count, nil
 }

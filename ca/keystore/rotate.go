@@ -6,6 +6,8 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"io"
+	"log/slog"
 	"slices"
 	"strconv"
 	"strings"
@@ -32,9 +34,25 @@ func (k *Keystore) EnableRotation(passphrase []byte) error {
 		return fmt.Errorf("enable kek rotation: %w", err)
 	}
 	clear(k.passphrase)
-	k.passphrase = bytes.Clone(passphrase)
+	k.passphrase = heldSecret(bytes.Clone(passphrase))
 	return nil
 }
+
+// heldSecret is a passphrase the keystore keeps; it formats and logs as
+// "REDACTED", so printing a Keystore never shows it.
+type heldSecret []byte
+
+// String returns "REDACTED".
+func (heldSecret) String() string { return "REDACTED" }
+
+// GoString returns "REDACTED".
+func (heldSecret) GoString() string { return "REDACTED" }
+
+// Format writes "REDACTED" for every verb.
+func (heldSecret) Format(f fmt.State, _ rune) { _, _ = io.WriteString(f, "REDACTED") }
+
+// LogValue implements slog.LogValuer.
+func (heldSecret) LogValue() slog.Value { return slog.StringValue("REDACTED") }
 
 // RotateOptions configures Rotate.
 type RotateOptions struct {

@@ -5,8 +5,10 @@ import (
 	"context"
 	"crypto/rand"
 	"errors"
+	"fmt"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/jonboulle/clockwork"
@@ -120,6 +122,9 @@ func TestRotate(t *testing.T) {
 	}
 	if err := ks.EnableRotation([]byte(testPassphrase)); err != nil {
 		t.Fatal(err)
+	}
+	if s := fmt.Sprintf("%v %+v %#v", ks, ks, ks.passphrase); strings.Contains(s, testPassphrase) {
+		t.Errorf("the held passphrase prints: %s", s)
 	}
 	var batches []int
 	id, n, err := ks.Rotate(ctx, "system:kek-rotate", RotateOptions{Params: fastParams(t), Batch: 10,
