@@ -39,6 +39,7 @@ type Store interface {
 	KeyBlocked(ctx context.Context, spkiHash []byte) (store.BlockedKey, error)
 	Key(ctx context.Context, id string) (store.KeyRecord, error)
 	Issuer(ctx context.Context, id string) (store.IssuerRecord, error)
+	ExpiringCertificates(ctx context.Context, from, until time.Time, after store.ExpiryCursor, limit int) ([]store.ExpiringCert, error)
 	ManagedStore
 }
 
@@ -64,6 +65,7 @@ type KeyUnwrapper interface {
 type KeyManager interface {
 	KeyUnwrapper
 	Rewrap(ctx context.Context, actor string, currentPassphrase, newPassphrase []byte, params keystore.KDFParams) (string, int, error)
+	Rotate(ctx context.Context, actor string, opts keystore.RotateOptions) (string, int, error)
 	GenerateSecret(purpose, algorithm string, size int) ([]byte, store.KeyRecord, error)
 	UnwrapSecret(ctx context.Context, keyID, actor string) ([]byte, error)
 	// Generate creates and seals a key; the caller stores its record.

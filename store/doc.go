@@ -20,5 +20,12 @@
 // if it is not revoked yet, are conditions of the UPDATE itself, never a read
 // followed by a write, so they hold when several nodes share one database.
 //
+// Certificate rows and audit events are never deleted. Tidy archives
+// certificates long expired (Tx.ArchiveCertificates): the row stays, but the
+// partial indexes of hot paths (OCSP refresh, CRL generation, expiry
+// notices), whose queries say archived = 0, drop it. What is deleted are
+// dead protocol records past their time (Tx.PurgeExpired), a bounded batch
+// per call so that the single writer is never held long.
+//
 // Imports: only ca/audit from this module.
 package store

@@ -73,6 +73,18 @@ func TestParseConfigStrict(t *testing.T) {
 		{"ocsp refresh off", "jobs:\n  ocsp-refresh:\n    enabled: false\n", []string{"jobs.ocsp-refresh"}},
 		{"short root crl reload", "crl:\n  root_reload: 10ms\n", []string{"crl.root_reload"}},
 		{"root crl warn beyond its validity", "crl:\n  root_warn: 9000h\n", []string{"crl.root_warn"}},
+		{"bad kek-rotate schedule", "jobs:\n  kek-rotate:\n    schedule: monthly\n    enabled: true\n", []string{"jobs.kek-rotate.schedule"}},
+		{"short tidy retention", "tidy:\n  retention: 1h\n", []string{"tidy.retention 1h0m0s must be at least 24h"}},
+		{"unknown tidy key", "tidy:\n  retain: 24h\n", []string{"retain"}},
+		{"webhook without secret", "notify:\n  webhook_url: https://hooks.example/x\n", []string{"notify.secret_file is required"}},
+		{"relative webhook", "notify:\n  webhook_url: /hooks\n  secret_file: s\n", []string{"notify.webhook_url must be an absolute"}},
+		{"webhook URL not repeated", "notify:\n  webhook_url: ftp://hooks.example/tok-123\n  secret_file: s\n", []string{"notify.webhook_url"}},
+		{"zero threshold", "notify:\n  thresholds: [168h, 0s]\n", []string{"notify.thresholds: 0s is under a minute"}},
+		{"repeated threshold", "notify:\n  thresholds: [24h, 24h]\n", []string{"notify.thresholds: 24h0m0s is listed twice"}},
+		{"no thresholds", "notify:\n  thresholds: []\n", []string{"notify.thresholds: give 1 to 10"}},
+		{"bad threshold", "notify:\n  thresholds: [30d]\n", []string{"30d"}},
+		{"long webhook timeout", "notify:\n  timeout: 1h\n", []string{"notify.timeout"}},
+		{"big batch", "notify:\n  batch_size: 5000\n", []string{"notify.batch_size"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := ParseConfig([]byte(tc.doc), "/etc/sigil")
@@ -121,6 +133,9 @@ func TestParseConfigDefaults(t *testing.T) {
 		OCSP: OCSPConfig{Validity: ca.Duration(24 * time.Hour), ResponderValidity: ca.Duration(72 * time.Hour)},
 		CRL: CRLConfig{Validity: ca.Duration(24 * time.Hour), Refresh: ca.Duration(time.Hour),
 			RootReload: ca.Duration(time.Minute), RootWarn: ca.Duration(30 * 24 * time.Hour)},
+		Tidy: TidyConfig{Retention: ca.Duration(90 * 24 * time.Hour)},
+		Notify: NotifyConfig{Thresholds: []ca.Duration{ca.Duration(720 * time.Hour), ca.Duration(168 * time.Hour), ca.Duration(24 * time.Hour)},
+			Timeout: ca.Duration(10 * time.Second), BatchSize: 100},
 		Profiles: ca.DefaultProfiles(),
 		dir:      "/etc/sigil",
 	}

@@ -43,6 +43,10 @@ var jobDefaults = map[string]jobDefault{
 	// Renews due managed certificates, revokes superseded versions after
 	// their overlap and destroys keys whose certificates have expired.
 	lifecycle.ManagedRenewJob: {schedule: func(*Config) string { return "every 5m" }, enabled: true},
+	// Off by default: it needs the passphrase held in memory.
+	"kek-rotate":    {schedule: func(*Config) string { return "0 3 1 * *" }, enabled: false},
+	"tidy":          {schedule: func(*Config) string { return "0 4 * * *" }, enabled: true},
+	"expiry-notify": {schedule: func(*Config) string { return "every 1h" }, enabled: true},
 }
 
 // ocspRefreshEvery is the longest ocsp-refresh interval that keeps every
@@ -96,6 +100,14 @@ func (s *server) startJobs(ctx context.Context, clk clockwork.Clock, reg prometh
 	if err != nil {
 		return err
 	}
+	tidy, err := s.newTidier(clk)
+	if err != nil {
+		return err
+	}
+	notify, err := s.newNotifier(clk, reg)
+	if err != nil {
+		return err
+	}
 	tasks := map[string]lifecycle.Job{
 		"crl-publish": {Task: func(ctx context.Context) (lifecycle.Result, error) {
 			n, err := s.crl.Publish(ctx)
@@ -113,6 +125,12 @@ func (s *server) startJobs(ctx context.Context, clk clockwork.Clock, reg prometh
 			return lifecycle.Result{}, err
 		}},
 		lifecycle.ManagedRenewJob: {Task: managedRenew, ChangesState: true},
+		"kek-rotate": {ChangesState: true, Task: func(ctx context.Context) (lifecycle.Result, error) {
+			_, n, err := s.auth.RotateKEK(ctx, "system:kek-rotate")
+			return lifecycle.Result{Items: int64(n)}, err
+		}},
+		"tidy":          {Task: tidy.Run},
+		"expiry-notify": {Task: notify.Run},
 	}
 	sched, err := lifecycle.New(lifecycle.Config{Clock: clk, Logger: s.log, Metrics: lifecycle.NewMetrics(reg)}, s.st)
 	if err != nil {

@@ -86,6 +86,13 @@ func startServer(ctx context.Context, cfg *Config, passphrase []byte, log *slog.
 	if err != nil {
 		return nil, fmt.Errorf("unlock keys: %w", err)
 	}
+	// kek-rotate derives new KEK versions from the passphrase: only then
+	// is it kept in memory.
+	if _, on, err := cfg.jobSchedule("kek-rotate"); err == nil && on {
+		if err := ks.EnableRotation(passphrase); err != nil {
+			return nil, fmt.Errorf("kek rotation: %w", err)
+		}
+	}
 	cp, err := ca.UnlockCheckpointer(ctx, st, ks, clk)
 	if err != nil {
 		return nil, fmt.Errorf("audit key: %w", err)
