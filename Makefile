@@ -11,6 +11,7 @@ FUZZ_TARGETS := \
 	./ca:FuzzParseCSR \
 	./ca:FuzzSignCSR \
 	./ca/api:FuzzParseSignRequest \
+	./ca/api:FuzzParseRenewRequest \
 	./cmd/sigil:FuzzParseConfig \
 	./acme:FuzzParseJWS \
 	./acme:FuzzNewOrderPayload \
@@ -45,8 +46,10 @@ fuzz:
 	@set -e; for t in $(FUZZ_TARGETS); do \
 		pkg=$${t%%:*}; fn=$${t##*:}; \
 		echo "fuzz $$fn ($$pkg, $(FUZZTIME))"; \
-		$(GO) test -run='^$$' -fuzz="^$$fn$$" -fuzztime=$(FUZZTIME) $$pkg >/dev/null || \
-			{ $(GO) test -run='^$$' -fuzz="^$$fn$$" -fuzztime=$(FUZZTIME) $$pkg; exit 1; }; \
+		out=$$(mktemp); \
+		$(GO) test -run='^$$' -fuzz="^$$fn$$" -fuzztime=$(FUZZTIME) $$pkg >$$out 2>&1 || \
+			{ cat $$out; rm -f $$out; exit 1; }; \
+		rm -f $$out; \
 	done
 
 # In-process benchmarks: issuance at 1 and 32 callers, store commits, audit verification,

@@ -39,6 +39,7 @@ type Store interface {
 	KeyBlocked(ctx context.Context, spkiHash []byte) (store.BlockedKey, error)
 	Key(ctx context.Context, id string) (store.KeyRecord, error)
 	Issuer(ctx context.Context, id string) (store.IssuerRecord, error)
+	ExpiringCertificates(ctx context.Context, from, until time.Time, after store.ExpiryCursor, limit int) ([]store.ExpiringCert, error)
 	ManagedStore
 }
 
@@ -64,6 +65,7 @@ type KeyUnwrapper interface {
 type KeyManager interface {
 	KeyUnwrapper
 	Rewrap(ctx context.Context, actor string, currentPassphrase, newPassphrase []byte, params keystore.KDFParams) (string, int, error)
+	Rotate(ctx context.Context, actor string, opts keystore.RotateOptions) (string, int, error)
 	GenerateSecret(purpose, algorithm string, size int) ([]byte, store.KeyRecord, error)
 	UnwrapSecret(ctx context.Context, keyID, actor string) ([]byte, error)
 	// Generate creates and seals a key; the caller stores its record.
@@ -309,10 +311,18 @@ func (a *Authority) sign(ctx context.Context, req SignRequest, prof *Profile) (*
 	if req.CSR == nil {
 		return nil, errorf(BadCSR, "no CSR")
 	}
-	csr := req.CSR
-	if err := csr.CheckSignature(); err != nil {
+	if err := req.CSR.CheckSignature(); err != nil {
 		return nil, errorf(BadCSR, "CSR signature does not verify: %v", err)
 	}
+	return a.issue(ctx, req, prof)
+}
+
+// issue applies the profile and name policy to req.CSR's key and names and
+// issues. The caller has checked the profile and the CSR's signature, or
+// built the CSR from a certificate whose key the client proved it holds (a
+// renewal, see Renew), which is why the signature is not checked here.
+func (a *Authority) issue(ctx context.Context, req SignRequest, prof *Profile) (*Issued, error) {
+	csr := req.CSR
 	alg, err := keystore.AlgorithmOf(csr.PublicKey)
 	if err != nil {
 		return nil, errorf(BadCSR, "unsupported public key: %v", err)

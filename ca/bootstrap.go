@@ -33,6 +33,7 @@ type InitConfig struct {
 	IntermediateAlgorithm keystore.Algorithm
 	RootValidity          time.Duration // default 10 years
 	IntermediateValidity  time.Duration // default 5 years
+	RootCRLValidity       time.Duration // the root's first CRL; default DefaultRootCRLValidity
 	BaseURL               string        // external base URL of the HTTP listener
 	Passphrase            []byte
 	KDF                   keystore.KDFParams
@@ -44,6 +45,7 @@ type InitResult struct {
 	Root         *x509.Certificate
 	Intermediate *x509.Certificate
 	AdminToken   string // shown once; only its hash is stored
+	RootCRL      store.CRLRecord
 	Keystore     *keystore.Keystore
 	Checkpointer store.Checkpointer
 }
@@ -66,8 +68,10 @@ const AuditCertSetting = "audit.cert."
 const CheckpointEvery = 1000
 
 // Init creates the KEK, the root, the intermediate and the audit signing
-// key, and the first admin token, all in one transaction: either the CA
-// exists afterwards or nothing was written.
+// key, the root's first CRL (number 1, empty: the root key is at hand now
+// and offline afterwards, and the intermediate's CRL distribution point
+// names it) and the first admin token, all in one transaction: either the
+// CA exists afterwards or nothing was written.
 func Init(ctx context.Context, st InitStore, cfg InitConfig) (*InitResult, error) {
 	if cfg.Clock == nil {
 		return nil, errors.New("init: no clock")
@@ -84,6 +88,10 @@ func Init(ctx context.Context, st InitStore, cfg InitConfig) (*InitResult, error
 	if cfg.Name == "" {
 		cfg.Name = "Sigil CA"
 	}
+	rootCRLValidity, err := rootCRLValidity(cfg.RootCRLValidity)
+	if err != nil {
+		return nil, fmt.Errorf("init: %w", err)
+	}
 	issuers, err := st.Issuers(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("init: %w", err)
@@ -99,6 +107,8 @@ func Init(ctx context.Context, st InitStore, cfg InitConfig) (*InitResult, error
 	if err != nil {
 		return nil, fmt.Errorf("init: %w", err)
 	}
+	// Sealed now; after init the root key is unwrapped only when needed.
+	defer keystore.Zero(rootKey)
 	intKey, intRec, err := ks.Generate("intermediate", cfg.IntermediateAlgorithm)
 	if err != nil {
 		return nil, fmt.Errorf("init: %w", err)
@@ -157,7 +167,11 @@ func Init(ctx context.Context, st InitStore, cfg InitConfig) (*InitResult, error
 		return nil, fmt.Errorf("init: audit signer: %w", err)
 	}
 	intID := IssuerID(inter)
-	// The root signed three certificates just now; the other two keys
+	rootCRL, err := signRootCRL(root, rootID, rootKey, 1, now, rootCRLValidity, nil)
+	if err != nil {
+		return nil, fmt.Errorf("init: %w", err)
+	}
+	// The root signed three certificates and its CRL just now; the other two keys
 	// are used from the first serve on.
 	rootRec.LastUsed = now
 	adminSecret, adminRec, err := NewToken(RoleAdmin, nil, 0, "initial admin token", now)
@@ -195,6 +209,7 @@ func Init(ctx context.Context, st InitStore, cfg InitConfig) (*InitResult, error
 			func() error {
 				return tx.InsertIssuer(store.IssuerRecord{ID: intID, Kind: "intermediate", ParentID: rootID, KeyID: intRec.ID, CertDER: inter.Raw, State: store.KeyActive, Created: now})
 			},
+			func() error { return putRootCRL(tx, rootCRL, 0, actor) },
 			func() error { return tx.PutSetting(AuditCertSetting+auditRec.ID, auditCert.Raw) },
 		)
 		for _, c := range []struct {
@@ -227,7 +242,7 @@ func Init(ctx context.Context, st InitStore, cfg InitConfig) (*InitResult, error
 		return nil, fmt.Errorf("init: %w", err)
 	}
 	return &InitResult{
-		Root: root, Intermediate: inter, AdminToken: adminSecret, Keystore: ks,
+		Root: root, Intermediate: inter, AdminToken: adminSecret, RootCRL: rootCRL, Keystore: ks,
 		Checkpointer: NewCheckpointer(auditRec.ID, auditKey, cfg.Clock),
 	}, nil
 }

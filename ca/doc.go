@@ -10,6 +10,11 @@
 // it. A refused request is audited and leaves no certificate row and no used
 // serial.
 //
+// Renewal over mutual TLS (Renew) authenticates the client by the
+// certificate it presented in the handshake, checked against this CA's own
+// issuers and record, and then issues through the same path for the same
+// names and profile, recording the old serial as replaced.
+//
 // Revocation (Revoke, Unhold) is likewise one path for every surface: the
 // reason is checked against RFC 5280 §5.3.1, the time comes from the
 // authority's clock, and the new state and its audit event are written in one

@@ -6,4 +6,11 @@
 // end, result, error, items done), and a run that was due while the server
 // was down runs at the next start. The jobs' work itself is passed in as
 // Task functions; keys and certificates are touched only through ca.
+//
+// Two jobs live here whole: Tidier (tidy.go), which archives long-expired
+// certificates and purges dead protocol records without deleting anything
+// an auditor needs, and Notifier (notify.go, webhook.go), which posts
+// signed expiry notices to a webhook, each once, and keeps expiry gauges.
+// lifecycle imports ca (for what it asks of the authority) and store (for
+// its own records), never acme or revocation.
 package lifecycle

@@ -152,8 +152,12 @@ func (s *Scheduler) Start(ctx context.Context) error {
 		} else {
 			def = gocron.DurationJob(j.Schedule.Every)
 		}
-		j.gjob, err = gs.NewJob(def, gocron.NewTask(func() { s.run(j, "schedule") }),
-			gocron.WithName(j.Name), gocron.WithSingletonMode(gocron.LimitModeReschedule))
+		// Singleton by the job's own lock, not gocron's singleton mode:
+		// that mode sees only gocron's ticks (not runs at start or manual
+		// ones) and frees its slot a moment after the task returns, so a
+		// tick landing then would be dropped. The lock is held exactly for
+		// the run, whoever started it; a tick finding it taken is skipped.
+		j.gjob, err = gs.NewJob(def, gocron.NewTask(func() { s.run(j, "schedule") }), gocron.WithName(j.Name))
 		if err != nil {
 			_ = gs.Shutdown()
 			return fmt.Errorf("lifecycle: job %s: %w", j.Name, err)

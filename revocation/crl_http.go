@@ -12,7 +12,11 @@ import (
 // whole CRL, and /crl/{issuer}/{shard}.crl, one partition, as DER
 // application/pkix-crl with ETag and Last-Modified (conditional GETs get
 // 304) and a Cache-Control max-age that ends at nextUpdate.
-func (p *Publisher) Handler() http.Handler {
+func (p *Publisher) Handler() http.Handler { return crlMux(p.serve) }
+
+// crlMux routes GET (and HEAD) /crl/{issuer}.crl to serve with shard 0 and
+// /crl/{issuer}/{shard}.crl with shard; anything else under /crl/ is 404.
+func crlMux(serve func(w http.ResponseWriter, r *http.Request, issuer string, shard int)) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /crl/{file}", func(w http.ResponseWriter, r *http.Request) {
 		issuer, ok := strings.CutSuffix(r.PathValue("file"), ".crl")
@@ -20,7 +24,7 @@ func (p *Publisher) Handler() http.Handler {
 			http.NotFound(w, r)
 			return
 		}
-		p.serve(w, r, issuer, 0)
+		serve(w, r, issuer, 0)
 	})
 	mux.HandleFunc("GET /crl/{issuer}/{file}", func(w http.ResponseWriter, r *http.Request) {
 		s, ok := strings.CutSuffix(r.PathValue("file"), ".crl")
@@ -30,7 +34,7 @@ func (p *Publisher) Handler() http.Handler {
 			http.NotFound(w, r)
 			return
 		}
-		p.serve(w, r, r.PathValue("issuer"), shard)
+		serve(w, r, r.PathValue("issuer"), shard)
 	})
 	return mux
 }
@@ -47,7 +51,13 @@ func (p *Publisher) serve(w http.ResponseWriter, r *http.Request, issuer string,
 		http.NotFound(w, r)
 		return
 	}
-	maxAge := int64(p.clk.Until(c.rec.NextUpdate) / time.Second)
+	c.write(w, r, p.clk.Now())
+}
+
+// write serves c as DER application/pkix-crl, with its ETag, Last-Modified
+// (its thisUpdate) and a Cache-Control max-age that ends at its nextUpdate.
+func (c published) write(w http.ResponseWriter, r *http.Request, now time.Time) {
+	maxAge := int64(c.rec.NextUpdate.Sub(now) / time.Second)
 	if maxAge < 0 {
 		maxAge = 0
 	}

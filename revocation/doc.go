@@ -8,6 +8,11 @@
 // latest CRL of each issuer and shard, with its number, in crl_state, and
 // the pre-signed OCSP responses in ocsp_responses.
 //
+// The root's key is offline, so this package never signs the root's CRL:
+// ca.Init and `sigil ca root-crl` (ca.SignRootCRL) sign and store it, and
+// OfflineCRLs serves it from crl_state at /crl/{root}.crl, reloading it
+// periodically and warning, with a metric, as its nextUpdate nears.
+//
 // OCSP invariants:
 //   - GETs, and POSTs without a nonce, are answered from pre-signed
 //     responses: a cache hit signs nothing and queries nothing. Only with

@@ -71,8 +71,13 @@ type OCSPConfig struct {
 	// 200, burst twice that); above it a POST gets the pre-signed response,
 	// without its nonce, and the client decides whether that will do.
 	NoncesPerSecond float64
-	Clock           clockwork.Clock
-	Logger          *slog.Logger
+	// Scheduled leaves the periodic refresh to the caller (the lifecycle
+	// jobs ocsp-refresh and ocsp-responder-rotate call Refresh and
+	// RotateIfDue at least every RefreshInterval); the responder then runs
+	// no refresh loop of its own.
+	Scheduled bool
+	Clock     clockwork.Clock
+	Logger    *slog.Logger
 	// Registerer receives the metrics (nil: unregistered).
 	Registerer prometheus.Registerer
 }
@@ -233,9 +238,34 @@ func (r *Responder) Start(ctx context.Context) error {
 	if err := r.Refresh(ctx); err != nil {
 		return err
 	}
-	r.done.Add(1)
-	go r.refreshLoop()
+	if !r.cfg.Scheduled {
+		r.done.Add(1)
+		go r.refreshLoop()
+	}
 	return nil
+}
+
+// RefreshInterval is how often Refresh must run to keep every response
+// under half its validity: an eighth of the validity, at least a minute.
+func (r *Responder) RefreshInterval() time.Duration { return r.refreshInterval() }
+
+// RotateIfDue rotates the responder certificate if the next refresh would
+// come at or after its half-life, re-signing every response with the new
+// one, and retires or destroys responder keys no longer needed. It reports
+// whether it rotated. Refresh does the same when it runs; this is the
+// rotation on its own schedule (the ocsp-responder-rotate job).
+func (r *Responder) RotateIfDue(ctx context.Context) (bool, error) {
+	if !r.rotationDue(r.Signer(), r.clk.Now()) {
+		if err := r.auth.TidyOCSPKeys(ctx, r.Signer()); err != nil {
+			return false, fmt.Errorf("ocsp: tidy responder keys: %w", err)
+		}
+		return false, nil
+	}
+	// Due now, so refresh rotates (unless a refresh running meanwhile did).
+	if _, err := r.refresh(ctx); err != nil {
+		return false, err
+	}
+	return true, nil
 }
 
 // Close stops the refresh loop and waits for pending store writes.
@@ -351,6 +381,14 @@ func (r *Responder) refreshLoop() {
 // batches. Last, responder keys no longer needed are retired or destroyed
 // (ca.TidyOCSPKeys); a failure there is logged, not returned.
 func (r *Responder) Refresh(ctx context.Context) error {
+	_, err := r.refresh(ctx)
+	return err
+}
+
+// RefreshCount is Refresh, returning how many responses it signed.
+func (r *Responder) RefreshCount(ctx context.Context) (int, error) { return r.refresh(ctx) }
+
+func (r *Responder) refresh(ctx context.Context) (int, error) {
 	r.refreshMu.Lock()
 	defer r.refreshMu.Unlock()
 	now := r.clk.Now()
@@ -358,7 +396,7 @@ func (r *Responder) Refresh(ctx context.Context) error {
 	if s := r.Signer(); r.rotationDue(s, now) {
 		next, err := r.auth.NewOCSPSigner(ctx, r.signerConfig())
 		if err != nil {
-			return fmt.Errorf("ocsp: rotate responder certificate: %w", err)
+			return 0, fmt.Errorf("ocsp: rotate responder certificate: %w", err)
 		}
 		r.setSigner(next)
 		rotated = true
@@ -398,10 +436,10 @@ func (r *Responder) Refresh(ctx context.Context) error {
 		return nil
 	})
 	if err != nil {
-		return fmt.Errorf("ocsp: refresh %s: %w", r.iss.id, err)
+		return signed, fmt.Errorf("ocsp: refresh %s: %w", r.iss.id, err)
 	}
 	if err := r.persist(ctx, batch); err != nil {
-		return fmt.Errorf("ocsp: refresh %s: %w", r.iss.id, err)
+		return signed, fmt.Errorf("ocsp: refresh %s: %w", r.iss.id, err)
 	}
 	r.dropExpired(now)
 	if signed > 0 {
@@ -410,7 +448,7 @@ func (r *Responder) Refresh(ctx context.Context) error {
 	if err := r.auth.TidyOCSPKeys(ctx, r.Signer()); err != nil {
 		r.log.ErrorContext(ctx, "ocsp responder keys not tidied", "issuer", r.iss.id, "error", err)
 	}
-	return nil
+	return signed, nil
 }
 
 func sameStatus(e *entry, revokedAt time.Time, reason int) bool {

@@ -617,3 +617,34 @@ func TestOCSPSignWithIssuer(t *testing.T) {
 		t.Errorf("status %d, embedded certificate %v", resp.Status, resp.Certificate != nil)
 	}
 }
+
+// TestOCSPRotateIfDue: with the refresh left to the scheduler, RotateIfDue
+// rotates the responder certificate only once the next refresh would pass
+// its half-life, and the new one signs what is served.
+func TestOCSPRotateIfDue(t *testing.T) {
+	e := newEnv(t)
+	c := e.issue("rotate.example.com")
+	r := e.responder(OCSPConfig{Validity: 24 * time.Hour, ResponderValidity: 72 * time.Hour, Scheduled: true})
+	inter := e.auth.Intermediate().Cert
+	first := r.Signer().Certificate()
+	if r.RefreshInterval() != 3*time.Hour {
+		t.Errorf("refresh interval %s, want an eighth of the validity", r.RefreshInterval())
+	}
+	// Half-life at 36h; the last refresh before it is due from 33h.
+	e.clk.Advance(32 * time.Hour)
+	if rotated, err := r.RotateIfDue(context.Background()); err != nil || rotated {
+		t.Fatalf("at 32h: rotated %v, %v; want no rotation", rotated, err)
+	}
+	e.clk.Advance(time.Hour)
+	if rotated, err := r.RotateIfDue(context.Background()); err != nil || !rotated {
+		t.Fatalf("at 33h: rotated %v, %v; want a rotation", rotated, err)
+	}
+	next := r.Signer().Certificate()
+	if next.Equal(first) {
+		t.Fatal("signer unchanged after rotation")
+	}
+	resp := parse(t, post(t, r.Handler(), request(t, c, inter, crypto.SHA256)), c, inter)
+	if resp.Certificate == nil || !resp.Certificate.Equal(next) {
+		t.Error("response not signed by the new responder certificate")
+	}
+}

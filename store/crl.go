@@ -46,9 +46,14 @@ const (
 	// since (certificates_revoked), so that a late revocation of an expired
 	// certificate still appears once. The unary plus keeps the planner off
 	// certificates_crl for the second part, whose range there (every expired
-	// revocation ever) only grows.
+	// revocation ever) only grows. archived = 0 matches the partial index:
+	// an archived certificate expired more than tidy.retention before any
+	// CRL's since but a first CRL's (which then leaves it out: RFC 5280 §3.3
+	// lets an entry go once a CRL issued after the certificate's expiry has
+	// listed it). The second part keeps archived rows: a late revocation of
+	// one is still listed once.
 	qRevokedCertificates = `SELECT serial, revoked_at, revoke_reason, invalidity_date FROM certificates
-		WHERE issuer_id = ? AND crl_shard = ? AND revoked_at != 0 AND not_after >= ?
+		WHERE issuer_id = ? AND crl_shard = ? AND revoked_at != 0 AND archived = 0 AND not_after >= ?
 		UNION ALL
 		SELECT serial, revoked_at, revoke_reason, invalidity_date FROM certificates
 		WHERE issuer_id = ? AND revoked_at != 0 AND revoked_at >= ? AND +not_after < ? AND +crl_shard = ?`

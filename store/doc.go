@@ -11,11 +11,21 @@
 // (journal_mode=WAL, synchronous=FULL).
 //
 // The audit chain is appended inside the same transaction as the change it
-// records: Tx.AppendAudit assigns the sequence number and hash.
+// records: Tx.AppendAudit assigns the sequence number and hash. The writer
+// re-reads the committed head at the start of every batch, under the write
+// lock, so another process writing the same file (an offline command such as
+// sigil ca root-crl while sigil serve runs) extends the one chain.
 //
 // State transitions that must not race, such as revoking a certificate only
 // if it is not revoked yet, are conditions of the UPDATE itself, never a read
 // followed by a write, so they hold when several nodes share one database.
+//
+// Certificate rows and audit events are never deleted. Tidy archives
+// certificates long expired (Tx.ArchiveCertificates): the row stays, but the
+// partial indexes of hot paths (OCSP refresh, CRL generation, expiry
+// notices), whose queries say archived = 0, drop it. What is deleted are
+// dead protocol records past their time (Tx.PurgeExpired), a bounded batch
+// per call so that the single writer is never held long.
 //
 // Imports: only ca/audit from this module.
 package store

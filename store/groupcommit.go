@@ -180,6 +180,18 @@ func (g *groupCommit) commit(batch []*writeReq) {
 		}
 		return
 	}
+	// Another process may have appended to the chain since our last
+	// commit (sigil ca root-crl signs offline while sigil serve runs): the
+	// head cached from then would fork the chain, or collide on seq and fail
+	// every later write. The write lock is held from BEGIN (IMMEDIATE), so
+	// what is read here stays the head until this commit.
+	if err := g.syncHead(ctx, tx); err != nil {
+		err = errors.Join(err, tx.Rollback())
+		for _, r := range batch {
+			r.err <- err
+		}
+		return
+	}
 	headBefore, cpBefore := g.head, g.lastCP
 	for i, r := range batch {
 		if r.kind == reqCheckpoint {
@@ -213,6 +225,20 @@ func (g *groupCommit) commit(batch []*writeReq) {
 	for i, r := range batch {
 		r.err <- errs[i]
 	}
+}
+
+// syncHead reloads the audit head and the last signed checkpoint as
+// committed, inside tx.
+func (g *groupCommit) syncHead(ctx context.Context, tx *sql.Tx) error {
+	h, cp := audit.Head{Seq: 0, Hash: audit.GenesisHash()}, int64(0)
+	ts := tx.StmtContext(ctx, g.stmts[qSyncHead])
+	defer ts.Close() // as in exec: not left for the transaction to track
+	err := ts.QueryRowContext(ctx).Scan(&h.Seq, &h.Hash, &cp)
+	if err != nil && !errors.Is(err, sql.ErrNoRows) {
+		return fmt.Errorf("audit head: %w", err)
+	}
+	g.head, g.lastCP = h, cp
+	return nil
 }
 
 // apply runs fn inside a savepoint so its failure rolls back only its own writes.

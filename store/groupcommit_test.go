@@ -760,3 +760,45 @@ func seqs(cps []audit.Checkpoint) []int64 {
 	}
 	return out
 }
+
+// TestSharedFileWriters: two stores open on one file, as sigil serve and an
+// offline command such as sigil ca root-crl are, append to one chain: each
+// writer picks up the other's events instead of forking the chain or
+// colliding on seq, and a checkpoint one signs is not signed again by the other.
+func TestSharedFileWriters(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "sigil.db")
+	a, b := openTest(t, Config{Path: path}), openTest(t, Config{Path: path})
+	signer := newTestSigner(t)
+	signer.install(a, 1000)
+	signer.install(b, 1000)
+	appendOne := func(s *SQLite, i int) audit.Event {
+		t.Helper()
+		var e audit.Event
+		mustTx(t, s, func(tx Tx) error {
+			var err error
+			e, err = tx.AppendAudit(audit.Event{Time: testStart.Add(time.Duration(i) * time.Second), Actor: "system", Action: "tick"})
+			return err
+		})
+		return e
+	}
+	for i, s := range []*SQLite{a, b, a, a, b, a} {
+		if e := appendOne(s, i); e.Seq != int64(i+1) {
+			t.Fatalf("event %d: seq %d, want %d", i, e.Seq, i+1)
+		}
+	}
+	if err := b.Checkpoint(ctx); err != nil {
+		t.Fatal(err)
+	}
+	n := signer.signed()
+	if err := a.Checkpoint(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if signer.signed() != n {
+		t.Errorf("a signed head %d again after b signed it", signer.heads[n].Seq)
+	}
+	if events := checkChain(t, a, signer.keys()); len(events) != 6 {
+		t.Errorf("%d events, want 6", len(events))
+	}
+}

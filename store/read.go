@@ -132,20 +132,21 @@ func (s *SQLite) Issuers(ctx context.Context) ([]IssuerRecord, error) {
 }
 
 const certColumns = `id, issuer_id, serial, subject, sans, not_before, not_after, key_algorithm, profile, requester,
-	channel, der, created, revoked_at, revoke_reason, invalidity_date, replaces, spki_sha256, crl_shard`
+	channel, der, created, revoked_at, revoke_reason, invalidity_date, replaces, spki_sha256, crl_shard, archived`
 
 func scanCert(sc interface{ Scan(...any) error }) (CertRecord, error) {
 	var c CertRecord
 	var sans string
-	var nb, na, created, revoked, invalidity int64
+	var nb, na, created, revoked, invalidity, archived int64
 	err := sc.Scan(&c.ID, &c.IssuerID, &c.Serial, &c.Subject, &sans, &nb, &na, &c.KeyAlgorithm, &c.Profile,
-		&c.Requester, &c.Channel, &c.DER, &created, &revoked, &c.RevokeReason, &invalidity, &c.Replaces, &c.SPKIHash, &c.CRLShard)
+		&c.Requester, &c.Channel, &c.DER, &created, &revoked, &c.RevokeReason, &invalidity, &c.Replaces, &c.SPKIHash, &c.CRLShard,
+		&archived)
 	if err != nil {
 		return CertRecord{}, err
 	}
 	c.SANs = splitSANs(sans)
 	c.NotBefore, c.NotAfter, c.Created, c.RevokedAt = fromNanos(nb), fromNanos(na), fromNanos(created), fromNanos(revoked)
-	c.InvalidityDate = fromNanos(invalidity)
+	c.InvalidityDate, c.Archived = fromNanos(invalidity), fromNanos(archived)
 	return c, nil
 }
 

@@ -100,6 +100,10 @@ type CertRecord struct {
 	// CRLShard is the CRL the certificate's distribution point names: 0 the
 	// issuer's whole CRL, 1..N one partition of it.
 	CRLShard int
+	// Archived is when tidy took the certificate, expired for longer than
+	// the retention, out of the hot-path indexes (zero: live). The record
+	// itself stays, queryable like any other.
+	Archived time.Time
 }
 
 // TokenRecord is an API token; only a hash of its secret is kept.
@@ -257,6 +261,14 @@ type Store interface {
 	// CRLs returns the latest CRL of every shard of issuerID, by shard; none
 	// is an empty result, not an error.
 	CRLs(ctx context.Context, issuerID string) ([]CRLRecord, error)
+	// ExpiringCertificates returns up to limit (default and at most 1000)
+	// live (not archived) certificates whose notAfter is in (from, until],
+	// that are not revoked (on hold included) and not replaced by an
+	// unrevoked certificate (one whose Replaces names their serial), ordered
+	// by notAfter then ID, starting after the cursor; each with the smallest
+	// threshold of its delivered expiry notices. Fewer than limit means the
+	// last page.
+	ExpiringCertificates(ctx context.Context, from, until time.Time, after ExpiryCursor, limit int) ([]ExpiringCert, error)
 
 	// Managed returns the managed certificate name, deleted or not;
 	// ErrNotFound if none.
@@ -385,6 +397,19 @@ type Tx interface {
 	// PutSetting inserts or replaces the value stored under name (idempotent);
 	// a nil value is stored as empty.
 	PutSetting(name string, value []byte) error
+
+	// ArchiveCertificates marks up to limit live certificates whose notAfter
+	// is before expiredBefore as archived at at, oldest expiry first, and
+	// returns how many it marked (fewer than limit: none is left). The rows
+	// stay; only the partial indexes of hot paths drop them.
+	ArchiveCertificates(expiredBefore, at time.Time, limit int) (int64, error)
+	// PurgeExpired deletes up to limit records of the kind what whose time
+	// (see Expired) is before before, and returns how many it deleted
+	// (fewer than limit: none is left).
+	PurgeExpired(what Expired, before time.Time, limit int) (int64, error)
+	// RecordExpiryNotice records a delivered expiry notice; recording the
+	// same certificate and threshold again changes nothing (idempotent).
+	RecordExpiryNotice(n ExpiryNotice) error
 
 	// InsertACMEAccount inserts a new account; ErrDuplicate if the id exists,
 	// if the endpoint already has an account with that key thumbprint, or if

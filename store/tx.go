@@ -30,6 +30,11 @@ const (
 	qRevokeToken = "UPDATE tokens SET revoked = ? WHERE id = ? AND revoked = 0"
 	qPutSetting  = "INSERT INTO settings (name, value) VALUES (?, ?) ON CONFLICT (name) DO UPDATE SET value = excluded.value"
 
+	// qSyncHead reads, on the writer, the committed audit head and the last
+	// signed checkpoint (none without an event): see groupCommit.syncHead.
+	qSyncHead = `SELECT seq, hash, (SELECT COALESCE(MAX(seq), 0) FROM audit_checkpoints)
+		FROM audit_events ORDER BY seq DESC LIMIT 1`
+
 	qSavepoint  = "SAVEPOINT w"
 	qRelease    = "RELEASE w"
 	qRollbackTo = "ROLLBACK TO w"
@@ -44,7 +49,7 @@ const (
 )
 
 func writeQueries() []string {
-	return append([]string{qSavepoint, qRelease, qRollbackTo, qAppendAuditEvent, qInsertKek, qSetKekState, qInsertKey, qRewrapKey, qTouchKey, qRetireKey, qDestroyKey, qInsertIssuer, qInsertCertificate, qInsertToken, qRevokeToken, qPutSetting,
+	return append([]string{qSyncHead, qSavepoint, qRelease, qRollbackTo, qAppendAuditEvent, qInsertKek, qSetKekState, qInsertKey, qRewrapKey, qTouchKey, qRetireKey, qDestroyKey, qInsertIssuer, qInsertCertificate, qInsertToken, qRevokeToken, qPutSetting,
 		qRevokeCertificate, qUnholdCertificate, qBlockKey, qPutCRL,
 		qInsertACMEAccount, qUpdateACMEAccount, qInsertACMEOrder, qUpdateACMEOrder, qInsertACMEAuthz, qInsertACMEChallenge,
 		qUpdateACMEAuthz, qUpdateACMEChallenge, qUseNonce, qPurgeNonces, qInsertEABKey, qMarkEABKeyUsed},

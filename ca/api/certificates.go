@@ -34,6 +34,9 @@ type Certificate struct {
 	RevokedAt        time.Time `json:"revoked_at,omitzero"`
 	RevocationReason string    `json:"revocation_reason,omitempty"`
 	InvalidityDate   time.Time `json:"invalidity_date,omitzero"`
+	// Archived is when the tidy job took the certificate, expired past
+	// tidy.retention, out of the hot-path indexes; the record is unchanged.
+	Archived time.Time `json:"archived,omitzero"`
 
 	PEM string `json:"pem,omitempty"`
 }
@@ -48,7 +51,7 @@ func toCertificate(c store.CertRecord, now time.Time, withPEM bool) Certificate 
 	out := Certificate{
 		Serial: c.Serial, Issuer: c.IssuerID, Subject: c.Subject, SANs: c.SANs, NotBefore: c.NotBefore,
 		NotAfter: c.NotAfter, KeyAlgorithm: c.KeyAlgorithm, Profile: c.Profile, Requester: c.Requester,
-		Channel: c.Channel, Issued: c.Created, RevokedAt: c.RevokedAt, Replaces: c.Replaces,
+		Channel: c.Channel, Issued: c.Created, RevokedAt: c.RevokedAt, Replaces: c.Replaces, Archived: c.Archived,
 	}
 	if out.SANs == nil {
 		out.SANs = []string{}

@@ -7,6 +7,7 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/json"
@@ -57,6 +58,7 @@ func (s *syncBuffer) String() string {
 type testEnv struct {
 	srv     *httptest.Server
 	client  *http.Client
+	auth    *ca.Authority
 	clk     *clockwork.FakeClock
 	root    *x509.Certificate
 	inter   *x509.Certificate
@@ -99,10 +101,14 @@ func newEnv(t *testing.T) *testEnv {
 	if err != nil {
 		t.Fatalf("api.New: %v", err)
 	}
-	srv := httptest.NewTLSServer(h.Handler())
+	// As cmd/sigil's listener: a client certificate is asked for, not
+	// required (POST /v1/renew authenticates with it).
+	srv := httptest.NewUnstartedServer(h.Handler())
+	srv.TLS = &tls.Config{ClientAuth: tls.RequestClientCert}
+	srv.StartTLS()
 	t.Cleanup(srv.Close) // runs before st.Close: cleanups are LIFO
 	return &testEnv{
-		srv: srv, client: srv.Client(), clk: clk, root: res.Root, inter: res.Intermediate,
+		srv: srv, client: srv.Client(), auth: auth, clk: clk, root: res.Root, inter: res.Intermediate,
 		admin: res.AdminToken, adminID: tokenID(t, res.AdminToken), logs: logs,
 	}
 }

@@ -27,6 +27,8 @@ type Authority interface {
 	Authenticate(ctx context.Context, token string) (ca.Principal, error)
 	Sign(ctx context.Context, req ca.SignRequest) (*ca.Issued, error)
 	RecordRefusal(ctx context.Context, req ca.SignRequest, err error)
+	Renew(ctx context.Context, req ca.RenewRequest) (*ca.Issued, error)
+	RecordRenewalRefusal(ctx context.Context, req ca.RenewRequest, err error)
 	RecordAccessRefusal(ctx context.Context, actor, method, path string, err error)
 	Certificate(ctx context.Context, serial string) (store.CertRecord, error)
 	Certificates(ctx context.Context, f store.CertFilter) ([]store.CertRecord, int64, error)
@@ -88,6 +90,8 @@ func (api *API) Handler() http.Handler {
 		mux.Handle(pattern, api.adapt(h, roles))
 	}
 	route("POST /v1/sign", api.sign, ca.RoleAdmin, ca.RoleIssuer)
+	// The client certificate, not a token, authenticates a renewal.
+	mux.Handle("POST /v1/renew", api.adapt(api.renew, nil))
 	route("GET /v1/certificates", api.listCertificates, ca.RoleAdmin, ca.RoleAuditor, ca.RoleIssuer)
 	route("GET /v1/certificates/{serial}", api.getCertificate, ca.RoleAdmin, ca.RoleAuditor, ca.RoleIssuer)
 	route("POST /v1/revoke", api.revoke, ca.RoleAdmin, ca.RoleIssuer)

@@ -30,7 +30,12 @@
 //
 // Rotating the KEK is [Rewrap]: it unwraps the DEK with the old KEK and wraps
 // it with the new one, leaving Ciphertext byte-identical; the private key is
-// never decrypted and issuance never stops. Destroying a key
+// never decrypted and issuance never stops. [Keystore.Rewrap] changes the
+// passphrase in one transaction; [Keystore.Rotate] moves every key to a new
+// version of the same passphrase's KEK (a fresh salt, current KDF
+// parameters) a batch of keys per transaction, and a rotation cut short is
+// finished by the next call: until then both versions are open, in the
+// process and after [Unlock]. Destroying a key
 // (crypto-shredding) is erasing its Sealed record: without the wrapped DEK the
 // ciphertext cannot be opened even by a holder of the KEK.
 //

@@ -1,6 +1,7 @@
 package keystore
 
 import (
+	"bytes"
 	"context"
 	"crypto"
 	"crypto/rand"
@@ -9,6 +10,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -24,6 +27,7 @@ type Store interface {
 	WithTx(ctx context.Context, fn func(tx store.Tx) error) error
 	Key(ctx context.Context, id string) (store.KeyRecord, error)
 	Keys(ctx context.Context) ([]store.KeyRecord, error)
+	KEK(ctx context.Context, id string) (store.KEKRecord, error)
 	ActiveKEK(ctx context.Context) (store.KEKRecord, error)
 }
 
@@ -37,12 +41,25 @@ type Keystore struct {
 	clk clockwork.Clock
 
 	mu  sync.RWMutex
-	kek *KEK
-	rec KEKRecord
+	kek *KEK      // the active KEK: new keys are sealed under it
+	rec KEKRecord // its record
+	// keks holds every open KEK by id, the active one included: while a
+	// rotation runs, or after one was cut short, keys wrapped under the
+	// previous version open too. Versions stay open until the process ends.
+	keks map[string]*KEK
+	// passphrase is held only after EnableRotation, to derive new KEK
+	// versions; nil otherwise.
+	passphrase heldSecret
+
+	// rewrapMu makes re-wrapping runs (Rewrap, Rotate) exclusive; it is
+	// taken before mu and held for a whole run.
+	rewrapMu sync.Mutex
 }
 
-// Unlock opens the active KEK with passphrase. A wrong passphrase returns an
-// error wrapping ErrWrongPassphrase and changes nothing.
+// Unlock opens the active KEK with passphrase, and every earlier version
+// that a key is still wrapped under (a rotation cut short: every version of
+// a passphrase's KEK derives from that passphrase). A wrong passphrase
+// returns an error wrapping ErrWrongPassphrase and changes nothing.
 func Unlock(ctx context.Context, st Store, clk clockwork.Clock, passphrase []byte) (*Keystore, error) {
 	sr, err := st.ActiveKEK(ctx)
 	if err != nil {
@@ -56,7 +73,47 @@ func Unlock(ctx context.Context, st Store, clk clockwork.Clock, passphrase []byt
 	if err != nil {
 		return nil, err
 	}
-	return &Keystore{st: st, clk: clk, kek: kek, rec: rec}, nil
+	k := &Keystore{st: st, clk: clk, kek: kek, rec: rec, keks: map[string]*KEK{kek.ID(): kek}}
+	keys, err := st.Keys(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("load keys: %w", err)
+	}
+	for _, key := range keys {
+		if !rewrappable(key) || k.keks[key.KEKID] != nil {
+			continue
+		}
+		sr, err := st.KEK(ctx, key.KEKID)
+		if err != nil {
+			return nil, fmt.Errorf("key %s: load its kek: %w", key.ID, err)
+		}
+		r, err := fromStoreKEK(sr)
+		if err != nil {
+			return nil, err
+		}
+		old, err := OpenKEK(passphrase, r)
+		if err != nil {
+			return nil, fmt.Errorf("key %s is wrapped under %s, an earlier KEK version: %w", key.ID, key.KEKID, err)
+		}
+		k.keks[old.ID()] = old
+	}
+	return k, nil
+}
+
+// rewrappable reports whether key has a data key wrapped under a
+// passphrase KEK.
+func rewrappable(key store.KeyRecord) bool {
+	return key.State != store.KeyDestroyed && key.Backend == BackendPassphrase
+}
+
+// kekFor returns the open KEK with id, or an error naming it.
+func (k *Keystore) kekFor(keyID, id string) (*KEK, error) {
+	k.mu.RLock()
+	defer k.mu.RUnlock()
+	kek := k.keks[id]
+	if kek == nil {
+		return nil, fmt.Errorf("key %s is wrapped under %s, which is not open", keyID, id)
+	}
+	return kek, nil
 }
 
 // Prepare derives a first KEK for a new CA. The returned record must be
@@ -70,7 +127,7 @@ func Prepare(st Store, clk clockwork.Clock, passphrase []byte, params KDFParams)
 	if err != nil {
 		return nil, store.KEKRecord{}, err
 	}
-	return &Keystore{st: st, clk: clk, kek: kek, rec: rec}, sr, nil
+	return &Keystore{st: st, clk: clk, kek: kek, rec: rec, keks: map[string]*KEK{kek.ID(): kek}}, sr, nil
 }
 
 func toStoreKEK(r KEKRecord) (store.KEKRecord, error) {
@@ -149,9 +206,10 @@ func (k *Keystore) Unwrap(ctx context.Context, keyID, actor string) (crypto.Sign
 	if rec.State == store.KeyDestroyed {
 		return nil, fmt.Errorf("key %s was destroyed", keyID)
 	}
-	k.mu.RLock()
-	kek := k.kek
-	k.mu.RUnlock()
+	kek, err := k.kekFor(keyID, rec.KEKID)
+	if err != nil {
+		return nil, fmt.Errorf("unwrap key %s: %w", keyID, err)
+	}
 	signer, err := Open(kek, keyID, Sealed{KEKID: rec.KEKID, WrappedDEK: rec.WrappedDEK, Ciphertext: rec.Ciphertext})
 	if err != nil {
 		return nil, fmt.Errorf("unwrap key %s: %w", keyID, err)
@@ -184,9 +242,14 @@ func (k *Keystore) CheckPassphrase(passphrase []byte) error {
 // Rewrap derives a new KEK from newPassphrase and re-wraps every key's data
 // key under it in one transaction; private keys are never decrypted and the
 // ciphertexts stay byte-identical. currentPassphrase must open the active KEK
-// first: a wrong one changes nothing. Issuance continues throughout: signing
-// keys already unwrapped in memory are not touched.
+// first: a wrong one changes nothing. Keys still wrapped under an earlier
+// version of the current passphrase's KEK (a rotation cut short) are
+// re-wrapped too, and every earlier version is retired. Issuance continues
+// throughout: signing keys already unwrapped in memory are not touched.
+// With EnableRotation, later rotations derive from newPassphrase.
 func (k *Keystore) Rewrap(ctx context.Context, actor string, currentPassphrase, newPassphrase []byte, params KDFParams) (string, int, error) {
+	k.rewrapMu.Lock()
+	defer k.rewrapMu.Unlock()
 	// Check under the lock: two concurrent re-wraps must not both pass a
 	// check against the same KEK.
 	k.mu.Lock()
@@ -219,13 +282,14 @@ func (k *Keystore) Rewrap(ctx context.Context, actor string, currentPassphrase, 
 			return err
 		}
 		for _, key := range keys {
-			if key.State == store.KeyDestroyed || key.Backend != BackendPassphrase {
+			if !rewrappable(key) {
 				continue
 			}
-			if key.KEKID != old.ID() {
-				return fmt.Errorf("key %s is wrapped under %s, not the active %s", key.ID, key.KEKID, old.ID())
+			from := k.keks[key.KEKID]
+			if from == nil {
+				return fmt.Errorf("key %s is wrapped under %s, which is not open", key.ID, key.KEKID)
 			}
-			s, err := Rewrap(rand.Reader, old, kek, key.ID, Sealed{KEKID: key.KEKID, WrappedDEK: key.WrappedDEK, Ciphertext: key.Ciphertext})
+			s, err := Rewrap(rand.Reader, from, kek, key.ID, Sealed{KEKID: key.KEKID, WrappedDEK: key.WrappedDEK, Ciphertext: key.Ciphertext})
 			if err != nil {
 				return fmt.Errorf("rewrap %s: %w", key.ID, err)
 			}
@@ -233,13 +297,15 @@ func (k *Keystore) Rewrap(ctx context.Context, actor string, currentPassphrase, 
 				return err
 			}
 			if _, err := tx.AppendAudit(audit.Event{Time: now, Actor: actor, Action: "key.rewrapped", Target: key.ID,
-				Detail: map[string]string{"from_kek": old.ID(), "to_kek": newID}}); err != nil {
+				Detail: map[string]string{"from_kek": key.KEKID, "to_kek": newID}}); err != nil {
 				return err
 			}
 			count++
 		}
-		if err := tx.SetKEKState(old.ID(), store.KeyRetired); err != nil {
-			return err
+		for _, id := range slices.Sorted(maps.Keys(k.keks)) {
+			if err := tx.SetKEKState(id, store.KeyRetired); err != nil {
+				return err
+			}
 		}
 		_, err = tx.AppendAudit(audit.Event{Time: now, Actor: actor, Action: "kek.rotated", Target: newID,
 			Detail: map[string]string{"previous": old.ID(), "keys": strconv.Itoa(count), "kdf": rec.Params.KDF,
@@ -249,7 +315,13 @@ func (k *Keystore) Rewrap(ctx context.Context, actor string, currentPassphrase, 
 	if err != nil {
 		return "", 0, fmt.Errorf("rewrap: %w", err)
 	}
-	k.kek, k.rec = kek, rec
+	// Earlier versions stay open: a key sealed just before this re-wrap
+	// and recorded after it still opens in this process.
+	k.kek, k.rec, k.keks[newID] = kek, rec, kek
+	if k.passphrase != nil {
+		clear(k.passphrase)
+		k.passphrase = heldSecret(bytes.Clone(newPassphrase))
+	}
 	return newID, count, nil
 }
 

@@ -113,9 +113,10 @@ func (k *Keystore) UnwrapSecret(ctx context.Context, keyID, actor string) ([]byt
 	if rec.Algorithm != AlgorithmHMACSHA256 {
 		return nil, fmt.Errorf("key %s is a %s key, not a secret", keyID, rec.Algorithm)
 	}
-	k.mu.RLock()
-	kek := k.kek
-	k.mu.RUnlock()
+	kek, err := k.kekFor(keyID, rec.KEKID)
+	if err != nil {
+		return nil, fmt.Errorf("open secret %q: %w", keyID, err)
+	}
 	secret, err := OpenSecret(kek, keyID, Sealed{KEKID: rec.KEKID, WrappedDEK: rec.WrappedDEK, Ciphertext: rec.Ciphertext})
 	if err != nil {
 		return nil, err

@@ -34,6 +34,8 @@ type Config struct {
 	OCSP        OCSPConfig            `yaml:"ocsp"`
 	CRL         CRLConfig             `yaml:"crl"`
 	Jobs        map[string]JobConfig  `yaml:"jobs"`
+	Tidy        TidyConfig            `yaml:"tidy"`
+	Notify      NotifyConfig          `yaml:"notify"`
 	Profiles    map[string]ca.Profile `yaml:"profiles"`
 
 	dir    string // directory of the config file; relative paths resolve against it
@@ -181,6 +183,8 @@ func (c *Config) applyDefaults() {
 		c.Log.Format = "text"
 	}
 	c.CRL.applyDefaults()
+	c.Tidy.applyDefaults()
+	c.Notify.applyDefaults()
 	if c.Profiles == nil {
 		c.Profiles = ca.DefaultProfiles()
 	}
@@ -340,6 +344,8 @@ func (c *Config) Validate() error {
 	}
 	errs = append(errs, c.CRL.validate()...)
 	errs = append(errs, c.validateJobs()...)
+	errs = append(errs, c.Tidy.validate()...)
+	errs = append(errs, c.Notify.validate()...)
 	if len(c.Profiles) == 0 {
 		errs = append(errs, errors.New("profiles: at least one profile is required"))
 	}
@@ -503,6 +509,12 @@ crl:
   # How often every CRL is regenerated (a revocation also regenerates its CRL
   # within seconds); shorter than validity.
   refresh: {{.CRL.Refresh}}
+  # The root's CRL is signed offline (by sigil init, then by sigil ca root-crl
+  # before its nextUpdate): how often the server re-reads it from the database.
+  root_reload: {{.CRL.RootReload}}
+  # How long before the root CRL's nextUpdate the server warns that it must
+  # be re-signed (a log line and the sigil_crl_offline_due metric).
+  root_warn: {{.CRL.RootWarn}}
 
 # Scheduled jobs (sigil jobs list). Each runs alone, never overlapping
 # itself; a run that fell due while the server was down runs at start.
@@ -511,8 +523,45 @@ crl:
 #   crl-publish:           # regenerates every CRL; default: every crl.refresh
 #     schedule: every 1h
 #     enabled: true
+#   ocsp-refresh:          # re-signs OCSP responses; default and longest: every ocsp.validity/8
+#     schedule: every 3h
+#   ocsp-responder-rotate: # renews the delegated responder certificate before half its life
+#     schedule: every 1h
 #   managed-renew:         # renews due managed certificates (sigil managed),
 #     schedule: every 5m   # revokes superseded versions, destroys expired keys
+#   kek-rotate:            # re-wraps every data key under a new KEK version, in batches.
+#                          # Off by default: enabled, the server keeps the passphrase
+#                          # in memory to derive new versions.
+#     schedule: "0 3 1 * *"
+#     enabled: true
+#   tidy:                  # archives long-expired certificates, purges dead records (see tidy:)
+#     schedule: "0 4 * * *"
+#   expiry-notify:         # expiry notices to notify.webhook_url and expiry gauges (see notify:)
+#     schedule: every 1h
+
+tidy:
+  # How long after expiry a certificate stays in the indexes that OCSP
+  # refresh, CRL generation and expiry notices read, and how long dead OCSP
+  # responses, ACME orders and authorizations and delivered notices are
+  # kept. Certificate records and the audit log are never deleted.
+  retention: {{.Tidy.Retention}}
+
+notify:
+  # Where expiry notices are POSTed: a JSON array of notices, signed with
+  # the Sigil-Signature header (README, "Scheduled jobs"). Empty: none is
+  # sent; the expiry gauges on /metrics are kept either way.
+  webhook_url: "{{.Notify.WebhookURL}}"
+  # File holding the HMAC-SHA256 signing secret, at least 16 bytes
+  # (openssl rand -hex 32); required with webhook_url. Relative to this file.
+  secret_file: "{{.Notify.SecretFile}}"
+  # How long before expiry a notice is due; a certificate gets one notice
+  # for the smallest threshold it has crossed, once.
+  thresholds: [{{range $i, $t := .Notify.Thresholds}}{{if $i}}, {{end}}{{$t}}{{end}}]
+  # Time one POST attempt may take (each POST is tried up to 5 times, with
+  # exponential backoff and jitter, within a run).
+  timeout: {{.Notify.Timeout}}
+  # Most notices one POST carries.
+  batch_size: {{.Notify.BatchSize}}
 
 log:
   # debug, info, warn or error.

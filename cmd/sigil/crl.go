@@ -22,6 +22,11 @@ type CRLConfig struct {
 	Validity ca.Duration `yaml:"validity"`
 	// Refresh is how often every CRL is regenerated.
 	Refresh ca.Duration `yaml:"refresh"`
+	// RootReload is how often the root's CRL, which the server cannot sign
+	// (sigil ca root-crl signs it offline), is re-read from the database.
+	RootReload ca.Duration `yaml:"root_reload"`
+	// RootWarn is how long before the root CRL's nextUpdate the server warns.
+	RootWarn ca.Duration `yaml:"root_warn"`
 }
 
 func (c *CRLConfig) applyDefaults() {
@@ -30,6 +35,12 @@ func (c *CRLConfig) applyDefaults() {
 	}
 	if c.Refresh == 0 {
 		c.Refresh = ca.Duration(time.Hour)
+	}
+	if c.RootReload == 0 {
+		c.RootReload = ca.Duration(time.Minute)
+	}
+	if c.RootWarn == 0 {
+		c.RootWarn = ca.Duration(30 * 24 * time.Hour)
 	}
 }
 
@@ -44,11 +55,18 @@ func (c *CRLConfig) validate() []error {
 	if time.Duration(c.Refresh) < time.Minute || c.Refresh >= c.Validity {
 		errs = append(errs, fmt.Errorf("crl.refresh %s must be at least 1m and shorter than crl.validity %s", c.Refresh, c.Validity))
 	}
+	if time.Duration(c.RootReload) < time.Second {
+		errs = append(errs, fmt.Errorf("crl.root_reload %s must be at least 1s", c.RootReload))
+	}
+	if c.RootWarn < 0 || time.Duration(c.RootWarn) >= ca.MaxRootCRLValidity {
+		errs = append(errs, fmt.Errorf("crl.root_warn %s must be shorter than the root CRL's longest validity %s", c.RootWarn, ca.MaxRootCRLValidity))
+	}
 	return errs
 }
 
-// startCRL builds the CRL publisher, publishes what is missing and mounts
-// it on the plain listener's mux. The server stops it on shutdown.
+// startCRL builds the CRL publisher, publishes what is missing, loads the
+// root's CRL (signed offline: the server never holds the root key) and
+// mounts both on the plain listener's mux. The server stops them on shutdown.
 func (s *server) startCRL(ctx context.Context, plain *http.ServeMux, st *store.SQLite, clk clockwork.Clock, reg prometheus.Registerer) error {
 	pub, err := revocation.NewPublisher(revocation.CRLConfig{Validity: time.Duration(s.cfg.CRL.Validity),
 		Refresh: time.Duration(s.cfg.CRL.Refresh), Scheduled: true, Clock: clk, Logger: s.log, Metrics: revocation.NewCRLMetrics(reg)}, s.auth, st)
@@ -59,15 +77,37 @@ func (s *server) startCRL(ctx context.Context, plain *http.ServeMux, st *store.S
 		return fmt.Errorf("crl: %w", err)
 	}
 	s.crl = pub
-	plain.Handle("/crl/", pub.Handler())
+	rootID := s.auth.Root().ID
+	root, err := revocation.NewOfflineCRLs(revocation.OfflineConfig{Issuers: []string{rootID},
+		Reload: time.Duration(s.cfg.CRL.RootReload), Warn: time.Duration(s.cfg.CRL.RootWarn), Clock: clk, Logger: s.log,
+		Metrics: revocation.NewOfflineCRLMetrics(reg)}, st)
+	if err != nil {
+		return fmt.Errorf("root crl: %w", err)
+	}
+	if err := root.Start(ctx); err != nil {
+		return fmt.Errorf("root crl: %w", err)
+	}
+	s.rootCRL = root
+	plain.Handle("/crl/", root.Handler(pub.Handler()))
+	// Only an operator can put such a revocation on the root's CRL.
+	s.auth.OnStatusChange(func(rec store.CertRecord) {
+		if rec.IssuerID == rootID && !rec.RevokedAt.IsZero() {
+			s.log.Warn("a certificate issued by the root was revoked: relying parties learn of it only from the root's CRL; sign it now with sigil ca root-crl",
+				"serial", rec.Serial, "issuer", rootID)
+		}
+	})
 	s.log.Info("CRLs published", "issuer", s.auth.Intermediate().ID, "shards", s.auth.CRLShards(),
-		"url", s.auth.CRLURL(s.auth.Intermediate().ID, 0))
+		"url", s.auth.CRLURL(s.auth.Intermediate().ID, 0), "root_url", s.auth.CRLURL(rootID, 0))
 	return nil
 }
 
-// stopCRL stops the publisher's schedule, if it was started.
+// stopCRL stops the publisher's schedule and the root CRL's reloads, if
+// they were started.
 func (s *server) stopCRL() {
 	if s.crl != nil {
 		s.crl.Stop()
+	}
+	if s.rootCRL != nil {
+		s.rootCRL.Stop()
 	}
 }

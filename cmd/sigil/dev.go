@@ -90,6 +90,7 @@ func devCmd() *cobra.Command {
 			}
 			fmt.Fprintf(out, "  OCSP:          %s/ocsp\n", s.HTTPURL())
 			fmt.Fprintf(out, "  CRL:           %s/crl/%s.crl\n", s.HTTPURL(), s.auth.Intermediate().ID)
+			fmt.Fprintf(out, "  root CRL:      %s/crl/%s.crl\n", s.HTTPURL(), s.auth.Root().ID)
 			fmt.Fprintf(out, "  roots:         %s/roots.pem\n", s.HTTPURL())
 			fmt.Fprintf(out, "  metrics:       %s/metrics\n", s.HTTPSURL())
 			fmt.Fprintf(out, "\nTry:\n  export SIGIL_TOKEN=$(cat %s)\n  sigil cert issue --server %s --ca-file %s --san app.localhost --profile tls-server --key-out %s --out %s\n\n",

@@ -57,6 +57,8 @@ func initCmd() *cobra.Command {
 			fmt.Fprintf(out, "  config:       %s\n", filepath.Join(o.dir, "sigil.yaml"))
 			fmt.Fprintf(out, "  root:         %s\n", filepath.Join(o.dir, "root.pem"))
 			fmt.Fprintf(out, "  root SHA-256: %s\n", ca.Fingerprint(res.Root))
+			fmt.Fprintf(out, "  root CRL:     signed, next update %s; sign the next with sigil ca root-crl before then\n",
+				res.RootCRL.NextUpdate.UTC().Format(time.DateOnly))
 			fmt.Fprintf(out, "\nAdmin token (shown once; store it now):\n\n  %s\n\n", res.AdminToken)
 			fmt.Fprintf(out, "Start it with: sigil serve --config %s\n", filepath.Join(o.dir, "sigil.yaml"))
 			return nil

@@ -36,9 +36,23 @@ type jobDefault struct {
 var jobDefaults = map[string]jobDefault{
 	// crl.refresh sets how often every CRL is regenerated.
 	"crl-publish": {schedule: func(c *Config) string { return "every " + time.Duration(c.CRL.Refresh).String() }, enabled: true},
+	// Responses are re-signed before half their validity: the refresh runs
+	// at least every eighth of it (revocation.Responder.RefreshInterval).
+	"ocsp-refresh":          {schedule: func(c *Config) string { return "every " + ocspRefreshEvery(c).String() }, enabled: true},
+	"ocsp-responder-rotate": {schedule: func(*Config) string { return "every 1h" }, enabled: true},
 	// Renews due managed certificates, revokes superseded versions after
 	// their overlap and destroys keys whose certificates have expired.
 	lifecycle.ManagedRenewJob: {schedule: func(*Config) string { return "every 5m" }, enabled: true},
+	// Off by default: it needs the passphrase held in memory.
+	"kek-rotate":    {schedule: func(*Config) string { return "0 3 1 * *" }, enabled: false},
+	"tidy":          {schedule: func(*Config) string { return "0 4 * * *" }, enabled: true},
+	"expiry-notify": {schedule: func(*Config) string { return "every 1h" }, enabled: true},
+}
+
+// ocspRefreshEvery is the longest ocsp-refresh interval that keeps every
+// response under half its validity.
+func ocspRefreshEvery(c *Config) time.Duration {
+	return max(time.Duration(c.OCSP.Validity)/8, time.Minute)
 }
 
 // jobSchedule returns name's configured or default schedule and whether it is enabled.
@@ -67,8 +81,13 @@ func (c *Config) validateJobs() []error {
 			errs = append(errs, fmt.Errorf("jobs.%s: no such job (known: %v)", name, slices.Sorted(maps.Keys(jobDefaults))))
 			continue
 		}
-		if _, _, err := c.jobSchedule(name); err != nil {
+		s, enabled, err := c.jobSchedule(name)
+		switch {
+		case err != nil:
 			errs = append(errs, err)
+		case name == "ocsp-refresh" && (!enabled || s.Every > ocspRefreshEvery(c) || s.Cron != ""):
+			errs = append(errs, fmt.Errorf("jobs.ocsp-refresh: must stay enabled, every %s or more often (an eighth of ocsp.validity), so that no response passes half its validity",
+				ocspRefreshEvery(c)))
 		}
 	}
 	return errs
@@ -81,12 +100,37 @@ func (s *server) startJobs(ctx context.Context, clk clockwork.Clock, reg prometh
 	if err != nil {
 		return err
 	}
+	tidy, err := s.newTidier(clk)
+	if err != nil {
+		return err
+	}
+	notify, err := s.newNotifier(clk, reg)
+	if err != nil {
+		return err
+	}
 	tasks := map[string]lifecycle.Job{
 		"crl-publish": {Task: func(ctx context.Context) (lifecycle.Result, error) {
 			n, err := s.crl.Publish(ctx)
 			return lifecycle.Result{Items: int64(n)}, err
 		}},
+		"ocsp-refresh": {Task: func(ctx context.Context) (lifecycle.Result, error) {
+			n, err := s.ocsp.RefreshCount(ctx)
+			return lifecycle.Result{Items: int64(n)}, err
+		}},
+		"ocsp-responder-rotate": {ChangesState: true, Task: func(ctx context.Context) (lifecycle.Result, error) {
+			rotated, err := s.ocsp.RotateIfDue(ctx)
+			if rotated {
+				return lifecycle.Result{Items: 1}, err
+			}
+			return lifecycle.Result{}, err
+		}},
 		lifecycle.ManagedRenewJob: {Task: managedRenew, ChangesState: true},
+		"kek-rotate": {ChangesState: true, Task: func(ctx context.Context) (lifecycle.Result, error) {
+			_, n, err := s.auth.RotateKEK(ctx, "system:kek-rotate")
+			return lifecycle.Result{Items: int64(n)}, err
+		}},
+		"tidy":          {Task: tidy.Run},
+		"expiry-notify": {Task: notify.Run},
 	}
 	sched, err := lifecycle.New(lifecycle.Config{Clock: clk, Logger: s.log, Metrics: lifecycle.NewMetrics(reg)}, s.st)
 	if err != nil {

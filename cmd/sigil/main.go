@@ -27,8 +27,10 @@ func main() {
 		keysCmd(),
 		managedCmd(),
 		jobsCmd(),
+		caCmd(),
 		auditCmd(),
 		benchCmd(),
+		agentCmd(),
 	)
 	if err := root.Execute(); err != nil {
 		fmt.Fprintln(os.Stderr, "sigil:", oneLine(err))

@@ -42,6 +42,7 @@ type server struct {
 	ocsp    *revocation.Responder
 	crl     *revocation.Publisher
 	jobs    *lifecycle.Scheduler
+	rootCRL *revocation.OfflineCRLs
 	https   *http.Server
 	http    *http.Server
 	httpsLn net.Listener
@@ -84,6 +85,13 @@ func startServer(ctx context.Context, cfg *Config, passphrase []byte, log *slog.
 	ks, err := keystore.Unlock(ctx, st, clk, passphrase)
 	if err != nil {
 		return nil, fmt.Errorf("unlock keys: %w", err)
+	}
+	// kek-rotate derives new KEK versions from the passphrase: only then
+	// is it kept in memory.
+	if _, on, err := cfg.jobSchedule("kek-rotate"); err == nil && on {
+		if err := ks.EnableRotation(passphrase); err != nil {
+			return nil, fmt.Errorf("kek rotation: %w", err)
+		}
 	}
 	cp, err := ca.UnlockCheckpointer(ctx, st, ks, clk)
 	if err != nil {
@@ -172,8 +180,9 @@ func startServer(ctx context.Context, cfg *Config, passphrase []byte, log *slog.
 		return nil, fmt.Errorf("jobs: %w", err)
 	}
 	// Client certificates are requested, never required, and not verified
-	// by the TLS stack: the handlers that accept one (managed bundles)
-	// check it against the record; the handshake proves possession of its key.
+	// by the TLS stack: the handlers that accept one (POST /v1/renew,
+	// managed bundles) check it against the record, so that a refusal is a
+	// JSON error with an audit event, not a TLS alert.
 	tlsCfg := &tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: s.serving.GetCertificate,
 		ClientAuth: tls.RequestClientCert}
 	s.https = newHTTPServer(secure, cfg.Limits, log)

@@ -1,0 +1,274 @@
+package ca
+
+import (
+	"bytes"
+	"context"
+	"crypto"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"errors"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/sigil-ca/sigil/ca/audit"
+	"github.com/sigil-ca/sigil/store"
+)
+
+// Renewal over mutual TLS (issue 7): a server presents its current
+// certificate in the TLS handshake, which proves it holds the key, and gets
+// a fresh certificate for the same names and profile: with the same key, or
+// with the key of a CSR it sends (a rekey). The certificate is its only
+// credential, so every rule that makes it one lives here.
+
+// RenewRequest asks to renew the certificate a client authenticated with.
+type RenewRequest struct {
+	// Certificate is the leaf the client presented in the TLS handshake,
+	// whose key the handshake proved it holds (TLS CertificateVerify); nil
+	// when it presented none. Certificates it sent along are ignored: the
+	// chain is built from this CA's own issuers.
+	Certificate *x509.Certificate
+	// CSR, if set, asks for a new key (rekey): its signature must verify,
+	// its key must not be the current one nor blocked, and its names
+	// (common name included) must be exactly the current certificate's.
+	CSR *x509.CertificateRequest
+}
+
+// Renew issues a successor to req.Certificate or refuses with an *Error.
+// The certificate must chain to this CA's root through one of the
+// intermediates it has recorded (the active one or an older one), be
+// unexpired at the authority's clock, be recorded under that intermediate
+// with exactly these bytes, and be neither revoked nor on hold. The new
+// certificate has the same names and profile (with the profile's default
+// validity and current policy), the old one's requester, channel
+// ChannelRenew, and Replaces set to the old serial. Every refusal is
+// audited as request.refused.
+func (a *Authority) Renew(ctx context.Context, req RenewRequest) (*Issued, error) {
+	start := a.clk.Now()
+	rec, err := a.renewable(ctx, req.Certificate)
+	if err == nil {
+		var iss *Issued
+		if iss, err = a.renew(ctx, req, rec); err == nil {
+			a.metrics.observeIssued(rec.Profile, a.clk.Since(start))
+			return iss, nil
+		}
+	}
+	a.refuseRenewal(ctx, req, rec, err)
+	return nil, err
+}
+
+// RecordRenewalRefusal audits a renewal a surface refused before it reached
+// Renew, such as one whose body did not parse.
+func (a *Authority) RecordRenewalRefusal(ctx context.Context, req RenewRequest, err error) {
+	a.refuseRenewal(ctx, req, store.CertRecord{}, err)
+}
+
+// renewable authenticates leaf and returns its record. The record is
+// returned with an error only once leaf is known to be that record (for the
+// audit actor); before that it is zero.
+func (a *Authority) renewable(ctx context.Context, leaf *x509.Certificate) (store.CertRecord, error) {
+	if leaf == nil {
+		return store.CertRecord{}, errorf(Unauthorized, "no client certificate: present the certificate to renew in the TLS handshake")
+	}
+	issuers, err := a.st.Issuers(ctx)
+	if err != nil {
+		return store.CertRecord{}, internal("load issuers", err)
+	}
+	roots, inters := x509.NewCertPool(), x509.NewCertPool()
+	var parent *store.IssuerRecord
+	for i := range issuers {
+		c, err := x509.ParseCertificate(issuers[i].CertDER)
+		if err != nil {
+			return store.CertRecord{}, internal("parse issuer "+issuers[i].ID, err)
+		}
+		switch issuers[i].Kind {
+		case "root":
+			roots.AddCert(c)
+		case "intermediate":
+			inters.AddCert(c)
+			// Every recorded intermediate counts, not only the active one:
+			// after a rotation, certificates of the old one must still renew.
+			if parent == nil && bytes.Equal(leaf.RawIssuer, c.RawSubject) && leaf.CheckSignatureFrom(c) == nil {
+				parent = &issuers[i]
+			}
+		}
+	}
+	if parent == nil {
+		return store.CertRecord{}, errorf(Unauthorized, "the client certificate was not issued by this CA")
+	}
+	now := a.clk.Now()
+	if now.After(leaf.NotAfter) {
+		return store.CertRecord{}, errorf(Unauthorized, "the client certificate expired at %s; an expired certificate cannot be renewed, request a new one",
+			leaf.NotAfter.UTC().Format(time.RFC3339))
+	}
+	if now.Before(leaf.NotBefore) {
+		return store.CertRecord{}, errorf(Unauthorized, "the client certificate is not valid before %s", leaf.NotBefore.UTC().Format(time.RFC3339))
+	}
+	// A server certificate authenticates a client here, so any EKU will do;
+	// the rest of RFC 5280 path validation still applies.
+	if _, err := leaf.Verify(x509.VerifyOptions{Roots: roots, Intermediates: inters, CurrentTime: now,
+		KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}}); err != nil {
+		return store.CertRecord{}, errorf(Unauthorized, "the client certificate does not verify to this CA's root: %v", err)
+	}
+	serial := SerialString(leaf.SerialNumber)
+	recs, _, err := a.st.Certificates(ctx, store.CertFilter{Serial: serial, IssuerID: parent.ID, Limit: 1})
+	if err != nil {
+		return store.CertRecord{}, internal("look up certificate", err)
+	}
+	if len(recs) == 0 {
+		return store.CertRecord{}, errorf(Unauthorized, "the client certificate (serial %s) is not in this CA's record", serial)
+	}
+	// A valid signature on unrecorded bytes means a misused or stolen
+	// intermediate key: never renew what the record does not hold.
+	if !bytes.Equal(recs[0].DER, leaf.Raw) {
+		return store.CertRecord{}, errorf(Unauthorized, "the client certificate differs from the recorded certificate with serial %s", serial)
+	}
+	rec := recs[0]
+	if !rec.RevokedAt.IsZero() {
+		at := rec.RevokedAt.UTC().Format(time.RFC3339)
+		if rec.RevokeReason == ReasonCertificateHold {
+			return rec, errorf(Forbidden, "certificate %s is on hold (certificateHold) since %s; it cannot be renewed unless released", serial, at)
+		}
+		return rec, errorf(Forbidden, "certificate %s was revoked (%s) at %s; it cannot be renewed", serial, ReasonName(rec.RevokeReason), at)
+	}
+	return rec, nil
+}
+
+// renew issues the successor of the authenticated certificate rec.
+func (a *Authority) renew(ctx context.Context, req RenewRequest, rec store.CertRecord) (*Issued, error) {
+	prof := a.profile(rec.Profile)
+	if prof == nil {
+		return nil, errorf(Rejected, "certificate %s was issued with profile %q, which is not configured any more", rec.Serial, rec.Profile)
+	}
+	current := certRequest(req.Certificate)
+	sreq := SignRequest{Profile: rec.Profile, Requester: rec.Requester, Channel: ChannelRenew, Replaces: rec.Serial, CSR: current}
+	if req.CSR == nil {
+		if err := a.CheckKeyNotBlocked(ctx, current.PublicKey); err != nil {
+			return nil, err
+		}
+		return a.issue(ctx, sreq, prof)
+	}
+	csr := req.CSR
+	if err := csr.CheckSignature(); err != nil {
+		return nil, errorf(BadCSR, "CSR signature does not verify: %v", err)
+	}
+	if k, ok := csr.PublicKey.(interface{ Equal(crypto.PublicKey) bool }); ok && k.Equal(current.PublicKey) {
+		return nil, errorf(BadCSR, "the CSR's key is the current certificate's key; to keep the key, renew without a CSR")
+	}
+	want, err := nameSet(current)
+	if err != nil {
+		return nil, err
+	}
+	got, err := nameSet(csr)
+	if err != nil {
+		return nil, err
+	}
+	if !slices.Equal(got, want) {
+		return nil, errorf(BadCSR, "a rekey keeps the certificate's names: the CSR has %s, the certificate %s",
+			strings.Join(got, ", "), strings.Join(want, ", "))
+	}
+	// The names are the current certificate's, in its order; the key is the
+	// CSR's, which issue checks against the profile and the blocklist.
+	current.PublicKey, current.PublicKeyAlgorithm = csr.PublicKey, csr.PublicKeyAlgorithm
+	return a.issue(ctx, sreq, prof)
+}
+
+// certRequest restates a certificate's key and names as the unsigned CSR
+// issue reads them from.
+func certRequest(c *x509.Certificate) *x509.CertificateRequest {
+	return &x509.CertificateRequest{
+		Subject:            pkix.Name{CommonName: c.Subject.CommonName},
+		PublicKey:          c.PublicKey,
+		PublicKeyAlgorithm: c.PublicKeyAlgorithm,
+		DNSNames:           c.DNSNames,
+		IPAddresses:        c.IPAddresses,
+		EmailAddresses:     c.EmailAddresses,
+		URIs:               c.URIs,
+	}
+}
+
+// nameSet is a request's normalized names with their types, and its common
+// name, sorted, for comparison.
+func nameSet(csr *x509.CertificateRequest) ([]string, error) {
+	n, cn, err := csrNames(csr)
+	if err != nil {
+		return nil, err
+	}
+	out := []string{}
+	for _, d := range n.DNS {
+		out = append(out, "dns:"+d)
+	}
+	for _, ip := range n.IPs {
+		out = append(out, "ip:"+ip.String())
+	}
+	for _, e := range n.Email {
+		out = append(out, "email:"+e)
+	}
+	for _, u := range n.URIs {
+		out = append(out, "uri:"+u.String())
+	}
+	if cn != "" {
+		out = append(out, "cn:"+cn)
+	}
+	slices.Sort(out)
+	return slices.Compact(out), nil
+}
+
+// refuseRenewal audits a refused renewal as request.refused. Until the
+// presented certificate is known to be ours the actor is "anonymous"; after
+// that it is the certificate's requester. The audit write is best effort.
+func (a *Authority) refuseRenewal(ctx context.Context, req RenewRequest, rec store.CertRecord, err error) {
+	kind := KindOf(err)
+	a.metrics.observeRefused(kind.String())
+	detail := "internal error"
+	var e *Error
+	if errors.As(err, &e) && kind != Internal {
+		detail = e.Detail
+	}
+	if kind == Internal {
+		a.log.ErrorContext(ctx, "renewal failed", "serial", rec.Serial, "error", err)
+	}
+	ev := audit.Event{
+		Time:   a.clk.Now(),
+		Actor:  "anonymous",
+		Action: "request.refused",
+		Detail: map[string]string{"request": "renew", "reason": kind.String(), "detail": detail, "channel": ChannelRenew,
+			"rekey": boolString(req.CSR != nil)},
+	}
+	if c := req.Certificate; c != nil {
+		// The serial is what the client sent; the target index gets it only
+		// in the form RFC 5280 allows.
+		if s := c.SerialNumber; s != nil && s.Sign() > 0 && len(s.Bytes()) <= 20 {
+			ev.Target = SerialString(s)
+		}
+		ev.Detail["cert_issuer"] = clip(c.Issuer.String(), 256)
+		ev.Detail["names"] = clip(strings.Join(requestedNames(certRequest(c)), ","), 1024)
+	}
+	if rec.Serial != "" {
+		ev.Actor = actorOrSystem(rec.Requester)
+		ev.Detail["issuer"] = rec.IssuerID
+		ev.Detail["profile"] = rec.Profile
+	}
+	if aerr := a.st.WithTx(context.WithoutCancel(ctx), func(tx store.Tx) error {
+		_, err := tx.AppendAudit(ev)
+		return err
+	}); aerr != nil {
+		a.log.ErrorContext(ctx, "audit refusal", "error", aerr)
+	}
+}
+
+func boolString(b bool) string {
+	if b {
+		return "true"
+	}
+	return "false"
+}
+
+// clip bounds client-supplied text copied into the audit log, keeping it
+// valid UTF-8 so that JSON exports of the event stay byte-exact.
+func clip(s string, n int) string {
+	if len(s) > n {
+		s = s[:n] + "..."
+	}
+	return strings.ToValidUTF8(s, "?")
+}
