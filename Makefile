@@ -52,9 +52,11 @@ fuzz:
 		rm -f $$out; \
 	done
 
-# In-process benchmarks: issuance at 1 and 32 callers, store commits, audit verification.
+# In-process benchmarks: issuance at 1 and 32 callers, store commits, audit verification,
+# and one managed-renew run over 10,000 due managed certificates beside API issuance.
 bench:
 	$(GO) test -run='^$$' -bench=. -benchtime=3s ./ca ./store ./ca/audit
+	$(GO) test -run='^$$' -bench=ManagedRenew -benchtime=1x ./lifecycle
 
 # Issuance over HTTPS against a dev server on free local ports.
 bench-https: build

@@ -21,6 +21,16 @@
 // transaction whose UPDATE refuses a certificate already revoked. Only
 // certificateHold can be undone.
 //
+// Managed certificates (managed.go, managed_bundle.go) hold their keys in
+// ca/keystore (purpose "managed") and are issued on the same path with a key
+// the authority generated. Creation, each renewal, deletion, the revocation
+// of a superseded version and the destruction of a key are each one
+// transaction with their audit events; the renewal work is found by due
+// times in the store, so it survives restarts. The private key leaves the
+// CA only in a bundle delivered to the identity it belongs to (its own
+// certificate over mTLS, or a token of role managed scoped to it), never to
+// an admin, and every delivery is audited with the key's export.
+//
 // Imports: ca/keystore, store, ca/audit. Surfaces (ca/api, acme, revocation,
 // lifecycle) import ca; ca imports none of them.
 package ca

@@ -580,3 +580,19 @@ func TestManagedBundleCA(t *testing.T) {
 	_, err = mc.a.ManagedBundle(ctx, BundleRequest{Name: "web", ClientCert: cert1})
 	checkKind(t, err, Forbidden, "only the current")
 }
+
+// TestManagedNotRenewedOverMTLS: POST /v1/renew (ca.Renew) refuses a
+// managed certificate, whose successors only the managed-renew path issues.
+func TestManagedNotRenewedOverMTLS(t *testing.T) {
+	mc := newManagedCA(t)
+	m := mc.create(t, spec("agent"))
+	leaf, err := x509.ParseCertificate(mc.stored(t, m.Serial).DER)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = mc.a.Renew(context.Background(), RenewRequest{Certificate: leaf})
+	checkKind(t, err, Forbidden, "/v1/managed/agent/bundle")
+	if v := mc.show(t, "agent"); len(v.Versions) != 1 {
+		t.Errorf("%d versions after a refused renewal", len(v.Versions))
+	}
+}

@@ -120,7 +120,8 @@ const (
 	qVersionRevoked = "UPDATE managed_versions SET revoke_due = 0 WHERE name = ? AND version = ? AND revoke_due > 0"
 
 	qPutManagedKey = `INSERT INTO managed_keys (key_id, name, not_after, destroy_due) VALUES (?, ?, ?, 0)
-		ON CONFLICT (key_id) DO UPDATE SET not_after = MAX(managed_keys.not_after, excluded.not_after)`
+		ON CONFLICT (key_id) DO UPDATE SET not_after = CASE WHEN excluded.not_after > managed_keys.not_after
+		THEN excluded.not_after ELSE managed_keys.not_after END`
 	qScheduleKeyDestroy = "UPDATE managed_keys SET destroy_due = ? WHERE key_id = ?"
 
 	qDueManaged = "SELECT " + managedColumns + ` FROM managed

@@ -1,9 +1,12 @@
 // Package api serves the /v1 JSON API: issuance and revocation for admin and
 // issuer tokens (an issuer token revokes only what it requested), certificate
 // and audit queries for auditors, and token and key management and release
-// from certificateHold for admins, and renewal (POST /v1/renew) for a server
+// from certificateHold for admins; renewal (POST /v1/renew) for a server
 // that presents its current certificate as its TLS client certificate, with
-// no token. Handlers decode, call ca, and encode; policy lives in ca.
+// no token; managed certificates (/v1/managed) for admins, and their bundles
+// for the identity they belong to (its certificate over mTLS or a token of
+// role managed; never an admin token). Handlers decode, call ca, and
+// encode; policy lives in ca.
 //
 // Errors are JSON {"error": kind, "detail": text} with a status chosen from
 // the ca.Error kind in one table (status.go). Internal detail is logged,

@@ -2,6 +2,7 @@ package api
 
 import (
 	"context"
+	"log/slog"
 	"net/http"
 	"strconv"
 	"time"
@@ -56,6 +57,12 @@ type BundleResponse struct {
 
 // String keeps the key out of anything that formats the response.
 func (b BundleResponse) String() string { return "BundleResponse{" + b.Name + " key:REDACTED}" }
+
+// LogValue keeps the key out of logs.
+func (b BundleResponse) LogValue() slog.Value {
+	return slog.GroupValue(slog.String("managed", b.Name), slog.Int("version", b.Version), slog.String("serial", b.Serial),
+		slog.String("key", "REDACTED"))
+}
 
 func (api *API) managedRoutes(route func(string, handlerFunc, ...string)) {
 	route("POST /v1/managed", api.createManaged, ca.RoleAdmin)

@@ -9,6 +9,7 @@ import (
 	"crypto/x509"
 	"encoding/json"
 	"encoding/pem"
+	"fmt"
 	"log/slog"
 	"math/big"
 	"net/http"
@@ -253,6 +254,12 @@ func TestManagedBundleAccess(t *testing.T) {
 	}
 	if n := len(e.audit(t, "action=key.exported")); n != fetched {
 		t.Errorf("%d key.exported events, want %d", n, fetched)
+	}
+	var formatted bytes.Buffer
+	slog.New(slog.NewJSONHandler(&formatted, nil)).Info("bundle", "b", v1)
+	fmt.Fprintf(&formatted, "%v %+v %s", v1, v1, v1)
+	if strings.Contains(formatted.String(), "PRIVATE KEY") {
+		t.Error("a formatted or logged BundleResponse shows its key")
 	}
 	logs := e.logs.String()
 	for _, b := range []api.BundleResponse{v1, v2, dbBundle} {

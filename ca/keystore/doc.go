@@ -9,7 +9,9 @@
 // to crypto/rand.Reader. Keystore (keystore.go) adds persistence through store
 // and audits every generation, unwrap and re-wrap through ca/audit; [Retire]
 // and [Destroy] (lifecycle.go) end a key's life inside a caller's
-// transaction, audited too. There is no package-level mutable state (the one
+// transaction, audited too. [Keystore.Export] (export.go) decrypts a key of
+// purpose "managed", and only such a key, for delivery in a managed
+// bundle, audited in the caller's transaction. There is no package-level mutable state (the one
 // package-level variable is the immutable sentinel [ErrWrongPassphrase]).
 //
 // # Envelope format
