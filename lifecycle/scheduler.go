@@ -172,12 +172,7 @@ func (s *Scheduler) Start(ctx context.Context) error {
 	for _, j := range missed {
 		s.log.InfoContext(ctx, "job due while the server was down runs now", "job", j.Name)
 		if j.running.TryLock() {
-			s.wg.Add(1)
-			go func() {
-				defer s.wg.Done()
-				defer j.running.Unlock()
-				s.runLocked(j, "missed")
-			}()
+			s.goRunLocked(j, "missed")
 		}
 	}
 	return nil
@@ -212,13 +207,19 @@ func (s *Scheduler) Trigger(name, actor string) error {
 	case !j.running.TryLock():
 		return fmt.Errorf("%s: %w", name, ErrRunning)
 	}
+	s.goRunLocked(j, "manual:"+actor)
+	return nil
+}
+
+// goRunLocked runs j, whose lock the caller took, in the background, and
+// releases the lock when it ends; Stop waits for it.
+func (s *Scheduler) goRunLocked(j *job, trigger string) {
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
 		defer j.running.Unlock()
-		s.runLocked(j, "manual:"+actor)
+		s.runLocked(j, trigger)
 	}()
-	return nil
 }
 
 // run is what gocron calls on schedule.

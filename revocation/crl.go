@@ -48,8 +48,8 @@ type CRLConfig struct {
 	Refresh time.Duration
 	// Scheduled leaves the periodic regeneration to the caller (the
 	// lifecycle job crl-publish calls Publish): the publisher then only
-	// regenerates after revocations. Refresh still says how old a stored
-	// CRL may be at Start before it is replaced.
+	// regenerates after revocations, and Start publishes only the CRLs
+	// that are missing or expired (crl-publish replaces stale ones).
 	Scheduled bool
 	// Debounce is how long after a revocation the affected CRL is
 	// regenerated, gathering the revocations that follow (default 2s).
@@ -157,7 +157,10 @@ func (p *Publisher) Start(ctx context.Context) error {
 	}
 	now := p.clk.Now()
 	for _, shard := range p.shards() {
-		if c, ok := p.current(shard); ok && now.Sub(c.ThisUpdate) < p.cfg.Refresh && now.Before(c.NextUpdate) {
+		// A stale but unexpired CRL is served until it is replaced: by the
+		// loop below, or, when scheduled, by crl-publish, which runs at start
+		// if it fell due (so the CRLs are not generated twice).
+		if c, ok := p.current(shard); ok && now.Before(c.NextUpdate) && (p.cfg.Scheduled || now.Sub(c.ThisUpdate) < p.cfg.Refresh) {
 			continue
 		}
 		if _, err := p.PublishShard(ctx, shard); err != nil {
@@ -331,7 +334,6 @@ func (p *Publisher) PublishShard(ctx context.Context, shard int) (store.CRLRecor
 func (p *Publisher) generate(ctx context.Context, shard int, now time.Time) (store.CRLRecord, int, error) {
 	cur, _ := p.current(shard)
 	prev := store.CRLHead{Number: cur.Number, ThisUpdate: cur.ThisUpdate, Size: len(cur.DER)}
-	cur = store.CRLRecord{} // the served CRL stays in p.crls; hold no other reference
 	stored, err := p.st.CRLHead(ctx, p.issuer.ID, shard)
 	switch {
 	case errors.Is(err, store.ErrNotFound):

@@ -235,7 +235,7 @@ func (r *Responder) Start(ctx context.Context) error {
 	r.auth.OnStatusChange(r.statusChanged)
 	r.done.Add(1)
 	go r.persistLoop()
-	if err := r.Refresh(ctx); err != nil {
+	if _, err := r.Refresh(ctx); err != nil {
 		return err
 	}
 	if !r.cfg.Scheduled {
@@ -262,7 +262,7 @@ func (r *Responder) RotateIfDue(ctx context.Context) (bool, error) {
 		return false, nil
 	}
 	// Due now, so refresh rotates (unless a refresh running meanwhile did).
-	if _, err := r.refresh(ctx); err != nil {
+	if _, err := r.Refresh(ctx); err != nil {
 		return false, err
 	}
 	return true, nil
@@ -365,7 +365,7 @@ func (r *Responder) refreshLoop() {
 		case <-r.stop:
 			return
 		case <-t.Chan():
-			if err := r.Refresh(context.Background()); err != nil {
+			if _, err := r.Refresh(context.Background()); err != nil {
 				r.log.Error("ocsp refresh", "issuer", r.iss.id, "error", err)
 			}
 		}
@@ -379,16 +379,9 @@ func (r *Responder) refreshLoop() {
 // or would pass half its validity before the next refresh. Expired entries
 // are dropped. New responses are served at once and copied to the store in
 // batches. Last, responder keys no longer needed are retired or destroyed
-// (ca.TidyOCSPKeys); a failure there is logged, not returned.
-func (r *Responder) Refresh(ctx context.Context) error {
-	_, err := r.refresh(ctx)
-	return err
-}
-
-// RefreshCount is Refresh, returning how many responses it signed.
-func (r *Responder) RefreshCount(ctx context.Context) (int, error) { return r.refresh(ctx) }
-
-func (r *Responder) refresh(ctx context.Context) (int, error) {
+// (ca.TidyOCSPKeys); a failure there is logged, not returned. It returns
+// how many responses it signed.
+func (r *Responder) Refresh(ctx context.Context) (int, error) {
 	r.refreshMu.Lock()
 	defer r.refreshMu.Unlock()
 	now := r.clk.Now()

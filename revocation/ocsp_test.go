@@ -362,7 +362,7 @@ func TestOCSPRefreshAndRotation(t *testing.T) {
 
 	// Before half the validity has passed, a refresh re-signs.
 	e.clk.Advance(9 * time.Hour)
-	if err := r.Refresh(context.Background()); err != nil {
+	if _, err := r.Refresh(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	if resp := parse(t, post(t, h, der), c, inter); !resp.ThisUpdate.Equal(e.clk.Now().Truncate(time.Second)) {
@@ -370,7 +370,7 @@ func TestOCSPRefreshAndRotation(t *testing.T) {
 	}
 	// The responder certificate rotates at its half-life.
 	e.clk.Advance(28 * time.Hour)
-	if err := r.Refresh(context.Background()); err != nil {
+	if _, err := r.Refresh(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	if r.Signer().Certificate().Equal(firstResponder) {
@@ -474,14 +474,14 @@ func TestOCSPResponderKeyLifecycle(t *testing.T) {
 	// The refresh interval is 3h: the refresh whose successor would come
 	// after the half-life rotates.
 	e.clk.Advance(first.RenewAt().Sub(e.clk.Now()) - 4*time.Hour)
-	if err := r.Refresh(ctx); err != nil {
+	if _, err := r.Refresh(ctx); err != nil {
 		t.Fatal(err)
 	}
 	if r.Signer().KeyID() != first.KeyID() {
 		t.Fatal("rotated more than a refresh interval before the half-life")
 	}
 	e.clk.Advance(2 * time.Hour)
-	if err := r.Refresh(ctx); err != nil {
+	if _, err := r.Refresh(ctx); err != nil {
 		t.Fatal(err)
 	}
 	second := r.Signer()
@@ -505,7 +505,7 @@ func TestOCSPResponderKeyLifecycle(t *testing.T) {
 	// the old key nor touch the new one.
 	for e.clk.Now().Add(3 * time.Hour).Before(first.Certificate().NotAfter) {
 		e.clk.Advance(3 * time.Hour)
-		if err := r.Refresh(ctx); err != nil {
+		if _, err := r.Refresh(ctx); err != nil {
 			t.Fatal(err)
 		}
 		if !r.rotationDue(second, e.clk.Now()) && r.Signer().KeyID() != second.KeyID() {
@@ -517,7 +517,7 @@ func TestOCSPResponderKeyLifecycle(t *testing.T) {
 
 	// Past the old certificate's notAfter, the next refresh destroys it.
 	e.clk.Advance(first.Certificate().NotAfter.Sub(e.clk.Now()) + time.Minute)
-	if err := r.Refresh(ctx); err != nil {
+	if _, err := r.Refresh(ctx); err != nil {
 		t.Fatal(err)
 	}
 	e.checkAudit("key.destroyed", first.KeyID(), 1)

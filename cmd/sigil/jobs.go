@@ -114,7 +114,7 @@ func (s *server) startJobs(ctx context.Context, clk clockwork.Clock, reg prometh
 			return lifecycle.Result{Items: int64(n)}, err
 		}},
 		"ocsp-refresh": {Task: func(ctx context.Context) (lifecycle.Result, error) {
-			n, err := s.ocsp.RefreshCount(ctx)
+			n, err := s.ocsp.Refresh(ctx)
 			return lifecycle.Result{Items: int64(n)}, err
 		}},
 		"ocsp-responder-rotate": {ChangesState: true, Task: func(ctx context.Context) (lifecycle.Result, error) {
@@ -191,9 +191,6 @@ func (j jobsAPI) JobStatus(ctx context.Context) ([]api.JobStatus, error) {
 	out := make([]api.JobStatus, 0, len(sts))
 	for _, st := range sts {
 		js := api.JobStatus{Name: st.Name, Schedule: st.Schedule, Enabled: st.Enabled, Running: st.Running, NextRun: st.NextRun.UTC()}
-		if st.NextRun.IsZero() {
-			js.NextRun = time.Time{}
-		}
 		if st.Last != nil {
 			r := api.NewJobRun(*st.Last)
 			js.LastRun = &r
