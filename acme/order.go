@@ -27,6 +27,9 @@ type Authority interface {
 	CheckNames(profile string, dns []string, ips []net.IP) error
 	Certificate(ctx context.Context, serial string) (store.CertRecord, error)
 	Intermediate() ca.Issuer
+	// IssuerByID finds any recorded issuer, so that a certificate of an
+	// intermediate since rotated out is served with its own chain.
+	IssuerByID(id string) (ca.Issuer, bool)
 	NewHMACSecret(ctx context.Context, purpose, actor string, inTx func(tx store.Tx, rec store.KeyRecord) error) ([]byte, store.KeyRecord, error)
 	HMACSecret(ctx context.Context, keyID, actor string) ([]byte, error)
 	Revoke(ctx context.Context, req ca.RevokeRequest) (store.CertRecord, error)
@@ -490,9 +493,9 @@ func (s *Server) certificate(w http.ResponseWriter, r *http.Request) error {
 	if err != nil || rec.Requester != p.account.Requester || rec.Channel != ca.ChannelACME {
 		return Malformed("no such certificate").WithStatus(http.StatusNotFound)
 	}
-	inter := s.ca.Intermediate()
-	if rec.IssuerID != inter.ID {
-		return fmt.Errorf("certificate %s was issued by %s, not the current intermediate", rec.Serial, rec.IssuerID)
+	inter, ok := s.ca.IssuerByID(rec.IssuerID)
+	if !ok {
+		return fmt.Errorf("certificate %s names issuer %s, which is not recorded", rec.Serial, rec.IssuerID)
 	}
 	w.Header().Set("Content-Type", "application/pem-certificate-chain")
 	for _, der := range [][]byte{rec.DER, inter.Cert.Raw} {

@@ -39,6 +39,7 @@ type Store interface {
 	KeyBlocked(ctx context.Context, spkiHash []byte) (store.BlockedKey, error)
 	Key(ctx context.Context, id string) (store.KeyRecord, error)
 	Issuer(ctx context.Context, id string) (store.IssuerRecord, error)
+	IssuerLastExpiry(ctx context.Context, issuerID string, skip ...string) (time.Time, error)
 	ExpiringCertificates(ctx context.Context, from, until time.Time, after store.ExpiryCursor, limit int) ([]store.ExpiringCert, error)
 	ManagedStore
 }
@@ -122,16 +123,20 @@ type Authority struct {
 	linter  *Linter
 	metrics *Metrics
 
-	root         Issuer
-	intermediate Issuer
-	signer       crypto.Signer
-	keyID        string
-	// lintParent is the intermediate's certificate with a throwaway public
-	// key, and lintSigner that key: pre-issuance lint copies are signed with
-	// it so that a certificate failing lint is never signed by the real key.
-	lintParent *x509.Certificate
-	lintSigner crypto.Signer
-	tbs        *tbsSigner
+	root Issuer
+	// active is the intermediate issuing now; an intermediate rotation
+	// swaps it (see RotateIntermediate).
+	active atomic.Pointer[signingIssuer]
+	// issMu guards signing and known.
+	issMu sync.RWMutex
+	// signing holds every intermediate whose key this process holds: the
+	// active one and those retired by a rotation, which keep signing CRLs
+	// and OCSP for what they issued until their key is destroyed.
+	signing map[string]*signingIssuer
+	// known is every issuer recorded, whatever its state, for chains.
+	known map[string]Issuer
+	// rotateMu makes intermediate rotations and retirements one at a time.
+	rotateMu sync.Mutex
 
 	lastTouch atomic.Int64
 
@@ -193,46 +198,8 @@ func New(ctx context.Context, cfg Config, st Store, keys KeyManager) (*Authority
 	if err != nil {
 		return nil, fmt.Errorf("ca: load issuers: %w", err)
 	}
-	var rootRec, intRec *store.IssuerRecord
-	for i := range issuers {
-		rec := &issuers[i]
-		if rec.State != store.KeyActive {
-			continue
-		}
-		switch rec.Kind {
-		case "root":
-			rootRec = rec
-		case "intermediate":
-			intRec = rec // newest active wins: records are ordered by creation
-		}
-	}
-	if rootRec == nil || intRec == nil {
-		return nil, errors.New("ca: no active root and intermediate: run sigil init first")
-	}
-	if a.root, err = parseIssuer(*rootRec); err != nil {
+	if err := a.loadIssuers(ctx, issuers); err != nil {
 		return nil, err
-	}
-	if a.intermediate, err = parseIssuer(*intRec); err != nil {
-		return nil, err
-	}
-	a.signer, err = keys.Unwrap(ctx, intRec.KeyID, "system")
-	if err != nil {
-		return nil, fmt.Errorf("ca: unwrap intermediate key: %w", err)
-	}
-	a.keyID = intRec.KeyID
-	alg, err := keystore.AlgorithmOf(a.signer.Public())
-	if err != nil {
-		return nil, fmt.Errorf("ca: intermediate key: %w", err)
-	}
-	a.lintSigner, err = keystore.Generate(alg)
-	if err != nil {
-		return nil, fmt.Errorf("ca: throwaway lint key: %w", err)
-	}
-	parent := *a.intermediate.Cert
-	parent.PublicKey = a.lintSigner.Public()
-	a.lintParent = &parent
-	if a.tbs, err = newTBSSigner(a.signer, a.intermediate.Cert, a.lintParent, a.lintSigner); err != nil {
-		return nil, fmt.Errorf("ca: %w", err)
 	}
 	return a, nil
 }
@@ -255,7 +222,7 @@ func IssuerID(cert *x509.Certificate) string {
 func (a *Authority) Root() Issuer { return a.root }
 
 // Intermediate returns the certificate currently issuing.
-func (a *Authority) Intermediate() Issuer { return a.intermediate }
+func (a *Authority) Intermediate() Issuer { return a.active.Load().Issuer }
 
 // Profiles returns the configured profile names.
 func (a *Authority) Profiles() map[string]Profile { return a.cfg.Profiles }
@@ -346,7 +313,8 @@ func (a *Authority) issue(ctx context.Context, req SignRequest, prof *Profile) (
 	if err != nil {
 		return nil, err
 	}
-	rec, err := a.buildLeaf(prof, leafRequest{
+	cur := a.active.Load()
+	rec, err := a.buildLeaf(cur, prof, leafRequest{
 		pub: csr.PublicKey, alg: alg, keyHash: keyHash, names: names, cn: cn, validity: req.Validity,
 		profile: req.Profile, requester: req.Requester, channel: req.Channel, replaces: req.Replaces,
 	})
@@ -364,7 +332,7 @@ func (a *Authority) issue(ctx context.Context, req SignRequest, prof *Profile) (
 			return err
 		}
 		if touch {
-			return tx.TouchKey(a.keyID, now)
+			return tx.TouchKey(cur.keyID, now)
 		}
 		return nil
 	})
@@ -374,7 +342,7 @@ func (a *Authority) issue(ctx context.Context, req SignRequest, prof *Profile) (
 	if err != nil {
 		return nil, internal("record certificate", err)
 	}
-	return &Issued{Record: rec, Chain: [][]byte{der, a.intermediate.Cert.Raw}}, nil
+	return &Issued{Record: rec, Chain: [][]byte{der, cur.Cert.Raw}}, nil
 }
 
 // issuedEvent is the cert.issued audit event of rec.
@@ -406,9 +374,11 @@ type leafRequest struct {
 }
 
 // buildLeaf applies prof's name policy and validity to l, then builds,
-// lints and signs the certificate. It returns the record to insert: nothing
-// is stored. Refusals are *Error values; the caller audits them.
-func (a *Authority) buildLeaf(prof *Profile, l leafRequest) (store.CertRecord, error) {
+// lints and signs the certificate with iss, the active intermediate the
+// caller loaded once (a rotation meanwhile changes nothing here). It
+// returns the record to insert: nothing is stored. Refusals are *Error
+// values; the caller audits them.
+func (a *Authority) buildLeaf(iss *signingIssuer, prof *Profile, l leafRequest) (store.CertRecord, error) {
 	if subs := prof.Names.Check(l.names); len(subs) > 0 {
 		e := errorf(Rejected, "%s", subs[0].Detail)
 		if len(subs) > 1 {
@@ -432,7 +402,7 @@ func (a *Authority) buildLeaf(prof *Profile, l leafRequest) (store.CertRecord, e
 	}
 	now := a.clk.Now().UTC().Truncate(time.Second)
 	notAfter := now.Add(validity)
-	if ia := a.intermediate.Cert.NotAfter; notAfter.After(ia) {
+	if ia := iss.Cert.NotAfter; notAfter.After(ia) {
 		notAfter = ia
 	}
 	serial, err := newSerial()
@@ -459,12 +429,12 @@ func (a *Authority) buildLeaf(prof *Profile, l leafRequest) (store.CertRecord, e
 		EmailAddresses:        l.names.Email,
 		URIs:                  l.names.URIs,
 		OCSPServer:            []string{base + "/ocsp"},
-		IssuingCertificateURL: []string{base + "/issuer/" + a.intermediate.ID + ".crt"},
-		CRLDistributionPoints: []string{a.CRLURL(a.intermediate.ID, shard)},
+		IssuingCertificateURL: []string{base + "/issuer/" + iss.ID + ".crt"},
+		CRLDistributionPoints: []string{a.CRLURL(iss.ID, shard)},
 	}
 	// Lint a copy signed by the throwaway key; the real key signs only
 	// certificates that pass (RFC 5280 lints, zlint).
-	lintDER, err := x509.CreateCertificate(rand.Reader, tmpl, a.lintParent, l.pub, a.lintSigner)
+	lintDER, err := x509.CreateCertificate(rand.Reader, tmpl, iss.lintParent, l.pub, iss.lintSigner)
 	if err != nil {
 		return store.CertRecord{}, errorf(BadCSR, "cannot build certificate: %v", err)
 	}
@@ -472,12 +442,12 @@ func (a *Authority) buildLeaf(prof *Profile, l leafRequest) (store.CertRecord, e
 		// Lint names are not secret and tell the operator what to fix.
 		return store.CertRecord{}, &Error{Kind: Rejected, Detail: "certificate failed pre-issuance lint: " + strings.TrimPrefix(err.Error(), "lint failed: "), Err: err}
 	}
-	der, err := a.tbs.sign(lintDER)
+	der, err := iss.tbs.sign(lintDER)
 	if err != nil {
 		return store.CertRecord{}, internal("sign", err)
 	}
 	return store.CertRecord{
-		IssuerID:     a.intermediate.ID,
+		IssuerID:     iss.ID,
 		Serial:       SerialString(serial),
 		Subject:      tmpl.Subject.String(),
 		SANs:         l.names.Strings(),

@@ -52,23 +52,22 @@ func (a *Authority) CRLURL(issuerID string, shard int) string {
 	return base + "/" + strconv.Itoa(shard) + ".crl"
 }
 
-// crlIssuer checks that issuerID is the issuer whose key this process holds:
-// the active intermediate. The root key is never unwrapped by a serving
+// crlIssuer returns issuerID if this process holds its key: the active
+// intermediate, or one retired by a rotation that still signs CRLs for the
+// certificates it issued. The root key is never unwrapped by a serving
 // process, so the root's CRL is not signed here.
-func (a *Authority) crlIssuer(issuerID string) error {
-	if issuerID != a.intermediate.ID {
-		return errorf(NotFound, "issuer %s does not sign CRLs here (only the active intermediate %s does)", issuerID, a.intermediate.ID)
-	}
-	return nil
+func (a *Authority) crlIssuer(issuerID string) (*signingIssuer, error) {
+	return a.signingFor(issuerID)
 }
 
 // CRLSignatureAlgorithm returns the DER AlgorithmIdentifier that a
 // TBSCertList for issuerID must carry to be signed by SignTBSCertList.
 func (a *Authority) CRLSignatureAlgorithm(issuerID string) ([]byte, error) {
-	if err := a.crlIssuer(issuerID); err != nil {
+	iss, err := a.crlIssuer(issuerID)
+	if err != nil {
 		return nil, err
 	}
-	return bytes.Clone(a.tbs.algID), nil
+	return bytes.Clone(iss.tbs.algID), nil
 }
 
 // SignTBSCertList signs a DER TBSCertList (RFC 5280 §5.1.2) with issuerID's
@@ -78,10 +77,11 @@ func (a *Authority) CRLSignatureAlgorithm(issuerID string) ([]byte, error) {
 // never signs a certificate through here. Callers that stream large CRLs
 // encode the TBS themselves; others use SignCRL.
 func (a *Authority) SignTBSCertList(ctx context.Context, issuerID string, tbs []byte) ([]byte, error) {
-	if err := a.checkCRLTBS(ctx, issuerID, tbs); err != nil {
+	iss, err := a.checkCRLTBS(ctx, issuerID, tbs)
+	if err != nil {
 		return nil, err
 	}
-	der, err := a.tbs.signTBS(tbs)
+	der, err := iss.tbs.signTBS(tbs)
 	if err != nil {
 		return nil, internal("sign crl", err)
 	}
@@ -94,42 +94,45 @@ func (a *Authority) SignTBSCertList(ctx context.Context, issuerID string, tbs []
 // A caller holding a CRL of tens of MiB assembles it in the buffer that
 // already holds the TBS instead of having it copied.
 func (a *Authority) CRLSignature(ctx context.Context, issuerID string, tbs []byte) ([]byte, error) {
-	if err := a.checkCRLTBS(ctx, issuerID, tbs); err != nil {
+	iss, err := a.checkCRLTBS(ctx, issuerID, tbs)
+	if err != nil {
 		return nil, err
 	}
-	sig, err := a.tbs.signature(tbs)
+	sig, err := iss.tbs.signature(tbs)
 	if err != nil {
 		return nil, internal("sign crl", err)
 	}
 	return sig, nil
 }
 
-func (a *Authority) checkCRLTBS(ctx context.Context, issuerID string, tbs []byte) error {
-	if err := a.crlIssuer(issuerID); err != nil {
-		return err
+func (a *Authority) checkCRLTBS(ctx context.Context, issuerID string, tbs []byte) (*signingIssuer, error) {
+	iss, err := a.crlIssuer(issuerID)
+	if err != nil {
+		return nil, err
 	}
-	if err := checkTBSCertList(tbs, a.tbs.algID, a.intermediate.Cert.RawSubject); err != nil {
-		return errorf(Malformed, "refusing to sign: %v", err)
+	if err := checkTBSCertList(tbs, iss.tbs.algID, iss.Cert.RawSubject); err != nil {
+		return nil, errorf(Malformed, "refusing to sign: %v", err)
 	}
 	if err := ctx.Err(); err != nil {
-		return fmt.Errorf("sign crl: %w", err)
+		return nil, fmt.Errorf("sign crl: %w", err)
 	}
-	return nil
+	return iss, nil
 }
 
 // SignCRL signs tmpl (x509.CreateRevocationList semantics: Number and
 // ThisUpdate/NextUpdate required; AKI from the issuer) with issuerID's key.
 // It holds every entry in memory; use SignTBSCertList for very large CRLs.
 func (a *Authority) SignCRL(ctx context.Context, issuerID string, tmpl *x509.RevocationList) ([]byte, error) {
-	if err := a.crlIssuer(issuerID); err != nil {
+	iss, err := a.crlIssuer(issuerID)
+	if err != nil {
 		return nil, err
 	}
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("sign crl: %w", err)
 	}
 	t := *tmpl
-	t.SignatureAlgorithm = a.tbs.sigAlg
-	der, err := x509.CreateRevocationList(rand.Reader, &t, a.intermediate.Cert, a.signer)
+	t.SignatureAlgorithm = iss.tbs.sigAlg
+	der, err := x509.CreateRevocationList(rand.Reader, &t, iss.Cert, iss.signer)
 	if err != nil {
 		return nil, internal("sign crl", err)
 	}

@@ -127,9 +127,15 @@ func CheckManagedName(name string) error {
 
 // parseRenewAt reads a renewal point as a fraction strictly between 0 and 1.
 func parseRenewAt(s string) (*big.Rat, error) {
+	return ParseLifetimePoint("renew-at", s, DefaultRenewAt)
+}
+
+// ParseLifetimePoint reads what, a point in a lifetime, as a fraction
+// strictly between 0 and 1 (2/3, 0.5, 75%); empty is def.
+func ParseLifetimePoint(what, s, def string) (*big.Rat, error) {
 	in := strings.TrimSpace(s)
 	if in == "" {
-		in = DefaultRenewAt
+		in = def
 	}
 	r := new(big.Rat)
 	var ok bool
@@ -140,7 +146,7 @@ func parseRenewAt(s string) (*big.Rat, error) {
 		_, ok = r.SetString(in)
 	}
 	if !ok || r.Sign() <= 0 || r.Cmp(big.NewRat(1, 1)) >= 0 {
-		return nil, errorf(Malformed, "renew-at %q: want a fraction of the lifetime between 0 and 1, such as 2/3, 0.5 or 75%%", s)
+		return nil, errorf(Malformed, "%s %q: want a fraction of the lifetime between 0 and 1, such as 2/3, 0.5 or 75%%", what, s)
 	}
 	return r, nil
 }
@@ -312,7 +318,7 @@ func (a *Authority) createManaged(ctx context.Context, spec ManagedSpec) (store.
 	if err != nil {
 		return store.ManagedRecord{}, internal("managed key hash", err)
 	}
-	leaf, err := a.buildLeaf(prof, leafRequest{pub: signer.Public(), alg: alg, keyHash: keyHash, names: names, cn: cn,
+	leaf, err := a.buildLeaf(a.active.Load(), prof, leafRequest{pub: signer.Public(), alg: alg, keyHash: keyHash, names: names, cn: cn,
 		validity: spec.Validity, profile: spec.Profile, requester: managedRequester(spec.Name), channel: ChannelManaged})
 	if err != nil {
 		return store.ManagedRecord{}, err
@@ -494,7 +500,7 @@ func (a *Authority) prepareRenewal(ctx context.Context, m store.ManagedRecord, a
 		reason = RenewManual
 	case revoked:
 		reason = RenewRevoked
-	case m.IssuerID != a.intermediate.ID:
+	case m.IssuerID != a.Intermediate().ID:
 		reason = RenewIssuer
 	case !now.Before(m.RenewDue):
 		reason = RenewDue
@@ -555,7 +561,7 @@ func (a *Authority) prepareRenewal(ctx context.Context, m store.ManagedRecord, a
 	if err != nil {
 		return nil, internal("managed key hash", err)
 	}
-	leaf, err := a.buildLeaf(prof, leafRequest{pub: pub, alg: alg, keyHash: keyHash, names: names, cn: cn,
+	leaf, err := a.buildLeaf(a.active.Load(), prof, leafRequest{pub: pub, alg: alg, keyHash: keyHash, names: names, cn: cn,
 		validity: m.Validity, profile: m.Profile, requester: managedRequester(m.Name), channel: ChannelManaged,
 		replaces: m.Serial})
 	if err != nil {
@@ -617,8 +623,8 @@ func (a *Authority) commitRenewal(ctx context.Context, p *PreparedRenewal) (*Man
 		if _, err := tx.AppendAudit(audit.Event{Time: now, Actor: actor, Action: "managed.renewed", Target: m.Name, Detail: detail}); err != nil {
 			return err
 		}
-		if touch {
-			return tx.TouchKey(a.keyID, now)
+		if issuerKey := a.issuerKeyID(leaf.IssuerID); touch && issuerKey != "" {
+			return tx.TouchKey(issuerKey, now)
 		}
 		return nil
 	})
@@ -886,7 +892,7 @@ func (a *Authority) managedView(m store.ManagedRecord, vs []store.ManagedVersion
 // (after an intermediate rotation), and returns how many. It reads first,
 // through an index, and writes only when there is something to mark.
 func (a *Authority) MarkManagedIssuerDue(ctx context.Context) (int64, error) {
-	active := a.intermediate.ID
+	active := a.Intermediate().ID
 	found, err := a.st.ManagedIssuedElsewhere(ctx, active)
 	if err != nil {
 		return 0, internal("managed certificates of other issuers", err)

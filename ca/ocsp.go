@@ -8,6 +8,7 @@ import (
 	"crypto/x509/pkix"
 	"encoding/asn1"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -57,7 +58,8 @@ type OCSPSigner struct {
 }
 
 // NewOCSPSigner returns a signer for OCSP responses about certificates of
-// the active intermediate. Unless cfg.SignWithIssuer, it reuses the newest
+// issuerID, the active intermediate or one retired by a rotation whose key
+// this process still holds. Unless cfg.SignWithIssuer, it reuses the newest
 // recorded responder certificate of the intermediate that is unrevoked,
 // whose key is active, whose lifetime is within cfg.Validity and whose
 // half-life is more than cfg.RenewMargin away, unwrapping its key through the
@@ -65,12 +67,16 @@ type OCSPSigner struct {
 // (inventory purpose "ocsp", sealed under the KEK) and a short-lived responder
 // certificate signed by the intermediate, linted like every certificate. The
 // new key, the certificate record, their key.generated and cert.issued
-// events and TidyOCSPKeys's work (every other active responder key retired,
-// retired ones no certificate needs any more destroyed) are one
-// transaction; a reused signer is followed by TidyOCSPKeys.
-func (a *Authority) NewOCSPSigner(ctx context.Context, cfg OCSPSignerConfig) (*OCSPSigner, error) {
+// events and TidyOCSPKeys's work (the intermediate's other active responder
+// keys retired, retired ones no certificate needs any more destroyed) are
+// one transaction; a reused signer is followed by TidyOCSPKeys.
+func (a *Authority) NewOCSPSigner(ctx context.Context, issuerID string, cfg OCSPSignerConfig) (*OCSPSigner, error) {
+	iss, err := a.signingFor(issuerID)
+	if err != nil {
+		return nil, err
+	}
 	if cfg.SignWithIssuer {
-		s, err := a.issuerOCSPSigner()
+		s, err := issuerOCSPSigner(iss)
 		if err != nil {
 			return nil, err
 		}
@@ -83,12 +89,12 @@ func (a *Authority) NewOCSPSigner(ctx context.Context, cfg OCSPSignerConfig) (*O
 	if cfg.Validity < 0 || cfg.RenewMargin < 0 {
 		return nil, errorf(Malformed, "negative OCSP responder validity or renewal margin")
 	}
-	s, err := a.reuseOCSPSigner(ctx, cfg)
+	s, err := a.reuseOCSPSigner(ctx, iss, cfg)
 	if err != nil {
 		return nil, err
 	}
 	if s == nil {
-		return a.issueOCSPSigner(ctx, cfg)
+		return a.issueOCSPSigner(ctx, iss, cfg)
 	}
 	a.tidyAfter(ctx, s)
 	return s, nil
@@ -102,12 +108,12 @@ func (a *Authority) tidyAfter(ctx context.Context, s *OCSPSigner) {
 	}
 }
 
-func (a *Authority) issuerOCSPSigner() (*OCSPSigner, error) {
-	tbs, err := newOCSPTBSSigner(a.signer, a.intermediate.Cert)
+func issuerOCSPSigner(iss *signingIssuer) (*OCSPSigner, error) {
+	tbs, err := newOCSPTBSSigner(iss.signer, iss.Cert)
 	if err != nil {
 		return nil, internal("ocsp signer", err)
 	}
-	return &OCSPSigner{issuer: a.intermediate, key: a.signer, keyID: a.keyID, tbs: tbs}, nil
+	return &OCSPSigner{issuer: iss.Issuer, key: iss.signer, keyID: iss.keyID, tbs: tbs}, nil
 }
 
 // reuseCandidates bounds how many of the newest valid responder
@@ -116,7 +122,7 @@ const reuseCandidates = 8
 
 // reuseOCSPSigner returns a signer with a recorded responder certificate
 // (see NewOCSPSigner), or nil if none qualifies.
-func (a *Authority) reuseOCSPSigner(ctx context.Context, cfg OCSPSignerConfig) (*OCSPSigner, error) {
+func (a *Authority) reuseOCSPSigner(ctx context.Context, iss *signingIssuer, cfg OCSPSignerConfig) (*OCSPSigner, error) {
 	now := a.clk.Now()
 	keys, err := a.st.Keys(ctx)
 	if err != nil {
@@ -131,7 +137,7 @@ func (a *Authority) reuseOCSPSigner(ctx context.Context, cfg OCSPSignerConfig) (
 	if len(active) == 0 {
 		return nil, nil
 	}
-	certs, _, err := a.st.Certificates(ctx, store.CertFilter{Profile: ocspResponderProfile, IssuerID: a.intermediate.ID,
+	certs, _, err := a.st.Certificates(ctx, store.CertFilter{Profile: ocspResponderProfile, IssuerID: iss.ID,
 		Status: "valid", Now: now, Limit: reuseCandidates})
 	if err != nil {
 		return nil, internal("list ocsp responder certificates", err)
@@ -146,7 +152,7 @@ func (a *Authority) reuseOCSPSigner(ctx context.Context, cfg OCSPSignerConfig) (
 			a.log.WarnContext(ctx, "recorded ocsp responder certificate unreadable", "serial", rec.Serial, "error", err)
 			continue
 		}
-		s := &OCSPSigner{issuer: a.intermediate, responder: cert, keyID: k.ID}
+		s := &OCSPSigner{issuer: iss.Issuer, responder: cert, keyID: k.ID}
 		// A shortened responder_validity takes effect at once rather than
 		// after a certificate of the old, longer lifetime.
 		if cert.NotAfter.Sub(cert.NotBefore) > cfg.Validity+a.cfg.Backdate {
@@ -183,12 +189,12 @@ func publicKeyEqual(a, b crypto.PublicKey) bool {
 // issueOCSPSigner generates a responder key and certificate; the previous
 // responder keys are retired (and the expired destroyed) in the same
 // transaction.
-func (a *Authority) issueOCSPSigner(ctx context.Context, cfg OCSPSignerConfig) (*OCSPSigner, error) {
+func (a *Authority) issueOCSPSigner(ctx context.Context, iss *signingIssuer, cfg OCSPSignerConfig) (*OCSPSigner, error) {
 	key, keyRec, err := a.keys.Generate(KeyPurposeOCSP, keystore.ECDSAP256)
 	if err != nil {
 		return nil, internal("ocsp responder key", err)
 	}
-	der, rec, err := a.ocspResponderCert(key.Public(), cfg.Validity)
+	der, rec, err := a.ocspResponderCert(iss, key.Public(), cfg.Validity)
 	if err != nil {
 		return nil, err
 	}
@@ -219,7 +225,7 @@ func (a *Authority) issueOCSPSigner(ctx context.Context, cfg OCSPSignerConfig) (
 			}}); err != nil {
 			return err
 		}
-		retired, destroyed, err = tidyOCSPKeys(tx, keyRec.ID, now)
+		retired, destroyed, err = tidyOCSPKeys(tx, keyRec.ID, iss.ID, now)
 		return err
 	})
 	if err != nil {
@@ -227,27 +233,28 @@ func (a *Authority) issueOCSPSigner(ctx context.Context, cfg OCSPSignerConfig) (
 	}
 	a.log.InfoContext(ctx, "ocsp responder certificate issued", "serial", rec.Serial, "issuer", rec.IssuerID,
 		"key_id", keyRec.ID, "not_after", rec.NotAfter, "retired", retired, "destroyed", destroyed)
-	return &OCSPSigner{issuer: a.intermediate, responder: cert, key: key, keyID: keyRec.ID, tbs: tbs}, nil
+	return &OCSPSigner{issuer: iss.Issuer, responder: cert, key: key, keyID: keyRec.ID, tbs: tbs}, nil
 }
 
 // TidyOCSPKeys ends the life of responder keys current no longer needs:
-// every active OCSP responder key but current's is retired (key.retired;
-// only the active intermediate is served, so nothing else signs with it),
-// and every retired one that no unexpired certificate, unrevoked or on hold,
-// carries any more is destroyed by crypto-shredding (key.destroyed). One transaction,
-// and none at all when there is nothing to do; idempotent. The responder
-// calls it at every refresh, so a key goes soon after its certificate
-// expires.
+// every active OCSP responder key but current's is retired (key.retired)
+// unless it is another intermediate's current responder (one of its
+// unexpired certificates was issued by another intermediate), and every
+// retired one that no unexpired certificate, unrevoked or on hold, carries
+// any more is destroyed by crypto-shredding (key.destroyed). One
+// transaction, and none at all when there is nothing to do; idempotent. The
+// responder calls it at every refresh, so a key goes soon after its
+// certificate expires.
 func (a *Authority) TidyOCSPKeys(ctx context.Context, current *OCSPSigner) error {
 	now := a.clk.Now()
-	due, err := a.ocspKeysDue(ctx, current.keyID, now)
+	due, err := a.ocspKeysDue(ctx, current.keyID, current.issuer.ID, now)
 	if err != nil || !due {
 		return err
 	}
 	var retired, destroyed []string
 	err = a.st.WithTx(ctx, func(tx store.Tx) error {
 		var err error
-		retired, destroyed, err = tidyOCSPKeys(tx, current.keyID, now)
+		retired, destroyed, err = tidyOCSPKeys(tx, current.keyID, current.issuer.ID, now)
 		return err
 	})
 	if err != nil {
@@ -261,29 +268,23 @@ func (a *Authority) TidyOCSPKeys(ctx context.Context, current *OCSPSigner) error
 
 // ocspKeysDue reports, from reads alone, whether tidyOCSPKeys would change
 // anything, so that the periodic call commits nothing in the usual case.
-func (a *Authority) ocspKeysDue(ctx context.Context, keep string, now time.Time) (bool, error) {
+func (a *Authority) ocspKeysDue(ctx context.Context, keep, issuerID string, now time.Time) (bool, error) {
 	keys, err := a.st.Keys(ctx)
 	if err != nil {
 		return false, internal("list keys", err)
 	}
-	var retired []store.KeyRecord
+	var candidates []store.KeyRecord
 	for _, k := range keys {
-		if k.Purpose != KeyPurposeOCSP || k.ID == keep {
-			continue
-		}
-		switch k.State {
-		case store.KeyActive:
-			return true, nil
-		case store.KeyRetired:
-			retired = append(retired, k)
+		if k.Purpose == KeyPurposeOCSP && k.ID != keep && k.State != store.KeyDestroyed {
+			candidates = append(candidates, k)
 		}
 	}
-	if len(retired) == 0 {
+	if len(candidates) == 0 {
 		return false, nil
 	}
-	// SPKI hashes of the responder certificates tidyOCSPKeys keeps keys for:
-	// unexpired, and unrevoked or on hold.
-	inUse := map[string]bool{}
+	// The issuers of the responder certificates that keep a key: unexpired,
+	// and unrevoked or on hold; by SPKI hash.
+	inUse := map[string][]string{}
 	for _, status := range []string{"valid", "revoked"} {
 		f := store.CertFilter{Profile: ocspResponderProfile, Status: status, Now: now, Limit: 1000}
 		for {
@@ -293,7 +294,7 @@ func (a *Authority) ocspKeysDue(ctx context.Context, keep string, now time.Time)
 			}
 			for _, c := range certs {
 				if status == "valid" || (c.RevokeReason == ReasonCertificateHold && now.Before(c.NotAfter)) {
-					inUse[string(c.SPKIHash)] = true
+					inUse[string(c.SPKIHash)] = append(inUse[string(c.SPKIHash)], c.IssuerID)
 				}
 			}
 			if next == 0 {
@@ -302,19 +303,25 @@ func (a *Authority) ocspKeysDue(ctx context.Context, keep string, now time.Time)
 			f.Cursor = next
 		}
 	}
-	for _, k := range retired {
-		if !inUse[string(store.SPKIHash(k.PublicKey))] {
-			return true, nil
+	for _, k := range candidates {
+		issuers := inUse[string(store.SPKIHash(k.PublicKey))]
+		switch {
+		case k.State == store.KeyActive && !slices.ContainsFunc(issuers, func(id string) bool { return id != issuerID }):
+			return true, nil // to retire
+		case k.State == store.KeyRetired && len(issuers) == 0:
+			return true, nil // to destroy
 		}
 	}
 	return false, nil
 }
 
-// tidyOCSPKeys retires, inside tx, every active OCSP responder key but
-// keep, and destroys each retired one that no unexpired certificate,
-// unrevoked or on hold, carries. Retirement always comes first, so a key is never
-// destroyed straight from active.
-func tidyOCSPKeys(tx store.Tx, keep string, now time.Time) (retired, destroyed []string, err error) {
+// tidyOCSPKeys retires, inside tx, every active OCSP responder key but keep
+// that no other intermediate than issuerID answers with (none of its
+// unexpired certificates was issued by another), and destroys each retired
+// one that no unexpired certificate, unrevoked or on hold, carries.
+// Retirement always comes first, so a key is never destroyed straight from
+// active.
+func tidyOCSPKeys(tx store.Tx, keep, issuerID string, now time.Time) (retired, destroyed []string, err error) {
 	keys, err := tx.Keys()
 	if err != nil {
 		return nil, nil, err
@@ -323,16 +330,19 @@ func tidyOCSPKeys(tx store.Tx, keep string, now time.Time) (retired, destroyed [
 		if k.Purpose != KeyPurposeOCSP || k.ID == keep || k.State == store.KeyDestroyed {
 			continue
 		}
-		if k.State == store.KeyActive {
-			if err := keystore.Retire(tx, k, "system", now, map[string]string{"reason": "superseded", "successor": keep}); err != nil {
-				return nil, nil, err
-			}
-			retired = append(retired, k.ID)
-		}
 		// Unexpired and unrevoked, or on hold (it may be released).
 		inUse, err := tx.CertificatesToBlockWithKey(store.SPKIHash(k.PublicKey), now)
 		if err != nil {
 			return nil, nil, err
+		}
+		if k.State == store.KeyActive {
+			if slices.ContainsFunc(inUse, func(c store.CertRecord) bool { return c.IssuerID != issuerID }) {
+				continue // another intermediate's current responder
+			}
+			if err := keystore.Retire(tx, k, "system", now, map[string]string{"reason": "superseded", "successor": keep}); err != nil {
+				return nil, nil, err
+			}
+			retired = append(retired, k.ID)
 		}
 		if len(inUse) > 0 {
 			continue // responses it signed may still be served and verified
@@ -346,7 +356,7 @@ func tidyOCSPKeys(tx store.Tx, keep string, now time.Time) (retired, destroyed [
 }
 
 // ocspResponderCert builds, lints and signs a responder certificate for pub.
-func (a *Authority) ocspResponderCert(pub crypto.PublicKey, validity time.Duration) ([]byte, store.CertRecord, error) {
+func (a *Authority) ocspResponderCert(iss *signingIssuer, pub crypto.PublicKey, validity time.Duration) ([]byte, store.CertRecord, error) {
 	serial, err := newSerial()
 	if err != nil {
 		return nil, store.CertRecord{}, internal("serial", err)
@@ -357,11 +367,11 @@ func (a *Authority) ocspResponderCert(pub crypto.PublicKey, validity time.Durati
 	}
 	now := a.clk.Now().UTC().Truncate(time.Second)
 	notAfter := now.Add(validity)
-	if ia := a.intermediate.Cert.NotAfter; notAfter.After(ia) {
+	if ia := iss.Cert.NotAfter; notAfter.After(ia) {
 		notAfter = ia
 	}
-	subject := pkix.Name{CommonName: "Sigil OCSP Responder " + a.intermediate.ID}
-	if org := a.intermediate.Cert.Subject.Organization; len(org) > 0 {
+	subject := pkix.Name{CommonName: "Sigil OCSP Responder " + iss.ID}
+	if org := iss.Cert.Subject.Organization; len(org) > 0 {
 		subject.Organization = org
 	}
 	tmpl := &x509.Certificate{
@@ -375,21 +385,21 @@ func (a *Authority) ocspResponderCert(pub crypto.PublicKey, validity time.Durati
 		SubjectKeyId:          ski,
 		// RFC 6960 §4.2.2.2.1: the value of id-pkix-ocsp-nocheck is NULL.
 		ExtraExtensions:       []pkix.Extension{{Id: oidOCSPNoCheck, Value: []byte{0x05, 0x00}}},
-		IssuingCertificateURL: []string{strings.TrimRight(a.cfg.BaseURL, "/") + "/issuer/" + a.intermediate.ID + ".crt"},
+		IssuingCertificateURL: []string{strings.TrimRight(a.cfg.BaseURL, "/") + "/issuer/" + iss.ID + ".crt"},
 	}
-	lintDER, err := x509.CreateCertificate(rand.Reader, tmpl, a.lintParent, pub, a.lintSigner)
+	lintDER, err := x509.CreateCertificate(rand.Reader, tmpl, iss.lintParent, pub, iss.lintSigner)
 	if err != nil {
 		return nil, store.CertRecord{}, internal("build ocsp responder certificate", err)
 	}
 	if err := a.linter.Lint(lintDER); err != nil {
 		return nil, store.CertRecord{}, internal("ocsp responder certificate lint", err)
 	}
-	der, err := a.tbs.sign(lintDER)
+	der, err := iss.tbs.sign(lintDER)
 	if err != nil {
 		return nil, store.CertRecord{}, internal("sign ocsp responder certificate", err)
 	}
 	rec := store.CertRecord{
-		IssuerID:     a.intermediate.ID,
+		IssuerID:     iss.ID,
 		Serial:       SerialString(serial),
 		Subject:      subject.String(),
 		SANs:         []string{},

@@ -22,7 +22,7 @@ import (
 func TestOCSPSignerDelegated(t *testing.T) {
 	tc := newTestCA(t, keystore.ECDSAP256, keystore.ECDSAP256)
 	ctx := context.Background()
-	s, err := tc.NewOCSPSigner(ctx, OCSPSignerConfig{Validity: 72 * time.Hour})
+	s, err := tc.NewOCSPSigner(ctx, tc.Intermediate().ID, OCSPSignerConfig{Validity: 72 * time.Hour})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -120,7 +120,7 @@ func TestOCSPSignerDelegated(t *testing.T) {
 
 func TestOCSPSignerIssuer(t *testing.T) {
 	tc := newTestCA(t, keystore.ECDSAP256, keystore.ECDSAP256)
-	s, err := tc.NewOCSPSigner(context.Background(), OCSPSignerConfig{SignWithIssuer: true})
+	s, err := tc.NewOCSPSigner(context.Background(), tc.Intermediate().ID, OCSPSignerConfig{SignWithIssuer: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -182,13 +182,13 @@ func TestOCSPSignerReusedAcrossRestarts(t *testing.T) {
 	tc := newTestCA(t, keystore.ECDSAP256, keystore.ECDSAP256)
 	ctx := context.Background()
 	cfg := OCSPSignerConfig{Validity: 72 * time.Hour, RenewMargin: 3 * time.Hour}
-	first, err := tc.NewOCSPSigner(ctx, cfg)
+	first, err := tc.NewOCSPSigner(ctx, tc.Intermediate().ID, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	for i := range 2 {
 		tc.clk.Advance(time.Hour)
-		s, err := tc.restart(t).NewOCSPSigner(ctx, cfg)
+		s, err := tc.restart(t).NewOCSPSigner(ctx, tc.Intermediate().ID, cfg)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -217,7 +217,7 @@ func TestOCSPSignerReusedAcrossRestarts(t *testing.T) {
 
 	// Within the renewal margin of its half-life it is not reused.
 	tc.clk.Advance(first.RenewAt().Sub(tc.clk.Now()) - time.Hour)
-	s, err := tc.restart(t).NewOCSPSigner(ctx, cfg)
+	s, err := tc.restart(t).NewOCSPSigner(ctx, tc.Intermediate().ID, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -260,12 +260,12 @@ func TestOCSPSignerNotReused(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			ca := newTestCA(t, keystore.ECDSAP256, keystore.ECDSAP256)
 			ctx := context.Background()
-			s, err := ca.NewOCSPSigner(ctx, OCSPSignerConfig{Validity: 72 * time.Hour})
+			s, err := ca.NewOCSPSigner(ctx, ca.Intermediate().ID, OCSPSignerConfig{Validity: 72 * time.Hour})
 			if err != nil {
 				t.Fatal(err)
 			}
 			cfg := tc.change(t, ca, s)
-			next, err := ca.restart(t).NewOCSPSigner(ctx, cfg)
+			next, err := ca.restart(t).NewOCSPSigner(ctx, ca.Intermediate().ID, cfg)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -291,12 +291,12 @@ func TestOCSPSignerRotation(t *testing.T) {
 	tc := newTestCA(t, keystore.ECDSAP256, keystore.ECDSAP256)
 	ctx := context.Background()
 	cfg := OCSPSignerConfig{Validity: 72 * time.Hour}
-	old, err := tc.NewOCSPSigner(ctx, cfg)
+	old, err := tc.NewOCSPSigner(ctx, tc.Intermediate().ID, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	tc.clk.Advance(old.RenewAt().Sub(tc.clk.Now()))
-	next, err := tc.NewOCSPSigner(ctx, cfg)
+	next, err := tc.NewOCSPSigner(ctx, tc.Intermediate().ID, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -364,7 +364,7 @@ func TestOCSPSignerPileRetired(t *testing.T) {
 		pile = append(pile, legacyOCSPSigner(t, tc, 72*time.Hour))
 		tc.clk.Advance(time.Hour)
 	}
-	s, err := tc.restart(t).NewOCSPSigner(ctx, OCSPSignerConfig{Validity: 72 * time.Hour})
+	s, err := tc.restart(t).NewOCSPSigner(ctx, tc.Intermediate().ID, OCSPSignerConfig{Validity: 72 * time.Hour})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -391,7 +391,7 @@ func legacyOCSPSigner(t testing.TB, tc *testCA, validity time.Duration) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, rec, err := tc.ocspResponderCert(key.Public(), validity)
+	_, rec, err := tc.ocspResponderCert(tc.active.Load(), key.Public(), validity)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -447,7 +447,7 @@ func TestOCSPSignWithNonce(t *testing.T) {
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			tc := newTestCA(t, keystore.ECDSAP256, tt.inter)
-			s, err := tc.NewOCSPSigner(context.Background(), OCSPSignerConfig{SignWithIssuer: !tt.delegate})
+			s, err := tc.NewOCSPSigner(context.Background(), tc.Intermediate().ID, OCSPSignerConfig{SignWithIssuer: !tt.delegate})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -503,7 +503,7 @@ func TestOCSPSignWithNonce(t *testing.T) {
 
 func TestOCSPSignWithNonceRefuses(t *testing.T) {
 	tc := newTestCA(t, keystore.ECDSAP256, keystore.ECDSAP256)
-	s, err := tc.NewOCSPSigner(context.Background(), OCSPSignerConfig{Validity: 72 * time.Hour})
+	s, err := tc.NewOCSPSigner(context.Background(), tc.Intermediate().ID, OCSPSignerConfig{Validity: 72 * time.Hour})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -124,7 +124,7 @@ func TestRenew(t *testing.T) {
 // or stolen key could.
 func forge(t *testing.T, a *Authority, tmpl *x509.Certificate, pub crypto.PublicKey) *x509.Certificate {
 	t.Helper()
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, a.intermediate.Cert, pub, a.signer)
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, a.active.Load().Cert, pub, a.active.Load().signer)
 	if err != nil {
 		t.Fatal(err)
 	}

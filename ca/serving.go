@@ -1,6 +1,7 @@
 package ca
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"crypto/tls"
@@ -16,8 +17,9 @@ import (
 
 // ServingCert keeps the HTTPS listener's own certificate fresh: it is issued
 // by the active intermediate through the normal path (linted, recorded,
-// audited) and renewed once two thirds of its lifetime have passed. Its key
-// lives only in memory.
+// audited) and renewed once two thirds of its lifetime have passed, or at
+// once when another intermediate has become active. Its key lives only in
+// memory.
 type ServingCert struct {
 	a        *Authority
 	names    []string
@@ -93,7 +95,9 @@ func (s *ServingCert) GetCertificate(hello *tls.ClientHelloInfo) (*tls.Certifica
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	now := s.a.clk.Now()
-	if now.After(s.renewAt) {
+	// After an intermediate rotation the listener moves to the new one at
+	// once, so that the old one's last certificates are its customers'.
+	if now.After(s.renewAt) || !bytes.Equal(s.cert.Leaf.AuthorityKeyId, s.a.Intermediate().Cert.SubjectKeyId) {
 		ctx := context.Background()
 		if hello != nil {
 			ctx = hello.Context()

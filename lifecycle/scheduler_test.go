@@ -137,6 +137,9 @@ func TestRunsOnSchedule(t *testing.T) {
 		if r.Result != store.JobOK || r.Items != 3 || r.Trigger != "schedule" || !r.Started.Equal(testStart.Add(time.Duration(i)*time.Hour)) {
 			t.Fatalf("run %d recorded as %+v", i, r)
 		}
+		// The run is recorded before its lock is released; a tick in
+		// between is skipped, as a tick during a run is.
+		waitIdle(t, s, "crl-publish")
 		waitForTimers(t, clk)
 	}
 	if n := c.runs.Load(); n != 3 {
@@ -281,6 +284,20 @@ func seed(t *testing.T, st *store.SQLite, job string, started time.Time, result 
 }
 
 // waitForTimers waits until gocron has set its timers on the fake clock.
+// waitIdle waits until no run of job holds its lock.
+func waitIdle(t *testing.T, s *Scheduler, job string) {
+	t.Helper()
+	j := s.jobs[job]
+	deadline := time.Now().Add(10 * time.Second)
+	for !j.running.TryLock() {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s still running after 10s", job)
+		}
+		time.Sleep(time.Millisecond) // waits for another goroutine, not for the clock
+	}
+	j.running.Unlock()
+}
+
 func waitForTimers(t *testing.T, clk *clockwork.FakeClock) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)

@@ -76,7 +76,7 @@ func TestOCSPAnswersDuringCRLAndWrites(t *testing.T) {
 	}
 	crlDone := make(chan error, 1)
 	go func() {
-		_, err := pub.PublishShard(ctx, 0)
+		_, err := pub.PublishShard(ctx, e.auth.Intermediate().ID, 0)
 		crlDone <- err
 	}()
 	<-ps.paused
@@ -250,7 +250,7 @@ func BenchmarkOCSPGetUnderLoad(b *testing.B) {
 	go func() {
 		defer wg.Done()
 		for ctx.Err() == nil {
-			if _, err := pub.PublishShard(ctx, 0); err != nil && ctx.Err() == nil {
+			if _, err := pub.PublishShard(ctx, e.auth.Intermediate().ID, 0); err != nil && ctx.Err() == nil {
 				b.Error(err)
 				return
 			}

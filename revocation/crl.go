@@ -20,10 +20,13 @@ import (
 	"github.com/sigil-ca/sigil/store"
 )
 
-// CRLAuthority is what the publisher needs from the CA: which issuer and
+// CRLAuthority is what the publisher needs from the CA: which issuers and
 // shards to publish for, and a signature. ca.Authority implements it.
 type CRLAuthority interface {
-	Intermediate() ca.Issuer
+	// ServingIssuers lists the intermediates whose CRLs are published: the
+	// active one and those retired by a rotation whose certificates have
+	// not all expired.
+	ServingIssuers() []ca.Issuer
 	CRLShards() int
 	CRLURL(issuerID string, shard int) string
 	CRLSignatureAlgorithm(issuerID string) ([]byte, error)
@@ -59,9 +62,10 @@ type CRLConfig struct {
 	Metrics  *CRLMetrics // optional
 }
 
-// Publisher generates, stores and serves the CRLs of the active
-// intermediate: one whole CRL (shard 0) and, when the CA partitions CRLs, one
-// per shard. It is safe for concurrent use.
+// Publisher generates, stores and serves the CRLs of every intermediate the
+// CA serves (the active one, and those retired by a rotation until their
+// last certificate expires): one whole CRL (shard 0) per issuer and, when
+// the CA partitions CRLs, one per shard. It is safe for concurrent use.
 type Publisher struct {
 	cfg     CRLConfig
 	auth    CRLAuthority
@@ -70,14 +74,10 @@ type Publisher struct {
 	log     *slog.Logger
 	metrics *CRLMetrics
 
-	issuer ca.Issuer
-	sigAlg []byte
-
 	genMu sync.Mutex // one generation at a time
 
-	mu    sync.RWMutex
-	crls  map[int]published // by shard
-	dirty map[int]bool      // shards with a revocation since their CRL
+	mu      sync.RWMutex
+	issuers map[string]*issuerCRLs // served issuers by id
 
 	changed chan struct{}
 	cancel  context.CancelFunc
@@ -87,15 +87,23 @@ type Publisher struct {
 	afterPublish func(store.CRLRecord)
 }
 
+// issuerCRLs is one served issuer's CRLs.
+type issuerCRLs struct {
+	issuer ca.Issuer
+	sigAlg []byte
+	crls   map[int]published // by shard
+	dirty  map[int]bool      // shards with a revocation since their CRL
+}
+
 // published is a CRL as served.
 type published struct {
 	rec  store.CRLRecord
 	etag string
 }
 
-// NewPublisher checks cfg and returns a publisher for auth's active
-// intermediate. It listens for revocations at once; Start loads the stored
-// CRLs and begins the schedule.
+// NewPublisher checks cfg and returns a publisher for auth's intermediates.
+// It listens for revocations at once; Start loads the stored CRLs and
+// begins the schedule.
 func NewPublisher(cfg CRLConfig, auth CRLAuthority, st CRLStore) (*Publisher, error) {
 	if cfg.Clock == nil {
 		return nil, errors.New("crl publisher: config has no clock")
@@ -120,13 +128,14 @@ func NewPublisher(cfg CRLConfig, auth CRLAuthority, st CRLStore) (*Publisher, er
 		return nil, fmt.Errorf("crl publisher: refresh %s must be shorter than validity %s", cfg.Refresh, cfg.Validity)
 	}
 	p := &Publisher{cfg: cfg, auth: auth, st: st, clk: cfg.Clock, log: cfg.Logger, metrics: cfg.Metrics,
-		issuer: auth.Intermediate(), crls: map[int]published{}, dirty: map[int]bool{}, changed: make(chan struct{}, 1)}
+		issuers: map[string]*issuerCRLs{}, changed: make(chan struct{}, 1)}
 	if p.metrics == nil {
 		p.metrics = NewCRLMetrics(nil)
 	}
-	var err error
-	if p.sigAlg, err = auth.CRLSignatureAlgorithm(p.issuer.ID); err != nil {
-		return nil, fmt.Errorf("crl publisher: %w", err)
+	for _, iss := range auth.ServingIssuers() {
+		if _, err := auth.CRLSignatureAlgorithm(iss.ID); err != nil {
+			return nil, fmt.Errorf("crl publisher: %w", err)
+		}
 	}
 	auth.OnStatusChange(p.statusChanged)
 	return p, nil
@@ -135,16 +144,57 @@ func NewPublisher(cfg CRLConfig, auth CRLAuthority, st CRLStore) (*Publisher, er
 // statusChanged marks the certificate's CRL for the debounced regeneration.
 // It never blocks (ca.Authority.OnStatusChange).
 func (p *Publisher) statusChanged(rec store.CertRecord) {
-	if rec.IssuerID != p.issuer.ID {
+	p.mu.Lock()
+	ic, ok := p.issuers[rec.IssuerID]
+	if ok {
+		ic.dirty[rec.CRLShard] = true
+	}
+	p.mu.Unlock()
+	if !ok {
 		return
 	}
-	p.mu.Lock()
-	p.dirty[rec.CRLShard] = true
-	p.mu.Unlock()
 	select {
 	case p.changed <- struct{}{}:
 	default:
 	}
+}
+
+// sync makes the served issuers those auth serves: a new one (after an
+// intermediate rotation) has its stored CRLs loaded, one no longer served
+// (its key destroyed after its last certificate expired) is forgotten. It
+// returns the served issuers, the active one first.
+func (p *Publisher) sync(ctx context.Context) ([]ca.Issuer, error) {
+	serving := p.auth.ServingIssuers()
+	for _, iss := range serving {
+		p.mu.RLock()
+		_, ok := p.issuers[iss.ID]
+		p.mu.RUnlock()
+		if ok {
+			continue
+		}
+		sigAlg, err := p.auth.CRLSignatureAlgorithm(iss.ID)
+		if err != nil {
+			return nil, fmt.Errorf("crl publisher: %w", err)
+		}
+		ic := &issuerCRLs{issuer: iss, sigAlg: sigAlg, crls: map[int]published{}, dirty: map[int]bool{}}
+		if err := p.load(ctx, ic); err != nil {
+			return nil, err
+		}
+		p.mu.Lock()
+		if _, ok := p.issuers[iss.ID]; !ok {
+			p.issuers[iss.ID] = ic
+		}
+		p.mu.Unlock()
+	}
+	p.mu.Lock()
+	for id := range p.issuers {
+		if !slices.ContainsFunc(serving, func(iss ca.Issuer) bool { return iss.ID == id }) {
+			delete(p.issuers, id)
+			p.log.InfoContext(ctx, "CRLs no longer published: the issuer's key was destroyed", "issuer", id)
+		}
+	}
+	p.mu.Unlock()
+	return serving, nil
 }
 
 // Start loads the stored CRLs, so that they are served at once, publishes
@@ -152,19 +202,22 @@ func (p *Publisher) statusChanged(rec store.CertRecord) {
 // regenerates every CRL each Refresh and, after Debounce, those a
 // revocation changed. Stop ends it.
 func (p *Publisher) Start(ctx context.Context) error {
-	if err := p.load(ctx); err != nil {
+	serving, err := p.sync(ctx)
+	if err != nil {
 		return err
 	}
 	now := p.clk.Now()
-	for _, shard := range p.shards() {
-		// A stale but unexpired CRL is served until it is replaced: by the
-		// loop below, or, when scheduled, by crl-publish, which runs at start
-		// if it fell due (so the CRLs are not generated twice).
-		if c, ok := p.current(shard); ok && now.Before(c.NextUpdate) && (p.cfg.Scheduled || now.Sub(c.ThisUpdate) < p.cfg.Refresh) {
-			continue
-		}
-		if _, err := p.PublishShard(ctx, shard); err != nil {
-			return err
+	for _, iss := range serving {
+		for _, shard := range p.shards(iss.ID) {
+			// A stale but unexpired CRL is served until it is replaced: by the
+			// loop below, or, when scheduled, by crl-publish, which runs at start
+			// if it fell due (so the CRLs are not generated twice).
+			if c, ok := p.Current(iss.ID, shard); ok && now.Before(c.NextUpdate) && (p.cfg.Scheduled || now.Sub(c.ThisUpdate) < p.cfg.Refresh) {
+				continue
+			}
+			if _, err := p.PublishShard(ctx, iss.ID, shard); err != nil {
+				return err
+			}
 		}
 	}
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
@@ -206,7 +259,7 @@ func (p *Publisher) run(ctx context.Context) {
 			return
 		case <-tick:
 			if _, err := p.Publish(ctx); err != nil {
-				p.log.ErrorContext(ctx, "scheduled CRL generation", "issuer", p.issuer.ID, "error", err)
+				p.log.ErrorContext(ctx, "scheduled CRL generation", "error", err)
 			}
 		case <-p.changed:
 			// The first revocation starts the timer; later ones ride along,
@@ -218,30 +271,35 @@ func (p *Publisher) run(ctx context.Context) {
 		case <-fire:
 			fire = nil
 			p.mu.Lock()
-			shards := slices.Sorted(maps.Keys(p.dirty))
-			clear(p.dirty)
+			dirty := map[string][]int{}
+			for id, ic := range p.issuers {
+				if len(ic.dirty) > 0 {
+					dirty[id] = slices.Sorted(maps.Keys(ic.dirty))
+					clear(ic.dirty)
+				}
+			}
 			p.mu.Unlock()
-			for _, shard := range shards {
-				if _, err := p.PublishShard(ctx, shard); err != nil {
-					// The next tick regenerates every CRL.
-					p.log.ErrorContext(ctx, "CRL generation after revocation", "issuer", p.issuer.ID, "shard", shard, "error", err)
+			for id, shards := range dirty {
+				for _, shard := range shards {
+					if _, err := p.PublishShard(ctx, id, shard); err != nil {
+						// The next tick regenerates every CRL.
+						p.log.ErrorContext(ctx, "CRL generation after revocation", "issuer", id, "shard", shard, "error", err)
+					}
 				}
 			}
 		}
 	}
 }
 
-// load reads the stored CRLs of the issuer into memory.
-func (p *Publisher) load(ctx context.Context) error {
-	recs, err := p.st.CRLs(ctx, p.issuer.ID)
+// load reads the stored CRLs of ic's issuer into ic, not yet shared.
+func (p *Publisher) load(ctx context.Context, ic *issuerCRLs) error {
+	recs, err := p.st.CRLs(ctx, ic.issuer.ID)
 	if err != nil {
-		return fmt.Errorf("load crls: %w", err)
+		return fmt.Errorf("load crls of %s: %w", ic.issuer.ID, err)
 	}
-	p.mu.Lock()
-	defer p.mu.Unlock()
 	for _, r := range recs {
-		if c, ok := p.crls[r.Shard]; !ok || r.Number > c.rec.Number {
-			p.crls[r.Shard] = newPublished(r)
+		if c, ok := ic.crls[r.Shard]; !ok || r.Number > c.rec.Number {
+			ic.crls[r.Shard] = newPublished(r)
 		}
 	}
 	return nil
@@ -251,79 +309,97 @@ func newPublished(r store.CRLRecord) published {
 	return published{rec: r, etag: `"` + strconv.Itoa(r.Shard) + "-" + strconv.FormatInt(r.Number, 10) + `"`}
 }
 
-// shards lists what is published: the whole CRL (0), every configured
-// shard, and any shard published before (a certificate assigned to it
-// still names it, even if the configuration has since changed).
-func (p *Publisher) shards() []int {
+// shards lists what is published for issuerID: the whole CRL (0), every
+// configured shard, and any shard published before (a certificate assigned
+// to it still names it, even if the configuration has since changed).
+func (p *Publisher) shards(issuerID string) []int {
 	set := map[int]bool{0: true}
 	for s := 1; s <= p.auth.CRLShards(); s++ {
 		set[s] = true
 	}
 	p.mu.RLock()
-	for s := range p.crls {
-		set[s] = true
+	if ic, ok := p.issuers[issuerID]; ok {
+		for s := range ic.crls {
+			set[s] = true
+		}
 	}
 	p.mu.RUnlock()
 	return slices.Sorted(maps.Keys(set))
 }
 
-// partitioned reports whether the whole CRL (shard 0) is only one part of
-// the issuer's revocations, and so needs an issuing distribution point too.
-func (p *Publisher) partitioned() bool {
-	s := p.shards()
-	return len(s) > 1
-}
-
-func (p *Publisher) current(shard int) (store.CRLRecord, bool) {
+func (p *Publisher) issuer(id string) (*issuerCRLs, bool) {
 	p.mu.RLock()
 	defer p.mu.RUnlock()
-	c, ok := p.crls[shard]
-	return c.rec, ok
+	ic, ok := p.issuers[id]
+	return ic, ok
 }
 
 // Current returns the CRL served for issuerID and shard, if any.
 func (p *Publisher) Current(issuerID string, shard int) (store.CRLRecord, bool) {
-	if issuerID != p.issuer.ID {
+	p.mu.RLock()
+	defer p.mu.RUnlock()
+	ic, ok := p.issuers[issuerID]
+	if !ok {
 		return store.CRLRecord{}, false
 	}
-	return p.current(shard)
+	c, ok := ic.crls[shard]
+	return c.rec, ok
 }
 
-// Publish regenerates every CRL of the issuer now. It tries every shard,
-// and returns how many it published and the errors of those that failed.
+// Publish regenerates every CRL of every served issuer now, after taking
+// up an issuer a rotation added or dropping one whose key was destroyed.
+// It tries every shard, and returns how many it published and the errors
+// of those that failed.
 func (p *Publisher) Publish(ctx context.Context) (int, error) {
+	serving, err := p.sync(ctx)
+	if err != nil {
+		return 0, err
+	}
 	var errs []error
 	n := 0
-	for _, shard := range p.shards() {
-		if _, err := p.PublishShard(ctx, shard); err != nil {
-			errs = append(errs, err)
-			continue
+	for _, iss := range serving {
+		for _, shard := range p.shards(iss.ID) {
+			if _, err := p.PublishShard(ctx, iss.ID, shard); err != nil {
+				errs = append(errs, err)
+				continue
+			}
+			n++
 		}
-		n++
 	}
 	return n, errors.Join(errs...)
 }
 
-// PublishShard generates, signs and stores the next CRL of shard and serves
-// it from then on. Its number is one above the latest stored (by this
-// process or another sharing the database), and it lists the revoked
+// PublishShard generates, signs and stores the next CRL of issuerID's shard
+// and serves it from then on. Its number is one above the latest stored (by
+// this process or another sharing the database), and it lists the revoked
 // certificates of the shard that had not expired when the previous CRL was
-// issued, or were revoked since.
-func (p *Publisher) PublishShard(ctx context.Context, shard int) (store.CRLRecord, error) {
+// issued, or were revoked since. An issuer the CA does not serve is an
+// error.
+func (p *Publisher) PublishShard(ctx context.Context, issuerID string, shard int) (store.CRLRecord, error) {
 	p.genMu.Lock()
 	defer p.genMu.Unlock()
+	ic, ok := p.issuer(issuerID)
+	if !ok {
+		// Added by a rotation since the last sync, or not served at all.
+		if _, err := p.sync(ctx); err != nil {
+			return store.CRLRecord{}, err
+		}
+		if ic, ok = p.issuer(issuerID); !ok {
+			return store.CRLRecord{}, fmt.Errorf("crl %s/%d: issuer not served here", issuerID, shard)
+		}
+	}
 	start := p.clk.Now()
-	rec, entries, err := p.generate(ctx, shard, start)
+	rec, entries, err := p.generate(ctx, ic, shard, start)
 	if err != nil {
 		p.metrics.observeFailure()
-		return store.CRLRecord{}, fmt.Errorf("crl %s/%d: %w", p.issuer.ID, shard, err)
+		return store.CRLRecord{}, fmt.Errorf("crl %s/%d: %w", issuerID, shard, err)
 	}
 	d := p.clk.Since(start)
 	p.mu.Lock()
-	p.crls[shard] = newPublished(rec)
+	ic.crls[shard] = newPublished(rec)
 	p.mu.Unlock()
-	p.metrics.observe(p.issuer.ID, shard, len(rec.DER), entries, rec.Number, d)
-	p.log.DebugContext(ctx, "CRL published", "issuer", p.issuer.ID, "shard", shard, "number", rec.Number,
+	p.metrics.observe(issuerID, shard, len(rec.DER), entries, rec.Number, d)
+	p.log.DebugContext(ctx, "CRL published", "issuer", issuerID, "shard", shard, "number", rec.Number,
 		"entries", entries, "bytes", len(rec.DER), "duration", d)
 	if p.afterPublish != nil {
 		p.afterPublish(rec)
@@ -331,10 +407,11 @@ func (p *Publisher) PublishShard(ctx context.Context, shard int) (store.CRLRecor
 	return rec, nil
 }
 
-func (p *Publisher) generate(ctx context.Context, shard int, now time.Time) (store.CRLRecord, int, error) {
-	cur, _ := p.current(shard)
+func (p *Publisher) generate(ctx context.Context, ic *issuerCRLs, shard int, now time.Time) (store.CRLRecord, int, error) {
+	iss := ic.issuer
+	cur, _ := p.Current(iss.ID, shard)
 	prev := store.CRLHead{Number: cur.Number, ThisUpdate: cur.ThisUpdate, Size: len(cur.DER)}
-	stored, err := p.st.CRLHead(ctx, p.issuer.ID, shard)
+	stored, err := p.st.CRLHead(ctx, iss.ID, shard)
 	switch {
 	case errors.Is(err, store.ErrNotFound):
 	case err != nil:
@@ -344,15 +421,17 @@ func (p *Publisher) generate(ctx context.Context, shard int, now time.Time) (sto
 	}
 	thisUpdate := now.UTC().Truncate(time.Second)
 	head := tbsHead{
-		sigAlg:     p.sigAlg,
-		issuer:     p.issuer.Cert.RawSubject,
+		sigAlg:     ic.sigAlg,
+		issuer:     iss.Cert.RawSubject,
 		thisUpdate: thisUpdate,
 		nextUpdate: thisUpdate.Add(p.cfg.Validity),
 		number:     prev.Number + 1,
-		aki:        p.issuer.Cert.SubjectKeyId,
+		aki:        iss.Cert.SubjectKeyId,
 	}
-	if shard != 0 || p.partitioned() {
-		head.idpURI = p.auth.CRLURL(p.issuer.ID, shard)
+	// A shard, or the whole CRL when there are shards too, says which part
+	// of the issuer's revocations it is.
+	if shard != 0 || len(p.shards(iss.ID)) > 1 {
+		head.idpURI = p.auth.CRLURL(iss.ID, shard)
 	}
 	// The previous CRL's size, with room for growth, sizes the buffer once,
 	// so that a large CRL is not regrown (and copied) entry by entry.
@@ -360,7 +439,7 @@ func (p *Publisher) generate(ctx context.Context, shard int, now time.Time) (sto
 	if err != nil {
 		return store.CRLRecord{}, 0, err
 	}
-	if err := p.st.RevokedCertificates(ctx, p.issuer.ID, shard, prev.ThisUpdate, enc.add); err != nil {
+	if err := p.st.RevokedCertificates(ctx, iss.ID, shard, prev.ThisUpdate, enc.add); err != nil {
 		return store.CRLRecord{}, 0, err
 	}
 	entries := enc.n
@@ -368,20 +447,20 @@ func (p *Publisher) generate(ctx context.Context, shard int, now time.Time) (sto
 	if err != nil {
 		return store.CRLRecord{}, 0, err
 	}
-	sig, err := p.auth.CRLSignature(ctx, p.issuer.ID, tbs)
+	sig, err := p.auth.CRLSignature(ctx, iss.ID, tbs)
 	if err != nil {
 		return store.CRLRecord{}, 0, err
 	}
-	der, err := enc.certificateList(p.sigAlg, sig)
+	der, err := enc.certificateList(ic.sigAlg, sig)
 	if err != nil {
 		return store.CRLRecord{}, 0, err
 	}
-	rec := store.CRLRecord{IssuerID: p.issuer.ID, Shard: shard, Number: head.number,
+	rec := store.CRLRecord{IssuerID: iss.ID, Shard: shard, Number: head.number,
 		ThisUpdate: head.thisUpdate, NextUpdate: head.nextUpdate, DER: der}
 	// A CRL is a statement signed by the issuer key, so the audit chain
 	// records each one, with its digest, in the transaction that stores it.
 	sum := sha256.Sum256(der)
-	ev := audit.Event{Time: now, Actor: "system:crl", Action: "crl.published", Target: p.issuer.ID + "/" + strconv.Itoa(shard),
+	ev := audit.Event{Time: now, Actor: "system:crl", Action: "crl.published", Target: iss.ID + "/" + strconv.Itoa(shard),
 		Detail: map[string]string{"number": strconv.FormatInt(head.number, 10), "entries": strconv.Itoa(entries),
 			"this_update": head.thisUpdate.Format(time.RFC3339), "next_update": head.nextUpdate.Format(time.RFC3339),
 			"sha256": hex.EncodeToString(sum[:])}}

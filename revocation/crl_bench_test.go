@@ -106,7 +106,7 @@ func BenchmarkCRL(b *testing.B) {
 		var rec store.CRLRecord
 		for b.Loop() {
 			var err error
-			if rec, err = e.pub.PublishShard(ctx, 0); err != nil {
+			if rec, err = e.pub.PublishShard(ctx, e.auth.Intermediate().ID, 0); err != nil {
 				b.Fatal(err)
 			}
 		}
@@ -125,7 +125,7 @@ func BenchmarkCRL(b *testing.B) {
 		for b.Loop() {
 			for shard := 1; shard <= 16; shard++ {
 				start := time.Now()
-				if _, err := e.pub.PublishShard(ctx, shard); err != nil {
+				if _, err := e.pub.PublishShard(ctx, e.auth.Intermediate().ID, shard); err != nil {
 					b.Fatal(err)
 				}
 				slowest = max(slowest, time.Since(start))

@@ -40,12 +40,12 @@ func crlMux(serve func(w http.ResponseWriter, r *http.Request, issuer string, sh
 }
 
 func (p *Publisher) serve(w http.ResponseWriter, r *http.Request, issuer string, shard int) {
-	if issuer != p.issuer.ID {
-		http.NotFound(w, r)
-		return
-	}
 	p.mu.RLock()
-	c, ok := p.crls[shard]
+	var c published
+	ic, ok := p.issuers[issuer]
+	if ok {
+		c, ok = ic.crls[shard]
+	}
 	p.mu.RUnlock()
 	if !ok {
 		http.NotFound(w, r)

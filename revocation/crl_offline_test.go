@@ -88,7 +88,7 @@ func TestOfflineCRLServe(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(o.Stop)
-	if _, err := e.pub.PublishShard(ctx, 0); err != nil {
+	if _, err := e.pub.PublishShard(ctx, e.auth.Intermediate().ID, 0); err != nil {
 		t.Fatal(err)
 	}
 	srv := httptest.NewServer(o.Handler(e.pub.Handler()))

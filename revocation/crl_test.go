@@ -230,7 +230,7 @@ func TestCRLContents(t *testing.T) {
 	inter := e.auth.Intermediate()
 
 	// An empty CRL first.
-	rec, err := e.pub.PublishShard(ctx, 0)
+	rec, err := e.pub.PublishShard(ctx, e.auth.Intermediate().ID, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -247,7 +247,7 @@ func TestCRLContents(t *testing.T) {
 	e.revoke(t, held, ca.ReasonCertificateHold, time.Time{})
 	revokedAt := e.clk.Now().UTC().Truncate(time.Second)
 
-	rec, err = e.pub.PublishShard(ctx, 0)
+	rec, err = e.pub.PublishShard(ctx, e.auth.Intermediate().ID, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -310,7 +310,7 @@ func TestCRLContents(t *testing.T) {
 	if _, err := e.auth.Unhold(ctx, ca.SerialString(held.SerialNumber), "test"); err != nil {
 		t.Fatal(err)
 	}
-	rec, err = e.pub.PublishShard(ctx, 0)
+	rec, err = e.pub.PublishShard(ctx, e.auth.Intermediate().ID, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -364,7 +364,7 @@ func TestCRLExpiredDroppedOnce(t *testing.T) {
 		if step.advance == 0 && len(step.want) == 2 && step.want[1] == late {
 			e.revoke(t, late, ca.ReasonSuperseded, time.Time{})
 		}
-		rec, err := e.pub.PublishShard(ctx, 0)
+		rec, err := e.pub.PublishShard(ctx, e.auth.Intermediate().ID, 0)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -579,7 +579,7 @@ func TestCRLRestart(t *testing.T) {
 	e := newTestEnv(t, 0)
 	c := e.issue(t, "restart.example", 0)
 	e.revoke(t, c, ca.ReasonKeyCompromise, time.Time{})
-	first, err := e.pub.PublishShard(ctx, 0)
+	first, err := e.pub.PublishShard(ctx, e.auth.Intermediate().ID, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -593,12 +593,12 @@ func TestCRLRestart(t *testing.T) {
 	if got, ok := p2.Current(e.auth.Intermediate().ID, 0); !ok || !bytes.Equal(got.DER, first.DER) || published != 0 {
 		t.Errorf("restarted publisher serves number %d (%v), generated %d", got.Number, ok, published)
 	}
-	next, err := p2.PublishShard(ctx, 0)
+	next, err := p2.PublishShard(ctx, e.auth.Intermediate().ID, 0)
 	if err != nil || next.Number != 2 {
 		t.Errorf("next number %d (%v), want 2", next.Number, err)
 	}
 	// The first publisher has not heard of number 2: it reads the store.
-	if again, err := e.pub.PublishShard(ctx, 0); err != nil || again.Number != 3 {
+	if again, err := e.pub.PublishShard(ctx, e.auth.Intermediate().ID, 0); err != nil || again.Number != 3 {
 		t.Errorf("stale publisher number %d (%v), want 3", again.Number, err)
 	}
 }

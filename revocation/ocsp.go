@@ -13,6 +13,7 @@ import (
 	"math/big"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/jonboulle/clockwork"
@@ -24,13 +25,16 @@ import (
 	"github.com/sigil-ca/sigil/store"
 )
 
-// OCSPAuthority is what the responder needs of ca: a signer whose key stays
-// in ca, the end of the responder keys it no longer uses, the issuer it
+// OCSPAuthority is what the responder needs of ca: signers whose keys stay
+// in ca, the end of the responder keys it no longer uses, the issuers it
 // answers for, and news of revocations.
 type OCSPAuthority interface {
-	NewOCSPSigner(ctx context.Context, cfg ca.OCSPSignerConfig) (*ca.OCSPSigner, error)
+	NewOCSPSigner(ctx context.Context, issuerID string, cfg ca.OCSPSignerConfig) (*ca.OCSPSigner, error)
 	TidyOCSPKeys(ctx context.Context, current *ca.OCSPSigner) error
-	Intermediate() ca.Issuer
+	// ServingIssuers lists the intermediates answered for: the active one
+	// first, then those retired by a rotation whose certificates have not
+	// all expired.
+	ServingIssuers() []ca.Issuer
 	OnStatusChange(fn func(store.CertRecord))
 }
 
@@ -105,23 +109,36 @@ type entry struct {
 	expires      string
 }
 
-// issuerState is one served issuer: its CertID hashes and its cache, keyed
-// by serial magnitude bytes.
+// issuerState is one served issuer: its CertID hashes, its signer and its
+// cache, keyed by serial magnitude bytes.
 type issuerState struct {
 	id       string
 	cert     *x509.Certificate
 	nameHash [numHashes][]byte
 	keyHash  [numHashes][]byte
 
+	signerMu sync.RWMutex
+	signer   *ca.OCSPSigner
+
 	mu      sync.RWMutex
 	entries map[string]*entry
 	unknown map[string]*entry // bounded; never persisted
 }
 
-// Responder answers OCSP requests (RFC 6960, RFC 5019 profile) for the
-// active intermediate from pre-signed responses held in memory and copied
-// to the store. A GET or POST for a cached serial is a map lookup: no
-// signing, no database query.
+// issuerIndex is the served issuers, immutable: a change of the set (an
+// intermediate rotation, or a retired one's key destroyed) replaces it, so
+// that requests find their issuer without a lock.
+type issuerIndex struct {
+	byKeyHash map[string]*issuerState // by issuerKeyHash, SHA-1 or SHA-256
+	byID      map[string]*issuerState
+	order     []*issuerState // as ServingIssuers lists them
+}
+
+// Responder answers OCSP requests (RFC 6960, RFC 5019 profile) for every
+// intermediate the CA serves (the active one, and those retired by a
+// rotation until their last certificate expires) from pre-signed responses
+// held in memory and copied to the store. A GET or POST for a cached serial
+// is a map lookup: no signing, no database query.
 type Responder struct {
 	cfg     OCSPConfig
 	auth    OCSPAuthority
@@ -132,14 +149,10 @@ type Responder struct {
 	misses  *rate.Limiter
 	nonces  *rate.Limiter
 
-	// byKeyHash finds the issuer of a request by its issuerKeyHash, SHA-1
-	// or SHA-256; it is built once and never changes.
-	byKeyHash map[string]*issuerState
-	iss       *issuerState
+	idx    atomic.Pointer[issuerIndex]
+	syncMu sync.Mutex // one change of the issuer set at a time
 
 	refreshMu sync.Mutex // one Refresh at a time: the loop's and a caller's
-	signerMu  sync.RWMutex
-	signer    *ca.OCSPSigner
 
 	persistCh chan []store.OCSPResponse
 	stop      chan struct{}
@@ -147,8 +160,8 @@ type Responder struct {
 	closeOnce sync.Once
 }
 
-// NewResponder checks cfg and returns a Responder for auth's active
-// intermediate. It serves nothing until Start.
+// NewResponder checks cfg and returns a Responder for auth's
+// intermediates. It serves nothing until Start.
 func NewResponder(cfg OCSPConfig, auth OCSPAuthority, st OCSPStore) (*Responder, error) {
 	if cfg.Clock == nil {
 		return nil, errors.New("ocsp: config has no clock")
@@ -180,23 +193,15 @@ func NewResponder(cfg OCSPConfig, auth OCSPAuthority, st OCSPStore) (*Responder,
 	if cfg.NoncesPerSecond <= 0 {
 		cfg.NoncesPerSecond = 200
 	}
-	iss, err := newIssuerState(auth.Intermediate())
-	if err != nil {
-		return nil, err
-	}
 	r := &Responder{
 		cfg: cfg, auth: auth, st: st, clk: cfg.Clock, log: cfg.Logger,
 		metrics:   newOCSPMetrics(cfg.Registerer),
 		misses:    rate.NewLimiter(rate.Limit(cfg.MissesPerSecond), int(2*cfg.MissesPerSecond)+1),
 		nonces:    rate.NewLimiter(rate.Limit(cfg.NoncesPerSecond), int(2*cfg.NoncesPerSecond)+1),
-		byKeyHash: map[string]*issuerState{},
-		iss:       iss,
 		persistCh: make(chan []store.OCSPResponse, 64),
 		stop:      make(chan struct{}),
 	}
-	for h := range numHashes {
-		r.byKeyHash[string(iss.keyHash[h])] = iss
-	}
+	r.idx.Store(&issuerIndex{byKeyHash: map[string]*issuerState{}, byID: map[string]*issuerState{}})
 	return r, nil
 }
 
@@ -216,22 +221,16 @@ func newIssuerState(is ca.Issuer) (*issuerState, error) {
 	return s, nil
 }
 
-// Start gets a signer (the recorded responder certificate if it is not due
-// for renewal, so restarts do not pile up responder keys), loads the stored
-// responses, signs those missing or due for every unexpired certificate,
-// subscribes to revocations and starts the refresh loop. It returns once
-// every unexpired certificate has a response in memory.
+// Start gets a signer for every served issuer (the recorded responder
+// certificate if it is not due for renewal, so restarts do not pile up
+// responder keys), loads the stored responses, signs those missing or due
+// for every unexpired certificate, subscribes to revocations and starts the
+// refresh loop. It returns once every unexpired certificate has a response
+// in memory.
 func (r *Responder) Start(ctx context.Context) error {
-	signer, err := r.auth.NewOCSPSigner(ctx, r.signerConfig())
-	if err != nil {
-		return fmt.Errorf("ocsp signer: %w", err)
-	}
-	r.setSigner(signer)
-	loaded, err := r.load(ctx)
-	if err != nil {
+	if err := r.sync(ctx); err != nil {
 		return err
 	}
-	r.log.InfoContext(ctx, "ocsp responses loaded from the store", "issuer", r.iss.id, "count", loaded)
 	r.auth.OnStatusChange(r.statusChanged)
 	r.done.Add(1)
 	go r.persistLoop()
@@ -255,9 +254,16 @@ func (r *Responder) RefreshInterval() time.Duration { return r.refreshInterval()
 // whether it rotated. Refresh does the same when it runs; this is the
 // rotation on its own schedule (the ocsp-responder-rotate job).
 func (r *Responder) RotateIfDue(ctx context.Context) (bool, error) {
-	if !r.rotationDue(r.Signer(), r.clk.Now()) {
-		if err := r.auth.TidyOCSPKeys(ctx, r.Signer()); err != nil {
-			return false, fmt.Errorf("ocsp: tidy responder keys: %w", err)
+	now := r.clk.Now()
+	due := false
+	for _, iss := range r.idx.Load().order {
+		due = due || r.rotationDue(iss.Signer(), now)
+	}
+	if !due {
+		for _, iss := range r.idx.Load().order {
+			if err := r.auth.TidyOCSPKeys(ctx, iss.Signer()); err != nil {
+				return false, fmt.Errorf("ocsp: tidy responder keys of %s: %w", iss.id, err)
+			}
 		}
 		return false, nil
 	}
@@ -287,25 +293,110 @@ func (r *Responder) rotationDue(s *ca.OCSPSigner, now time.Time) bool {
 	return !s.RenewAt().IsZero() && !now.Add(r.refreshInterval()).Before(s.RenewAt())
 }
 
-func (r *Responder) setSigner(s *ca.OCSPSigner) {
-	r.signerMu.Lock()
-	r.signer = s
-	r.signerMu.Unlock()
+func (s *issuerState) setSigner(signer *ca.OCSPSigner) {
+	s.signerMu.Lock()
+	s.signer = signer
+	s.signerMu.Unlock()
 }
 
-// Signer returns the current signer (for tests and the CLI: the responder
-// certificate to trust with openssl -VAfile).
+// Signer returns the issuer's current signer.
+func (s *issuerState) Signer() *ca.OCSPSigner {
+	s.signerMu.RLock()
+	defer s.signerMu.RUnlock()
+	return s.signer
+}
+
+// Signer returns the current signer of the first served issuer, the
+// active intermediate (for tests and the CLI: the responder certificate to
+// trust with openssl -VAfile); nil before Start.
 func (r *Responder) Signer() *ca.OCSPSigner {
-	r.signerMu.RLock()
-	defer r.signerMu.RUnlock()
-	return r.signer
+	if order := r.idx.Load().order; len(order) > 0 {
+		return order[0].Signer()
+	}
+	return nil
 }
 
-// load fills the cache from the store copy, keeping responses still valid.
-func (r *Responder) load(ctx context.Context) (int, error) {
+// SignerFor returns the current signer of issuerID; nil if it is not served.
+func (r *Responder) SignerFor(issuerID string) *ca.OCSPSigner {
+	if iss := r.idx.Load().byID[issuerID]; iss != nil {
+		return iss.Signer()
+	}
+	return nil
+}
+
+// sync makes the served issuers those auth serves: a new one (after an
+// intermediate rotation) gets a signer and its stored responses loaded
+// (Refresh signs the rest), one no longer served (its key destroyed after
+// its last certificate expired) is dropped with its cache.
+func (r *Responder) sync(ctx context.Context) error {
+	r.syncMu.Lock()
+	defer r.syncMu.Unlock()
+	old := r.idx.Load()
+	serving := r.auth.ServingIssuers()
+	next := &issuerIndex{byKeyHash: map[string]*issuerState{}, byID: map[string]*issuerState{}}
+	changed := len(serving) != len(old.order)
+	for _, is := range serving {
+		st := old.byID[is.ID]
+		if st == nil {
+			changed = true
+			var err error
+			if st, err = r.addIssuer(ctx, is); err != nil {
+				return err
+			}
+		}
+		next.order = append(next.order, st)
+		next.byID[st.id] = st
+		for h := range numHashes {
+			next.byKeyHash[string(st.keyHash[h])] = st
+		}
+	}
+	for id := range old.byID {
+		if next.byID[id] == nil {
+			r.log.InfoContext(ctx, "ocsp: issuer no longer served: its key was destroyed", "issuer", id)
+		}
+	}
+	if changed {
+		r.idx.Store(next)
+		r.updateCached()
+	}
+	return nil
+}
+
+// addIssuer prepares is to be served: its signer and its stored responses.
+func (r *Responder) addIssuer(ctx context.Context, is ca.Issuer) (*issuerState, error) {
+	st, err := newIssuerState(is)
+	if err != nil {
+		return nil, err
+	}
+	signer, err := r.auth.NewOCSPSigner(ctx, is.ID, r.signerConfig())
+	if err != nil {
+		return nil, fmt.Errorf("ocsp signer of %s: %w", is.ID, err)
+	}
+	st.setSigner(signer)
+	loaded, err := r.load(ctx, st)
+	if err != nil {
+		return nil, err
+	}
+	r.log.InfoContext(ctx, "ocsp responses loaded from the store", "issuer", is.ID, "count", loaded)
+	return st, nil
+}
+
+// updateCached sets the cached-responses gauge to the total over issuers.
+func (r *Responder) updateCached() {
+	n := 0
+	for _, iss := range r.idx.Load().order {
+		iss.mu.RLock()
+		n += len(iss.entries)
+		iss.mu.RUnlock()
+	}
+	r.metrics.cached.Set(float64(n))
+}
+
+// load fills iss's cache from the store copy, keeping responses still valid.
+func (r *Responder) load(ctx context.Context, iss *issuerState) (int, error) {
 	now := r.clk.Now()
 	byserial := map[string]*entry{}
-	err := r.st.OCSPResponses(ctx, r.iss.id, now, func(o store.OCSPResponse) error {
+	err := r.st.OCSPResponses(ctx, iss.id, now, func(o store.OCSPResponse) error {
 		h, ok := hashByName(o.Hash)
 		if !ok {
 			return nil
@@ -338,15 +429,14 @@ func (r *Responder) load(ctx context.Context) (int, error) {
 		return 0, fmt.Errorf("ocsp: load stored responses: %w", err)
 	}
 	n := 0
-	r.iss.mu.Lock()
+	iss.mu.Lock()
 	for k, e := range byserial {
 		if e.der[hashSHA1] != nil && e.der[hashSHA256] != nil {
-			r.iss.entries[k] = e
+			iss.entries[k] = e
 			n++
 		}
 	}
-	r.iss.mu.Unlock()
-	r.metrics.cached.Set(float64(n))
+	iss.mu.Unlock()
 	return n, nil
 }
 
@@ -366,58 +456,76 @@ func (r *Responder) refreshLoop() {
 			return
 		case <-t.Chan():
 			if _, err := r.Refresh(context.Background()); err != nil {
-				r.log.Error("ocsp refresh", "issuer", r.iss.id, "error", err)
+				r.log.Error("ocsp refresh", "error", err)
 			}
 		}
 	}
 }
 
-// Refresh rotates the responder certificate at the last refresh before
-// half its life has passed (ca retires the old key) and then re-signs every
-// response with the new one; otherwise it signs a response for every
-// unexpired certificate whose cached one is missing, says another status,
-// or would pass half its validity before the next refresh. Expired entries
-// are dropped. New responses are served at once and copied to the store in
+// Refresh first takes up the issuers an intermediate rotation added and
+// drops those whose key was destroyed; then, for each served issuer, it
+// rotates the responder certificate at the last refresh before half its
+// life has passed (ca retires the old key) and re-signs every response with
+// the new one; otherwise it signs a response for every unexpired
+// certificate whose cached one is missing, says another status, or would
+// pass half its validity before the next refresh. Expired entries are
+// dropped. New responses are served at once and copied to the store in
 // batches. Last, responder keys no longer needed are retired or destroyed
 // (ca.TidyOCSPKeys); a failure there is logged, not returned. It returns
 // how many responses it signed.
 func (r *Responder) Refresh(ctx context.Context) (int, error) {
 	r.refreshMu.Lock()
 	defer r.refreshMu.Unlock()
+	if err := r.sync(ctx); err != nil {
+		return 0, err
+	}
+	signed := 0
+	for _, iss := range r.idx.Load().order {
+		n, err := r.refreshIssuer(ctx, iss)
+		signed += n
+		if err != nil {
+			return signed, err
+		}
+	}
+	r.updateCached()
+	return signed, nil
+}
+
+func (r *Responder) refreshIssuer(ctx context.Context, iss *issuerState) (int, error) {
 	now := r.clk.Now()
 	rotated := false
-	if s := r.Signer(); r.rotationDue(s, now) {
-		next, err := r.auth.NewOCSPSigner(ctx, r.signerConfig())
+	if s := iss.Signer(); r.rotationDue(s, now) {
+		next, err := r.auth.NewOCSPSigner(ctx, iss.id, r.signerConfig())
 		if err != nil {
-			return 0, fmt.Errorf("ocsp: rotate responder certificate: %w", err)
+			return 0, fmt.Errorf("ocsp: rotate responder certificate of %s: %w", iss.id, err)
 		}
-		r.setSigner(next)
+		iss.setSigner(next)
 		rotated = true
-		r.log.InfoContext(ctx, "ocsp responder certificate rotated", "issuer", r.iss.id,
+		r.log.InfoContext(ctx, "ocsp responder certificate rotated", "issuer", iss.id,
 			"serial", ca.SerialString(next.Certificate().SerialNumber), "previous", ca.SerialString(s.Certificate().SerialNumber))
 	}
 	dueBy := now.Add(r.refreshInterval())
 	var batch []store.OCSPResponse
 	signed := 0
-	err := r.st.CertStatuses(ctx, r.iss.id, now, func(c store.CertStatus) error {
+	err := r.st.CertStatuses(ctx, iss.id, now, func(c store.CertStatus) error {
 		key, err := serialKey(c.Serial)
 		if err != nil {
 			return nil // not a serial we could be asked about
 		}
-		r.iss.mu.RLock()
-		cur := r.iss.entries[key]
-		r.iss.mu.RUnlock()
+		iss.mu.RLock()
+		cur := iss.entries[key]
+		iss.mu.RUnlock()
 		// After a rotation every response is re-signed: relying parties see
 		// the new responder certificate from now on, not the retired one.
 		if !rotated && cur != nil && sameStatus(cur, c.RevokedAt, c.RevokeReason) &&
 			dueBy.Before(cur.thisUpdate.Add(r.cfg.Validity/2)) {
 			return nil
 		}
-		e, rows, err := r.sign(c.Serial, c.RevokedAt, c.RevokeReason, now, r.cfg.Validity)
+		e, rows, err := r.sign(iss, c.Serial, c.RevokedAt, c.RevokeReason, now, r.cfg.Validity)
 		if err != nil {
 			return err
 		}
-		r.put(key, e)
+		r.put(iss, key, e)
 		signed++
 		batch = append(batch, rows...)
 		if len(batch) >= persistBatch {
@@ -429,17 +537,17 @@ func (r *Responder) Refresh(ctx context.Context) (int, error) {
 		return nil
 	})
 	if err != nil {
-		return signed, fmt.Errorf("ocsp: refresh %s: %w", r.iss.id, err)
+		return signed, fmt.Errorf("ocsp: refresh %s: %w", iss.id, err)
 	}
 	if err := r.persist(ctx, batch); err != nil {
-		return signed, fmt.Errorf("ocsp: refresh %s: %w", r.iss.id, err)
+		return signed, fmt.Errorf("ocsp: refresh %s: %w", iss.id, err)
 	}
-	r.dropExpired(now)
+	iss.dropExpired(now)
 	if signed > 0 {
-		r.log.InfoContext(ctx, "ocsp responses signed", "issuer", r.iss.id, "count", signed)
+		r.log.InfoContext(ctx, "ocsp responses signed", "issuer", iss.id, "count", signed)
 	}
-	if err := r.auth.TidyOCSPKeys(ctx, r.Signer()); err != nil {
-		r.log.ErrorContext(ctx, "ocsp responder keys not tidied", "issuer", r.iss.id, "error", err)
+	if err := r.auth.TidyOCSPKeys(ctx, iss.Signer()); err != nil {
+		r.log.ErrorContext(ctx, "ocsp responder keys not tidied", "issuer", iss.id, "error", err)
 	}
 	return signed, nil
 }
@@ -453,48 +561,49 @@ func sameStatus(e *entry, revokedAt time.Time, reason int) bool {
 
 // dropExpired forgets responses past their nextUpdate: their certificates
 // expired (unexpired ones were just refreshed), or they answered "unknown".
-func (r *Responder) dropExpired(now time.Time) {
-	r.iss.mu.Lock()
-	defer r.iss.mu.Unlock()
-	for k, e := range r.iss.entries {
+func (s *issuerState) dropExpired(now time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for k, e := range s.entries {
 		if !now.Before(e.nextUpdate) {
-			delete(r.iss.entries, k)
+			delete(s.entries, k)
 		}
 	}
-	for k, e := range r.iss.unknown {
+	for k, e := range s.unknown {
 		if !now.Before(e.nextUpdate) {
-			delete(r.iss.unknown, k)
+			delete(s.unknown, k)
 		}
 	}
-	r.metrics.cached.Set(float64(len(r.iss.entries)))
 }
 
-func (r *Responder) put(key string, e *entry) {
-	r.iss.mu.Lock()
-	r.iss.entries[key] = e
-	delete(r.iss.unknown, key)
-	n := len(r.iss.entries)
-	r.iss.mu.Unlock()
-	r.metrics.cached.Set(float64(n))
+func (r *Responder) put(iss *issuerState, key string, e *entry) {
+	iss.mu.Lock()
+	_, had := iss.entries[key]
+	iss.entries[key] = e
+	delete(iss.unknown, key)
+	iss.mu.Unlock()
+	if !had {
+		r.metrics.cached.Inc()
+	}
 }
 
 // sign signs the responses (one per CertID hash) saying status for serial.
 // status is good if revokedAt is zero, revoked otherwise, unknown if
 // unknown is set by the caller through signUnknown.
-func (r *Responder) sign(serial string, revokedAt time.Time, reason int, now time.Time, validity time.Duration) (*entry, []store.OCSPResponse, error) {
+func (r *Responder) sign(iss *issuerState, serial string, revokedAt time.Time, reason int, now time.Time, validity time.Duration) (*entry, []store.OCSPResponse, error) {
 	status := ocsp.Good
 	if !revokedAt.IsZero() {
 		status = ocsp.Revoked
 	}
-	return r.signStatus(serial, status, revokedAt, reason, now, validity)
+	return r.signStatus(iss, serial, status, revokedAt, reason, now, validity)
 }
 
-func (r *Responder) signStatus(serial string, status int, revokedAt time.Time, reason int, now time.Time, validity time.Duration) (*entry, []store.OCSPResponse, error) {
+func (r *Responder) signStatus(iss *issuerState, serial string, status int, revokedAt time.Time, reason int, now time.Time, validity time.Duration) (*entry, []store.OCSPResponse, error) {
 	n, ok := new(big.Int).SetString(serial, 16)
 	if !ok {
 		return nil, nil, fmt.Errorf("ocsp: bad serial %q", serial)
 	}
-	signer := r.Signer()
+	signer := iss.Signer()
 	// RFC 5019 §4: thisUpdate is when the status was known correct; whole
 	// seconds as in the record. A response never outlives its signer.
 	this := now.UTC().Truncate(time.Second)
@@ -518,7 +627,7 @@ func (r *Responder) signStatus(serial string, status int, revokedAt time.Time, r
 		}
 		r.metrics.signed.Inc()
 		e.der[h], e.etag[h] = der, etag(der)
-		rows = append(rows, store.OCSPResponse{IssuerID: r.iss.id, Serial: serial, Hash: h.String(), DER: der, ThisUpdate: this, NextUpdate: next})
+		rows = append(rows, store.OCSPResponse{IssuerID: iss.id, Serial: serial, Hash: h.String(), DER: der, ThisUpdate: this, NextUpdate: next})
 	}
 	return e, rows, nil
 }
@@ -541,14 +650,14 @@ func (r *Responder) persistLoop() {
 		select {
 		case rows := <-r.persistCh:
 			if err := r.persist(context.Background(), rows); err != nil {
-				r.log.Error("ocsp persist", "issuer", r.iss.id, "error", err)
+				r.log.Error("ocsp persist", "error", err)
 			}
 		case <-r.stop:
 			for {
 				select {
 				case rows := <-r.persistCh:
 					if err := r.persist(context.Background(), rows); err != nil {
-						r.log.Error("ocsp persist", "issuer", r.iss.id, "error", err)
+						r.log.Error("ocsp persist", "error", err)
 					}
 				default:
 					return
@@ -565,7 +674,7 @@ func (r *Responder) persistLater(rows []store.OCSPResponse) {
 	select {
 	case r.persistCh <- rows:
 	default:
-		r.log.Warn("ocsp persist queue full; store copy refreshed later", "issuer", r.iss.id)
+		r.log.Warn("ocsp persist queue full; store copy refreshed later")
 	}
 }
 
@@ -573,7 +682,8 @@ func (r *Responder) persistLater(rows []store.OCSPResponse) {
 // revocation (or release from hold) is committed, so that the next request
 // sees it: two signatures, in memory; the store copy follows asynchronously.
 func (r *Responder) statusChanged(rec store.CertRecord) {
-	if rec.IssuerID != r.iss.id {
+	iss := r.idx.Load().byID[rec.IssuerID]
+	if iss == nil {
 		return
 	}
 	key, err := serialKey(rec.Serial)
@@ -584,16 +694,16 @@ func (r *Responder) statusChanged(rec store.CertRecord) {
 	if !now.Before(rec.NotAfter) {
 		return
 	}
-	e, rows, err := r.sign(rec.Serial, rec.RevokedAt, rec.RevokeReason, now, r.cfg.Validity)
+	e, rows, err := r.sign(iss, rec.Serial, rec.RevokedAt, rec.RevokeReason, now, r.cfg.Validity)
 	if err != nil {
 		r.log.Error("ocsp re-sign after status change", "serial", rec.Serial, "error", err)
 		// Serve nothing stale: a miss looks the certificate up again.
-		r.iss.mu.Lock()
-		delete(r.iss.entries, key)
-		r.iss.mu.Unlock()
+		iss.mu.Lock()
+		delete(iss.entries, key)
+		iss.mu.Unlock()
 		return
 	}
-	r.put(key, e)
+	r.put(iss, key, e)
 	r.persistLater(rows)
 }
 

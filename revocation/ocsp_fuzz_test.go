@@ -36,6 +36,7 @@ func FuzzOCSPRequest(f *testing.F) {
 		_, _ = decodeGETRequest(string(der))
 		if len(der) < 256 { // the nonce seeds are ~150 bytes
 			r := &Responder{cfg: OCSPConfig{MaxRequestBytes: 1024, Nonce: true}, metrics: newOCSPMetrics(nil)}
+			r.idx.Store(&issuerIndex{}) // serves no issuer
 			rr := httptest.NewRecorder()
 			r.servePOST(rr, httptest.NewRequest(http.MethodPost, "/ocsp", bytes.NewReader(der)))
 			_ = rr

@@ -111,7 +111,7 @@ func (r *Responder) answer(w http.ResponseWriter, req *http.Request, method stri
 		r.writeError(w, method, statusMalformed, ocsp.MalformedRequestErrorResponse)
 		return
 	}
-	iss := r.byKeyHash[string(q.keyHash)]
+	iss := r.idx.Load().byKeyHash[string(q.keyHash)]
 	if iss == nil || !bytes.Equal(iss.keyHash[q.hash], q.keyHash) || !bytes.Equal(iss.nameHash[q.hash], q.nameHash) {
 		// RFC 5019 §2.2.3: not an issuer this responder serves.
 		r.writeError(w, method, statusUnauthorized, ocsp.UnauthorizedErrorResponse)
@@ -140,7 +140,7 @@ func (r *Responder) answer(w http.ResponseWriter, req *http.Request, method stri
 		}
 	}
 	if echo {
-		r.writeNonce(w, req, e, q, now)
+		r.writeNonce(w, req, iss, e, q, now)
 		return
 	}
 	r.writeEntry(w, req, method, e, q.hash, now)
@@ -151,13 +151,13 @@ func (r *Responder) answer(w http.ResponseWriter, req *http.Request, method stri
 // responseExtensions, nothing for caches to keep. Past NoncesPerSecond the
 // pre-signed response goes instead: the nonce is optional (RFC 6960 §4.4.1)
 // and the pre-signed answer costs nothing.
-func (r *Responder) writeNonce(w http.ResponseWriter, req *http.Request, e *entry, q ocspRequest, now time.Time) {
+func (r *Responder) writeNonce(w http.ResponseWriter, req *http.Request, iss *issuerState, e *entry, q ocspRequest, now time.Time) {
 	if !r.nonces.AllowN(now, 1) {
 		r.metrics.nonce(nonceRateLimited)
 		r.writeEntry(w, req, "POST", e, q.hash, now)
 		return
 	}
-	signer := r.Signer()
+	signer := iss.Signer()
 	next := e.nextUpdate
 	if na := signer.NotAfter(); next.After(na) {
 		next = na // never outlive the signer; ca refuses a response that would
@@ -169,7 +169,7 @@ func (r *Responder) writeNonce(w http.ResponseWriter, req *http.Request, e *entr
 	}, q.nonce)
 	if err != nil {
 		r.metrics.nonce(nonceFailed)
-		r.log.ErrorContext(req.Context(), "ocsp nonce response", "issuer", r.iss.id, "error", err)
+		r.log.ErrorContext(req.Context(), "ocsp nonce response", "issuer", iss.id, "error", err)
 		r.writeError(w, "POST", statusInternal, ocsp.InternalErrorErrorResponse)
 		return
 	}
@@ -196,15 +196,15 @@ func (r *Responder) miss(ctx context.Context, iss *issuerState, serial []byte, n
 	rec, err := r.st.Certificate(ctx, hexSerial)
 	switch {
 	case err == nil && rec.IssuerID == iss.id && now.Before(rec.NotAfter):
-		e, rows, err := r.sign(rec.Serial, rec.RevokedAt, rec.RevokeReason, now, r.cfg.Validity)
+		e, rows, err := r.sign(iss, rec.Serial, rec.RevokedAt, rec.RevokeReason, now, r.cfg.Validity)
 		if err != nil {
 			return nil, err
 		}
-		r.put(string(serial), e)
+		r.put(iss, string(serial), e)
 		r.persistLater(rows)
 		return e, nil
 	case err == nil, errors.Is(err, store.ErrNotFound):
-		e, _, err := r.signStatus(hexSerial, ocsp.Unknown, time.Time{}, 0, now, unknownValidity)
+		e, _, err := r.signStatus(iss, hexSerial, ocsp.Unknown, time.Time{}, 0, now, unknownValidity)
 		if err != nil {
 			return nil, err
 		}

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/sigil-ca/sigil/ca/audit"
 )
@@ -129,6 +130,27 @@ func (s *SQLite) Issuers(ctx context.Context) ([]IssuerRecord, error) {
 		out = append(out, i)
 	}
 	return out, rows.Err()
+}
+
+// IssuerLastExpiry implements Store.
+func (s *SQLite) IssuerLastExpiry(ctx context.Context, issuerID string, skip ...string) (time.Time, error) {
+	q := "SELECT MAX(not_after) FROM certificates WHERE issuer_id = ?"
+	args := []any{issuerID}
+	if len(skip) > 0 {
+		q += " AND profile NOT IN (?" + strings.Repeat(", ?", len(skip)-1) + ")"
+		for _, p := range skip {
+			args = append(args, p)
+		}
+	}
+	var last sql.NullInt64
+	err := s.read.QueryRowContext(ctx, q, args...).Scan(&last)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("last expiry of issuer %s: %w", issuerID, err)
+	}
+	if !last.Valid {
+		return time.Time{}, nil
+	}
+	return fromNanos(last.Int64), nil
 }
 
 const certColumns = `id, issuer_id, serial, subject, sans, not_before, not_after, key_algorithm, profile, requester,

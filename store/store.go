@@ -173,6 +173,10 @@ type Store interface {
 	Issuer(ctx context.Context, id string) (IssuerRecord, error)
 	// Issuers returns every issuer, oldest first (by creation time, then id).
 	Issuers(ctx context.Context) ([]IssuerRecord, error)
+	// IssuerLastExpiry returns the latest notAfter of the certificates
+	// issuerID issued, revoked or not, leaving out the profiles skip (e.g.
+	// the CA's own OCSP responder certificates); the zero time if none.
+	IssuerLastExpiry(ctx context.Context, issuerID string, skip ...string) (time.Time, error)
 
 	// Certificate returns the certificate with serial (any issuer); ErrNotFound if none.
 	Certificate(ctx context.Context, serial string) (CertRecord, error)
@@ -351,6 +355,10 @@ type Tx interface {
 	// InsertIssuer inserts a new issuer; ErrDuplicate if the id exists. Its
 	// KeyID must name an existing key.
 	InsertIssuer(i IssuerRecord) error
+	// SetIssuerState moves issuer id from state from to state to (an
+	// intermediate rotated out: active to retired; its key destroyed:
+	// retired to destroyed). ErrNotFound if no issuer id is in state from.
+	SetIssuerState(id, from, to string) error
 	// InsertCertificate inserts c and sets c.ID; ErrDuplicate if the serial is
 	// already used by the issuer.
 	InsertCertificate(c *CertRecord) error

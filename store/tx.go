@@ -23,6 +23,7 @@ const (
 	qRewrapKey         = "UPDATE keys SET kek_id = ?, wrapped_dek = ?, rotated = ? WHERE id = ? AND state != ?"
 	qTouchKey          = "UPDATE keys SET last_used = ? WHERE id = ? AND last_used < ?"
 	qInsertIssuer      = "INSERT INTO issuers (id, kind, parent_id, key_id, cert_der, state, created) VALUES (?, ?, ?, ?, ?, ?, ?)"
+	qSetIssuerState    = "UPDATE issuers SET state = ? WHERE id = ? AND state = ?"
 	qInsertCertificate = `INSERT INTO certificates (issuer_id, serial, subject, sans, not_before, not_after,
 		key_algorithm, profile, requester, channel, der, created, replaces, spki_sha256, crl_shard) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
 	qInsertToken = `INSERT INTO tokens (id, secret_hash, role, profiles, description, created, expires, revoked, managed)
@@ -49,7 +50,7 @@ const (
 )
 
 func writeQueries() []string {
-	return append([]string{qSyncHead, qSavepoint, qRelease, qRollbackTo, qAppendAuditEvent, qInsertKek, qSetKekState, qInsertKey, qRewrapKey, qTouchKey, qRetireKey, qDestroyKey, qInsertIssuer, qInsertCertificate, qInsertToken, qRevokeToken, qPutSetting,
+	return append([]string{qSyncHead, qSavepoint, qRelease, qRollbackTo, qAppendAuditEvent, qInsertKek, qSetKekState, qInsertKey, qRewrapKey, qTouchKey, qRetireKey, qDestroyKey, qInsertIssuer, qSetIssuerState, qInsertCertificate, qInsertToken, qRevokeToken, qPutSetting,
 		qRevokeCertificate, qUnholdCertificate, qBlockKey, qPutCRL,
 		qInsertACMEAccount, qUpdateACMEAccount, qInsertACMEOrder, qUpdateACMEOrder, qInsertACMEAuthz, qInsertACMEChallenge,
 		qUpdateACMEAuthz, qUpdateACMEChallenge, qUseNonce, qPurgeNonces, qInsertEABKey, qMarkEABKeyUsed},
@@ -157,6 +158,14 @@ func (t *sqliteTx) InsertIssuer(i IssuerRecord) error {
 	_, err := t.exec("insert issuer", qInsertIssuer,
 		i.ID, i.Kind, i.ParentID, i.KeyID, i.CertDER, i.State, nanos(i.Created))
 	return err
+}
+
+func (t *sqliteTx) SetIssuerState(id, from, to string) error {
+	res, err := t.exec("set issuer state", qSetIssuerState, to, id, from)
+	if err != nil {
+		return err
+	}
+	return oneRow(res, "issuer "+id+" in state "+from)
 }
 
 func (t *sqliteTx) InsertCertificate(c *CertRecord) error {

@@ -60,6 +60,9 @@ type Config struct {
 	// Managed, if set, serves /v1/managed (managed certificates and their
 	// bundles) and tokens of role managed.
 	Managed Managed
+	// Intermediates, if set, serves /v1/ca/intermediates: the list, and a
+	// rotation by hand.
+	Intermediates Intermediates
 }
 
 // API is the /v1 handler.
@@ -113,6 +116,10 @@ func (api *API) Handler() http.Handler {
 	}
 	if api.cfg.Managed != nil {
 		api.managedRoutes(route)
+	}
+	if api.cfg.Intermediates != nil {
+		route("GET /v1/ca/intermediates", api.listIntermediates, ca.RoleAdmin, ca.RoleAuditor)
+		route("POST /v1/ca/intermediates/rotate", api.rotateIntermediate, ca.RoleAdmin)
 	}
 	mux.Handle("/v1/", api.adapt(func(w http.ResponseWriter, r *http.Request, _ ca.Principal) error {
 		if allow := allowedMethods(mux, r); len(allow) > 0 {

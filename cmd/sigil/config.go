@@ -24,19 +24,20 @@ import (
 
 // Config is sigil.yaml. It holds no secrets.
 type Config struct {
-	Database    string                `yaml:"database"`
-	HTTPS       HTTPSConfig           `yaml:"https"`
-	HTTP        HTTPConfig            `yaml:"http"`
-	ExternalURL string                `yaml:"external_url"`
-	Limits      LimitsConfig          `yaml:"limits"`
-	Log         LogConfig             `yaml:"log"`
-	ACME        ACMEConfig            `yaml:"acme"`
-	OCSP        OCSPConfig            `yaml:"ocsp"`
-	CRL         CRLConfig             `yaml:"crl"`
-	Jobs        map[string]JobConfig  `yaml:"jobs"`
-	Tidy        TidyConfig            `yaml:"tidy"`
-	Notify      NotifyConfig          `yaml:"notify"`
-	Profiles    map[string]ca.Profile `yaml:"profiles"`
+	Database     string                `yaml:"database"`
+	HTTPS        HTTPSConfig           `yaml:"https"`
+	HTTP         HTTPConfig            `yaml:"http"`
+	ExternalURL  string                `yaml:"external_url"`
+	Limits       LimitsConfig          `yaml:"limits"`
+	Log          LogConfig             `yaml:"log"`
+	ACME         ACMEConfig            `yaml:"acme"`
+	OCSP         OCSPConfig            `yaml:"ocsp"`
+	CRL          CRLConfig             `yaml:"crl"`
+	Jobs         map[string]JobConfig  `yaml:"jobs"`
+	Tidy         TidyConfig            `yaml:"tidy"`
+	Intermediate IntermediateConfig    `yaml:"intermediate"`
+	Notify       NotifyConfig          `yaml:"notify"`
+	Profiles     map[string]ca.Profile `yaml:"profiles"`
 
 	dir    string // directory of the config file; relative paths resolve against it
 	path   string // the file it was read from, if any
@@ -344,6 +345,9 @@ func (c *Config) Validate() error {
 	}
 	errs = append(errs, c.CRL.validate()...)
 	errs = append(errs, c.validateJobs()...)
+	if err := c.Intermediate.validate(); err != nil {
+		errs = append(errs, err)
+	}
 	errs = append(errs, c.Tidy.validate()...)
 	errs = append(errs, c.Notify.validate()...)
 	if len(c.Profiles) == 0 {
@@ -538,6 +542,19 @@ crl:
 #     schedule: "0 4 * * *"
 #   expiry-notify:         # expiry notices to notify.webhook_url and expiry gauges (see notify:)
 #     schedule: every 1h
+#   intermediate-rotate:   # replaces the intermediate at intermediate.rotate_at of its life and
+#     schedule: every 1h   # destroys retired intermediates' keys after their last certificate expired
+
+intermediate:
+  # When the active intermediate is replaced by a new one the root signs
+  # (sigil ca rotate-intermediate does it by hand): a fraction of its
+  # lifetime such as 2/3, 0.75 or 80%. The old one keeps signing CRLs and
+  # OCSP responses for its certificates until the last expires.
+  rotate_at: {{if .Intermediate.RotateAt}}{{.Intermediate.RotateAt}}{{else}}"2/3"{{end}}
+  # How long after the last certificate of a rotated-out intermediate
+  # expired its key is destroyed (crypto-shredded); default: crl.validity,
+  # so that the last CRL it signed serves its full term.
+  # destroy_after: 24h
 
 tidy:
   # How long after expiry a certificate stays in the indexes that OCSP

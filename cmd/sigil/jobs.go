@@ -44,9 +44,12 @@ var jobDefaults = map[string]jobDefault{
 	// their overlap and destroys keys whose certificates have expired.
 	lifecycle.ManagedRenewJob: {schedule: func(*Config) string { return "every 5m" }, enabled: true},
 	// Off by default: it needs the passphrase held in memory.
-	"kek-rotate":    {schedule: func(*Config) string { return "0 3 1 * *" }, enabled: false},
-	"tidy":          {schedule: func(*Config) string { return "0 4 * * *" }, enabled: true},
-	"expiry-notify": {schedule: func(*Config) string { return "every 1h" }, enabled: true},
+	"kek-rotate": {schedule: func(*Config) string { return "0 3 1 * *" }, enabled: false},
+	"tidy":       {schedule: func(*Config) string { return "0 4 * * *" }, enabled: true},
+	// Rotates the active intermediate at intermediate.rotate_at of its
+	// life and destroys retired ones' keys once their certificates expired.
+	"intermediate-rotate": {schedule: func(*Config) string { return "every 1h" }, enabled: true},
+	"expiry-notify":       {schedule: func(*Config) string { return "every 1h" }, enabled: true},
 }
 
 // ocspRefreshEvery is the longest ocsp-refresh interval that keeps every
@@ -129,8 +132,9 @@ func (s *server) startJobs(ctx context.Context, clk clockwork.Clock, reg prometh
 			_, n, err := s.auth.RotateKEK(ctx, "system:kek-rotate")
 			return lifecycle.Result{Items: int64(n)}, err
 		}},
-		"tidy":          {Task: tidy.Run},
-		"expiry-notify": {Task: notify.Run},
+		"tidy":                {Task: tidy.Run},
+		"intermediate-rotate": {Task: s.intermediateRotateTask(), ChangesState: true},
+		"expiry-notify":       {Task: notify.Run},
 	}
 	sched, err := lifecycle.New(lifecycle.Config{Clock: clk, Logger: s.log, Metrics: lifecycle.NewMetrics(reg)}, s.st)
 	if err != nil {

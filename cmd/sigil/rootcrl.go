@@ -17,8 +17,8 @@ import (
 )
 
 func caCmd() *cobra.Command {
-	cmd := &cobra.Command{Use: "ca", Short: "Offline operations with the root key, which a serving process never holds"}
-	cmd.AddCommand(caRootCRLCmd())
+	cmd := &cobra.Command{Use: "ca", Short: "The hierarchy: the root's CRL (signed offline) and intermediate rotation"}
+	cmd.AddCommand(caRootCRLCmd(), caRotateIntermediateCmd(), caIntermediatesCmd())
 	return cmd
 }
 

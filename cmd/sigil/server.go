@@ -121,7 +121,8 @@ func startServer(ctx context.Context, cfg *Config, passphrase []byte, log *slog.
 		return nil, fmt.Errorf("serving certificate: %w", err)
 	}
 	secure := http.NewServeMux()
-	apiCfg := api.Config{MaxBodyBytes: cfg.Limits.MaxBodyBytes, Logger: log, Clock: clk, Jobs: jobsAPI{s}, Managed: s.auth}
+	apiCfg := api.Config{MaxBodyBytes: cfg.Limits.MaxBodyBytes, Logger: log, Clock: clk, Jobs: jobsAPI{s}, Managed: s.auth,
+		Intermediates: intermediatesAPI{s}}
 	if cfg.ACME.On() {
 		endpoints, err := newACME(ctx, cfg, st, s.auth, clk, log)
 		if err != nil {
@@ -157,13 +158,15 @@ func startServer(ctx context.Context, cfg *Config, passphrase []byte, log *slog.
 
 	plain := http.NewServeMux()
 	plain.HandleFunc("GET /roots.pem", roots)
-	issuers := map[string][]byte{s.auth.Root().ID: s.auth.Root().Cert.Raw, s.auth.Intermediate().ID: s.auth.Intermediate().Cert.Raw}
+	// Every recorded issuer, whatever its state: a certificate of an
+	// intermediate rotated out still names it in its AIA.
 	plain.HandleFunc("GET /issuer/{file}", func(w http.ResponseWriter, r *http.Request) {
-		der, found := issuers[strings.TrimSuffix(r.PathValue("file"), ".crt")]
+		iss, found := s.auth.IssuerByID(strings.TrimSuffix(r.PathValue("file"), ".crt"))
 		if !found {
 			http.NotFound(w, r)
 			return
 		}
+		der := iss.Cert.Raw
 		w.Header().Set("Content-Type", "application/pkix-cert")
 		w.Header().Set("Cache-Control", "max-age=86400")
 		_, _ = w.Write(der)

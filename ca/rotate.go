@@ -1,0 +1,328 @@
+package ca
+
+import (
+	"cmp"
+	"context"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"errors"
+	"regexp"
+	"strconv"
+	"time"
+
+	"github.com/sigil-ca/sigil/ca/audit"
+	"github.com/sigil-ca/sigil/ca/keystore"
+	"github.com/sigil-ca/sigil/store"
+)
+
+// DefaultIntermediateRotateAt is the point of the active intermediate's
+// lifetime at which intermediate-rotate replaces it: the old one then has a
+// third of its life left, which every leaf it issued (capped at its
+// notAfter) outlives no longer, and clients have that third to renew onto
+// the new one.
+const DefaultIntermediateRotateAt = "2/3"
+
+// Audit actions of the intermediate's life after init.
+const (
+	ActionIntermediateRotated   = "ca.intermediate.rotated"
+	ActionIntermediateDestroyed = "ca.intermediate.destroyed"
+)
+
+// internalProfiles are the CA's own certificates, whose keys it alone ever
+// held: an intermediate's delegated OCSP responders and the HTTPS
+// listener's certificate (its key only in the memory of the process, which
+// renews it onto the new intermediate after a rotation). They do not hold
+// a rotated-out intermediate's key back from destruction.
+var internalProfiles = []string{ocspResponderProfile, servingProfile}
+
+// minIntermediateLife refuses a rotation whose successor, capped at the
+// root's notAfter, would live less than this: the root needs renewing
+// first.
+const minIntermediateLife = 24 * time.Hour
+
+// IntermediateRotation is what RotateIntermediate did.
+type IntermediateRotation struct {
+	Previous Issuer
+	Current  Issuer
+	KeyID    string // the new intermediate's key
+	// ManagedDue is how many managed certificates of the previous
+	// intermediate were made due for renewal.
+	ManagedDue int64
+}
+
+// IntermediateRotationPoint returns when the active intermediate reaches
+// the point at of its lifetime (a fraction such as 2/3, 0.75 or 80%; empty:
+// DefaultIntermediateRotateAt).
+func (a *Authority) IntermediateRotationPoint(at string) (time.Time, error) {
+	r, err := ParseLifetimePoint("intermediate rotation point", at, DefaultIntermediateRotateAt)
+	if err != nil {
+		return time.Time{}, err
+	}
+	c := a.Intermediate().Cert
+	return renewPoint(c.NotBefore, c.NotAfter, r), nil
+}
+
+// RotateIntermediateIfDue rotates the active intermediate if it has reached
+// the point at of its lifetime (see IntermediateRotationPoint); nil, nil if
+// not.
+func (a *Authority) RotateIntermediateIfDue(ctx context.Context, actor, at string) (*IntermediateRotation, error) {
+	point, err := a.IntermediateRotationPoint(at)
+	if err != nil {
+		return nil, err
+	}
+	if a.clk.Now().Before(point) {
+		return nil, nil
+	}
+	return a.RotateIntermediate(ctx, actor, "reached its rotation point "+point.UTC().Format(time.RFC3339))
+}
+
+// RotateIntermediate replaces the active intermediate: it generates a new
+// intermediate key (sealed by the keystore), unwraps the root key for the
+// one signature of the new certificate and zeroes it at once, and records
+// in one transaction the key, the issuer, the certificate, the previous
+// intermediate and its key retired, the managed certificates it issued made
+// due, and the audit events (key.generated, cert.issued, key.retired,
+// ca.intermediate.rotated). Issuance switches to the new intermediate when
+// the transaction commits; the previous one keeps its key in memory to sign
+// CRLs and OCSP responses about what it issued until RetireIntermediates
+// destroys it after its last certificate expires.
+func (a *Authority) RotateIntermediate(ctx context.Context, actor, reason string) (*IntermediateRotation, error) {
+	a.rotateMu.Lock()
+	defer a.rotateMu.Unlock()
+	actor = cmp.Or(actor, "system")
+	prev := a.active.Load()
+	rootRec, root, err := activeRoot(ctx, a.st)
+	if err != nil {
+		return nil, err
+	}
+	recs, err := a.st.Issuers(ctx)
+	if err != nil {
+		return nil, internal("load issuers", err)
+	}
+	generations := 0
+	for _, r := range recs {
+		if r.Kind == KindIntermediate {
+			generations++
+		}
+	}
+	prevKey, err := a.st.Key(ctx, prev.keyID)
+	if err != nil {
+		return nil, internal("load the intermediate's key", err)
+	}
+	now := a.clk.Now().UTC().Truncate(time.Second)
+	life := prev.Cert.NotAfter.Sub(prev.Cert.NotBefore)
+	notAfter := now.Add(life)
+	if notAfter.After(root.NotAfter) {
+		notAfter = root.NotAfter
+	}
+	if notAfter.Sub(now) < minIntermediateLife {
+		return nil, errorf(Rejected, "the root expires %s: a new intermediate would live under %s; renew the root first",
+			root.NotAfter.UTC().Format(time.RFC3339), minIntermediateLife)
+	}
+	alg, err := keystore.AlgorithmOf(prev.signer.Public())
+	if err != nil {
+		return nil, internal("intermediate key algorithm", err)
+	}
+	key, keyRec, err := a.keys.Generate(KindIntermediate, alg)
+	if err != nil {
+		return nil, internal("generate the intermediate key", err)
+	}
+	tmpl := &x509.Certificate{
+		Subject:               successorSubject(prev.Cert.Subject, generations),
+		NotBefore:             now.Add(-a.cfg.Backdate),
+		NotAfter:              notAfter,
+		KeyUsage:              prev.Cert.KeyUsage,
+		BasicConstraintsValid: true,
+		IsCA:                  true,
+		MaxPathLen:            0,
+		MaxPathLenZero:        true,
+		IssuingCertificateURL: prev.Cert.IssuingCertificateURL,
+		CRLDistributionPoints: prev.Cert.CRLDistributionPoints,
+	}
+	// The root key is in memory for this one signature only.
+	cert, err := func() (*x509.Certificate, error) {
+		rootKey, err := a.keys.Unwrap(ctx, rootRec.KeyID, actor)
+		if err != nil {
+			return nil, internal("unwrap the root key", err)
+		}
+		defer keystore.Zero(rootKey)
+		c, err := createCA(tmpl, root, rootKey, key.Public(), a.linter)
+		if err != nil {
+			return nil, internal("sign the new intermediate", err)
+		}
+		return c, nil
+	}()
+	if err != nil {
+		return nil, err
+	}
+	next, err := newSigningIssuer(Issuer{ID: IssuerID(cert), Cert: cert}, keyRec.ID, key)
+	if err != nil {
+		return nil, internal("new intermediate", err)
+	}
+	rec := store.CertRecord{
+		IssuerID: rootRec.ID, Serial: SerialString(cert.SerialNumber), Subject: cert.Subject.String(), SANs: []string{},
+		NotBefore: cert.NotBefore, NotAfter: cert.NotAfter, KeyAlgorithm: keyRec.Algorithm, Profile: KindIntermediate,
+		Requester: actor, Channel: ChannelInternal, DER: cert.Raw, Created: now,
+	}
+	var managedDue int64
+	err = a.st.WithTx(ctx, func(tx store.Tx) error {
+		if err := tx.InsertKey(keyRec); err != nil {
+			return err
+		}
+		if _, err := tx.AppendAudit(keystore.GeneratedEvent(keyRec, actor)); err != nil {
+			return err
+		}
+		if err := tx.InsertIssuer(store.IssuerRecord{ID: next.ID, Kind: KindIntermediate, ParentID: rootRec.ID, KeyID: keyRec.ID,
+			CertDER: cert.Raw, State: store.KeyActive, Created: now}); err != nil {
+			return err
+		}
+		if err := tx.InsertCertificate(&rec); err != nil {
+			return err
+		}
+		if _, err := tx.AppendAudit(audit.Event{Time: now, Actor: actor, Action: "cert.issued", Target: rec.Serial,
+			Detail: map[string]string{"issuer": rootRec.ID, "profile": KindIntermediate, "channel": ChannelInternal,
+				"subject": rec.Subject, "not_after": rec.NotAfter.Format(time.RFC3339), "key": keyRec.ID}}); err != nil {
+			return err
+		}
+		if err := tx.TouchKey(rootRec.KeyID, now); err != nil {
+			return err
+		}
+		if err := tx.SetIssuerState(prev.ID, store.KeyActive, store.KeyRetired); err != nil {
+			return err
+		}
+		if err := keystore.Retire(tx, prevKey, actor, now, map[string]string{"reason": "intermediate rotation", "successor": keyRec.ID}); err != nil {
+			return err
+		}
+		var err error
+		if managedDue, err = tx.ManagedIssuerDue(next.ID, now); err != nil {
+			return err
+		}
+		_, err = tx.AppendAudit(audit.Event{Time: now, Actor: actor, Action: ActionIntermediateRotated, Target: next.ID,
+			Detail: map[string]string{"previous": prev.ID, "key": keyRec.ID, "previous_key": prev.keyID, "serial": rec.Serial,
+				"not_after": cert.NotAfter.Format(time.RFC3339), "reason": reason, "managed_due": strconv.FormatInt(managedDue, 10)}})
+		return err
+	})
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, errorf(Conflict, "intermediate %s is no longer active; nothing was rotated", prev.ID)
+	}
+	if err != nil {
+		return nil, internal("record the intermediate rotation", err)
+	}
+	a.issMu.Lock()
+	a.signing[next.ID] = next
+	a.known[next.ID] = next.Issuer
+	a.active.Store(next)
+	a.issMu.Unlock()
+	a.log.InfoContext(ctx, "intermediate rotated", "issuer", next.ID, "previous", prev.ID, "key_id", keyRec.ID,
+		"not_after", cert.NotAfter, "managed_due", managedDue, "reason", reason)
+	return &IntermediateRotation{Previous: prev.Issuer, Current: next.Issuer, KeyID: keyRec.ID, ManagedDue: managedDue}, nil
+}
+
+// generation matches a trailing generation number in a common name.
+var generation = regexp.MustCompile(` [0-9]+$`)
+
+// successorSubject names the next intermediate after prev, n intermediates
+// having been recorded: the same name with generation n+1, so that two intermediates never share a subject and
+// CRLs and OCSP requests name their issuer unambiguously.
+func successorSubject(prev pkix.Name, n int) pkix.Name {
+	next := prev
+	next.Names, next.ExtraNames = nil, nil
+	next.CommonName = generation.ReplaceAllString(prev.CommonName, "") + " " + strconv.Itoa(n+1)
+	return next
+}
+
+// RetireIntermediates destroys the key of every intermediate retired by a
+// rotation whose certificates (the CA's own, internalProfiles, aside) all
+// expired at least grace ago, so that the CRL listing them as they
+// expired has been served its full validity: the key is crypto-shredded
+// (key.destroyed), the issuer's state becomes destroyed, its OCSP responder
+// keys are retired and destroyed with it, and ca.intermediate.destroyed is
+// audited, in one transaction per intermediate. It returns the ids
+// destroyed. The issuer stays in the record: its certificate is public and
+// old chains still name it.
+func (a *Authority) RetireIntermediates(ctx context.Context, actor string, grace time.Duration) ([]string, error) {
+	a.rotateMu.Lock()
+	defer a.rotateMu.Unlock()
+	actor = cmp.Or(actor, "system")
+	active := a.Intermediate().ID
+	var destroyed []string
+	for _, iss := range a.ServingIssuers() {
+		if iss.ID == active {
+			continue
+		}
+		last, err := a.st.IssuerLastExpiry(ctx, iss.ID, internalProfiles...)
+		if err != nil {
+			return destroyed, internal("last expiry", err)
+		}
+		now := a.clk.Now().UTC()
+		if now.Before(last.Add(grace)) {
+			continue
+		}
+		if err := a.destroyIntermediate(ctx, iss, actor, last, now); err != nil {
+			return destroyed, err
+		}
+		destroyed = append(destroyed, iss.ID)
+	}
+	return destroyed, nil
+}
+
+func (a *Authority) destroyIntermediate(ctx context.Context, iss Issuer, actor string, last, now time.Time) error {
+	keyID := a.issuerKeyID(iss.ID)
+	keyRec, err := a.st.Key(ctx, keyID)
+	if err != nil {
+		return internal("load the intermediate's key", err)
+	}
+	// Its responder keys answer for nothing once it is gone: those of every
+	// responder certificate it issued, expired or not.
+	responders := map[string]bool{} // by SPKI hash
+	f := store.CertFilter{Profile: ocspResponderProfile, IssuerID: iss.ID, Limit: 1000}
+	for {
+		certs, next, err := a.st.Certificates(ctx, f)
+		if err != nil {
+			return internal("list ocsp responder certificates", err)
+		}
+		for _, c := range certs {
+			responders[string(c.SPKIHash)] = true
+		}
+		if next == 0 {
+			break
+		}
+		f.Cursor = next
+	}
+	err = a.st.WithTx(ctx, func(tx store.Tx) error {
+		keys, err := tx.Keys()
+		if err != nil {
+			return err
+		}
+		for _, k := range keys {
+			if k.Purpose != KeyPurposeOCSP || k.State == store.KeyDestroyed || !responders[string(store.SPKIHash(k.PublicKey))] {
+				continue
+			}
+			if k.State == store.KeyActive {
+				if err := keystore.Retire(tx, k, actor, now, map[string]string{"reason": "issuer destroyed", "issuer": iss.ID}); err != nil {
+					return err
+				}
+			}
+			if err := keystore.Destroy(tx, k, actor, "issuer "+iss.ID+" destroyed", now); err != nil {
+				return err
+			}
+		}
+		if err := keystore.Destroy(tx, keyRec, actor, "last certificate of intermediate "+iss.ID+" expired", now); err != nil {
+			return err
+		}
+		if err := tx.SetIssuerState(iss.ID, store.KeyRetired, store.KeyDestroyed); err != nil {
+			return err
+		}
+		_, err = tx.AppendAudit(audit.Event{Time: now, Actor: actor, Action: ActionIntermediateDestroyed, Target: iss.ID,
+			Detail: map[string]string{"key": keyID, "last_expiry": last.Format(time.RFC3339)}})
+		return err
+	})
+	if err != nil {
+		return internal("destroy intermediate "+iss.ID, err)
+	}
+	a.issMu.Lock()
+	delete(a.signing, iss.ID)
+	a.issMu.Unlock()
+	a.log.InfoContext(ctx, "retired intermediate destroyed", "issuer", iss.ID, "key_id", keyID, "last_expiry", last)
+	return nil
+}

@@ -1,0 +1,171 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/sigil-ca/sigil/ca"
+	"github.com/sigil-ca/sigil/ca/api"
+	"github.com/sigil-ca/sigil/lifecycle"
+)
+
+// IntermediateConfig is the intermediate: section of sigil.yaml (the
+// intermediate-rotate job).
+type IntermediateConfig struct {
+	// RotateAt is the point of the active intermediate's lifetime at which
+	// it is replaced: a fraction such as 2/3 (the default), 0.75 or 80%.
+	RotateAt string `yaml:"rotate_at"`
+	// DestroyAfter is how long after the last certificate of an
+	// intermediate rotated out expired its key is destroyed (default: the
+	// CRL validity, so that the last CRL it signed serves its full term).
+	DestroyAfter *ca.Duration `yaml:"destroy_after"`
+}
+
+func (c IntermediateConfig) validate() error {
+	if _, err := ca.ParseLifetimePoint("intermediate.rotate_at", c.RotateAt, ca.DefaultIntermediateRotateAt); err != nil {
+		return err
+	}
+	if c.DestroyAfter != nil && *c.DestroyAfter < 0 {
+		return fmt.Errorf("intermediate.destroy_after %s: must not be negative", *c.DestroyAfter)
+	}
+	return nil
+}
+
+// destroyAfter is DestroyAfter or its default, the CRL validity.
+func (c *Config) destroyAfter() time.Duration {
+	if d := c.Intermediate.DestroyAfter; d != nil {
+		return time.Duration(*d)
+	}
+	return time.Duration(c.CRL.Validity)
+}
+
+// intermediatesAPI serves /v1/ca/intermediates: a rotation by hand is
+// followed, like the job's, by the new issuer's CRLs and OCSP responses.
+type intermediatesAPI struct{ s *server }
+
+func (i intermediatesAPI) IntermediateStatuses(ctx context.Context) ([]ca.IntermediateStatus, error) {
+	return i.s.auth.IntermediateStatuses(ctx)
+}
+
+func (i intermediatesAPI) RotateIntermediate(ctx context.Context, actor, reason string) (*ca.IntermediateRotation, error) {
+	rot, err := i.s.auth.RotateIntermediate(ctx, actor, reason)
+	if err != nil {
+		return nil, err
+	}
+	i.s.issuersChanged(context.WithoutCancel(ctx))
+	return rot, nil
+}
+
+// issuersChanged brings the CRL publisher and the OCSP responder to the
+// issuers the authority serves now: after a rotation the new intermediate's
+// CRLs and responses exist before its first certificate is asked about,
+// and after a destruction the old one's are no longer served. A failure is
+// logged: the next crl-publish and ocsp-refresh runs try again.
+func (s *server) issuersChanged(ctx context.Context) {
+	if s.crl != nil {
+		if _, err := s.crl.Publish(ctx); err != nil {
+			s.log.ErrorContext(ctx, "CRLs after an issuer change", "error", err)
+		}
+	}
+	if s.ocsp != nil {
+		if _, err := s.ocsp.Refresh(ctx); err != nil {
+			s.log.ErrorContext(ctx, "OCSP responses after an issuer change", "error", err)
+		}
+	}
+}
+
+// intermediateRotateTask rotates the active intermediate at its rotation
+// point, and destroys the keys of retired ones whose certificates have all
+// expired (intermediate.destroy_after ago). Items: rotations plus
+// destructions.
+func (s *server) intermediateRotateTask() lifecycle.Task {
+	const actor = "system:intermediate-rotate"
+	return func(ctx context.Context) (lifecycle.Result, error) {
+		var res lifecycle.Result
+		rot, err := s.auth.RotateIntermediateIfDue(ctx, actor, s.cfg.Intermediate.RotateAt)
+		if err != nil {
+			return res, err
+		}
+		if rot != nil {
+			res.Items++
+		}
+		destroyed, err := s.auth.RetireIntermediates(ctx, actor, s.cfg.destroyAfter())
+		res.Items += int64(len(destroyed))
+		if rot != nil || len(destroyed) > 0 {
+			s.issuersChanged(ctx)
+		}
+		return res, err
+	}
+}
+
+func caRotateIntermediateCmd() *cobra.Command {
+	var cf clientFlags
+	var reason, format string
+	cmd := &cobra.Command{
+		Use:   "rotate-intermediate",
+		Short: "Replace the active intermediate now: a new key, signed by the root; the old one keeps signing CRLs and OCSP for its certificates",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, err := cf.connect(format)
+			if err != nil {
+				return err
+			}
+			var rot api.Rotation
+			if err := c.do(cmd.Context(), "POST", "/v1/ca/intermediates/rotate", api.RotateRequest{Reason: reason}, &rot); err != nil {
+				return err
+			}
+			if format != "table" {
+				t := table{header: []string{"PREVIOUS", "CURRENT", "KEY", "MANAGED DUE"},
+					rows: [][]string{{rot.Previous, rot.Current, rot.KeyID, fmt.Sprint(rot.ManagedDue)}}}
+				return render(cmd.OutOrStdout(), format, t, rot)
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "intermediate rotated: %s is issuing (key %s); %s is retired and signs CRLs and OCSP until its last certificate expires\n",
+				rot.Current, rot.KeyID, rot.Previous)
+			if rot.ManagedDue > 0 {
+				fmt.Fprintf(cmd.OutOrStdout(), "%d managed certificates of %s are due for renewal\n", rot.ManagedDue, rot.Previous)
+			}
+			return nil
+		},
+	}
+	cf.register(cmd)
+	addFormatFlag(cmd, &format)
+	cmd.Flags().StringVar(&reason, "reason", "", "why, for the audit log (default \"by hand\")")
+	return cmd
+}
+
+func caIntermediatesCmd() *cobra.Command {
+	var cf clientFlags
+	var format string
+	cmd := &cobra.Command{
+		Use:   "intermediates",
+		Short: "List the intermediates: active, retired (rotated out) and destroyed",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, err := cf.connect(format)
+			if err != nil {
+				return err
+			}
+			var out struct {
+				Intermediates []api.Intermediate `json:"intermediates"`
+			}
+			if err := c.do(cmd.Context(), "GET", "/v1/ca/intermediates", nil, &out); err != nil {
+				return err
+			}
+			if len(out.Intermediates) == 0 {
+				return errors.New("the server lists no intermediate")
+			}
+			t := table{header: []string{"ID", "STATE", "KEY", "NOT BEFORE", "NOT AFTER", "LAST LEAF EXPIRY", "SUBJECT"}}
+			for _, i := range out.Intermediates {
+				t.rows = append(t.rows, []string{i.ID, i.State, i.KeyID, fmtTime(i.NotBefore), fmtTime(i.NotAfter), fmtTime(i.LastExpiry), i.Subject})
+			}
+			return render(cmd.OutOrStdout(), format, t, out)
+		},
+	}
+	cf.register(cmd)
+	addFormatFlag(cmd, &format)
+	return cmd
+}
