@@ -117,6 +117,10 @@ func Open(ctx context.Context, cfg Config) (*SQLite, error) {
 			return nil, err
 		}
 	}
+	if err := catchUpLog(ctx, w); err != nil {
+		w.Close()
+		return nil, err
+	}
 	r, err := sql.Open("sqlite", dsn(cfg.Path, true))
 	if err != nil {
 		w.Close()
