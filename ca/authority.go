@@ -41,6 +41,7 @@ type Store interface {
 	Issuer(ctx context.Context, id string) (store.IssuerRecord, error)
 	ExpiringCertificates(ctx context.Context, from, until time.Time, after store.ExpiryCursor, limit int) ([]store.ExpiringCert, error)
 	ManagedStore
+	LogStore
 }
 
 // ManagedStore is what managed certificates read.
