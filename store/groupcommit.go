@@ -49,6 +49,7 @@ type groupCommit struct {
 	rf       *compact.RangeFactory
 	tree     *compact.Range
 	logSaved *compact.Range
+	noLog    bool // see Config.withoutLog
 }
 
 type writeReq struct {
@@ -88,6 +89,7 @@ func newGroupCommit(ctx context.Context, db *sql.DB, cfg Config, head audit.Head
 		lastCP:   lastCP,
 		stmts:    stmts,
 		rf:       newRangeFactory(),
+		noLog:    cfg.withoutLog,
 	}
 	go g.run()
 	return g, nil

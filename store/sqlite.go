@@ -40,6 +40,10 @@ type Config struct {
 	// Logger receives failures nobody waits for, such as a checkpoint that
 	// could not be signed (default: discard).
 	Logger *slog.Logger
+
+	// withoutLog skips the transparency log append; only
+	// BenchmarkLogAppend sets it, to measure what the append costs.
+	withoutLog bool
 }
 
 // SQLite is the embedded Store backend.

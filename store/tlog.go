@@ -150,6 +150,9 @@ func (g *groupCommit) syncLog(ctx context.Context, tx *sql.Tx) error {
 // rolls back, so the index is not consumed.
 func (t *sqliteTx) appendLeaf(c *CertRecord) error {
 	g := t.g
+	if g.noLog {
+		return nil
+	}
 	if g.logSaved == nil {
 		g.logSaved = cloneRange(g.rf, g.tree)
 	}
