@@ -17,6 +17,7 @@ import (
 
 	"github.com/sigil-ca/sigil/ca/audit"
 	"github.com/sigil-ca/sigil/ca/keystore"
+	"github.com/sigil-ca/sigil/store"
 )
 
 // issueN signs n certificates through the authority and returns their serials.
@@ -135,9 +136,9 @@ func TestVerifyLogTamper(t *testing.T) {
 		{"issuance time altered", "UPDATE certificates SET created = created + 1 WHERE id = (SELECT cert_id FROM log_entries WHERE idx = 5)", "leaf 5", "leaf or certificate altered"},
 		{"leaf hash altered", "UPDATE log_entries SET leaf_hash = X'" + strings.Repeat("00", 32) + "' WHERE idx = 4", "leaf 4", "leaf or certificate altered"},
 		{"leaf and certificate consistently rewritten", "", "leaf 11", "tree head of size 12"},
-		{"interior node altered", "UPDATE log_nodes SET hash = X'" + strings.Repeat("11", 32) + "' WHERE level = 1 AND idx = 4", "leaf 9", "node altered"},
+		{"interior node altered", fmt.Sprintf("UPDATE log_nodes SET hash = X'%s' WHERE id = %d", strings.Repeat("11", 32), store.NodeKey(1, 4)), "leaf 9", "node altered"},
 		{"leaf deleted", "DELETE FROM log_entries WHERE idx = 8", "leaf 8", "leaf missing"},
-		{"interior node deleted", "DELETE FROM log_nodes WHERE level = 2 AND idx = 1", "leaf 7", "missing"},
+		{"interior node deleted", fmt.Sprintf("DELETE FROM log_nodes WHERE id = %d", store.NodeKey(2, 1)), "leaf 7", "missing"},
 		{"tail truncated", "DELETE FROM log_entries WHERE idx >= 10", "leaf 10", "leaves deleted"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
@@ -175,7 +176,7 @@ func TestVerifyLogTamper(t *testing.T) {
 				r := rf.NewEmptyRange(0)
 				for _, x := range all {
 					if err := r.Append(audit.LeafHash(x.Leaf()), func(id compact.NodeID, h []byte) {
-						stmts = append(stmts, fmt.Sprintf("UPDATE log_nodes SET hash = X'%x' WHERE level = %d AND idx = %d", h, id.Level, id.Index))
+						stmts = append(stmts, fmt.Sprintf("UPDATE log_nodes SET hash = X'%x' WHERE id = %d", h, store.NodeKey(id.Level, id.Index)))
 					}); err != nil {
 						t.Fatal(err)
 					}

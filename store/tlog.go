@@ -19,10 +19,11 @@ import (
 const (
 	qLogSize        = "SELECT COALESCE(MAX(idx) + 1, 0) FROM log_entries"
 	qInsertLogEntry = "INSERT INTO log_entries (idx, cert_id, leaf_hash) VALUES (?, ?, ?)"
-	qInsertLogNode  = "INSERT INTO log_nodes (level, idx, hash) VALUES (?, ?, ?)"
+	qInsertLogNode  = "INSERT INTO log_nodes (id, hash) VALUES (?, ?)"
 	qInsertLogHead  = "INSERT INTO log_heads (size, time, root_hash, key_id, signature) VALUES (?, ?, ?, ?, ?)"
 	qLeafHash       = "SELECT leaf_hash FROM log_entries WHERE idx = ?"
-	qNodeHash       = "SELECT hash FROM log_nodes WHERE level = ? AND idx = ?"
+	qNodeHash       = "SELECT hash FROM log_nodes WHERE id = ?"
+	qLeafCert       = "SELECT cert_id FROM log_entries WHERE idx = ?"
 	qLatestLogHead  = "SELECT size, time, root_hash, key_id, signature FROM log_heads ORDER BY size DESC, time DESC LIMIT 1"
 
 	logEntryColumns = "e.idx, e.leaf_hash, c.id, c.issuer_id, c.serial, c.created, c.der"
@@ -57,6 +58,12 @@ func newRangeFactory() *compact.RangeFactory {
 	return &compact.RangeFactory{Hash: rfc6962.DefaultHasher.HashChildren}
 }
 
+// NodeKey is the log_nodes id of the completed subtree (level >= 1,
+// index): its in-order position, index * 2^(level+1) + 2^level - 1.
+func NodeKey(level uint, index uint64) int64 {
+	return int64(index<<(level+1) + 1<<level - 1)
+}
+
 // rowQuerier is what reading a node needs: *sql.DB and *sql.Tx both have it.
 type rowQuerier interface {
 	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
@@ -70,7 +77,7 @@ func logNode(ctx context.Context, q rowQuerier, id compact.NodeID) ([]byte, erro
 	if id.Level == 0 {
 		err = q.QueryRowContext(ctx, qLeafHash, id.Index).Scan(&h)
 	} else {
-		err = q.QueryRowContext(ctx, qNodeHash, id.Level, id.Index).Scan(&h)
+		err = q.QueryRowContext(ctx, qNodeHash, NodeKey(id.Level, id.Index)).Scan(&h)
 	}
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, fmt.Errorf("log node (level %d, index %d) is missing: %w", id.Level, id.Index, ErrNotFound)
@@ -171,7 +178,7 @@ func (t *sqliteTx) appendLeaf(c *CertRecord) error {
 		return fmt.Errorf("log certificate: %w", err)
 	}
 	for i, id := range nodes {
-		if _, err := t.exec("log certificate", qInsertLogNode, id.Level, id.Index, hashes[i]); err != nil {
+		if _, err := t.exec("log certificate", qInsertLogNode, NodeKey(id.Level, id.Index), hashes[i]); err != nil {
 			return err
 		}
 	}
@@ -363,19 +370,60 @@ func (s *SQLite) LogEntries(ctx context.Context, start, end uint64) ([]LogEntry,
 
 // LogEntryBySerial implements Store.
 func (s *SQLite) LogEntryBySerial(ctx context.Context, serial string) (LogEntry, error) {
-	rows, err := s.read.QueryContext(ctx, "SELECT "+logEntryColumns+logEntryJoin+
-		" WHERE c.serial = ? ORDER BY e.idx LIMIT 1", serial)
+	var certID int64
+	err := s.read.QueryRowContext(ctx, "SELECT id FROM certificates WHERE serial = ? ORDER BY id LIMIT 1", serial).Scan(&certID)
+	if errors.Is(err, sql.ErrNoRows) {
+		return LogEntry{}, fmt.Errorf("log entry of %s: %w", serial, ErrNotFound)
+	}
 	if err != nil {
 		return LogEntry{}, fmt.Errorf("log entry of %s: %w", serial, err)
 	}
-	out, err := scanLogEntries(rows)
+	idx, err := s.leafOf(ctx, certID)
+	if err != nil {
+		return LogEntry{}, fmt.Errorf("log entry of %s: %w", serial, err)
+	}
+	es, err := s.LogEntries(ctx, idx, idx+1)
 	if err != nil {
 		return LogEntry{}, err
 	}
-	if len(out) == 0 {
+	if len(es) == 0 {
 		return LogEntry{}, fmt.Errorf("log entry of %s: %w", serial, ErrNotFound)
 	}
-	return out[0], nil
+	return es[0], nil
+}
+
+// leafOf finds the leaf of certificate certID. Leaves are appended in
+// certificate id order, so a binary search on idx reads O(log n) rows and
+// no index on cert_id is needed; a scan covers the one exception, a
+// certificate an older process recorded while this version's log was
+// already appending (caught up later, out of order).
+func (s *SQLite) leafOf(ctx context.Context, certID int64) (uint64, error) {
+	size, err := s.LogSize(ctx)
+	if err != nil {
+		return 0, err
+	}
+	lo, hi := uint64(0), size
+	for lo < hi {
+		mid := lo + (hi-lo)/2
+		var id int64
+		if err := s.read.QueryRowContext(ctx, qLeafCert, mid).Scan(&id); err != nil {
+			return 0, fmt.Errorf("read leaf %d: %w", mid, err)
+		}
+		switch {
+		case id == certID:
+			return mid, nil
+		case id < certID:
+			lo = mid + 1
+		default:
+			hi = mid
+		}
+	}
+	var idx uint64
+	err = s.read.QueryRowContext(ctx, "SELECT idx FROM log_entries WHERE cert_id = ? LIMIT 1", certID).Scan(&idx)
+	if errors.Is(err, sql.ErrNoRows) {
+		return 0, ErrNotFound
+	}
+	return idx, err
 }
 
 // ScanLog implements Store.
@@ -522,7 +570,7 @@ func catchUpBatch(ctx context.Context, db *sql.DB, rf *compact.RangeFactory, lim
 		}
 		if err := r.Append(lh, func(id compact.NodeID, h []byte) {
 			if id.Level > 0 && visitErr == nil {
-				_, visitErr = tx.ExecContext(ctx, qInsertLogNode, id.Level, id.Index, h)
+				_, visitErr = tx.ExecContext(ctx, qInsertLogNode, NodeKey(id.Level, id.Index), h)
 			}
 		}); err != nil {
 			return 0, err

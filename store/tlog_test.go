@@ -136,6 +136,9 @@ func TestLogProofs(t *testing.T) {
 		if err != nil || c.ID != e.CertID || !bytes.Equal(c.DER, e.DER) {
 			t.Fatalf("leaf %d: certificate %s (%v) does not match", e.Index, e.Serial, err)
 		}
+		if got, err := s.LogEntryBySerial(ctx, e.Serial); err != nil || got.Index != e.Index {
+			t.Fatalf("LogEntryBySerial(%s) = leaf %d, %v; want %d", e.Serial, got.Index, err, e.Index)
+		}
 	}
 	if size, err := s.LogSize(ctx); err != nil || size != n {
 		t.Fatalf("LogSize = %d, %v; want %d", size, err, n)
@@ -381,5 +384,28 @@ func TestSignTreeHead(t *testing.T) {
 	clk.Advance(2 * time.Hour)
 	if _, _, err := s.SignTreeHead(ctx, time.Hour); err == nil {
 		t.Error("SignTreeHead over a head with another root succeeded")
+	}
+}
+
+// TestNodeKey checks that node ids are unique across levels and are the
+// in-order positions: a node sits between the leaves it covers.
+func TestNodeKey(t *testing.T) {
+	t.Parallel()
+	seen := map[int64]string{}
+	for level := uint(1); level <= 12; level++ {
+		for index := uint64(0); index < 300; index++ {
+			k := NodeKey(level, index)
+			if prev, dup := seen[k]; dup {
+				t.Fatalf("NodeKey(%d, %d) = %d, as %s", level, index, k, prev)
+			}
+			seen[k] = fmt.Sprintf("(%d, %d)", level, index)
+			first, last := index<<level, (index+1)<<level-1 // leaves covered
+			if k <= NodeKey(0, first) || k >= NodeKey(0, last) {
+				t.Fatalf("NodeKey(%d, %d) = %d is not between its leaves %d and %d", level, index, k, first, last)
+			}
+		}
+	}
+	if got := NodeKey(62, 0); got != 1<<62-1 {
+		t.Errorf("NodeKey(62, 0) = %d", got)
 	}
 }

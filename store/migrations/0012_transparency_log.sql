@@ -6,23 +6,27 @@
 -- updated or deleted. Certificates recorded before this migration are
 -- appended, in id order, when the store opens (see catchUpLog).
 
--- One row per leaf: idx counts from 0 with no gaps; leaf_hash is
--- SHA-256(0x00 || leaf), kept so that proofs need no certificate DER.
+-- Each table is one B-tree (no secondary index): every issuance writes to
+-- both, and each more index is one more page per commit.
+--
+-- One row per leaf: idx counts from 0 with no gaps; cert_id is the
+-- certificates.id the leaf encodes (both grow together, so a certificate's
+-- leaf is found by binary search on idx); leaf_hash is SHA-256(0x00 || leaf),
+-- kept so that proofs need no certificate DER.
 CREATE TABLE log_entries (
     idx       INTEGER PRIMARY KEY,
-    cert_id   BIGINT NOT NULL UNIQUE REFERENCES certificates(id),
+    cert_id   BIGINT NOT NULL,
     leaf_hash BLOB NOT NULL
 );
 
--- Every completed (perfect) subtree above the leaves, addressed as in
--- RFC 9162 / transparency-dev compact ranges: (level >= 1, index). The root
--- of any tree size and every inclusion or consistency proof is assembled
--- from O(log n) of these rows.
+-- Every completed (perfect) subtree above the leaves. A subtree at level L
+-- >= 1 and index I (as in RFC 9162 and transparency-dev compact ranges)
+-- has id = I * 2^(L+1) + 2^L - 1, its in-order position in the tree, which
+-- is unique across levels. The root of any tree size and every inclusion
+-- or consistency proof is assembled from O(log n) of these rows.
 CREATE TABLE log_nodes (
-    level BIGINT NOT NULL,
-    idx   BIGINT NOT NULL,
-    hash  BLOB NOT NULL,
-    PRIMARY KEY (level, idx)
+    id   INTEGER PRIMARY KEY,
+    hash BLOB NOT NULL
 );
 
 -- Signed tree heads, oldest first by (size, time); all are kept so that an
