@@ -12,6 +12,8 @@ FUZZ_TARGETS := \
 	./ca:FuzzSignCSR \
 	./ca/api:FuzzParseSignRequest \
 	./ca/api:FuzzParseRenewRequest \
+	./ca/api:FuzzParseLogQuery \
+	./ca/audit:FuzzParseLogLeaf \
 	./cmd/sigil:FuzzParseConfig \
 	./acme:FuzzParseJWS \
 	./acme:FuzzNewOrderPayload \

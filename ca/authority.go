@@ -42,6 +42,7 @@ type Store interface {
 	IssuerLastExpiry(ctx context.Context, issuerID string, skip ...string) (time.Time, error)
 	ExpiringCertificates(ctx context.Context, from, until time.Time, after store.ExpiryCursor, limit int) ([]store.ExpiringCert, error)
 	ManagedStore
+	LogStore
 }
 
 // ManagedStore is what managed certificates read.

@@ -283,13 +283,18 @@ func createCA(tmpl, parent *x509.Certificate, signer crypto.Signer, pub crypto.P
 	return x509.ParseCertificate(der)
 }
 
-// NewCheckpointer returns the store hook that signs audit heads with the
-// audit key.
+// NewCheckpointer returns the store hook that signs audit heads and
+// transparency log tree heads with the audit key.
 func NewCheckpointer(keyID string, signer crypto.Signer, clk clockwork.Clock) store.Checkpointer {
 	return store.Checkpointer{
 		Every: CheckpointEvery,
 		Sign: func(head audit.Head) (audit.Checkpoint, error) {
 			return audit.SignCheckpoint(rand.Reader, signer, keyID, head, clk.Now().UTC())
+		},
+		// Tree heads are signed by the same key: its certificate, which
+		// auditors check against the root, already vouches for checkpoints.
+		SignTree: func(size uint64, root []byte) (audit.TreeHead, error) {
+			return audit.SignTreeHead(rand.Reader, signer, keyID, size, root, clk.Now().UTC())
 		},
 	}
 }

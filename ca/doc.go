@@ -31,6 +31,13 @@
 // certificate over mTLS, or a token of role managed scoped to it), never to
 // an admin, and every delivery is audited with the key's export.
 //
+// Every recorded certificate is a leaf of the transparency log (store
+// appends it in the same transaction). The authority serves its signed tree
+// heads, signed by the audit key whose certificate the root issued, and
+// proofs (tlog.go); VerifyLog recomputes the tree from the certificate
+// records and checks it against every stored hash and signed head, naming
+// the first leaf that does not match.
+//
 // Imports: ca/keystore, store, ca/audit. Surfaces (ca/api, acme, revocation,
 // lifecycle) import ca; ca imports none of them.
 package ca

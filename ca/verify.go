@@ -33,36 +33,9 @@ type AuditReport struct {
 // With root set, each audit key must carry a certificate issued by root, so a
 // rewritten database cannot substitute its own signing key.
 func VerifyAudit(ctx context.Context, src AuditSource, root *x509.Certificate) (AuditReport, error) {
-	keys, err := src.Keys(ctx)
+	pubs, err := auditKeys(ctx, src, root)
 	if err != nil {
 		return AuditReport{}, err
-	}
-	pubs := map[string]crypto.PublicKey{}
-	for _, k := range keys {
-		if k.Purpose != "audit" {
-			continue
-		}
-		pub, err := x509.ParsePKIXPublicKey(k.PublicKey)
-		if err != nil {
-			return AuditReport{}, fmt.Errorf("audit key %s: %w", k.ID, err)
-		}
-		if root != nil {
-			der, err := src.Setting(ctx, AuditCertSetting+k.ID)
-			if err != nil {
-				return AuditReport{}, fmt.Errorf("audit key %s has no certificate: %w", k.ID, err)
-			}
-			cert, err := x509.ParseCertificate(der)
-			if err != nil {
-				return AuditReport{}, fmt.Errorf("audit key %s certificate: %w", k.ID, err)
-			}
-			if err := cert.CheckSignatureFrom(root); err != nil {
-				return AuditReport{}, fmt.Errorf("audit key %s is not certified by the given root: %w", k.ID, err)
-			}
-			if !publicKeysEqual(cert.PublicKey, pub) {
-				return AuditReport{}, fmt.Errorf("audit key %s does not match its certificate", k.ID)
-			}
-		}
-		pubs[k.ID] = pub
 	}
 	cps, err := src.Checkpoints(ctx)
 	if err != nil {

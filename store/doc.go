@@ -27,5 +27,16 @@
 // dead protocol records past their time (Tx.PurgeExpired), a bounded batch
 // per call so that the single writer is never held long.
 //
-// Imports: only ca/audit from this module.
+// Every certificate is also a leaf of the transparency log: InsertCertificate
+// appends audit.LogLeaf(Created, DER) at the next index in the certificate's
+// own savepoint, storing its leaf hash and every subtree it completes, so a
+// rolled-back write leaves no leaf and consumes no index. The writer keeps
+// the tree's right border (a compact range) in memory and, like the audit
+// head, re-reads the committed size at the start of every batch. Roots and
+// proofs of any size read O(log n) stored nodes; SignTreeHead signs on the
+// writer so that no append interleaves. Certificates recorded before the
+// log existed are appended, in id order, when the store opens.
+//
+// Imports: only ca/audit from this module (and transparency-dev/merkle for
+// compact ranges and proof node selection).
 package store

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/jonboulle/clockwork"
+	"github.com/transparency-dev/merkle/compact"
 
 	"github.com/sigil-ca/sigil/ca/audit"
 )
@@ -42,6 +43,13 @@ type groupCommit struct {
 	// Owned by the writer goroutine.
 	head   audit.Head
 	lastCP int64
+	// tree is the transparency log's compact range [0, size) as committed
+	// plus this batch's appends (nil: reload at the next batch); logSaved
+	// is its state before the running savepoint's first append.
+	rf       *compact.RangeFactory
+	tree     *compact.Range
+	logSaved *compact.Range
+	noLog    bool // see Config.withoutLog
 }
 
 type writeReq struct {
@@ -80,6 +88,8 @@ func newGroupCommit(ctx context.Context, db *sql.DB, cfg Config, head audit.Head
 		head:     head,
 		lastCP:   lastCP,
 		stmts:    stmts,
+		rf:       newRangeFactory(),
+		noLog:    cfg.withoutLog,
 	}
 	go g.run()
 	return g, nil
@@ -185,7 +195,7 @@ func (g *groupCommit) commit(batch []*writeReq) {
 	// head cached from then would fork the chain, or collide on seq and fail
 	// every later write. The write lock is held from BEGIN (IMMEDIATE), so
 	// what is read here stays the head until this commit.
-	if err := g.syncHead(ctx, tx); err != nil {
+	if err := errors.Join(g.syncHead(ctx, tx), g.syncLog(ctx, tx)); err != nil {
 		err = errors.Join(err, tx.Rollback())
 		for _, r := range batch {
 			r.err <- err
@@ -213,6 +223,7 @@ func (g *groupCommit) commit(batch []*writeReq) {
 	}
 	if err := tx.Commit(); err != nil {
 		g.head, g.lastCP = headBefore, cpBefore
+		g.tree = nil
 		err = fmt.Errorf("commit: %w", err)
 		for _, r := range batch {
 			r.err <- err
@@ -247,6 +258,7 @@ func (g *groupCommit) apply(ctx context.Context, tx *sql.Tx, fn func(Tx) error) 
 		return fmt.Errorf("savepoint: %w", err)
 	}
 	head := g.head
+	g.logSaved = nil
 	t := &sqliteTx{ctx: ctx, tx: tx, g: g}
 	defer func() {
 		if p := recover(); p != nil {
@@ -254,6 +266,9 @@ func (g *groupCommit) apply(ctx context.Context, tx *sql.Tx, fn func(Tx) error) 
 		}
 		if err != nil {
 			g.head = head
+			if g.logSaved != nil {
+				g.tree = g.logSaved
+			}
 			_, rbErr := g.exec(ctx, tx, qRollbackTo)
 			_, relErr := g.exec(ctx, tx, qRelease)
 			if rbErr != nil || relErr != nil {
@@ -263,6 +278,9 @@ func (g *groupCommit) apply(ctx context.Context, tx *sql.Tx, fn func(Tx) error) 
 		}
 		if _, relErr := g.exec(ctx, tx, qRelease); relErr != nil {
 			g.head = head
+			if g.logSaved != nil {
+				g.tree = g.logSaved
+			}
 			err = fmt.Errorf("release savepoint: %w", relErr)
 		}
 	}()

@@ -40,6 +40,10 @@ type Config struct {
 	// Logger receives failures nobody waits for, such as a checkpoint that
 	// could not be signed (default: discard).
 	Logger *slog.Logger
+
+	// withoutLog skips the transparency log append; only
+	// BenchmarkLogAppend sets it, to measure what the append costs.
+	withoutLog bool
 }
 
 // SQLite is the embedded Store backend.
@@ -116,6 +120,10 @@ func Open(ctx context.Context, cfg Config) (*SQLite, error) {
 			w.Close()
 			return nil, err
 		}
+	}
+	if err := catchUpLog(ctx, w); err != nil {
+		w.Close()
+		return nil, err
 	}
 	r, err := sql.Open("sqlite", dsn(cfg.Path, true))
 	if err != nil {

@@ -200,6 +200,56 @@ type Store interface {
 	// the genesis hash when the log is empty.
 	AuditHead(ctx context.Context) (audit.Head, error)
 
+	// The transparency log of issued certificates: InsertCertificate
+	// appends leaf audit.LogLeaf(Created, DER) at the next index in the
+	// same savepoint (see migrations/0012_transparency_log.sql). Proofs and
+	// roots use RFC 9162 §2.1 hashing and read O(log n) stored nodes.
+
+	// LogSize returns the number of leaves committed.
+	LogSize(ctx context.Context) (uint64, error)
+	// LogRoot returns the root hash of the tree of the first size leaves
+	// (audit.EmptyRoot for 0); ErrNotFound if size exceeds LogSize.
+	LogRoot(ctx context.Context, size uint64) ([]byte, error)
+	// LogInclusionProof returns the RFC 9162 §2.1.3 inclusion proof of leaf
+	// index in the tree of size leaves; ErrNotFound unless index < size <=
+	// LogSize.
+	LogInclusionProof(ctx context.Context, index, size uint64) ([][]byte, error)
+	// LogConsistencyProof returns the RFC 9162 §2.1.4 consistency proof
+	// between trees of size1 and size2 leaves (empty when size1 is 0 or
+	// equals size2); ErrNotFound unless size1 <= size2 <= LogSize.
+	LogConsistencyProof(ctx context.Context, size1, size2 uint64) ([][]byte, error)
+	// LogEntries returns the leaves with index in [start, end), at most
+	// MaxLogEntries of them (end is clipped), by index; an empty range or
+	// one past the log is an empty result.
+	LogEntries(ctx context.Context, start, end uint64) ([]LogEntry, error)
+	// LogEntryBySerial returns the first leaf whose certificate has serial
+	// (any issuer); ErrNotFound if none.
+	LogEntryBySerial(ctx context.Context, serial string) (LogEntry, error)
+	// ScanLog calls fn for every leaf by index, with its certificate record,
+	// streaming in pages; a leaf whose certificate row is gone is skipped,
+	// so verifiers see a gap. fn's error stops the scan and is returned.
+	ScanLog(ctx context.Context, fn func(LogEntry) error) error
+	// LogNode returns the stored hash of the completed subtree (level,
+	// index), a leaf hash at level 0; ErrNotFound if none is stored.
+	LogNode(ctx context.Context, level uint, index uint64) ([]byte, error)
+	// CertificateCount returns how many certificate rows exist, archived
+	// ones included: each has one leaf.
+	CertificateCount(ctx context.Context) (int64, error)
+	// SignTreeHead signs and stores a head of the committed tree, on the
+	// writer so that no append interleaves, unless the latest stored head
+	// has the same size and is younger than maxAge: then it returns that
+	// one and false. It refuses (and stores nothing) when the latest head
+	// is larger than the log or has the same size and another root.
+	SignTreeHead(ctx context.Context, maxAge time.Duration) (audit.TreeHead, bool, error)
+	// LatestTreeHead returns the largest, then newest, signed tree head;
+	// ErrNotFound if none was signed.
+	LatestTreeHead(ctx context.Context) (audit.TreeHead, error)
+	// TreeHeadBySize returns the newest signed head of size leaves;
+	// ErrNotFound if none.
+	TreeHeadBySize(ctx context.Context, size uint64) (audit.TreeHead, error)
+	// TreeHeads returns every signed tree head by size, then time.
+	TreeHeads(ctx context.Context) ([]audit.TreeHead, error)
+
 	// Token returns the token with id, even if revoked or expired; ErrNotFound if none.
 	Token(ctx context.Context, id string) (TokenRecord, error)
 	// Tokens returns every token, revoked and expired ones included, oldest
@@ -512,4 +562,7 @@ type Tx interface {
 type Checkpointer struct {
 	Every int
 	Sign  func(head audit.Head) (audit.Checkpoint, error)
+	// SignTree, if set, signs a transparency log tree head; SignTreeHead
+	// fails without it.
+	SignTree func(size uint64, root []byte) (audit.TreeHead, error)
 }

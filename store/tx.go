@@ -54,7 +54,7 @@ func writeQueries() []string {
 		qRevokeCertificate, qUnholdCertificate, qBlockKey, qPutCRL,
 		qInsertACMEAccount, qUpdateACMEAccount, qInsertACMEOrder, qUpdateACMEOrder, qInsertACMEAuthz, qInsertACMEChallenge,
 		qUpdateACMEAuthz, qUpdateACMEChallenge, qUseNonce, qPurgeNonces, qInsertEABKey, qMarkEABKeyUsed},
-		managedWriteQueries()...)
+		append(managedWriteQueries(), logWriteQueries()...)...)
 }
 
 // sqliteTx is the Tx handed to WithTx functions.
@@ -186,7 +186,7 @@ func (t *sqliteTx) InsertCertificate(c *CertRecord) error {
 		return fmt.Errorf("insert certificate: %w", err)
 	}
 	c.ID = id
-	return nil
+	return t.appendLeaf(c)
 }
 
 func (t *sqliteTx) InsertToken(tok TokenRecord) error {

@@ -5,8 +5,10 @@
 // that presents its current certificate as its TLS client certificate, with
 // no token; managed certificates (/v1/managed) for admins, and their bundles
 // for the identity they belong to (its certificate over mTLS or a token of
-// role managed; never an admin token). Handlers decode, call ca, and
-// encode; policy lives in ca.
+// role managed; never an admin token); the transparency log (/v1/log: signed
+// tree heads, inclusion and consistency proofs, entries) read-only for
+// admins and auditors. Handlers decode, call ca, and encode; policy lives
+// in ca.
 //
 // Errors are JSON {"error": kind, "detail": text} with a status chosen from
 // the ca.Error kind in one table (status.go). Internal detail is logged,

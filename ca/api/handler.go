@@ -36,6 +36,7 @@ type Authority interface {
 	Unhold(ctx context.Context, serial, actor string) (store.CertRecord, error)
 	RecordRevocationRefusal(ctx context.Context, req ca.RevokeRequest, err error)
 	AuditEvents(ctx context.Context, f store.AuditFilter) ([]audit.Event, int64, error)
+	TransparencyLog
 	KeyInventory(ctx context.Context) ([]ca.KeyInfo, error)
 	RewrapKEK(ctx context.Context, actor string, current, next []byte) (string, int, error)
 	CreateToken(ctx context.Context, actor, role string, profiles []string, ttl time.Duration, description string) (string, store.TokenRecord, error)
@@ -101,6 +102,7 @@ func (api *API) Handler() http.Handler {
 	route("POST /v1/unhold", api.unhold, ca.RoleAdmin)
 	route("GET /v1/audit", api.listAudit, ca.RoleAdmin, ca.RoleAuditor)
 	route("GET /v1/keys", api.listKeys, ca.RoleAdmin, ca.RoleAuditor)
+	api.logRoutes(route)
 	route("POST /v1/keys/rewrap", api.rewrap, ca.RoleAdmin)
 	route("POST /v1/keys/block", api.blockKey, ca.RoleAdmin)
 	route("GET /v1/tokens", api.listTokens, ca.RoleAdmin)

@@ -78,26 +78,12 @@ func SignCheckpoint(rand io.Reader, signer crypto.Signer, keyID string, head Hea
 		Time:  now.UTC().Round(0),
 		KeyID: keyID,
 	}
-	pub := signer.Public()
-	msg := c.SignedBytes()
-	var (
-		sig []byte
-		err error
-	)
-	switch pub.(type) {
-	case ed25519.PublicKey, *ed25519.PublicKey:
-		sig, err = signer.Sign(rand, msg, crypto.Hash(0))
-	case *ecdsa.PublicKey, *rsa.PublicKey:
-		digest := sha256.Sum256(msg)
-		sig, err = signer.Sign(rand, digest[:], crypto.SHA256)
-	default:
-		return Checkpoint{}, fmt.Errorf("sign checkpoint: unsupported key type %T", pub)
-	}
+	sig, err := signMessage(rand, signer, c.SignedBytes())
 	if err != nil {
 		return Checkpoint{}, fmt.Errorf("sign checkpoint: %w", err)
 	}
 	c.Signature = sig
-	if err := VerifyCheckpoint(pub, c); err != nil {
+	if err := VerifyCheckpoint(signer.Public(), c); err != nil {
 		return Checkpoint{}, fmt.Errorf("sign checkpoint: signer produced an invalid signature: %w", err)
 	}
 	return c, nil
@@ -115,27 +101,48 @@ func VerifyCheckpoint(pub crypto.PublicKey, c Checkpoint) error {
 	if len(c.Hash) != HashSize {
 		return fmt.Errorf("verify checkpoint: hash is %d bytes, want %d", len(c.Hash), HashSize)
 	}
-	msg := c.SignedBytes()
+	if err := verifyMessage(pub, c.SignedBytes(), c.Signature); err != nil {
+		return fmt.Errorf("verify checkpoint: %w", err)
+	}
+	return nil
+}
+
+// signMessage signs msg as checkpoints and tree heads are signed: Ed25519
+// over msg itself (crypto.Hash(0)), ECDSA and RSA over its SHA-256 digest.
+func signMessage(rand io.Reader, signer crypto.Signer, msg []byte) ([]byte, error) {
+	switch pub := signer.Public().(type) {
+	case ed25519.PublicKey, *ed25519.PublicKey:
+		return signer.Sign(rand, msg, crypto.Hash(0))
+	case *ecdsa.PublicKey, *rsa.PublicKey:
+		digest := sha256.Sum256(msg)
+		return signer.Sign(rand, digest[:], crypto.SHA256)
+	default:
+		return nil, fmt.Errorf("unsupported key type %T", pub)
+	}
+}
+
+// verifyMessage checks a signMessage signature.
+func verifyMessage(pub crypto.PublicKey, msg, sig []byte) error {
 	ok := false
 	switch k := pub.(type) {
 	case ed25519.PublicKey:
-		ok = len(k) == ed25519.PublicKeySize && ed25519.Verify(k, msg, c.Signature)
+		ok = len(k) == ed25519.PublicKeySize && ed25519.Verify(k, msg, sig)
 	case *ed25519.PublicKey:
-		ok = k != nil && len(*k) == ed25519.PublicKeySize && ed25519.Verify(*k, msg, c.Signature)
+		ok = k != nil && len(*k) == ed25519.PublicKeySize && ed25519.Verify(*k, msg, sig)
 	case *ecdsa.PublicKey:
 		digest := sha256.Sum256(msg)
-		ok = k != nil && k.Curve != nil && ecdsa.VerifyASN1(k, digest[:], c.Signature)
+		ok = k != nil && k.Curve != nil && ecdsa.VerifyASN1(k, digest[:], sig)
 	case *rsa.PublicKey:
 		if k == nil {
 			break
 		}
 		digest := sha256.Sum256(msg)
-		ok = rsa.VerifyPKCS1v15(k, crypto.SHA256, digest[:], c.Signature) == nil
+		ok = rsa.VerifyPKCS1v15(k, crypto.SHA256, digest[:], sig) == nil
 	default:
-		return fmt.Errorf("verify checkpoint: unsupported key type %T", pub)
+		return fmt.Errorf("unsupported key type %T", pub)
 	}
 	if !ok {
-		return errors.New("verify checkpoint: invalid signature")
+		return errors.New("invalid signature")
 	}
 	return nil
 }

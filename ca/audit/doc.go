@@ -31,4 +31,16 @@
 // checkpoint means the chain was rewritten, and a checkpoint past the end of
 // the log means events were truncated. Events after the newest checkpoint are
 // protected only by the chain itself, so callers should checkpoint regularly.
+//
+// # Transparency log
+//
+// The package also holds the primitives of the transparency log of issued
+// certificates, so that store can append a leaf in the transaction that
+// records a certificate: the leaf encoding [LogLeaf] (versioned, length
+// prefixed: issuance time and certificate DER), RFC 9162 §2.1.1 hashing
+// ([LeafHash], [NodeHash], [EmptyRoot]) and [TreeHead], a signed statement
+// of the tree's size and root made by the same audit key as checkpoints,
+// under its own domain string so neither signature can pass for the other.
+// Proof construction and checking live where the tree is stored and read
+// (store, ca, the CLI), with github.com/transparency-dev/merkle.
 package audit

@@ -18,7 +18,7 @@ import (
 
 func auditCmd() *cobra.Command {
 	cmd := &cobra.Command{Use: "audit", Short: "Verify and query the audit log"}
-	cmd.AddCommand(auditVerifyCmd(), auditListCmd())
+	cmd.AddCommand(auditVerifyCmd(), auditListCmd(), auditSTHCmd(), auditProveCmd(), auditConsistencyCmd())
 	return cmd
 }
 
@@ -26,11 +26,13 @@ func auditVerifyCmd() *cobra.Command {
 	var dbPath, caFile string
 	cmd := &cobra.Command{
 		Use:   "verify --db FILE [--ca-file root.pem]",
-		Short: "Verify the audit chain offline: every hash, link and checkpoint signature",
+		Short: "Verify the audit chain and the transparency log offline",
 		Long: `Reads the database without changing it and checks that no audit event was
-altered, deleted, reordered or cut off. With --ca-file, the audit signing key
-must be certified by that root, so a rewritten database cannot bring its own key.
-Exit status 0 means the chain verifies; 1 names the first broken event.`,
+altered, deleted, reordered or cut off, and that the transparency log of issued
+certificates recomputes, from the certificate records, to every signed tree head.
+With --ca-file, the audit signing key must be certified by that root, so a
+rewritten database cannot bring its own key. Exit status 0 means both verify;
+1 names the first broken event or log leaf.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if dbPath == "" {
@@ -61,6 +63,12 @@ Exit status 0 means the chain verifies; 1 names the first broken event.`,
 			if !rep.KeysCertified {
 				fmt.Fprintln(cmd.ErrOrStderr(), "note: checkpoint keys were taken from the database; pass --ca-file root.pem to check them against the root")
 			}
+			lrep, err := ca.VerifyLog(cmd.Context(), st, root)
+			if err != nil {
+				return fmt.Errorf("transparency log verification FAILED: %w", err)
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "transparency log OK: %d leaves, %d signed tree heads, root %x\n",
+				lrep.Leaves, lrep.Heads, lrep.Root)
 			return nil
 		},
 	}

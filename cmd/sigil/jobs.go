@@ -50,6 +50,9 @@ var jobDefaults = map[string]jobDefault{
 	// life and destroys retired ones' keys once their certificates expired.
 	"intermediate-rotate": {schedule: func(*Config) string { return "every 1h" }, enabled: true},
 	"expiry-notify":       {schedule: func(*Config) string { return "every 1h" }, enabled: true},
+	// Signs a transparency log tree head when the tree grew, or when the
+	// latest head is older than ca.TreeHeadMaxAge.
+	"log-sign": {schedule: func(*Config) string { return "every 10m" }, enabled: true},
 }
 
 // ocspRefreshEvery is the longest ocsp-refresh interval that keeps every
@@ -135,6 +138,13 @@ func (s *server) startJobs(ctx context.Context, clk clockwork.Clock, reg prometh
 		"tidy":                {Task: tidy.Run},
 		"intermediate-rotate": {Task: s.intermediateRotateTask(), ChangesState: true},
 		"expiry-notify":       {Task: notify.Run},
+		"log-sign": {Task: func(ctx context.Context) (lifecycle.Result, error) {
+			_, signed, err := s.auth.SignTreeHead(ctx, ca.TreeHeadMaxAge)
+			if signed {
+				return lifecycle.Result{Items: 1}, err
+			}
+			return lifecycle.Result{}, err
+		}},
 	}
 	sched, err := lifecycle.New(lifecycle.Config{Clock: clk, Logger: s.log, Metrics: lifecycle.NewMetrics(reg)}, s.st)
 	if err != nil {
