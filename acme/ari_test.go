@@ -1,6 +1,7 @@
 package acme
 
 import (
+	"bytes"
 	"context"
 	"crypto"
 	"crypto/x509"
@@ -194,5 +195,56 @@ func TestRenewalWindow(t *testing.T) {
 		if !start.Equal(tt.wantStart) || !end.Equal(tt.wantEnd) {
 			t.Errorf("%s: window %v..%v, want %v..%v", tt.name, start, end, tt.wantStart, tt.wantEnd)
 		}
+	}
+}
+
+// TestAfterIntermediateRotation: once the intermediate is rotated out, the
+// ARI window of a certificate it issued starts now and ends well before
+// its expiry, and downloading that certificate again still gives the chain
+// of the intermediate that signed it, not the active one.
+func TestAfterIntermediateRotation(t *testing.T) {
+	t.Parallel()
+	h := startHTTP01(t)
+	ts := newTestServer(t, Config{}, testValidation{httpPort: h.port})
+	ctx := context.Background()
+	c := ts.client(t)
+	if _, err := c.Register(ctx, &xacme.Account{}, xacme.AcceptTOS); err != nil {
+		t.Fatal(err)
+	}
+	leaf := issueIP(t, h, c, "127.0.0.1")
+	old := ts.auth.Intermediate()
+	if _, err := ts.auth.RotateIntermediate(ctx, "test", "test"); err != nil {
+		t.Fatal(err)
+	}
+	if ts.auth.Intermediate().ID == old.ID {
+		t.Fatal("no rotation")
+	}
+	resp, err := ts.srv.Client().Get(ts.srv.URL + "/acme/renewal-info/" + certID(leaf))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var info struct {
+		SuggestedWindow struct{ Start, End time.Time } `json:"suggestedWindow"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&info); err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("renewal-info: %d, %v", resp.StatusCode, err)
+	}
+	life := leaf.NotAfter.Sub(leaf.NotBefore)
+	w := info.SuggestedWindow
+	if now := time.Now(); w.Start.After(now.Add(time.Minute)) || w.End.After(now.Add(life/12+time.Minute)) || !w.End.After(w.Start) {
+		t.Errorf("window %v..%v after the rotation, want from now to within a twelfth of the lifetime", w.Start, w.End)
+	}
+	chain, err := c.FetchCert(ctx, ts.srv.URL+"/acme/cert/"+fmt.Sprintf("%x", leaf.SerialNumber), true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(chain) != 2 || !bytes.Equal(chain[1], old.Cert.Raw) {
+		t.Errorf("downloaded chain of %d certificates; want the leaf and the intermediate that signed it", len(chain))
+	}
+	// Issuance goes on under the new intermediate.
+	next := issueIP(t, h, c, "127.0.0.1")
+	if !bytes.Equal(next.AuthorityKeyId, ts.auth.Intermediate().Cert.SubjectKeyId) {
+		t.Error("a certificate issued after the rotation is not signed by the new intermediate")
 	}
 }
