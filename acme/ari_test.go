@@ -52,6 +52,29 @@ func issueIP(t *testing.T, h *http01Server, c *xacme.Client, ip string) *x509.Ce
 	return leaf
 }
 
+// window is an ARI suggestedWindow.
+type window struct{ Start, End time.Time }
+
+// renewalInfo fetches leaf's ARI window, checking the answer's form.
+func renewalInfo(t *testing.T, ts *testServer, leaf *x509.Certificate) window {
+	t.Helper()
+	resp, err := ts.srv.Client().Get(ts.srv.URL + "/acme/renewal-info/" + certID(leaf))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var info struct {
+		SuggestedWindow window `json:"suggestedWindow"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&info); err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("renewal-info: %d, %v", resp.StatusCode, err)
+	}
+	if resp.Header.Get("Retry-After") == "" {
+		t.Errorf("renewal-info without Retry-After")
+	}
+	return info.SuggestedWindow
+}
+
 // certID is the RFC 9773 §4.1 identifier of a certificate.
 func certID(c *x509.Certificate) string {
 	serial := c.SerialNumber.Bytes()
@@ -85,22 +108,8 @@ func TestRenewalInfo(t *testing.T) {
 	}
 	leaf := issueIP(t, h, c, "127.0.0.1")
 
-	resp, err := ts.srv.Client().Get(ts.srv.URL + "/acme/renewal-info/" + certID(leaf))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	var info struct {
-		SuggestedWindow struct{ Start, End time.Time } `json:"suggestedWindow"`
-	}
-	if err := json.NewDecoder(resp.Body).Decode(&info); err != nil || resp.StatusCode != http.StatusOK {
-		t.Fatalf("renewal-info: %d, %v", resp.StatusCode, err)
-	}
-	if resp.Header.Get("Retry-After") == "" {
-		t.Errorf("renewal-info without Retry-After")
-	}
+	w := renewalInfo(t, ts, leaf)
 	life := leaf.NotAfter.Sub(leaf.NotBefore)
-	w := info.SuggestedWindow
 	if !w.Start.After(leaf.NotBefore.Add(life/2)) || !w.End.After(w.Start) || !w.End.Before(leaf.NotAfter) {
 		t.Errorf("window %v..%v for a certificate valid %v..%v", w.Start, w.End, leaf.NotBefore, leaf.NotAfter)
 	}
@@ -219,19 +228,8 @@ func TestAfterIntermediateRotation(t *testing.T) {
 	if ts.auth.Intermediate().ID == old.ID {
 		t.Fatal("no rotation")
 	}
-	resp, err := ts.srv.Client().Get(ts.srv.URL + "/acme/renewal-info/" + certID(leaf))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	var info struct {
-		SuggestedWindow struct{ Start, End time.Time } `json:"suggestedWindow"`
-	}
-	if err := json.NewDecoder(resp.Body).Decode(&info); err != nil || resp.StatusCode != http.StatusOK {
-		t.Fatalf("renewal-info: %d, %v", resp.StatusCode, err)
-	}
+	w := renewalInfo(t, ts, leaf)
 	life := leaf.NotAfter.Sub(leaf.NotBefore)
-	w := info.SuggestedWindow
 	if now := time.Now(); w.Start.After(now.Add(time.Minute)) || w.End.After(now.Add(life/12+time.Minute)) || !w.End.After(w.Start) {
 		t.Errorf("window %v..%v after the rotation, want from now to within a twelfth of the lifetime", w.Start, w.End)
 	}
