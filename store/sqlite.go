@@ -41,8 +41,9 @@ type Config struct {
 	// could not be signed (default: discard).
 	Logger *slog.Logger
 
-	// withoutLog skips the transparency log append; only
-	// BenchmarkLogAppend sets it, to measure what the append costs.
+	// withoutLog skips the transparency log append; only tests set it
+	// (BenchmarkLogAppend, and OpenWithoutLog for
+	// BenchmarkIssuanceLogOverhead), to measure what the append costs.
 	withoutLog bool
 }
 
