@@ -87,6 +87,9 @@ func newEnv(t *testing.T, configure func(*ui.Config)) *env {
 		t.Fatalf("Init: %v", err)
 	}
 	st.SetCheckpointer(res.Checkpointer)
+	if err := st.Checkpoint(ctx); err != nil { // as sigil serve does at start
+		t.Fatal(err)
+	}
 	logs := &syncBuffer{}
 	logger := slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	auth, err := ca.New(ctx, ca.Config{Profiles: ca.DefaultProfiles(), BaseURL: "http://ca.test:8080", Clock: clk, Logger: logger},
@@ -158,10 +161,10 @@ func (e *env) browser(t *testing.T) *browser {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := e.srv.Client()
+	c := *e.srv.Client() // a copy: Client returns one shared value
 	c.Jar = jar
 	c.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
-	return &browser{t: t, e: e, client: c}
+	return &browser{t: t, e: e, client: &c}
 }
 
 type response struct {
@@ -250,4 +253,18 @@ func (e *env) events(t *testing.T, action string) []eventT {
 type eventT struct {
 	Actor, Action, Target string
 	Detail                map[string]string
+}
+
+// reserve replaces e's page with one built from cfg (logger, clock and
+// issuers filled in) over a, on a new listener.
+func (e *env) reserve(t *testing.T, cfg ui.Config, a ui.Authority) {
+	t.Helper()
+	cfg.Logger, cfg.Clock, cfg.Issuers = slog.New(slog.DiscardHandler), e.clk, e.st
+	u, err := ui.New(cfg, a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.ui = u
+	e.srv = httptest.NewTLSServer(u.Handler())
+	t.Cleanup(e.srv.Close)
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"embed"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -15,8 +16,6 @@ import (
 	"net/http"
 	"strings"
 	"time"
-
-	"embed"
 
 	"github.com/jonboulle/clockwork"
 
@@ -376,32 +375,11 @@ func (u *UI) renderError(w http.ResponseWriter, r *http.Request, s *session, err
 		u.log.ErrorContext(r.Context(), "ui: internal error", "path", r.URL.Path, "ref", ref, "error", err)
 		ev.Message = "internal error (reference " + ref + ")"
 	}
-	ev.Status = status(ca.KindOf(err))
+	ev.Status = api.Status(ca.KindOf(err))
 	if ev.Status == http.StatusTooManyRequests && ce != nil && ce.RetryAfter > 0 {
 		w.Header().Set("Retry-After", fmt.Sprint(int(ce.RetryAfter.Seconds()+0.5)))
 	}
 	u.render(w, r, ev.Status, "error", view{Title: http.StatusText(ev.Status), Session: s, Data: ev})
-}
-
-// status maps an error kind to an HTTP status, as /v1 does.
-func status(k ca.Kind) int {
-	switch k {
-	case ca.NotFound:
-		return http.StatusNotFound
-	case ca.Malformed, ca.BadCSR:
-		return http.StatusBadRequest
-	case ca.Unauthorized:
-		return http.StatusUnauthorized
-	case ca.Forbidden:
-		return http.StatusForbidden
-	case ca.RateLimited:
-		return http.StatusTooManyRequests
-	case ca.TooLarge:
-		return http.StatusRequestEntityTooLarge
-	case ca.Conflict:
-		return http.StatusConflict
-	}
-	return http.StatusInternalServerError
 }
 
 func newRef() string {
