@@ -54,9 +54,10 @@ func (u *UI) login(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	c, err := r.Cookie(loginCookie)
-	if !sameOrigin(r) || err != nil || !equalSecret(c.Value, r.PostForm.Get("csrf")) {
+	if reason := loginFormProblem(r, c, err); reason != "" {
 		// Not a failed guess but a form we did not serve (or an expired
 		// one): show a fresh form without counting it.
+		u.log.InfoContext(ctx, "ui: login form refused", "reason", reason, "remote", remote)
 		u.showLogin(w, r, http.StatusForbidden, "The login form expired or did not come from this page. Please try again.")
 		return
 	}
@@ -106,6 +107,20 @@ func (u *UI) login(w http.ResponseWriter, r *http.Request) {
 	http.SetCookie(w, &http.Cookie{Name: loginCookie, Value: "", Path: "/", Secure: true, HttpOnly: true,
 		SameSite: http.SameSiteStrictMode, MaxAge: -1})
 	http.Redirect(w, r, "/ui/", http.StatusSeeOther)
+}
+
+// loginFormProblem says why a login POST is not from a form this page
+// served, or "" when it is.
+func loginFormProblem(r *http.Request, c *http.Cookie, cookieErr error) string {
+	switch {
+	case !sameOrigin(r):
+		return "cross-origin"
+	case cookieErr != nil:
+		return "no login cookie"
+	case !equalSecret(c.Value, r.PostForm.Get("csrf")):
+		return "csrf mismatch"
+	}
+	return ""
 }
 
 // logout ends the session; it needs the session's CSRF token so that no

@@ -247,7 +247,9 @@ func (u *UI) wrap(h http.HandlerFunc) http.Handler {
 		hdr.Set("Content-Security-Policy", "default-src 'none'; style-src 'self'; img-src 'self' data:; "+
 			"form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
 		hdr.Set("X-Content-Type-Options", "nosniff")
-		hdr.Set("Referrer-Policy", "no-referrer")
+		// same-origin, not no-referrer: with no-referrer browsers send
+		// "Origin: null" on form posts, which sameOrigin must refuse.
+		hdr.Set("Referrer-Policy", "same-origin")
 		hdr.Set("X-Frame-Options", "DENY")
 		hdr.Set("Cross-Origin-Opener-Policy", "same-origin")
 		hdr.Set("Cache-Control", "no-store")
