@@ -205,6 +205,25 @@ func BenchmarkAuditorRead(b *testing.B) {
 			b.Fatalf("status %d", resp.StatusCode)
 		}
 	}
+	// The audit append alone, as each auditor read pays it.
+	b.Run("record/serial", func(b *testing.B) {
+		for b.Loop() {
+			if err := e.auth.RecordRead(ctx, "token:bench", "GET", "/v1/certificates", "limit=10"); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("record/parallel", func(b *testing.B) {
+		b.SetParallelism(4)
+		b.RunParallel(func(pb *testing.PB) {
+			for pb.Next() {
+				if err := e.auth.RecordRead(ctx, "token:bench", "GET", "/v1/certificates", "limit=10"); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		})
+	})
 	for _, tc := range []struct{ name, token string }{{"admin", e.admin}, {"auditor", auditor}} {
 		b.Run(tc.name+"/serial", func(b *testing.B) {
 			for b.Loop() {

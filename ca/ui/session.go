@@ -130,12 +130,6 @@ func (t *sessions) delete(key [sha256.Size]byte) {
 	delete(t.m, key)
 }
 
-func (t *sessions) len() int {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	return len(t.m)
-}
-
 // session returns the request's live session, its token re-checked: a
 // revoked or expired token, or one whose role changed, ends it.
 func (u *UI) session(ctx context.Context, r *http.Request) (session, error) {
