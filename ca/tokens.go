@@ -33,8 +33,9 @@ const tokenPrefix = "sigil_"
 type Principal struct {
 	TokenID  string
 	Role     string
-	Profiles []string // issuer tokens: the profiles they may use; empty means none
-	Managed  string   // managed tokens: the managed certificate they may fetch
+	Profiles []string  // issuer tokens: the profiles they may use; empty means none
+	Managed  string    // managed tokens: the managed certificate they may fetch
+	Expires  time.Time // when the token expires; zero: never
 }
 
 // Actor is how the principal appears in audit events and records.
@@ -209,7 +210,7 @@ func (a *Authority) Authenticate(ctx context.Context, presented string) (Princip
 	if !rec.Revoked.IsZero() || (!rec.Expires.IsZero() && !now.Before(rec.Expires)) {
 		return Principal{}, deny
 	}
-	return Principal{TokenID: rec.ID, Role: rec.Role, Profiles: rec.Profiles, Managed: rec.Managed}, nil
+	return Principal{TokenID: rec.ID, Role: rec.Role, Profiles: rec.Profiles, Managed: rec.Managed, Expires: rec.Expires}, nil
 }
 
 func splitToken(s string) (id, secret string, ok bool) {

@@ -132,8 +132,10 @@ func TestAudit(t *testing.T) {
 		if evs := e.audit(t, "after="+now.Add(time.Second).Format(time.RFC3339)); len(evs) != 0 {
 			t.Errorf("%d events after now", len(evs))
 		}
-		if evs := e.audit(t, "before="+now.Add(time.Second).Format(time.RFC3339)); len(evs) != len(all) {
-			t.Errorf("%d events before now, want %d", len(evs), len(all))
+		// The auditor's reads above are audited too (audit.read): count
+		// the log as it stands now.
+		if evs, total := e.audit(t, "before="+now.Add(time.Second).Format(time.RFC3339)), e.audit(t, ""); len(evs) != len(total) {
+			t.Errorf("%d events before now, want %d", len(evs), len(total))
 		}
 	})
 

@@ -10,6 +10,10 @@
 // admins and auditors. Handlers decode, call ca, and encode; policy lives
 // in ca.
 //
+// Every GET by an auditor token is recorded before it is answered, as an
+// audit.read event (actor, path, query): who looked at what. Routes lists
+// the route table, so tests cover every endpoint.
+//
 // Errors are JSON {"error": kind, "detail": text} with a status chosen from
 // the ca.Error kind in one table (status.go). Internal detail is logged,
 // never sent.

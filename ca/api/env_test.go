@@ -65,9 +65,17 @@ type testEnv struct {
 	admin   string // the initial admin token
 	adminID string
 	logs    *syncBuffer
+	api     *api.API
 }
 
 func newEnv(t *testing.T) *testEnv {
+	t.Helper()
+	return newEnvWith(t, nil)
+}
+
+// newEnvWith is newEnv with cfg adjusted by configure before the handler
+// is built (nil: as newEnv).
+func newEnvWith(t testing.TB, configure func(cfg *api.Config, auth *ca.Authority)) *testEnv {
 	t.Helper()
 	ctx := context.Background()
 	st, err := store.Open(ctx, store.Config{Path: filepath.Join(t.TempDir(), "sigil.db")})
@@ -97,7 +105,11 @@ func newEnv(t *testing.T) *testEnv {
 	if err != nil {
 		t.Fatalf("ca.New: %v", err)
 	}
-	h, err := api.New(api.Config{MaxBodyBytes: testMaxBody, Logger: logger, Clock: clk}, auth)
+	cfg := api.Config{MaxBodyBytes: testMaxBody, Logger: logger, Clock: clk}
+	if configure != nil {
+		configure(&cfg, auth)
+	}
+	h, err := api.New(cfg, auth)
 	if err != nil {
 		t.Fatalf("api.New: %v", err)
 	}
@@ -108,13 +120,13 @@ func newEnv(t *testing.T) *testEnv {
 	srv.StartTLS()
 	t.Cleanup(srv.Close) // runs before st.Close: cleanups are LIFO
 	return &testEnv{
-		srv: srv, client: srv.Client(), auth: auth, clk: clk, root: res.Root, inter: res.Intermediate,
+		srv: srv, client: srv.Client(), auth: auth, clk: clk, root: res.Root, inter: res.Intermediate, api: h,
 		admin: res.AdminToken, adminID: tokenID(t, res.AdminToken), logs: logs,
 	}
 }
 
 // tokenID extracts the id from "sigil_<id>_<secret>".
-func tokenID(t *testing.T, secret string) string {
+func tokenID(t testing.TB, secret string) string {
 	t.Helper()
 	parts := strings.SplitN(secret, "_", 3)
 	if len(parts) != 3 || parts[0] != "sigil" || parts[1] == "" {

@@ -29,3 +29,7 @@ func status(k ca.Kind) int {
 		return http.StatusInternalServerError
 	}
 }
+
+// Status is the HTTP status an error of kind k answers with, so that other
+// surfaces of the CA (the auditor web page) map errors alike.
+func Status(k ca.Kind) int { return status(k) }

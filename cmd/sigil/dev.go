@@ -85,6 +85,7 @@ func devCmd() *cobra.Command {
 			fmt.Fprintf(out, "  intermediate:  %s\n", filepath.Join(dir, "intermediate.pem"))
 			fmt.Fprintf(out, "  admin token:   %s (mode 0600)\n", tokenPath)
 			fmt.Fprintf(out, "  API:           %s/v1/\n", s.HTTPSURL())
+			fmt.Fprintf(out, "  auditor page:  %s/ui/ (log in with an auditor or admin token)\n", s.HTTPSURL())
 			if cfg.ACME.On() {
 				fmt.Fprintf(out, "  ACME:          %s/acme/directory\n", s.HTTPSURL())
 			}

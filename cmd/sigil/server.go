@@ -26,6 +26,7 @@ import (
 	"github.com/sigil-ca/sigil/ca/api"
 	"github.com/sigil-ca/sigil/ca/audit"
 	"github.com/sigil-ca/sigil/ca/keystore"
+	"github.com/sigil-ca/sigil/ca/ui"
 	"github.com/sigil-ca/sigil/lifecycle"
 	"github.com/sigil-ca/sigil/revocation"
 	"github.com/sigil-ca/sigil/store"
@@ -149,6 +150,11 @@ func startServer(ctx context.Context, cfg *Config, passphrase []byte, log *slog.
 		_, _ = w.Write(rootsPEM)
 	}
 	secure.Handle("/v1/", apiHandler.Handler())
+	uiHandler, err := newUI(st, s.auth, jobsAPI{s}, clk, log)
+	if err != nil {
+		return nil, err
+	}
+	secure.Handle("/ui/", uiHandler.Handler())
 	secure.HandleFunc("GET /roots.pem", roots)
 	secure.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
@@ -210,6 +216,23 @@ func startServer(ctx context.Context, cfg *Config, passphrase []byte, log *slog.
 	}()
 	ok = true
 	return s, nil
+}
+
+// newUI builds the auditor web page. Its sessions live in this process's
+// memory: a restart logs every auditor out (ca/ui package doc).
+func newUI(st *store.SQLite, auth *ca.Authority, jobs ui.Jobs, clk clockwork.Clock, log *slog.Logger) (*ui.UI, error) {
+	root := auth.Root().Cert
+	h, err := ui.New(ui.Config{Logger: log, Clock: clk, Issuers: st, Jobs: jobs,
+		// The same check as `sigil audit verify --ca-file root.pem`: the
+		// checkpoint keys must be certified by this CA's root.
+		VerifyAudit: func(ctx context.Context) (ca.AuditReport, error) { return ca.VerifyAudit(ctx, st, root) },
+		Log: uiLog{auth: auth, st: st, root: root},
+		// TODO(issue 8): set Export (certificate export, CSV/NDJSON) once it lands.
+	}, auth)
+	if err != nil {
+		return nil, fmt.Errorf("auditor web page: %w", err)
+	}
+	return h, nil
 }
 
 // newACME builds the ACME endpoints from the config: the default one ("")

@@ -1,0 +1,79 @@
+package ca
+
+import (
+	"context"
+	"errors"
+	"unicode/utf8"
+
+	"github.com/sigil-ca/sigil/ca/audit"
+	"github.com/sigil-ca/sigil/store"
+)
+
+// maxAuditedQuery bounds the query string an audit.read event keeps, so
+// that a caller cannot grow the audit log by sending long URLs: the rest is
+// cut and the event says so.
+const maxAuditedQuery = 1024
+
+// RecordRead audits a read by an auditor, or any page view of the auditor
+// web page: action audit.read, the principal as actor, and the method, path
+// and query it asked for. It returns once the event is durable (it shares
+// the store's group commit with concurrent writes), so that callers can
+// refuse to answer a read they could not record.
+func (a *Authority) RecordRead(ctx context.Context, actor, method, path, query string) error {
+	d := map[string]string{"method": method, "path": path}
+	if query != "" {
+		if len(query) > maxAuditedQuery {
+			cut := maxAuditedQuery
+			for cut > 0 && !utf8.RuneStart(query[cut]) {
+				cut--
+			}
+			query, d["query_truncated"] = query[:cut], "true"
+		}
+		d["query"] = query
+	}
+	ev := audit.Event{Time: a.clk.Now(), Actor: actor, Action: "audit.read", Target: path, Detail: d}
+	if err := a.st.WithTx(ctx, func(tx store.Tx) error {
+		_, err := tx.AppendAudit(ev)
+		return err
+	}); err != nil {
+		return internal("audit read", err)
+	}
+	return nil
+}
+
+// RecordSession audits a web session event of the auditor page (action
+// such as ui.login, ui.logout or ui.login.refused) with the client address.
+// A refusal's reason is the kind of err. Failures to record are logged:
+// a refusal is answered either way.
+func (a *Authority) RecordSession(ctx context.Context, action, actor, remote string, err error) {
+	d := map[string]string{"remote": remote}
+	if err != nil {
+		d["reason"] = KindOf(err).String()
+	}
+	ev := audit.Event{Time: a.clk.Now(), Actor: actor, Action: action, Detail: d}
+	if aerr := a.st.WithTx(context.WithoutCancel(ctx), func(tx store.Tx) error {
+		_, err := tx.AppendAudit(ev)
+		return err
+	}); aerr != nil {
+		a.log.ErrorContext(ctx, "audit session event", "action", action, "error", aerr)
+	}
+}
+
+// TokenPrincipal returns the principal of the token with id if it is still
+// valid (not revoked, not expired), without its secret: a web session made
+// from a token calls it on every request so that revoking the token ends
+// the session. Any failure is Unauthorized, as for Authenticate.
+func (a *Authority) TokenPrincipal(ctx context.Context, id string) (Principal, error) {
+	rec, err := a.st.Token(ctx, id)
+	if errors.Is(err, store.ErrNotFound) {
+		return Principal{}, errorf(Unauthorized, "invalid or expired token")
+	}
+	if err != nil {
+		return Principal{}, internal("load token", err)
+	}
+	now := a.clk.Now()
+	if !rec.Revoked.IsZero() || (!rec.Expires.IsZero() && !now.Before(rec.Expires)) {
+		return Principal{}, errorf(Unauthorized, "invalid or expired token")
+	}
+	return Principal{TokenID: rec.ID, Role: rec.Role, Profiles: rec.Profiles, Managed: rec.Managed, Expires: rec.Expires}, nil
+}

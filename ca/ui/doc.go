@@ -1,0 +1,44 @@
+// Package ui serves the auditor web page at /ui/: a read-only, server-rendered
+// view of what the CA issued, to whom and when, and whether its record still
+// verifies. It is an http.Handler that cmd/sigil mounts on the HTTPS listener.
+//
+// Pages are html/template documents with embedded templates and CSS; no
+// JavaScript is served at all, so search, detail and downloads work in any
+// browser, and the Content-Security-Policy forbids scripts outright.
+//
+// # Sessions
+//
+// An auditor or admin pastes an API token into the login form once. The
+// token is checked by ca (tokens are stored hashed) and never kept: the page
+// holds a server-side session, in memory, keyed by the SHA-256 of a random
+// 256-bit id that lives only in an HttpOnly, Secure, SameSite=Strict
+// __Host- cookie. Sessions expire after an idle period and an absolute
+// lifetime, never outlive their token, and end when the token is revoked
+// (checked on every request). They do not survive a restart of the server,
+// by design: nothing that grants access is written to disk, and logging in
+// again is cheap.
+//
+// The only POSTs are login and logout. Both require SameSite=Strict cookies,
+// a same-origin Origin header when the browser sends one, and a CSRF token
+// compared in constant time: for logout the session's own, for login a
+// double-submitted value from a short-lived cookie (login CSRF). Every other
+// non-GET request is refused (403): the page changes nothing.
+//
+// # Auditing
+//
+// Every authenticated page view and download is recorded before it is
+// answered, as an audit.read event naming the actor, path and query (who
+// looked at what); logins, logouts and refused logins are audited too.
+// Failed logins are rate-limited per client address and overall.
+//
+// # Extension points
+//
+// Config.Export (certificate export as CSV or NDJSON) and Config.Log (the
+// transparency log of issued certificates) are optional: export buttons, the
+// inclusion proof status of a certificate and the log verification appear
+// only when they are set.
+//
+// Imports: ca (principals, errors, audit verification report), ca/api (the
+// query parameters of /v1/certificates and the job status type, so the page
+// and the API filter alike), store (record types), ca/audit (event type).
+package ui
