@@ -226,7 +226,7 @@ func newUI(st *store.SQLite, auth *ca.Authority, jobs ui.Jobs, clk clockwork.Clo
 		// The same check as `sigil audit verify --ca-file root.pem`: the
 		// checkpoint keys must be certified by this CA's root.
 		VerifyAudit: func(ctx context.Context) (ca.AuditReport, error) { return ca.VerifyAudit(ctx, st, root) },
-		Log: uiLog{auth: auth, st: st, root: root},
+		Log:         uiLog{auth: auth, st: st, root: root},
 		// TODO(issue 8): set Export (certificate export, CSV/NDJSON) once it lands.
 	}, auth)
 	if err != nil {
