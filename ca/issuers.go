@@ -202,3 +202,26 @@ func (a *Authority) IntermediateStatuses(ctx context.Context) ([]IntermediateSta
 	}
 	return out, nil
 }
+
+// eachCertificate calls fn with every certificate f selects, a page at a
+// time (f.Limit records per read; 1000 if unset).
+func eachCertificate(ctx context.Context, st interface {
+	Certificates(ctx context.Context, f store.CertFilter) ([]store.CertRecord, int64, error)
+}, f store.CertFilter, fn func(store.CertRecord)) error {
+	if f.Limit == 0 {
+		f.Limit = 1000
+	}
+	for {
+		page, next, err := st.Certificates(ctx, f)
+		if err != nil {
+			return err
+		}
+		for _, c := range page {
+			fn(c)
+		}
+		if next == 0 {
+			return nil
+		}
+		f.Cursor = next
+	}
+}

@@ -286,21 +286,13 @@ func (a *Authority) ocspKeysDue(ctx context.Context, keep, issuerID string, now 
 	// and unrevoked or on hold; by SPKI hash.
 	inUse := map[string][]string{}
 	for _, status := range []string{"valid", "revoked"} {
-		f := store.CertFilter{Profile: ocspResponderProfile, Status: status, Now: now, Limit: 1000}
-		for {
-			certs, next, err := a.st.Certificates(ctx, f)
-			if err != nil {
-				return false, internal("list ocsp responder certificates", err)
+		err := eachCertificate(ctx, a.st, store.CertFilter{Profile: ocspResponderProfile, Status: status, Now: now}, func(c store.CertRecord) {
+			if status == "valid" || (c.RevokeReason == ReasonCertificateHold && now.Before(c.NotAfter)) {
+				inUse[string(c.SPKIHash)] = append(inUse[string(c.SPKIHash)], c.IssuerID)
 			}
-			for _, c := range certs {
-				if status == "valid" || (c.RevokeReason == ReasonCertificateHold && now.Before(c.NotAfter)) {
-					inUse[string(c.SPKIHash)] = append(inUse[string(c.SPKIHash)], c.IssuerID)
-				}
-			}
-			if next == 0 {
-				break
-			}
-			f.Cursor = next
+		})
+		if err != nil {
+			return false, internal("list ocsp responder certificates", err)
 		}
 	}
 	for _, k := range candidates {

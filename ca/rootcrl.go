@@ -142,13 +142,18 @@ func activeRoot(ctx context.Context, st interface {
 }) (store.IssuerRecord, *x509.Certificate, error) {
 	issuers, err := st.Issuers(ctx)
 	if err != nil {
-		return store.IssuerRecord{}, nil, internal("root crl: load issuers", err)
+		return store.IssuerRecord{}, nil, internal("load issuers", err)
 	}
+	return rootOf(issuers)
+}
+
+// rootOf finds the active root among issuers (oldest first).
+func rootOf(issuers []store.IssuerRecord) (store.IssuerRecord, *x509.Certificate, error) {
 	for i := len(issuers) - 1; i >= 0; i-- { // oldest first: the newest active wins
 		if rec := issuers[i]; rec.Kind == "root" && rec.State == store.KeyActive {
 			iss, err := parseIssuer(rec)
 			if err != nil {
-				return store.IssuerRecord{}, nil, internal("root crl", err)
+				return store.IssuerRecord{}, nil, internal("root", err)
 			}
 			return rec, iss.Cert, nil
 		}
@@ -161,21 +166,13 @@ func activeRoot(ctx context.Context, st interface {
 // trusts or distrusts a root directly, never through its CRL (RFC 5280 §6.1).
 func rootRevocations(ctx context.Context, st RootCRLStore, rootID string, root *x509.Certificate) ([]store.CertRecord, error) {
 	var out []store.CertRecord
-	f := store.CertFilter{IssuerID: rootID, Status: "revoked", Limit: 1000}
-	for {
-		page, next, err := st.Certificates(ctx, f)
-		if err != nil {
-			return nil, internal("root crl: list revoked certificates", err)
+	err := eachCertificate(ctx, st, store.CertFilter{IssuerID: rootID, Status: "revoked"}, func(r store.CertRecord) {
+		if r.Serial != SerialString(root.SerialNumber) {
+			out = append(out, r)
 		}
-		for _, r := range page {
-			if r.Serial != SerialString(root.SerialNumber) {
-				out = append(out, r)
-			}
-		}
-		if next == 0 {
-			break
-		}
-		f.Cursor = next
+	})
+	if err != nil {
+		return nil, internal("root crl: list revoked certificates", err)
 	}
 	slices.SortFunc(out, func(a, b store.CertRecord) int { return cmp.Compare(a.Serial, b.Serial) })
 	return out, nil

@@ -91,13 +91,13 @@ func (a *Authority) RotateIntermediate(ctx context.Context, actor, reason string
 	defer a.rotateMu.Unlock()
 	actor = cmp.Or(actor, "system")
 	prev := a.active.Load()
-	rootRec, root, err := activeRoot(ctx, a.st)
-	if err != nil {
-		return nil, err
-	}
 	recs, err := a.st.Issuers(ctx)
 	if err != nil {
 		return nil, internal("load issuers", err)
+	}
+	rootRec, root, err := rootOf(recs)
+	if err != nil {
+		return nil, err
 	}
 	generations := 0
 	for _, r := range recs {
@@ -275,19 +275,11 @@ func (a *Authority) destroyIntermediate(ctx context.Context, iss Issuer, actor s
 	// Its responder keys answer for nothing once it is gone: those of every
 	// responder certificate it issued, expired or not.
 	responders := map[string]bool{} // by SPKI hash
-	f := store.CertFilter{Profile: ocspResponderProfile, IssuerID: iss.ID, Limit: 1000}
-	for {
-		certs, next, err := a.st.Certificates(ctx, f)
-		if err != nil {
-			return internal("list ocsp responder certificates", err)
-		}
-		for _, c := range certs {
-			responders[string(c.SPKIHash)] = true
-		}
-		if next == 0 {
-			break
-		}
-		f.Cursor = next
+	err = eachCertificate(ctx, a.st, store.CertFilter{Profile: ocspResponderProfile, IssuerID: iss.ID}, func(c store.CertRecord) {
+		responders[string(c.SPKIHash)] = true
+	})
+	if err != nil {
+		return internal("list ocsp responder certificates", err)
 	}
 	err = a.st.WithTx(ctx, func(tx store.Tx) error {
 		keys, err := tx.Keys()

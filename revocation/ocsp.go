@@ -578,13 +578,10 @@ func (s *issuerState) dropExpired(now time.Time) {
 
 func (r *Responder) put(iss *issuerState, key string, e *entry) {
 	iss.mu.Lock()
-	_, had := iss.entries[key]
 	iss.entries[key] = e
 	delete(iss.unknown, key)
 	iss.mu.Unlock()
-	if !had {
-		r.metrics.cached.Inc()
-	}
+	r.updateCached()
 }
 
 // sign signs the responses (one per CertID hash) saying status for serial.
