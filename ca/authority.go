@@ -31,7 +31,9 @@ type Store interface {
 	WithTx(ctx context.Context, fn func(tx store.Tx) error) error
 	Issuers(ctx context.Context) ([]store.IssuerRecord, error)
 	Certificate(ctx context.Context, serial string) (store.CertRecord, error)
-	Certificates(ctx context.Context, f store.CertFilter) ([]store.CertRecord, int64, error)
+	Certificates(ctx context.Context, f store.CertFilter) ([]store.CertRecord, store.CertCursor, error)
+	ScanCertificates(ctx context.Context, f store.CertFilter, fn func(store.CertRecord) error) error
+	CertificateSummary(ctx context.Context, f store.CertFilter, by store.CertGroup) ([]store.SummaryRow, int64, error)
 	Token(ctx context.Context, id string) (store.TokenRecord, error)
 	Tokens(ctx context.Context) ([]store.TokenRecord, error)
 	Keys(ctx context.Context) ([]store.KeyRecord, error)

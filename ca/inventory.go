@@ -85,20 +85,71 @@ func (a *Authority) Certificate(ctx context.Context, serial string) (store.CertR
 }
 
 // Certificates queries the record.
-func (a *Authority) Certificates(ctx context.Context, f store.CertFilter) ([]store.CertRecord, int64, error) {
+func (a *Authority) Certificates(ctx context.Context, f store.CertFilter) ([]store.CertRecord, store.CertCursor, error) {
 	if f.Now.IsZero() {
 		f.Now = a.clk.Now()
 	}
-	switch f.Status {
-	case "", "valid", "expired", "revoked":
-	default:
-		return nil, 0, errorf(Malformed, "unknown status %q (want valid, expired or revoked)", f.Status)
+	if err := checkStatus(f.Status); err != nil {
+		return nil, store.CertCursor{}, err
 	}
 	out, next, err := a.st.Certificates(ctx, f)
 	if err != nil {
-		return nil, 0, internal("list certificates", err)
+		return nil, store.CertCursor{}, internal("list certificates", err)
 	}
 	return out, next, nil
+}
+
+// ScanCertificates streams every certificate f selects to fn, in f.Sort
+// order; an error from fn stops the scan and is returned as is.
+func (a *Authority) ScanCertificates(ctx context.Context, f store.CertFilter, fn func(store.CertRecord) error) error {
+	if f.Now.IsZero() {
+		f.Now = a.clk.Now()
+	}
+	if err := checkStatus(f.Status); err != nil {
+		return err
+	}
+	var fnErr error
+	err := a.st.ScanCertificates(ctx, f, func(c store.CertRecord) error {
+		if fnErr = fn(c); fnErr != nil {
+			return fnErr
+		}
+		return nil
+	})
+	if fnErr != nil {
+		return fnErr
+	}
+	if err != nil {
+		return internal("scan certificates", err)
+	}
+	return nil
+}
+
+// CertificateSummary counts the certificates f selects by group.
+func (a *Authority) CertificateSummary(ctx context.Context, f store.CertFilter, by store.CertGroup) ([]store.SummaryRow, int64, error) {
+	if f.Now.IsZero() {
+		f.Now = a.clk.Now()
+	}
+	if err := checkStatus(f.Status); err != nil {
+		return nil, 0, err
+	}
+	switch by {
+	case store.GroupProfile, store.GroupRequester, store.GroupIssuer, store.GroupChannel, store.GroupDay, store.GroupStatus:
+	default:
+		return nil, 0, errorf(Malformed, "unknown grouping %q (want profile, requester, issuer, channel, day or status)", by)
+	}
+	rows, total, err := a.st.CertificateSummary(ctx, f, by)
+	if err != nil {
+		return nil, 0, internal("summarize certificates", err)
+	}
+	return rows, total, nil
+}
+
+func checkStatus(s string) error {
+	switch s {
+	case "", "valid", "expired", "revoked":
+		return nil
+	}
+	return errorf(Malformed, "unknown status %q (want valid, expired or revoked)", s)
 }
 
 // AuditEvents queries the audit log.

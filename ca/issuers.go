@@ -206,7 +206,7 @@ func (a *Authority) IntermediateStatuses(ctx context.Context) ([]IntermediateSta
 // eachCertificate calls fn with every certificate f selects, a page at a
 // time (f.Limit records per read; 1000 if unset).
 func eachCertificate(ctx context.Context, st interface {
-	Certificates(ctx context.Context, f store.CertFilter) ([]store.CertRecord, int64, error)
+	Certificates(ctx context.Context, f store.CertFilter) ([]store.CertRecord, store.CertCursor, error)
 }, f store.CertFilter, fn func(store.CertRecord)) error {
 	if f.Limit == 0 {
 		f.Limit = 1000
@@ -219,9 +219,9 @@ func eachCertificate(ctx context.Context, st interface {
 		for _, c := range page {
 			fn(c)
 		}
-		if next == 0 {
+		if next.IsZero() {
 			return nil
 		}
-		f.Cursor = next
+		f.After = next
 	}
 }

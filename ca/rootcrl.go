@@ -48,7 +48,7 @@ var oidInvalidityDate = asn1.ObjectIdentifier{2, 5, 29, 24}
 type RootCRLStore interface {
 	WithTx(ctx context.Context, fn func(tx store.Tx) error) error
 	Issuers(ctx context.Context) ([]store.IssuerRecord, error)
-	Certificates(ctx context.Context, f store.CertFilter) ([]store.CertRecord, int64, error)
+	Certificates(ctx context.Context, f store.CertFilter) ([]store.CertRecord, store.CertCursor, error)
 	CRLHead(ctx context.Context, issuerID string, shard int) (store.CRLHead, error)
 }
 

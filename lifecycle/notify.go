@@ -74,7 +74,7 @@ type NotifyConfig struct {
 // NotifyAuthority is what the notices are computed from: ca's record.
 type NotifyAuthority interface {
 	ExpiringCertificates(ctx context.Context, from, until time.Time, after store.ExpiryCursor, limit int) ([]store.ExpiringCert, error)
-	Certificates(ctx context.Context, f store.CertFilter) ([]store.CertRecord, int64, error)
+	Certificates(ctx context.Context, f store.CertFilter) ([]store.CertRecord, store.CertCursor, error)
 }
 
 // NotifyStore records delivered notices.

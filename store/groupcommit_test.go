@@ -155,10 +155,10 @@ func TestGroupCommitConcurrent(t *testing.T) {
 			want[fmt.Sprintf("%x", w*1000+i+1)] = true
 		}
 	}
-	var cursor int64
+	var cursor CertCursor
 	got := make(map[string]bool)
 	for {
-		certs, next, err := s.Certificates(ctx, CertFilter{Cursor: cursor, Limit: 1000})
+		certs, next, err := s.Certificates(ctx, CertFilter{After: cursor, Limit: 1000})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -168,7 +168,7 @@ func TestGroupCommitConcurrent(t *testing.T) {
 			}
 			got[c.Serial] = true
 		}
-		if next == 0 {
+		if next.IsZero() {
 			break
 		}
 		cursor = next

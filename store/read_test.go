@@ -106,8 +106,8 @@ func TestCertificatesFilter(t *testing.T) {
 			if !slices.Equal(serials(got), tt.want) {
 				t.Errorf("Certificates(%+v) = %v, want %v", tt.f, serials(got), tt.want)
 			}
-			if wantMore := tt.f.Limit > 0 && len(tt.want) == tt.f.Limit; (next != 0) != wantMore {
-				t.Errorf("next cursor = %d, want more pages: %v", next, wantMore)
+			if wantMore := tt.f.Limit > 0 && len(tt.want) == tt.f.Limit; !next.IsZero() != wantMore {
+				t.Errorf("next cursor = %+v, want more pages: %v", next, wantMore)
 			}
 		})
 	}
@@ -145,13 +145,13 @@ func pageAll(t *testing.T, s *SQLite, f CertFilter, between func()) []CertRecord
 			t.Fatal(err)
 		}
 		all = append(all, certs...)
-		if next == 0 {
+		if next.IsZero() {
 			return all
 		}
-		if len(certs) == 0 || next != certs[len(certs)-1].ID {
-			t.Fatalf("page of %d ends at id %d but next cursor is %d", len(certs), certs[len(certs)-1].ID, next)
+		if len(certs) == 0 || next != f.Sort.CursorOf(certs[len(certs)-1]) {
+			t.Fatalf("page of %d does not end at the next cursor %+v", len(certs), next)
 		}
-		f.Cursor = next
+		f.After = next
 		if between != nil {
 			between()
 		}

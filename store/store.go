@@ -121,21 +121,89 @@ type TokenRecord struct {
 	Managed string
 }
 
-// CertFilter selects certificates. Zero fields do not filter.
+// CertFilter selects certificates. Zero fields do not filter. Name matches
+// are case-insensitive; names are the subject common name and every SAN.
 type CertFilter struct {
-	Serial         string
-	Name           string // substring of the subject or any SAN
-	Profile        string
-	Requester      string
-	IssuerID       string
-	IssuerKeyID    string // the key id of the issuer that signed them
-	Status         string // valid, expired, revoked
+	Serial       string
+	Name         string // substring of any name
+	NameExact    string // a name equal to this
+	NameSuffix   string // a name ending in this, such as ".example.com"
+	Profile      string
+	Requester    string
+	IssuerID     string
+	IssuerKeyID  string // the key id of the issuer that signed them
+	Channel      string // api, acme, managed, renew, internal, init
+	ACMEAccount  string // the ACME account whose order it finalized
+	KeyAlgorithm string // as recorded, e.g. ECDSA-P256, RSA-2048, Ed25519
+	Status       string // valid, expired, revoked
+	// Half-open ranges [After, Before) on issuance, expiry and revocation.
 	IssuedAfter    time.Time
 	IssuedBefore   time.Time
+	ExpiringAfter  time.Time
 	ExpiringBefore time.Time
+	RevokedAfter   time.Time
+	RevokedBefore  time.Time
 	Now            time.Time // reference time for Status
-	Cursor         int64     // return records with ID below this (newest first); 0 starts at the newest
-	Limit          int
+	Sort           CertSort
+	// After resumes a query behind the row it names (keyset pagination);
+	// the zero cursor starts at the first row.
+	After CertCursor
+	Limit int // rows per page, 1..1000; 100 if unset
+}
+
+// CertSort orders certificates. Every order ends in the record id, so it
+// is total and a cursor names one position.
+type CertSort int
+
+// The orders a certificate query can take.
+const (
+	SortIssuedDesc CertSort = iota // newest first
+	SortIssuedAsc
+	SortExpiryAsc // soonest expiry first
+	SortExpiryDesc
+)
+
+// CertSorts names the orders as the API and CLI spell them.
+var CertSorts = map[string]CertSort{
+	"issued_desc": SortIssuedDesc, "issued_asc": SortIssuedAsc,
+	"expiry_asc": SortExpiryAsc, "expiry_desc": SortExpiryDesc,
+}
+
+// CertCursor is a position in a sorted certificate query: the sort key
+// (issuance or expiry time, Unix nanoseconds) and id of a row.
+type CertCursor struct {
+	Key int64
+	ID  int64
+}
+
+// IsZero reports whether c is the start of a query.
+func (c CertCursor) IsZero() bool { return c == CertCursor{} }
+
+// CursorOf returns the cursor that resumes a query sorted by s after c.
+func (s CertSort) CursorOf(c CertRecord) CertCursor {
+	if s == SortExpiryAsc || s == SortExpiryDesc {
+		return CertCursor{Key: c.NotAfter.UnixNano(), ID: c.ID}
+	}
+	return CertCursor{Key: c.Created.UnixNano(), ID: c.ID}
+}
+
+// CertGroup is what CertificateSummary counts by.
+type CertGroup string
+
+// The groupings of a certificate summary.
+const (
+	GroupProfile   CertGroup = "profile"
+	GroupRequester CertGroup = "requester"
+	GroupIssuer    CertGroup = "issuer"
+	GroupChannel   CertGroup = "channel"
+	GroupDay       CertGroup = "day" // issuance day, UTC, as 2006-01-02
+	GroupStatus    CertGroup = "status"
+)
+
+// SummaryRow is one group of a certificate summary.
+type SummaryRow struct {
+	Key   string
+	Count int64
 }
 
 // AuditFilter selects audit events, oldest first.
@@ -186,8 +254,15 @@ type Store interface {
 	// KeyBlocked returns the blocklist entry for a key hash; ErrNotFound if
 	// the key is not blocked.
 	KeyBlocked(ctx context.Context, spkiHash []byte) (BlockedKey, error)
-	// Certificates returns matches newest first and the cursor of the next page (0: no more).
-	Certificates(ctx context.Context, f CertFilter) ([]CertRecord, int64, error)
+	// Certificates returns a page of matches in f.Sort order and the cursor of
+	// the next page (zero: no more).
+	Certificates(ctx context.Context, f CertFilter) ([]CertRecord, CertCursor, error)
+	// ScanCertificates calls fn with every certificate f selects, in f.Sort
+	// order from f.After, ignoring f.Limit, in constant memory.
+	ScanCertificates(ctx context.Context, f CertFilter, fn func(CertRecord) error) error
+	// CertificateSummary counts the certificates f selects by group, largest
+	// group first (days: oldest first), and returns the total.
+	CertificateSummary(ctx context.Context, f CertFilter, by CertGroup) ([]SummaryRow, int64, error)
 
 	// AuditEvents returns matches oldest first and the cursor of the next page (0: no more).
 	AuditEvents(ctx context.Context, f AuditFilter) ([]audit.Event, int64, error)

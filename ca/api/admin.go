@@ -39,7 +39,12 @@ func (api *API) listAudit(w http.ResponseWriter, r *http.Request, _ ca.Principal
 	if f.Before, err = parseTime(q, "before"); err != nil {
 		return err
 	}
-	if f.Cursor, f.Limit, err = parseCursor(q); err != nil {
+	if v := q.Get("cursor"); v != "" {
+		if f.Cursor, err = strconv.ParseInt(v, 10, 64); err != nil || f.Cursor <= 0 {
+			return &ca.Error{Kind: ca.Malformed, Detail: "bad cursor"}
+		}
+	}
+	if f.Limit, err = parseLimit(q); err != nil {
 		return err
 	}
 	events, next, err := api.a.AuditEvents(r.Context(), f)

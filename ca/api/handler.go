@@ -32,7 +32,7 @@ type Authority interface {
 	RecordAccessRefusal(ctx context.Context, actor, method, path string, err error)
 	RecordRead(ctx context.Context, actor, method, path, query string) error
 	Certificate(ctx context.Context, serial string) (store.CertRecord, error)
-	Certificates(ctx context.Context, f store.CertFilter) ([]store.CertRecord, int64, error)
+	Certificates(ctx context.Context, f store.CertFilter) ([]store.CertRecord, store.CertCursor, error)
 	Revoke(ctx context.Context, req ca.RevokeRequest) (store.CertRecord, error)
 	Unhold(ctx context.Context, serial, actor string) (store.CertRecord, error)
 	RecordRevocationRefusal(ctx context.Context, req ca.RevokeRequest, err error)

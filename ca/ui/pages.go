@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -21,10 +22,8 @@ import (
 const (
 	searchPageSize = 50
 	auditPageSize  = 100
-	// chartDays is the span of the issued-per-day chart; chartCap bounds
-	// the records read to draw it.
+	// chartDays is the span of the issued-per-day chart.
 	chartDays = 30
-	chartCap  = 10000
 	// soonWindow is what "expiring soon" means on the dashboard.
 	soonWindow = 30 * 24 * time.Hour
 )
@@ -55,21 +54,16 @@ func (u *UI) dashboard(w http.ResponseWriter, r *http.Request, s session) error 
 	if v.Chart, err = u.issuedChart(ctx, now); err != nil {
 		return err
 	}
-	// Expiring soon: valid certificates ending within soonWindow, soonest
-	// first among the newest 500 that match.
-	exp, next, err := u.a.Certificates(ctx, store.CertFilter{Status: "valid", ExpiringBefore: now.Add(soonWindow), Now: now, Limit: 500})
+	// Expiring soon: the ten valid certificates ending first within soonWindow.
+	exp, next, err := u.a.Certificates(ctx, store.CertFilter{Status: "valid", ExpiringBefore: now.Add(soonWindow), Now: now,
+		Sort: store.SortExpiryAsc, Limit: 10})
 	if err != nil {
 		return err
 	}
-	slices.SortFunc(exp, func(a, b store.CertRecord) int { return a.NotAfter.Compare(b.NotAfter) })
-	for i, c := range exp {
-		if i == 10 {
-			v.ExpiringMore = true
-			break
-		}
+	for _, c := range exp {
 		v.Expiring = append(v.Expiring, toRow(c, now))
 	}
-	v.ExpiringMore = v.ExpiringMore || next > 0
+	v.ExpiringMore = !next.IsZero()
 	// Recent revocations, in the order they happened: the audit log has
 	// them; keep the last ten of the past 30 days.
 	var cursor int64
@@ -106,7 +100,6 @@ func (u *UI) dashboard(w http.ResponseWriter, r *http.Request, s session) error 
 type chart struct {
 	Bars             []bar
 	Max, Total       int
-	Capped           bool
 	Width, Height    int
 	First, Mid, Last string
 	MidX             int
@@ -118,33 +111,24 @@ type bar struct {
 	Count      int
 }
 
-// issuedChart counts certificates issued per UTC day over chartDays.
-// TODO(issue 8): read the store's grouped per-day summary once it has one,
-// instead of counting up to chartCap records.
+// issuedChart counts certificates issued per UTC day over chartDays, from
+// the store's per-day summary.
 func (u *UI) issuedChart(ctx context.Context, now time.Time) (chart, error) {
 	start := time.Date(now.Year(), now.Month(), now.Day(), 0, 0, 0, 0, time.UTC).AddDate(0, 0, -(chartDays - 1))
 	counts := make([]int, chartDays)
 	c := chart{Width: chartDays * 20, Height: 120}
-	var cursor int64
-	for read := 0; ; {
-		recs, next, err := u.a.Certificates(ctx, store.CertFilter{IssuedAfter: start, Now: now, Cursor: cursor, Limit: 1000})
+	days, _, err := u.a.CertificateSummary(ctx, store.CertFilter{IssuedAfter: start, Now: now}, store.GroupDay)
+	if err != nil {
+		return chart{}, err
+	}
+	for _, d := range days {
+		t, err := time.Parse("2006-01-02", d.Key)
 		if err != nil {
-			return chart{}, err
+			return chart{}, fmt.Errorf("summary day %q: %w", d.Key, err)
 		}
-		for _, rec := range recs {
-			if d := int(rec.Created.UTC().Sub(start) / (24 * time.Hour)); d >= 0 && d < chartDays {
-				counts[d]++
-			}
+		if i := int(t.Sub(start) / (24 * time.Hour)); i >= 0 && i < chartDays {
+			counts[i] = int(d.Count)
 		}
-		read += len(recs)
-		if next == 0 {
-			break
-		}
-		if read >= chartCap {
-			c.Capped = true
-			break
-		}
-		cursor = next
 	}
 	for _, n := range counts {
 		c.Max = max(c.Max, n)
@@ -184,13 +168,13 @@ func (u *UI) certificates(w http.ResponseWriter, r *http.Request, s session) err
 	f, err := certFilter(q, searchPageSize, now)
 	if err == nil {
 		var recs []store.CertRecord
-		var next int64
+		var next store.CertCursor
 		recs, next, err = u.a.Certificates(r.Context(), f)
 		for _, c := range recs {
 			v.Rows = append(v.Rows, toRow(c, now))
 		}
-		if next > 0 {
-			v.Next = pageLink(certFields(), q, next)
+		if !next.IsZero() {
+			v.Next = pageLink(certFields(), q, api.EncodeCursor(f.Sort, next))
 		}
 	}
 	if err != nil {
@@ -388,7 +372,7 @@ func (u *UI) exportCertificates(w http.ResponseWriter, r *http.Request, _ sessio
 	if err != nil {
 		return err
 	}
-	f.Limit, f.Cursor = 0, 0
+	f.Limit, f.After = 0, store.CertCursor{}
 	ew := &exportWriter{w: w, headers: func(h http.Header) {
 		h.Set("Content-Type", ctype)
 		h.Set("Content-Disposition", `attachment; filename="certificates-`+now.Format("20060102T150405Z")+"."+format+`"`)
@@ -436,7 +420,7 @@ func (u *UI) auditLog(w http.ResponseWriter, r *http.Request, s session) error {
 			v.Rows = append(v.Rows, toEventRow(e))
 		}
 		if next > 0 {
-			v.Next = pageLink(auditFields(), q, next)
+			v.Next = pageLink(auditFields(), q, strconv.FormatInt(next, 10))
 		}
 	}
 	if err != nil {

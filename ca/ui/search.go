@@ -129,14 +129,14 @@ func auditFilter(q url.Values, limit int) (store.AuditFilter, error) {
 }
 
 // pageLink is the query for the page after cursor, the filters kept.
-func pageLink(fields []field, q url.Values, cursor int64) string {
+func pageLink(fields []field, q url.Values, cursor string) string {
 	out := url.Values{}
 	for _, f := range fields {
 		if v := q.Get(f.Param); v != "" {
 			out.Set(f.Param, v)
 		}
 	}
-	out.Set("cursor", strconv.FormatInt(cursor, 10))
+	out.Set("cursor", cursor)
 	return "?" + out.Encode()
 }
 

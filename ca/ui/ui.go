@@ -33,7 +33,8 @@ type Authority interface {
 	Authenticate(ctx context.Context, token string) (ca.Principal, error)
 	TokenPrincipal(ctx context.Context, id string) (ca.Principal, error)
 	Certificate(ctx context.Context, serial string) (store.CertRecord, error)
-	Certificates(ctx context.Context, f store.CertFilter) ([]store.CertRecord, int64, error)
+	Certificates(ctx context.Context, f store.CertFilter) ([]store.CertRecord, store.CertCursor, error)
+	CertificateSummary(ctx context.Context, f store.CertFilter, by store.CertGroup) ([]store.SummaryRow, int64, error)
 	AuditEvents(ctx context.Context, f store.AuditFilter) ([]audit.Event, int64, error)
 	Tokens(ctx context.Context) ([]store.TokenRecord, error)
 	RecordRead(ctx context.Context, actor, method, path, query string) error
@@ -56,8 +57,8 @@ type Jobs interface {
 // GET /v1/certificates/export does (issue 8, part 2). It is an extension
 // point: with Config.Export nil the page shows no export buttons.
 type CertExporter interface {
-	// ExportCertificates writes every certificate f selects (f.Limit and
-	// f.Cursor are zero) to w in format "csv" or "ndjson", in constant
+	// ExportCertificates writes every certificate f selects (f.Limit is
+	// zero and f.After the zero cursor) to w in format "csv" or "ndjson", in constant
 	// memory. It must not write before it knows the query is valid: an
 	// error before the first byte is shown to the user, one after it can
 	// only cut the download short.
