@@ -134,7 +134,7 @@ type CertFilter struct {
 	IssuerKeyID  string // the key id of the issuer that signed them
 	Channel      string // api, acme, managed, renew, internal, init
 	ACMEAccount  string // the ACME account whose order it finalized
-	KeyAlgorithm string // as recorded, e.g. ECDSA-P256, RSA-2048, Ed25519
+	KeyAlgorithm string // as recorded: ecdsa-p256, rsa-2048, ed25519, …
 	Status       string // valid, expired, revoked
 	// Half-open ranges [After, Before) on issuance, expiry and revocation.
 	IssuedAfter    time.Time

@@ -223,6 +223,63 @@ func (api *API) listCertificates(w http.ResponseWriter, r *http.Request, p ca.Pr
 	return nil
 }
 
+// CertificateSummary is a count of certificates by group.
+type CertificateSummary struct {
+	By     string         `json:"by"`
+	Total  int64          `json:"total"`
+	Groups []SummaryGroup `json:"groups"`
+}
+
+// SummaryGroup is one group of a summary: a profile, a requester, a day
+// (2006-01-02, UTC), an issuer, a channel or a status.
+type SummaryGroup struct {
+	Key   string `json:"key"`
+	Count int64  `json:"count"`
+}
+
+// splitParam returns the value of param and q without it, so the rest can
+// go to CertFilterFromQuery.
+func splitParam(q url.Values, param string) (string, url.Values) {
+	v := q.Get(param)
+	rest := url.Values{}
+	for k, vs := range q {
+		if k != param {
+			rest[k] = vs
+		}
+	}
+	return v, rest
+}
+
+func (api *API) summarizeCertificates(w http.ResponseWriter, r *http.Request, p ca.Principal) error {
+	by, rest := splitParam(r.URL.Query(), "by")
+	if by == "" {
+		return &ca.Error{Kind: ca.Malformed, Detail: "by is required: profile, requester, issuer, channel, day or status"}
+	}
+	for _, page := range []string{"cursor", "limit", "sort"} {
+		if rest.Has(page) {
+			return &ca.Error{Kind: ca.Malformed, Detail: "a summary takes filters only, not " + page}
+		}
+	}
+	f, err := CertFilterFromQuery(rest)
+	if err != nil {
+		return err
+	}
+	if p.Role == ca.RoleIssuer {
+		f.Requester = p.Actor()
+	}
+	f.Now = api.clk.Now()
+	rows, total, err := api.a.CertificateSummary(r.Context(), f, store.CertGroup(by))
+	if err != nil {
+		return err
+	}
+	out := CertificateSummary{By: by, Total: total, Groups: make([]SummaryGroup, 0, len(rows))}
+	for _, g := range rows {
+		out.Groups = append(out.Groups, SummaryGroup{Key: g.Key, Count: g.Count})
+	}
+	writeJSON(w, http.StatusOK, out)
+	return nil
+}
+
 func (api *API) getCertificate(w http.ResponseWriter, r *http.Request, p ca.Principal) error {
 	serial, err := ca.NormalizeSerial(r.PathValue("serial"))
 	if err != nil {

@@ -33,6 +33,7 @@ type Authority interface {
 	RecordRead(ctx context.Context, actor, method, path, query string) error
 	Certificate(ctx context.Context, serial string) (store.CertRecord, error)
 	Certificates(ctx context.Context, f store.CertFilter) ([]store.CertRecord, store.CertCursor, error)
+	CertificateSummary(ctx context.Context, f store.CertFilter, by store.CertGroup) ([]store.SummaryRow, int64, error)
 	Revoke(ctx context.Context, req ca.RevokeRequest) (store.CertRecord, error)
 	Unhold(ctx context.Context, serial, actor string) (store.CertRecord, error)
 	RecordRevocationRefusal(ctx context.Context, req ca.RevokeRequest, err error)
@@ -125,6 +126,7 @@ func (api *API) routes() []route {
 	// The client certificate, not a token, authenticates a renewal.
 	add("POST /v1/renew", api.renew)
 	add("GET /v1/certificates", api.listCertificates, ca.RoleAdmin, ca.RoleAuditor, ca.RoleIssuer)
+	add("GET /v1/certificates/summary", api.summarizeCertificates, ca.RoleAdmin, ca.RoleAuditor, ca.RoleIssuer)
 	add("GET /v1/certificates/{serial}", api.getCertificate, ca.RoleAdmin, ca.RoleAuditor, ca.RoleIssuer)
 	add("POST /v1/revoke", api.revoke, ca.RoleAdmin, ca.RoleIssuer)
 	add("POST /v1/unhold", api.unhold, ca.RoleAdmin)

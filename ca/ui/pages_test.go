@@ -52,6 +52,20 @@ func TestPages(t *testing.T) {
 			t.Errorf("status=revoked:\n%s", r.body)
 		}
 	})
+	t.Run("suffix and sort", func(t *testing.T) {
+		// web and gone end in .example.com and have the same lifetime, so
+		// web, issued first, also expires first.
+		for sort, webFirst := range map[string]bool{"expiry_asc": true, "": false, "issued_asc": true} {
+			r := b.get("/ui/certificates?name_suffix=.example.com&sort=" + sort)
+			i, j := strings.Index(r.body, web.Serial), strings.Index(r.body, gone.Serial)
+			if r.StatusCode != http.StatusOK || i < 0 || j < 0 || strings.Contains(r.body, other.Serial) || (i < j) != webFirst {
+				t.Errorf("sort=%q: %d, web at %d, gone at %d\n%s", sort, r.StatusCode, i, j, r.body)
+			}
+			if sort != "" && !strings.Contains(r.body, `<option value="`+sort+`" selected>`) {
+				t.Errorf("sort=%q not kept in the form", sort)
+			}
+		}
+	})
 	t.Run("bad filter", func(t *testing.T) {
 		r := b.get("/ui/certificates?issued_after=yesterday")
 		if r.StatusCode != http.StatusBadRequest || !strings.Contains(r.body, "issued_after must be") {

@@ -21,23 +21,46 @@ type field struct {
 	Label string
 	// Kind is "text", "date" (a day, taken as 00:00 UTC) or "select".
 	Kind    string
-	Options []string // select: the values offered; "" means any
+	Options []option // select: the values offered
 	Hint    string   // placeholder text
+}
+
+// option is one choice of a select; Value "" leaves the filter unset.
+type option struct{ Value, Label string }
+
+// choices offers values under their own names, after "any".
+func choices(values ...string) []option {
+	out := []option{{"", "any"}}
+	for _, v := range values {
+		out = append(out, option{v, v})
+	}
+	return out
 }
 
 // certFields is the certificate search form, in display order.
 func certFields() []field {
 	return []field{
-		{Param: "name", Label: "Subject or SAN contains", Kind: "text", Hint: "www.example.com"},
+		{Param: "name", Label: "Subject or SAN contains", Kind: "text", Hint: "example"},
+		{Param: "name_exact", Label: "Subject or SAN is", Kind: "text", Hint: "www.example.com"},
+		{Param: "name_suffix", Label: "Subject or SAN ends in", Kind: "text", Hint: ".example.com"},
 		{Param: "serial", Label: "Serial", Kind: "text", Hint: "hex, colons allowed"},
-		{Param: "status", Label: "Status", Kind: "select", Options: []string{"", "valid", "expired", "revoked"}},
+		{Param: "status", Label: "Status", Kind: "select", Options: choices("valid", "expired", "revoked")},
 		{Param: "profile", Label: "Profile", Kind: "text", Hint: "tls-server"},
 		{Param: "requester", Label: "Requester", Kind: "text", Hint: "token:… or acme:…"},
+		{Param: "channel", Label: "Channel", Kind: "select", Options: choices(ca.ChannelAPI, ca.ChannelACME, ca.ChannelManaged,
+			ca.ChannelRenew, ca.ChannelInternal, ca.ChannelInit)},
+		{Param: "acme_account", Label: "ACME account", Kind: "text", Hint: "account id"},
+		{Param: "key_algorithm", Label: "Key algorithm", Kind: "text", Hint: "ecdsa-p256, rsa-2048, ed25519"},
 		{Param: "issuer", Label: "Issuer id", Kind: "text"},
 		{Param: "issuer_key", Label: "Issuer key id", Kind: "text"},
 		{Param: "issued_after", Label: "Issued after", Kind: "date"},
 		{Param: "issued_before", Label: "Issued before", Kind: "date"},
+		{Param: "expiring_after", Label: "Expiring after", Kind: "date"},
 		{Param: "expiring_before", Label: "Expiring before", Kind: "date"},
+		{Param: "revoked_after", Label: "Revoked after", Kind: "date"},
+		{Param: "revoked_before", Label: "Revoked before", Kind: "date"},
+		{Param: "sort", Label: "Order", Kind: "select", Options: []option{{"", "newest first"}, {"issued_asc", "oldest first"},
+			{"expiry_asc", "expiring first"}, {"expiry_desc", "expiring last"}}},
 	}
 }
 
