@@ -13,6 +13,7 @@ FUZZ_TARGETS := \
 	./ca/api:FuzzParseSignRequest \
 	./ca/api:FuzzParseRenewRequest \
 	./ca/api:FuzzParseLogQuery \
+	./ca/api:FuzzCertFilterFromQuery \
 	./ca/audit:FuzzParseLogLeaf \
 	./cmd/sigil:FuzzParseConfig \
 	./acme:FuzzParseJWS \
