@@ -35,8 +35,8 @@ type Verifier struct {
 	start int64  // Seq of the event before the first one verified (0 from genesis)
 	seq   int64  // last verified event, start before the first
 	hash  []byte // Hash of event seq, the start hash before the first
-	buf  []byte // scratch for canonical encodings
-	err  *VerifyError
+	buf   []byte // scratch for canonical encodings
+	err   *VerifyError
 }
 
 // NewVerifier returns a Verifier for a chain whose signed checkpoints are
