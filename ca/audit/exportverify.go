@@ -47,6 +47,7 @@ type ExportSummary struct {
 	// the newest of them, which signs event LastSeq.
 	Checkpoints int64
 	Covered     Checkpoint
+	CoveredBy   *x509.Certificate // the certificate of Covered's key
 	Head        Head
 	// Signers are the certificates of the keys whose checkpoints were
 	// verified, each chained to one of the roots.
@@ -328,7 +329,7 @@ func (ev *exportVerifier) checkpoint(line []byte) error {
 		ev.sum.Signers = append(ev.sum.Signers, st.leaf)
 	}
 	ev.sum.Checkpoints++
-	ev.sum.Covered = c
+	ev.sum.Covered, ev.sum.CoveredBy = c, st.leaf
 	return nil
 }
 
