@@ -234,7 +234,7 @@ func TestExportTampering(t *testing.T) {
 		{"two events swapped", swap(15, 16), 16, 15, "event 14 is at line 17"},
 		{"event and its checkpoint swapped", swap(10, 11), 11, 10, "out of place"},
 		{"event moved far", swap(3, 20), 4, 19, "event 3 is at line 21"},
-		{"truncated", []byte(strings.Join(orig[:20], "\n") + "\n"), 21, 19, "truncated"},
+		{"truncated", []byte(strings.Join(orig[:20], "\n") + "\n"), 21, 0, "after event 18 (truncated)"},
 		{"cut mid-line", []byte(strings.Join(orig[:20], "\n") + "\n" + orig[20][:30]), 21, 0, "not valid JSON, after event 18"},
 		{"garbage line", join(append(append(append([]string(nil), orig[:9]...), "not json"), orig[9:]...)), 10, 0, "not valid JSON, after event 8"},
 		{"blank line", join(append(append(append([]string(nil), orig[:9]...), ""), orig[9:]...)), 10, 0, "corrupted"},

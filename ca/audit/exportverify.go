@@ -152,7 +152,7 @@ func (ev *exportVerifier) run() (ExportSummary, error) {
 			return ExportSummary{}, err
 		}
 		if !ok {
-			return ExportSummary{}, &ExportError{Line: ev.line + 1, Seq: ev.last.Seq + 1,
+			return ExportSummary{}, &ExportError{Line: ev.line + 1,
 				Reason: fmt.Sprintf("file ends without an end line after event %d (truncated)", ev.last.Seq)}
 		}
 		if !json.Valid(line) {
