@@ -140,6 +140,39 @@ func TestExportVerifyOK(t *testing.T) {
 	}
 }
 
+// TestVerifierFrom: a Verifier started mid-chain checks the events after
+// its start, ignores checkpoints it cannot check, and still catches a
+// checkpoint past the end.
+func TestVerifierFrom(t *testing.T) {
+	t.Parallel()
+	tc := newTestChain(t)
+	start := Head{Seq: 20, Hash: tc.events[19].Hash}
+	v := NewVerifierFrom(start, tc.checkpoints, tc.keys)
+	for _, e := range tc.events[20:] {
+		if err := v.Add(e); err != nil {
+			t.Fatalf("Add(%d): %v", e.Seq, err)
+		}
+	}
+	head, err := v.Finish()
+	if err != nil || head.Seq != 50 || v.Count() != 30 {
+		t.Fatalf("Finish = %d, %v; Count %d", head.Seq, err, v.Count())
+	}
+	// A wrong start hash breaks the first link.
+	bad := NewVerifierFrom(Head{Seq: 20, Hash: tc.events[18].Hash}, nil, nil)
+	checkVerifyError(t, "wrong start", bad.Add(tc.events[20]), 21, "prev_hash does not match")
+	short := NewVerifierFrom(Head{Seq: 20, Hash: []byte{1}}, nil, nil)
+	checkVerifyError(t, "short start hash", short.Add(tc.events[20]), 21, "start hash is 1 bytes")
+	// Truncation after the start is still caught.
+	v = NewVerifierFrom(start, tc.checkpoints, tc.keys)
+	for _, e := range tc.events[20:40] {
+		if err := v.Add(e); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_, err = v.Finish()
+	checkVerifyError(t, "cut tail", err, 41, "checkpoint covers seq 50")
+}
+
 func TestExportEmpty(t *testing.T) {
 	t.Parallel()
 	var buf bytes.Buffer
