@@ -7,6 +7,7 @@ BIN         := bin/sigil
 # package:FuzzTarget pairs run briefly by `make test` (longer with FUZZTIME=1m make fuzz).
 FUZZ_TARGETS := \
 	./ca/audit:FuzzCanonical \
+	./ca/audit:FuzzVerifyExport \
 	./ca/keystore:FuzzOpen \
 	./ca:FuzzParseCSR \
 	./ca:FuzzSignCSR \

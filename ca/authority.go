@@ -38,6 +38,8 @@ type Store interface {
 	Tokens(ctx context.Context) ([]store.TokenRecord, error)
 	Keys(ctx context.Context) ([]store.KeyRecord, error)
 	AuditEvents(ctx context.Context, f store.AuditFilter) ([]audit.Event, int64, error)
+	Checkpoint(ctx context.Context) error
+	Checkpoints(ctx context.Context) ([]audit.Checkpoint, error)
 	KeyBlocked(ctx context.Context, spkiHash []byte) (store.BlockedKey, error)
 	Key(ctx context.Context, id string) (store.KeyRecord, error)
 	Issuer(ctx context.Context, id string) (store.IssuerRecord, error)

@@ -38,6 +38,7 @@ type Authority interface {
 	Unhold(ctx context.Context, serial, actor string) (store.CertRecord, error)
 	RecordRevocationRefusal(ctx context.Context, req ca.RevokeRequest, err error)
 	AuditEvents(ctx context.Context, f store.AuditFilter) ([]audit.Event, int64, error)
+	PrepareAuditExport(ctx context.Context, since time.Time) (*ca.AuditExport, error)
 	TransparencyLog
 	KeyInventory(ctx context.Context) ([]ca.KeyInfo, error)
 	RewrapKEK(ctx context.Context, actor string, current, next []byte) (string, int, error)
@@ -131,6 +132,7 @@ func (api *API) routes() []route {
 	add("POST /v1/revoke", api.revoke, ca.RoleAdmin, ca.RoleIssuer)
 	add("POST /v1/unhold", api.unhold, ca.RoleAdmin)
 	add("GET /v1/audit", api.listAudit, ca.RoleAdmin, ca.RoleAuditor)
+	add("GET /v1/audit/export", api.exportAudit, ca.RoleAdmin, ca.RoleAuditor)
 	add("GET /v1/keys", api.listKeys, ca.RoleAdmin, ca.RoleAuditor)
 	api.logRoutes(add)
 	add("POST /v1/keys/rewrap", api.rewrap, ca.RoleAdmin)
@@ -372,6 +374,12 @@ func (s *statusWriter) Write(b []byte) (int, error) {
 		s.status = http.StatusOK
 	}
 	return s.ResponseWriter.Write(b)
+}
+
+// Unwrap lets http.NewResponseController reach the connection's writer
+// (Flush, for streamed exports).
+func (s *statusWriter) Unwrap() http.ResponseWriter {
+	return s.ResponseWriter
 }
 
 func (s *statusWriter) code() int {

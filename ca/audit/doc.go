@@ -32,6 +32,17 @@
 // the log means events were truncated. Events after the newest checkpoint are
 // protected only by the chain itself, so callers should checkpoint regularly.
 //
+// # Export
+//
+// [ExportWriter] writes a range of the chain as NDJSON that verifies offline
+// with nothing but the root: a header carrying the checkpoint signers'
+// certificate chains, one line per event with every field its hash covers,
+// each checkpoint right after the event it signs, and an end line with
+// counts. [VerifyExport] checks such a file in one streaming pass and names
+// the line and event where it breaks. An export that starts after event 1
+// takes its first PrevHash on trust; the checkpoints after it vouch for it,
+// which is why the last exported event must be covered by one.
+//
 // # Transparency log
 //
 // The package also holds the primitives of the transparency log of issued

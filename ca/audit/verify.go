@@ -32,23 +32,45 @@ type Verifier struct {
 	checkpoints []Checkpoint
 	next        int
 
-	seq  int64  // last verified event, 0 before the first
-	hash []byte // Hash of event seq, GenesisHash() before the first
-	buf  []byte // scratch for canonical encodings
-	err  *VerifyError
+	start int64  // Seq of the event before the first one verified (0 from genesis)
+	seq   int64  // last verified event, start before the first
+	hash  []byte // Hash of event seq, the start hash before the first
+	buf   []byte // scratch for canonical encodings
+	err   *VerifyError
 }
 
 // NewVerifier returns a Verifier for a chain whose signed checkpoints are
 // checkpoints, in any order, signed by keys (KeyID to public key). Neither
 // argument is modified or retained beyond the copies it makes.
 func NewVerifier(checkpoints []Checkpoint, keys map[string]crypto.PublicKey) *Verifier {
+	return NewVerifierFrom(Head{}, checkpoints, keys)
+}
+
+// NewVerifierFrom is NewVerifier for a chain verified from the middle: the
+// first event Add expects is start.Seq+1, linked to start.Hash. start is taken
+// on trust, so whatever follows is authentic only up to the checkpoints that
+// cover it. Checkpoints at or below start.Seq cannot be checked and are
+// ignored (none are when start is the zero Head, which is NewVerifier). A
+// start.Hash that is not HashSize bytes makes the first Add fail.
+func NewVerifierFrom(start Head, checkpoints []Checkpoint, keys map[string]crypto.PublicKey) *Verifier {
 	cps := slices.Clone(checkpoints)
+	if start.Seq > 0 {
+		cps = slices.DeleteFunc(cps, func(c Checkpoint) bool { return c.Seq <= start.Seq })
+	}
 	slices.SortStableFunc(cps, func(a, b Checkpoint) int { return cmp.Compare(a.Seq, b.Seq) })
 	ks := make(map[string]crypto.PublicKey, len(keys))
 	for id, k := range keys {
 		ks[id] = k
 	}
-	return &Verifier{keys: ks, checkpoints: cps, hash: GenesisHash()}
+	v := &Verifier{keys: ks, checkpoints: cps, hash: GenesisHash()}
+	if start.Seq > 0 {
+		v.start, v.seq = start.Seq, start.Seq
+		if len(start.Hash) != HashSize {
+			v.err = &VerifyError{Seq: start.Seq + 1, Reason: fmt.Sprintf("start hash is %d bytes, want %d", len(start.Hash), HashSize)}
+		}
+		copy(v.hash, start.Hash)
+	}
+	return v
 }
 
 // Add verifies the next event. In order it checks that e.Seq is one more than
@@ -145,7 +167,7 @@ func (v *Verifier) Finish() (Head, error) {
 
 // Count returns the number of events verified so far.
 func (v *Verifier) Count() int64 {
-	return v.seq
+	return v.seq - v.start
 }
 
 // head returns the position of the last verified event.

@@ -18,25 +18,37 @@ import (
 
 func auditCmd() *cobra.Command {
 	cmd := &cobra.Command{Use: "audit", Short: "Verify and query the audit log"}
-	cmd.AddCommand(auditVerifyCmd(), auditListCmd(), auditSTHCmd(), auditProveCmd(), auditConsistencyCmd())
+	cmd.AddCommand(auditVerifyCmd(), auditListCmd(), auditExportCmd(), auditSTHCmd(), auditProveCmd(), auditConsistencyCmd())
 	return cmd
 }
 
 func auditVerifyCmd() *cobra.Command {
-	var dbPath, caFile string
+	var dbPath, caFile, exportPath string
 	cmd := &cobra.Command{
-		Use:   "verify --db FILE [--ca-file root.pem]",
+		Use:   "verify (--db FILE [--ca-file root.pem] | --export FILE --ca-file root.pem)",
 		Short: "Verify the audit chain and the transparency log offline",
-		Long: `Reads the database without changing it and checks that no audit event was
-altered, deleted, reordered or cut off, and that the transparency log of issued
-certificates recomputes, from the certificate records, to every signed tree head.
-With --ca-file, the audit signing key must be certified by that root, so a
-rewritten database cannot bring its own key. Exit status 0 means both verify;
-1 names the first broken event or log leaf.`,
+		Long: `With --db, reads the database without changing it and checks that no audit
+event was altered, deleted, reordered or cut off, and that the transparency log
+of issued certificates recomputes, from the certificate records, to every signed
+tree head. With --ca-file, the audit signing key must be certified by that root,
+so a rewritten database cannot bring its own key.
+
+With --export, checks a file written by "sigil audit export" (ndjson) against
+the root in --ca-file, with no server and no database: every event hash and
+link, every checkpoint signature and its signer's certificate, and that the
+last event is covered by a signed checkpoint.
+
+Exit status 0 means everything verifies; 1 names the first broken event or log
+leaf (for an export, its line and event).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if dbPath == "" {
-				return fmt.Errorf("--db is required")
+			switch {
+			case exportPath != "" && dbPath != "":
+				return fmt.Errorf("--db and --export exclude each other")
+			case exportPath != "":
+				return verifyExportFile(cmd, exportPath, caFile)
+			case dbPath == "":
+				return fmt.Errorf("--db or --export is required")
 			}
 			if _, err := os.Stat(dbPath); err != nil {
 				return fmt.Errorf("--db: %w", err)
@@ -74,6 +86,7 @@ rewritten database cannot bring its own key. Exit status 0 means both verify;
 	}
 	cmd.Flags().StringVar(&dbPath, "db", "", "database file to verify")
 	cmd.Flags().StringVar(&caFile, "ca-file", "", "root certificate that must certify the audit signing key")
+	cmd.Flags().StringVar(&exportPath, "export", "", `audit export (from "sigil audit export") to verify offline`)
 	return cmd
 }
 

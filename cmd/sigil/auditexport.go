@@ -1,0 +1,215 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/x509"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	"github.com/schollz/progressbar/v3"
+	"github.com/spf13/cobra"
+
+	"github.com/sigil-ca/sigil/ca/api"
+	"github.com/sigil-ca/sigil/ca/audit"
+)
+
+func auditExportCmd() *cobra.Command {
+	var cf clientFlags
+	var since, format, out string
+	cmd := &cobra.Command{
+		Use:   "export --out FILE [--since T] [--format ndjson|csv]",
+		Short: "Export the audit log to a file that verifies offline",
+		Long: `Streams the audit log from the server into FILE. The server first signs a
+checkpoint of the log's head, so the export ends at a signed checkpoint.
+
+The default format, ndjson, is self-contained: it carries the events with
+their hashes, the signed checkpoints and the audit signer's certificate, so
+
+  sigil audit verify --export FILE --ca-file root.pem
+
+checks it with nothing but the file and the root. csv is a flat table
+(seq, time, actor, action, target, detail, hash) for people and spreadsheets,
+with no verification promise.
+
+FILE is written through a temporary file in the same directory and renamed
+into place once complete and synced: a failed export leaves no file behind.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if out == "" {
+				return errors.New("--out is required")
+			}
+			if format != "ndjson" && format != "csv" {
+				return fmt.Errorf("--format %q: want ndjson or csv", format)
+			}
+			q := url.Values{"format": {format}}
+			if since != "" {
+				if _, err := time.Parse(time.RFC3339, since); err != nil {
+					return fmt.Errorf("--since %q: want an RFC 3339 time such as 2026-01-02T15:04:05Z", since)
+				}
+				q.Set("since", since)
+			}
+			c, err := cf.client()
+			if err != nil {
+				return err
+			}
+			n, err := c.exportAudit(cmd.Context(), q, format, out, cmd.ErrOrStderr())
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "exported %d audit events to %s\n", n, out)
+			return nil
+		},
+	}
+	cf.register(cmd)
+	f := cmd.Flags()
+	f.StringVar(&out, "out", "", "file to write")
+	f.StringVar(&since, "since", "", "export from the first event at or after this RFC 3339 time (default: the whole log)")
+	f.StringVar(&format, "format", "ndjson", "ndjson (verifiable) or csv")
+	return cmd
+}
+
+// exportAudit downloads GET /v1/audit/export?q into path, showing progress
+// on progress, and returns the number of events written.
+func (c *apiClient) exportAudit(ctx context.Context, q url.Values, format, path string, progress io.Writer) (int64, error) {
+	req, err := http.NewRequestWithContext(ctx, "GET", c.base+"/v1/audit/export?"+q.Encode(), nil)
+	if err != nil {
+		return 0, err
+	}
+	req.Header.Set("Authorization", "Bearer "+c.token)
+	hc := *c.http
+	hc.Timeout = 0 // an export takes as long as the log is long; ctx bounds it
+	resp, err := hc.Do(req)
+	if err != nil {
+		return 0, fmt.Errorf("GET /v1/audit/export: %w", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		data, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+		ae := &apiError{Status: resp.StatusCode}
+		_ = json.Unmarshal(data, ae)
+		return 0, ae
+	}
+	total, err := strconv.ParseInt(resp.Header.Get(api.AuditEventsHeader), 10, 64)
+	if err != nil || total < 0 {
+		return 0, fmt.Errorf("GET /v1/audit/export: no valid %s header", api.AuditEventsHeader)
+	}
+
+	dir := filepath.Dir(path)
+	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp*")
+	if err != nil {
+		return 0, fmt.Errorf("write %s: %w", path, err)
+	}
+	tmp := f.Name()
+	defer os.Remove(tmp) // after a successful rename there is nothing left to remove
+	defer f.Close()
+
+	bar := progressbar.NewOptions64(total, progressbar.OptionSetWriter(progress),
+		progressbar.OptionSetDescription("exporting"), progressbar.OptionShowCount(), progressbar.OptionShowIts(),
+		progressbar.OptionSetItsString("events"), progressbar.OptionThrottle(100*time.Millisecond))
+	counter := &eventCounter{csv: format == "csv", onEvent: func() { _ = bar.Add(1) }}
+	_, err = io.Copy(io.MultiWriter(f, counter), resp.Body)
+	_ = bar.Finish()
+	fmt.Fprintln(progress)
+	if err != nil {
+		return 0, fmt.Errorf("export cut short after %d events (nothing written to %s): %w", counter.events, path, err)
+	}
+	if counter.events != total {
+		return 0, fmt.Errorf("export cut short: %d of %d events (nothing written to %s)", counter.events, total, path)
+	}
+	if err := f.Sync(); err != nil {
+		return 0, fmt.Errorf("write %s: %w", path, err)
+	}
+	if err := f.Close(); err != nil {
+		return 0, fmt.Errorf("write %s: %w", path, err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return 0, fmt.Errorf("write %s: %w", path, err)
+	}
+	if d, err := os.Open(dir); err == nil {
+		_ = d.Sync()
+		d.Close()
+	}
+	return counter.events, nil
+}
+
+// exportEventPrefix starts every event line of an NDJSON export
+// (audit.ExportWriter writes "type" first).
+var exportEventPrefix = []byte(`{"type":"event"`)
+
+// eventCounter counts the events in a stream as it passes: NDJSON event
+// lines, or CSV lines after the header (a line break inside a quoted CSV
+// field is counted too: CSV progress is approximate).
+type eventCounter struct {
+	csv     bool
+	onEvent func()
+	events  int64
+	lines   int64
+	start   []byte // the current line's first bytes
+}
+
+func (c *eventCounter) Write(p []byte) (int, error) {
+	for _, b := range p {
+		if len(c.start) < len(exportEventPrefix) {
+			c.start = append(c.start, b)
+		}
+		if b != '\n' {
+			continue
+		}
+		c.lines++
+		if (c.csv && c.lines > 1) || (!c.csv && bytes.HasPrefix(c.start, exportEventPrefix)) {
+			c.events++
+			c.onEvent()
+		}
+		c.start = c.start[:0]
+	}
+	return len(p), nil
+}
+
+// verifyExportFile verifies an NDJSON export offline against the roots in
+// caFile and prints a summary.
+func verifyExportFile(cmd *cobra.Command, path, caFile string) error {
+	if caFile == "" {
+		return errors.New("--export needs --ca-file root.pem: the root is what the export is checked against")
+	}
+	pemData, err := os.ReadFile(caFile)
+	if err != nil {
+		return fmt.Errorf("--ca-file: %w", err)
+	}
+	roots := x509.NewCertPool()
+	if !roots.AppendCertsFromPEM(pemData) {
+		return fmt.Errorf("--ca-file %s holds no PEM certificate", caFile)
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return fmt.Errorf("--export: %w", err)
+	}
+	defer f.Close()
+	sum, err := audit.VerifyExport(f, roots)
+	if err != nil {
+		return fmt.Errorf("audit export verification FAILED: %s: %w", path, err)
+	}
+	w := cmd.OutOrStdout()
+	if sum.Events == 0 {
+		fmt.Fprintf(w, "audit export OK: no events (exported %s from %q)\n", sum.Exported.Format(time.RFC3339), sum.CA)
+		return nil
+	}
+	signer := sum.CoveredBy.Subject.CommonName
+	fmt.Fprintf(w, "audit export OK: %d events, seq %d..%d, %d signed checkpoints, head %d %x\n",
+		sum.Events, sum.FirstSeq, sum.LastSeq, sum.Checkpoints, sum.Head.Seq, sum.Head.Hash)
+	fmt.Fprintf(w, "last checkpoint %s by %q (key %s), certified by the given root\n",
+		sum.Covered.Time.Format(time.RFC3339), signer, sum.Covered.KeyID)
+	if sum.FirstSeq > 1 {
+		fmt.Fprintf(w, "note: the export starts at event %d (since %s); events before it are not included\n",
+			sum.FirstSeq, sum.Since.Format(time.RFC3339))
+	}
+	return nil
+}
