@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"strconv"
 	"strings"
@@ -158,8 +159,8 @@ var exportRefused = []string{"cursor", "limit"}
 // exportCertificates serves GET /v1/certificates/export: every certificate
 // the filters select (the filters of GET /v1/certificates), as NDJSON
 // (default) or CSV, streamed in constant memory. Errors in the query are
-// ordinary API errors; once the first row is sent, an error can only end
-// the download early (and is logged). X-Total-Count is the number of
+// ordinary API errors; once the first row is sent, an error aborts the
+// response (and is logged), so that no client mistakes it for complete. X-Total-Count is the number of
 // matches counted just before the scan (certificates issued meanwhile may
 // make the export differ by as many).
 func (api *API) exportCertificates(w http.ResponseWriter, r *http.Request, p ca.Principal) error {
@@ -227,10 +228,17 @@ func (api *API) exportCertificates(w http.ResponseWriter, r *http.Request, p ca.
 		})
 	}, now)
 	if err != nil && ew.wrote {
-		// Too late for an error body: the download ends short (a CSV or
-		// NDJSON reader sees a truncated last line, or none).
-		api.log.WarnContext(r.Context(), "export cut short", "request_id", r.Context().Value(requestIDKey{}), "error", err)
-		return nil
+		// Too late for an error body. Ending the response normally would
+		// make a short export look complete: abort it instead, so that the
+		// client sees the connection (or HTTP/2 stream) reset, not the end
+		// of the body.
+		level := slog.LevelError
+		if r.Context().Err() != nil {
+			level = slog.LevelWarn // the client went away
+		}
+		api.log.Log(r.Context(), level, "export cut short", "request_id", r.Context().Value(requestIDKey{}),
+			"method", r.Method, "path", r.URL.Path, "actor", p.Actor(), "error", err)
+		panic(http.ErrAbortHandler)
 	}
 	if err != nil {
 		return err
