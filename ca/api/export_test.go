@@ -3,11 +3,15 @@ package api_test
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"encoding/csv"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"log/slog"
 	"net/http"
+	"net/http/httptest"
 	"slices"
 	"strings"
 	"testing"
@@ -341,4 +345,56 @@ type flushCounter struct {
 func (f *flushCounter) Flush() error {
 	f.flushes++
 	return nil
+}
+
+// failingScan is an authority whose certificate scan breaks after rows
+// records, as a store failing mid-export would.
+type failingScan struct {
+	*ca.Authority
+	rows int
+}
+
+func (f failingScan) ScanCertificates(ctx context.Context, flt store.CertFilter, fn func(store.CertRecord) error) error {
+	return f.Authority.ScanCertificates(ctx, store.CertFilter{Now: flt.Now}, func(c store.CertRecord) error {
+		for range f.rows {
+			if err := fn(c); err != nil {
+				return err
+			}
+		}
+		return errors.New("disk on fire")
+	})
+}
+
+// TestCertExportCutShort: an export that fails after rows were sent is
+// aborted, so the client sees a broken body, never a complete-looking
+// short file; the failure is logged.
+func TestCertExportCutShort(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	h, err := api.New(api.Config{Logger: slog.New(slog.NewJSONHandler(e.logs, nil)), Clock: e.clk}, failingScan{e.auth, 2500})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewTLSServer(h.Handler())
+	defer srv.Close()
+	req, _ := http.NewRequest("GET", srv.URL+"/v1/certificates/export?format=ndjson", nil)
+	req.Header.Set("Authorization", "Bearer "+e.admin)
+	resp, err := srv.Client().Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("status %d", resp.StatusCode)
+	}
+	data, err := io.ReadAll(resp.Body)
+	if err == nil {
+		t.Fatalf("an export cut short read as complete (%d bytes)", len(data))
+	}
+	if n := bytes.Count(data, []byte("\n")); n < 1000 {
+		t.Errorf("%d rows arrived before the break, want the first flushes", n)
+	}
+	if !strings.Contains(e.logs.String(), "disk on fire") {
+		t.Errorf("the failure is not logged:\n%s", e.logs.String())
+	}
 }
