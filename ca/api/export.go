@@ -2,6 +2,7 @@ package api
 
 import (
 	"bufio"
+	"encoding/base64"
 	"encoding/csv"
 	"encoding/json"
 	"errors"
@@ -43,6 +44,9 @@ const (
 	// client even when the buffer is not full, so that a slow, sparse
 	// query still shows progress; it is the store's scan page size.
 	exportFlushRows = 1000
+	// exportQueue is how many records the scan may run ahead of the
+	// encoding.
+	exportQueue = 256
 )
 
 // WriteCertExport writes the certificates scan yields to w as format:
@@ -72,7 +76,13 @@ func WriteCertExport(w io.Writer, format string, scan func(fn func(store.CertRec
 	switch format {
 	case "ndjson":
 		enc := json.NewEncoder(bw)
-		row = func(c store.CertRecord) error { return enc.Encode(toCertificate(c, now, true)) }
+		var pemBuf []byte
+		row = func(c store.CertRecord) error {
+			out := toCertificate(c, now, false)
+			pemBuf = appendPEM(pemBuf[:0], c.DER)
+			out.PEM = string(pemBuf)
+			return enc.Encode(out)
+		}
 	case "csv":
 		cw := csv.NewWriter(bw)
 		if err := cw.Write(CertCSVHeader); err != nil {
@@ -89,23 +99,48 @@ func WriteCertExport(w io.Writer, format string, scan func(fn func(store.CertRec
 		}
 	}
 	flusher, _ := w.(interface{ Flush() error })
+
+	// The scan (the store's reads) and the encoding each take about half
+	// the time: they run side by side, the scan a bounded queue ahead, so
+	// memory stays constant.
+	recs := make(chan store.CertRecord, exportQueue)
+	stop := make(chan struct{})
+	scanErr := make(chan error, 1)
+	go func() {
+		defer close(recs)
+		scanErr <- scan(func(c store.CertRecord) error {
+			select {
+			case recs <- c:
+				return nil
+			case <-stop:
+				return errExportStopped
+			}
+		})
+	}()
 	n := 0
-	err := scan(func(c store.CertRecord) error {
-		if err := row(c); err != nil {
-			return fmt.Errorf("export: %w", err)
+	var err error
+	for c := range recs {
+		if err = row(c); err != nil {
+			err = fmt.Errorf("export: %w", err)
+			break
 		}
-		if n++; n%exportFlushRows == 0 {
-			if err := bw.Flush(); err != nil {
-				return fmt.Errorf("export: %w", err)
-			}
-			if flusher != nil {
-				if err := flusher.Flush(); err != nil {
-					return fmt.Errorf("export: %w", err)
-				}
-			}
+		if n++; n%exportFlushRows != 0 {
+			continue
 		}
-		return nil
-	})
+		if err = bw.Flush(); err == nil && flusher != nil {
+			err = flusher.Flush()
+		}
+		if err != nil {
+			err = fmt.Errorf("export: %w", err)
+			break
+		}
+	}
+	close(stop)
+	for range recs { // let the scan see stop, and wait for it to end
+	}
+	if serr := <-scanErr; err == nil && serr != nil {
+		err = serr
+	}
 	if err != nil {
 		return err
 	}
@@ -113,6 +148,24 @@ func WriteCertExport(w io.Writer, format string, scan func(fn func(store.CertRec
 		return fmt.Errorf("export: %w", err)
 	}
 	return nil
+}
+
+// errExportStopped ends the scan of an export whose writing failed.
+var errExportStopped = errors.New("export stopped")
+
+// appendPEM appends the PEM encoding of a certificate (RFC 7468: base64 in
+// lines of 64) to b: what pem.EncodeToMemory makes, without its per-line
+// writer, which is a third of an NDJSON export's encoding time.
+func appendPEM(b, der []byte) []byte {
+	b = append(b, "-----BEGIN CERTIFICATE-----\n"...)
+	enc := base64.StdEncoding
+	for len(der) > 0 {
+		chunk := der[:min(48, len(der))] // 48 bytes make a 64-character line
+		der = der[len(chunk):]
+		b = enc.AppendEncode(b, chunk)
+		b = append(b, '\n')
+	}
+	return append(b, "-----END CERTIFICATE-----\n"...)
 }
 
 // certCSVRow fills rec (len(CertCSVHeader) cells) from c.
