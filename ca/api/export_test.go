@@ -68,7 +68,8 @@ func (e *testEnv) export(t *testing.T, token, query string) (*http.Response, []b
 	return resp, data
 }
 
-func serialsOf(certs []api.Certificate) []string {
+// sortedSerials is the serials of certs, sorted; nil for none.
+func sortedSerials(certs []api.Certificate) []string {
 	var out []string
 	for _, c := range certs {
 		out = append(out, c.Serial)
@@ -110,7 +111,7 @@ func TestCertExport(t *testing.T) {
 			t.Errorf("X-Total-Count %q, want 3", got)
 		}
 		certs := exportNDJSON(t, data)
-		if got := serialsOf(certs); !slices.Equal(got, all) {
+		if got := sortedSerials(certs); !slices.Equal(got, all) {
 			t.Fatalf("exported %v, want %v", got, all)
 		}
 		for _, c := range certs {
@@ -134,7 +135,7 @@ func TestCertExport(t *testing.T) {
 		if ct := resp.Header.Get("Content-Type"); ct != "application/x-ndjson" {
 			t.Errorf("Content-Type %q", ct)
 		}
-		if got := serialsOf(exportNDJSON(t, data)); !slices.Equal(got, sorted(listed...)) {
+		if got := sortedSerials(exportNDJSON(t, data)); !slices.Equal(got, sorted(listed...)) {
 			t.Errorf("unfiltered export %v, GET /v1/certificates lists %v", got, listed)
 		}
 	})
@@ -181,7 +182,7 @@ func TestCertExport(t *testing.T) {
 	for _, tc := range filters {
 		t.Run("filter "+tc.name, func(t *testing.T) {
 			resp, data := e.export(t, e.admin, "format=ndjson&"+tc.query)
-			if got := serialsOf(exportNDJSON(t, data)); !slices.Equal(got, tc.want) {
+			if got := sortedSerials(exportNDJSON(t, data)); !slices.Equal(got, tc.want) {
 				t.Errorf("%s: exported %v, want %v", tc.query, got, tc.want)
 			}
 			if got := resp.Header.Get("X-Total-Count"); got != fmt.Sprint(len(tc.want)) {
@@ -201,7 +202,7 @@ func TestCertExport(t *testing.T) {
 		// Unfiltered, or asking for someone else's: its own, as the list.
 		for _, q := range []string{"format=ndjson", "format=ndjson&requester=token:" + e.adminID} {
 			_, data := e.export(t, issuer, q)
-			if got := serialsOf(exportNDJSON(t, data)); !slices.Equal(got, []string{mine.Serial}) {
+			if got := sortedSerials(exportNDJSON(t, data)); !slices.Equal(got, []string{mine.Serial}) {
 				t.Errorf("issuer export %q: %v, want only %s", q, got, mine.Serial)
 			}
 		}
