@@ -60,8 +60,10 @@ const (
 //     would read as a formula (starting with = + - @, tab or carriage
 //     return) is prefixed with a single quote (OWASP, CSV injection).
 //
-// Status is computed at now. Memory is constant: rows are encoded one at a
-// time into a fixed buffer. Nothing reaches w before scan has yielded its
+// Status is computed at now. Memory is constant: scan runs on its own
+// goroutine at most exportQueue records ahead of the encoding, which writes
+// through a fixed buffer; WriteCertExport returns only after scan has.
+// Nothing reaches w before scan has yielded its
 // first row or returned nil, so an error from a query that is refused
 // (bad filter) leaves w untouched; w is flushed every exportFlushRows rows
 // (and, if it has a Flush() error method, that is called too), and an error
