@@ -33,6 +33,7 @@ type Authority interface {
 	RecordRead(ctx context.Context, actor, method, path, query string) error
 	Certificate(ctx context.Context, serial string) (store.CertRecord, error)
 	Certificates(ctx context.Context, f store.CertFilter) ([]store.CertRecord, store.CertCursor, error)
+	ScanCertificates(ctx context.Context, f store.CertFilter, fn func(store.CertRecord) error) error
 	CertificateSummary(ctx context.Context, f store.CertFilter, by store.CertGroup) ([]store.SummaryRow, int64, error)
 	Revoke(ctx context.Context, req ca.RevokeRequest) (store.CertRecord, error)
 	Unhold(ctx context.Context, serial, actor string) (store.CertRecord, error)
@@ -128,6 +129,8 @@ func (api *API) routes() []route {
 	add("POST /v1/renew", api.renew)
 	add("GET /v1/certificates", api.listCertificates, ca.RoleAdmin, ca.RoleAuditor, ca.RoleIssuer)
 	add("GET /v1/certificates/summary", api.summarizeCertificates, ca.RoleAdmin, ca.RoleAuditor, ca.RoleIssuer)
+	// ServeMux prefers this to the {serial} pattern: it is more specific.
+	add("GET /v1/certificates/export", api.exportCertificates, ca.RoleAdmin, ca.RoleAuditor, ca.RoleIssuer)
 	add("GET /v1/certificates/{serial}", api.getCertificate, ca.RoleAdmin, ca.RoleAuditor, ca.RoleIssuer)
 	add("POST /v1/revoke", api.revoke, ca.RoleAdmin, ca.RoleIssuer)
 	add("POST /v1/unhold", api.unhold, ca.RoleAdmin)
@@ -377,7 +380,7 @@ func (s *statusWriter) Write(b []byte) (int, error) {
 }
 
 // Unwrap lets http.NewResponseController reach the connection's writer
-// (Flush, for streamed exports).
+// (Flush and write deadlines, for streamed exports).
 func (s *statusWriter) Unwrap() http.ResponseWriter {
 	return s.ResponseWriter
 }

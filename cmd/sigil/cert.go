@@ -27,7 +27,7 @@ import (
 
 func certCmd() *cobra.Command {
 	cmd := &cobra.Command{Use: "cert", Short: "Issue, show, list and revoke certificates"}
-	cmd.AddCommand(certIssueCmd(), certShowCmd(), certListCmd(), certRevokeCmd(), certUnholdCmd())
+	cmd.AddCommand(certIssueCmd(), certShowCmd(), certListCmd(), certExportCmd(), certRevokeCmd(), certUnholdCmd())
 	return cmd
 }
 

@@ -227,7 +227,7 @@ func newUI(st *store.SQLite, auth *ca.Authority, jobs ui.Jobs, clk clockwork.Clo
 		// checkpoint keys must be certified by this CA's root.
 		VerifyAudit: func(ctx context.Context) (ca.AuditReport, error) { return ca.VerifyAudit(ctx, st, root) },
 		Log:         uiLog{auth: auth, st: st, root: root},
-		// TODO(issue 8): set Export (certificate export, CSV/NDJSON) once it lands.
+		Export:      uiExport{auth: auth},
 	}, auth)
 	if err != nil {
 		return nil, fmt.Errorf("auditor web page: %w", err)

@@ -1,0 +1,170 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	"github.com/schollz/progressbar/v3"
+	"github.com/spf13/cobra"
+)
+
+func certExportCmd() *cobra.Command {
+	var cf clientFlags
+	var filters certFilterFlags
+	var format, out string
+	var quiet bool
+	cmd := &cobra.Command{
+		Use:   "export --out FILE",
+		Short: "Export every certificate the filters select, as NDJSON or CSV",
+		Long: `Export streams every certificate the filters select (the filters of
+'cert list') from GET /v1/certificates/export into FILE: NDJSON, one JSON
+record per line with its PEM, or CSV with fixed columns. A progress bar
+shows on stderr. FILE is written under a temporary name in its directory
+and renamed into place once complete and synced: an export that fails
+leaves no file (and an existing FILE untouched).`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if format != "ndjson" && format != "csv" {
+				return fmt.Errorf("--format %q: want ndjson or csv", format)
+			}
+			c, err := cf.client()
+			if err != nil {
+				return err
+			}
+			q := filters.query()
+			q.Set("format", format)
+			n, err := exportToFile(cmd.Context(), c, "/v1/certificates/export?"+q.Encode(), out, format == "csv",
+				cmd.ErrOrStderr(), quiet)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.ErrOrStderr(), "exported %d certificate(s) to %s\n", n, out)
+			return nil
+		},
+	}
+	cf.register(cmd)
+	filters.register(cmd)
+	f := cmd.Flags()
+	f.StringVar(&format, "format", "ndjson", "ndjson (full records, PEM included) or csv")
+	f.StringVar(&out, "out", "", "file to write (required)")
+	f.BoolVarP(&quiet, "quiet", "q", false, "no progress bar")
+	_ = cmd.MarkFlagRequired("out")
+	return cmd
+}
+
+// exportToFile GETs path, a streamed export, into out by way of a
+// temporary file in out's directory that is synced and renamed only once
+// the whole response has arrived. It returns the rows written (lines,
+// less CSV's header). The server aborts a response it cannot finish, so a
+// short export is an error here, never a short file.
+func exportToFile(ctx context.Context, c *apiClient, path, out string, header bool, progress io.Writer, quiet bool) (rows int64, err error) {
+	resp, err := c.stream(ctx, path)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	total := int64(-1) // unknown: the bar spins
+	if v, err := strconv.ParseInt(resp.Header.Get("X-Total-Count"), 10, 64); err == nil && v >= 0 {
+		total = v
+	}
+
+	tmp, err := os.CreateTemp(filepath.Dir(out), "."+filepath.Base(out)+".*.tmp")
+	if err != nil {
+		return 0, fmt.Errorf("--out: %w", err)
+	}
+	defer func() {
+		if err != nil {
+			tmp.Close()
+			os.Remove(tmp.Name())
+		}
+	}()
+	bar := progressbar.NewOptions64(total, progressbar.OptionSetWriter(progress),
+		progressbar.OptionSetDescription("exporting"), progressbar.OptionShowCount(), progressbar.OptionShowIts(),
+		progressbar.OptionSetItsString("certs"), progressbar.OptionThrottle(100*time.Millisecond),
+		progressbar.OptionSetVisibility(!quiet))
+	lc := &lineCounter{bar: bar}
+	if header {
+		lc.skip = 1
+	}
+	bw := bufio.NewWriterSize(tmp, 256<<10)
+	if _, err := io.Copy(io.MultiWriter(bw, lc), resp.Body); err != nil {
+		return 0, fmt.Errorf("export cut short after %d certificate(s): %w", lc.rows, err)
+	}
+	if err := bw.Flush(); err != nil {
+		return 0, fmt.Errorf("write %s: %w", tmp.Name(), err)
+	}
+	if err := tmp.Sync(); err != nil {
+		return 0, fmt.Errorf("sync %s: %w", tmp.Name(), err)
+	}
+	if err := tmp.Close(); err != nil {
+		return 0, fmt.Errorf("write %s: %w", tmp.Name(), err)
+	}
+	if err := os.Rename(tmp.Name(), out); err != nil {
+		return 0, fmt.Errorf("--out: %w", err)
+	}
+	// The rename is durable once the directory is.
+	if d, derr := os.Open(filepath.Dir(out)); derr == nil {
+		_ = d.Sync()
+		d.Close()
+	}
+	_ = bar.Finish()
+	if !quiet {
+		fmt.Fprintln(progress)
+	}
+	return lc.rows, nil
+}
+
+// lineCounter advances the progress bar by the lines written through it:
+// one per NDJSON record or CSV row (a CSV cell holding a newline would
+// count twice, which only nudges the bar).
+type lineCounter struct {
+	bar  *progressbar.ProgressBar
+	skip int64 // header lines not counted
+	rows int64
+}
+
+func (l *lineCounter) Write(p []byte) (int, error) {
+	n := int64(bytes.Count(p, []byte{'\n'}))
+	if s := min(n, l.skip); s > 0 {
+		n, l.skip = n-s, l.skip-s
+	}
+	if n > 0 {
+		l.rows += n
+		_ = l.bar.Add64(n)
+	}
+	return len(p), nil
+}
+
+// stream GETs path and returns the response for the caller to read: no
+// overall timeout (an export takes as long as it takes; ctx ends it), an
+// API error body as *apiError.
+func (c *apiClient) stream(ctx context.Context, path string) (*http.Response, error) {
+	req, err := http.NewRequestWithContext(ctx, "GET", c.base+path, nil)
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Authorization", "Bearer "+c.token)
+	hc := *c.http
+	hc.Timeout = 0
+	resp, err := hc.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("GET %s: %w", path, err)
+	}
+	if resp.StatusCode >= 300 {
+		defer resp.Body.Close()
+		ae := &apiError{Status: resp.StatusCode}
+		data, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+		_ = json.Unmarshal(data, ae)
+		return nil, ae
+	}
+	return resp, nil
+}
