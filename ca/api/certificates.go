@@ -163,7 +163,7 @@ func CertFilterFromQuery(q url.Values) (store.CertFilter, error) {
 	switch f.Status {
 	case "", "valid", "expired", "revoked":
 	default:
-		return f, &ca.Error{Kind: ca.Malformed, Detail: "status must be valid, expired or revoked"}
+		return f, &ca.Error{Kind: ca.Malformed, Detail: fmt.Sprintf("unknown status %q (want valid, expired or revoked)", f.Status)}
 	}
 	var err error
 	if v := q.Get("serial"); v != "" {
@@ -183,7 +183,7 @@ func CertFilterFromQuery(q url.Values) (store.CertFilter, error) {
 	if v := q.Get("sort"); v != "" {
 		s, ok := store.CertSorts[v]
 		if !ok {
-			return f, &ca.Error{Kind: ca.Malformed, Detail: "sort must be issued_desc, issued_asc, expiry_asc or expiry_desc"}
+			return f, &ca.Error{Kind: ca.Malformed, Detail: fmt.Sprintf("unknown sort %q (want issued_desc, issued_asc, expiry_asc or expiry_desc)", v)}
 		}
 		f.Sort = s
 	}

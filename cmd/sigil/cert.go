@@ -27,7 +27,7 @@ import (
 
 func certCmd() *cobra.Command {
 	cmd := &cobra.Command{Use: "cert", Short: "Issue, show, list and revoke certificates"}
-	cmd.AddCommand(certIssueCmd(), certShowCmd(), certListCmd(), certExportCmd(), certRevokeCmd(), certUnholdCmd())
+	cmd.AddCommand(certIssueCmd(), certShowCmd(), certListCmd(), certSummaryCmd(), certExportCmd(), certRevokeCmd(), certUnholdCmd())
 	return cmd
 }
 
@@ -385,45 +385,83 @@ func detail(err error) string {
 
 func certListCmd() *cobra.Command {
 	var cf clientFlags
-	var format, serial, name, profile, requester, status, issuedAfter, issuedBefore, expiringBefore, cursor string
+	var filters certFilterFlags
+	var format, cursor string
 	var limit int
 	var all bool
 	cmd := &cobra.Command{
-		Use:   "list",
-		Short: "List certificates, newest first",
-		Args:  cobra.NoArgs,
+		Use:   "list [filters]",
+		Short: "List certificates, newest first unless --sort says otherwise",
+		Long: `List the certificates that match every filter given (see "Querying the
+history" in the README). Pages follow --sort; --all fetches every page, or
+pass the printed --cursor to continue.`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			c, err := cf.connect(format)
 			if err != nil {
 				return err
 			}
-			certs, next, err := fetchList(cmd.Context(), c, "/v1/certificates",
-				map[string]string{"serial": serial, "name": name, "profile": profile, "requester": requester, "status": status,
-					"issued_after": issuedAfter, "issued_before": issuedBefore, "expiring_before": expiringBefore, "cursor": cursor},
+			params := filters.params()
+			params["cursor"] = cursor
+			certs, next, err := fetchList(cmd.Context(), c, "/v1/certificates", params,
 				limit, all, func(p api.CertificateList) ([]api.Certificate, string) { return p.Certificates, p.NextCursor })
 			if err != nil {
 				return err
 			}
-			t := table{header: []string{"SERIAL", "SUBJECT", "SANS", "PROFILE", "STATUS", "NOT AFTER", "REQUESTER"}}
+			t := table{header: []string{"SERIAL", "SUBJECT", "SANS", "PROFILE", "STATUS", "ISSUED", "NOT AFTER", "REQUESTER"}}
 			for _, c := range certs {
-				t.rows = append(t.rows, []string{c.Serial, c.Subject, strings.Join(c.SANs, ","), c.Profile, c.Status, fmtTime(c.NotAfter), c.Requester})
+				t.rows = append(t.rows, []string{c.Serial, c.Subject, strings.Join(c.SANs, ","), c.Profile, c.Status,
+					fmtTime(c.Issued), fmtTime(c.NotAfter), c.Requester})
 			}
 			return renderPage(cmd, format, t, api.CertificateList{Certificates: certs, NextCursor: next}, next)
 		},
 	}
 	cf.register(cmd)
 	addFormatFlag(cmd, &format)
+	filters.register(cmd)
 	f := cmd.Flags()
-	f.StringVar(&serial, "serial", "", "exact serial (hex)")
-	f.StringVar(&name, "name", "", "substring of the subject or a SAN")
-	f.StringVar(&profile, "profile", "", "issuance profile")
-	f.StringVar(&requester, "requester", "", "requester, e.g. token:ID")
-	f.StringVar(&status, "status", "", "valid, expired or revoked")
-	f.StringVar(&issuedAfter, "issued-after", "", "RFC 3339 time")
-	f.StringVar(&issuedBefore, "issued-before", "", "RFC 3339 time")
-	f.StringVar(&expiringBefore, "expiring-before", "", "RFC 3339 time")
 	f.StringVar(&cursor, "cursor", "", "continue from a previous page")
 	f.IntVar(&limit, "limit", 100, "page size (1-1000)")
 	f.BoolVar(&all, "all", false, "fetch every page")
+	return cmd
+}
+
+func certSummaryCmd() *cobra.Command {
+	var cf clientFlags
+	var filters certFilterFlags
+	var format, by string
+	cmd := &cobra.Command{
+		Use:   "summary --by profile|requester|issuer|channel|day|status [filters]",
+		Short: "Count certificates by profile, requester, issuer, channel, issuance day or status",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if filters.sort != "" {
+				return errors.New("--sort does not apply to a summary")
+			}
+			c, err := cf.connect(format)
+			if err != nil {
+				return err
+			}
+			q := filters.query()
+			q.Set("by", by)
+			var out api.CertificateSummary
+			if err := c.do(cmd.Context(), "GET", "/v1/certificates/summary?"+q.Encode(), nil, &out); err != nil {
+				return err
+			}
+			t := table{header: []string{strings.ToUpper(by), "COUNT"}}
+			for _, g := range out.Groups {
+				t.rows = append(t.rows, []string{g.Key, strconv.FormatInt(g.Count, 10)})
+			}
+			if format == "table" {
+				t.rows = append(t.rows, []string{"total", strconv.FormatInt(out.Total, 10)})
+			}
+			return render(cmd.OutOrStdout(), format, t, out)
+		},
+	}
+	cf.register(cmd)
+	addFormatFlag(cmd, &format)
+	filters.register(cmd)
+	cmd.Flags().StringVar(&by, "by", "", "group by profile, requester, issuer, channel, day (UTC) or status")
+	_ = cmd.MarkFlagRequired("by")
 	return cmd
 }

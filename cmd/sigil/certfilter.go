@@ -28,7 +28,7 @@ func (c *certFilterFlags) register(cmd *cobra.Command) {
 	f.StringVar(&c.requester, "requester", "", "requester, e.g. token:ID or acme:ID")
 	f.StringVar(&c.channel, "channel", "", "how it was issued: api, acme, managed, renew, internal or init")
 	f.StringVar(&c.acmeAccount, "acme-account", "", "ACME account id whose order it finalized")
-	f.StringVar(&c.keyAlgorithm, "key-algorithm", "", "key algorithm, e.g. ECDSA-P256, RSA-2048, Ed25519")
+	f.StringVar(&c.keyAlgorithm, "key-algorithm", "", "key algorithm: ecdsa-p256, ecdsa-p384, rsa-2048, ed25519, …")
 	f.StringVar(&c.status, "status", "", "valid, expired or revoked")
 	f.StringVar(&c.issuedAfter, "issued-after", "", "issued at or after (RFC 3339)")
 	f.StringVar(&c.issuedBefore, "issued-before", "", "issued before (RFC 3339)")

@@ -199,7 +199,7 @@ func TestCLICertShowAndList(t *testing.T) {
 	t.Run("list table aligned", func(t *testing.T) {
 		out, _ := e2eRun(t, e2eAdmin(p, c, "cert", "list", "--all")...)
 		lines := strings.Split(strings.TrimRight(out, "\n"), "\n")
-		header := []string{"SERIAL", "SUBJECT", "SANS", "PROFILE", "STATUS", "NOT AFTER", "REQUESTER"}
+		header := []string{"SERIAL", "SUBJECT", "SANS", "PROFILE", "STATUS", "ISSUED", "NOT AFTER", "REQUESTER"}
 		starts := make([]int, len(header))
 		for i, h := range header {
 			starts[i] = strings.Index(lines[0], h)
@@ -215,7 +215,8 @@ func TestCLICertShowAndList(t *testing.T) {
 		}
 		for r, line := range lines[1:] {
 			cert := all[r]
-			want := []string{cert.Serial, cert.Subject, strings.Join(cert.SANs, ","), cert.Profile, cert.Status, fmtTime(cert.NotAfter), cert.Requester}
+			want := []string{cert.Serial, cert.Subject, strings.Join(cert.SANs, ","), cert.Profile, cert.Status, fmtTime(cert.Issued),
+				fmtTime(cert.NotAfter), cert.Requester}
 			for i, s := range starts {
 				end := len(line)
 				if i+1 < len(starts) {
@@ -241,7 +242,7 @@ func TestCLICertShowAndList(t *testing.T) {
 		if err != nil {
 			t.Fatalf("csv: %v\n%s", err, out)
 		}
-		if want := []string{"SERIAL", "SUBJECT", "SANS", "PROFILE", "STATUS", "NOT AFTER", "REQUESTER"}; !slices.Equal(recs[0], want) {
+		if want := []string{"SERIAL", "SUBJECT", "SANS", "PROFILE", "STATUS", "ISSUED", "NOT AFTER", "REQUESTER"}; !slices.Equal(recs[0], want) {
 			t.Errorf("csv header %v, want %v", recs[0], want)
 		}
 		if len(recs)-1 != len(all) {
@@ -276,6 +277,9 @@ func TestCLICertShowAndList(t *testing.T) {
 		{"status revoked", []string{"--status", "revoked"}, nil},
 		{"status valid", []string{"--status", "valid"}, serials(all)},
 		{"name none", []string{"--name", "nothing.invalid"}, nil},
+		{"name exact", []string{"--name-exact", "B.EXAMPLE"}, []string{e2eSerial(b)}},
+		{"name suffix", []string{"--name-suffix", "d.example", "--channel", "api"}, []string{e2eSerial(d)}},
+		{"channel", []string{"--channel", "acme"}, nil},
 	} {
 		t.Run("filter "+tc.name, func(t *testing.T) {
 			got := serials(e2eListCerts(t, p, c, tc.filters...))
@@ -285,6 +289,38 @@ func TestCLICertShowAndList(t *testing.T) {
 		})
 	}
 
+	t.Run("sort", func(t *testing.T) {
+		got := e2eListCerts(t, p, c, "--sort", "issued_asc", "--limit", "1")
+		want := slices.Clone(all)
+		slices.Reverse(want)
+		if !slices.Equal(serialsInOrder(got), serialsInOrder(want)) {
+			t.Errorf("--sort issued_asc = %v, want %v", serialsInOrder(got), serialsInOrder(want))
+		}
+	})
+	t.Run("summary", func(t *testing.T) {
+		out, _ := e2eRun(t, e2eAdmin(p, c, "cert", "summary", "--by", "profile", "--format", "json")...)
+		var sum api.CertificateSummary
+		if err := json.Unmarshal([]byte(out), &sum); err != nil {
+			t.Fatalf("summary json: %v\n%s", err, out)
+		}
+		counts := map[string]int64{}
+		for _, c := range all {
+			counts[c.Profile]++
+		}
+		if sum.Total != int64(len(all)) || len(sum.Groups) != len(counts) {
+			t.Fatalf("summary %+v, want %v", sum, counts)
+		}
+		for _, g := range sum.Groups {
+			if counts[g.Key] != g.Count {
+				t.Errorf("profile %s: %d, want %d", g.Key, g.Count, counts[g.Key])
+			}
+		}
+		table, _ := e2eRun(t, e2eAdmin(p, c, "cert", "summary", "--by", "status", "--status", "valid")...)
+		if !strings.HasPrefix(table, "STATUS") || !strings.Contains(table, "valid") || !strings.Contains(table, "total") {
+			t.Errorf("summary table:\n%s", table)
+		}
+		e2eFail(t, e2eAdmin(p, c, "cert", "summary", "--by", "colour")...)
+	})
 	t.Run("bad filter", func(t *testing.T) {
 		line := e2eFail(t, e2eAdmin(p, c, "cert", "list", "--status", "bogus")...)
 		if !strings.Contains(line, "bogus") {
@@ -364,4 +400,12 @@ func TestCLIRefusals(t *testing.T) {
 	t.Run("unknown profile", func(t *testing.T) {
 		e2eFail(t, e2eAdmin(p, c, "cert", "issue", "--san", "x.example", "--profile", "nope", "--key-out", filepath.Join(dir, "x.key"))...)
 	})
+}
+
+func serialsInOrder(cs []api.Certificate) []string {
+	out := make([]string, 0, len(cs))
+	for _, c := range cs {
+		out = append(out, c.Serial)
+	}
+	return out
 }
