@@ -379,10 +379,11 @@ func (u *UI) exportCertificates(w http.ResponseWriter, r *http.Request, _ sessio
 	}}
 	if err := u.cfg.Export.ExportCertificates(r.Context(), ew, f, format); err != nil {
 		if ew.wrote {
-			// Too late for an error page: the download ends short, and
-			// the log says why.
+			// Too late for an error page: abort the response so the
+			// browser sees a failed download, not a short file that
+			// looks complete; the log says why.
 			u.log.ErrorContext(r.Context(), "ui: export cut short", "error", err)
-			return nil
+			panic(http.ErrAbortHandler)
 		}
 		return err
 	}

@@ -197,6 +197,34 @@ func (c channelAuthority) Certificate(ctx context.Context, serial string) (store
 	return rec, err
 }
 
+// brokenExport fails after part of the file went out.
+type brokenExport struct{}
+
+func (brokenExport) ExportCertificates(_ context.Context, w io.Writer, _ store.CertFilter, _ string) error {
+	if _, err := w.Write([]byte(strings.Repeat("serial,sans\n", 20000))); err != nil {
+		return err
+	}
+	return errors.New("store went away")
+}
+
+// TestExportCutShortAborts: a download that fails half-way must fail in the
+// browser too, not end as a short file that looks complete.
+func TestExportCutShortAborts(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, nil)
+	e.reserve(t, ui.Config{Export: brokenExport{}, VerifyAudit: func(context.Context) (ca.AuditReport, error) { return ca.AuditReport{}, nil }}, e.auth)
+	b := e.browser(t)
+	b.mustLogin(e.admin)
+	resp, err := b.client.Get(e.srv.URL + "/ui/export/certificates?format=csv")
+	if err == nil {
+		_, err = io.ReadAll(resp.Body)
+		resp.Body.Close()
+	}
+	if err == nil {
+		t.Fatal("a download cut short read as complete")
+	}
+}
+
 // fakeExport writes a CSV of the serials the filter selects.
 type fakeExport struct{ auth ui.Authority }
 
