@@ -4,14 +4,11 @@ import (
 	"bytes"
 	"context"
 	"crypto/x509"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
-	"net/http"
 	"net/url"
 	"os"
-	"path/filepath"
 	"strconv"
 	"time"
 
@@ -80,63 +77,33 @@ into place once complete and synced: a failed export leaves no file behind.`,
 // exportAudit downloads GET /v1/audit/export?q into path, showing progress
 // on progress, and returns the number of events written.
 func (c *apiClient) exportAudit(ctx context.Context, q url.Values, format, path string, progress io.Writer) (int64, error) {
-	req, err := http.NewRequestWithContext(ctx, "GET", c.base+"/v1/audit/export?"+q.Encode(), nil)
+	resp, err := c.stream(ctx, "/v1/audit/export?"+q.Encode())
 	if err != nil {
 		return 0, err
 	}
-	req.Header.Set("Authorization", "Bearer "+c.token)
-	hc := *c.http
-	hc.Timeout = 0 // an export takes as long as the log is long; ctx bounds it
-	resp, err := hc.Do(req)
-	if err != nil {
-		return 0, fmt.Errorf("GET /v1/audit/export: %w", err)
-	}
 	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		data, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-		ae := &apiError{Status: resp.StatusCode}
-		_ = json.Unmarshal(data, ae)
-		return 0, ae
-	}
 	total, err := strconv.ParseInt(resp.Header.Get(api.AuditEventsHeader), 10, 64)
 	if err != nil || total < 0 {
 		return 0, fmt.Errorf("GET /v1/audit/export: no valid %s header", api.AuditEventsHeader)
 	}
-
-	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp*")
-	if err != nil {
-		return 0, fmt.Errorf("write %s: %w", path, err)
-	}
-	tmp := f.Name()
-	defer os.Remove(tmp) // after a successful rename there is nothing left to remove
-	defer f.Close()
-
 	bar := progressbar.NewOptions64(total, progressbar.OptionSetWriter(progress),
 		progressbar.OptionSetDescription("exporting"), progressbar.OptionShowCount(), progressbar.OptionShowIts(),
 		progressbar.OptionSetItsString("events"), progressbar.OptionThrottle(100*time.Millisecond))
 	counter := &eventCounter{csv: format == "csv", onEvent: func() { _ = bar.Add(1) }}
-	_, err = io.Copy(io.MultiWriter(f, counter), resp.Body)
-	_ = bar.Finish()
-	fmt.Fprintln(progress)
+	err = writeFileAtomicFrom(path, 0o600, func(w io.Writer) error {
+		_, err := io.Copy(io.MultiWriter(w, counter), resp.Body)
+		_ = bar.Finish()
+		fmt.Fprintln(progress)
+		if err != nil {
+			return fmt.Errorf("export cut short after %d events (nothing written to %s): %w", counter.events, path, err)
+		}
+		if counter.events != total {
+			return fmt.Errorf("export cut short: %d of %d events (nothing written to %s)", counter.events, total, path)
+		}
+		return nil
+	})
 	if err != nil {
-		return 0, fmt.Errorf("export cut short after %d events (nothing written to %s): %w", counter.events, path, err)
-	}
-	if counter.events != total {
-		return 0, fmt.Errorf("export cut short: %d of %d events (nothing written to %s)", counter.events, total, path)
-	}
-	if err := f.Sync(); err != nil {
-		return 0, fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := f.Close(); err != nil {
-		return 0, fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return 0, fmt.Errorf("write %s: %w", path, err)
-	}
-	if d, err := os.Open(dir); err == nil {
-		_ = d.Sync()
-		d.Close()
+		return 0, err
 	}
 	return counter.events, nil
 }

@@ -1,15 +1,12 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
-	"os"
-	"path/filepath"
 	"strconv"
 	"time"
 
@@ -66,7 +63,7 @@ leaves no file (and an existing FILE untouched).`,
 // the whole response has arrived. It returns the rows written (lines,
 // less CSV's header). The server aborts a response it cannot finish, so a
 // short export is an error here, never a short file.
-func exportToFile(ctx context.Context, c *apiClient, path, out string, header bool, progress io.Writer, quiet bool) (rows int64, err error) {
+func exportToFile(ctx context.Context, c *apiClient, path, out string, header bool, progress io.Writer, quiet bool) (int64, error) {
 	resp, err := c.stream(ctx, path)
 	if err != nil {
 		return 0, err
@@ -77,16 +74,6 @@ func exportToFile(ctx context.Context, c *apiClient, path, out string, header bo
 		total = v
 	}
 
-	tmp, err := os.CreateTemp(filepath.Dir(out), "."+filepath.Base(out)+".*.tmp")
-	if err != nil {
-		return 0, fmt.Errorf("--out: %w", err)
-	}
-	defer func() {
-		if err != nil {
-			tmp.Close()
-			os.Remove(tmp.Name())
-		}
-	}()
 	bar := progressbar.NewOptions64(total, progressbar.OptionSetWriter(progress),
 		progressbar.OptionSetDescription("exporting"), progressbar.OptionShowCount(), progressbar.OptionShowIts(),
 		progressbar.OptionSetItsString("certs"), progressbar.OptionThrottle(100*time.Millisecond),
@@ -95,26 +82,14 @@ func exportToFile(ctx context.Context, c *apiClient, path, out string, header bo
 	if header {
 		lc.skip = 1
 	}
-	bw := bufio.NewWriterSize(tmp, 256<<10)
-	if _, err := io.Copy(io.MultiWriter(bw, lc), resp.Body); err != nil {
-		return 0, fmt.Errorf("export cut short after %d certificate(s): %w", lc.rows, err)
-	}
-	if err := bw.Flush(); err != nil {
-		return 0, fmt.Errorf("write %s: %w", tmp.Name(), err)
-	}
-	if err := tmp.Sync(); err != nil {
-		return 0, fmt.Errorf("sync %s: %w", tmp.Name(), err)
-	}
-	if err := tmp.Close(); err != nil {
-		return 0, fmt.Errorf("write %s: %w", tmp.Name(), err)
-	}
-	if err := os.Rename(tmp.Name(), out); err != nil {
-		return 0, fmt.Errorf("--out: %w", err)
-	}
-	// The rename is durable once the directory is.
-	if d, derr := os.Open(filepath.Dir(out)); derr == nil {
-		_ = d.Sync()
-		d.Close()
+	err = writeFileAtomicFrom(out, 0o600, func(w io.Writer) error {
+		if _, err := io.Copy(io.MultiWriter(w, lc), resp.Body); err != nil {
+			return fmt.Errorf("export cut short after %d certificate(s): %w", lc.rows, err)
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, err
 	}
 	_ = bar.Finish()
 	if !quiet {

@@ -112,10 +112,10 @@ func TestCLICertExport(t *testing.T) {
 			want      string
 		}{
 			{"bad filter", "bad.csv", []string{"--issued-after", "yesterday"}, "RFC 3339"},
-			{"unknown status", "status.ndjson", []string{"--status", "gone"}, "status must be"},
+			{"unknown status", "status.ndjson", []string{"--status", "gone"}, "unknown status"},
 			{"bad format", "format.xlsx", []string{"--format", "xlsx"}, `--format "xlsx"`},
-			{"existing file kept", "kept.csv", []string{"--format", "csv", "--sort", "sideways"}, "sort must be"},
-			{"no such directory", "missing/x.csv", []string{"--format", "csv"}, "--out"},
+			{"existing file kept", "kept.csv", []string{"--format", "csv", "--sort", "sideways"}, "unknown sort"},
+			{"no such directory", "missing/x.csv", []string{"--format", "csv"}, "missing/x.csv"},
 		} {
 			args := append([]string{"cert", "export", "--out", filepath.Join(fdir, tc.out)}, tc.args...)
 			if line := e2eFail(t, e2eAdmin(p, c, args...)...); !strings.Contains(line, tc.want) {
