@@ -5,11 +5,15 @@ import (
 	"fmt"
 	"strings"
 	"time"
+	"unicode/utf8"
 )
 
 // certQuery is a certificate filter compiled to SQL: a WHERE clause over
-// certificates and its arguments.
+// certificates (as c) and its arguments. from is the FROM clause: plain, or
+// NOT INDEXED when a small candidate set (c.id or c.serial IN ...) must
+// drive the query rather than an order index the planner might prefer.
 type certQuery struct {
+	from  string
 	where []string
 	args  []any
 }
@@ -35,50 +39,114 @@ func timeRange(q *certQuery, col string, after, before time.Time) {
 	}
 }
 
+// driveLimit is the candidate count up to which a name or ACME account
+// filter drives a query (read its matches, then sort them); above it the
+// query walks an order index and tests the filter per row, where matches
+// are dense enough that a page comes quickly.
+const driveLimit = 5000
+
+// candidates is a filter that can list the ids (or serials) it selects.
+type candidates struct {
+	in    string // "c.id IN (...)" or "c.serial IN (...)"
+	count string // counts up to ? matches
+	args  []any
+	check string // the same filter on one row, for walking an order index
+	cargs []any
+}
+
 // compileFilter turns f, all but its sort and cursor, into SQL.
-func compileFilter(f CertFilter) (*certQuery, error) {
-	q := &certQuery{}
+func (s *SQLite) compileFilter(ctx context.Context, f CertFilter) (*certQuery, error) {
+	q := &certQuery{from: " FROM certificates c"}
+	var cands []candidates
 	if f.Serial != "" {
-		q.add("serial = ?", strings.ToLower(f.Serial))
-	}
-	names := "lower(sans || '\n' || subject)"
-	if f.Name != "" {
-		q.add(names+` LIKE ? ESCAPE '\'`, "%"+likeEscape(strings.ToLower(f.Name))+"%")
+		q.add("c.serial = ?", strings.ToLower(f.Serial))
 	}
 	if f.NameExact != "" {
-		n := likeEscape(strings.ToLower(f.NameExact))
-		q.add(`(lower(sans) LIKE ? ESCAPE '\' OR lower(subject) LIKE ? ESCAPE '\' OR lower(subject) LIKE ? ESCAPE '\')`,
-			"%\n"+n+"\n%", "cn="+n, "cn="+n+",%")
+		n := strings.ToLower(f.NameExact)
+		cands = append(cands, candidates{
+			in:    "c.id IN (SELECT cert_id FROM certificate_names WHERE rname = ?)",
+			count: "SELECT count(*) FROM (SELECT 1 FROM certificate_names WHERE rname = ? LIMIT ?)",
+			args:  []any{reverseName(n)},
+			check: "instr(c.names, ?) > 0", cargs: []any{"\n" + n + "\n"},
+		})
 	}
 	if f.NameSuffix != "" {
-		q.add(`lower(sans) LIKE ? ESCAPE '\'`, "%"+likeEscape(strings.ToLower(f.NameSuffix))+"\n%")
+		n := strings.ToLower(f.NameSuffix)
+		lo := reverseName(n)
+		cands = append(cands, candidates{
+			in:    "c.id IN (SELECT cert_id FROM certificate_names WHERE rname >= ? AND rname < ?)",
+			count: "SELECT count(*) FROM (SELECT 1 FROM certificate_names WHERE rname >= ? AND rname < ? LIMIT ?)",
+			args:  []any{lo, prefixEnd(lo)},
+			check: "instr(c.names, ?) > 0", cargs: []any{n + "\n"},
+		})
+	}
+	if f.Name != "" {
+		n := strings.ToLower(f.Name)
+		c := candidates{check: "instr(c.names, ?) > 0", cargs: []any{n}}
+		// Trigrams need three characters; % _ \ would be LIKE syntax there.
+		if utf8.RuneCountInString(n) >= 3 && !strings.ContainsAny(n, "%_\\\n") {
+			c.in = "c.id IN (SELECT rowid FROM certificate_search WHERE names LIKE ?)"
+			c.count = "SELECT count(*) FROM (SELECT 1 FROM certificate_search WHERE names LIKE ? LIMIT ?)"
+			c.args = []any{"%" + n + "%"}
+		}
+		cands = append(cands, c)
+	}
+	if f.ACMEAccount != "" {
+		cands = append(cands, candidates{
+			in:    "c.serial IN (SELECT cert_serial FROM acme_orders WHERE account_id = ? AND cert_serial != '')",
+			count: "SELECT count(*) FROM (SELECT 1 FROM acme_orders WHERE account_id = ? AND cert_serial != '' LIMIT ?)",
+			args:  []any{f.ACMEAccount},
+			check: "EXISTS (SELECT 1 FROM acme_orders o WHERE o.cert_serial = c.serial AND o.cert_serial != '' AND o.account_id = ?)",
+			cargs: []any{f.ACMEAccount},
+		})
+	}
+	// The smallest candidate set under driveLimit drives; every other
+	// name or account filter is a per-row test.
+	best, bestN := -1, int64(driveLimit)
+	if f.Serial == "" {
+		for i, c := range cands {
+			if c.in == "" {
+				continue
+			}
+			var n int64
+			if err := s.read.QueryRowContext(ctx, c.count, append(c.args, bestN+1)...).Scan(&n); err != nil {
+				return nil, fmt.Errorf("count candidates: %w", err)
+			}
+			if n <= bestN {
+				best, bestN = i, n
+			}
+		}
+	}
+	for i, c := range cands {
+		if i == best {
+			q.from = " FROM certificates c NOT INDEXED"
+			q.add(c.in, c.args...)
+		}
+		q.add(c.check, c.cargs...)
 	}
 	for _, eq := range [...]struct{ col, v string }{{"profile", f.Profile}, {"requester", f.Requester},
 		{"issuer_id", f.IssuerID}, {"channel", f.Channel}, {"key_algorithm", f.KeyAlgorithm}} {
 		if eq.v != "" {
-			q.add(eq.col+" = ?", eq.v)
+			q.add("c."+eq.col+" = ?", eq.v)
 		}
 	}
 	if f.IssuerKeyID != "" {
-		q.add("issuer_id IN (SELECT id FROM issuers WHERE key_id = ?)", f.IssuerKeyID)
+		q.add("c.issuer_id IN (SELECT id FROM issuers WHERE key_id = ?)", f.IssuerKeyID)
 	}
-	if f.ACMEAccount != "" {
-		q.add("serial IN (SELECT cert_serial FROM acme_orders WHERE account_id = ? AND cert_serial != '')", f.ACMEAccount)
-	}
-	timeRange(q, "created", f.IssuedAfter, f.IssuedBefore)
-	timeRange(q, "not_after", f.ExpiringAfter, f.ExpiringBefore)
+	timeRange(q, "c.created", f.IssuedAfter, f.IssuedBefore)
+	timeRange(q, "c.not_after", f.ExpiringAfter, f.ExpiringBefore)
 	if !f.RevokedAfter.IsZero() || !f.RevokedBefore.IsZero() {
-		q.add("revoked_at != 0")
-		timeRange(q, "revoked_at", f.RevokedAfter, f.RevokedBefore)
+		q.add("c.revoked_at != 0")
+		timeRange(q, "c.revoked_at", f.RevokedAfter, f.RevokedBefore)
 	}
 	switch f.Status {
 	case "":
 	case "revoked":
-		q.add("revoked_at != 0")
+		q.add("c.revoked_at != 0")
 	case "valid":
-		q.add("revoked_at = 0 AND not_after > ?", f.Now.UnixNano())
+		q.add("c.revoked_at = 0 AND c.not_after > ?", f.Now.UnixNano())
 	case "expired":
-		q.add("revoked_at = 0 AND not_after <= ?", f.Now.UnixNano())
+		q.add("c.revoked_at = 0 AND c.not_after <= ?", f.Now.UnixNano())
 	default:
 		return nil, fmt.Errorf("unknown status %q (want valid, expired or revoked)", f.Status)
 	}
@@ -89,13 +157,13 @@ func compileFilter(f CertFilter) (*certQuery, error) {
 func (s CertSort) order() (col, dir string, ok bool) {
 	switch s {
 	case SortIssuedDesc:
-		return "created", "DESC", true
+		return "c.created", "DESC", true
 	case SortIssuedAsc:
-		return "created", "ASC", true
+		return "c.created", "ASC", true
 	case SortExpiryAsc:
-		return "not_after", "ASC", true
+		return "c.not_after", "ASC", true
 	case SortExpiryDesc:
-		return "not_after", "DESC", true
+		return "c.not_after", "DESC", true
 	}
 	return "", "", false
 }
@@ -123,23 +191,25 @@ func (s *SQLite) Certificates(ctx context.Context, f CertFilter) ([]CertRecord, 
 
 // scanPage calls fn with up to limit rows f selects after f.After.
 func (s *SQLite) scanPage(ctx context.Context, f CertFilter, limit int, fn func(CertRecord) error) error {
-	q, err := compileFilter(f)
-	if err != nil {
-		return err
-	}
 	col, dir, ok := f.Sort.order()
 	if !ok {
 		return fmt.Errorf("unknown sort %d", f.Sort)
 	}
+	q, err := s.compileFilter(ctx, f)
+	if err != nil {
+		return err
+	}
 	if !f.After.IsZero() {
+		// Spelled out rather than as a row value, so that the sort
+		// column's half is a range on whichever index leads with it.
 		cmp := ">"
 		if dir == "DESC" {
 			cmp = "<"
 		}
-		q.add("("+col+", id) "+cmp+" (?, ?)", f.After.Key, f.After.ID)
+		q.add(col+" "+cmp+"= ? AND ("+col+" "+cmp+" ? OR c.id "+cmp+" ?)", f.After.Key, f.After.Key, f.After.ID)
 	}
-	sqlText := "SELECT " + certColumns + " FROM certificates" + q.clause() +
-		" ORDER BY " + col + " " + dir + ", id " + dir + " LIMIT ?"
+	sqlText := "SELECT " + certColumnsC + q.from + q.clause() +
+		" ORDER BY " + col + " " + dir + ", c.id " + dir + " LIMIT ?"
 	rows, err := s.read.QueryContext(ctx, sqlText, append(q.args, limit)...)
 	if err != nil {
 		return fmt.Errorf("list certificates: %w", err)
@@ -183,25 +253,25 @@ func (s *SQLite) ScanCertificates(ctx context.Context, f CertFilter, fn func(Cer
 
 // CertificateSummary implements Store.
 func (s *SQLite) CertificateSummary(ctx context.Context, f CertFilter, by CertGroup) ([]SummaryRow, int64, error) {
-	q, err := compileFilter(f)
+	q, err := s.compileFilter(ctx, f)
 	if err != nil {
 		return nil, 0, err
 	}
 	var key, order string
 	switch by {
 	case GroupProfile, GroupRequester, GroupChannel:
-		key, order = string(by), "n DESC, k"
+		key, order = "c."+string(by), "n DESC, k"
 	case GroupIssuer:
-		key, order = "issuer_id", "n DESC, k"
+		key, order = "c.issuer_id", "n DESC, k"
 	case GroupDay:
-		key, order = "strftime('%Y-%m-%d', created / 1000000000, 'unixepoch')", "k"
+		key, order = "strftime('%Y-%m-%d', c.created / 1000000000, 'unixepoch')", "k"
 	case GroupStatus:
-		key, order = "CASE WHEN revoked_at != 0 THEN 'revoked' WHEN not_after > ? THEN 'valid' ELSE 'expired' END", "n DESC, k"
+		key, order = "CASE WHEN c.revoked_at != 0 THEN 'revoked' WHEN c.not_after > ? THEN 'valid' ELSE 'expired' END", "n DESC, k"
 		q.args = append([]any{f.Now.UnixNano()}, q.args...)
 	default:
 		return nil, 0, fmt.Errorf("unknown grouping %q (want profile, requester, issuer, channel, day or status)", by)
 	}
-	rows, err := s.read.QueryContext(ctx, "SELECT "+key+" AS k, COUNT(*) AS n FROM certificates"+q.clause()+
+	rows, err := s.read.QueryContext(ctx, "SELECT "+key+" AS k, COUNT(*) AS n"+q.from+q.clause()+
 		" GROUP BY k ORDER BY "+order, q.args...)
 	if err != nil {
 		return nil, 0, fmt.Errorf("summarize certificates: %w", err)
@@ -222,3 +292,6 @@ func (s *SQLite) CertificateSummary(ctx context.Context, f CertFilter, by CertGr
 	}
 	return out, total, nil
 }
+
+// certColumnsC is certColumns qualified by the alias c.
+var certColumnsC = "c." + strings.ReplaceAll(strings.Join(strings.Fields(certColumns), " "), ", ", ", c.")

@@ -122,6 +122,12 @@ func Open(ctx context.Context, cfg Config) (*SQLite, error) {
 			return nil, err
 		}
 	}
+	if from > 0 && from < historyVersion {
+		if err := backfillNames(ctx, w); err != nil {
+			w.Close()
+			return nil, err
+		}
+	}
 	if err := catchUpLog(ctx, w); err != nil {
 		w.Close()
 		return nil, err
