@@ -102,7 +102,7 @@ func (s *SQLite) compileFilter(ctx context.Context, f CertFilter) (*certQuery, e
 	}
 	// The smallest candidate set under driveLimit drives; every other
 	// name or account filter is a per-row test.
-	best, bestN := -1, int64(driveLimit)
+	best, bestN := -1, s.drive
 	if f.Serial == "" {
 		for i, c := range cands {
 			if c.in == "" {
