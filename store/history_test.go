@@ -1,7 +1,9 @@
 package store
 
 import (
+	"cmp"
 	"context"
+	"errors"
 	"slices"
 	"strings"
 	"testing"
@@ -190,6 +192,235 @@ func TestHistoryQueries(t *testing.T) {
 			if drive == driveLimit && len(h.want(f)) == 0 && !strings.Contains(name, "unknown") && !strings.Contains(name, "none") {
 				t.Errorf("%s selects nothing: the test shows little", name)
 			}
+		}
+	}
+}
+
+// TestHistorySummary checks every grouping, with and without filters,
+// against brute-force counts.
+func TestHistorySummary(t *testing.T) {
+	t.Parallel()
+	s := openTest(t, Config{})
+	h := fillHistory(t, s, 2000, 2, historyNow)
+	ctx := context.Background()
+	filters := historyFilters(h)
+	keys := map[CertGroup]func(CertRecord) string{
+		GroupProfile:   func(c CertRecord) string { return c.Profile },
+		GroupRequester: func(c CertRecord) string { return c.Requester },
+		GroupIssuer:    func(c CertRecord) string { return c.IssuerID },
+		GroupChannel:   func(c CertRecord) string { return c.Channel },
+		GroupDay:       func(c CertRecord) string { return c.Created.UTC().Format(time.DateOnly) },
+		GroupStatus: func(c CertRecord) string {
+			switch {
+			case !c.RevokedAt.IsZero():
+				return "revoked"
+			case c.NotAfter.After(historyNow):
+				return "valid"
+			}
+			return "expired"
+		},
+	}
+	for _, name := range []string{"none", "issued last 30 days", "profile valid", "suffix common", "name common",
+		"acme account common", "revoked between", "exact", "channel key issuer"} {
+		f := filters[name]
+		f.Now = historyNow
+		for by, key := range keys {
+			counts := map[string]int64{}
+			var total int64
+			for _, c := range h.want(f) {
+				counts[key(c)]++
+				total++
+			}
+			var want []SummaryRow
+			for k, n := range counts {
+				want = append(want, SummaryRow{Key: k, Count: n})
+			}
+			slices.SortFunc(want, func(a, b SummaryRow) int {
+				if by == GroupDay {
+					return strings.Compare(a.Key, b.Key)
+				}
+				return cmp.Or(cmp.Compare(b.Count, a.Count), strings.Compare(a.Key, b.Key))
+			})
+			got, gotTotal, err := s.CertificateSummary(ctx, f, by)
+			if err != nil {
+				t.Fatalf("%s by %s: %v", name, by, err)
+			}
+			if gotTotal != total || !slices.Equal(got, want) {
+				t.Errorf("%s by %s: %v (total %d), want %v (total %d)", name, by, got, gotTotal, want, total)
+			}
+		}
+	}
+}
+
+// TestHistoryPagingWhileIssuing pages through every sort in small pages
+// while another goroutine keeps recording certificates, some issued before
+// and some after the rows already read: every row that existed at the
+// start appears exactly once, and pages follow the sort order.
+func TestHistoryPagingWhileIssuing(t *testing.T) {
+	t.Parallel()
+	s := openTest(t, Config{})
+	h := fillHistory(t, s, 1500, 3, historyNow)
+	ctx := context.Background()
+	stop := make(chan struct{})
+	done := make(chan error, 1)
+	go func() {
+		g := newHistoryGen(4, historyNow, 1, 30, 12) // same accounts, other serials
+		for {
+			select {
+			case <-stop:
+				done <- nil
+				return
+			default:
+			}
+			if err := s.WithTx(ctx, func(tx Tx) error {
+				for range 5 {
+					c, account := g.cert()
+					if err := g.insert(tx, &c, account); err != nil {
+						return err
+					}
+				}
+				return nil
+			}); err != nil {
+				done <- err
+				return
+			}
+		}
+	}()
+	// Besides the goroutine, rows land between every two pages for sure.
+	between := newHistoryGen(6, historyNow, 1, 30, 12)
+	filters := historyFilters(h)
+	for _, name := range []string{"none", "profile common", "valid", "suffix common", "name common", "acme account common"} {
+		for _, sort := range allSorts {
+			f := filters[name]
+			f.Sort, f.Limit = sort, 17
+			want := h.want(f)
+			seen := map[int64]bool{}
+			var prev *CertRecord
+			for page := 0; ; page++ {
+				got, next, err := s.Certificates(ctx, f)
+				if err != nil {
+					t.Fatal(err)
+				}
+				for _, c := range got {
+					if seen[c.ID] {
+						t.Fatalf("%s, sort %d: certificate %d twice", name, sort, c.ID)
+					}
+					seen[c.ID] = true
+					if prev != nil && compareIn(sort, *prev, c) >= 0 {
+						t.Fatalf("%s, sort %d: %d after %d out of order", name, sort, c.ID, prev.ID)
+					}
+					prev = &c
+				}
+				if next.IsZero() {
+					break
+				}
+				f.After = next
+				mustTx(t, s, func(tx Tx) error {
+					for range 3 {
+						c, account := between.cert()
+						if err := between.insert(tx, &c, account); err != nil {
+							return err
+						}
+					}
+					return nil
+				})
+			}
+			for _, c := range want {
+				if !seen[c.ID] {
+					t.Fatalf("%s, sort %d: certificate %d (of %d at the start) missing", name, sort, c.ID, len(want))
+				}
+			}
+		}
+	}
+	close(stop)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestHistoryRollback checks that a refused insert leaves no name or
+// search rows, and that a committed one is found at once.
+func TestHistoryRollback(t *testing.T) {
+	t.Parallel()
+	s := openTest(t, Config{})
+	seedIssuers(t, s, "int")
+	ctx := context.Background()
+	sideRows := func() (n int64) {
+		for _, q := range []string{"SELECT count(*) FROM certificate_names", "SELECT count(*) FROM certificate_search_docsize",
+			"SELECT count(*) FROM certificate_search WHERE names LIKE '%rollback%'"} {
+			var k int64
+			if err := s.read.QueryRowContext(ctx, q).Scan(&k); err != nil {
+				t.Fatal(err)
+			}
+			n += k
+		}
+		return n
+	}
+	c := testCert("int", "0a")
+	c.SANs = []string{"rollback.example.com", "Other.Example.com"}
+	c.Subject = "CN=Rollback.example.com"
+	refused := errors.New("refused")
+	if err := s.WithTx(ctx, func(tx Tx) error {
+		if err := tx.InsertCertificate(&c); err != nil {
+			return err
+		}
+		return refused
+	}); !errors.Is(err, refused) {
+		t.Fatalf("WithTx = %v, want %v", err, refused)
+	}
+	if n := sideRows(); n != 0 {
+		t.Fatalf("%d name or search rows after a rolled-back insert", n)
+	}
+	for _, f := range []CertFilter{{Name: "rollback"}, {NameExact: "rollback.example.com"}, {NameSuffix: ".example.com"}} {
+		if got, _, err := s.Certificates(ctx, f); err != nil || len(got) != 0 {
+			t.Fatalf("Certificates(%+v) = %d rows, %v after rollback", f, len(got), err)
+		}
+	}
+	mustTx(t, s, func(tx Tx) error { return tx.InsertCertificate(&c) })
+	for _, f := range []CertFilter{{Name: "ROLLBACK"}, {NameExact: "other.example.COM"}, {NameSuffix: "LLBACK.example.com"}, {Name: "k.e"}} {
+		if got, _, err := s.Certificates(ctx, f); err != nil || len(got) != 1 {
+			t.Errorf("Certificates(%+v) = %d rows, %v, want the committed one", f, len(got), err)
+		}
+	}
+}
+
+// TestHistoryBackfill checks that a database from before migration 0013
+// gets its name indexes when it opens, and answers as a new one.
+func TestHistoryBackfill(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s := openTest(t, Config{})
+	h := fillHistory(t, s, 600, 5, historyNow)
+	undoHistoryMigration(t, s)
+	dbPath := dbFile(t, s)
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s2 := openTest(t, Config{Path: dbPath})
+	for name, f := range historyFilters(h) {
+		f.Limit = 1000
+		got, _, err := s2.Certificates(ctx, f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := h.want(f); !slices.Equal(ids(got), ids(want)) {
+			t.Errorf("%s after backfill: %d rows, want %d", name, len(got), len(want))
+		}
+	}
+}
+
+func TestCommonName(t *testing.T) {
+	for dn, want := range map[string]string{
+		"CN=foo":                          "foo",
+		"CN=foo,O=bar":                    "foo",
+		"SERIALNUMBER=1,CN=a\\,b\\+c,O=x": "a,b+c",
+		`CN=back\slash`:                   `back\slash`,
+		`CN=esc\\aped`:                    `esc\aped`,
+		"O=only":                          "",
+		"cn=Lower+OU=x":                   "Lower",
+	} {
+		if got := commonName(dn); got != want {
+			t.Errorf("commonName(%q) = %q, want %q", dn, got, want)
 		}
 	}
 }
