@@ -259,13 +259,13 @@ func TestHistorySummary(t *testing.T) {
 func TestHistoryPagingWhileIssuing(t *testing.T) {
 	t.Parallel()
 	s := openTest(t, Config{})
-	h := fillHistory(t, s, 1500, 3, historyNow)
+	h := fillHistory(t, s, 800, 3, historyNow)
 	ctx := context.Background()
 	stop := make(chan struct{})
 	done := make(chan error, 1)
 	go func() {
 		g := newHistoryGen(4, historyNow, 1, 30, 12) // same accounts, other serials
-		for {
+		for range 300 {
 			select {
 			case <-stop:
 				done <- nil
@@ -285,6 +285,7 @@ func TestHistoryPagingWhileIssuing(t *testing.T) {
 				return
 			}
 		}
+		done <- nil
 	}()
 	// Besides the goroutine, rows land between every two pages for sure.
 	between := newHistoryGen(6, historyNow, 1, 30, 12)
@@ -292,7 +293,7 @@ func TestHistoryPagingWhileIssuing(t *testing.T) {
 	for _, name := range []string{"none", "profile common", "valid", "suffix common", "name common", "acme account common"} {
 		for _, sort := range allSorts {
 			f := filters[name]
-			f.Sort, f.Limit = sort, 17
+			f.Sort, f.Limit = sort, 25
 			want := h.want(f)
 			seen := map[int64]bool{}
 			var prev *CertRecord
@@ -316,7 +317,7 @@ func TestHistoryPagingWhileIssuing(t *testing.T) {
 				}
 				f.After = next
 				mustTx(t, s, func(tx Tx) error {
-					for range 3 {
+					for range 2 {
 						c, account := between.cert()
 						if err := between.insert(tx, &c, account); err != nil {
 							return err
