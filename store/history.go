@@ -8,14 +8,18 @@ import (
 	"unicode/utf8"
 )
 
-// certQuery is a certificate filter compiled to SQL: a WHERE clause over
-// certificates (as c) and its arguments. from is the FROM clause: plain, or
-// NOT INDEXED when a small candidate set (c.id or c.serial IN ...) must
-// drive the query rather than an order index the planner might prefer.
+// certQuery is a certificate filter compiled to SQL: FROM and WHERE
+// clauses over certificates (as c) and their arguments, and the columns
+// that order it. Usually the planner picks the index; two cases are forced:
+// a small candidate set (c.id IN ...) drives from a NOT INDEXED table, and
+// an ACME account walks that account's rows of certificate_accounts (as a)
+// in order, through a CROSS JOIN that keeps it the outer loop.
 type certQuery struct {
 	from  string
 	where []string
 	args  []any
+	// The order columns: c's, or a's when walking an account (same values).
+	created, notAfter, id string
 }
 
 func (q *certQuery) add(cond string, a ...any) {
@@ -39,24 +43,27 @@ func timeRange(q *certQuery, col string, after, before time.Time) {
 	}
 }
 
-// driveLimit is the candidate count up to which a name or ACME account
-// filter drives a query (read its matches, then sort them); above it the
-// query walks an order index and tests the filter per row, where matches
-// are dense enough that a page comes quickly.
+// driveLimit is the candidate count up to which a name filter drives a
+// query (read its matches, then sort them); above it the query walks an
+// order index and tests the name per row, where matches are dense enough
+// that a page comes quickly.
 const driveLimit = 5000
 
-// candidates is a filter that can list the ids (or serials) it selects.
+// candidates is a filter that can list what it selects.
 type candidates struct {
-	in    string // "c.id IN (...)" or "c.serial IN (...)"
+	in    string // "c.id IN (...)"
 	count string // counts up to ? matches
 	args  []any
-	check string // the same filter on one row, for walking an order index
+	exact bool   // in selects exactly the filter's rows (no recheck)
+	check string // the filter on one row, for walking an order index
 	cargs []any
+	walk  bool // an ACME account: walked in order, not read whole
 }
 
-// compileFilter turns f, all but its sort and cursor, into SQL.
+// compileFilter turns f, all but its cursor, into SQL.
 func (s *SQLite) compileFilter(ctx context.Context, f CertFilter) (*certQuery, error) {
-	q := &certQuery{from: " FROM certificates c"}
+	q := &certQuery{from: " FROM certificates c", created: "c.created", notAfter: "c.not_after", id: "c.id"}
+	byExpiry := f.Sort == SortExpiryAsc || f.Sort == SortExpiryDesc
 	var cands []candidates
 	if f.Serial != "" {
 		q.add("c.serial = ?", strings.ToLower(f.Serial))
@@ -66,7 +73,7 @@ func (s *SQLite) compileFilter(ctx context.Context, f CertFilter) (*certQuery, e
 		cands = append(cands, candidates{
 			in:    "c.id IN (SELECT cert_id FROM certificate_names WHERE rname = ?)",
 			count: "SELECT count(*) FROM (SELECT 1 FROM certificate_names WHERE rname = ? LIMIT ?)",
-			args:  []any{reverseName(n)},
+			args:  []any{reverseName(n)}, exact: true,
 			check: "instr(c.names, ?) > 0", cargs: []any{"\n" + n + "\n"},
 		})
 	}
@@ -76,7 +83,7 @@ func (s *SQLite) compileFilter(ctx context.Context, f CertFilter) (*certQuery, e
 		cands = append(cands, candidates{
 			in:    "c.id IN (SELECT cert_id FROM certificate_names WHERE rname >= ? AND rname < ?)",
 			count: "SELECT count(*) FROM (SELECT 1 FROM certificate_names WHERE rname >= ? AND rname < ? LIMIT ?)",
-			args:  []any{lo, prefixEnd(lo)},
+			args:  []any{lo, prefixEnd(lo)}, exact: true,
 			check: "instr(c.names, ?) > 0", cargs: []any{n + "\n"},
 		})
 	}
@@ -84,6 +91,7 @@ func (s *SQLite) compileFilter(ctx context.Context, f CertFilter) (*certQuery, e
 		n := strings.ToLower(f.Name)
 		c := candidates{check: "instr(c.names, ?) > 0", cargs: []any{n}}
 		// Trigrams need three characters; % _ \ would be LIKE syntax there.
+		// The index answers candidates (detail=none), rechecked by instr.
 		if utf8.RuneCountInString(n) >= 3 && !strings.ContainsAny(n, "%_\\\n") {
 			c.in = "c.id IN (SELECT rowid FROM certificate_search WHERE names LIKE ?)"
 			c.count = "SELECT count(*) FROM (SELECT 1 FROM certificate_search WHERE names LIKE ? LIMIT ?)"
@@ -93,36 +101,49 @@ func (s *SQLite) compileFilter(ctx context.Context, f CertFilter) (*certQuery, e
 	}
 	if f.ACMEAccount != "" {
 		cands = append(cands, candidates{
-			in:    "c.serial IN (SELECT cert_serial FROM acme_orders WHERE account_id = ? AND cert_serial != '')",
-			count: "SELECT count(*) FROM (SELECT 1 FROM acme_orders WHERE account_id = ? AND cert_serial != '' LIMIT ?)",
-			args:  []any{f.ACMEAccount},
-			check: "EXISTS (SELECT 1 FROM acme_orders o WHERE o.cert_serial = c.serial AND o.cert_serial != '' AND o.account_id = ?)",
+			count: "SELECT count(*) FROM (SELECT 1 FROM certificate_accounts WHERE account_id = ? LIMIT ?)",
+			args:  []any{f.ACMEAccount}, exact: true, walk: true,
+			check: "EXISTS (SELECT 1 FROM certificate_accounts a WHERE a.cert_id = c.id AND a.account_id = ?)",
 			cargs: []any{f.ACMEAccount},
 		})
 	}
-	// The smallest candidate set under driveLimit drives; every other
+	// The smallest candidate set under the limit drives; an account walks
+	// whatever its size unless a name has fewer candidates. Every other
 	// name or account filter is a per-row test.
 	best, bestN := -1, s.drive
 	if f.Serial == "" {
 		for i, c := range cands {
-			if c.in == "" {
+			if c.count == "" {
 				continue
 			}
+			limit := bestN
+			if c.walk && best < 0 {
+				limit = 1 << 62
+			}
 			var n int64
-			if err := s.read.QueryRowContext(ctx, c.count, append(c.args, bestN+1)...).Scan(&n); err != nil {
+			if err := s.read.QueryRowContext(ctx, c.count, append(c.args, min(limit, 1<<30)+1)...).Scan(&n); err != nil {
 				return nil, fmt.Errorf("count candidates: %w", err)
 			}
-			if n <= bestN {
+			if n <= limit && (best < 0 || n < bestN || c.walk && n == bestN) {
 				best, bestN = i, n
 			}
 		}
 	}
 	for i, c := range cands {
-		if i == best {
+		switch {
+		case i == best && c.walk:
+			q.from = " FROM certificate_accounts a CROSS JOIN certificates c"
+			q.add("a.account_id = ? AND c.id = a.cert_id", c.args...)
+			q.created, q.notAfter, q.id = "a.created", "a.not_after", "a.cert_id"
+		case i == best:
 			q.from = " FROM certificates c NOT INDEXED"
 			q.add(c.in, c.args...)
+			if !c.exact {
+				q.add(c.check, c.cargs...)
+			}
+		default:
+			q.add(c.check, c.cargs...)
 		}
-		q.add(c.check, c.cargs...)
 	}
 	for _, eq := range [...]struct{ col, v string }{{"profile", f.Profile}, {"requester", f.Requester},
 		{"issuer_id", f.IssuerID}, {"channel", f.Channel}, {"key_algorithm", f.KeyAlgorithm}} {
@@ -133,37 +154,52 @@ func (s *SQLite) compileFilter(ctx context.Context, f CertFilter) (*certQuery, e
 	if f.IssuerKeyID != "" {
 		q.add("c.issuer_id IN (SELECT id FROM issuers WHERE key_id = ?)", f.IssuerKeyID)
 	}
-	timeRange(q, "c.created", f.IssuedAfter, f.IssuedBefore)
-	timeRange(q, "c.not_after", f.ExpiringAfter, f.ExpiringBefore)
+	timeRange(q, q.created, f.IssuedAfter, f.IssuedBefore)
+	timeRange(q, q.notAfter, f.ExpiringAfter, f.ExpiringBefore)
 	if !f.RevokedAfter.IsZero() || !f.RevokedBefore.IsZero() {
 		q.add("c.revoked_at != 0")
 		timeRange(q, "c.revoked_at", f.RevokedAfter, f.RevokedBefore)
 	}
+	// Valid and expired select most of the table: their expiry term is no
+	// index range unless the query is in expiry order (unary + stops the
+	// planner). In issuance order they bound the issuance time instead, by
+	// the longest or shortest lifetime, so the walk starts near the rows.
+	exp := "+c.not_after"
+	if byExpiry {
+		exp = q.notAfter
+	}
+	now := f.Now.UnixNano()
 	switch f.Status {
 	case "":
 	case "revoked":
 		q.add("c.revoked_at != 0")
 	case "valid":
-		q.add("c.revoked_at = 0 AND c.not_after > ?", f.Now.UnixNano())
+		q.add("c.revoked_at = 0 AND "+exp+" > ?", now)
+		if !byExpiry {
+			q.add(q.created+" > ? - (SELECT max(not_after - created) FROM certificates)", now)
+		}
 	case "expired":
-		q.add("c.revoked_at = 0 AND c.not_after <= ?", f.Now.UnixNano())
+		q.add("c.revoked_at = 0 AND "+exp+" <= ?", now)
+		if !byExpiry {
+			q.add(q.created+" <= ? - (SELECT min(not_after - created) FROM certificates)", now)
+		}
 	default:
 		return nil, fmt.Errorf("unknown status %q (want valid, expired or revoked)", f.Status)
 	}
 	return q, nil
 }
 
-// order returns the sort column, the direction and whether s is known.
-func (s CertSort) order() (col, dir string, ok bool) {
+// order returns q's sort column for s, the direction and whether s is known.
+func (q *certQuery) order(s CertSort) (col, dir string, ok bool) {
 	switch s {
 	case SortIssuedDesc:
-		return "c.created", "DESC", true
+		return q.created, "DESC", true
 	case SortIssuedAsc:
-		return "c.created", "ASC", true
+		return q.created, "ASC", true
 	case SortExpiryAsc:
-		return "c.not_after", "ASC", true
+		return q.notAfter, "ASC", true
 	case SortExpiryDesc:
-		return "c.not_after", "DESC", true
+		return q.notAfter, "DESC", true
 	}
 	return "", "", false
 }
@@ -191,13 +227,13 @@ func (s *SQLite) Certificates(ctx context.Context, f CertFilter) ([]CertRecord, 
 
 // scanPage calls fn with up to limit rows f selects after f.After.
 func (s *SQLite) scanPage(ctx context.Context, f CertFilter, limit int, fn func(CertRecord) error) error {
-	col, dir, ok := f.Sort.order()
-	if !ok {
-		return fmt.Errorf("unknown sort %d", f.Sort)
-	}
 	q, err := s.compileFilter(ctx, f)
 	if err != nil {
 		return err
+	}
+	col, dir, ok := q.order(f.Sort)
+	if !ok {
+		return fmt.Errorf("unknown sort %d", f.Sort)
 	}
 	if !f.After.IsZero() {
 		// Spelled out rather than as a row value, so that the sort
@@ -206,10 +242,10 @@ func (s *SQLite) scanPage(ctx context.Context, f CertFilter, limit int, fn func(
 		if dir == "DESC" {
 			cmp = "<"
 		}
-		q.add(col+" "+cmp+"= ? AND ("+col+" "+cmp+" ? OR c.id "+cmp+" ?)", f.After.Key, f.After.Key, f.After.ID)
+		q.add(col+" "+cmp+"= ? AND ("+col+" "+cmp+" ? OR "+q.id+" "+cmp+" ?)", f.After.Key, f.After.Key, f.After.ID)
 	}
 	sqlText := "SELECT " + certColumnsC + q.from + q.clause() +
-		" ORDER BY " + col + " " + dir + ", c.id " + dir + " LIMIT ?"
+		" ORDER BY " + col + " " + dir + ", " + q.id + " " + dir + " LIMIT ?"
 	rows, err := s.read.QueryContext(ctx, sqlText, append(q.args, limit)...)
 	if err != nil {
 		return fmt.Errorf("list certificates: %w", err)

@@ -51,6 +51,50 @@ CREATE INDEX certificates_revoked_at ON certificates (revoked_at) WHERE revoked_
 CREATE INDEX certificates_revoked_created ON certificates (created) WHERE revoked_at != 0;
 CREATE INDEX certificates_revoked_expiry ON certificates (not_after) WHERE revoked_at != 0;
 
--- The ACME account filter checks a row's serial against the account's
--- orders when it walks an order index.
+-- The ACME account filter: the certificates whose serial an order of the
+-- account names, kept by the triggers below whichever of the order and the
+-- certificate is written first, and when an order is purged (tidy), so it
+-- says what a join with acme_orders says. The primary key walks one
+-- account's certificates newest first; the expiry index soonest first.
 CREATE INDEX acme_orders_cert ON acme_orders (cert_serial, account_id) WHERE cert_serial != '';
+CREATE TABLE certificate_accounts (
+    account_id TEXT NOT NULL,
+    created    BIGINT NOT NULL,
+    not_after  BIGINT NOT NULL,
+    cert_id    INTEGER NOT NULL,
+    PRIMARY KEY (account_id, created, cert_id)
+) WITHOUT ROWID;
+CREATE INDEX certificate_accounts_expiry ON certificate_accounts (account_id, not_after, cert_id);
+CREATE INDEX certificate_accounts_cert ON certificate_accounts (cert_id, account_id);
+INSERT OR IGNORE INTO certificate_accounts (account_id, created, not_after, cert_id)
+    SELECT o.account_id, c.created, c.not_after, c.id
+    FROM acme_orders o JOIN certificates c ON c.serial = o.cert_serial WHERE o.cert_serial != '';
+CREATE TRIGGER certificate_accounts_cert AFTER INSERT ON certificates BEGIN
+    INSERT OR IGNORE INTO certificate_accounts (account_id, created, not_after, cert_id)
+        SELECT account_id, NEW.created, NEW.not_after, NEW.id FROM acme_orders
+        WHERE cert_serial = NEW.serial AND cert_serial != '';
+END;
+CREATE TRIGGER certificate_accounts_order AFTER INSERT ON acme_orders WHEN NEW.cert_serial != '' BEGIN
+    INSERT OR IGNORE INTO certificate_accounts (account_id, created, not_after, cert_id)
+        SELECT NEW.account_id, created, not_after, id FROM certificates WHERE serial = NEW.cert_serial;
+END;
+CREATE TRIGGER certificate_accounts_order_serial AFTER UPDATE OF cert_serial, account_id ON acme_orders BEGIN
+    DELETE FROM certificate_accounts WHERE OLD.cert_serial != '' AND account_id = OLD.account_id
+        AND cert_id IN (SELECT id FROM certificates WHERE serial = OLD.cert_serial)
+        AND NOT EXISTS (SELECT 1 FROM acme_orders WHERE cert_serial = OLD.cert_serial AND cert_serial != ''
+            AND account_id = OLD.account_id);
+    INSERT OR IGNORE INTO certificate_accounts (account_id, created, not_after, cert_id)
+        SELECT NEW.account_id, created, not_after, id FROM certificates
+        WHERE NEW.cert_serial != '' AND serial = NEW.cert_serial;
+END;
+CREATE TRIGGER certificate_accounts_order_gone AFTER DELETE ON acme_orders WHEN OLD.cert_serial != '' BEGIN
+    DELETE FROM certificate_accounts WHERE account_id = OLD.account_id
+        AND cert_id IN (SELECT id FROM certificates WHERE serial = OLD.cert_serial)
+        AND NOT EXISTS (SELECT 1 FROM acme_orders WHERE cert_serial = OLD.cert_serial AND cert_serial != ''
+            AND account_id = OLD.account_id);
+END;
+
+-- Bounds for status filters in the issuance order: a valid certificate was
+-- issued after now - max(lifetime), an expired one before now -
+-- min(lifetime); both are one index probe.
+CREATE INDEX certificates_lifetime ON certificates (not_after - created);
