@@ -428,3 +428,64 @@ func TestCommonName(t *testing.T) {
 		}
 	}
 }
+
+// TestHistoryACMEAccount checks that the account filter follows the
+// orders, whichever of order and certificate is written first, and that
+// a purged order no longer links its certificate, as a join would say.
+func TestHistoryACMEAccount(t *testing.T) {
+	t.Parallel()
+	s := openTest(t, Config{})
+	seedIssuers(t, s, "int")
+	ctx := context.Background()
+	g := newHistoryGen(7, testStart, 1, 2, 2)
+	mustTx(t, s, g.accountsTx)
+	order := func(id, serial string, expires time.Time) ACMEOrder {
+		return ACMEOrder{ID: id, AccountID: "acct-000", Status: "valid", Identifiers: []ACMEIdentifier{{Type: "dns", Value: "a.test"}},
+			AuthzIDs: []string{}, CertSerial: serial, Expires: expires, Created: testStart, Updated: testStart}
+	}
+	has := func(want ...string) {
+		t.Helper()
+		for _, sort := range allSorts {
+			got, _, err := s.Certificates(ctx, CertFilter{ACMEAccount: "acct-000", Sort: sort})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if gs := serials(got); !slices.Equal(slices.Sorted(slices.Values(gs)), want) {
+				t.Fatalf("account's certificates (sort %d) = %v, want %v", sort, gs, want)
+			}
+		}
+	}
+	a, b, c := testCert("int", "0a"), testCert("int", "0b"), testCert("int", "0c")
+	mustTx(t, s, func(tx Tx) error {
+		// a: the order first, finalized after; b: the certificate first.
+		if err := tx.InsertACMEOrder(order("o-a", "", testStart.Add(time.Hour))); err != nil {
+			return err
+		}
+		if err := tx.InsertCertificate(&a); err != nil {
+			return err
+		}
+		if err := tx.InsertCertificate(&b); err != nil {
+			return err
+		}
+		return tx.InsertACMEOrder(order("o-b", "0b", testStart.Add(time.Hour)))
+	})
+	has("0b")
+	mustTx(t, s, func(tx Tx) error { return tx.UpdateACMEOrder(order("o-a", "0a", time.Time{})) })
+	has("0a", "0b")
+	// c: two orders name it; purging one keeps it.
+	mustTx(t, s, func(tx Tx) error {
+		if err := tx.InsertACMEOrder(order("o-c1", "0c", testStart.Add(time.Hour))); err != nil {
+			return err
+		}
+		if err := tx.InsertACMEOrder(order("o-c2", "0c", testStart.Add(3*time.Hour))); err != nil {
+			return err
+		}
+		return tx.InsertCertificate(&c)
+	})
+	has("0a", "0b", "0c")
+	mustTx(t, s, func(tx Tx) error {
+		_, err := tx.PurgeExpired(ExpiredACMEOrders, testStart.Add(2*time.Hour), 100)
+		return err
+	})
+	has("0c")
+}
