@@ -22,7 +22,7 @@ func undoHistoryMigration(t testing.TB, s *SQLite) {
 		"DROP INDEX certificates_requester", "CREATE INDEX certificates_requester ON certificates (requester, id)",
 		"DROP INDEX certificates_profile_expiry", "DROP INDEX certificates_requester_expiry",
 		"DROP INDEX certificates_channel", "DROP INDEX certificates_key_algorithm", "DROP INDEX certificates_issuer",
-		"DROP INDEX certificates_revoked_at", "DROP INDEX certificates_revoked_created", "DROP INDEX certificates_revoked_expiry",
+		"DROP INDEX certificates_revoked_created", "DROP INDEX certificates_revoked_expiry",
 		"DROP TRIGGER certificate_accounts_cert", "DROP TRIGGER certificate_accounts_order",
 		"DROP TRIGGER certificate_accounts_order_serial", "DROP TRIGGER certificate_accounts_order_gone",
 		"DROP TABLE certificate_accounts", "DROP INDEX acme_orders_cert", "DROP INDEX certificates_lifetime",
