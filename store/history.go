@@ -54,8 +54,8 @@ const driveLimit = 5000
 
 // candidates is a filter that can list what it selects.
 type candidates struct {
-	in    string // "c.id IN (...)"
-	count string // counts up to ? matches
+	ids   string // lists up to ? matching certificate ids (names)
+	count string // counts up to ? matches (an account)
 	args  []any
 	exact bool   // in selects exactly the filter's rows (no recheck)
 	check string // the filter on one row, for walking an order index
@@ -74,9 +74,8 @@ func (s *SQLite) compileFilter(ctx context.Context, f CertFilter) (*certQuery, e
 	if f.NameExact != "" {
 		n := strings.ToLower(f.NameExact)
 		cands = append(cands, candidates{
-			in:    "c.id IN (SELECT cert_id FROM certificate_names WHERE rname = ?)",
-			count: "SELECT count(*) FROM (SELECT 1 FROM certificate_names WHERE rname = ? LIMIT ?)",
-			args:  []any{reverseName(n)}, exact: true,
+			ids:  "SELECT cert_id FROM certificate_names WHERE rname = ? LIMIT ?",
+			args: []any{reverseName(n)}, exact: true,
 			check: "instr(c.names, ?) > 0", cargs: []any{"\n" + n + "\n"},
 		})
 	}
@@ -84,9 +83,8 @@ func (s *SQLite) compileFilter(ctx context.Context, f CertFilter) (*certQuery, e
 		n := strings.ToLower(f.NameSuffix)
 		lo := reverseName(n)
 		cands = append(cands, candidates{
-			in:    "c.id IN (SELECT cert_id FROM certificate_names WHERE rname >= ? AND rname < ?)",
-			count: "SELECT count(*) FROM (SELECT 1 FROM certificate_names WHERE rname >= ? AND rname < ? LIMIT ?)",
-			args:  []any{lo, prefixEnd(lo)}, exact: true,
+			ids:  "SELECT cert_id FROM certificate_names WHERE rname >= ? AND rname < ? LIMIT ?",
+			args: []any{lo, prefixEnd(lo)}, exact: true,
 			check: "instr(c.names, ?) > 0", cargs: []any{n + "\n"},
 		})
 	}
@@ -96,8 +94,7 @@ func (s *SQLite) compileFilter(ctx context.Context, f CertFilter) (*certQuery, e
 		// Trigrams need three characters; % _ \ would be LIKE syntax there.
 		// The index answers candidates (detail=none), rechecked by instr.
 		if utf8.RuneCountInString(n) >= 3 && !strings.ContainsAny(n, "%_\\\n") {
-			c.in = "c.id IN (SELECT rowid FROM certificate_search WHERE names LIKE ?)"
-			c.count = "SELECT count(*) FROM (SELECT 1 FROM certificate_search WHERE names LIKE ? LIMIT ?)"
+			c.ids = "SELECT rowid FROM certificate_search WHERE names LIKE ? LIMIT ?"
 			c.args = []any{"%" + n + "%"}
 		}
 		cands = append(cands, c)
@@ -113,22 +110,32 @@ func (s *SQLite) compileFilter(ctx context.Context, f CertFilter) (*certQuery, e
 	// The smallest candidate set under the limit drives; an account walks
 	// whatever its size unless a name has fewer candidates. Every other
 	// name or account filter is a per-row test.
+	// A name's candidate ids are read once, here, and handed to the query
+	// as a JSON array: evaluating the trigram match twice costs more than
+	// the rest of the query.
 	best, bestN := -1, s.drive
+	var bestIDs string
 	if f.Serial == "" {
 		for i, c := range cands {
-			if c.count == "" {
-				continue
-			}
-			if c.walk && best < 0 && s.drive >= 0 { // tests set -1: no driving
+			switch {
+			case c.walk && best < 0 && s.drive >= 0: // tests set -1: no driving
 				best = i // walked in order: its size does not matter
-				continue
-			}
-			var n int64
-			if err := s.read.QueryRowContext(ctx, c.count, append(c.args, bestN+1)...).Scan(&n); err != nil {
-				return nil, fmt.Errorf("count candidates: %w", err)
-			}
-			if n < bestN || n == bestN && (best < 0 || c.walk) {
-				best, bestN = i, n
+			case c.walk:
+				var n int64
+				if err := s.read.QueryRowContext(ctx, c.count, append(c.args, bestN+1)...).Scan(&n); err != nil {
+					return nil, fmt.Errorf("count candidates: %w", err)
+				}
+				if n <= bestN {
+					best, bestN = i, n
+				}
+			case c.ids != "":
+				ids, err := s.candidateIDs(ctx, c.ids, append(c.args, bestN+1))
+				if err != nil {
+					return nil, err
+				}
+				if n := int64(len(ids)); n < bestN || n == bestN && best < 0 {
+					best, bestN, bestIDs = i, n, "["+strings.Join(ids, ",")+"]"
+				}
 			}
 		}
 	}
@@ -140,7 +147,7 @@ func (s *SQLite) compileFilter(ctx context.Context, f CertFilter) (*certQuery, e
 			q.created, q.notAfter, q.id = "a.created", "a.not_after", "a.cert_id"
 		case i == best:
 			q.from = " FROM certificates c NOT INDEXED"
-			q.add(c.in, c.args...)
+			q.add("c.id IN (SELECT value FROM json_each(?))", bestIDs)
 			if !c.exact {
 				q.add(c.check, c.cargs...)
 			}
@@ -193,6 +200,27 @@ func (s *SQLite) compileFilter(ctx context.Context, f CertFilter) (*certQuery, e
 		return nil, fmt.Errorf("unknown status %q (want valid, expired or revoked)", f.Status)
 	}
 	return q, nil
+}
+
+// candidateIDs runs query, which lists certificate ids, and returns them.
+func (s *SQLite) candidateIDs(ctx context.Context, query string, args []any) ([]string, error) {
+	rows, err := s.read.QueryContext(ctx, query, args...)
+	if err != nil {
+		return nil, fmt.Errorf("list candidates: %w", err)
+	}
+	defer rows.Close()
+	var ids []string
+	for rows.Next() {
+		var id int64
+		if err := rows.Scan(&id); err != nil {
+			return nil, fmt.Errorf("list candidates: %w", err)
+		}
+		ids = append(ids, strconv.FormatInt(id, 10))
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("list candidates: %w", err)
+	}
+	return ids, nil
 }
 
 // order returns q's sort column for s, the direction and whether s is known.
