@@ -3,15 +3,24 @@ package store
 import (
 	"context"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 )
 
-// certQuery is a certificate filter compiled to SQL: a WHERE clause over
-// certificates and its arguments.
+// certQuery is a certificate filter compiled to SQL: FROM and WHERE
+// clauses over certificates (as c) and their arguments, and the columns
+// that order it. Usually the planner picks the index; two cases are forced:
+// a small candidate set (c.id IN ...) drives from a NOT INDEXED table, and
+// an ACME account walks that account's rows of certificate_accounts (as a)
+// in order, through a CROSS JOIN that keeps it the outer loop.
 type certQuery struct {
+	from  string
 	where []string
 	args  []any
+	// The order columns: c's, or a's when walking an account (same values).
+	created, notAfter, id string
 }
 
 func (q *certQuery) add(cond string, a ...any) {
@@ -35,67 +44,196 @@ func timeRange(q *certQuery, col string, after, before time.Time) {
 	}
 }
 
-// compileFilter turns f, all but its sort and cursor, into SQL.
-func compileFilter(f CertFilter) (*certQuery, error) {
-	q := &certQuery{}
+const plainFrom = " FROM certificates c"
+
+// driveLimit is the candidate count up to which a name filter drives a
+// query (read its matches, then sort them); above it the query walks an
+// order index and tests the name per row, where matches are dense enough
+// that a page comes quickly.
+const driveLimit = 5000
+
+// candidates is a filter that can list what it selects.
+type candidates struct {
+	ids   string // lists up to ? matching certificate ids (names)
+	count string // counts up to ? matches (an account)
+	args  []any
+	exact bool   // in selects exactly the filter's rows (no recheck)
+	check string // the filter on one row, for walking an order index
+	cargs []any
+	walk  bool // an ACME account: walked in order, not read whole
+}
+
+// compileFilter turns f, all but its cursor, into SQL.
+func (s *SQLite) compileFilter(ctx context.Context, f CertFilter) (*certQuery, error) {
+	q := &certQuery{from: plainFrom, created: "c.created", notAfter: "c.not_after", id: "c.id"}
+	byExpiry := f.Sort == SortExpiryAsc || f.Sort == SortExpiryDesc
+	var cands []candidates
 	if f.Serial != "" {
-		q.add("serial = ?", strings.ToLower(f.Serial))
-	}
-	names := "lower(sans || '\n' || subject)"
-	if f.Name != "" {
-		q.add(names+` LIKE ? ESCAPE '\'`, "%"+likeEscape(strings.ToLower(f.Name))+"%")
+		q.add("c.serial = ?", strings.ToLower(f.Serial))
 	}
 	if f.NameExact != "" {
-		n := likeEscape(strings.ToLower(f.NameExact))
-		q.add(`(lower(sans) LIKE ? ESCAPE '\' OR lower(subject) LIKE ? ESCAPE '\' OR lower(subject) LIKE ? ESCAPE '\')`,
-			"%\n"+n+"\n%", "cn="+n, "cn="+n+",%")
+		n := strings.ToLower(f.NameExact)
+		cands = append(cands, candidates{
+			ids:  "SELECT cert_id FROM certificate_names WHERE rname = ? LIMIT ?",
+			args: []any{reverseName(n)}, exact: true,
+			check: "instr(c.names, ?) > 0", cargs: []any{"\n" + n + "\n"},
+		})
 	}
 	if f.NameSuffix != "" {
-		q.add(`lower(sans) LIKE ? ESCAPE '\'`, "%"+likeEscape(strings.ToLower(f.NameSuffix))+"\n%")
+		n := strings.ToLower(f.NameSuffix)
+		lo := reverseName(n)
+		cands = append(cands, candidates{
+			ids:  "SELECT cert_id FROM certificate_names WHERE rname >= ? AND rname < ? LIMIT ?",
+			args: []any{lo, prefixEnd(lo)}, exact: true,
+			check: "instr(c.names, ?) > 0", cargs: []any{n + "\n"},
+		})
+	}
+	if f.Name != "" {
+		n := strings.ToLower(f.Name)
+		c := candidates{check: "instr(c.names, ?) > 0", cargs: []any{n}}
+		// Trigrams need three characters; % _ \ would be LIKE syntax there.
+		// The index answers candidates (detail=none), rechecked by instr.
+		if utf8.RuneCountInString(n) >= 3 && !strings.ContainsAny(n, "%_\\\n") {
+			c.ids = "SELECT rowid FROM certificate_search WHERE names LIKE ? LIMIT ?"
+			c.args = []any{"%" + n + "%"}
+		}
+		cands = append(cands, c)
+	}
+	if f.ACMEAccount != "" {
+		cands = append(cands, candidates{
+			count: "SELECT count(*) FROM (SELECT 1 FROM certificate_accounts WHERE account_id = ? LIMIT ?)",
+			args:  []any{f.ACMEAccount}, exact: true, walk: true,
+			check: "EXISTS (SELECT 1 FROM certificate_accounts a WHERE a.cert_id = c.id AND a.account_id = ?)",
+			cargs: []any{f.ACMEAccount},
+		})
+	}
+	// The smallest candidate set under the limit drives; an account walks
+	// whatever its size unless a name has fewer candidates. Every other
+	// name or account filter is a per-row test.
+	// A name's candidate ids are read once, here, and handed to the query
+	// as a JSON array: evaluating the trigram match twice costs more than
+	// the rest of the query.
+	best, bestN := -1, s.drive
+	var bestIDs string
+	if f.Serial == "" {
+		for i, c := range cands {
+			switch {
+			case c.walk && best < 0 && s.drive >= 0: // tests set -1: no driving
+				best = i // walked in order: its size does not matter
+			case c.walk:
+				var n int64
+				if err := s.read.QueryRowContext(ctx, c.count, append(c.args, bestN+1)...).Scan(&n); err != nil {
+					return nil, fmt.Errorf("count candidates: %w", err)
+				}
+				if n <= bestN {
+					best, bestN = i, n
+				}
+			case c.ids != "":
+				ids, err := s.candidateIDs(ctx, c.ids, append(c.args, bestN+1))
+				if err != nil {
+					return nil, err
+				}
+				if n := int64(len(ids)); n < bestN || n == bestN && best < 0 {
+					best, bestN, bestIDs = i, n, "["+strings.Join(ids, ",")+"]"
+				}
+			}
+		}
+	}
+	for i, c := range cands {
+		switch {
+		case i == best && c.walk:
+			q.from = " FROM certificate_accounts a CROSS JOIN certificates c"
+			q.add("a.account_id = ? AND c.id = a.cert_id", c.args...)
+			q.created, q.notAfter, q.id = "a.created", "a.not_after", "a.cert_id"
+		case i == best:
+			q.from = " FROM certificates c NOT INDEXED"
+			q.add("c.id IN (SELECT value FROM json_each(?))", bestIDs)
+			if !c.exact {
+				q.add(c.check, c.cargs...)
+			}
+		default:
+			q.add(c.check, c.cargs...)
+		}
 	}
 	for _, eq := range [...]struct{ col, v string }{{"profile", f.Profile}, {"requester", f.Requester},
 		{"issuer_id", f.IssuerID}, {"channel", f.Channel}, {"key_algorithm", f.KeyAlgorithm}} {
 		if eq.v != "" {
-			q.add(eq.col+" = ?", eq.v)
+			q.add("c."+eq.col+" = ?", eq.v)
 		}
 	}
 	if f.IssuerKeyID != "" {
-		q.add("issuer_id IN (SELECT id FROM issuers WHERE key_id = ?)", f.IssuerKeyID)
+		q.add("c.issuer_id IN (SELECT id FROM issuers WHERE key_id = ?)", f.IssuerKeyID)
 	}
-	if f.ACMEAccount != "" {
-		q.add("serial IN (SELECT cert_serial FROM acme_orders WHERE account_id = ? AND cert_serial != '')", f.ACMEAccount)
-	}
-	timeRange(q, "created", f.IssuedAfter, f.IssuedBefore)
-	timeRange(q, "not_after", f.ExpiringAfter, f.ExpiringBefore)
+	timeRange(q, q.created, f.IssuedAfter, f.IssuedBefore)
+	timeRange(q, q.notAfter, f.ExpiringAfter, f.ExpiringBefore)
 	if !f.RevokedAfter.IsZero() || !f.RevokedBefore.IsZero() {
-		q.add("revoked_at != 0")
-		timeRange(q, "revoked_at", f.RevokedAfter, f.RevokedBefore)
+		// No index range on revoked_at (unary +): the partial indexes of
+		// revoked rows in either order, which hold revoked_at, are walked
+		// instead; a page costs at most a scan of the revoked rows' index.
+		q.add("c.revoked_at != 0")
+		timeRange(q, "+c.revoked_at", f.RevokedAfter, f.RevokedBefore)
 	}
+	// Valid and expired select most of the table: their expiry term is no
+	// index range unless the query is in expiry order (unary + stops the
+	// planner). In issuance order they bound the issuance time instead, by
+	// the longest or shortest lifetime, so the walk starts near the rows.
+	exp := "+c.not_after"
+	if byExpiry {
+		exp = q.notAfter
+	}
+	now := f.Now.UnixNano()
 	switch f.Status {
 	case "":
 	case "revoked":
-		q.add("revoked_at != 0")
+		q.add("c.revoked_at != 0")
 	case "valid":
-		q.add("revoked_at = 0 AND not_after > ?", f.Now.UnixNano())
+		q.add("c.revoked_at = 0 AND "+exp+" > ?", now)
+		if !byExpiry {
+			q.add(q.created+" > ? - (SELECT max(not_after - created) FROM certificates)", now)
+		}
 	case "expired":
-		q.add("revoked_at = 0 AND not_after <= ?", f.Now.UnixNano())
+		q.add("c.revoked_at = 0 AND "+exp+" <= ?", now)
+		if !byExpiry {
+			q.add(q.created+" <= ? - (SELECT min(not_after - created) FROM certificates)", now)
+		}
 	default:
 		return nil, fmt.Errorf("unknown status %q (want valid, expired or revoked)", f.Status)
 	}
 	return q, nil
 }
 
-// order returns the sort column, the direction and whether s is known.
-func (s CertSort) order() (col, dir string, ok bool) {
+// candidateIDs runs query, which lists certificate ids, and returns them.
+func (s *SQLite) candidateIDs(ctx context.Context, query string, args []any) ([]string, error) {
+	rows, err := s.read.QueryContext(ctx, query, args...)
+	if err != nil {
+		return nil, fmt.Errorf("list candidates: %w", err)
+	}
+	defer rows.Close()
+	var ids []string
+	for rows.Next() {
+		var id int64
+		if err := rows.Scan(&id); err != nil {
+			return nil, fmt.Errorf("list candidates: %w", err)
+		}
+		ids = append(ids, strconv.FormatInt(id, 10))
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("list candidates: %w", err)
+	}
+	return ids, nil
+}
+
+// order returns q's sort column for s, the direction and whether s is known.
+func (q *certQuery) order(s CertSort) (col, dir string, ok bool) {
 	switch s {
 	case SortIssuedDesc:
-		return "created", "DESC", true
+		return q.created, "DESC", true
 	case SortIssuedAsc:
-		return "created", "ASC", true
+		return q.created, "ASC", true
 	case SortExpiryAsc:
-		return "not_after", "ASC", true
+		return q.notAfter, "ASC", true
 	case SortExpiryDesc:
-		return "not_after", "DESC", true
+		return q.notAfter, "DESC", true
 	}
 	return "", "", false
 }
@@ -123,23 +261,25 @@ func (s *SQLite) Certificates(ctx context.Context, f CertFilter) ([]CertRecord, 
 
 // scanPage calls fn with up to limit rows f selects after f.After.
 func (s *SQLite) scanPage(ctx context.Context, f CertFilter, limit int, fn func(CertRecord) error) error {
-	q, err := compileFilter(f)
+	q, err := s.compileFilter(ctx, f)
 	if err != nil {
 		return err
 	}
-	col, dir, ok := f.Sort.order()
+	col, dir, ok := q.order(f.Sort)
 	if !ok {
 		return fmt.Errorf("unknown sort %d", f.Sort)
 	}
 	if !f.After.IsZero() {
+		// Spelled out rather than as a row value, so that the sort
+		// column's half is a range on whichever index leads with it.
 		cmp := ">"
 		if dir == "DESC" {
 			cmp = "<"
 		}
-		q.add("("+col+", id) "+cmp+" (?, ?)", f.After.Key, f.After.ID)
+		q.add(col+" "+cmp+"= ? AND ("+col+" "+cmp+" ? OR "+q.id+" "+cmp+" ?)", f.After.Key, f.After.Key, f.After.ID)
 	}
-	sqlText := "SELECT " + certColumns + " FROM certificates" + q.clause() +
-		" ORDER BY " + col + " " + dir + ", id " + dir + " LIMIT ?"
+	sqlText := "SELECT " + certColumnsC + q.from + q.clause() +
+		" ORDER BY " + col + " " + dir + ", " + q.id + " " + dir + " LIMIT ?"
 	rows, err := s.read.QueryContext(ctx, sqlText, append(q.args, limit)...)
 	if err != nil {
 		return fmt.Errorf("list certificates: %w", err)
@@ -183,25 +323,34 @@ func (s *SQLite) ScanCertificates(ctx context.Context, f CertFilter, fn func(Cer
 
 // CertificateSummary implements Store.
 func (s *SQLite) CertificateSummary(ctx context.Context, f CertFilter, by CertGroup) ([]SummaryRow, int64, error) {
-	q, err := compileFilter(f)
+	q, err := s.compileFilter(ctx, f)
 	if err != nil {
 		return nil, 0, err
+	}
+	// Over an issuance range alone, count from the covering issuance
+	// index: with few issuers (or profiles) the planner would rather
+	// skip-scan (issuer_id, created) and read every row for the status.
+	if q.from == plainFrom && (!f.IssuedAfter.IsZero() || !f.IssuedBefore.IsZero()) && f.Serial == "" && f.Profile == "" &&
+		f.Requester == "" && f.IssuerID == "" && f.IssuerKeyID == "" && f.Channel == "" && f.KeyAlgorithm == "" {
+		q.from = " FROM certificates c INDEXED BY certificates_created"
 	}
 	var key, order string
 	switch by {
 	case GroupProfile, GroupRequester, GroupChannel:
-		key, order = string(by), "n DESC, k"
+		key, order = "c."+string(by), "n DESC, k"
 	case GroupIssuer:
-		key, order = "issuer_id", "n DESC, k"
+		key, order = "c.issuer_id", "n DESC, k"
 	case GroupDay:
-		key, order = "strftime('%Y-%m-%d', created / 1000000000, 'unixepoch')", "k"
+		// Integer days (floored), formatted below: strftime per row
+		// costs more than the rest of the scan.
+		key, order = "c.created / 86400000000000 - (c.created < 0 AND c.created % 86400000000000 != 0)", "k"
 	case GroupStatus:
-		key, order = "CASE WHEN revoked_at != 0 THEN 'revoked' WHEN not_after > ? THEN 'valid' ELSE 'expired' END", "n DESC, k"
+		key, order = "CASE WHEN c.revoked_at != 0 THEN 'revoked' WHEN c.not_after > ? THEN 'valid' ELSE 'expired' END", "n DESC, k"
 		q.args = append([]any{f.Now.UnixNano()}, q.args...)
 	default:
 		return nil, 0, fmt.Errorf("unknown grouping %q (want profile, requester, issuer, channel, day or status)", by)
 	}
-	rows, err := s.read.QueryContext(ctx, "SELECT "+key+" AS k, COUNT(*) AS n FROM certificates"+q.clause()+
+	rows, err := s.read.QueryContext(ctx, "SELECT "+key+" AS k, COUNT(*) AS n"+q.from+q.clause()+
 		" GROUP BY k ORDER BY "+order, q.args...)
 	if err != nil {
 		return nil, 0, fmt.Errorf("summarize certificates: %w", err)
@@ -214,6 +363,13 @@ func (s *SQLite) CertificateSummary(ctx context.Context, f CertFilter, by CertGr
 		if err := rows.Scan(&r.Key, &r.Count); err != nil {
 			return nil, 0, fmt.Errorf("scan summary: %w", err)
 		}
+		if by == GroupDay {
+			day, err := strconv.ParseInt(r.Key, 10, 64)
+			if err != nil {
+				return nil, 0, fmt.Errorf("scan summary: day %q: %w", r.Key, err)
+			}
+			r.Key = time.Unix(day*86400, 0).UTC().Format(time.DateOnly)
+		}
 		total += r.Count
 		out = append(out, r)
 	}
@@ -222,3 +378,6 @@ func (s *SQLite) CertificateSummary(ctx context.Context, f CertFilter, by CertGr
 	}
 	return out, total, nil
 }
+
+// certColumnsC is certColumns qualified by the alias c.
+var certColumnsC = "c." + strings.ReplaceAll(strings.Join(strings.Fields(certColumns), " "), ", ", ", c.")

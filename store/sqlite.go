@@ -52,6 +52,9 @@ type SQLite struct {
 	write *sql.DB // exactly one connection, owned by the writer goroutine
 	read  *sql.DB
 	gc    *groupCommit
+	// drive is the candidate count up to which a name or ACME account
+	// filter drives a certificate query (driveLimit; tests lower it).
+	drive int64
 
 	closeOnce sync.Once
 	closeErr  error
@@ -122,6 +125,12 @@ func Open(ctx context.Context, cfg Config) (*SQLite, error) {
 			return nil, err
 		}
 	}
+	if from > 0 && from < historyVersion {
+		if err := backfillNames(ctx, w); err != nil {
+			w.Close()
+			return nil, err
+		}
+	}
 	if err := catchUpLog(ctx, w); err != nil {
 		w.Close()
 		return nil, err
@@ -133,7 +142,7 @@ func Open(ctx context.Context, cfg Config) (*SQLite, error) {
 	}
 	r.SetMaxOpenConns(cfg.ReadConns)
 	r.SetMaxIdleConns(cfg.ReadConns)
-	s := &SQLite{write: w, read: r}
+	s := &SQLite{write: w, read: r, drive: driveLimit}
 	head, err := s.AuditHead(ctx)
 	if err != nil {
 		s.write.Close()
@@ -304,5 +313,5 @@ func OpenReadOnly(ctx context.Context, path string) (*SQLite, error) {
 		r.Close()
 		return nil, fmt.Errorf("open %s: not a Sigil database: %w", path, err)
 	}
-	return &SQLite{read: r}, nil
+	return &SQLite{read: r, drive: driveLimit}, nil
 }

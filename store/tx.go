@@ -25,7 +25,8 @@ const (
 	qInsertIssuer      = "INSERT INTO issuers (id, kind, parent_id, key_id, cert_der, state, created) VALUES (?, ?, ?, ?, ?, ?, ?)"
 	qSetIssuerState    = "UPDATE issuers SET state = ? WHERE id = ? AND state = ?"
 	qInsertCertificate = `INSERT INTO certificates (issuer_id, serial, subject, sans, not_before, not_after,
-		key_algorithm, profile, requester, channel, der, created, replaces, spki_sha256, crl_shard) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
+		key_algorithm, profile, requester, channel, der, created, replaces, spki_sha256, crl_shard, names)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
 	qInsertToken = `INSERT INTO tokens (id, secret_hash, role, profiles, description, created, expires, revoked, managed)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`
 	qRevokeToken = "UPDATE tokens SET revoked = ? WHERE id = ? AND revoked = 0"
@@ -54,7 +55,7 @@ func writeQueries() []string {
 		qRevokeCertificate, qUnholdCertificate, qBlockKey, qPutCRL,
 		qInsertACMEAccount, qUpdateACMEAccount, qInsertACMEOrder, qUpdateACMEOrder, qInsertACMEAuthz, qInsertACMEChallenge,
 		qUpdateACMEAuthz, qUpdateACMEChallenge, qUseNonce, qPurgeNonces, qInsertEABKey, qMarkEABKeyUsed},
-		append(managedWriteQueries(), logWriteQueries()...)...)
+		append(append(managedWriteQueries(), logWriteQueries()...), nameWriteQueries()...)...)
 }
 
 // sqliteTx is the Tx handed to WithTx functions.
@@ -175,9 +176,11 @@ func (t *sqliteTx) InsertCertificate(c *CertRecord) error {
 			c.SPKIHash = SPKIHash(cert.RawSubjectPublicKeyInfo)
 		}
 	}
+	names := certNames(c.Subject, c.SANs)
+	text := namesText(names)
 	res, err := t.exec("insert certificate", qInsertCertificate,
 		c.IssuerID, c.Serial, c.Subject, joinSANs(c.SANs), nanos(c.NotBefore), nanos(c.NotAfter),
-		c.KeyAlgorithm, c.Profile, c.Requester, c.Channel, c.DER, nanos(c.Created), c.Replaces, c.SPKIHash, c.CRLShard)
+		c.KeyAlgorithm, c.Profile, c.Requester, c.Channel, c.DER, nanos(c.Created), c.Replaces, c.SPKIHash, c.CRLShard, text)
 	if err != nil {
 		return err
 	}
@@ -186,6 +189,9 @@ func (t *sqliteTx) InsertCertificate(c *CertRecord) error {
 		return fmt.Errorf("insert certificate: %w", err)
 	}
 	c.ID = id
+	if err := t.insertNames(id, names, text); err != nil {
+		return err
+	}
 	return t.appendLeaf(c)
 }
 
