@@ -226,9 +226,9 @@ func TestCertExport(t *testing.T) {
 		{"unknown parameter", "format=csv&nmae=a", `unknown query parameter "nmae"`},
 		{"cursor", "format=csv&cursor=abc", "no cursor"},
 		{"limit", "format=csv&limit=10", "no limit"},
-		{"bad status", "format=csv&status=gone", "status must be"},
+		{"bad status", "format=csv&status=gone", "unknown status"},
 		{"bad time", "format=ndjson&issued_after=yesterday", "RFC 3339"},
-		{"bad sort", "format=ndjson&sort=random", "sort must be"},
+		{"bad sort", "format=ndjson&sort=random", "unknown sort"},
 	}
 	for _, tc := range bad {
 		t.Run(tc.name, func(t *testing.T) {
