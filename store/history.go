@@ -425,7 +425,7 @@ func (s *SQLite) rollupFor(f CertFilter, by CertGroup) (rollup, bool) {
 	switch {
 	case by == GroupRequester && f.Profile == "" && f.Channel == "" && f.IssuerID == "":
 		return rollup{table: "certificate_requester_spans", bucket: "span", key: "requester", unit: 32 * dayNanos}, true
-	case f.Requester != "":
+	case f.Requester != "": // certificate_days has no requester
 	case by == GroupDay:
 		return days("day")
 	case by == GroupProfile || by == GroupChannel:
@@ -447,33 +447,28 @@ var (
 // inside the issuance range from r, the partial ones at its edges from the
 // certificate indexes, added up by key.
 func (s *SQLite) rollupSummary(ctx context.Context, f CertFilter, by CertGroup, r rollup) ([]SummaryRow, int64, error) {
+	// Whole buckets are [first, last); a bound off a bucket's start leaves
+	// a partial bucket, an edge, outside them.
 	var where []string
 	var args []any
 	var edges []CertFilter
+	first, last := int64(math.MinInt64), int64(math.MaxInt64)
 	if !f.IssuedAfter.IsZero() {
 		a := f.IssuedAfter.UnixNano()
-		first := a / r.unit
-		if first*r.unit < a {
-			first++
+		if first = a / r.unit; first*r.unit < a {
+			first++ // rounded up (Go's division truncates)
 		}
 		where, args = append(where, r.bucket+" >= ?"), append(args, first)
 		if first*r.unit != a {
 			e := f
 			e.IssuedBefore = time.Unix(0, first*r.unit)
-			if !f.IssuedBefore.IsZero() && f.IssuedBefore.Before(e.IssuedBefore) {
-				return s.scanSummary(ctx, f, by) // within one bucket
-			}
 			edges = append(edges, e)
 		}
 	}
 	if !f.IssuedBefore.IsZero() {
 		b := f.IssuedBefore.UnixNano()
-		last := b / r.unit
-		if last*r.unit > b {
-			last--
-		}
-		if len(args) > 0 && args[0].(int64) >= last {
-			return s.scanSummary(ctx, f, by) // no whole bucket
+		if last = b / r.unit; last*r.unit > b {
+			last-- // rounded down
 		}
 		where, args = append(where, r.bucket+" < ?"), append(args, last)
 		if last*r.unit != b {
@@ -481,6 +476,9 @@ func (s *SQLite) rollupSummary(ctx context.Context, f CertFilter, by CertGroup, 
 			e.IssuedAfter = time.Unix(0, last*r.unit)
 			edges = append(edges, e)
 		}
+	}
+	if first >= last {
+		return s.scanSummary(ctx, f, by) // no whole bucket: the edges overlap
 	}
 	for _, eq := range [...]struct{ col, v string }{{"profile", f.Profile}, {"requester", f.Requester},
 		{"channel", f.Channel}, {"issuer_id", f.IssuerID}} {
