@@ -1,8 +1,11 @@
 package store
 
 import (
+	"cmp"
 	"context"
 	"fmt"
+	"math"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -323,6 +326,14 @@ func (s *SQLite) ScanCertificates(ctx context.Context, f CertFilter, fn func(Cer
 
 // CertificateSummary implements Store.
 func (s *SQLite) CertificateSummary(ctx context.Context, f CertFilter, by CertGroup) ([]SummaryRow, int64, error) {
+	if r, ok := s.rollupFor(f, by); ok {
+		return s.rollupSummary(ctx, f, by, r)
+	}
+	return s.scanSummary(ctx, f, by)
+}
+
+// scanSummary is CertificateSummary counting from the certificate indexes.
+func (s *SQLite) scanSummary(ctx context.Context, f CertFilter, by CertGroup) ([]SummaryRow, int64, error) {
 	q, err := s.compileFilter(ctx, f)
 	if err != nil {
 		return nil, 0, err
@@ -381,3 +392,150 @@ func (s *SQLite) CertificateSummary(ctx context.Context, f CertFilter, by CertGr
 
 // certColumnsC is certColumns qualified by the alias c.
 var certColumnsC = "c." + strings.ReplaceAll(strings.Join(strings.Fields(certColumns), " "), ", ", ", c.")
+
+// rollup is a table of migrations/0014_history_rollup.sql: counts per
+// bucket (a Unix day or span, unit nanoseconds long) and key column.
+type rollup struct {
+	table, bucket, key string
+	unit               int64
+}
+
+const dayNanos = int64(24 * time.Hour)
+
+// rollupFor returns the rollup that answers f grouped by by, if one does:
+// f may select only an issuance range, profile, requester, channel and
+// issuer (Now, sort, cursor and limit do not change a summary).
+func (s *SQLite) rollupFor(f CertFilter, by CertGroup) (rollup, bool) {
+	g := f
+	g.IssuedAfter, g.IssuedBefore = time.Time{}, time.Time{}
+	g.Profile, g.Requester, g.Channel, g.IssuerID = "", "", "", ""
+	g.Now, g.Sort, g.After, g.Limit = time.Time{}, 0, CertCursor{}, 0
+	if s.noRollup || g != (CertFilter{}) {
+		return rollup{}, false
+	}
+	// A bound that far out is no Unix nanosecond count a bucket can hold.
+	for _, t := range []time.Time{f.IssuedAfter, f.IssuedBefore} {
+		if !t.IsZero() && (t.Before(rollupMin) || t.After(rollupMax)) {
+			return rollup{}, false
+		}
+	}
+	days := func(key string) (rollup, bool) {
+		return rollup{table: "certificate_days", bucket: "day", key: key, unit: dayNanos}, true
+	}
+	switch {
+	case by == GroupRequester && f.Profile == "" && f.Channel == "" && f.IssuerID == "":
+		return rollup{table: "certificate_requester_spans", bucket: "span", key: "requester", unit: 32 * dayNanos}, true
+	case f.Requester != "": // certificate_days has no requester
+	case by == GroupDay:
+		return days("day")
+	case by == GroupProfile || by == GroupChannel:
+		return days(string(by))
+	case by == GroupIssuer:
+		return days("issuer_id")
+	}
+	return rollup{}, false
+}
+
+// The issuance bounds a rollup query takes: a year's margin inside what
+// int64 nanoseconds hold, so that rounding to a bucket cannot overflow.
+var (
+	rollupMin = time.Unix(0, math.MinInt64).Add(365 * 24 * time.Hour)
+	rollupMax = time.Unix(0, math.MaxInt64).Add(-365 * 24 * time.Hour)
+)
+
+// rollupSummary answers CertificateSummary from r: the buckets wholly
+// inside the issuance range from r, the partial ones at its edges from the
+// certificate indexes, added up by key.
+func (s *SQLite) rollupSummary(ctx context.Context, f CertFilter, by CertGroup, r rollup) ([]SummaryRow, int64, error) {
+	// Whole buckets are [first, last); a bound off a bucket's start leaves
+	// a partial bucket, an edge, outside them.
+	var where []string
+	var args []any
+	var edges []CertFilter
+	first, last := int64(math.MinInt64), int64(math.MaxInt64)
+	if !f.IssuedAfter.IsZero() {
+		a := f.IssuedAfter.UnixNano()
+		if first = a / r.unit; first*r.unit < a {
+			first++ // rounded up (Go's division truncates)
+		}
+		where, args = append(where, r.bucket+" >= ?"), append(args, first)
+		if first*r.unit != a {
+			e := f
+			e.IssuedBefore = time.Unix(0, first*r.unit)
+			edges = append(edges, e)
+		}
+	}
+	if !f.IssuedBefore.IsZero() {
+		b := f.IssuedBefore.UnixNano()
+		if last = b / r.unit; last*r.unit > b {
+			last-- // rounded down
+		}
+		where, args = append(where, r.bucket+" < ?"), append(args, last)
+		if last*r.unit != b {
+			e := f
+			e.IssuedAfter = time.Unix(0, last*r.unit)
+			edges = append(edges, e)
+		}
+	}
+	if first >= last {
+		return s.scanSummary(ctx, f, by) // no whole bucket: the edges overlap
+	}
+	for _, eq := range [...]struct{ col, v string }{{"profile", f.Profile}, {"requester", f.Requester},
+		{"channel", f.Channel}, {"issuer_id", f.IssuerID}} {
+		if eq.v != "" {
+			where, args = append(where, eq.col+" = ?"), append(args, eq.v)
+		}
+	}
+	query := "SELECT " + r.key + ", SUM(n) FROM " + r.table
+	if len(where) > 0 {
+		query += " WHERE " + strings.Join(where, " AND ")
+	}
+	rows, err := s.read.QueryContext(ctx, query+" GROUP BY "+r.key, args...)
+	if err != nil {
+		return nil, 0, fmt.Errorf("summarize certificates: %w", err)
+	}
+	defer rows.Close()
+	counts := map[string]int64{}
+	for rows.Next() {
+		var k string
+		var n int64
+		if err := rows.Scan(&k, &n); err != nil {
+			return nil, 0, fmt.Errorf("scan summary: %w", err)
+		}
+		if by == GroupDay {
+			day, err := strconv.ParseInt(k, 10, 64)
+			if err != nil {
+				return nil, 0, fmt.Errorf("scan summary: day %q: %w", k, err)
+			}
+			k = time.Unix(day*86400, 0).UTC().Format(time.DateOnly)
+		}
+		counts[k] += n
+	}
+	if err := rows.Err(); err != nil {
+		return nil, 0, fmt.Errorf("summarize certificates: %w", err)
+	}
+	for _, e := range edges {
+		part, _, err := s.scanSummary(ctx, e, by)
+		if err != nil {
+			return nil, 0, err
+		}
+		for _, p := range part {
+			counts[p.Key] += p.Count
+		}
+	}
+	out := make([]SummaryRow, 0, len(counts))
+	var total int64
+	for k, n := range counts {
+		out = append(out, SummaryRow{Key: k, Count: n})
+		total += n
+	}
+	// As scanSummary orders: days oldest first (their keys sort so, years
+	// having four digits in nanosecond range), the rest largest first.
+	slices.SortFunc(out, func(a, b SummaryRow) int {
+		if by == GroupDay {
+			return strings.Compare(a.Key, b.Key)
+		}
+		return cmp.Or(cmp.Compare(b.Count, a.Count), strings.Compare(a.Key, b.Key))
+	})
+	return out, total, nil
+}

@@ -14,6 +14,7 @@ import (
 // migrations/0013_history.sql and forgets it was applied.
 func undoHistoryMigration(t testing.TB, s *SQLite) {
 	t.Helper()
+	undoRollupMigration(t, s)
 	for _, q := range []string{
 		"DROP TABLE certificate_names", "DROP TABLE certificate_search",
 		"DROP INDEX certificates_created", "CREATE INDEX certificates_created ON certificates (created)",

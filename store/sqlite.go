@@ -55,6 +55,9 @@ type SQLite struct {
 	// drive is the candidate count up to which a name or ACME account
 	// filter drives a certificate query (driveLimit; tests lower it).
 	drive int64
+	// noRollup counts every summary from the certificate indexes, not
+	// the rollup tables (tests compare the two).
+	noRollup bool
 
 	closeOnce sync.Once
 	closeErr  error
