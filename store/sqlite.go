@@ -76,6 +76,10 @@ func dsn(path string, readOnly bool) string {
 		q.Add("_pragma", "query_only(1)")
 	} else {
 		q.Set("_txlock", "immediate")
+		// Every record is written in a savepoint, whose rollback journal
+		// is a temp file by default: one write per page touched. In
+		// memory it holds only the pages of the current savepoint.
+		q.Add("_pragma", "temp_store(MEMORY)")
 	}
 	return "file:" + uriPath(path) + "?" + q.Encode()
 }
