@@ -329,7 +329,40 @@ func (s *SQLite) CertificateSummary(ctx context.Context, f CertFilter, by CertGr
 	if r, ok := s.rollupFor(f, by); ok {
 		return s.rollupSummary(ctx, f, by, r)
 	}
+	if by == GroupStatus && !s.noRollup && (f == CertFilter{Now: f.Now, Sort: f.Sort, After: f.After, Limit: f.Limit}) {
+		return s.statusSummary(ctx, f.Now)
+	}
 	return s.scanSummary(ctx, f, by)
+}
+
+// statusSummary counts every certificate by status at now without reading
+// them all: the total from the daily rollup, the revoked from their partial
+// index, the valid from the expiry range after now (certificates still
+// valid are the recent few); the rest have expired.
+func (s *SQLite) statusSummary(ctx context.Context, now time.Time) ([]SummaryRow, int64, error) {
+	var total, revoked, valid int64
+	for _, c := range []struct {
+		dst   *int64
+		query string
+		args  []any
+	}{
+		{&total, "SELECT COALESCE(SUM(n), 0) FROM certificate_days", nil},
+		{&revoked, "SELECT count(*) FROM certificates INDEXED BY certificates_revoked_created WHERE revoked_at != 0", nil},
+		{&valid, "SELECT count(*) FROM certificates INDEXED BY certificates_not_after WHERE not_after > ? AND revoked_at = 0",
+			[]any{now.UnixNano()}},
+	} {
+		if err := s.read.QueryRowContext(ctx, c.query, c.args...).Scan(c.dst); err != nil {
+			return nil, 0, fmt.Errorf("summarize certificates by status: %w", err)
+		}
+	}
+	var out []SummaryRow
+	for _, r := range []SummaryRow{{"expired", total - valid - revoked}, {"revoked", revoked}, {"valid", valid}} {
+		if r.Count > 0 {
+			out = append(out, r)
+		}
+	}
+	slices.SortStableFunc(out, func(a, b SummaryRow) int { return cmp.Compare(b.Count, a.Count) })
+	return out, total, nil
 }
 
 // scanSummary is CertificateSummary counting from the certificate indexes.

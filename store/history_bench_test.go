@@ -248,6 +248,7 @@ func BenchmarkHistorySummary(b *testing.B) {
 		{"channel/365d", GroupChannel, last(365 * day)},
 		{"issuer/365d_profile", GroupIssuer, CertFilter{IssuedAfter: historyNow.Add(-365 * day), Profile: "server"}},
 		{"requester/365d", GroupRequester, last(365 * day)},
+		{"status/all", GroupStatus, CertFilter{Now: historyNow}},
 	} {
 		for _, path := range []string{"rollup", "index"} {
 			b.Run(q.name+"/"+path, func(b *testing.B) {

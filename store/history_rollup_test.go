@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"slices"
 	"strings"
@@ -275,5 +276,47 @@ func TestHistoryRollupBackfill(t *testing.T) {
 				t.Fatalf("%+v by %s after backfill: %v (total %d, %v), want %v (total %d)", f, by, got, total, err, want, wantTotal)
 			}
 		}
+	}
+}
+
+// TestHistoryStatusSummaryAllTime: the status of every certificate, counted
+// from the rollup and two small index ranges, equals a brute-force count at
+// any reference time, before, inside and after the history.
+func TestHistoryStatusSummaryAllTime(t *testing.T) {
+	t.Parallel()
+	s := openTest(t, Config{})
+	h := fillHistory(t, s, 2000, 11, historyNow)
+	ctx := context.Background()
+	for _, now := range []time.Time{historyNow.AddDate(-5, 0, 0), historyNow.AddDate(0, -6, 0), historyNow,
+		historyNow.AddDate(1, 0, 0), historyNow.AddDate(5, 0, 0)} {
+		want := map[string]int64{}
+		for _, c := range h.certs {
+			switch {
+			case !c.RevokedAt.IsZero():
+				want["revoked"]++
+			case c.NotAfter.After(now):
+				want["valid"]++
+			default:
+				want["expired"]++
+			}
+		}
+		for _, noRollup := range []bool{false, true} {
+			s.noRollup = noRollup
+			got, total, err := s.CertificateSummary(ctx, CertFilter{Now: now}, GroupStatus)
+			if err != nil {
+				t.Fatal(err)
+			}
+			gotMap := map[string]int64{}
+			for i, r := range got {
+				gotMap[r.Key] = r.Count
+				if i > 0 && (got[i-1].Count < r.Count || got[i-1].Count == r.Count && got[i-1].Key > r.Key) {
+					t.Errorf("at %v: %v not largest first, then by key", now, got)
+				}
+			}
+			if total != int64(len(h.certs)) || !maps.Equal(gotMap, want) {
+				t.Errorf("at %v (noRollup %v): %v total %d, want %v total %d", now, noRollup, got, total, want, len(h.certs))
+			}
+		}
+		s.noRollup = false
 	}
 }
