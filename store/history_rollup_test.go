@@ -67,15 +67,18 @@ var summaryKeys = map[CertGroup]func(CertRecord) string{
 	GroupIssuer:    func(c CertRecord) string { return c.IssuerID },
 	GroupChannel:   func(c CertRecord) string { return c.Channel },
 	GroupDay:       func(c CertRecord) string { return c.Created.UTC().Format(time.DateOnly) },
-	GroupStatus: func(c CertRecord) string {
-		switch {
-		case !c.RevokedAt.IsZero():
-			return "revoked"
-		case c.NotAfter.After(historyNow):
-			return "valid"
-		}
-		return "expired"
-	},
+	GroupStatus:    func(c CertRecord) string { return statusAt(c, historyNow) },
+}
+
+// statusAt is c's status at now, as the store counts it.
+func statusAt(c CertRecord, now time.Time) string {
+	switch {
+	case !c.RevokedAt.IsZero():
+		return "revoked"
+	case c.NotAfter.After(now):
+		return "valid"
+	}
+	return "expired"
 }
 
 // wantSummary is CertificateSummary's contract, counted by brute force.
@@ -291,14 +294,7 @@ func TestHistoryStatusSummaryAllTime(t *testing.T) {
 		historyNow.AddDate(1, 0, 0), historyNow.AddDate(5, 0, 0)} {
 		want := map[string]int64{}
 		for _, c := range h.certs {
-			switch {
-			case !c.RevokedAt.IsZero():
-				want["revoked"]++
-			case c.NotAfter.After(now):
-				want["valid"]++
-			default:
-				want["expired"]++
-			}
+			want[statusAt(c, now)]++
 		}
 		for _, noRollup := range []bool{false, true} {
 			s.noRollup = noRollup

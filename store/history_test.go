@@ -208,22 +208,7 @@ func TestHistorySummary(t *testing.T) {
 	h := fillHistory(t, s, 2000, 2, historyNow)
 	ctx := context.Background()
 	filters := historyFilters(h)
-	keys := map[CertGroup]func(CertRecord) string{
-		GroupProfile:   func(c CertRecord) string { return c.Profile },
-		GroupRequester: func(c CertRecord) string { return c.Requester },
-		GroupIssuer:    func(c CertRecord) string { return c.IssuerID },
-		GroupChannel:   func(c CertRecord) string { return c.Channel },
-		GroupDay:       func(c CertRecord) string { return c.Created.UTC().Format(time.DateOnly) },
-		GroupStatus: func(c CertRecord) string {
-			switch {
-			case !c.RevokedAt.IsZero():
-				return "revoked"
-			case c.NotAfter.After(historyNow):
-				return "valid"
-			}
-			return "expired"
-		},
-	}
+	keys := summaryKeys
 	for _, name := range []string{"none", "issued last 30 days", "profile valid", "suffix common", "name common",
 		"acme account common", "revoked between", "exact", "channel key issuer"} {
 		f := filters[name]
