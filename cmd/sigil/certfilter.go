@@ -19,9 +19,9 @@ type certFilterFlags struct {
 func (c *certFilterFlags) register(cmd *cobra.Command) {
 	f := cmd.Flags()
 	f.StringVar(&c.serial, "serial", "", "exact serial (hex)")
-	f.StringVar(&c.name, "name", "", "substring of the subject or a SAN")
-	f.StringVar(&c.nameExact, "name-exact", "", "a SAN or the subject CN equal to this")
-	f.StringVar(&c.nameSuffix, "name-suffix", "", "a SAN ending in this, e.g. .example.com")
+	f.StringVar(&c.name, "name", "", "the subject CN or a SAN contains this (any case)")
+	f.StringVar(&c.nameExact, "name-exact", "", "the subject CN or a SAN equals this (any case)")
+	f.StringVar(&c.nameSuffix, "name-suffix", "", "the subject CN or a SAN ends in this, e.g. .example.com")
 	f.StringVar(&c.issuer, "issuer", "", "issuer id")
 	f.StringVar(&c.issuerKey, "issuer-key", "", "key id of the issuer that signed them")
 	f.StringVar(&c.profile, "profile", "", "issuance profile")
