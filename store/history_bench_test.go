@@ -82,6 +82,14 @@ func historyFixture(b *testing.B) string {
 		})
 		done += batch
 	}
+	finishFixture(b, s, tmp, path)
+	b.Logf("built %s (%d certificates) in %v", path, benchHistorySize, time.Since(start).Round(time.Second))
+	return path
+}
+
+// finishFixture gives the planner statistics of the built store s at tmp,
+// closes it and moves it to path.
+func finishFixture(b *testing.B, s *SQLite, tmp, path string) {
 	if _, err := s.write.Exec("ANALYZE"); err != nil {
 		b.Fatal(err)
 	}
@@ -91,8 +99,6 @@ func historyFixture(b *testing.B) string {
 	if err := os.Rename(tmp, path); err != nil {
 		b.Fatal(err)
 	}
-	b.Logf("built %s (%d certificates) in %v", path, benchHistorySize, time.Since(start).Round(time.Second))
-	return path
 }
 
 // upgradeFixture copies the fixture at old, if there is one, and opens the
@@ -122,15 +128,7 @@ func upgradeFixture(b *testing.B, old, path string) bool {
 	if err != nil {
 		b.Fatal(err)
 	}
-	if _, err := s.write.Exec("ANALYZE"); err != nil {
-		b.Fatal(err)
-	}
-	if err := s.Close(); err != nil {
-		b.Fatal(err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		b.Fatal(err)
-	}
+	finishFixture(b, s, tmp, path)
 	b.Logf("upgraded %s to %s in %v", old, path, time.Since(start).Round(time.Second))
 	return true
 }

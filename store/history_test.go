@@ -1,7 +1,6 @@
 package store
 
 import (
-	"cmp"
 	"context"
 	"errors"
 	"slices"
@@ -208,28 +207,12 @@ func TestHistorySummary(t *testing.T) {
 	h := fillHistory(t, s, 2000, 2, historyNow)
 	ctx := context.Background()
 	filters := historyFilters(h)
-	keys := summaryKeys
 	for _, name := range []string{"none", "issued last 30 days", "profile valid", "suffix common", "name common",
 		"acme account common", "revoked between", "exact", "channel key issuer"} {
 		f := filters[name]
 		f.Now = historyNow
-		for by, key := range keys {
-			counts := map[string]int64{}
-			var total int64
-			for _, c := range h.want(f) {
-				counts[key(c)]++
-				total++
-			}
-			var want []SummaryRow
-			for k, n := range counts {
-				want = append(want, SummaryRow{Key: k, Count: n})
-			}
-			slices.SortFunc(want, func(a, b SummaryRow) int {
-				if by == GroupDay {
-					return strings.Compare(a.Key, b.Key)
-				}
-				return cmp.Or(cmp.Compare(b.Count, a.Count), strings.Compare(a.Key, b.Key))
-			})
+		for by := range summaryKeys {
+			want, total := wantSummary(h, f, by)
 			got, gotTotal, err := s.CertificateSummary(ctx, f, by)
 			if err != nil {
 				t.Fatalf("%s by %s: %v", name, by, err)

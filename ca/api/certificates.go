@@ -198,16 +198,42 @@ func CertFilterFromQuery(q url.Values) (store.CertFilter, error) {
 	return f, nil
 }
 
+// principalFilter reads the certificate filters of r's query for p, as
+// CertFilterFromQuery does, after taking out own, the endpoint's own
+// parameter (returned; "" when own is ""), and refusing the paging
+// parameters in noPaging. Issuers see only what they requested.
+func (api *API) principalFilter(r *http.Request, p ca.Principal, own string, noPaging ...string) (string, store.CertFilter, error) {
+	q := r.URL.Query()
+	var v string
+	if vs, ok := q[own]; ok && own != "" {
+		if len(vs) != 1 {
+			return "", store.CertFilter{}, &ca.Error{Kind: ca.Malformed, Detail: "query parameter " + own + " given more than once"}
+		}
+		v = vs[0]
+		q.Del(own)
+	}
+	for _, k := range noPaging {
+		if q.Has(k) {
+			return "", store.CertFilter{}, &ca.Error{Kind: ca.Malformed, Detail: r.URL.Path + " takes filters only: no " + k}
+		}
+	}
+	f, err := CertFilterFromQuery(q)
+	if err != nil {
+		return "", store.CertFilter{}, err
+	}
+	if p.Role == ca.RoleIssuer {
+		f.Requester = p.Actor()
+	}
+	f.Now = api.clk.Now()
+	return v, f, nil
+}
+
 func (api *API) listCertificates(w http.ResponseWriter, r *http.Request, p ca.Principal) error {
-	f, err := CertFilterFromQuery(r.URL.Query())
+	_, f, err := api.principalFilter(r, p, "")
 	if err != nil {
 		return err
 	}
-	if p.Role == ca.RoleIssuer {
-		f.Requester = p.Actor() // issuers see what they requested
-	}
-	now := api.clk.Now()
-	f.Now = now
+	now := f.Now
 	recs, next, err := api.a.Certificates(r.Context(), f)
 	if err != nil {
 		return err
@@ -237,37 +263,14 @@ type SummaryGroup struct {
 	Count int64  `json:"count"`
 }
 
-// splitParam returns the value of param and q without it, so the rest can
-// go to CertFilterFromQuery.
-func splitParam(q url.Values, param string) (string, url.Values) {
-	v := q.Get(param)
-	rest := url.Values{}
-	for k, vs := range q {
-		if k != param {
-			rest[k] = vs
-		}
-	}
-	return v, rest
-}
-
 func (api *API) summarizeCertificates(w http.ResponseWriter, r *http.Request, p ca.Principal) error {
-	by, rest := splitParam(r.URL.Query(), "by")
-	if by == "" {
-		return &ca.Error{Kind: ca.Malformed, Detail: "by is required: profile, requester, issuer, channel, day or status"}
-	}
-	for _, page := range []string{"cursor", "limit", "sort"} {
-		if rest.Has(page) {
-			return &ca.Error{Kind: ca.Malformed, Detail: "a summary takes filters only, not " + page}
-		}
-	}
-	f, err := CertFilterFromQuery(rest)
+	by, f, err := api.principalFilter(r, p, "by", "cursor", "limit", "sort")
 	if err != nil {
 		return err
 	}
-	if p.Role == ca.RoleIssuer {
-		f.Requester = p.Actor()
+	if by == "" {
+		return &ca.Error{Kind: ca.Malformed, Detail: "by is required: profile, requester, issuer, channel, day or status"}
 	}
-	f.Now = api.clk.Now()
 	rows, total, err := api.a.CertificateSummary(r.Context(), f, store.CertGroup(by))
 	if err != nil {
 		return err

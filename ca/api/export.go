@@ -219,34 +219,19 @@ var exportRefused = []string{"cursor", "limit"}
 // matches counted just before the scan (certificates issued meanwhile may
 // make the export differ by as many).
 func (api *API) exportCertificates(w http.ResponseWriter, r *http.Request, p ca.Principal) error {
-	q := r.URL.Query()
-	format := "ndjson"
-	if vs, ok := q["format"]; ok {
-		if len(vs) != 1 {
-			return &ca.Error{Kind: ca.Malformed, Detail: "query parameter format given more than once"}
-		}
-		format = vs[0]
+	format, f, err := api.principalFilter(r, p, "format", exportRefused...)
+	if err != nil {
+		return err
+	}
+	if !r.URL.Query().Has("format") {
+		format = "ndjson"
 	}
 	ctype, ok := ExportContentType(format)
 	if !ok {
 		return &ca.Error{Kind: ca.Malformed, Detail: "format must be ndjson or csv"}
 	}
-	q.Del("format")
-	for _, k := range exportRefused {
-		if q.Has(k) {
-			return &ca.Error{Kind: ca.Malformed, Detail: "an export takes every match: no " + k}
-		}
-	}
-	f, err := CertFilterFromQuery(q)
-	if err != nil {
-		return err
-	}
 	f.Limit = 0
-	if p.Role == ca.RoleIssuer {
-		f.Requester = p.Actor() // issuers see what they requested
-	}
-	now := api.clk.Now()
-	f.Now = now
+	now := f.Now
 	_, total, err := api.a.CertificateSummary(r.Context(), f, store.GroupStatus)
 	if err != nil {
 		return err

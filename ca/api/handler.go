@@ -206,7 +206,7 @@ func (api *API) adapt(h handlerFunc, roles []string) http.Handler {
 		w.Header().Set("X-Request-Id", reqID)
 		w.Header().Set("Cache-Control", "no-store")
 		r.Body = http.MaxBytesReader(w, r.Body, api.cfg.MaxBodyBytes)
-		sw := &statusWriter{ResponseWriter: w}
+		sw := &StatusWriter{ResponseWriter: w}
 		var p ca.Principal
 		err := func() error {
 			if roles == nil {
@@ -239,7 +239,7 @@ func (api *API) adapt(h handlerFunc, roles []string) http.Handler {
 		if err != nil {
 			api.renderError(sw, r, err)
 		}
-		attrs := []any{"request_id", reqID, "method", r.Method, "path", r.URL.Path, "status", sw.code(),
+		attrs := []any{"request_id", reqID, "method", r.Method, "path", r.URL.Path, "status", sw.Code(),
 			"latency_ms", float64(api.clk.Since(start).Microseconds()) / 1000}
 		if p.TokenID != "" {
 			attrs = append(attrs, "actor", p.Actor())
@@ -360,32 +360,44 @@ func bodyError(err error) error {
 	return &ca.Error{Kind: ca.Malformed, Detail: "invalid JSON body: " + err.Error()}
 }
 
-type statusWriter struct {
+// StatusWriter records the status a handler sent, for the request log; the
+// auditor page logs its requests with it too.
+type StatusWriter struct {
 	http.ResponseWriter
 	status int
 }
 
-func (s *statusWriter) WriteHeader(code int) {
+// WriteHeader implements http.ResponseWriter.
+func (s *StatusWriter) WriteHeader(code int) {
 	if s.status == 0 {
 		s.status = code
 	}
 	s.ResponseWriter.WriteHeader(code)
 }
 
-func (s *statusWriter) Write(b []byte) (int, error) {
+// Write implements http.ResponseWriter.
+func (s *StatusWriter) Write(b []byte) (int, error) {
 	if s.status == 0 {
 		s.status = http.StatusOK
 	}
 	return s.ResponseWriter.Write(b)
 }
 
+// Flush lets streamed downloads reach the client as they are written.
+func (s *StatusWriter) Flush() {
+	if f, ok := s.ResponseWriter.(http.Flusher); ok {
+		f.Flush()
+	}
+}
+
 // Unwrap lets http.NewResponseController reach the connection's writer
 // (Flush and write deadlines, for streamed exports).
-func (s *statusWriter) Unwrap() http.ResponseWriter {
+func (s *StatusWriter) Unwrap() http.ResponseWriter {
 	return s.ResponseWriter
 }
 
-func (s *statusWriter) code() int {
+// Code is the status sent, 200 if the handler wrote nothing.
+func (s *StatusWriter) Code() int {
 	if s.status == 0 {
 		return http.StatusOK
 	}

@@ -256,9 +256,9 @@ func (u *UI) wrap(h http.HandlerFunc) http.Handler {
 		hdr.Set("Cache-Control", "no-store")
 		// Only login and logout read a body, and both are small forms.
 		r.Body = http.MaxBytesReader(w, r.Body, 16<<10)
-		sw := &statusWriter{ResponseWriter: w}
+		sw := &api.StatusWriter{ResponseWriter: w}
 		h(sw, r)
-		u.log.InfoContext(r.Context(), "ui request", "method", r.Method, "path", r.URL.Path, "status", sw.code(),
+		u.log.InfoContext(r.Context(), "ui request", "method", r.Method, "path", r.URL.Path, "status", sw.Code(),
 			"latency_ms", float64(u.clk.Since(start).Microseconds())/1000)
 	})
 }
@@ -399,37 +399,4 @@ func clientAddr(r *http.Request) string {
 		return r.RemoteAddr
 	}
 	return host
-}
-
-type statusWriter struct {
-	http.ResponseWriter
-	status int
-}
-
-func (s *statusWriter) WriteHeader(code int) {
-	if s.status == 0 {
-		s.status = code
-	}
-	s.ResponseWriter.WriteHeader(code)
-}
-
-func (s *statusWriter) Write(b []byte) (int, error) {
-	if s.status == 0 {
-		s.status = http.StatusOK
-	}
-	return s.ResponseWriter.Write(b)
-}
-
-// Flush lets streamed downloads reach the client as they are written.
-func (s *statusWriter) Flush() {
-	if f, ok := s.ResponseWriter.(http.Flusher); ok {
-		f.Flush()
-	}
-}
-
-func (s *statusWriter) code() int {
-	if s.status == 0 {
-		return http.StatusOK
-	}
-	return s.status
 }
