@@ -12,7 +12,6 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/schollz/progressbar/v3"
 	"github.com/spf13/cobra"
 
 	"github.com/sigil-ca/sigil/ca/api"
@@ -86,9 +85,7 @@ func (c *apiClient) exportAudit(ctx context.Context, q url.Values, format, path 
 	if err != nil || total < 0 {
 		return 0, fmt.Errorf("GET /v1/audit/export: no valid %s header", api.AuditEventsHeader)
 	}
-	bar := progressbar.NewOptions64(total, progressbar.OptionSetWriter(progress),
-		progressbar.OptionSetDescription("exporting"), progressbar.OptionShowCount(), progressbar.OptionShowIts(),
-		progressbar.OptionSetItsString("events"), progressbar.OptionThrottle(100*time.Millisecond))
+	bar := exportBar(progress, total, "events", true)
 	counter := &eventCounter{csv: format == "csv", onEvent: func() { _ = bar.Add(1) }}
 	err = writeFileAtomicFrom(path, 0o600, func(w io.Writer) error {
 		_, err := io.Copy(io.MultiWriter(w, counter), resp.Body)

@@ -74,10 +74,7 @@ func exportToFile(ctx context.Context, c *apiClient, path, out string, header bo
 		total = v
 	}
 
-	bar := progressbar.NewOptions64(total, progressbar.OptionSetWriter(progress),
-		progressbar.OptionSetDescription("exporting"), progressbar.OptionShowCount(), progressbar.OptionShowIts(),
-		progressbar.OptionSetItsString("certs"), progressbar.OptionThrottle(100*time.Millisecond),
-		progressbar.OptionSetVisibility(!quiet))
+	bar := exportBar(progress, total, "certs", !quiet)
 	lc := &lineCounter{bar: bar}
 	if header {
 		lc.skip = 1
@@ -142,4 +139,13 @@ func (c *apiClient) stream(ctx context.Context, path string) (*http.Response, er
 		return nil, ae
 	}
 	return resp, nil
+}
+
+// exportBar is the progress bar of a download of total items (-1: unknown,
+// the bar spins) on w.
+func exportBar(w io.Writer, total int64, items string, visible bool) *progressbar.ProgressBar {
+	return progressbar.NewOptions64(total, progressbar.OptionSetWriter(w),
+		progressbar.OptionSetDescription("exporting"), progressbar.OptionShowCount(), progressbar.OptionShowIts(),
+		progressbar.OptionSetItsString(items), progressbar.OptionThrottle(100*time.Millisecond),
+		progressbar.OptionSetVisibility(visible))
 }
