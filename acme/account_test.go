@@ -20,6 +20,7 @@ import (
 
 	"github.com/sigil-ca/sigil/ca"
 	"github.com/sigil-ca/sigil/ca/keystore"
+	"github.com/sigil-ca/sigil/internal/testclock"
 	"github.com/sigil-ca/sigil/store"
 )
 
@@ -50,8 +51,12 @@ func newTestServer(t *testing.T, cfg Config, val ...testValidation) *testServer 
 			profiles[name] = p
 		}
 	}
-	st, auth := testAuthority(t, profiles)
-	clk := clockwork.NewRealClock()
+	// One fake clock for the store, the authority and the server.
+	if cfg.Clock == nil {
+		cfg.Clock = testclock.New()
+	}
+	clk := cfg.Clock
+	st, auth := testAuthority(t, profiles, clk)
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	key, err := LoadNonceKey(ctx, st)
 	if err != nil {
@@ -68,9 +73,6 @@ func newTestServer(t *testing.T, cfg Config, val ...testValidation) *testServer 
 	v, err := NewValidator(vc)
 	if err != nil {
 		t.Fatal(err)
-	}
-	if cfg.Clock == nil {
-		cfg.Clock = clk
 	}
 	cfg.Logger = log
 	if cfg.Profile == "" {
@@ -91,16 +93,16 @@ func newTestServer(t *testing.T, cfg Config, val ...testValidation) *testServer 
 	return &testServer{srv: srv, st: st, dir: srv.URL + s.Prefix() + "/directory", auth: auth, acme: s}
 }
 
-// testAuthority is a real authority over a fresh store, with profiles.
-func testAuthority(tb testing.TB, profiles map[string]ca.Profile) (*store.SQLite, *ca.Authority) {
+// testAuthority is a real authority over a fresh store, with profiles,
+// both on clk.
+func testAuthority(tb testing.TB, profiles map[string]ca.Profile, clk clockwork.Clock) (*store.SQLite, *ca.Authority) {
 	tb.Helper()
 	ctx := context.Background()
-	st, err := store.Open(ctx, store.Config{Path: filepath.Join(tb.TempDir(), "sigil.db")})
+	st, err := store.Open(ctx, store.Config{Path: filepath.Join(tb.TempDir(), "sigil.db"), Clock: clk})
 	if err != nil {
 		tb.Fatal(err)
 	}
 	tb.Cleanup(func() { st.Close() })
-	clk := clockwork.NewRealClock()
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	kdf, err := keystore.FastKDFParams(rand.Reader)
 	if err != nil {

@@ -8,8 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jonboulle/clockwork"
-
+	"github.com/sigil-ca/sigil/internal/testclock"
 	"github.com/sigil-ca/sigil/store"
 )
 
@@ -17,11 +16,11 @@ func TestNonces(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "sigil.db")
-	st, err := store.Open(ctx, store.Config{Path: path})
+	clk := testclock.New()
+	st, err := store.Open(ctx, store.Config{Path: path, Clock: clk})
 	if err != nil {
 		t.Fatal(err)
 	}
-	clk := clockwork.NewFakeClockAt(time.Date(2026, 11, 24, 12, 0, 0, 0, time.UTC))
 	key, err := LoadNonceKey(ctx, st)
 	if err != nil {
 		t.Fatal(err)
@@ -77,7 +76,7 @@ func TestNonces(t *testing.T) {
 	if err := st.Close(); err != nil {
 		t.Fatal(err)
 	}
-	st2, err := store.Open(ctx, store.Config{Path: path})
+	st2, err := store.Open(ctx, store.Config{Path: path, Clock: clk})
 	if err != nil {
 		t.Fatal(err)
 	}

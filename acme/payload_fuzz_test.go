@@ -16,6 +16,7 @@ import (
 	"testing"
 
 	"github.com/sigil-ca/sigil/ca"
+	"github.com/sigil-ca/sigil/internal/testclock"
 	"github.com/sigil-ca/sigil/store"
 )
 
@@ -50,7 +51,7 @@ func FuzzNewOrderPayload(f *testing.F) {
 	} {
 		f.Add([]byte(seed))
 	}
-	_, auth := testAuthority(f, restrictedProfiles())
+	_, auth := testAuthority(f, restrictedProfiles(), testclock.New())
 	f.Fuzz(func(t *testing.T, payload []byte) {
 		_, _ = checkNewOrderPayload(t, auth, payload)
 	})
@@ -259,7 +260,7 @@ func checkFinalizePayload(t testing.TB, order []store.ACMEIdentifier, payload []
 // files are accepted, the others refused.
 func TestFuzzPayloadCorpus(t *testing.T) {
 	t.Parallel()
-	_, auth := testAuthority(t, restrictedProfiles())
+	_, auth := testAuthority(t, restrictedProfiles(), testclock.New())
 	order, err := normalizeIdentifiers(finalizeFuzzOrder)
 	if err != nil {
 		t.Fatal(err)

@@ -27,6 +27,7 @@ import (
 	"github.com/sigil-ca/sigil/ca"
 	"github.com/sigil-ca/sigil/ca/api"
 	"github.com/sigil-ca/sigil/ca/keystore"
+	"github.com/sigil-ca/sigil/internal/testclock"
 	"github.com/sigil-ca/sigil/store"
 )
 
@@ -73,12 +74,12 @@ func (s *syncBuffer) String() string {
 func newCAEnv(t *testing.T, acmeOn bool) *caEnv {
 	t.Helper()
 	ctx := context.Background()
-	st, err := store.Open(ctx, store.Config{Path: filepath.Join(t.TempDir(), "sigil.db")})
+	clk := testclock.New()
+	st, err := store.Open(ctx, store.Config{Path: filepath.Join(t.TempDir(), "sigil.db"), Clock: clk})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { st.Close() })
-	clk := clockwork.NewFakeClockAt(time.Date(2026, 11, 24, 12, 0, 0, 0, time.UTC))
 	params, err := keystore.FastKDFParams(rand.Reader)
 	if err != nil {
 		t.Fatal(err)

@@ -21,6 +21,7 @@ import (
 	"github.com/zmap/zlint/v3/lint"
 
 	"github.com/sigil-ca/sigil/ca/keystore"
+	"github.com/sigil-ca/sigil/internal/testclock"
 	"github.com/sigil-ca/sigil/store"
 )
 
@@ -338,7 +339,7 @@ func (errUnwrapper) Unwrap(context.Context, string, string) (crypto.Signer, erro
 
 func openEmptyStore(t *testing.T) *store.SQLite {
 	t.Helper()
-	st, err := store.Open(context.Background(), store.Config{Path: t.TempDir() + "/empty.db"})
+	st, err := store.Open(context.Background(), store.Config{Path: t.TempDir() + "/empty.db", Clock: testclock.New()})
 	if err != nil {
 		t.Fatal(err)
 	}

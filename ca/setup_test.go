@@ -10,11 +10,11 @@ import (
 	"log/slog"
 	"path/filepath"
 	"testing"
-	"time"
 
 	"github.com/jonboulle/clockwork"
 
 	"github.com/sigil-ca/sigil/ca/keystore"
+	"github.com/sigil-ca/sigil/internal/testclock"
 	"github.com/sigil-ca/sigil/store"
 )
 
@@ -32,12 +32,12 @@ func newTestCA(t testing.TB, rootAlg, intAlg keystore.Algorithm) *testCA {
 	ctx := context.Background()
 	dir := t.TempDir()
 	path := filepath.Join(dir, "sigil.db")
-	st, err := store.Open(ctx, store.Config{Path: path})
+	clk := testclock.New()
+	st, err := store.Open(ctx, store.Config{Path: path, Clock: clk})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { st.Close() })
-	clk := clockwork.NewFakeClockAt(time.Date(2026, 11, 24, 12, 0, 0, 0, time.UTC))
 	params, err := keystore.FastKDFParams(rand.Reader)
 	if err != nil {
 		t.Fatal(err)

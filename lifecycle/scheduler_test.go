@@ -12,10 +12,11 @@ import (
 
 	"github.com/jonboulle/clockwork"
 
+	"github.com/sigil-ca/sigil/internal/testclock"
 	"github.com/sigil-ca/sigil/store"
 )
 
-var testStart = time.Date(2026, 11, 25, 10, 0, 0, 0, time.UTC)
+var testStart = testclock.At(time.Date(2026, 11, 25, 10, 0, 0, 0, time.UTC))
 
 func openStore(t *testing.T, clk clockwork.Clock) (*store.SQLite, string) {
 	t.Helper()

@@ -27,12 +27,13 @@ import (
 
 	"github.com/sigil-ca/sigil/ca"
 	"github.com/sigil-ca/sigil/ca/keystore"
+	"github.com/sigil-ca/sigil/internal/testclock"
 	"github.com/sigil-ca/sigil/store"
 )
 
 const testBaseURL = "http://ca.test:8080"
 
-var testStart = time.Date(2026, 11, 24, 12, 0, 0, 0, time.UTC)
+var testStart = testclock.At(time.Date(2026, 11, 24, 12, 0, 0, 0, time.UTC))
 
 // testEnv is a CA on a real SQLite file with a fake clock and a publisher.
 type testEnv struct {

@@ -16,6 +16,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jonboulle/clockwork"
+
 	"github.com/sigil-ca/sigil/ca/audit"
 )
 
@@ -360,7 +362,7 @@ func TestClose(t *testing.T) {
 	t.Parallel()
 	t.Run("then WithTx", func(t *testing.T) {
 		t.Parallel()
-		s, err := Open(context.Background(), Config{Path: filepath.Join(t.TempDir(), "sigil.db")})
+		s, err := Open(context.Background(), Config{Path: filepath.Join(t.TempDir(), "sigil.db"), Clock: clockwork.NewFakeClockAt(testStart)})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -384,7 +386,7 @@ func TestClose(t *testing.T) {
 	t.Run("commits queued writes", func(t *testing.T) {
 		t.Parallel()
 		path := filepath.Join(t.TempDir(), "sigil.db")
-		s, err := Open(context.Background(), Config{Path: path})
+		s, err := Open(context.Background(), Config{Path: path, Clock: clockwork.NewFakeClockAt(testStart)})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -661,7 +663,7 @@ func TestReopen(t *testing.T) {
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "sigil.db")
 	signer := newTestSigner(t)
-	s, err := Open(ctx, Config{Path: path})
+	s, err := Open(ctx, Config{Path: path, Clock: clockwork.NewFakeClockAt(testStart)})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -12,6 +12,8 @@ import (
 	"slices"
 	"testing"
 	"time"
+
+	"github.com/jonboulle/clockwork"
 )
 
 // benchHistorySize is how many certificates the history benchmarks query.
@@ -61,7 +63,7 @@ func historyFixture(b *testing.B) string {
 		os.Remove(p)
 	}
 	start := time.Now()
-	s, err := Open(context.Background(), Config{Path: tmp})
+	s, err := Open(context.Background(), Config{Path: tmp, Clock: clockwork.NewFakeClockAt(historyNow)})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -124,7 +126,7 @@ func upgradeFixture(b *testing.B, old, path string) bool {
 	if err := dst.Close(); err != nil {
 		b.Fatal(err)
 	}
-	s, err := Open(context.Background(), Config{Path: tmp})
+	s, err := Open(context.Background(), Config{Path: tmp, Clock: clockwork.NewFakeClockAt(historyNow)})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -16,10 +16,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jonboulle/clockwork"
-
 	"github.com/sigil-ca/sigil/ca"
 	"github.com/sigil-ca/sigil/ca/keystore"
+	"github.com/sigil-ca/sigil/internal/testclock"
 	"github.com/sigil-ca/sigil/store"
 )
 
@@ -189,7 +188,7 @@ func newBenchAuthority(b *testing.B, open func(context.Context, store.Config) (*
 			b.Errorf("Close: %v", err)
 		}
 	})
-	clk := clockwork.NewFakeClockAt(time.Date(2026, 11, 24, 12, 0, 0, 0, time.UTC))
+	clk := testclock.New()
 	params, err := keystore.FastKDFParams(rand.Reader)
 	if err != nil {
 		b.Fatal(err)

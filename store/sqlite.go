@@ -35,7 +35,8 @@ type Config struct {
 	MaxBatch int
 	// OnCommit, if set, observes every commit: its latency and batch size.
 	OnCommit func(latency time.Duration, batch int)
-	// Clock stamps migrations and measures commits (default: the real clock).
+	// Clock stamps migrations, tree heads and checkpoints, and measures
+	// commits. Required: callers pass the clock their components share.
 	Clock clockwork.Clock
 	// Logger receives failures nobody waits for, such as a checkpoint that
 	// could not be signed (default: discard).
@@ -103,7 +104,9 @@ func Open(ctx context.Context, cfg Config) (*SQLite, error) {
 		cfg.MaxBatch = 256
 	}
 	if cfg.Clock == nil {
-		cfg.Clock = clockwork.NewRealClock()
+		// No default: a store on the wall clock beside an authority on
+		// another clock judges its own records stale or young wrongly.
+		return nil, errors.New("store: config has no clock")
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)

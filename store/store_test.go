@@ -20,10 +20,11 @@ import (
 	"github.com/jonboulle/clockwork"
 
 	"github.com/sigil-ca/sigil/ca/audit"
+	"github.com/sigil-ca/sigil/internal/testclock"
 )
 
 // testStart is the fixed time tests stamp records with; tests never read the clock.
-var testStart = time.Date(2026, 3, 1, 12, 0, 0, 123456789, time.UTC)
+var testStart = testclock.At(time.Date(2026, 3, 1, 12, 0, 0, 123456789, time.UTC))
 
 // openTest opens a store on a fresh file in t's temporary directory (unless
 // cfg.Path is set) with a fake clock, and closes it when the test ends.
@@ -175,6 +176,14 @@ func TestOpen(t *testing.T) {
 		if s, err := Open(context.Background(), Config{}); err == nil {
 			s.Close()
 			t.Fatal("Open with empty path succeeded")
+		}
+	})
+	t.Run("no clock", func(t *testing.T) {
+		t.Parallel()
+		s, err := Open(context.Background(), Config{Path: filepath.Join(t.TempDir(), "sigil.db")})
+		if err == nil {
+			s.Close()
+			t.Fatal("Open without a clock succeeded; a store must not fall back to the wall clock")
 		}
 	})
 	t.Run("empty head", func(t *testing.T) {
@@ -761,7 +770,7 @@ func TestOpenReadOnly(t *testing.T) {
 				t.Fatal(err)
 			}
 			path := filepath.Join(dir, "sigil.db")
-			w, err := Open(ctx, Config{Path: path})
+			w, err := Open(ctx, Config{Path: path, Clock: clockwork.NewFakeClockAt(testStart)})
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -86,7 +86,8 @@ func exportFixture(b *testing.B, n int) string {
 
 func buildExportFixture(path string, n int) error {
 	ctx := context.Background()
-	st, err := store.Open(ctx, store.Config{Path: path})
+	clk := clockwork.NewFakeClockAt(benchEpoch.Add(-time.Hour))
+	st, err := store.Open(ctx, store.Config{Path: path, Clock: clk})
 	if err != nil {
 		return err
 	}
@@ -98,7 +99,7 @@ func buildExportFixture(path string, n int) error {
 	if _, err := ca.Init(ctx, st, ca.InitConfig{
 		Name: "Bench CA", RootAlgorithm: keystore.ECDSAP256, IntermediateAlgorithm: keystore.ECDSAP256,
 		BaseURL: "http://ca.test:8080", Passphrase: []byte("bench passphrase"), KDF: params,
-		Clock: clockwork.NewFakeClockAt(benchEpoch.Add(-time.Hour)),
+		Clock: clk,
 	}); err != nil {
 		return err
 	}

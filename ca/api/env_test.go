@@ -20,13 +20,13 @@ import (
 	"strings"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/jonboulle/clockwork"
 
 	"github.com/sigil-ca/sigil/ca"
 	"github.com/sigil-ca/sigil/ca/api"
 	"github.com/sigil-ca/sigil/ca/keystore"
+	"github.com/sigil-ca/sigil/internal/testclock"
 	"github.com/sigil-ca/sigil/store"
 )
 
@@ -78,12 +78,12 @@ func newEnv(t *testing.T) *testEnv {
 func newEnvWith(t testing.TB, configure func(cfg *api.Config, auth *ca.Authority)) *testEnv {
 	t.Helper()
 	ctx := context.Background()
-	st, err := store.Open(ctx, store.Config{Path: filepath.Join(t.TempDir(), "sigil.db")})
+	clk := testclock.New()
+	st, err := store.Open(ctx, store.Config{Path: filepath.Join(t.TempDir(), "sigil.db"), Clock: clk})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { st.Close() })
-	clk := clockwork.NewFakeClockAt(time.Date(2026, 11, 24, 12, 0, 0, 0, time.UTC))
 	params, err := keystore.FastKDFParams(rand.Reader)
 	if err != nil {
 		t.Fatal(err)

@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jonboulle/clockwork"
+
 	"github.com/sigil-ca/sigil/ca/api"
 	"github.com/sigil-ca/sigil/store"
 )
@@ -33,12 +35,12 @@ func BenchmarkCertExport(b *testing.B) {
 	const total = 1_000_000
 	path := exportFixture(b, total)
 	ctx := context.Background()
-	st, err := store.Open(ctx, store.Config{Path: path})
+	now := benchEpoch.Add(total*time.Second + 24*time.Hour) // early rows expired, later ones valid
+	st, err := store.Open(ctx, store.Config{Path: path, Clock: clockwork.NewFakeClockAt(now)})
 	if err != nil {
 		b.Fatal(err)
 	}
 	defer st.Close()
-	now := benchEpoch.Add(total*time.Second + 24*time.Hour) // early rows expired, later ones valid
 	for _, rows := range []int{100_000, total} {
 		b.Run(fmt.Sprintf("rows=%d", rows), func(b *testing.B) {
 			f := store.CertFilter{Now: now, Sort: store.SortIssuedAsc, Channel: "api"} // not Init's own

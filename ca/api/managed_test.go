@@ -19,11 +19,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jonboulle/clockwork"
-
 	"github.com/sigil-ca/sigil/ca"
 	"github.com/sigil-ca/sigil/ca/api"
 	"github.com/sigil-ca/sigil/ca/keystore"
+	"github.com/sigil-ca/sigil/internal/testclock"
 	"github.com/sigil-ca/sigil/store"
 )
 
@@ -33,12 +32,12 @@ import (
 func newManagedEnv(t *testing.T) (*testEnv, *ca.Authority) {
 	t.Helper()
 	ctx := context.Background()
-	st, err := store.Open(ctx, store.Config{Path: filepath.Join(t.TempDir(), "sigil.db")})
+	clk := testclock.New()
+	st, err := store.Open(ctx, store.Config{Path: filepath.Join(t.TempDir(), "sigil.db"), Clock: clk})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { st.Close() })
-	clk := clockwork.NewFakeClockAt(time.Date(2026, 11, 24, 12, 0, 0, 0, time.UTC))
 	params, err := keystore.FastKDFParams(rand.Reader)
 	if err != nil {
 		t.Fatal(err)

@@ -13,9 +13,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jonboulle/clockwork"
-
 	"github.com/sigil-ca/sigil/ca"
+	"github.com/sigil-ca/sigil/internal/testclock"
 )
 
 // TestStatusTable pins the one ca.Kind -> HTTP status table: every kind has
@@ -83,7 +82,7 @@ func newStubAPI(t *testing.T) (*API, *lockedBuffer) {
 	logs := &lockedBuffer{}
 	a, err := New(Config{
 		Logger: slog.New(slog.NewJSONHandler(logs, nil)),
-		Clock:  clockwork.NewFakeClockAt(time.Date(2026, 11, 24, 12, 0, 0, 0, time.UTC)),
+		Clock:  testclock.New(),
 	}, stubAuthority{})
 	if err != nil {
 		t.Fatal(err)

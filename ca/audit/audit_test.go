@@ -15,10 +15,12 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/sigil-ca/sigil/internal/testclock"
 )
 
 // testStart is the fixed time of the first test event; tests never read the clock.
-var testStart = time.Date(2026, 3, 1, 12, 0, 0, 123456789, time.UTC)
+var testStart = testclock.At(time.Date(2026, 3, 1, 12, 0, 0, 123456789, time.UTC))
 
 // testChain is a signed chain and the keys that verify it.
 type testChain struct {

@@ -14,9 +14,11 @@ import (
 	"time"
 
 	"golang.org/x/crypto/argon2"
+
+	"github.com/sigil-ca/sigil/internal/testclock"
 )
 
-var testNow = time.Date(2026, 3, 14, 15, 9, 26, 0, time.FixedZone("UTC+2", 2*60*60))
+var testNow = testclock.At(time.Date(2026, 3, 14, 15, 9, 26, 0, time.FixedZone("UTC+2", 2*60*60)))
 
 // newTestKEK makes a KEK with FastKDFParams.
 func newTestKEK(t testing.TB, id, passphrase string) (*KEK, KEKRecord) {

@@ -282,12 +282,14 @@ func caPrivateKeys(t testing.TB, dbPath string, passphrase []byte) map[string]cr
 		}
 	}
 	ctx := context.Background()
-	st, err := store.Open(ctx, store.Config{Path: cp})
+	// The copy is of a real server's database, written on the wall clock.
+	clk := clockwork.NewRealClock()
+	st, err := store.Open(ctx, store.Config{Path: cp, Clock: clk})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer st.Close()
-	ks, err := keystore.Unlock(ctx, st, clockwork.NewRealClock(), passphrase)
+	ks, err := keystore.Unlock(ctx, st, clk, passphrase)
 	if err != nil {
 		t.Fatalf("unlock the copy: %v", err)
 	}
