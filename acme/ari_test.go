@@ -230,7 +230,7 @@ func TestAfterIntermediateRotation(t *testing.T) {
 	}
 	w := renewalInfo(t, ts, leaf)
 	life := leaf.NotAfter.Sub(leaf.NotBefore)
-	if now := time.Now(); w.Start.After(now.Add(time.Minute)) || w.End.After(now.Add(life/12+time.Minute)) || !w.End.After(w.Start) {
+	if now := ts.acme.clk.Now(); w.Start.After(now.Add(time.Minute)) || w.End.After(now.Add(life/12+time.Minute)) || !w.End.After(w.Start) {
 		t.Errorf("window %v..%v after the rotation, want from now to within a twelfth of the lifetime", w.Start, w.End)
 	}
 	chain, err := c.FetchCert(ctx, ts.srv.URL+"/acme/cert/"+fmt.Sprintf("%x", leaf.SerialNumber), true)

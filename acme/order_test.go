@@ -151,7 +151,7 @@ func TestOrderHTTP01(t *testing.T) {
 	roots.AddCert(ts.auth.Root().Cert)
 	inter := x509.NewCertPool()
 	inter.AddCert(ts.auth.Intermediate().Cert)
-	if _, err := leaf.Verify(x509.VerifyOptions{Roots: roots, Intermediates: inter}); err != nil {
+	if _, err := leaf.Verify(x509.VerifyOptions{Roots: roots, Intermediates: inter, CurrentTime: ts.acme.clk.Now()}); err != nil {
 		t.Errorf("issued chain does not verify: %v", err)
 	}
 	if len(leaf.IPAddresses) != 1 || !leaf.IPAddresses[0].Equal(net.ParseIP("127.0.0.1")) {

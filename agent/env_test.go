@@ -106,14 +106,11 @@ func newCAEnv(t *testing.T, acmeOn bool) *caEnv {
 	mux := http.NewServeMux()
 	mux.Handle("/v1/", h.Handler())
 	if acmeOn {
-		// The ACME endpoint runs on the real clock: its renewal window
-		// depends only on the certificate's dates.
-		real := clockwork.NewRealClock()
 		key, err := acme.LoadNonceKey(ctx, st)
 		if err != nil {
 			t.Fatal(err)
 		}
-		nonces, err := acme.NewNonces(key, 15*time.Minute, real, st)
+		nonces, err := acme.NewNonces(key, 15*time.Minute, clk, st)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -121,7 +118,7 @@ func newCAEnv(t *testing.T, acmeOn bool) *caEnv {
 		if err != nil {
 			t.Fatal(err)
 		}
-		s, err := acme.New(acme.Config{Profile: "tls-server", CAA: acme.CAAOff, Clock: real, Logger: logger}, st, auth, v, nonces)
+		s, err := acme.New(acme.Config{Profile: "tls-server", CAA: acme.CAAOff, Clock: clk, Logger: logger}, st, auth, v, nonces)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -108,7 +108,9 @@ func TestParseSchedule(t *testing.T) {
 		}
 	}
 	c := MustSchedule("0 3 * * *")
-	if got := c.next(testStart); !got.Equal(time.Date(2026, 11, 26, 3, 0, 0, 0, time.UTC)) {
+	// testStart is 10:00 UTC: the next 03:00 is the following day's.
+	want := testStart.Truncate(24 * time.Hour).Add(24*time.Hour + 3*time.Hour)
+	if got := c.next(testStart); !got.Equal(want) {
 		t.Errorf("next 03:00 after %v = %v", testStart, got)
 	}
 }
