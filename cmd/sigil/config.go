@@ -391,6 +391,27 @@ func ParseConfig(data []byte, dir string) (*Config, error) {
 	return &c, nil
 }
 
+// Overlay decodes a sigil.yaml fragment strictly onto c, so the keys it
+// sets replace c's and the rest stay, then fills defaults and validates
+// again. sigil dev uses it to let --config turn on what needs
+// configuration (EAB, named endpoints, a name policy).
+func (c *Config) Overlay(fragment []byte) error {
+	dec := yaml.NewDecoder(bytes.NewReader(fragment))
+	dec.KnownFields(true)
+	if err := dec.Decode(c); err != nil && !errors.Is(err, io.EOF) {
+		return fmt.Errorf("config overlay: %w", err)
+	}
+	var extra yaml.Node
+	if err := dec.Decode(&extra); !errors.Is(err, io.EOF) {
+		return errors.New("config overlay: more than one YAML document")
+	}
+	c.applyDefaults()
+	if err := c.Validate(); err != nil {
+		return fmt.Errorf("config overlay: %w", err)
+	}
+	return nil
+}
+
 // LoadConfig reads path.
 func LoadConfig(path string) (*Config, error) {
 	data, err := os.ReadFile(path)

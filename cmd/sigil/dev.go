@@ -14,13 +14,21 @@ import (
 )
 
 func devCmd() *cobra.Command {
-	var dataDir, httpsAddr, httpAddr string
+	var dataDir, httpsAddr, httpAddr, overlayPath string
 	var af acmeFlags
 	cmd := &cobra.Command{
 		Use:   "dev",
 		Short: "Run a complete development CA in one command (NOT for production)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			// Read the overlay first: a typo should fail before a CA is made.
+			var overlay []byte
+			if overlayPath != "" {
+				var err error
+				if overlay, err = os.ReadFile(overlayPath); err != nil {
+					return fmt.Errorf("--config: %w", err)
+				}
+			}
 			dir, err := prepareDevDir(dataDir)
 			if err != nil {
 				return err
@@ -55,6 +63,11 @@ func devCmd() *cobra.Command {
 			cfg, err := LoadConfig(filepath.Join(dir, "sigil.yaml"))
 			if err != nil {
 				return err
+			}
+			if overlay != nil {
+				if err := cfg.Overlay(overlay); err != nil {
+					return fmt.Errorf("--config %s: %w", overlayPath, err)
+				}
 			}
 			if err := af.apply(cmd, cfg); err != nil {
 				return err
@@ -103,6 +116,7 @@ func devCmd() *cobra.Command {
 	f.StringVar(&dataDir, "data", "", "data directory (default: a new temporary directory)")
 	f.StringVar(&httpsAddr, "https-addr", "127.0.0.1:8443", "HTTPS listen address")
 	f.StringVar(&httpAddr, "http-addr", "127.0.0.1:8080", "HTTP listen address")
+	f.StringVar(&overlayPath, "config", "", "a sigil.yaml fragment laid over the dev defaults (e.g. acme.endpoints with require_eab, a name policy)")
 	af.register(cmd)
 	return cmd
 }

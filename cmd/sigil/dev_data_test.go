@@ -59,8 +59,18 @@ func TestDevDataDir(t *testing.T) {
 // startDevOnce starts sigil dev on data, waits for its new admin token, and stops it.
 func startDevOnce(t *testing.T, data string) {
 	t.Helper()
+	_, stop := startDev(t, data)
+	stop()
+}
+
+// startDev starts sigil dev on data with extra flags, waits for its new
+// admin token, and returns its HTTPS URL and a function that stops it.
+func startDev(t *testing.T, data string, extra ...string) (httpsURL string, stop func()) {
+	t.Helper()
 	old, _ := os.ReadFile(filepath.Join(data, "admin.token")) // from an earlier run, if any
-	cmd := exec.Command(sigilBin, "dev", "--data", data, "--https-addr", freeAddr(t), "--http-addr", freeAddr(t))
+	httpsAddr := freeAddr(t)
+	args := append([]string{"dev", "--data", data, "--https-addr", httpsAddr, "--http-addr", freeAddr(t)}, extra...)
+	cmd := exec.Command(sigilBin, args...)
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	if err := cmd.Start(); err != nil {
@@ -68,14 +78,14 @@ func startDevOnce(t *testing.T, data string) {
 	}
 	done := make(chan error, 1)
 	go func() { done <- cmd.Wait() }()
-	defer func() {
+	stop = func() {
 		_ = cmd.Process.Signal(os.Interrupt)
 		<-done
-	}()
+	}
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		if tok, err := os.ReadFile(filepath.Join(data, "admin.token")); err == nil && len(tok) > 0 && !bytes.Equal(tok, old) {
-			return
+			return "https://" + httpsAddr, stop
 		}
 		select {
 		case err := <-done:
@@ -84,6 +94,7 @@ func startDevOnce(t *testing.T, data string) {
 		default:
 		}
 		if time.Now().After(deadline) {
+			stop()
 			t.Fatalf("sigil dev wrote no admin token within 30s\n%s", stderr.String())
 		}
 		time.Sleep(20 * time.Millisecond) // polling a child process for readiness
