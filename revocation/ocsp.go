@@ -75,6 +75,17 @@ type OCSPConfig struct {
 	// 200, burst twice that); above it a POST gets the pre-signed response,
 	// without its nonce, and the client decides whether that will do.
 	NoncesPerSecond float64
+	// NoncesPerSourcePerSecond bounds them per client (IPv4 address or
+	// IPv6 /64; default 5, burst twice that), so that one client cannot
+	// spend the budget of all.
+	NoncesPerSourcePerSecond float64
+	// NonceCPUShare bounds the signing time spent on them, as a share of
+	// one core (default 0.1): the count alone would let an RSA responder's
+	// nonces cost a hundred times a P-256 one's.
+	NonceCPUShare float64
+	// MaxNonceSources bounds the clients tracked at once (default 10000);
+	// beyond it new clients get the pre-signed response until some idle.
+	MaxNonceSources int
 	// Scheduled leaves the periodic refresh to the caller (the lifecycle
 	// jobs ocsp-refresh and ocsp-responder-rotate call Refresh and
 	// RotateIfDue at least every RefreshInterval); the responder then runs
@@ -147,7 +158,7 @@ type Responder struct {
 	log     *slog.Logger
 	metrics *ocspMetrics
 	misses  *rate.Limiter
-	nonces  *rate.Limiter
+	nonces  *nonceBudget
 
 	idx    atomic.Pointer[issuerIndex]
 	syncMu sync.Mutex // one change of the issuer set at a time
@@ -193,11 +204,20 @@ func NewResponder(cfg OCSPConfig, auth OCSPAuthority, st OCSPStore) (*Responder,
 	if cfg.NoncesPerSecond <= 0 {
 		cfg.NoncesPerSecond = 200
 	}
+	if cfg.NoncesPerSourcePerSecond <= 0 {
+		cfg.NoncesPerSourcePerSecond = 5
+	}
+	if cfg.NonceCPUShare <= 0 {
+		cfg.NonceCPUShare = 0.1
+	}
+	if cfg.MaxNonceSources <= 0 {
+		cfg.MaxNonceSources = 10000
+	}
 	r := &Responder{
 		cfg: cfg, auth: auth, st: st, clk: cfg.Clock, log: cfg.Logger,
 		metrics:   newOCSPMetrics(cfg.Registerer),
 		misses:    rate.NewLimiter(rate.Limit(cfg.MissesPerSecond), int(2*cfg.MissesPerSecond)+1),
-		nonces:    rate.NewLimiter(rate.Limit(cfg.NoncesPerSecond), int(2*cfg.NoncesPerSecond)+1),
+		nonces:    newNonceBudget(cfg.NoncesPerSecond, cfg.NoncesPerSourcePerSecond, cfg.NonceCPUShare, cfg.MaxNonceSources),
 		persistCh: make(chan []store.OCSPResponse, 64),
 		stop:      make(chan struct{}),
 	}

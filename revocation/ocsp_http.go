@@ -148,11 +148,11 @@ func (r *Responder) answer(w http.ResponseWriter, req *http.Request, method stri
 
 // writeNonce answers a POST carrying a nonce with a response signed for it
 // alone: what the cached entry says, the nonce echoed in
-// responseExtensions, nothing for caches to keep. Past NoncesPerSecond the
-// pre-signed response goes instead: the nonce is optional (RFC 6960 §4.4.1)
+// responseExtensions, nothing for caches to keep. Past the nonce budget
+// (nonceBudget) the pre-signed response goes instead: the nonce is optional (RFC 6960 §4.4.1)
 // and the pre-signed answer costs nothing.
 func (r *Responder) writeNonce(w http.ResponseWriter, req *http.Request, iss *issuerState, e *entry, q ocspRequest, now time.Time) {
-	if !r.nonces.AllowN(now, 1) {
+	if !r.nonces.allow(req.RemoteAddr, now) {
 		r.metrics.nonce(nonceRateLimited)
 		r.writeEntry(w, req, "POST", e, q.hash, now)
 		return
@@ -162,11 +162,13 @@ func (r *Responder) writeNonce(w http.ResponseWriter, req *http.Request, iss *is
 	if na := signer.NotAfter(); next.After(na) {
 		next = na // never outlive the signer; ca refuses a response that would
 	}
+	start := time.Now() // signing cost for the CPU budget: a duration, not a date
 	der, err := signer.SignWithNonce(ocsp.Response{
 		Status: e.status, SerialNumber: new(big.Int).SetBytes(q.serial), IssuerHash: q.hash.crypto(),
 		ThisUpdate: e.thisUpdate, NextUpdate: next, RevokedAt: e.revokedAt, RevocationReason: e.reason,
 		ProducedAt: now.UTC().Truncate(time.Second),
 	}, q.nonce)
+	r.nonces.spent(time.Since(start))
 	if err != nil {
 		r.metrics.nonce(nonceFailed)
 		r.log.ErrorContext(req.Context(), "ocsp nonce response", "issuer", iss.id, "error", err)

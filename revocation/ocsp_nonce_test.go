@@ -9,7 +9,9 @@ import (
 	"crypto/x509/pkix"
 	"encoding/asn1"
 	"encoding/base64"
+	"fmt"
 	"math/big"
+	"net/http"
 	"net/http/httptest"
 	"testing"
 	"time"
@@ -302,5 +304,94 @@ func TestOCSPNonceRateLimited(t *testing.T) {
 	}
 	if got := nonceCount(t, r, nonceRateLimited); got != 1 {
 		t.Errorf("%v rate-limited nonces counted, want 1", got)
+	}
+}
+
+// postFrom is post from the client at remoteAddr.
+func postFrom(t testing.TB, h http.Handler, remoteAddr string, body []byte) *httptest.ResponseRecorder {
+	t.Helper()
+	rr := httptest.NewRecorder()
+	req := httptest.NewRequest(http.MethodPost, "http://ca.test/ocsp", bytes.NewReader(body))
+	req.Header.Set("Content-Type", "application/ocsp-request")
+	req.RemoteAddr = remoteAddr
+	h.ServeHTTP(rr, req)
+	return rr
+}
+
+// TestOCSPNonceBudgetPerSource: one client spending its nonce budget gets
+// pre-signed answers while another still gets its nonce; an IPv6 client
+// counts by its /64; the budget refills with the clock.
+func TestOCSPNonceBudgetPerSource(t *testing.T) {
+	e := newEnv(t)
+	c := e.issue("source.example.com")
+	// A generous global budget: only the per-source one binds.
+	r := e.responder(OCSPConfig{Nonce: true, NoncesPerSecond: 1000, NoncesPerSourcePerSecond: 1, NonceCPUShare: 1})
+	inter := e.auth.Intermediate().Cert
+	plain := request(t, c, inter, crypto.SHA1)
+	h := r.Handler()
+	ext, _ := nonceExt(t, nonceOf(t, 16), false)
+	echoed := func(remote string) bool {
+		t.Helper()
+		_, exts := responseExtensions(t, parse(t, postFrom(t, h, remote, withExtensions(t, plain, ext)), c, inter))
+		return len(exts) == 1
+	}
+	const burst = 3 // 2 × 1/s + 1
+	for i := range burst {
+		if !echoed("198.51.100.7:4000") {
+			t.Fatalf("nonce %d of the first client's burst not echoed", i)
+		}
+	}
+	if echoed("198.51.100.7:4001") {
+		t.Error("the first client's nonce echoed past its budget")
+	}
+	if !echoed("198.51.100.8:4000") {
+		t.Error("another client's nonce refused: one client spent everyone's budget")
+	}
+	for i := range burst {
+		if !echoed(fmt.Sprintf("[2001:db8:1:2::%d]:443", i+1)) {
+			t.Fatalf("IPv6 nonce %d not echoed", i)
+		}
+	}
+	if echoed("[2001:db8:1:2::ff]:443") {
+		t.Error("another host of the same IPv6 /64 got its own budget")
+	}
+	if !echoed("[2001:db8:1:3::1]:443") {
+		t.Error("a host of another /64 was refused")
+	}
+	e.clk.Advance(time.Second)
+	if !echoed("198.51.100.7:4002") {
+		t.Error("the first client's budget did not refill")
+	}
+	if got := nonceCount(t, r, nonceRateLimited); got != 2 {
+		t.Errorf("%v rate-limited nonces counted, want 2", got)
+	}
+}
+
+// TestOCSPNonceBudgetCPU: the signing-time budget binds whatever the count
+// allows: with a budget of one signature's time, the second is refused
+// until the clock refills it.
+func TestOCSPNonceBudgetCPU(t *testing.T) {
+	e := newEnv(t)
+	c := e.issue("cpu.example.com")
+	r := e.responder(OCSPConfig{Nonce: true, NoncesPerSecond: 1000, NoncesPerSourcePerSecond: 1000, NonceCPUShare: 1e-6})
+	inter := e.auth.Intermediate().Cert
+	plain := request(t, c, inter, crypto.SHA1)
+	h := r.Handler()
+	ext, _ := nonceExt(t, nonceOf(t, 16), false)
+	count := func() (signed int) {
+		for i := range 5 {
+			resp := parse(t, postFrom(t, h, fmt.Sprintf("192.0.2.%d:1", i+1), withExtensions(t, plain, ext)), c, inter)
+			if _, exts := responseExtensions(t, resp); len(exts) == 1 {
+				signed++
+			}
+		}
+		return signed
+	}
+	if n := count(); n != 1 {
+		t.Errorf("%d nonces signed within one signature's time budget, want 1", n)
+	}
+	e.clk.Advance(2 * time.Hour) // 1 µs of signing a second: refills the whole bucket (5001 µs)
+	if n := count(); n != 1 {
+		t.Errorf("%d nonces signed after the refill, want 1", n)
 	}
 }

@@ -122,6 +122,14 @@ type OCSPConfig struct {
 	// Nonce echoes the nonce of POST requests in a response signed for
 	// each (default off: RFC 5019 responders serve pre-signed responses).
 	Nonce bool `yaml:"nonce"`
+	// NonceRate bounds nonce responses signed live, per second (default
+	// 200); NonceRatePerSource bounds them per client IPv4 address or IPv6
+	// /64 (default 5); NonceCPUShare bounds their signing time as a share
+	// of one core (default 0.1). Past any, the pre-signed response is served
+	// without the nonce.
+	NonceRate          float64 `yaml:"nonce_rate"`
+	NonceRatePerSource float64 `yaml:"nonce_rate_per_source"`
+	NonceCPUShare      float64 `yaml:"nonce_cpu_share"`
 }
 
 // LogConfig sets logging.
@@ -171,6 +179,15 @@ func (c *Config) applyDefaults() {
 	}
 	if c.OCSP.ResponderValidity == 0 {
 		c.OCSP.ResponderValidity = ca.Duration(72 * time.Hour)
+	}
+	if c.OCSP.NonceRate == 0 {
+		c.OCSP.NonceRate = 200
+	}
+	if c.OCSP.NonceRatePerSource == 0 {
+		c.OCSP.NonceRatePerSource = 5
+	}
+	if c.OCSP.NonceCPUShare == 0 {
+		c.OCSP.NonceCPUShare = 0.1
 	}
 	if c.Log.Level == "" {
 		c.Log.Level = "info"
@@ -264,6 +281,9 @@ func (c *Config) validateACMEEndpoint(field string, e ACMEEndpointConfig) []erro
 // Validate checks the whole configuration in one pass.
 func (c *Config) Validate() error {
 	var errs []error
+	if c.OCSP.NonceRate < 0 || c.OCSP.NonceRatePerSource < 0 || c.OCSP.NonceCPUShare < 0 || c.OCSP.NonceCPUShare > 1 {
+		errs = append(errs, fmt.Errorf("ocsp.nonce_rate, nonce_rate_per_source must be positive and nonce_cpu_share in (0, 1]"))
+	}
 	if c.OCSP.Validity < ca.Duration(time.Minute) {
 		errs = append(errs, fmt.Errorf("ocsp.validity %s is under a minute", c.OCSP.Validity))
 	}
@@ -523,6 +543,13 @@ ocsp:
   # for that request alone, never cached. Off, nonces are ignored and every
   # answer is pre-signed (RFC 5019); GETs are answered from the cache either way.
   nonce: {{.OCSP.Nonce}}
+  # Bounds on live nonce signing, which anyone can ask for: signatures a
+  # second in all, a second per client (IPv4 address or IPv6 /64), and the
+  # share of one core spent signing them. Past any, the pre-signed response
+  # is served without the nonce (RFC 8954 lets the client decide).
+  nonce_rate: {{.OCSP.NonceRate}}
+  nonce_rate_per_source: {{.OCSP.NonceRatePerSource}}
+  nonce_cpu_share: {{.OCSP.NonceCPUShare}}
 
 crl:
   # Partitions of each issuer's CRL (0 or 1: one CRL per issuer). With N > 1

@@ -69,6 +69,9 @@ func TestOCSPServeNonce(t *testing.T) {
 	}
 	c := initCA(t)
 	e2eSetConfig(t, c, "  nonce: false\n", "  nonce: true\n")
+	// Every query below comes from this one client: its own budget must
+	// not turn a nonce away here (TestOCSPNonceFlood tests the budget).
+	e2eSetConfig(t, c, "  nonce_rate_per_source: 5\n", "  nonce_rate_per_source: 1000\n")
 	p := startServe(t, c)
 	goodChain := e2eIssueSAN(t, p, c, "tls-server", "nonce.example")
 	revokedChain := e2eIssueSAN(t, p, c, "tls-server", "revoked-nonce.example")

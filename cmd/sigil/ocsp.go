@@ -23,7 +23,9 @@ func startOCSP(ctx context.Context, cfg OCSPConfig, auth *ca.Authority, st *stor
 	log *slog.Logger, reg prometheus.Registerer, plain http.Handler) (*revocation.Responder, http.Handler, error) {
 	r, err := revocation.NewResponder(revocation.OCSPConfig{
 		Validity: time.Duration(cfg.Validity), ResponderValidity: time.Duration(cfg.ResponderValidity),
-		SignWithIssuer: cfg.SignWithIssuer, Nonce: cfg.Nonce, Scheduled: true, Clock: clk, Logger: log, Registerer: reg,
+		SignWithIssuer: cfg.SignWithIssuer, Nonce: cfg.Nonce, NoncesPerSecond: cfg.NonceRate,
+		NoncesPerSourcePerSecond: cfg.NonceRatePerSource, NonceCPUShare: cfg.NonceCPUShare,
+		Scheduled: true, Clock: clk, Logger: log, Registerer: reg,
 	}, auth, st)
 	if err != nil {
 		return nil, nil, fmt.Errorf("ocsp: %w", err)
