@@ -43,7 +43,10 @@ func parseCertID(id string) (aki []byte, serial string, err error) {
 
 // lookupCertID finds the certificate an ARI identifier names. The AKI is
 // checked against the certificate itself, so certificates of an issuer that
-// has since been rotated out are still found.
+// has since been rotated out are still found. A certificate issued through
+// ACME is found only on the endpoint its order was placed on; one issued
+// otherwise (the API, mTLS renewal), whose renewal the agent schedules by
+// ARI, on every endpoint.
 func (s *Server) lookupCertID(r *http.Request, id string) (store.CertRecord, error) {
 	aki, serial, err := parseCertID(id)
 	if err != nil {
@@ -64,6 +67,15 @@ func (s *Server) lookupCertID(r *http.Request, id string) (store.CertRecord, err
 	}
 	if !bytes.Equal(aki, cert.AuthorityKeyId) {
 		return store.CertRecord{}, notFound
+	}
+	if rec.Channel == ca.ChannelACME {
+		o, err := s.st.ACMECertOrder(r.Context(), rec.Serial)
+		if errors.Is(err, store.ErrNotFound) || err == nil && o.Endpoint != s.cfg.Name {
+			return store.CertRecord{}, notFound
+		}
+		if err != nil {
+			return store.CertRecord{}, fmt.Errorf("find the order of certificate %s: %w", rec.Serial, err)
+		}
 	}
 	return rec, nil
 }

@@ -14,9 +14,10 @@ import (
 	xacme "golang.org/x/crypto/acme"
 )
 
-// TestBlockedKeys: after a keyCompromise revocation, a CSR with the same
-// key is badCSR at finalize, and a blocked key cannot open an account or be
-// rolled over to.
+// TestBlockedKeys: after a keyCompromise revocation signed by the
+// certificate's key, a CSR with the same key is badCSR at finalize, and a
+// blocked key cannot open an account or be rolled over to; the ordering
+// account's keyCompromise blocks nothing.
 func TestBlockedKeys(t *testing.T) {
 	t.Parallel()
 	h := startHTTP01(t)
@@ -50,16 +51,40 @@ func TestBlockedKeys(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sibling, err := finalize() // a second certificate for the same key
+	sibling, err := finalize() // more certificates for the same key
 	if err != nil {
 		t.Fatal(err)
 	}
+	third, err := finalize()
+	if err != nil {
+		t.Fatal(err)
+	}
+	revoked := func(der []byte) bool {
+		t.Helper()
+		cert, _ := x509.ParseCertificate(der)
+		rec, err := ts.st.Certificate(ctx, ca.SerialString(cert.SerialNumber))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return !rec.RevokedAt.IsZero()
+	}
+	// The account's word (signed with the account key) proves nothing about
+	// the certificate's key: that certificate alone is revoked.
 	if err := c.RevokeCert(ctx, nil, chain[0], xacme.CRLReasonKeyCompromise); err != nil {
 		t.Fatal(err)
 	}
-	sib, _ := x509.ParseCertificate(sibling[0])
-	if rec, err := ts.st.Certificate(ctx, ca.SerialString(sib.SerialNumber)); err != nil || rec.RevokedAt.IsZero() {
-		t.Errorf("the other certificate with the compromised key is not revoked: %v", err)
+	if !revoked(chain[0]) || revoked(sibling[0]) || revoked(third[0]) {
+		t.Errorf("account keyCompromise: revoked %v, %v, %v; want the first certificate only", revoked(chain[0]), revoked(sibling[0]), revoked(third[0]))
+	}
+	if err := ts.auth.CheckKeyNotBlocked(ctx, leafKey.Public()); err != nil {
+		t.Errorf("the account's keyCompromise blocked the key: %v", err)
+	}
+	// Signed by the certificate's key, it does.
+	if err := c.RevokeCert(ctx, leafKey, sibling[0], xacme.CRLReasonKeyCompromise); err != nil {
+		t.Fatal(err)
+	}
+	if !revoked(third[0]) {
+		t.Errorf("the other certificate with the compromised key is not revoked")
 	}
 	_, err = finalize()
 	wantACMEError(t, err, http.StatusBadRequest, "badCSR")

@@ -7,6 +7,11 @@
 // certificate passes the same profile, policy, lint and record path as any
 // other channel, with the ACME account as requester.
 //
+// An account, and everything reached through it, belongs to the endpoint it
+// was created on; a certificate belongs to the account and endpoint of the
+// order that issued it (store.ACMECertOrder), not to the requester identity
+// it records.
+//
 // Nonces are HMAC-authenticated, carry their issue time, and are recorded
 // as spent in the store when used, so they survive restarts and work across
 // nodes sharing one database.

@@ -210,7 +210,9 @@ func (s *Server) newOrder(w http.ResponseWriter, r *http.Request) error {
 		if err != nil {
 			return err
 		}
-		if old.Requester != acct.Requester {
+		if ordered, err := s.orderedBy(r.Context(), acct, old.Serial); err != nil {
+			return err
+		} else if !ordered {
 			return Unauthorized("the replaced certificate was not issued to this account")
 		}
 		// RFC 9773 §5: a certificate is replaced once.
@@ -325,7 +327,7 @@ func randomToken() (string, error) {
 // status up to date with its authorizations and expiry (RFC 8555 §7.1.6).
 func (s *Server) loadOrder(ctx context.Context, acct *store.ACMEAccount, id string) (store.ACMEOrder, error) {
 	o, err := s.st.ACMEOrder(ctx, id)
-	if errors.Is(err, store.ErrNotFound) || (err == nil && o.AccountID != acct.ID) {
+	if errors.Is(err, store.ErrNotFound) || (err == nil && (o.AccountID != acct.ID || o.Endpoint != s.cfg.Name)) {
 		return store.ACMEOrder{}, Malformed("no such order").WithStatus(http.StatusNotFound)
 	}
 	if err != nil {
@@ -489,9 +491,15 @@ func (s *Server) certificate(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	notFound := Malformed("no such certificate").WithStatus(http.StatusNotFound)
 	rec, err := s.ca.Certificate(r.Context(), r.PathValue("serial"))
-	if err != nil || rec.Requester != p.account.Requester || rec.Channel != ca.ChannelACME {
-		return Malformed("no such certificate").WithStatus(http.StatusNotFound)
+	if err != nil || rec.Channel != ca.ChannelACME {
+		return notFound
+	}
+	if ordered, err := s.orderedBy(r.Context(), p.account, rec.Serial); err != nil {
+		return err
+	} else if !ordered {
+		return notFound
 	}
 	inter, ok := s.ca.IssuerByID(rec.IssuerID)
 	if !ok {
@@ -504,6 +512,22 @@ func (s *Server) certificate(w http.ResponseWriter, r *http.Request) error {
 		}
 	}
 	return nil
+}
+
+// orderedBy reports whether the certificate with serial was issued by an
+// order acct placed on this endpoint. The order, not the requester identity
+// certificates record, says so: that identity comes from an EAB key's
+// free-form text, which certificates of other endpoints, accounts or
+// channels may share.
+func (s *Server) orderedBy(ctx context.Context, acct *store.ACMEAccount, serial string) (bool, error) {
+	o, err := s.st.ACMECertOrder(ctx, serial)
+	if errors.Is(err, store.ErrNotFound) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("find the order of certificate %s: %w", serial, err)
+	}
+	return o.AccountID == acct.ID && o.Endpoint == s.cfg.Name, nil
 }
 
 func (s *Server) auditTx(tx store.Tx, acct *store.ACMEAccount, action, target string, detail map[string]string) error {

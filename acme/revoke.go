@@ -2,14 +2,19 @@ package acme
 
 import (
 	"bytes"
+	"context"
 	"crypto"
 	"crypto/x509"
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"slices"
 	"strings"
+
+	"golang.org/x/crypto/cryptobyte"
+	cbasn1 "golang.org/x/crypto/cryptobyte/asn1"
 
 	"github.com/sigil-ca/sigil/ca"
 	"github.com/sigil-ca/sigil/store"
@@ -26,10 +31,13 @@ type revokeReq struct {
 	Reason      *int   `json:"reason"`
 }
 
-// revokeCert revokes a certificate (RFC 8555 §7.6). The request is signed
-// either by an account (kid) that was issued the certificate or holds valid
-// authorizations for all its identifiers, or by the certificate's own key
-// (jwk), which proves possession whatever account asked for it.
+// revokeCert revokes a certificate (RFC 8555 §7.6), as Let's Encrypt
+// settled on: whoever proves the certificate's key (a jwk-signed request)
+// may give any reason, and only that proof makes keyCompromise block the key
+// and revoke its other certificates; the account that ordered it may give
+// any reason, keyCompromise included, but blocks nothing; an account that
+// holds valid authorizations for every name in a certificate of this
+// endpoint may revoke it too, recorded as cessationOfOperation.
 func (s *Server) revokeCert(w http.ResponseWriter, r *http.Request) error {
 	p, err := s.readPost(r, true)
 	if err != nil {
@@ -48,11 +56,12 @@ func (s *Server) revokeCert(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	actor, err := s.revocationActor(r, p, cert, rec)
+	rv, err := s.authorizeRevocation(r.Context(), p, cert, rec, reason)
 	if err != nil {
 		return err
 	}
-	_, err = s.ca.Revoke(r.Context(), ca.RevokeRequest{Serial: rec.Serial, Reason: reason, Actor: actor, Channel: ca.ChannelACME})
+	_, err = s.ca.Revoke(r.Context(), ca.RevokeRequest{Serial: rec.Serial, Reason: rv.reason, Actor: rv.actor,
+		Channel: ca.ChannelACME, BlockKey: rv.keyProven})
 	if ca.KindOf(err) == ca.Conflict {
 		return AlreadyRevoked(err.(*ca.Error).Detail)
 	}
@@ -91,47 +100,122 @@ func parseRevokePayload(payload []byte) (*x509.Certificate, int, error) {
 	return cert, reason, nil
 }
 
-// revocationActor checks that the signer may revoke cert and names it for
-// the audit log.
-func (s *Server) revocationActor(r *http.Request, p *post, cert *x509.Certificate, rec store.CertRecord) (string, error) {
+// revocation is an authorized revocation request: who asks, the reason to
+// record, and whether the certificate's key itself signed.
+type revocation struct {
+	actor     string
+	reason    int
+	keyProven bool
+}
+
+// authorizeRevocation checks that the signer may revoke cert (rec is its
+// record) and says how.
+func (s *Server) authorizeRevocation(ctx context.Context, p *post, cert *x509.Certificate, rec store.CertRecord, reason int) (revocation, error) {
 	if p.account == nil {
 		// Signed with a jwk: it must be the certificate's own key.
 		pub, ok := cert.PublicKey.(interface{ Equal(crypto.PublicKey) bool })
 		if !ok || !pub.Equal(p.key.Key) {
-			return "", Unauthorized("the request is signed with a jwk that is not the certificate's key")
+			return revocation{}, Unauthorized("the request is signed with a jwk that is not the certificate's key")
 		}
 		thumb, err := Thumbprint(p.key)
 		if err != nil {
-			return "", Malformed("bad certificate key")
+			return revocation{}, Malformed("bad certificate key")
 		}
-		return "acme:certkey:" + thumb, nil
+		return revocation{actor: "acme:certkey:" + thumb, reason: reason, keyProven: true}, nil
 	}
 	actor := "acme:" + p.account.ID
-	if rec.Requester == p.account.Requester {
-		return actor, nil
+	o, err := s.st.ACMECertOrder(ctx, rec.Serial)
+	switch {
+	case err == nil && o.Endpoint == s.cfg.Name && o.AccountID == p.account.ID:
+		return revocation{actor: actor, reason: reason}, nil
+	case errors.Is(err, store.ErrNotFound) || err == nil && o.Endpoint != s.cfg.Name:
+		// Certificates of the API, of mTLS renewal or of another endpoint
+		// belong to requesters this endpoint's accounts are strangers to.
+		return revocation{}, Unauthorized("this account was not issued the certificate, and it was not issued through this ACME endpoint")
+	case err != nil:
+		return revocation{}, fmt.Errorf("find the order of certificate %s: %w", rec.Serial, err)
 	}
 	// RFC 8555 §7.6: an account holding authorizations for every identifier
-	// in the certificate may revoke it too.
+	// in the certificate may revoke it too; its word says only that the
+	// names are no longer the subscriber's.
+	ids, err := provableIdentifiers(cert)
+	if err != nil {
+		return revocation{}, Unauthorized("this account was not issued the certificate, and " + err.Error())
+	}
 	now := s.clk.Now()
-	ids := make([]store.ACMEIdentifier, 0, len(cert.DNSNames)+len(cert.IPAddresses))
-	for _, d := range cert.DNSNames {
-		ids = append(ids, store.ACMEIdentifier{Type: "dns", Value: d})
-	}
-	for _, ip := range cert.IPAddresses {
-		ids = append(ids, store.ACMEIdentifier{Type: "ip", Value: ip.String()}) // as normalizeIdentifiers stores it
-	}
-	if len(ids) == 0 {
-		return "", Unauthorized("this account was not issued the certificate")
-	}
 	for _, id := range ids {
 		base, wildcard := strings.CutPrefix(id.Value, "*.")
-		_, err := s.st.ACMEReusableAuthz(r.Context(), p.account.ID, store.ACMEIdentifier{Type: id.Type, Value: base}, wildcard, now)
+		_, err := s.st.ACMEReusableAuthz(ctx, p.account.ID, store.ACMEIdentifier{Type: id.Type, Value: base}, wildcard, now)
 		if errors.Is(err, store.ErrNotFound) {
-			return "", Unauthorized(fmt.Sprintf("this account was not issued the certificate and holds no valid authorization for %s", id.Value))
+			return revocation{}, Unauthorized(fmt.Sprintf("this account was not issued the certificate and holds no valid authorization for %s", id.Value))
 		}
 		if err != nil {
-			return "", fmt.Errorf("find authorization: %w", err)
+			return revocation{}, fmt.Errorf("find authorization: %w", err)
 		}
 	}
-	return actor, nil
+	return revocation{actor: actor, reason: ca.ReasonCessationOfOperation}, nil
+}
+
+// provableIdentifiers returns the identifiers of cert as ACME authorizations
+// name them, or an error if cert names anything an authorization cannot
+// prove: a SAN other than a DNS name or an IP address (URI, email, other
+// name, directory name...), or a subject common name that is not one of
+// its SANs. It reads the SAN extension itself, since crypto/x509 skips the
+// name types it does not know.
+func provableIdentifiers(cert *x509.Certificate) ([]store.ACMEIdentifier, error) {
+	var ids []store.ACMEIdentifier
+	seen := map[store.ACMEIdentifier]bool{}
+	for _, ext := range cert.Extensions {
+		if ext.Id.String() != oidSubjectAltName {
+			continue
+		}
+		in := cryptobyte.String(ext.Value)
+		var names cryptobyte.String
+		if !in.ReadASN1(&names, cbasn1.SEQUENCE) || !in.Empty() {
+			return nil, errors.New("its subject alternative names do not parse")
+		}
+		for !names.Empty() {
+			var name cryptobyte.String
+			var tag cbasn1.Tag
+			if !names.ReadAnyASN1(&name, &tag) {
+				return nil, errors.New("its subject alternative names do not parse")
+			}
+			var id store.ACMEIdentifier
+			switch tag {
+			case cbasn1.Tag(2).ContextSpecific(): // dNSName
+				id = store.ACMEIdentifier{Type: "dns", Value: strings.ToLower(string(name))}
+			case cbasn1.Tag(7).ContextSpecific(): // iPAddress
+				if len(name) != net.IPv4len && len(name) != net.IPv6len {
+					return nil, errors.New("it names an IP range, which no authorization proves")
+				}
+				id = store.ACMEIdentifier{Type: "ip", Value: net.IP(name).String()} // as normalizeIdentifiers stores it
+			default:
+				return nil, fmt.Errorf("it names a %s, which no ACME authorization proves", generalNameType(tag))
+			}
+			if !seen[id] {
+				seen[id] = true
+				ids = append(ids, id)
+			}
+		}
+	}
+	if len(ids) == 0 {
+		return nil, errors.New("it names no DNS name or IP address")
+	}
+	if cn := cert.Subject.CommonName; cn != "" {
+		ip := net.ParseIP(cn)
+		if !seen[store.ACMEIdentifier{Type: "dns", Value: strings.ToLower(cn)}] && (ip == nil || !seen[store.ACMEIdentifier{Type: "ip", Value: ip.String()}]) {
+			return nil, errors.New("its common name is not one of its subject alternative names")
+		}
+	}
+	return ids, nil
+}
+
+// generalNameType names a GeneralName choice (RFC 5280 §4.2.1.6).
+func generalNameType(tag cbasn1.Tag) string {
+	names := map[cbasn1.Tag]string{0: "otherName", 1: "email address (rfc822Name)", 3: "x400Address", 4: "directoryName",
+		5: "ediPartyName", 6: "URI"}
+	if n, ok := names[tag&^(cbasn1.Tag(0).ContextSpecific()|cbasn1.Tag(0).Constructed())]; ok {
+		return n
+	}
+	return "name of an unknown type"
 }

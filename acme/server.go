@@ -29,6 +29,7 @@ type Store interface {
 	ACMEAccount(ctx context.Context, id string) (store.ACMEAccount, error)
 	ACMEAccountByKey(ctx context.Context, endpoint, thumbprint string) (store.ACMEAccount, error)
 	ACMEOrder(ctx context.Context, id string) (store.ACMEOrder, error)
+	ACMECertOrder(ctx context.Context, serial string) (store.ACMEOrder, error)
 	ACMEOrders(ctx context.Context, accountID, cursor string, limit int) ([]store.ACMEOrder, string, error)
 	ACMEAuthz(ctx context.Context, id string) (store.ACMEAuthz, error)
 	ACMEChallenge(ctx context.Context, id string) (store.ACMEChallenge, error)
@@ -316,7 +317,10 @@ func (s *Server) readPost(r *http.Request, allowJWK bool) (*post, error) {
 			return nil, AccountDoesNotExist("kid is not an account URL of this server")
 		}
 		acct, err := s.st.ACMEAccount(r.Context(), id)
-		if errors.Is(err, store.ErrNotFound) {
+		// An account exists only on the endpoint it was created on (and
+		// bound, or not, by that endpoint's rules): anywhere else it is
+		// unknown, with the same answer as an id never issued.
+		if errors.Is(err, store.ErrNotFound) || err == nil && acct.Endpoint != s.cfg.Name {
 			return nil, AccountDoesNotExist("no such account")
 		}
 		if err != nil {

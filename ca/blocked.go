@@ -12,9 +12,11 @@ import (
 	"github.com/sigil-ca/sigil/store"
 )
 
-// Blocked keys (issue 6): a key revoked for keyCompromise, or blocked by an
-// operator, may never be certified again, nor hold an ACME account; every
-// other unexpired certificate with it is revoked in the same transaction.
+// Blocked keys (issue 6): a key revoked for keyCompromise by someone who
+// proved the compromise (the key itself, or an admin: RevokeRequest.BlockKey),
+// or blocked by an operator, may never be certified again, nor hold an ACME
+// account; every other unexpired certificate with it is revoked in the same
+// transaction.
 
 // KeyHash is the SHA-256 of pub's DER SubjectPublicKeyInfo, the form the
 // blocklist keeps.

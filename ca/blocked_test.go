@@ -36,7 +36,7 @@ func TestKeyCompromiseBlocksKey(t *testing.T) {
 	rc.clk.Advance(time.Minute)
 	before := rc.head(t)
 
-	if _, err := rc.a.Revoke(ctx, RevokeRequest{Serial: first.Serial, Reason: ReasonKeyCompromise, Actor: "token:admin", Channel: ChannelAPI}); err != nil {
+	if _, err := rc.a.Revoke(ctx, RevokeRequest{Serial: first.Serial, Reason: ReasonKeyCompromise, Actor: "token:admin", Channel: ChannelAPI, BlockKey: true}); err != nil {
 		t.Fatalf("Revoke: %v", err)
 	}
 	if s := rc.stored(t, sibling.Serial); s.RevokedAt.IsZero() || s.RevokeReason != ReasonKeyCompromise {
@@ -73,5 +73,32 @@ func TestKeyCompromiseBlocksKey(t *testing.T) {
 	}
 	if _, err := rc.a.BlockKey(ctx, "token:admin", fine.Public()); KindOf(err) != Conflict {
 		t.Errorf("blocking twice: %v, want a conflict", err)
+	}
+}
+
+// TestKeyCompromiseUnproven: a keyCompromise revocation from someone who did
+// not prove the compromise (no BlockKey: an issuer, an ACME account) revokes
+// that certificate alone; the key is not blocked and the other certificates
+// with it, another requester's among them, stay valid.
+func TestKeyCompromiseUnproven(t *testing.T) {
+	t.Parallel()
+	rc := newRevokeCA(t)
+	ctx := context.Background()
+	key := mustKey(t, keystore.ECDSAP256)
+	mine, theirs := rc.issueWithKey(t, key), rc.issueWithKey(t, key)
+	rc.clk.Advance(time.Minute)
+	before := rc.head(t)
+	got, err := rc.a.Revoke(ctx, RevokeRequest{Serial: mine.Serial, Reason: ReasonKeyCompromise, Actor: "acme:x", Channel: ChannelACME})
+	if err != nil || got.RevokeReason != ReasonKeyCompromise {
+		t.Fatalf("Revoke = %+v, %v; want revoked for keyCompromise", got, err)
+	}
+	if s := rc.stored(t, theirs.Serial); !s.RevokedAt.IsZero() {
+		t.Errorf("the other certificate with the key was revoked (reason %d)", s.RevokeReason)
+	}
+	if err := rc.a.CheckKeyNotBlocked(ctx, key.Public()); err != nil {
+		t.Errorf("key blocked without proof: %v", err)
+	}
+	if evs := rc.eventsAfter(t, before); len(evs) != 1 || evs[0].Action != "cert.revoked" {
+		t.Errorf("audit events %+v, want one cert.revoked", evs)
 	}
 }

@@ -123,6 +123,12 @@ type RevokeRequest struct {
 	InvalidityDate time.Time
 	Actor          string // who asks, e.g. "token:ab12"; recorded in the audit event
 	Channel        string // ChannelAPI, ChannelACME, ...
+	// BlockKey says the caller has proof that the key is compromised: the
+	// request was signed with the certificate's own key, or an admin asks.
+	// Only then does a keyCompromise revocation block the key and revoke
+	// every other certificate with it, whoever requested those; a
+	// requester's word alone must not reach other requesters' certificates.
+	BlockKey bool
 }
 
 // Revoke revokes the certificate with req.Serial at the authority's current
@@ -133,9 +139,9 @@ type RevokeRequest struct {
 // new reason and invalidity date. Any other certificate that is already
 // revoked is a Conflict and stays as it was. Every refusal is audited.
 //
-// A keyCompromise revocation also blocks the certificate's key (see
-// BlockKey) and revokes every other unexpired certificate with it, in the
-// same transaction.
+// A keyCompromise revocation with req.BlockKey also blocks the
+// certificate's key (see BlockKey) and revokes every other unexpired
+// certificate with it, in the same transaction.
 func (a *Authority) Revoke(ctx context.Context, req RevokeRequest) (store.CertRecord, error) {
 	rec, siblings, err := a.revoke(ctx, req)
 	if err != nil {
@@ -207,7 +213,7 @@ func (a *Authority) revoke(ctx context.Context, req RevokeRequest) (rec store.Ce
 			return err
 		}
 		siblings = nil // a retried batch runs this function again
-		if req.Reason != ReasonKeyCompromise || len(rec.SPKIHash) != sha256.Size {
+		if req.Reason != ReasonKeyCompromise || !req.BlockKey || len(rec.SPKIHash) != sha256.Size {
 			return nil
 		}
 		sibs, err := a.blockKeyTx(tx, rec.SPKIHash, "revocation:"+serial, serial, req.Actor, req.Channel, now)

@@ -157,7 +157,7 @@ func TestRevoke(t *testing.T) {
 	before := rc.head(t)
 
 	got, err := rc.a.Revoke(ctx, RevokeRequest{Serial: opensslSerial(rec.Serial), Reason: ReasonKeyCompromise,
-		Actor: "token:admin", Channel: ChannelAPI})
+		Actor: "token:admin", Channel: ChannelAPI, BlockKey: true})
 	if err != nil {
 		t.Fatalf("Revoke: %v", err)
 	}
@@ -382,7 +382,7 @@ func TestRevokeInvalidityDate(t *testing.T) {
 			}
 			before := rc.head(t)
 			got, err := rc.a.Revoke(ctx, RevokeRequest{Serial: rec.Serial, Reason: ReasonKeyCompromise,
-				InvalidityDate: tt.invalidity, Actor: "token:admin", Channel: ChannelAPI})
+				InvalidityDate: tt.invalidity, Actor: "token:admin", Channel: ChannelAPI, BlockKey: true})
 			if err != nil {
 				t.Fatalf("Revoke: %v", err)
 			}
@@ -512,7 +512,7 @@ func TestHoldMadeFinal(t *testing.T) {
 	rc.clk.Advance(time.Hour)
 	invalidity := rc.clk.Now().UTC().Add(-30 * time.Minute).Truncate(time.Second)
 	before := rc.head(t)
-	got, err := rc.a.Revoke(ctx, RevokeRequest{Serial: rec.Serial, Reason: ReasonKeyCompromise, InvalidityDate: invalidity, Actor: "token:admin"})
+	got, err := rc.a.Revoke(ctx, RevokeRequest{Serial: rec.Serial, Reason: ReasonKeyCompromise, InvalidityDate: invalidity, Actor: "token:admin", BlockKey: true})
 	if err != nil {
 		t.Fatalf("revoke a held certificate: %v", err)
 	}

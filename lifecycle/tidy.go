@@ -52,7 +52,9 @@ type TidyStore interface {
 //     loads them);
 //   - ACME orders and authorizations (with their challenges) whose expiry is
 //     older than the retention are deleted: protocol state, while what
-//     they led to is in the certificate record and the audit log;
+//     they led to is in the certificate record and the audit log. An order
+//     whose certificate is not yet archived stays: it says which account
+//     and endpoint the certificate belongs to;
 //   - delivered expiry notices of certificates expired longer than the
 //     retention are deleted;
 //   - spent ACME nonces are deleted as soon as they expire: they are a

@@ -225,6 +225,16 @@ func (s *SQLite) ACMEOrder(ctx context.Context, id string) (ACMEOrder, error) {
 	return o, nil
 }
 
+// ACMECertOrder implements Store.
+func (s *SQLite) ACMECertOrder(ctx context.Context, serial string) (ACMEOrder, error) {
+	o, err := scanACMEOrder(s.read.QueryRowContext(ctx, "SELECT "+acmeOrderColumns+
+		" FROM acme_orders WHERE cert_serial = ? AND cert_serial != '' ORDER BY created, id LIMIT 1", serial))
+	if err != nil {
+		return ACMEOrder{}, notFound(err, "acme order of certificate "+serial)
+	}
+	return o, nil
+}
+
 // An orders cursor is the (created, id) of the last order of a page,
 // base64url-encoded so callers treat it as opaque.
 func encodeOrderCursor(o ACMEOrder) string {

@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jonboulle/clockwork"
+
 	"github.com/sigil-ca/sigil/ca/audit"
 )
 
@@ -867,5 +869,61 @@ func TestACMEConcurrent(t *testing.T) {
 	orders, next, err := s.ACMEOrders(ctx, "acct", "", 100)
 	if err != nil || next != "" || len(orders) != writers {
 		t.Errorf("ACMEOrders = %d orders, next %q, %v; want %d", len(orders), next, err, writers)
+	}
+}
+
+// TestACMECertOrder: a certificate's order is found by its serial, and tidy
+// keeps an expired order as long as its certificate is live, so that the
+// account and endpoint it belongs to stay known.
+func TestACMECertOrder(t *testing.T) {
+	t.Parallel()
+	s := openTest(t, Config{Clock: clockwork.NewFakeClockAt(testStart)})
+	ctx := context.Background()
+	seedIssuers(t, s, "int")
+	seedACMEAccounts(t, s, "acct")
+	created := testStart.Add(-200 * 24 * time.Hour) // the order expired long ago
+	live, gone, pending := testACMEOrder("o-live", "acct", created), testACMEOrder("o-gone", "acct", created), testACMEOrder("o-pending", "acct", created)
+	live.Status, live.CertSerial, live.Endpoint = "valid", "a1", "partners"
+	gone.Status, gone.CertSerial = "valid", "b2"
+	mustTx(t, s, func(tx Tx) error {
+		for _, serial := range []string{"a1", "b2"} {
+			c := testCert("int", serial)
+			c.NotAfter = testStart.Add(-time.Hour)
+			if serial == "a1" {
+				c.NotAfter = testStart.Add(100 * 24 * time.Hour) // a long-lived certificate
+			}
+			if err := issue(tx, &c); err != nil {
+				return err
+			}
+		}
+		for _, o := range []ACMEOrder{live, gone, pending} {
+			if err := tx.InsertACMEOrder(o); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if got, err := s.ACMECertOrder(ctx, "a1"); err != nil || got.ID != "o-live" || got.Endpoint != "partners" || got.AccountID != "acct" {
+		t.Errorf("ACMECertOrder(a1) = %+v, %v; want o-live of acct on partners", got, err)
+	}
+	for _, serial := range []string{"", "ffff"} {
+		if _, err := s.ACMECertOrder(ctx, serial); !errors.Is(err, ErrNotFound) {
+			t.Errorf("ACMECertOrder(%q) = %v, want ErrNotFound", serial, err)
+		}
+	}
+	mustTx(t, s, func(tx Tx) error {
+		if _, err := tx.ArchiveCertificates(testStart.Add(-time.Minute), testStart, 10); err != nil {
+			return err
+		}
+		_, err := tx.PurgeExpired(ExpiredACMEOrders, testStart, 10)
+		return err
+	})
+	if _, err := s.ACMECertOrder(ctx, "a1"); err != nil {
+		t.Errorf("the order of a live certificate was purged: %v", err)
+	}
+	for _, id := range []string{"o-gone", "o-pending"} {
+		if _, err := s.ACMEOrder(ctx, id); !errors.Is(err, ErrNotFound) {
+			t.Errorf("order %s (certificate archived, or none) kept: %v", id, err)
+		}
 	}
 }

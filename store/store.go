@@ -341,6 +341,11 @@ type Store interface {
 	ACMEAccountByKey(ctx context.Context, endpoint, thumbprint string) (ACMEAccount, error)
 	// ACMEOrder returns the order with id, whatever its status; ErrNotFound if none.
 	ACMEOrder(ctx context.Context, id string) (ACMEOrder, error)
+	// ACMECertOrder returns the order whose finalization issued the
+	// certificate with serial (the first, should there be several);
+	// ErrNotFound if none, as for a certificate not issued through ACME. A
+	// valid order is kept until its certificate is archived (tidy).
+	ACMECertOrder(ctx context.Context, serial string) (ACMEOrder, error)
 	// ACMEOrders returns up to limit (default 100, at most 1000) of the
 	// account's orders, newest first (by Created, then id descending), and an
 	// opaque cursor for the next page: "" starts at the newest and is returned

@@ -17,8 +17,9 @@ const (
 	// ExpiredOCSPResponses are pre-signed OCSP responses whose nextUpdate
 	// is before.
 	ExpiredOCSPResponses
-	// ExpiredACMEOrders are ACME orders whose expiry is before. Their
-	// certificates stay in the record.
+	// ExpiredACMEOrders are ACME orders whose expiry is before, but for
+	// those whose certificate is not yet archived. Their certificates stay
+	// in the record.
 	ExpiredACMEOrders
 	// ExpiredACMEAuthzs are ACME authorizations whose expiry is before,
 	// deleted with their challenges.
@@ -51,7 +52,11 @@ var purgeQueries = map[Expired][]string{
 	ExpiredNonces: {"DELETE FROM acme_nonces WHERE nonce IN (SELECT nonce FROM acme_nonces WHERE expires < ? ORDER BY expires LIMIT ?)"},
 	ExpiredOCSPResponses: {`DELETE FROM ocsp_responses WHERE rowid IN
 		(SELECT rowid FROM ocsp_responses WHERE next_update < ? ORDER BY next_update LIMIT ?)`},
-	ExpiredACMEOrders: {"DELETE FROM acme_orders WHERE id IN (SELECT id FROM acme_orders WHERE expires < ? ORDER BY expires, id LIMIT ?)"},
+	// An order whose certificate is live stays: it says which account and
+	// endpoint the certificate belongs to (ACMECertOrder).
+	ExpiredACMEOrders: {`DELETE FROM acme_orders WHERE id IN (SELECT id FROM acme_orders o WHERE expires < ?
+		AND NOT EXISTS (SELECT 1 FROM certificates c WHERE o.cert_serial != '' AND c.serial = o.cert_serial AND c.archived = 0)
+		ORDER BY expires, id LIMIT ?)`},
 	// The same ordered selection twice in one transaction picks the same
 	// authorizations: their challenges first (a foreign key), then them.
 	ExpiredACMEAuthzs: {

@@ -283,3 +283,34 @@ func TestUnhold(t *testing.T) {
 		t.Errorf("detail %q does not name the reason", got.Detail)
 	}
 }
+
+// TestRevokeKeyCompromiseScope: an issuer's keyCompromise revokes its own
+// certificate only, and blocks nothing: another requester's certificate
+// with the same key stays valid. An admin's blocks the key and revokes it.
+func TestRevokeKeyCompromiseScope(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	alice, _ := e.createToken(t, ca.RoleIssuer, "tls-server")
+	key := newKey(t)
+	sign := func(token, name string) api.SignResponse {
+		var out api.SignResponse
+		e.getJSON(t, "POST", "/v1/sign", token, api.SignRequest{CSR: csrPEM(t, key, "", name), Profile: "tls-server"},
+			http.StatusCreated, &out)
+		return out
+	}
+	mine, admins := sign(alice, "alice.example.com"), sign(e.admin, "admin.example.com")
+	if got := e.revoke(t, alice, api.RevokeRequest{Serial: mine.Serial, Reason: []byte(`"keyCompromise"`)}); got.RevocationReason != "keyCompromise" {
+		t.Fatalf("issuer revocation answered %+v", got)
+	}
+	if shown := e.cert(t, admins.Serial); shown.Status != "valid" {
+		t.Errorf("an issuer's keyCompromise revoked another requester's certificate: %+v", shown)
+	}
+	if evs := e.audit(t, "action=key.blocked"); len(evs) != 0 {
+		t.Errorf("an issuer's keyCompromise blocked the key: %+v", evs)
+	}
+	third := sign(e.admin, "third.example.com") // the key is not blocked
+	e.revoke(t, e.admin, api.RevokeRequest{Serial: admins.Serial, Reason: []byte(`"keyCompromise"`)})
+	if shown := e.cert(t, third.Serial); shown.Status != "revoked" || shown.RevocationReason != "keyCompromise" {
+		t.Errorf("after an admin's keyCompromise the key's other certificate is %s (%s), want revoked", shown.Status, shown.RevocationReason)
+	}
+}

@@ -84,7 +84,9 @@ func (api *API) revoke(w http.ResponseWriter, r *http.Request, p ca.Principal) e
 		}
 		return ParseRevokeRequest(r.Body)
 	}()
-	req.Actor, req.Channel = p.Actor(), ca.ChannelAPI
+	// An admin's keyCompromise blocks the key; an issuer's covers only its
+	// own certificate, never another requester's with the same key.
+	req.Actor, req.Channel, req.BlockKey = p.Actor(), ca.ChannelAPI, p.Role == ca.RoleAdmin
 	if err == nil && p.Role == ca.RoleIssuer {
 		err = api.checkRequester(r, p, req.Serial)
 	}
