@@ -83,17 +83,34 @@ func TestCAARecheckedAtIssuance(t *testing.T) {
 	if n := asked(); n != 2 {
 		t.Errorf("CAA checked %d times, want 2", n)
 	}
-	// A refusal records no check: the next finalize asks again, and a pass
-	// is recorded for the next 8 hours.
+	// A failed lookup is no permission, and leaves the order ready to retry.
 	deny(false)
-	if err := issue(); err != nil {
-		t.Fatalf("issuance once CAA allows again: %v", err)
+	caa.mu.Lock()
+	caa.servfail = map[string]bool{name: true}
+	caa.mu.Unlock()
+	o, err := c.AuthorizeOrder(ctx, xacme.DomainIDs(name))
+	if err != nil {
+		t.Fatal(err)
 	}
+	if _, _, err := c.CreateOrderCert(ctx, o.FinalizeURL, dnsCSR(t, name), false); !isProblem(err, "dns") {
+		t.Fatalf("issuance while the CAA lookup fails = %v, want dns", err)
+	}
+	if got, err := c.GetOrder(ctx, o.URI); err != nil || got.Status != xacme.StatusReady {
+		t.Errorf("order after a failed CAA lookup: %+v (%v), want still ready", got, err)
+	}
+	caa.mu.Lock()
+	caa.servfail = nil
+	caa.mu.Unlock()
+	if _, _, err := c.CreateOrderCert(ctx, o.FinalizeURL, dnsCSR(t, name), false); err != nil {
+		t.Fatalf("retried finalize once the lookup works: %v", err)
+	}
+	// A refusal or failure records no check: the next finalize asked again,
+	// and its pass is recorded for the next 8 hours.
 	if err := issue(); err != nil {
 		t.Fatal(err)
 	}
-	if n := asked(); n != 3 {
-		t.Errorf("CAA checked %d times, want 3", n)
+	if n := asked(); n != 4 {
+		t.Errorf("CAA checked %d times, want 4", n)
 	}
 	// However young the authorization: one proven 20 days ago (reuse is
 	// 30 days) still checks CAA at issuance.
@@ -101,8 +118,8 @@ func TestCAARecheckedAtIssuance(t *testing.T) {
 	if err := issue(); err != nil {
 		t.Fatal(err)
 	}
-	if n := asked(); n != 4 {
-		t.Errorf("CAA checked %d times, want 4", n)
+	if n := asked(); n != 5 {
+		t.Errorf("CAA checked %d times, want 5", n)
 	}
 }
 
