@@ -42,8 +42,8 @@ type recordingCAA struct {
 	mu       sync.Mutex
 	deny     map[string]bool
 	servfail map[string]bool
-	asked  []string
-	params []CAAParams
+	asked    []string
+	params   []CAAParams
 }
 
 func (c *recordingCAA) Check(_ context.Context, domain string, _ bool, p CAAParams) error {
