@@ -6,6 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
+	"strings"
+	"sync"
 	"time"
 
 	"github.com/sigil-ca/sigil/store"
@@ -186,8 +189,10 @@ func (s *Server) validate(acct store.ACMEAccount, acctURL string, az store.ACMEA
 	defer cancel()
 	err := s.check(ctx, acctURL, az, c, keyAuth)
 	now := s.clk.Now().UTC()
+	caaChecked := false
 	if err == nil {
 		c.Status, c.Validated, az.Status = "valid", now, "valid"
+		caaChecked = s.wantsCAA(az.Identifier)
 		// A proven authorization lives for the reuse window, and at least
 		// as long as it had left for the order that asked for it.
 		if exp := now.Add(s.cfg.AuthzReuse); exp.After(az.Expires) {
@@ -204,6 +209,11 @@ func (s *Server) validate(acct store.ACMEAccount, acctURL string, az store.ACMEA
 		}
 		if err := tx.UpdateACMEAuthz(az.ID, az.Status, az.Expires); err != nil {
 			return err
+		}
+		if caaChecked {
+			if err := tx.SetACMEAuthzCAAChecked(az.ID, now); err != nil {
+				return err
+			}
 		}
 		detail := map[string]string{"type": c.Type, "identifier": az.Identifier.Value, "status": c.Status}
 		if err != nil {
@@ -245,10 +255,105 @@ func (s *Server) check(ctx context.Context, acctURL string, az store.ACMEAuthz, 
 			return err
 		}
 	}
-	if id.Type != "dns" || !s.wantCAA(id.Value) {
+	if !s.wantsCAA(az.Identifier) {
 		return nil
 	}
 	return s.cfg.CAAVerifier.Check(ctx, id.Value, az.Wildcard, CAAParams{AccountURI: acctURL, Method: c.Type})
+}
+
+// wantsCAA reports whether an identifier gets CAA checks: a DNS name the
+// endpoint's mode selects.
+func (s *Server) wantsCAA(id store.ACMEIdentifier) bool {
+	return id.Type == "dns" && s.wantCAA(id.Value)
+}
+
+// MaxCAAAge is the oldest a CAA check may be when a certificate is issued
+// (CA/Browser Forum Baseline Requirements 3.2.2.8: CAA is checked within 8
+// hours before issuance).
+const MaxCAAAge = 8 * time.Hour
+
+// recheckCAA checks CAA again, at issuance, for every authorization of o
+// whose last check is older than CAAMaxAge, however young the
+// authorization: a reused one may have been proven weeks ago. A check that
+// passes is recorded on the authorization. A refusal by CAA ends the order
+// (invalid, with the problem); a failed lookup leaves it ready to retry.
+func (s *Server) recheckCAA(ctx context.Context, r *http.Request, acct *store.ACMEAccount, o *store.ACMEOrder) error {
+	// Most orders name no CAA-checked name (internal names under auto):
+	// they cost no authorization reads.
+	if !slices.ContainsFunc(o.Identifiers, func(id store.ACMEIdentifier) bool {
+		return s.wantsCAA(store.ACMEIdentifier{Type: id.Type, Value: strings.TrimPrefix(id.Value, "*.")})
+	}) {
+		return nil
+	}
+	now := s.clk.Now()
+	var stale []store.ACMEAuthz
+	for _, id := range o.AuthzIDs {
+		az, err := s.st.ACMEAuthz(ctx, id)
+		if err != nil {
+			return fmt.Errorf("load authorization: %w", err)
+		}
+		if !s.wantsCAA(az.Identifier) {
+			continue
+		}
+		if s.cfg.CAAMaxAge < 0 || az.CAAChecked.IsZero() || now.Sub(az.CAAChecked) > s.cfg.CAAMaxAge {
+			stale = append(stale, az)
+		}
+	}
+	if len(stale) == 0 {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.ValidationTimeout)
+	defer cancel()
+	acctURL := s.url(r, "/acct/"+acct.ID)
+	errs := make([]error, len(stale))
+	var wg sync.WaitGroup
+	for i, az := range stale {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			method := ""
+			for _, c := range az.Challenges {
+				if c.Status == "valid" {
+					method = c.Type
+				}
+			}
+			errs[i] = s.cfg.CAAVerifier.Check(ctx, az.Identifier.Value, az.Wildcard, CAAParams{AccountURI: acctURL, Method: method})
+		}()
+	}
+	wg.Wait()
+	checked := s.clk.Now().UTC()
+	var refused error
+	for _, err := range errs {
+		if err == nil {
+			continue
+		}
+		if FromError(err).Type != TypeCAA {
+			return err // a lookup that failed may succeed on a retry
+		}
+		if refused == nil {
+			refused = err
+		}
+	}
+	err := s.st.WithTx(ctx, func(tx store.Tx) error {
+		if refused != nil {
+			o.Status, o.Updated = "invalid", checked
+			o.Error, _ = json.Marshal(FromError(refused))
+			if err := tx.UpdateACMEOrder(*o); err != nil {
+				return err
+			}
+			return s.auditTx(tx, acct, "acme.order.caa_refused", o.ID, map[string]string{"error": FromError(refused).Detail})
+		}
+		for _, az := range stale {
+			if err := tx.SetACMEAuthzCAAChecked(az.ID, checked); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("record caa recheck: %w", err)
+	}
+	return refused
 }
 
 // retryable reports whether a failed validation may succeed if tried again

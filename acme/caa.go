@@ -362,7 +362,10 @@ func (c *CAAChecker) evaluate(name string, wildcard bool, owner string, rrs []*d
 	if wildcard && slices.ContainsFunc(rrs, func(rr *dns.CAA) bool { return strings.EqualFold(rr.Tag, "issuewild") }) {
 		tag = "issuewild"
 	}
+	// Every record of the tag is weighed: one that authorizes us permits,
+	// wherever it sits in the set. Only the message is shortened.
 	var refused []string
+	relevant := 0
 	for _, rr := range rrs {
 		if !strings.EqualFold(rr.Tag, tag) {
 			continue
@@ -371,16 +374,18 @@ func (c *CAAChecker) evaluate(name string, wildcard bool, owner string, rrs []*d
 		if why == "" {
 			return nil
 		}
-		if len(refused) == maxCAAShown {
-			refused = append(refused, "...")
-			break
+		relevant++
+		if len(refused) < maxCAAShown {
+			refused = append(refused, caaRecordText(rr)+" ("+why+")")
 		}
-		refused = append(refused, caaRecordText(rr)+" ("+why+")")
 	}
-	if refused == nil {
+	if relevant == 0 {
 		// RFC 8659 §4.2: no issue property (only iodef, say) restricts
 		// nothing.
 		return nil
+	}
+	if relevant > len(refused) {
+		refused = append(refused, "...")
 	}
 	return CAA(fmt.Sprintf("CAA records %s do not authorize %s to issue for %s: %s",
 		where, strings.Join(c.identities, " or "), subject, strings.Join(refused, ", ")))

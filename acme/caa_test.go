@@ -198,6 +198,15 @@ func TestCAACheck(t *testing.T) {
 	srv.SetCAA(t, "closest.test", `0 issue ";"`)
 	srv.SetCAA(t, "allowed.closest.test", `0 issue "ca.sigil.test"`)
 	srv.SetCAA(t, "many.test", `0 issue "a.ca"`, `0 issue "b.ca"`, `0 issue "c.ca"`, `0 issue "d.ca"`, `0 issue "e.ca"`)
+	// Ours after four others, and after many others: every record counts,
+	// not only those quoted in a refusal.
+	srv.SetCAA(t, "fifth.test", `0 issue "a.ca"`, `0 issue "b.ca"`, `0 issue "c.ca"`, `0 issue "d.ca"`, `0 issue "ca.sigil.test"`)
+	srv.SetCAA(t, "last.test", `0 issue "a.ca"`, `0 issue "b.ca"`, `0 issue "c.ca"`, `0 issue "d.ca"`, `0 issue "e.ca"`,
+		`0 issue "f.ca"`, `0 issue "g.ca"`, `0 issue ";"`, `0 issue "ca.sigil.test; policy=x"`)
+	srv.SetCAA(t, "fifthwild.test", `0 issuewild "a.ca"`, `0 issuewild "b.ca"`, `0 issuewild "c.ca"`, `0 issuewild "d.ca"`,
+		`0 issuewild "ca.sigil.test"`)
+	srv.SetCAA(t, "fifthacct.test", `0 issue "a.ca"`, `0 issue "b.ca"`, `0 issue "c.ca"`, `0 issue "d.ca"`,
+		`0 issue "ca.sigil.test; accounturi=`+caaTestAccount+`0"`)
 	srv.SetServFail("servfail.test")
 	srv.SetServFail("parentfail.test")
 	srv.SetCAA(t, "child.parentfail.test", `0 iodef "mailto:x@parentfail.test"`)
@@ -270,6 +279,11 @@ func TestCAACheck(t *testing.T) {
 		{name: "closest set rules: child allows", domain: "www.allowed.closest.test"},
 		{name: "closest set rules: parent forbids", domain: "www.other.closest.test", wantType: TypeCAA, inDetail: "at closest.test"},
 		{name: "records quoted at most three", domain: "many.test", wantType: TypeCAA, inDetail: `0 issue "c.ca" (another CA), ...`},
+		{name: "ours fifth after four others", domain: "fifth.test"},
+		{name: "ours last after eight others", domain: "www.last.test"},
+		{name: "issuewild ours fifth", domain: "*.fifthwild.test"},
+		{name: "ours fifth with a wrong accounturi", domain: "fifthacct.test", params: CAAParams{AccountURI: caaTestAccount},
+			wantType: TypeCAA, inDetail: `0 issue "c.ca" (another CA), ...`},
 		{name: "servfail", domain: "servfail.test", wantType: TypeDNS, inDetail: "CAA lookup of servfail.test: the resolver answered SERVFAIL"},
 		{name: "servfail at a parent", domain: "www.servfail.test", wantType: TypeDNS, inDetail: "CAA lookup of servfail.test"},
 		{name: "servfail after an iodef-only set", domain: "child.parentfail.test"},
@@ -670,5 +684,51 @@ func TestCAANoIdentity(t *testing.T) {
 	}
 	if err := c.Check(ctx, "www.restricted.test", false, CAAParams{}); FromError(err).Type != TypeCAA {
 		t.Errorf("Check(www.restricted.test) = %v, want a caa problem", err)
+	}
+}
+
+// TestCAAEvaluateOrderIndependent: the decision on a record set is the
+// same in every order of its records, however many there are.
+func TestCAAEvaluateOrderIndependent(t *testing.T) {
+	t.Parallel()
+	c := newTestCAAChecker(t, CAAConfig{Identities: []string{"ca.sigil.test"}})
+	parse := func(recs ...string) []*dns.CAA {
+		var out []*dns.CAA
+		for _, r := range recs {
+			rr, err := dns.NewRR("x.test. 0 IN CAA " + r)
+			if err != nil {
+				t.Fatalf("%s: %v", r, err)
+			}
+			out = append(out, rr.(*dns.CAA))
+		}
+		return out
+	}
+	others := []string{`0 issue "a.ca"`, `0 issue "b.ca"`, `0 issue "c.ca"`, `0 issue "d.ca"`, `0 issue ";"`, `0 issue "e.ca; x=y"`}
+	sets := []struct {
+		recs  []string
+		allow bool
+	}{
+		{append(slices.Clone(others), `0 issue "ca.sigil.test"`), true},
+		{append(slices.Clone(others), `0 issue "ca.sigil.test; accounturi=`+caaTestAccount+`"`), true},
+		{append(slices.Clone(others), `0 issue "ca.sigil.test; validationmethods=dns-01"`), false},
+		{append(slices.Clone(others), `0 iodef "mailto:a@x.test"`), false},
+		{append(slices.Clone(others), `128 tbs "x"`, `0 issue "ca.sigil.test"`), false},
+	}
+	for _, set := range sets {
+		rrs := parse(set.recs...)
+		// Every rotation, and reversed: the authorizing record sits at each
+		// position in turn.
+		for i := range rrs {
+			for _, rev := range []bool{false, true} {
+				perm := append(slices.Clone(rrs[i:]), rrs[:i]...)
+				if rev {
+					slices.Reverse(perm)
+				}
+				err := c.evaluate("x.test", false, "x.test", perm, CAAParams{AccountURI: caaTestAccount, Method: "http-01"})
+				if (err == nil) != set.allow {
+					t.Errorf("%v rotated by %d (reversed %v): %v, want allowed=%v", set.recs, i, rev, err, set.allow)
+				}
+			}
+		}
 	}
 }

@@ -36,12 +36,14 @@ func (f *flakyChallenger) HTTP01(context.Context, Identifier, string, string) er
 func (f *flakyChallenger) TLSALPN01(context.Context, Identifier, string) error { return f.answer() }
 func (f *flakyChallenger) DNS01(context.Context, string, string) error         { return f.answer() }
 
-// recordingCAA refuses the names in deny and records what it was asked.
+// recordingCAA refuses the names in deny, fails the lookup of those in
+// servfail, and records what it was asked.
 type recordingCAA struct {
-	mu     sync.Mutex
-	deny   map[string]bool
-	asked  []string
-	params []CAAParams
+	mu       sync.Mutex
+	deny     map[string]bool
+	servfail map[string]bool
+	asked    []string
+	params   []CAAParams
 }
 
 func (c *recordingCAA) Check(_ context.Context, domain string, _ bool, p CAAParams) error {
@@ -51,6 +53,9 @@ func (c *recordingCAA) Check(_ context.Context, domain string, _ bool, p CAAPara
 	c.params = append(c.params, p)
 	if c.deny[domain] {
 		return CAA("CAA records at " + domain + " do not authorize this CA")
+	}
+	if c.servfail[domain] {
+		return DNS("CAA lookup of " + domain + ": the resolver answered SERVFAIL")
 	}
 	return nil
 }

@@ -190,18 +190,16 @@ func (s *Server) newOrder(w http.ResponseWriter, r *http.Request) error {
 			return &ca.Error{Kind: ca.Rejected, Detail: "this ACME endpoint's name policy refuses it: " + subs[0].Detail, Sub: subs}
 		}
 	}
+	// An order proves nothing yet: it counts against its account and its
+	// client, never against the domains it names (see RateLimits).
 	now0 := s.clk.Now()
-	if err := s.perAccount.allow(p.account.ID, now0); err != nil {
+	undoAccount, err := s.perAccount.take(p.account.ID, now0)
+	if err != nil {
 		return err
 	}
-	domains := map[string]bool{}
-	for _, d := range dns {
-		domains[registeredDomain(strings.TrimPrefix(d, "*."))] = true
-	}
-	for d := range domains {
-		if err := s.perDomain.allow(d, now0); err != nil {
-			return err
-		}
+	if err := s.ordersPerIP.allow(clientKey(r), now0); err != nil {
+		undoAccount()
+		return err
 	}
 	acct := p.account
 	if req.Replaces != "" {
@@ -273,6 +271,21 @@ func (s *Server) newOrder(w http.ResponseWriter, r *http.Request) error {
 	}
 	w.Header().Set("Location", s.url(r, "/order/"+order.ID))
 	return writeJSON(w, http.StatusCreated, s.orderView(r, order))
+}
+
+// orderDomains lists the registered domains (eTLD+1) of ids' DNS names,
+// each once, in order.
+func orderDomains(ids []store.ACMEIdentifier) []string {
+	var out []string
+	for _, id := range ids {
+		if id.Type != "dns" {
+			continue
+		}
+		if d := registeredDomain(strings.TrimPrefix(id.Value, "*.")); !slices.Contains(out, d) {
+			out = append(out, d)
+		}
+	}
+	return out
 }
 
 func identifierList(ids []store.ACMEIdentifier) string {
@@ -421,9 +434,19 @@ func (s *Server) finalize(w http.ResponseWriter, r *http.Request) error {
 			return fmt.Errorf("order %s replaces %q: %w", o.ID, o.Replaces, err)
 		}
 	}
+	if err := s.recheckCAA(r.Context(), r, p.account, &o); err != nil {
+		return err
+	}
+	// Issuance is what a domain's budget protects, and only an account that
+	// proved every name gets here.
+	undoDomains, err := s.perDomain.takeAll(orderDomains(o.Identifiers), s.clk.Now())
+	if err != nil {
+		return err
+	}
 	now := s.clk.Now().UTC()
 	o.Status, o.Updated = "processing", now
 	if err := s.st.WithTx(r.Context(), func(tx store.Tx) error { return tx.UpdateACMEOrder(o) }); err != nil {
+		undoDomains()
 		return fmt.Errorf("update order: %w", err)
 	}
 	iss, signErr := s.ca.Sign(r.Context(), ca.SignRequest{CSR: csr, Profile: o.Profile, Requester: p.account.Requester,
@@ -431,6 +454,7 @@ func (s *Server) finalize(w http.ResponseWriter, r *http.Request) error {
 	now = s.clk.Now().UTC()
 	o.Updated = now
 	if signErr != nil {
+		undoDomains()
 		// A CSR the CA refuses is the client's to fix: the order stays
 		// ready for another finalize (as Boulder does). Only a failure of
 		// ours ends the order.

@@ -61,7 +61,8 @@ type Config struct {
 	ValidationTimeout time.Duration
 	// MaxValidations bounds validations running at once (default 64).
 	MaxValidations int
-	// RateLimits bound accounts per IP and orders per account and domain.
+	// RateLimits bound accounts per IP, orders per account and per IP,
+	// and certificates per registered domain.
 	RateLimits RateLimits
 	// ValidationWait is how long a challenge response waits for a fast
 	// validation to finish before answering "processing" (default 250ms).
@@ -80,8 +81,13 @@ type Config struct {
 	CAA CAAMode
 	// CAAVerifier checks CAA records; required unless CAA is CAAOff.
 	CAAVerifier CAAVerifier
-	Clock       clockwork.Clock
-	Logger      *slog.Logger
+	// CAAMaxAge is how old an authorization's last CAA check may be when
+	// a certificate is issued from it; an older one is checked again at
+	// finalize (default and at most 8h, the CA/Browser Forum's bound, BR
+	// 3.2.2.8; negative: checked again at every finalize).
+	CAAMaxAge time.Duration
+	Clock     clockwork.Clock
+	Logger    *slog.Logger
 }
 
 // CAAMode says which names get a CAA check.
@@ -110,9 +116,10 @@ type Server struct {
 	challenger  Challenger
 	nonces      *Nonces
 	sem         chan struct{}
-	perIP       *limiter
-	perAccount  *limiter
-	perDomain   *limiter
+	perIP       *limiter // new accounts per client
+	perAccount  *limiter // new orders per account
+	ordersPerIP *limiter // new orders per client
+	perDomain   *limiter // certificates per registered domain
 	validations sync.WaitGroup
 	clk         clockwork.Clock
 	log         *slog.Logger
@@ -155,6 +162,12 @@ func New(cfg Config, st Store, authority Authority, challenger Challenger, nonce
 	default:
 		return nil, fmt.Errorf("acme: caa mode %q is not auto, on or off", cfg.CAA)
 	}
+	switch {
+	case cfg.CAAMaxAge == 0:
+		cfg.CAAMaxAge = MaxCAAAge
+	case cfg.CAAMaxAge > MaxCAAAge:
+		return nil, fmt.Errorf("acme: caa max age %s is over the %s the CA/Browser Forum allows", cfg.CAAMaxAge, MaxCAAAge)
+	}
 	if cfg.CAA != CAAOff && cfg.CAAVerifier == nil {
 		return nil, fmt.Errorf("acme: caa mode %s needs a CAA checker", cfg.CAA)
 	}
@@ -170,9 +183,10 @@ func New(cfg Config, st Store, authority Authority, challenger Challenger, nonce
 	rl := cfg.RateLimits.withDefaults()
 	return &Server{cfg: cfg, st: st, ca: authority, challenger: challenger, nonces: nonces, clk: cfg.Clock, log: cfg.Logger,
 		prefix: prefix, sem: make(chan struct{}, cfg.MaxValidations),
-		perIP:      newLimiter("new accounts per IP", rl.AccountsPerIP, rl.MaxTrackedClients),
-		perAccount: newLimiter("new orders per account", rl.OrdersPerAccount, rl.MaxTrackedClients),
-		perDomain:  newLimiter("new orders per registered domain", rl.OrdersPerDomain, rl.MaxTrackedClients),
+		perIP:       newLimiter("new accounts per IP", rl.AccountsPerIP, rl.MaxTrackedClients),
+		perAccount:  newLimiter("new orders per account", rl.OrdersPerAccount, rl.MaxTrackedClients),
+		ordersPerIP: newLimiter("new orders per IP", rl.OrdersPerIP, rl.MaxTrackedClients),
+		perDomain:   newLimiter("certificates per registered domain", rl.CertificatesPerDomain, rl.MaxTrackedClients),
 	}, nil
 }
 
@@ -388,7 +402,7 @@ func (s *Server) newAccount(w http.ResponseWriter, r *http.Request) error {
 	case req.OnlyReturnExisting:
 		return AccountDoesNotExist("no account for this key")
 	}
-	if err := s.perIP.allow(clientIP(r), s.clk.Now()); err != nil {
+	if err := s.perIP.allow(clientKey(r), s.clk.Now()); err != nil {
 		return err
 	}
 	if s.cfg.TermsOfService != "" && !req.TermsAgreed {

@@ -18,6 +18,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 )
 
@@ -36,6 +37,18 @@ type ValidationConfig struct {
 	// Timeout bounds one validation attempt, lookups and redirects
 	// included (default 10s).
 	Timeout time.Duration
+	// RedirectHosts are the hosts an http-01 redirect may lead to besides
+	// the identifier's own: a DNS name ("cdn.example.com"), every name
+	// under a domain ("*.example.com", not the domain itself) or an IP
+	// address. Empty: only the identifier's host. The validator sits
+	// inside the operator's network, so a redirect must not aim it at
+	// other hosts there.
+	RedirectHosts []string
+	// AllowLinkLocal lets validation connect to link-local and cloud
+	// metadata addresses (169.254.0.0/16, fe80::/10, fd00:ec2::254). By
+	// default they are refused when connecting, on the resolved address,
+	// whatever name or redirect led there.
+	AllowLinkLocal bool
 }
 
 // Validation limits.
@@ -71,6 +84,11 @@ const (
 type Validator struct {
 	cfg      ValidationConfig
 	resolver *net.Resolver
+	// redirectNames and redirectSuffixes ("." + domain) are the DNS names
+	// of RedirectHosts, lower-case; redirectIPs its addresses.
+	redirectNames    map[string]bool
+	redirectSuffixes []string
+	redirectIPs      map[netip.Addr]bool
 }
 
 var _ Challenger = (*Validator)(nil)
@@ -114,7 +132,81 @@ func NewValidator(cfg ValidationConfig) (*Validator, error) {
 			return d.DialContext(ctx, network, addr)
 		}
 	}
-	return &Validator{cfg: cfg, resolver: r}, nil
+	v := &Validator{cfg: cfg, resolver: r, redirectNames: map[string]bool{}, redirectIPs: map[netip.Addr]bool{}}
+	for _, h := range cfg.RedirectHosts {
+		if ip, err := netip.ParseAddr(h); err == nil && ip.Zone() == "" {
+			v.redirectIPs[ip.Unmap()] = true
+			continue
+		}
+		name := strings.ToLower(strings.TrimSuffix(h, "."))
+		if base, ok := strings.CutPrefix(name, "*."); ok && validDNSName(base) {
+			v.redirectSuffixes = append(v.redirectSuffixes, "."+base)
+			continue
+		}
+		if !validDNSName(name) || strings.Contains(name, "*") {
+			return nil, fmt.Errorf("acme validation: redirect host %q is not a DNS name, *.domain or an IP address", h)
+		}
+		v.redirectNames[name] = true
+	}
+	return v, nil
+}
+
+// sameHost reports whether two URL hosts (without port) name the same
+// host: equal names ignoring case and a trailing dot, or equal addresses.
+func sameHost(a, b string) bool {
+	ipa, erra := netip.ParseAddr(a)
+	ipb, errb := netip.ParseAddr(b)
+	if erra == nil || errb == nil {
+		return erra == nil && errb == nil && ipa.Unmap() == ipb.Unmap()
+	}
+	return strings.EqualFold(strings.TrimSuffix(a, "."), strings.TrimSuffix(b, "."))
+}
+
+// redirectAllowed reports whether an http-01 redirect may lead to host,
+// when validating the identifier whose host is idHost.
+func (v *Validator) redirectAllowed(idHost, host string) bool {
+	if sameHost(idHost, host) {
+		return true
+	}
+	if ip, err := netip.ParseAddr(host); err == nil {
+		return v.redirectIPs[ip.Unmap()]
+	}
+	name := strings.ToLower(strings.TrimSuffix(host, "."))
+	if v.redirectNames[name] {
+		return true
+	}
+	for _, suffix := range v.redirectSuffixes {
+		if strings.HasSuffix(name, suffix) {
+			return true
+		}
+	}
+	return false
+}
+
+// refusedAddr reports whether validation must not connect to ip: unless
+// AllowLinkLocal, a link-local address (where cloud metadata services
+// live) or AWS's IPv6 metadata address.
+func (v *Validator) refusedAddr(ip netip.Addr) bool {
+	if v.cfg.AllowLinkLocal {
+		return false
+	}
+	ip = ip.Unmap()
+	// fd00:ec2::254 is the EC2 instance metadata service's IPv6 address.
+	return ip.IsLinkLocalUnicast() || ip == netip.AddrFrom16([16]byte{0xfd, 0x00, 0x0e, 0xc2, 14: 0x02, 15: 0x54})
+}
+
+// control runs before each connection, on the address actually dialed
+// (after every lookup), so no name, redirect or DNS answer can reach a
+// refused address.
+func (v *Validator) control(_, address string, _ syscall.RawConn) error {
+	ap, err := netip.ParseAddrPort(address)
+	if err != nil {
+		return Connection(fmt.Sprintf("connection to %s refused: not an IP address and port", truncate(address)))
+	}
+	if v.refusedAddr(ap.Addr()) {
+		return Connection(fmt.Sprintf("connection to %s refused: validation does not connect to link-local or metadata addresses", ap.Addr().Unmap()))
+	}
+	return nil
 }
 
 func validPort(p int) bool { return p > 0 && p <= 65535 }
@@ -161,9 +253,11 @@ func (a *attempt) why() string {
 // HTTP01 checks an http-01 response (RFC 8555 §8.3): a GET of
 // http://{id}:{HTTPPort}/.well-known/acme-challenge/{token} must answer 200
 // with keyAuth as its body (trailing whitespace ignored). Redirects are
-// followed, at most 10, and only to http on HTTPPort or https on TLSPort (a
-// redirect that names no port goes to those); an https target's certificate
-// is not verified, as Let's Encrypt does. At most 8 KiB of body is read.
+// followed, at most 10, only to the identifier's host or RedirectHosts,
+// and only to http on HTTPPort or https on TLSPort (a redirect that names
+// no port goes to those); an https target's certificate is not verified,
+// as Let's Encrypt does. At most 8 KiB of body is read, and what was read
+// is quoted in the problem only when it came from the identifier's host.
 func (v *Validator) HTTP01(ctx context.Context, id Identifier, token, keyAuth string) error {
 	host, _, err := targetHost(id, "http-01")
 	if err != nil {
@@ -210,6 +304,11 @@ func (v *Validator) HTTP01(ctx context.Context, id Identifier, token, keyAuth st
 	// RFC 8555 §8.3: the server SHOULD ignore whitespace at the end.
 	got := strings.TrimRight(string(body), " \t\r\n")
 	if subtle.ConstantTimeCompare([]byte(got), []byte(keyAuth)) != 1 {
+		if !sameHost(resp.Request.URL.Hostname(), host) {
+			// Another host's reply is not the client's to read.
+			return IncorrectResponse(fmt.Sprintf("the key authorization from %s does not match: expected %q",
+				final, truncate(keyAuth)))
+		}
 		return IncorrectResponse(fmt.Sprintf("the key authorization from %s does not match: expected %q, got %q",
 			final, truncate(keyAuth), truncate(got)))
 	}
@@ -231,10 +330,11 @@ func hostHeader(host string) string {
 	return host
 }
 
-// checkRedirect allows at most maxRedirects redirects, each to http on
-// HTTPPort or https on TLSPort. A redirect that names no port is sent to
-// the configured one, so a test harness on other ports behaves as
-// production does on 80 and 443.
+// checkRedirect allows at most maxRedirects redirects, each to the
+// identifier's host or one of RedirectHosts, over http on HTTPPort or https
+// on TLSPort. A redirect that names no port is sent to the configured one,
+// so a test harness on other ports behaves as production does on 80 and
+// 443.
 func (v *Validator) checkRedirect(req *http.Request, via []*http.Request) error {
 	if len(via) > maxRedirects {
 		return Connection(fmt.Sprintf("too many redirects: stopped after %d (last to %s)", maxRedirects, truncate(req.URL.String())))
@@ -252,6 +352,10 @@ func (v *Validator) checkRedirect(req *http.Request, via []*http.Request) error 
 	host := u.Hostname()
 	if host == "" {
 		return Connection(fmt.Sprintf("redirect to %s refused: no host", truncate(u.String())))
+	}
+	if idHost := via[0].URL.Hostname(); !v.redirectAllowed(idHost, host) {
+		return Connection(fmt.Sprintf("redirect to %s refused: only %s and the configured redirect hosts may be redirected to",
+			truncate(u.String()), idHost))
 	}
 	if p := u.Port(); p != "" {
 		if n, err := strconv.Atoi(p); err != nil || n != want {
@@ -291,7 +395,7 @@ func (v *Validator) dial(ctx context.Context, network, addr string) (net.Conn, e
 	if _, err := netip.ParseAddr(host); err != nil && !strings.HasSuffix(host, ".") && v.cfg.Resolver != "" {
 		host += "."
 	}
-	d := net.Dialer{Resolver: v.resolver}
+	d := net.Dialer{Resolver: v.resolver, Control: v.control}
 	return d.DialContext(ctx, network, net.JoinHostPort(host, port))
 }
 

@@ -206,6 +206,11 @@ func startHTTPTarget(t *testing.T) *httpTarget {
 		"httpsonhttp": redirect(fmt.Sprintf("https://127.0.0.1:%d/other/TOKEN", httpPort)),
 		"ftp":         redirect("ftp://127.0.0.1/other/TOKEN"),
 		"name":        redirect("http://example.test/other/TOKEN"),
+		"www":         redirect("http://www.example.test/other/TOKEN"),
+		"secret":      redirect("http://example.test/secret/TOKEN"),
+		"samesecret":  redirect("/secret/TOKEN"),
+		"metadata":    redirect("http://169.254.169.254/latest/meta-data/TOKEN"),
+		"metasix":     redirect("http://[fe80::1]/latest/meta-data/TOKEN"),
 		"loop":        redirect("/.well-known/acme-challenge/TOKEN"),
 	}
 	mux.HandleFunc("GET /.well-known/acme-challenge/{tok}", func(w http.ResponseWriter, r *http.Request) {
@@ -233,6 +238,10 @@ func startHTTPTarget(t *testing.T) *httpTarget {
 		s.hosts["other/"+r.PathValue("tok")] = r.Host
 		s.mu.Unlock()
 		serve(w, r.PathValue("tok"))
+	})
+	mux.HandleFunc("GET /secret/{tok}", func(w http.ResponseWriter, r *http.Request) {
+		s.count("secret")
+		_, _ = io.WriteString(w, "internal-secret-data")
 	})
 	mux.HandleFunc("GET /chain/{n}/{tok}", func(w http.ResponseWriter, r *http.Request) {
 		s.count(r.PathValue("tok"))
@@ -302,7 +311,8 @@ func TestHTTP01(t *testing.T) {
 		{name: "redirect without port uses HTTPPort", id: ip, token: "noport"},
 		{name: "redirect to https on TLSPort", id: ip, token: "https"},
 		{name: "redirect to https without port uses TLSPort", id: ip, token: "httpsnoport"},
-		{name: "redirect to a name via resolver", id: ip, token: "name"},
+		{name: "redirect to another host", id: ip, token: "name", wantType: TypeConnection,
+			inDetail: "redirect to http://example.test/other/name refused: only 127.0.0.1"},
 		{name: "redirect to disallowed port", id: ip, token: "badport", wantType: TypeConnection, inDetail: "may only use port"},
 		{name: "redirect to https on HTTPPort", id: ip, token: "httpsonhttp", wantType: TypeConnection, inDetail: "https may only use port"},
 		{name: "redirect to ftp", id: ip, token: "ftp", wantType: TypeConnection, inDetail: "only http and https"},
@@ -734,7 +744,9 @@ func TestValidatorNoGoroutineLeak(t *testing.T) {
 	quick.HTTPPort, quick.TLSPort = portOf(t, hang.URL), portOf(t, hangTLS.Addr().String())
 	vq := newTestValidator(t, quick)
 	// A long timeout, so that nothing is cleaned up by it within the wait.
-	normal := ValidationConfig{Resolver: ns.Addr(), HTTPPort: portOf(t, srv.http.URL), TLSPort: portOf(t, srv.https.URL), Timeout: time.Minute}
+	// The https redirect names 127.0.0.1, another host than example.test.
+	normal := ValidationConfig{Resolver: ns.Addr(), HTTPPort: portOf(t, srv.http.URL), TLSPort: portOf(t, srv.https.URL), Timeout: time.Minute,
+		RedirectHosts: []string{"127.0.0.1"}}
 	vn := newTestValidator(t, normal)
 	normal.TLSPort = alpn.port
 	va := newTestValidator(t, normal)
@@ -786,4 +798,131 @@ func TestValidatorNoGoroutineLeak(t *testing.T) {
 			t.Fatalf("%d goroutines after validations, %d before:\n%s", n, before, buf)
 		}
 	}
+}
+
+// TestHTTP01RedirectHosts: a redirect leads only to the identifier's own
+// host unless RedirectHosts names the target, and a reply from any other
+// host is never quoted back to the client.
+func TestHTTP01RedirectHosts(t *testing.T) {
+	t.Parallel()
+	srv := startHTTPTarget(t)
+	ns := startTestDNS(t)
+	ns.SetA("example.test", "127.0.0.1")
+	ns.SetA("www.example.test", "127.0.0.1")
+	base := ValidationConfig{Resolver: ns.Addr(), HTTPPort: portOf(t, srv.http.URL), TLSPort: portOf(t, srv.https.URL),
+		Timeout: 5 * time.Second}
+	ip := Identifier{Type: "ip", Value: "127.0.0.1"}
+	name := Identifier{Type: "dns", Value: "example.test"}
+
+	strict := newTestValidator(t, base)
+	t.Run("default: another host is not contacted", func(t *testing.T) {
+		err := strict.HTTP01(t.Context(), ip, "secret-strict", testKeyAuth("secret-strict"))
+		checkProblem(t, err, TypeConnection, "refused")
+		if n := srv.hitCount("secret"); n != 0 {
+			t.Errorf("the redirect target got %d requests, want 0", n)
+		}
+	})
+	t.Run("default: a subdomain is another host", func(t *testing.T) {
+		checkProblem(t, strict.HTTP01(t.Context(), name, "www-strict", testKeyAuth("www-strict")), TypeConnection, "refused")
+	})
+	t.Run("default: the identifier's own host", func(t *testing.T) {
+		if err := strict.HTTP01(t.Context(), name, "name-own", testKeyAuth("name-own")); err != nil {
+			t.Errorf("redirect from example.test to example.test: %v", err)
+		}
+		// The identifier's own reply is still quoted: it is the client's.
+		checkProblem(t, strict.HTTP01(t.Context(), name, "samesecret-own", testKeyAuth("samesecret-own")),
+			TypeIncorrectResponse, "internal-secret-data")
+	})
+
+	wide := base
+	wide.RedirectHosts = []string{"Example.Test."}
+	v := newTestValidator(t, wide)
+	t.Run("configured host", func(t *testing.T) {
+		if err := v.HTTP01(t.Context(), ip, "name-wide", testKeyAuth("name-wide")); err != nil {
+			t.Errorf("redirect to a configured host: %v", err)
+		}
+		checkProblem(t, v.HTTP01(t.Context(), ip, "www-wide", testKeyAuth("www-wide")), TypeConnection, "refused")
+	})
+	t.Run("configured host's reply is not quoted", func(t *testing.T) {
+		p := checkProblem(t, v.HTTP01(t.Context(), ip, "secret-wide", testKeyAuth("secret-wide")), TypeIncorrectResponse, "does not match")
+		if p != nil && strings.Contains(p.Detail, "internal-secret") {
+			t.Errorf("problem quotes another host's reply: %s", p.Detail)
+		}
+	})
+
+	sub := base
+	sub.RedirectHosts = []string{"*.example.test"}
+	vs := newTestValidator(t, sub)
+	t.Run("wildcard host", func(t *testing.T) {
+		if err := vs.HTTP01(t.Context(), ip, "www-sub", testKeyAuth("www-sub")); err != nil {
+			t.Errorf("redirect to a name under *.example.test: %v", err)
+		}
+		checkProblem(t, vs.HTTP01(t.Context(), ip, "name-sub", testKeyAuth("name-sub")), TypeConnection, "refused")
+	})
+
+	for _, bad := range []string{"", "exa mple.test", "*", "a.*.test", "http://example.test", "fe80::1%eth0"} {
+		c := base
+		c.RedirectHosts = []string{bad}
+		if _, err := NewValidator(c); err == nil {
+			t.Errorf("NewValidator accepted redirect host %q", bad)
+		}
+	}
+}
+
+// TestValidatorLinkLocal: link-local and metadata addresses are refused
+// when connecting, however they were reached: an IP identifier, a name
+// whose A record points there, a redirect, or a configured redirect host.
+func TestValidatorLinkLocal(t *testing.T) {
+	t.Parallel()
+	srv := startHTTPTarget(t)
+	ns := startTestDNS(t)
+	ns.SetA("meta.test", "169.254.169.254")
+	ns.SetA("mixed.test", "169.254.169.254", "127.0.0.1")
+	cfg := ValidationConfig{Resolver: ns.Addr(), HTTPPort: portOf(t, srv.http.URL), TLSPort: portOf(t, srv.https.URL),
+		Timeout: 5 * time.Second, RedirectHosts: []string{"169.254.169.254", "fe80::1"}}
+	v := newTestValidator(t, cfg)
+	const refused = "validation does not connect to link-local or metadata addresses"
+	for _, tc := range []struct {
+		name  string
+		id    Identifier
+		token string
+	}{
+		{"ip identifier", Identifier{Type: "ip", Value: "169.254.169.254"}, "ok-ll"},
+		{"ipv6 identifier", Identifier{Type: "ip", Value: "fe80::1"}, "ok-ll6"},
+		{"mapped ipv6 identifier", Identifier{Type: "ip", Value: "::ffff:169.254.1.1"}, "ok-llm"},
+		{"name resolving there", Identifier{Type: "dns", Value: "meta.test"}, "ok-llname"},
+		{"redirect to a configured metadata host", Identifier{Type: "ip", Value: "127.0.0.1"}, "metadata-ll"},
+		{"redirect to a configured fe80 host", Identifier{Type: "ip", Value: "127.0.0.1"}, "metasix-ll"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			err := promptly(t, 2*time.Second, func(ctx context.Context) error {
+				return v.HTTP01(ctx, tc.id, tc.token, testKeyAuth(tc.token))
+			})
+			checkProblem(t, err, TypeConnection, refused)
+		})
+	}
+	t.Run("tls-alpn-01", func(t *testing.T) {
+		checkProblem(t, v.TLSALPN01(t.Context(), Identifier{Type: "dns", Value: "meta.test"}, "ka"), TypeConnection, refused)
+	})
+	t.Run("other addresses of the name are used", func(t *testing.T) {
+		if err := v.HTTP01(t.Context(), Identifier{Type: "dns", Value: "mixed.test"}, "ok-mixed", testKeyAuth("ok-mixed")); err != nil {
+			t.Errorf("name with a link-local and a loopback address: %v", err)
+		}
+	})
+	t.Run("allowed by configuration", func(t *testing.T) {
+		open := newTestValidator(t, ValidationConfig{AllowLinkLocal: true})
+		for _, a := range []string{"169.254.169.254", "fe80::1", "fd00:ec2::254"} {
+			if open.refusedAddr(netip.MustParseAddr(a)) {
+				t.Errorf("%s refused with AllowLinkLocal", a)
+			}
+			if !v.refusedAddr(netip.MustParseAddr(a)) {
+				t.Errorf("%s allowed by default", a)
+			}
+		}
+		for _, a := range []string{"127.0.0.1", "10.0.0.1", "192.168.1.1", "::1", "fd00::1", "169.255.0.1"} {
+			if v.refusedAddr(netip.MustParseAddr(a)) {
+				t.Errorf("%s refused", a)
+			}
+		}
+	})
 }

@@ -72,6 +72,7 @@ type ACMEAuthz struct {
 	Identifier ACMEIdentifier
 	Wildcard   bool
 	Expires    time.Time
+	CAAChecked time.Time       // when CAA last allowed issuance for the identifier; zero: never
 	Challenges []ACMEChallenge // in the order they were inserted
 }
 
@@ -100,12 +101,13 @@ const (
 		not_after, expires, authz_ids, cert_serial, replaces, error, created, updated)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
 	qUpdateACMEOrder = "UPDATE acme_orders SET status = ?, authz_ids = ?, cert_serial = ?, error = ?, updated = ? WHERE id = ?"
-	qInsertACMEAuthz = `INSERT INTO acme_authzs (id, account_id, status, id_type, id_value, wildcard, expires)
-		VALUES (?, ?, ?, ?, ?, ?, ?)`
+	qInsertACMEAuthz = `INSERT INTO acme_authzs (id, account_id, status, id_type, id_value, wildcard, expires, caa_checked)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?)`
 	qInsertACMEChallenge = `INSERT INTO acme_challenges (id, authz_id, position, type, token, status, validated, error)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?)`
 	qUpdateACMEAuthz     = "UPDATE acme_authzs SET status = ?, expires = CASE WHEN ? = 0 THEN expires ELSE ? END WHERE id = ?"
 	qUpdateACMEChallenge = "UPDATE acme_challenges SET status = ?, validated = ?, error = ? WHERE id = ?"
+	qSetACMEAuthzCAA     = "UPDATE acme_authzs SET caa_checked = ? WHERE id = ?"
 	qUseNonce            = "INSERT INTO acme_nonces (nonce, expires) VALUES (?, ?)"
 	qPurgeNonces         = "DELETE FROM acme_nonces WHERE expires < ?"
 	qInsertEABKey        = `INSERT INTO acme_eab_keys (id, endpoint, requester, created, used, revoked)
@@ -298,7 +300,7 @@ func (s *SQLite) ACMEOrders(ctx context.Context, accountID, cursor string, limit
 
 // An authorization is read with its challenges in one statement (a LEFT
 // JOIN, one row per challenge) so that both come from the same snapshot.
-const acmeAuthzJoinColumns = `a.id, a.account_id, a.status, a.id_type, a.id_value, a.wildcard, a.expires,
+const acmeAuthzJoinColumns = `a.id, a.account_id, a.status, a.id_type, a.id_value, a.wildcard, a.expires, a.caa_checked,
 	c.id, c.type, c.token, c.status, c.validated, c.error`
 
 func scanACMEAuthz(rows *sql.Rows, what string) (ACMEAuthz, error) {
@@ -306,16 +308,16 @@ func scanACMEAuthz(rows *sql.Rows, what string) (ACMEAuthz, error) {
 	var a ACMEAuthz
 	found := false
 	for rows.Next() {
-		var expires int64
+		var expires, caaChecked int64
 		var cid, ctype, token, cstatus sql.NullString
 		var validated sql.NullInt64
 		var cerr []byte
 		if err := rows.Scan(&a.ID, &a.AccountID, &a.Status, &a.Identifier.Type, &a.Identifier.Value, &a.Wildcard,
-			&expires, &cid, &ctype, &token, &cstatus, &validated, &cerr); err != nil {
+			&expires, &caaChecked, &cid, &ctype, &token, &cstatus, &validated, &cerr); err != nil {
 			return ACMEAuthz{}, fmt.Errorf("scan %s: %w", what, err)
 		}
 		found = true
-		a.Expires = fromNanos(expires)
+		a.Expires, a.CAAChecked = fromNanos(expires), fromNanos(caaChecked)
 		if cid.Valid { // NULL when the authorization has no challenges
 			a.Challenges = append(a.Challenges, ACMEChallenge{ID: cid.String, AuthzID: a.ID, Type: ctype.String,
 				Token: token.String, Status: cstatus.String, Validated: fromNanos(validated.Int64), Error: nilIfEmpty(cerr)})
@@ -343,7 +345,7 @@ func (s *SQLite) ACMEAuthz(ctx context.Context, id string) (ACMEAuthz, error) {
 // ACMEReusableAuthz implements Store.
 func (s *SQLite) ACMEReusableAuthz(ctx context.Context, accountID string, ident ACMEIdentifier, wildcard bool, now time.Time) (ACMEAuthz, error) {
 	rows, err := s.read.QueryContext(ctx, "SELECT "+acmeAuthzJoinColumns+` FROM (
-			SELECT id, account_id, status, id_type, id_value, wildcard, expires FROM acme_authzs
+			SELECT id, account_id, status, id_type, id_value, wildcard, expires, caa_checked FROM acme_authzs
 			WHERE account_id = ? AND id_type = ? AND id_value = ? AND wildcard = ? AND status = ? AND expires > ?
 			ORDER BY expires DESC, id LIMIT 1
 		) a LEFT JOIN acme_challenges c ON c.authz_id = a.id ORDER BY c.position`,
@@ -438,7 +440,7 @@ func (t *sqliteTx) UpdateACMEOrder(o ACMEOrder) error {
 
 func (t *sqliteTx) InsertACMEAuthz(a ACMEAuthz) error {
 	_, err := t.exec("insert acme authz", qInsertACMEAuthz, a.ID, a.AccountID, a.Status, a.Identifier.Type,
-		a.Identifier.Value, a.Wildcard, nanos(a.Expires))
+		a.Identifier.Value, a.Wildcard, nanos(a.Expires), nanos(a.CAAChecked))
 	if err != nil {
 		return err
 	}
@@ -460,6 +462,14 @@ func (t *sqliteTx) UpdateACMEAuthz(id, status string, expires time.Time) error {
 		return err
 	}
 	return oneRow(res, "update acme authz "+id)
+}
+
+func (t *sqliteTx) SetACMEAuthzCAAChecked(id string, at time.Time) error {
+	res, err := t.exec("record acme authz caa check", qSetACMEAuthzCAA, nanos(at), id)
+	if err != nil {
+		return err
+	}
+	return oneRow(res, "record acme authz caa check "+id)
 }
 
 func (t *sqliteTx) UpdateACMEChallenge(c ACMEChallenge) error {

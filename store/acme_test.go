@@ -286,6 +286,29 @@ func TestACMEAuthzRoundTrip(t *testing.T) {
 			t.Errorf("authz expiry = %v, %v; want %v", got.Expires, err, want.Expires)
 		}
 	})
+	t.Run("caa checked", func(t *testing.T) {
+		// Inserted with a check time (reads back), then set and set again.
+		checked := ip
+		checked.ID, checked.CAAChecked = "authz-caa", testStart.Add(-time.Hour)
+		mustTx(t, s, func(tx Tx) error { return tx.InsertACMEAuthz(checked) })
+		if got, err := s.ACMEAuthz(ctx, checked.ID); err != nil || !got.CAAChecked.Equal(checked.CAAChecked) {
+			t.Errorf("inserted CAAChecked = %v, %v; want %v", got.CAAChecked, err, checked.CAAChecked)
+		}
+		for _, at := range []time.Time{testStart.Add(time.Minute), testStart.Add(9 * time.Hour)} {
+			mustTx(t, s, func(tx Tx) error { return tx.SetACMEAuthzCAAChecked(checked.ID, at) })
+			got, err := s.ACMEAuthz(ctx, checked.ID)
+			if err != nil || !got.CAAChecked.Equal(at) || got.Status != checked.Status || !got.Expires.Equal(checked.Expires) {
+				t.Errorf("after SetACMEAuthzCAAChecked(%v): %+v, %v", at, got, err)
+			}
+			reused, err := s.ACMEReusableAuthz(ctx, "acct", checked.Identifier, false, testStart)
+			if err != nil || reused.ID != checked.ID || !reused.CAAChecked.Equal(at) {
+				t.Errorf("reusable authz %+v, %v; want %s checked at %v", reused, err, checked.ID, at)
+			}
+		}
+		if err := s.WithTx(ctx, func(tx Tx) error { return tx.SetACMEAuthzCAAChecked("authz-missing", testStart) }); !errors.Is(err, ErrNotFound) {
+			t.Errorf("SetACMEAuthzCAAChecked(missing) = %v, want ErrNotFound", err)
+		}
+	})
 	t.Run("invalid with error", func(t *testing.T) {
 		c := wild.Challenges[0]
 		c.Status, c.Error = "invalid", []byte(`{"type":"urn:ietf:params:acme:error:dns","detail":"NXDOMAIN"}`)

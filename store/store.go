@@ -575,6 +575,10 @@ type Tx interface {
 	// the same status again succeeds) and, unless expires is zero, its
 	// expiry; ErrNotFound if none.
 	UpdateACMEAuthz(id, status string, expires time.Time) error
+	// SetACMEAuthzCAAChecked records at as the time CAA last allowed
+	// issuance for the identifier of the authorization with id; ErrNotFound
+	// if none.
+	SetACMEAuthzCAAChecked(id string, at time.Time) error
 	// UpdateACMEChallenge sets the status, validation time and error of the
 	// challenge with c.ID; ErrNotFound if none.
 	UpdateACMEChallenge(c ACMEChallenge) error

@@ -20,6 +20,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/sigil-ca/sigil/acme"
 	"github.com/sigil-ca/sigil/ca"
 )
 
@@ -81,6 +82,12 @@ type ACMEConfig struct {
 	// CAAIdentities are the issuer domain names CAA records must name for
 	// this CA (RFC 8659 issue/issuewild values).
 	CAAIdentities []string `yaml:"caa_identities"`
+	// CAAMaxAge is how old an authorization's last CAA check may be at
+	// issuance before finalize checks again (default and at most 8h; 0s:
+	// at every finalize).
+	CAAMaxAge *ca.Duration `yaml:"caa_max_age"`
+	// Validation limits where challenge validation may connect.
+	Validation ACMEValidationConfig `yaml:"validation"`
 	// RateLimits are per hour; 0 keeps the built-in default, -1 disables.
 	RateLimits ACMERateLimits                `yaml:"rate_limits"`
 	Endpoints  map[string]ACMEEndpointConfig `yaml:"endpoints"`
@@ -100,11 +107,26 @@ type ACMEEndpointConfig struct {
 	Names      *ca.NamePolicy `yaml:"names"`
 }
 
+// ACMEValidationConfig limits where challenge validation may connect: it
+// runs inside the operator's network.
+type ACMEValidationConfig struct {
+	// RedirectHosts are hosts an http-01 redirect may lead to besides the
+	// identifier's own: names, "*.domain" or IP addresses.
+	RedirectHosts []string `yaml:"redirect_hosts"`
+	// AllowLinkLocal lets validation connect to link-local and cloud
+	// metadata addresses (169.254.0.0/16, fe80::/10, fd00:ec2::254).
+	AllowLinkLocal bool `yaml:"allow_link_local"`
+}
+
 // ACMERateLimits bound how fast one client may use ACME.
 type ACMERateLimits struct {
-	AccountsPerIP    int `yaml:"accounts_per_ip"`
-	OrdersPerAccount int `yaml:"orders_per_account"`
-	OrdersPerDomain  int `yaml:"orders_per_domain"`
+	AccountsPerIP         int `yaml:"accounts_per_ip"`
+	OrdersPerAccount      int `yaml:"orders_per_account"`
+	OrdersPerIP           int `yaml:"orders_per_ip"`
+	CertificatesPerDomain int `yaml:"certificates_per_domain"`
+	// OrdersPerDomain is the former name of CertificatesPerDomain, read
+	// so that existing files keep working.
+	OrdersPerDomain int `yaml:"orders_per_domain"`
 }
 
 // On reports whether the ACME endpoint is served (default yes).
@@ -219,6 +241,13 @@ func (c *Config) applyDefaults() {
 	if c.ACME.AuthzReuse == nil {
 		d := ca.Duration(720 * time.Hour)
 		c.ACME.AuthzReuse = &d
+	}
+	if c.ACME.CAAMaxAge == nil {
+		d := ca.Duration(acme.MaxCAAAge)
+		c.ACME.CAAMaxAge = &d
+	}
+	if rl := &c.ACME.RateLimits; rl.CertificatesPerDomain == 0 {
+		rl.CertificatesPerDomain = rl.OrdersPerDomain
 	}
 	if len(c.ACME.CAAIdentities) == 0 {
 		// The CA's own host name is what an operator would publish in CAA.
@@ -352,8 +381,18 @@ func (c *Config) Validate() error {
 				errs = append(errs, fmt.Errorf("acme.resolver: %w", err))
 			}
 		}
-		for name, v := range map[string]int{"accounts_per_ip": c.ACME.RateLimits.AccountsPerIP,
-			"orders_per_account": c.ACME.RateLimits.OrdersPerAccount, "orders_per_domain": c.ACME.RateLimits.OrdersPerDomain} {
+		if d := time.Duration(*c.ACME.CAAMaxAge); d < 0 || d > acme.MaxCAAAge {
+			errs = append(errs, fmt.Errorf("acme.caa_max_age %s: use 0s (check at every finalize) up to %s", d, acme.MaxCAAAge))
+		}
+		if _, err := acme.NewValidator(acme.ValidationConfig{RedirectHosts: c.ACME.Validation.RedirectHosts}); err != nil {
+			errs = append(errs, fmt.Errorf("acme.validation.redirect_hosts: %w", err))
+		}
+		rl := c.ACME.RateLimits
+		if rl.OrdersPerDomain != 0 && rl.OrdersPerDomain != rl.CertificatesPerDomain {
+			errs = append(errs, errors.New("acme.rate_limits: orders_per_domain is the former name of certificates_per_domain: set only certificates_per_domain"))
+		}
+		for name, v := range map[string]int{"accounts_per_ip": rl.AccountsPerIP, "orders_per_account": rl.OrdersPerAccount,
+			"orders_per_ip": rl.OrdersPerIP, "certificates_per_domain": rl.CertificatesPerDomain, "orders_per_domain": rl.OrdersPerDomain} {
 			if v < -1 {
 				errs = append(errs, fmt.Errorf("acme.rate_limits.%s %d: use a count per hour, 0 for the default or -1 for none", name, v))
 			}
@@ -502,20 +541,40 @@ acme:
   caa_identities: [{{join .ACME.CAAIdentities ", "}}]
   # How long a proven authorization is reused for new orders (0s: never).
   authz_reuse: {{.ACME.AuthzReuse}}
+  # How old the last CAA check of an authorization may be when a certificate
+  # is issued from it; older ones are checked again at finalize (at most 8h,
+  # the CA/Browser Forum's bound; 0s: check at every finalize).
+  caa_max_age: {{.ACME.CAAMaxAge}}
   # DNS server ("host:port") for challenge validation; empty: the system resolver.
   resolver: "{{.ACME.Resolver}}"
   # Port http-01 validation connects to.
   http_port: {{.ACME.HTTPPort}}
   # Port tls-alpn-01 validation connects to.
   tls_port: {{.ACME.TLSPort}}
-  # Per-hour limits (0: built-in default of 50 / 3000 / 3000; -1: no limit).
+  # Validation runs inside your network. An http-01 redirect is followed
+  # only to the identifier's own host, and never to a link-local or cloud
+  # metadata address (169.254.0.0/16, fe80::/10, fd00:ec2::254), checked on
+  # the address actually connected to.
+  validation:
+    # Other hosts a redirect may lead to: names, "*.domain" (names under
+    # it) or IP addresses. What they answer is never shown to the client.
+    redirect_hosts: [{{join .ACME.Validation.RedirectHosts ", "}}]
+    # Allow connecting to link-local and metadata addresses.
+    allow_link_local: {{.ACME.Validation.AllowLinkLocal}}
+  # Per-hour limits (0: built-in default of 50 / 3000 / 3000 / 3000; -1: no
+  # limit). Orders count per account and per client; a registered domain's
+  # budget counts only issued certificates, so accounts that proved nothing
+  # cannot spend it.
   rate_limits:
-    # New accounts from one client IP address.
+    # New accounts from one client IP address (IPv6: per /64).
     accounts_per_ip: {{.ACME.RateLimits.AccountsPerIP}}
     # New orders by one account.
     orders_per_account: {{.ACME.RateLimits.OrdersPerAccount}}
-    # New orders naming one registered domain (eTLD+1).
-    orders_per_domain: {{.ACME.RateLimits.OrdersPerDomain}}
+    # New orders from one client IP address (IPv6: per /64), any account.
+    orders_per_ip: {{.ACME.RateLimits.OrdersPerIP}}
+    # Certificates issued naming one registered domain (eTLD+1); formerly
+    # orders_per_domain.
+    certificates_per_domain: {{.ACME.RateLimits.CertificatesPerDomain}}
   # Named endpoints at /acme/NAME/directory, each with its own profile,
   # offered profiles, require_eab, caa and an optional narrower name policy
   # ("names", as in a profile). For example:

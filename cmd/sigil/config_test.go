@@ -120,6 +120,7 @@ func TestParseConfigDefaults(t *testing.T) {
 	t.Parallel()
 	on := true
 	reuse := ca.Duration(720 * time.Hour)
+	caaAge := ca.Duration(8 * time.Hour)
 	want := Config{
 		Database:    "sigil.db",
 		HTTPS:       HTTPSConfig{Addr: "127.0.0.1:8443", Names: []string{"localhost", "127.0.0.1"}, CertValidity: ca.Duration(7 * 24 * time.Hour)},
@@ -128,7 +129,7 @@ func TestParseConfigDefaults(t *testing.T) {
 		Limits: LimitsConfig{MaxBodyBytes: 256 << 10, ReadHeaderTimeout: ca.Duration(10 * time.Second), ReadTimeout: ca.Duration(30 * time.Second),
 			WriteTimeout: ca.Duration(time.Minute), IdleTimeout: ca.Duration(2 * time.Minute)},
 		Log: LogConfig{Level: "info", Format: "text"},
-		ACME: ACMEConfig{Enabled: &on, HTTPPort: 80, TLSPort: 443, AuthzReuse: &reuse,
+		ACME: ACMEConfig{Enabled: &on, HTTPPort: 80, TLSPort: 443, AuthzReuse: &reuse, CAAMaxAge: &caaAge,
 			ACMEEndpointConfig: ACMEEndpointConfig{Profile: "tls-server", Profiles: profileNames(ca.DefaultProfiles()), CAA: "auto"}},
 		OCSP: OCSPConfig{Validity: ca.Duration(24 * time.Hour), ResponderValidity: ca.Duration(72 * time.Hour),
 			NonceRate: 200, NonceRatePerSource: 5, NonceCPUShare: 0.1},
@@ -303,6 +304,41 @@ func TestParseConfigACMERateLimits(t *testing.T) {
 	}
 	if _, err := ParseConfig([]byte("acme:\n  rate_limits:\n    orders_per_domain: -2\n"), "/etc/sigil"); err == nil || !strings.Contains(err.Error(), "orders_per_domain") {
 		t.Errorf("orders_per_domain -2 accepted or unclear: %v", err)
+	}
+	// orders_per_domain is the former name of certificates_per_domain.
+	got, err = ParseConfig([]byte("acme:\n  rate_limits:\n    orders_per_domain: 7\n    orders_per_ip: 20\n"), "/etc/sigil")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rl := got.ACME.RateLimits; rl.CertificatesPerDomain != 7 || rl.OrdersPerIP != 20 {
+		t.Errorf("rate limits %+v, want certificates_per_domain 7 and orders_per_ip 20", rl)
+	}
+	if _, err := ParseConfig([]byte("acme:\n  rate_limits:\n    orders_per_domain: 7\n    certificates_per_domain: 8\n"), "/etc/sigil"); err == nil || !strings.Contains(err.Error(), "former name") {
+		t.Errorf("both names of the domain limit accepted or unclear: %v", err)
+	}
+	if _, err := ParseConfig([]byte("acme:\n  rate_limits:\n    orders_per_ip: -3\n"), "/etc/sigil"); err == nil || !strings.Contains(err.Error(), "orders_per_ip") {
+		t.Errorf("orders_per_ip -3 accepted or unclear: %v", err)
+	}
+}
+
+func TestParseConfigACMEValidation(t *testing.T) {
+	t.Parallel()
+	got, err := ParseConfig([]byte("acme:\n  caa_max_age: 0s\n  validation:\n    redirect_hosts: [cdn.example.com, \"*.example.net\", 192.0.2.1]\n    allow_link_local: true\n"), "/etc/sigil")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v := got.ACME.Validation; len(v.RedirectHosts) != 3 || !v.AllowLinkLocal || *got.ACME.CAAMaxAge != 0 {
+		t.Errorf("validation %+v, caa_max_age %v", v, *got.ACME.CAAMaxAge)
+	}
+	for doc, want := range map[string]string{
+		"acme:\n  caa_max_age: 9h\n":                                      "acme.caa_max_age",
+		"acme:\n  caa_max_age: -1s\n":                                     "acme.caa_max_age",
+		"acme:\n  validation:\n    redirect_hosts: [\"http://x.test\"]\n": "acme.validation.redirect_hosts",
+		"acme:\n  validation:\n    redirect: [x.test]\n":                  "redirect",
+	} {
+		if _, err := ParseConfig([]byte(doc), "/etc/sigil"); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%q: %v, want an error naming %s", doc, err, want)
+		}
 	}
 }
 

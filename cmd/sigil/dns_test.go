@@ -17,12 +17,13 @@ type loopbackDNS struct {
 	mu   sync.Mutex
 	a    map[string]net.IP   // by lower-case FQDN
 	txt  map[string][]string // by lower-case FQDN
+	caa  map[string][]dns.RR // by lower-case FQDN
 }
 
 // startLoopbackDNS starts a server and stops it when the test ends.
 func startLoopbackDNS(t testing.TB) *loopbackDNS {
 	t.Helper()
-	d := &loopbackDNS{a: map[string]net.IP{}, txt: map[string][]string{}}
+	d := &loopbackDNS{a: map[string]net.IP{}, txt: map[string][]string{}, caa: map[string][]dns.RR{}}
 	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatalf("test dns: %v", err)
@@ -60,6 +61,23 @@ func (d *loopbackDNS) setTXT(name string, values ...string) {
 	d.txt[strings.ToLower(dns.Fqdn(name))] = values
 }
 
+// setCAA sets the CAA records of name, each in zone-file form (`0 issue
+// "ca.test"`), in the order given; none removes them.
+func (d *loopbackDNS) setCAA(t testing.TB, name string, records ...string) {
+	t.Helper()
+	var rrs []dns.RR
+	for _, r := range records {
+		rr, err := dns.NewRR(dns.Fqdn(name) + " 0 IN CAA " + r)
+		if err != nil {
+			t.Fatalf("test dns: CAA %s: %v", r, err)
+		}
+		rrs = append(rrs, rr)
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.caa[strings.ToLower(dns.Fqdn(name))] = rrs
+}
+
 func (d *loopbackDNS) handle(w dns.ResponseWriter, r *dns.Msg) {
 	m := new(dns.Msg)
 	m.SetReply(r)
@@ -71,7 +89,8 @@ func (d *loopbackDNS) handle(w dns.ResponseWriter, r *dns.Msg) {
 		name := strings.ToLower(dns.Fqdn(q.Name))
 		ip, hasA := d.a[name]
 		txt, hasTXT := d.txt[name]
-		if !hasA && !hasTXT {
+		caa, hasCAA := d.caa[name]
+		if !hasA && !hasTXT && !hasCAA {
 			m.Rcode = dns.RcodeNameError
 			continue
 		}
@@ -83,6 +102,8 @@ func (d *loopbackDNS) handle(w dns.ResponseWriter, r *dns.Msg) {
 			for _, v := range txt {
 				m.Answer = append(m.Answer, &dns.TXT{Hdr: hdr, Txt: []string{v}})
 			}
+		case q.Qtype == dns.TypeCAA && hasCAA:
+			m.Answer = append(m.Answer, caa...)
 		}
 	}
 	_ = w.WriteMsg(m)

@@ -41,9 +41,24 @@ type acmeE2E struct {
 	hc     *http.Client
 	tokens sync.Map // http-01 path -> body
 	alpn   sync.Map // name -> tls.Certificate for tls-alpn-01
+	// redirects are http-01 paths answered with a redirect to the URL.
+	redirects sync.Map
+	// httpPort is the port http-01 validation connects to.
+	httpPort string
 }
 
 func startACMEE2E(t *testing.T) *acmeE2E {
+	t.Helper()
+	return startACMEE2EWith(t, func(text string) string {
+		// Wildcards for tls-server, and a named endpoint that requires EAB.
+		text = strings.Replace(text, "      allow_wildcards: false", "      allow_wildcards: true", 1)
+		return strings.Replace(text, "\nacme:\n", "\nacme:\n  endpoints:\n    partners:\n      require_eab: true\n      caa: off\n", 1)
+	})
+}
+
+// startACMEE2EWith is startACMEE2E with the generated sigil.yaml passed
+// through edit before `sigil serve` reads it.
+func startACMEE2EWith(t *testing.T, edit func(text string) string) *acmeE2E {
 	t.Helper()
 	e := &acmeE2E{dns: startLoopbackDNS(t)}
 	for _, name := range []string{"renew", "revoke", "other", "keychange", "deactivate", "partner"} {
@@ -54,6 +69,10 @@ func startACMEE2E(t *testing.T) *acmeE2E {
 		t.Fatal(err)
 	}
 	h01 := &http.Server{ReadHeaderTimeout: 5 * time.Second, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if loc, ok := e.redirects.Load(r.URL.Path); ok {
+			http.Redirect(w, r, loc.(string), http.StatusFound)
+			return
+		}
 		if body, ok := e.tokens.Load(r.URL.Path); ok {
 			_, _ = io.WriteString(w, body.(string))
 			return
@@ -89,17 +108,15 @@ func startACMEE2E(t *testing.T) *acmeE2E {
 	t.Cleanup(func() { alpn.Close() })
 
 	e.c = initCA(t)
-	// Wildcards for tls-server, and a named endpoint that requires EAB.
 	cfg, err := os.ReadFile(e.c.config)
 	if err != nil {
 		t.Fatal(err)
 	}
-	text := strings.Replace(string(cfg), "      allow_wildcards: false", "      allow_wildcards: true", 1)
-	text = strings.Replace(text, "\nacme:\n", "\nacme:\n  endpoints:\n    partners:\n      require_eab: true\n      caa: off\n", 1)
-	if err := os.WriteFile(e.c.config, []byte(text), 0o600); err != nil {
+	if err := os.WriteFile(e.c.config, []byte(edit(string(cfg))), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	_, httpPort, _ := net.SplitHostPort(httpLn.Addr().String())
+	e.httpPort = httpPort
 	_, tlsPort, _ := net.SplitHostPort(tlsLn.Addr().String())
 	e.p = startServe(t, e.c, "--acme-resolver", e.dns.addr, "--acme-http-port", httpPort, "--acme-tls-port", tlsPort)
 	e.hc = e.c.httpClient(t)

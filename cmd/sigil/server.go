@@ -246,7 +246,8 @@ func newACME(ctx context.Context, cfg *Config, st *store.SQLite, auth *ca.Author
 	if err != nil {
 		return nil, err
 	}
-	v, err := acme.NewValidator(acme.ValidationConfig{Resolver: cfg.ACME.Resolver, HTTPPort: cfg.ACME.HTTPPort, TLSPort: cfg.ACME.TLSPort})
+	v, err := acme.NewValidator(acme.ValidationConfig{Resolver: cfg.ACME.Resolver, HTTPPort: cfg.ACME.HTTPPort, TLSPort: cfg.ACME.TLSPort,
+		RedirectHosts: cfg.ACME.Validation.RedirectHosts, AllowLinkLocal: cfg.ACME.Validation.AllowLinkLocal})
 	if err != nil {
 		return nil, err
 	}
@@ -254,8 +255,12 @@ func newACME(ctx context.Context, cfg *Config, st *store.SQLite, auth *ca.Author
 	if err != nil {
 		return nil, err
 	}
-	rl := acme.RateLimits{AccountsPerIP: cfg.ACME.RateLimits.AccountsPerIP,
-		OrdersPerAccount: cfg.ACME.RateLimits.OrdersPerAccount, OrdersPerDomain: cfg.ACME.RateLimits.OrdersPerDomain}
+	rl := acme.RateLimits{AccountsPerIP: cfg.ACME.RateLimits.AccountsPerIP, OrdersPerAccount: cfg.ACME.RateLimits.OrdersPerAccount,
+		OrdersPerIP: cfg.ACME.RateLimits.OrdersPerIP, CertificatesPerDomain: cfg.ACME.RateLimits.CertificatesPerDomain}
+	caaMaxAge := time.Duration(*cfg.ACME.CAAMaxAge)
+	if caaMaxAge == 0 {
+		caaMaxAge = -1 // acme.Config: negative checks at every finalize
+	}
 	reuse := time.Duration(*cfg.ACME.AuthzReuse)
 	if reuse == 0 {
 		reuse = -1 // acme.Config: negative turns reuse off
@@ -272,7 +277,7 @@ func newACME(ctx context.Context, cfg *Config, st *store.SQLite, auth *ca.Author
 			offered[p] = fmt.Sprintf("%s, up to %s", strings.Join(prof.ExtKeyUsage, "+"), time.Duration(prof.MaxValidity))
 		}
 		srv, err := acme.New(acme.Config{Name: name, Profile: e.Profile, Profiles: offered, RequireEAB: e.RequireEAB,
-			Names: e.Names, CAA: acme.CAAMode(e.CAA), CAAVerifier: caa, AuthzReuse: reuse, RateLimits: rl,
+			Names: e.Names, CAA: acme.CAAMode(e.CAA), CAAVerifier: caa, AuthzReuse: reuse, RateLimits: rl, CAAMaxAge: caaMaxAge,
 			Clock: clk, Logger: log}, st, auth, v, nonces)
 		if err != nil {
 			return nil, fmt.Errorf("endpoint %q: %w", name, err)
