@@ -121,6 +121,14 @@ func testAuthority(tb testing.TB, profiles map[string]ca.Profile, clk clockwork.
 	return st, auth
 }
 
+// freshNonces returns a client for c's account that holds none of c's
+// nonces: they expire after 15 minutes on the server's fake clock, and a
+// test that advances it past that would otherwise send expired ones.
+func freshNonces(c *xacme.Client) *xacme.Client {
+	return &xacme.Client{Key: c.Key, KID: c.KID, DirectoryURL: c.DirectoryURL, HTTPClient: c.HTTPClient,
+		RetryBackoff: c.RetryBackoff, UserAgent: c.UserAgent}
+}
+
 func (ts *testServer) client(t *testing.T) *xacme.Client {
 	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)

@@ -68,6 +68,7 @@ func TestCAARecheckedAtIssuance(t *testing.T) {
 	}
 	// Within 8 hours of that check the authorization issues without one.
 	clk.Advance(MaxCAAAge - time.Minute)
+	c = freshNonces(c)
 	if err := issue(); err != nil {
 		t.Fatalf("issuance 7h59m after the CAA check: %v", err)
 	}
@@ -76,6 +77,7 @@ func TestCAARecheckedAtIssuance(t *testing.T) {
 	}
 	// Past 8 hours CAA is checked again, and its refusal holds.
 	clk.Advance(2 * time.Minute)
+	c = freshNonces(c)
 	deny(true)
 	if err := issue(); !isProblem(err, "caa") {
 		t.Fatalf("issuance 8h01m after the CAA check, CAA now refusing = %v, want caa", err)
@@ -115,6 +117,7 @@ func TestCAARecheckedAtIssuance(t *testing.T) {
 	// However young the authorization: one proven 20 days ago (reuse is
 	// 30 days) still checks CAA at issuance.
 	clk.Advance(20 * 24 * time.Hour)
+	c = freshNonces(c)
 	if err := issue(); err != nil {
 		t.Fatal(err)
 	}

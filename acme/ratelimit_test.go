@@ -47,10 +47,8 @@ func TestRateLimits(t *testing.T) {
 		t.Errorf("Retry-After %q, want 1..3600 seconds", ra)
 	}
 	// A third of an hour refills one order for a budget of three an hour.
-	// The nonces the client holds expired meanwhile (their lifetime is 15
-	// minutes on the same clock): a fresh client for the same account.
 	clk.Advance(21 * time.Minute)
-	c = noRetry(&xacme.Client{Key: c.Key, DirectoryURL: ts.dir, HTTPClient: ts.srv.Client()})
+	c = freshNonces(c)
 	if _, err := c.AuthorizeOrder(ctx, xacme.DomainIDs("host4.example.com")); err != nil {
 		t.Errorf("order after the budget refilled: %v", err)
 	}
@@ -188,6 +186,7 @@ func TestRateLimitsCertificatesPerDomain(t *testing.T) {
 		t.Fatalf("rate-limited order is %+v (%v), want still ready", got, err)
 	}
 	clk.Advance(31 * time.Minute) // refills one of two an hour
+	owner = freshNonces(owner)
 	if _, _, err := owner.CreateOrderCert(ctx, o.FinalizeURL, dnsCSR(t, "other.victim.test"), false); !isProblem(err, "badCSR") {
 		t.Fatalf("finalize with a wrong CSR = %v, want badCSR", err)
 	}
@@ -226,6 +225,7 @@ func TestRateLimitsOrdersPerIP(t *testing.T) {
 		}
 	}
 	clk.Advance(15 * time.Minute)
+	clients[1] = freshNonces(clients[1])
 	if _, err := clients[1].AuthorizeOrder(ctx, xacme.DomainIDs("later.example.org")); err != nil {
 		t.Errorf("order after a quarter hour refilled one: %v", err)
 	}

@@ -15,8 +15,24 @@ import (
 
 // undoRollupMigration takes s back to schema 13: it reverses
 // migrations/0014_history_rollup.sql and forgets it was applied.
+// undoCAACheckedMigration takes s back to schema 14: the migrator applies
+// what is above the highest recorded version, so undoing an older one
+// undoes the newer first.
+func undoCAACheckedMigration(t testing.TB, s *SQLite) {
+	t.Helper()
+	for _, q := range []string{
+		"ALTER TABLE acme_authzs DROP COLUMN caa_checked",
+		"DELETE FROM schema_migrations WHERE version = 15",
+	} {
+		if _, err := s.write.ExecContext(context.Background(), q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+}
+
 func undoRollupMigration(t testing.TB, s *SQLite) {
 	t.Helper()
+	undoCAACheckedMigration(t, s)
 	for _, q := range []string{
 		"DROP TRIGGER certificate_rollup_insert", "DROP TRIGGER certificate_rollup_delete",
 		"DROP TRIGGER certificate_rollup_update",
