@@ -480,10 +480,21 @@ func TestManagedDelete(t *testing.T) {
 			slices.Sort(got)
 			want := "key.retired managed.deleted"
 			if destroy {
-				want = "key.destroyed key.destroyed key.retired managed.deleted"
+				// Both versions are unexpired: their keys are gone, so they are revoked.
+				want = "cert.revoked cert.revoked key.destroyed key.destroyed key.retired managed.deleted"
 			}
 			if strings.Join(got, " ") != want {
 				t.Errorf("audit %v, want %s", got, want)
+			}
+			for _, serial := range []string{m.Serial, r.Serial} {
+				c, err := mc.a.Certificate(ctx, serial)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if destroy && (c.RevokedAt.IsZero() || c.RevokeReason != ReasonCessationOfOperation) ||
+					!destroy && !c.RevokedAt.IsZero() {
+					t.Errorf("certificate %s after delete: revoked at %v reason %s", serial, c.RevokedAt, ReasonName(c.RevokeReason))
+				}
 			}
 			for _, id := range []string{m.KeyID, r.KeyID} {
 				k := mc.key(t, id)
