@@ -147,6 +147,9 @@ type Authority struct {
 
 	statusMu        sync.Mutex
 	statusListeners []func(store.CertRecord)
+
+	// refusals sums unauthenticated refusals between audit summaries.
+	refusals *refusalSummaries
 }
 
 // OnStatusChange registers fn to be called, after commit, with the updated
@@ -190,7 +193,8 @@ func New(ctx context.Context, cfg Config, st Store, keys KeyManager) (*Authority
 			return nil, fmt.Errorf("ca: profile %s: %w", name, err)
 		}
 	}
-	a := &Authority{cfg: cfg, st: st, keys: keys, clk: cfg.Clock, log: cfg.Logger, metrics: cfg.Metrics}
+	a := &Authority{cfg: cfg, st: st, keys: keys, clk: cfg.Clock, log: cfg.Logger, metrics: cfg.Metrics,
+		refusals: newRefusalSummaries(cfg.Clock)}
 	if a.metrics == nil {
 		a.metrics = NewMetrics(nil)
 	}

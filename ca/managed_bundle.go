@@ -23,6 +23,9 @@ type BundleRequest struct {
 	Name       string
 	Principal  *Principal // a bearer token, authenticated; nil if none
 	ClientCert []byte     // DER of the TLS client certificate; nil if none
+	// Source is the client address, by which refusals of unauthenticated
+	// requests are summed (see RecordUnauthenticatedRefusal).
+	Source string
 }
 
 // Bundle is a managed certificate's current chain and private key. KeyPEM
@@ -66,7 +69,7 @@ func (b *Bundle) Zero() { clear(b.KeyPEM) }
 // manage managed certificates but never see their keys. Refusals are
 // audited (managed.bundle.refused); a request with no credential, or with a
 // certificate this CA did not issue, is Unauthorized and, like a request
-// without a token, only logged. Every
+// without a valid token, only counted (RecordUnauthenticatedRefusal). Every
 // bundle delivered is audited in one transaction with the key's export
 // (key.exported, managed.bundle.fetched: who, which version and serial)
 // before it is returned.
@@ -83,7 +86,8 @@ func (a *Authority) ManagedBundle(ctx context.Context, req BundleRequest) (*Bund
 		case k == Internal:
 			a.log.ErrorContext(ctx, "managed bundle failed", "managed", req.Name, "actor", actor, "error", err)
 		default:
-			a.log.InfoContext(ctx, "managed bundle refused", "managed", req.Name, "actor", actor, "via", via, "reason", k.String())
+			a.RecordUnauthenticatedRefusal(ctx, UnauthenticatedRefusal{Surface: "managed.bundle", Source: req.Source,
+				Method: "GET", Path: "/v1/managed/" + clip(req.Name, 64) + "/bundle", Err: err})
 		}
 		return nil, err
 	}

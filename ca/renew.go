@@ -32,6 +32,9 @@ type RenewRequest struct {
 	// its key must not be the current one nor blocked, and its names
 	// (common name included) must be exactly the current certificate's.
 	CSR *x509.CertificateRequest
+	// Source is the client address, by which refusals of unauthenticated
+	// requests are summed (see RecordUnauthenticatedRefusal).
+	Source string
 }
 
 // Renew issues a successor to req.Certificate or refuses with an *Error.
@@ -57,10 +60,13 @@ func (a *Authority) Renew(ctx context.Context, req RenewRequest) (*Issued, error
 	return nil, err
 }
 
-// RecordRenewalRefusal audits a renewal a surface refused before it reached
-// Renew, such as one whose body did not parse.
+// RecordRenewalRefusal records a renewal a surface refused before it
+// reached Renew, such as one whose body did not parse: audited if the
+// client certificate is one of this CA's records, counted like any
+// unauthenticated refusal otherwise.
 func (a *Authority) RecordRenewalRefusal(ctx context.Context, req RenewRequest, err error) {
-	a.refuseRenewal(ctx, req, store.CertRecord{}, err)
+	rec, _ := a.renewable(ctx, req.Certificate)
+	a.refuseRenewal(ctx, req, rec, err)
 }
 
 // renewable authenticates leaf and returns its record. The record is
@@ -220,12 +226,19 @@ func nameSet(csr *x509.CertificateRequest) ([]string, error) {
 	return slices.Compact(out), nil
 }
 
-// refuseRenewal audits a refused renewal as request.refused. Until the
-// presented certificate is known to be ours the actor is "anonymous"; after
-// that it is the certificate's requester. The audit write is best effort.
+// refuseRenewal records a refused renewal. Until the presented certificate
+// is known to be ours (rec is zero) the caller is unauthenticated: the
+// refusal is counted and summed, not audited one by one (issue 15). After
+// that it is audited as request.refused with the certificate's requester
+// as actor; the audit write is best effort.
 func (a *Authority) refuseRenewal(ctx context.Context, req RenewRequest, rec store.CertRecord, err error) {
 	kind := KindOf(err)
 	a.metrics.observeRefused(kind.String())
+	if rec.Serial == "" && kind != Internal {
+		a.RecordUnauthenticatedRefusal(ctx, UnauthenticatedRefusal{Surface: "renew", Source: req.Source,
+			Method: "POST", Path: "/v1/renew", Err: err})
+		return
+	}
 	detail := "internal error"
 	var e *Error
 	if errors.As(err, &e) && kind != Internal {

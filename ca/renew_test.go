@@ -299,10 +299,37 @@ func checkRenewRefusal(t *testing.T, rc renewCA, req RenewRequest, kind Kind, de
 		target = serial
 	}
 	evs := rc.eventsAfter(t, check.head)
+	if actor == "anonymous" {
+		// Not authenticated: no event of its own (issue 15), but the
+		// source's summary counts it.
+		if len(evs) != 0 {
+			t.Fatalf("%d audit events for an unauthenticated refusal, want none: %+v", len(evs), evs)
+		}
+		checkOneSummary(t, rc.a, rc.revokeCA, check.head, "", "renew:"+kind.String()+"=1")
+		return
+	}
 	if len(evs) != 1 {
 		t.Fatalf("%d audit events, want one request.refused: %+v", len(evs), evs)
 	}
 	checkRenewEvent(t, evs[0], kind, actor, target, req.CSR != nil)
+}
+
+// checkOneSummary flushes the refusal summaries and checks that exactly one
+// access.refused.summary event follows seq: by source ("" : "unknown"),
+// counting one refusal of by ("surface:reason=1").
+func checkOneSummary(t *testing.T, a *Authority, rc *revokeCA, seq int64, source, by string) {
+	t.Helper()
+	if source == "" {
+		source = "unknown"
+	}
+	if err := a.FlushRefusalSummaries(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	evs := rc.eventsAfter(t, seq)
+	if len(evs) != 1 || evs[0].Action != "access.refused.summary" || evs[0].Actor != "anonymous" || evs[0].Target != source ||
+		evs[0].Detail["count"] != "1" || evs[0].Detail["by"] != by {
+		t.Errorf("after a flush %+v, want one access.refused.summary of %s counting %s", evs, source, by)
+	}
 }
 
 func checkRenewEvent(t *testing.T, ev audit.Event, kind Kind, actor, target string, rekey bool) {

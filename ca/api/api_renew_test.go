@@ -150,6 +150,22 @@ func selfIssued(t *testing.T, old issued) tls.Certificate {
 	return tls.Certificate{Certificate: [][]byte{der, caDER}, PrivateKey: old.key}
 }
 
+// checkRefusalSummary flushes the refusal summaries and checks that the
+// last access.refused.summary event counts one refusal, by.
+func checkRefusalSummary(t *testing.T, e *testEnv, by string) {
+	t.Helper()
+	if err := e.auth.FlushRefusalSummaries(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	sums := e.audit(t, "action=access.refused.summary")
+	if len(sums) == 0 {
+		t.Fatalf("no access.refused.summary event after a flush, want one counting %s", by)
+	}
+	if ev := sums[len(sums)-1]; ev.Actor != "anonymous" || ev.Target != "127.0.0.1" || ev.Detail["count"] != "1" || ev.Detail["by"] != by {
+		t.Errorf("summary %+v, want one refusal from 127.0.0.1: %s", ev, by)
+	}
+}
+
 func TestRenewRefusedMTLS(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
@@ -232,6 +248,15 @@ func TestRenewRefusedMTLS(t *testing.T) {
 				t.Errorf("%d certificates after the refusal, %d before", n, certs)
 			}
 			evs := e.audit(t, "action=request.refused")
+			if tc.kind == "unauthorized" {
+				// No certificate of ours: an anonymous caller, whose
+				// refusal is only summed per source (issue 15).
+				if len(evs) != before {
+					t.Fatalf("%d request.refused events after an unauthenticated refusal, %d before", len(evs), before)
+				}
+				checkRefusalSummary(t, e, "renew:unauthorized=1")
+				return
+			}
 			if len(evs) != before+1 {
 				t.Fatalf("%d request.refused events after the refusal, %d before", len(evs), before)
 			}

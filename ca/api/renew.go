@@ -24,7 +24,7 @@ type RenewRequest struct {
 // ca.Authority.Renew rather than in the TLS handshake, so that every
 // refusal gets a JSON error and an audit event.
 func (api *API) renew(w http.ResponseWriter, r *http.Request, _ ca.Principal) error {
-	var req ca.RenewRequest
+	req := ca.RenewRequest{Source: clientAddr(r)}
 	if r.TLS != nil && len(r.TLS.PeerCertificates) > 0 {
 		req.Certificate = r.TLS.PeerCertificates[0]
 	}
