@@ -84,9 +84,12 @@ func pemCert(der []byte) string {
 func TestRenewMTLS(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
-	old := e.issueWith(t, newKey(t), "", "renew.example.com", "www.renew.example.com")
-	e.clk.Advance(24 * time.Hour)
-	m := e.as(old.pair)
+	// A certificate is renewed once: each case renews one of its own.
+	fresh := func(t *testing.T) (issued, *testEnv) {
+		old := e.issueWith(t, newKey(t), "", "renew.example.com", "www.renew.example.com")
+		e.clk.Advance(24 * time.Hour)
+		return old, e.as(old.pair)
+	}
 
 	for _, tc := range []struct {
 		name string
@@ -97,16 +100,19 @@ func TestRenewMTLS(t *testing.T) {
 		{"null csr", `{"csr": ""}`},
 	} {
 		t.Run("same key, "+tc.name, func(t *testing.T) {
+			old, m := fresh(t)
 			var out api.SignResponse
 			m.getJSON(t, "POST", "/v1/renew", "", tc.body, http.StatusCreated, &out)
 			e.renewed(t, out, old, old.key.Public())
+			// The old one's lifetime, here the profile default.
 			if want := e.clk.Now().UTC().Truncate(time.Second).Add(90 * 24 * time.Hour); !out.NotAfter.Equal(want) {
-				t.Errorf("not_after %v, want the profile default %v", out.NotAfter, want)
+				t.Errorf("not_after %v, want the old certificate's lifetime %v from now", out.NotAfter, want)
 			}
 		})
 	}
 
 	t.Run("rekey", func(t *testing.T) {
+		old, m := fresh(t)
 		next := newKey(t)
 		var out api.SignResponse
 		m.getJSON(t, "POST", "/v1/renew", "", api.RenewRequest{CSR: csrPEM(t, next, "renew.example.com", "www.renew.example.com", "renew.example.com")},
