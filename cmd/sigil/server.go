@@ -207,7 +207,8 @@ func startServer(ctx context.Context, cfg *Config, passphrase []byte, log *slog.
 	// Client certificates are requested, never required, and not verified
 	// by the TLS stack: the handlers that accept one (POST /v1/renew,
 	// managed bundles) check it against the record, so that a refusal is a
-	// JSON error with an audit event, not a TLS alert.
+	// JSON error (audited, or counted when the caller is unknown), not a
+	// TLS alert.
 	tlsCfg := &tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: s.serving.GetCertificate,
 		ClientAuth: tls.RequestClientCert}
 	s.https = newHTTPServer(secure, cfg.Limits, log)
