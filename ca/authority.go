@@ -31,6 +31,7 @@ type Store interface {
 	WithTx(ctx context.Context, fn func(tx store.Tx) error) error
 	Issuers(ctx context.Context) ([]store.IssuerRecord, error)
 	Certificate(ctx context.Context, serial string) (store.CertRecord, error)
+	CertificateReplacing(ctx context.Context, serial string) (store.CertRecord, error)
 	Certificates(ctx context.Context, f store.CertFilter) ([]store.CertRecord, store.CertCursor, error)
 	ScanCertificates(ctx context.Context, f store.CertFilter, fn func(store.CertRecord) error) error
 	CertificateSummary(ctx context.Context, f store.CertFilter, by store.CertGroup) ([]store.SummaryRow, int64, error)
@@ -147,6 +148,13 @@ type Authority struct {
 
 	statusMu        sync.Mutex
 	statusListeners []func(store.CertRecord)
+
+	// refusals sums unauthenticated refusals between audit summaries.
+	refusals *refusalSummaries
+	// renewLocks make the check that a certificate has no successor and
+	// the issuance of its successor one step per certificate (striped by
+	// serial), so that concurrent renewals of it cannot both pass.
+	renewLocks [64]sync.Mutex
 }
 
 // OnStatusChange registers fn to be called, after commit, with the updated
@@ -190,7 +198,8 @@ func New(ctx context.Context, cfg Config, st Store, keys KeyManager) (*Authority
 			return nil, fmt.Errorf("ca: profile %s: %w", name, err)
 		}
 	}
-	a := &Authority{cfg: cfg, st: st, keys: keys, clk: cfg.Clock, log: cfg.Logger, metrics: cfg.Metrics}
+	a := &Authority{cfg: cfg, st: st, keys: keys, clk: cfg.Clock, log: cfg.Logger, metrics: cfg.Metrics,
+		refusals: newRefusalSummaries(cfg.Clock)}
 	if a.metrics == nil {
 		a.metrics = NewMetrics(nil)
 	}

@@ -718,45 +718,106 @@ func (a *Authority) recordManagedRefusal(ctx context.Context, op, name, actor st
 
 // DeleteManaged stops renewing the managed certificate name. Its current key
 // is retired and destroyed when the last certificate issued with it
-// expires, as a rotated key is; with destroyKeys every key it still holds is
-// destroyed at once (crypto-shredding: bundles can be fetched no more). Its
-// certificates stay valid: revoke them separately if they must not be
-// used. One transaction with its audit events (managed.deleted,
-// key.retired, key.destroyed).
+// expires, as a rotated key is; its certificates stay valid. With
+// destroyKeys every key it still holds is destroyed at once
+// (crypto-shredding: bundles can be fetched no more) and every unexpired
+// certificate of it is revoked (cessationOfOperation): copies of those keys
+// live on the servers that fetched them, and a certificate whose key the CA
+// gave up must not outlive the decision. One transaction with its audit
+// events (managed.deleted, key.retired, key.destroyed, cert.revoked).
 func (a *Authority) DeleteManaged(ctx context.Context, name, actor string, destroyKeys bool) (ManagedCert, error) {
-	m, err := a.deleteManaged(ctx, name, actorOrSystem(actor), destroyKeys)
+	m, revoked, err := a.deleteManaged(ctx, name, actorOrSystem(actor), destroyKeys)
 	if err != nil {
 		a.recordManagedRefusal(ctx, "managed.delete", name, actor, err)
 		return ManagedCert{}, err
 	}
+	for _, r := range revoked {
+		a.metrics.observeRevoked(ReasonName(r.RevokeReason))
+		a.statusChanged(r)
+	}
 	return a.managedView(m, nil), nil
 }
 
-func (a *Authority) deleteManaged(ctx context.Context, name, actor string, destroyKeys bool) (store.ManagedRecord, error) {
+// deleteRevocations lists the certificates of the managed certificate name
+// that deleting it with its keys revokes: every version unexpired at now
+// and not revoked for good (one on hold is revoked for good).
+func (a *Authority) deleteRevocations(ctx context.Context, name string, now time.Time) ([]store.CertRecord, []store.ManagedVersion, error) {
+	vs, err := a.st.ManagedVersions(ctx, name)
+	if err != nil {
+		return nil, nil, internal("list managed versions", err)
+	}
+	var recs []store.CertRecord
+	var versions []store.ManagedVersion
+	for _, v := range vs {
+		rec, err := a.st.Certificate(ctx, v.Serial)
+		if err != nil {
+			return nil, nil, internal("load managed certificate", err)
+		}
+		if !now.Before(rec.NotAfter) || (!rec.RevokedAt.IsZero() && rec.RevokeReason != ReasonCertificateHold) {
+			continue
+		}
+		recs, versions = append(recs, rec), append(versions, v)
+	}
+	return recs, versions, nil
+}
+
+func (a *Authority) deleteManaged(ctx context.Context, name, actor string, destroyKeys bool) (store.ManagedRecord, []store.CertRecord, error) {
 	m, err := a.activeManaged(ctx, name)
 	if err != nil {
-		return store.ManagedRecord{}, err
+		return store.ManagedRecord{}, nil, err
+	}
+	// CRLs and OCSP carry whole seconds; the record keeps what they say.
+	now := a.clk.Now().UTC().Truncate(time.Second)
+	var toRevoke []store.CertRecord
+	var versions []store.ManagedVersion
+	if destroyKeys {
+		if toRevoke, versions, err = a.deleteRevocations(ctx, name, now); err != nil {
+			return store.ManagedRecord{}, nil, err
+		}
 	}
 	mkeys, err := a.st.ManagedKeys(ctx, name)
 	if err != nil {
-		return store.ManagedRecord{}, internal("list managed keys", err)
+		return store.ManagedRecord{}, nil, internal("list managed keys", err)
 	}
 	var keys []store.KeyRecord
 	for _, mk := range mkeys {
 		k, err := a.st.Key(ctx, mk.KeyID)
 		if err != nil {
-			return store.ManagedRecord{}, internal("load managed key", err)
+			return store.ManagedRecord{}, nil, internal("load managed key", err)
 		}
 		if k.State != store.KeyDestroyed {
 			keys = append(keys, k)
 		}
 	}
-	now := a.clk.Now().UTC()
-	var retired, destroyed []string
+	var retired, destroyed, revoked []string
 	err = a.st.WithTx(ctx, func(tx store.Tx) error {
-		retired, destroyed = nil, nil
+		retired, destroyed, revoked = nil, nil, nil
 		if err := tx.DeleteManaged(name, now); err != nil {
 			return err
+		}
+		for i, rec := range toRevoke {
+			var err error
+			if rec.RevokedAt.IsZero() {
+				err = tx.RevokeCertificate(rec.IssuerID, rec.Serial, now, ReasonCessationOfOperation, time.Time{})
+			} else {
+				err = tx.FinalizeHold(rec.IssuerID, rec.Serial, ReasonCessationOfOperation, time.Time{})
+			}
+			if err != nil {
+				return err
+			}
+			if _, err := tx.AppendAudit(audit.Event{Time: now, Actor: actor, Action: "cert.revoked", Target: rec.Serial,
+				Detail: map[string]string{"reason": ReasonName(ReasonCessationOfOperation), "issuer": rec.IssuerID,
+					"channel": ChannelManaged, "managed": name, "version": strconv.Itoa(versions[i].Version),
+					"cause": "managed certificate deleted with its keys destroyed"}}); err != nil {
+				return err
+			}
+			// A superseded version's pending revocation is done now.
+			if !versions[i].RevokeDue.IsZero() {
+				if err := tx.ManagedVersionRevoked(name, versions[i].Version); err != nil {
+					return err
+				}
+			}
+			revoked = append(revoked, rec.Serial)
 		}
 		for _, k := range keys {
 			if k.State == store.KeyActive {
@@ -788,17 +849,23 @@ func (a *Authority) deleteManaged(ctx context.Context, name, actor string, destr
 		_, err := tx.AppendAudit(audit.Event{Time: now, Actor: actor, Action: "managed.deleted", Target: name,
 			Detail: map[string]string{"version": strconv.Itoa(m.Version), "serial": m.Serial,
 				"destroy_keys": strconv.FormatBool(destroyKeys), "retired": strings.Join(retired, ","),
-				"destroyed": strings.Join(destroyed, ",")}})
+				"destroyed": strings.Join(destroyed, ","), "revoked": strings.Join(revoked, ",")}})
 		return err
 	})
 	switch {
-	case errors.Is(err, store.ErrNotFound):
-		return store.ManagedRecord{}, &Error{Kind: Conflict, Detail: fmt.Sprintf("managed certificate %q changed during its deletion; nothing was deleted", name), Err: err}
+	case errors.Is(err, store.ErrNotFound), errors.Is(err, store.ErrAlreadyRevoked), errors.Is(err, store.ErrNotOnHold):
+		return store.ManagedRecord{}, nil, &Error{Kind: Conflict, Detail: fmt.Sprintf("managed certificate %q changed during its deletion; nothing was deleted", name), Err: err}
 	case err != nil:
-		return store.ManagedRecord{}, internal("delete managed certificate", err)
+		return store.ManagedRecord{}, nil, internal("delete managed certificate", err)
+	}
+	for i := range toRevoke {
+		if toRevoke[i].RevokedAt.IsZero() {
+			toRevoke[i].RevokedAt = now
+		}
+		toRevoke[i].RevokeReason, toRevoke[i].InvalidityDate = ReasonCessationOfOperation, time.Time{}
 	}
 	m.State, m.Deleted = store.ManagedDeleted, now
-	return m, nil
+	return m, toRevoke, nil
 }
 
 func maxTime(a, b time.Time) time.Time {

@@ -23,6 +23,9 @@ type BundleRequest struct {
 	Name       string
 	Principal  *Principal // a bearer token, authenticated; nil if none
 	ClientCert []byte     // DER of the TLS client certificate; nil if none
+	// Source is the client address, by which refusals of unauthenticated
+	// requests are summed (see RecordUnauthenticatedRefusal).
+	Source string
 }
 
 // Bundle is a managed certificate's current chain and private key. KeyPEM
@@ -66,7 +69,7 @@ func (b *Bundle) Zero() { clear(b.KeyPEM) }
 // manage managed certificates but never see their keys. Refusals are
 // audited (managed.bundle.refused); a request with no credential, or with a
 // certificate this CA did not issue, is Unauthorized and, like a request
-// without a token, only logged. Every
+// without a valid token, only counted (RecordUnauthenticatedRefusal). Every
 // bundle delivered is audited in one transaction with the key's export
 // (key.exported, managed.bundle.fetched: who, which version and serial)
 // before it is returned.
@@ -83,7 +86,8 @@ func (a *Authority) ManagedBundle(ctx context.Context, req BundleRequest) (*Bund
 		case k == Internal:
 			a.log.ErrorContext(ctx, "managed bundle failed", "managed", req.Name, "actor", actor, "error", err)
 		default:
-			a.log.InfoContext(ctx, "managed bundle refused", "managed", req.Name, "actor", actor, "via", via, "reason", k.String())
+			a.RecordUnauthenticatedRefusal(ctx, UnauthenticatedRefusal{Surface: "managed.bundle", Source: req.Source,
+				Method: "GET", Path: "/v1/managed/" + clip(req.Name, 64) + "/bundle", Err: err})
 		}
 		return nil, err
 	}
@@ -134,13 +138,52 @@ func (a *Authority) managedBundle(ctx context.Context, req BundleRequest, actor,
 		return nil, errorf(Forbidden, "the client certificate is version %d of %q; only the current (%d) or previous version may fetch the bundle",
 			presented.Version, req.Name, m.Version)
 	}
+	// The record, certificate and key are separate reads: a renewal that
+	// commits between them retires the key read as current. Read again,
+	// so that the caller gets the old or the new pair whole, never an
+	// error (issue 15). A retry follows only a renewal that committed
+	// during this fetch, so the bound is reached only under a storm of them.
+	for attempt := 1; ; attempt++ {
+		chain, der, err := a.bundlePair(ctx, m, actor, via)
+		if err == nil {
+			keyPEM := pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})
+			clear(der)
+			a.log.InfoContext(ctx, "managed bundle delivered", "managed", m.Name, "version", m.Version, "serial", m.Serial,
+				"key_id", m.KeyID, "actor", actor, "via", via, "attempts", attempt)
+			return &Bundle{Name: m.Name, Version: m.Version, Serial: m.Serial, NotBefore: chain.notBefore, NotAfter: chain.notAfter,
+				ChainPEM: chain.pem, KeyPEM: keyPEM}, nil
+		}
+		next, nerr := a.activeManaged(ctx, req.Name)
+		if nerr != nil {
+			return nil, nerr // deleted meanwhile: NotFound, as for a later fetch
+		}
+		if attempt >= maxBundleAttempts || (next.Version == m.Version && next.KeyID == m.KeyID) {
+			return nil, err
+		}
+		m = next
+	}
+}
+
+// maxBundleAttempts bounds how often a bundle is read again after a
+// concurrent renewal replaced the pair being read.
+const maxBundleAttempts = 5
+
+// bundleChain is the PEM chain of one managed version and its validity.
+type bundleChain struct {
+	pem                 []byte
+	notBefore, notAfter time.Time
+}
+
+// bundlePair reads the chain of m's current certificate and exports its
+// key, audited in one transaction with managed.bundle.fetched.
+func (a *Authority) bundlePair(ctx context.Context, m store.ManagedRecord, actor, via string) (bundleChain, []byte, error) {
 	cur, err := a.st.Certificate(ctx, m.Serial)
 	if err != nil {
-		return nil, internal("load current managed certificate", err)
+		return bundleChain{}, nil, internal("load current managed certificate", err)
 	}
 	iss, err := a.st.Issuer(ctx, cur.IssuerID)
 	if err != nil {
-		return nil, internal("load issuer", err)
+		return bundleChain{}, nil, internal("load issuer", err)
 	}
 	chain := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cur.DER})
 	chain = append(chain, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: iss.CertDER})...)
@@ -151,14 +194,9 @@ func (a *Authority) managedBundle(ctx context.Context, req BundleRequest, actor,
 		return err
 	})
 	if err != nil {
-		return nil, internal("export managed key", err)
+		return bundleChain{}, nil, internal("export managed key", err)
 	}
-	keyPEM := pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})
-	clear(der)
-	a.log.InfoContext(ctx, "managed bundle delivered", "managed", m.Name, "version", m.Version, "serial", m.Serial,
-		"key_id", m.KeyID, "actor", actor, "via", via)
-	return &Bundle{Name: m.Name, Version: m.Version, Serial: m.Serial, NotBefore: cur.NotBefore.UTC(), NotAfter: cur.NotAfter.UTC(),
-		ChainPEM: chain, KeyPEM: keyPEM}, nil
+	return bundleChain{pem: chain, notBefore: cur.NotBefore.UTC(), notAfter: cur.NotAfter.UTC()}, der, nil
 }
 
 // checkClientCert accepts der only if it is, byte for byte, a recorded

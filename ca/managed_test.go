@@ -480,10 +480,21 @@ func TestManagedDelete(t *testing.T) {
 			slices.Sort(got)
 			want := "key.retired managed.deleted"
 			if destroy {
-				want = "key.destroyed key.destroyed key.retired managed.deleted"
+				// Both versions are unexpired: their keys are gone, so they are revoked.
+				want = "cert.revoked cert.revoked key.destroyed key.destroyed key.retired managed.deleted"
 			}
 			if strings.Join(got, " ") != want {
 				t.Errorf("audit %v, want %s", got, want)
+			}
+			for _, serial := range []string{m.Serial, r.Serial} {
+				c, err := mc.a.Certificate(ctx, serial)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if destroy && (c.RevokedAt.IsZero() || c.RevokeReason != ReasonCessationOfOperation) ||
+					!destroy && !c.RevokedAt.IsZero() {
+					t.Errorf("certificate %s after delete: revoked at %v reason %s", serial, c.RevokedAt, ReasonName(c.RevokeReason))
+				}
 			}
 			for _, id := range []string{m.KeyID, r.KeyID} {
 				k := mc.key(t, id)
@@ -594,5 +605,68 @@ func TestManagedNotRenewedOverMTLS(t *testing.T) {
 	checkKind(t, err, Forbidden, "/v1/managed/agent/bundle")
 	if v := mc.show(t, "agent"); len(v.Versions) != 1 {
 		t.Errorf("%d versions after a refused renewal", len(v.Versions))
+	}
+}
+
+// renewingKeys is the keystore with a renewal of the managed certificate
+// name committed just before each of the first n key exports: the race of
+// a bundle fetch with `sigil managed renew`, made deterministic.
+type renewingKeys struct {
+	KeyManager
+	mc   *managedCA
+	t    *testing.T
+	name string
+	n    int
+}
+
+func (k *renewingKeys) Export(ctx context.Context, keyID, actor string, detail map[string]string, inTx func(tx store.Tx) error) ([]byte, error) {
+	if k.n > 0 {
+		k.n--
+		if _, err := k.mc.a.RenewManagedNow(ctx, k.name, "token:admin"); err != nil {
+			k.t.Errorf("renewal during the fetch: %v", err)
+		}
+	}
+	return k.KeyManager.Export(ctx, keyID, actor, detail, inTx)
+}
+
+// TestManagedBundleDuringRenewal (issue 15, item 13): a renewal (with a new
+// key) that commits while a bundle is read makes the fetch read again and
+// return the new pair whole, not "the key is retired"; a storm of renewals
+// beyond the bound is an error, never a mismatched pair.
+func TestManagedBundleDuringRenewal(t *testing.T) {
+	mc := newManagedCA(t)
+	ctx := context.Background()
+	mc.create(t, spec("web", func(s *ManagedSpec) { s.RotateKey = "always" }))
+	tok := Principal{TokenID: "0123456789abcdef", Role: RoleManaged, Managed: "web"}
+	keys := &renewingKeys{KeyManager: mc.a.keys, mc: mc, t: t, name: "web"}
+	mc.a.keys = keys
+
+	for _, renewals := range []int{1, maxBundleAttempts - 1} {
+		keys.n = renewals
+		b, err := mc.a.ManagedBundle(ctx, BundleRequest{Name: "web", Principal: &tok})
+		if err != nil {
+			t.Fatalf("bundle with %d renewals during the fetch: %v", renewals, err)
+		}
+		cur := mc.record(t, "web")
+		if b.Version != cur.Version || b.Serial != cur.Serial {
+			t.Errorf("bundle v%d %s, want the pair current after the renewals: v%d %s", b.Version, b.Serial, cur.Version, cur.Serial)
+		}
+		chain, _ := pem.Decode(b.ChainPEM)
+		leaf, err := x509.ParseCertificate(chain.Bytes)
+		if err != nil {
+			t.Fatal(err)
+		}
+		kb, _ := pem.Decode(b.KeyPEM)
+		key, err := x509.ParsePKCS8PrivateKey(kb.Bytes)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !leaf.PublicKey.(interface{ Equal(crypto.PublicKey) bool }).Equal(key.(crypto.Signer).Public()) {
+			t.Errorf("bundle v%d: the key is not the certificate's", b.Version)
+		}
+	}
+	keys.n = maxBundleAttempts
+	if b, err := mc.a.ManagedBundle(ctx, BundleRequest{Name: "web", Principal: &tok}); err == nil {
+		t.Errorf("bundle v%d after %d renewals during one fetch, want an error", b.Version, maxBundleAttempts)
 	}
 }

@@ -8,12 +8,15 @@ import (
 
 // Metrics are the authority's Prometheus instruments.
 type Metrics struct {
-	issued     *prometheus.CounterVec
-	latency    *prometheus.HistogramVec
-	refused    *prometheus.CounterVec
-	revoked    *prometheus.CounterVec
-	commitTime prometheus.Histogram
-	batchSize  prometheus.Histogram
+	issued  *prometheus.CounterVec
+	latency *prometheus.HistogramVec
+	refused *prometheus.CounterVec
+	// unauthenticated counts refusals of callers that never authenticated,
+	// which are not audited one by one (refusals.go).
+	unauthenticated *prometheus.CounterVec
+	revoked         *prometheus.CounterVec
+	commitTime      prometheus.Histogram
+	batchSize       prometheus.Histogram
 }
 
 // NewMetrics creates the instruments and registers them with reg (nil: unregistered).
@@ -29,6 +32,10 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		refused: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "sigil_requests_refused_total", Help: "Refused issuance requests, by reason.",
 		}, []string{"reason"}),
+		unauthenticated: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "sigil_unauthenticated_refusals_total",
+			Help: "Requests refused before the caller authenticated (no or unknown credential), by surface and reason.",
+		}, []string{"surface", "reason"}),
 		revoked: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "sigil_certificates_revoked_total", Help: "Certificates revoked, by RFC 5280 reason name.",
 		}, []string{"reason"}),
@@ -42,7 +49,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.issued, m.latency, m.refused, m.revoked, m.commitTime, m.batchSize)
+		reg.MustRegister(m.issued, m.latency, m.refused, m.unauthenticated, m.revoked, m.commitTime, m.batchSize)
 	}
 	return m
 }
@@ -53,6 +60,10 @@ func (m *Metrics) observeIssued(profile string, d time.Duration) {
 }
 
 func (m *Metrics) observeRefused(reason string) { m.refused.WithLabelValues(reason).Inc() }
+
+func (m *Metrics) observeUnauthenticated(surface, reason string) {
+	m.unauthenticated.WithLabelValues(surface, reason).Inc()
+}
 
 func (m *Metrics) observeRevoked(reason string) { m.revoked.WithLabelValues(reason).Inc() }
 

@@ -7,6 +7,7 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"errors"
+	"hash/fnv"
 	"slices"
 	"strings"
 	"time"
@@ -32,23 +33,30 @@ type RenewRequest struct {
 	// its key must not be the current one nor blocked, and its names
 	// (common name included) must be exactly the current certificate's.
 	CSR *x509.CertificateRequest
+	// Source is the client address, by which refusals of unauthenticated
+	// requests are summed (see RecordUnauthenticatedRefusal).
+	Source string
 }
 
 // Renew issues a successor to req.Certificate or refuses with an *Error.
 // The certificate must chain to this CA's root through one of the
 // intermediates it has recorded (the active one or an older one), be
 // unexpired at the authority's clock, be recorded under that intermediate
-// with exactly these bytes, and be neither revoked nor on hold. The new
-// certificate has the same names and profile (with the profile's default
-// validity and current policy), the old one's requester, channel
-// ChannelRenew, and Replaces set to the old serial. Every refusal is
-// audited as request.refused.
+// with exactly these bytes, be neither revoked nor on hold, have no
+// successor yet (a certificate is renewed once; its successor renews next,
+// as RFC 9773 "replaces" links them), and, if a token requested it (or the
+// chain of renewals it ends), that token must not be revoked. The new
+// certificate has the same names and profile (with the profile's current
+// policy), the old one's lifetime capped by the profile's maximum, the old
+// one's requester, channel ChannelRenew, and Replaces set to the old
+// serial. A refusal of a known certificate is audited as request.refused;
+// one of an unauthenticated caller is counted (RecordUnauthenticatedRefusal).
 func (a *Authority) Renew(ctx context.Context, req RenewRequest) (*Issued, error) {
 	start := a.clk.Now()
 	rec, err := a.renewable(ctx, req.Certificate)
 	if err == nil {
 		var iss *Issued
-		if iss, err = a.renew(ctx, req, rec); err == nil {
+		if iss, err = a.renewOnce(ctx, req, rec); err == nil {
 			a.metrics.observeIssued(rec.Profile, a.clk.Since(start))
 			return iss, nil
 		}
@@ -57,10 +65,56 @@ func (a *Authority) Renew(ctx context.Context, req RenewRequest) (*Issued, error
 	return nil, err
 }
 
-// RecordRenewalRefusal audits a renewal a surface refused before it reached
-// Renew, such as one whose body did not parse.
+// renewOnce checks, under the certificate's renewal lock, that rec has no
+// successor and that its requester's token stands, then renews it.
+func (a *Authority) renewOnce(ctx context.Context, req RenewRequest, rec store.CertRecord) (*Issued, error) {
+	h := fnv.New32a()
+	h.Write([]byte(rec.IssuerID + "/" + rec.Serial))
+	mu := &a.renewLocks[h.Sum32()%uint32(len(a.renewLocks))]
+	mu.Lock()
+	defer mu.Unlock()
+	next, err := a.st.CertificateReplacing(ctx, rec.Serial)
+	switch {
+	case err == nil:
+		return nil, errorf(Conflict, "certificate %s was renewed already (by %s, issued %s): a certificate is renewed once; "+
+			"renew with its successor", rec.Serial, next.Serial, next.Created.UTC().Format(time.RFC3339))
+	case !errors.Is(err, store.ErrNotFound):
+		return nil, internal("look up successor", err)
+	}
+	if err := a.checkRequesterToken(ctx, rec); err != nil {
+		return nil, err
+	}
+	return a.renew(ctx, req, rec)
+}
+
+// checkRequesterToken refuses the renewal of a certificate requested with a
+// token that was revoked since: revoking the credential ends the chain of
+// renewals it started (renewals keep the original requester).
+func (a *Authority) checkRequesterToken(ctx context.Context, rec store.CertRecord) error {
+	id, ok := strings.CutPrefix(rec.Requester, "token:")
+	if !ok {
+		return nil
+	}
+	tok, err := a.st.Token(ctx, id)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return nil // tokens are never deleted: a requester named otherwise, not a credential
+	case err != nil:
+		return internal("load requester token", err)
+	case !tok.Revoked.IsZero():
+		return errorf(Forbidden, "certificate %s was requested with token %s, revoked at %s; it cannot be renewed: request a new certificate",
+			rec.Serial, id, tok.Revoked.UTC().Format(time.RFC3339))
+	}
+	return nil
+}
+
+// RecordRenewalRefusal records a renewal a surface refused before it
+// reached Renew, such as one whose body did not parse: audited if the
+// client certificate is one of this CA's records, counted like any
+// unauthenticated refusal otherwise.
 func (a *Authority) RecordRenewalRefusal(ctx context.Context, req RenewRequest, err error) {
-	a.refuseRenewal(ctx, req, store.CertRecord{}, err)
+	rec, _ := a.renewable(ctx, req.Certificate)
+	a.refuseRenewal(ctx, req, rec, err)
 }
 
 // renewable authenticates leaf and returns its record. The record is
@@ -147,7 +201,8 @@ func (a *Authority) renew(ctx context.Context, req RenewRequest, rec store.CertR
 		return nil, errorf(Rejected, "certificate %s was issued with profile %q, which is not configured any more", rec.Serial, rec.Profile)
 	}
 	current := certRequest(req.Certificate)
-	sreq := SignRequest{Profile: rec.Profile, Requester: rec.Requester, Channel: ChannelRenew, Replaces: rec.Serial, CSR: current}
+	sreq := SignRequest{Profile: rec.Profile, Requester: rec.Requester, Channel: ChannelRenew, Replaces: rec.Serial, CSR: current,
+		Validity: renewalValidity(rec, prof)}
 	if req.CSR == nil {
 		if err := a.CheckKeyNotBlocked(ctx, current.PublicKey); err != nil {
 			return nil, err
@@ -177,6 +232,17 @@ func (a *Authority) renew(ctx context.Context, req RenewRequest, rec store.CertR
 	// CSR's, which issue checks against the profile and the blocklist.
 	current.PublicKey, current.PublicKeyAlgorithm = csr.PublicKey, csr.PublicKeyAlgorithm
 	return a.issue(ctx, sreq, prof)
+}
+
+// renewalValidity is the lifetime of rec's successor: rec's own (from its
+// issuance, so without the backdate), capped by the profile's maximum, so
+// that renewing never stretches a short-lived certificate.
+func renewalValidity(rec store.CertRecord, prof *Profile) time.Duration {
+	v := rec.NotAfter.Sub(rec.Created)
+	if v <= 0 || rec.Created.IsZero() {
+		v = rec.NotAfter.Sub(rec.NotBefore)
+	}
+	return min(v, time.Duration(prof.MaxValidity))
 }
 
 // certRequest restates a certificate's key and names as the unsigned CSR
@@ -220,12 +286,19 @@ func nameSet(csr *x509.CertificateRequest) ([]string, error) {
 	return slices.Compact(out), nil
 }
 
-// refuseRenewal audits a refused renewal as request.refused. Until the
-// presented certificate is known to be ours the actor is "anonymous"; after
-// that it is the certificate's requester. The audit write is best effort.
+// refuseRenewal records a refused renewal. Until the presented certificate
+// is known to be ours (rec is zero) the caller is unauthenticated: the
+// refusal is counted and summed, not audited one by one (issue 15). After
+// that it is audited as request.refused with the certificate's requester
+// as actor; the audit write is best effort.
 func (a *Authority) refuseRenewal(ctx context.Context, req RenewRequest, rec store.CertRecord, err error) {
 	kind := KindOf(err)
 	a.metrics.observeRefused(kind.String())
+	if rec.Serial == "" && kind != Internal {
+		a.RecordUnauthenticatedRefusal(ctx, UnauthenticatedRefusal{Surface: "renew", Source: req.Source,
+			Method: "POST", Path: "/v1/renew", Err: err})
+		return
+	}
 	detail := "internal error"
 	var e *Error
 	if errors.As(err, &e) && kind != Internal {

@@ -96,16 +96,23 @@ func TestRenew(t *testing.T) {
 			t.Errorf("stored record %+v", got)
 		}
 		// The successor renews in turn; the old certificate, still valid,
-		// may be renewed again (a lost answer is retried).
+		// is renewed once only (issue 15: no fan-out), and says so.
 		if _, err := rc.a.Renew(ctx, RenewRequest{Certificate: leaf}); err != nil {
 			t.Errorf("renew the renewed certificate: %v", err)
 		}
-		if _, err := rc.a.Renew(ctx, RenewRequest{Certificate: old}); err != nil {
-			t.Errorf("renew the old certificate again: %v", err)
+		head := rc.head(t)
+		_, err = rc.a.Renew(ctx, RenewRequest{Certificate: old})
+		checkKind(t, err, Conflict, "was renewed already (by "+iss.Record.Serial)
+		if evs := rc.eventsAfter(t, head); len(evs) != 1 {
+			t.Errorf("a second renewal wrote %+v, want one request.refused", evs)
+		} else {
+			checkRenewEvent(t, evs[0], Conflict, "token:alice", oldRec.Serial, false)
 		}
 	})
 
 	t.Run("rekey", func(t *testing.T) {
+		old, oldRec := rc.issueFor(t, key, "token:alice")
+		rc.clk.Advance(time.Hour)
 		next := mustKey(t, keystore.ECDSAP384)
 		csr := csrTemplate(t, next, &x509.CertificateRequest{Subject: pkix.Name{CommonName: "APP.example.com."},
 			DNSNames: []string{"www.example.com", "app.example.com"}, IPAddresses: []net.IP{net.ParseIP("10.1.2.3")}})
@@ -118,6 +125,119 @@ func TestRenew(t *testing.T) {
 			t.Errorf("key algorithm %s, want %s", iss.Record.KeyAlgorithm, keystore.ECDSAP384)
 		}
 	})
+}
+
+// TestRenewKeepsLifetime (issue 15, item 6): a renewal keeps the renewed
+// certificate's lifetime, capped by the profile's maximum; a renewal of a
+// renewal keeps it too.
+func TestRenewKeepsLifetime(t *testing.T) {
+	t.Parallel()
+	rc := newRenewCA(t)
+	ctx := context.Background()
+	max := time.Duration(rc.a.cfg.Profiles["tls-server"].MaxValidity)
+	for _, tc := range []struct {
+		name     string
+		validity time.Duration
+		want     time.Duration
+	}{
+		{"30 seconds", 30 * time.Second, 30 * time.Second},
+		{"a day", 24 * time.Hour, 24 * time.Hour},
+		{"the maximum", max, max},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			key := mustKey(t, keystore.ECDSAP256)
+			csr := newCSR(t, key, "", "life.example.com")
+			iss, err := rc.a.Sign(ctx, SignRequest{CSR: csr, Profile: "tls-server", Validity: tc.validity, Requester: "token:alice", Channel: ChannelAPI})
+			if err != nil {
+				t.Fatal(err)
+			}
+			cur, _ := x509.ParseCertificate(iss.Chain[0])
+			for gen := 1; gen <= 2; gen++ {
+				rc.clk.Advance(tc.validity / 2)
+				next, err := rc.a.Renew(ctx, RenewRequest{Certificate: cur})
+				if err != nil {
+					t.Fatalf("renewal %d: %v", gen, err)
+				}
+				if got := next.Record.NotAfter.Sub(next.Record.Created); got != tc.want {
+					t.Errorf("renewal %d lives %s, want %s", gen, got, tc.want)
+				}
+				cur, _ = x509.ParseCertificate(next.Chain[0])
+			}
+		})
+	}
+	// A lifetime above today's maximum (the profile was shortened) is capped.
+	rec := store.CertRecord{Created: rc.clk.Now(), NotAfter: rc.clk.Now().Add(2 * max)}
+	prof := rc.a.cfg.Profiles["tls-server"]
+	if got := renewalValidity(rec, &prof); got != max {
+		t.Errorf("renewal validity of a %s certificate: %s, want the profile maximum %s", 2*max, got, max)
+	}
+}
+
+// TestRenewOnceConcurrently: concurrent renewals of one certificate issue
+// one successor; the others are refused as Conflict.
+func TestRenewOnceConcurrently(t *testing.T) {
+	t.Parallel()
+	rc := newRenewCA(t)
+	old, oldRec := rc.issueFor(t, mustKey(t, keystore.ECDSAP256), "token:alice")
+	const n = 8
+	errs := make(chan error, n)
+	for range n {
+		go func() {
+			_, err := rc.a.Renew(context.Background(), RenewRequest{Certificate: old})
+			errs <- err
+		}()
+	}
+	ok := 0
+	for range n {
+		switch err := <-errs; {
+		case err == nil:
+			ok++
+		case KindOf(err) != Conflict:
+			t.Errorf("concurrent renewal: %v, want a Conflict", err)
+		}
+	}
+	certs, _, err := rc.st.Certificates(context.Background(), store.CertFilter{Limit: 1000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	successors := 0
+	for _, c := range certs {
+		if c.Replaces == oldRec.Serial {
+			successors++
+		}
+	}
+	if ok != 1 || successors != 1 {
+		t.Errorf("%d renewals succeeded, %d successors recorded; want 1 and 1", ok, successors)
+	}
+}
+
+// TestRenewRefusedAfterTokenRevoked: once the token that requested a
+// certificate is revoked, neither it nor any renewal of it renews.
+func TestRenewRefusedAfterTokenRevoked(t *testing.T) {
+	t.Parallel()
+	rc := newRenewCA(t)
+	ctx := context.Background()
+	_, tok, err := rc.a.CreateToken(ctx, "test", RoleIssuer, []string{"tls-server"}, 0, "renewer")
+	if err != nil {
+		t.Fatal(err)
+	}
+	first, _ := rc.issueFor(t, mustKey(t, keystore.ECDSAP256), "token:"+tok.ID)
+	iss, err := rc.a.Renew(ctx, RenewRequest{Certificate: first})
+	if err != nil {
+		t.Fatalf("renew before the token is revoked: %v", err)
+	}
+	second, _ := x509.ParseCertificate(iss.Chain[0])
+	other, _ := rc.issueFor(t, mustKey(t, keystore.ECDSAP256), "token:"+tok.ID)
+	if err := rc.a.RevokeToken(ctx, "test", tok.ID); err != nil {
+		t.Fatal(err)
+	}
+	for name, c := range map[string]*x509.Certificate{"renewed": second, "never renewed": other} {
+		_, err := rc.a.Renew(ctx, RenewRequest{Certificate: c})
+		checkKind(t, err, Forbidden, "was requested with token "+tok.ID+", revoked at")
+		if t.Failed() {
+			t.Fatalf("%s certificate", name)
+		}
+	}
 }
 
 // forge signs tmpl with the CA's own intermediate key, as only a misused
@@ -299,10 +419,37 @@ func checkRenewRefusal(t *testing.T, rc renewCA, req RenewRequest, kind Kind, de
 		target = serial
 	}
 	evs := rc.eventsAfter(t, check.head)
+	if actor == "anonymous" {
+		// Not authenticated: no event of its own (issue 15), but the
+		// source's summary counts it.
+		if len(evs) != 0 {
+			t.Fatalf("%d audit events for an unauthenticated refusal, want none: %+v", len(evs), evs)
+		}
+		checkOneSummary(t, rc.a, rc.revokeCA, check.head, "", "renew:"+kind.String()+"=1")
+		return
+	}
 	if len(evs) != 1 {
 		t.Fatalf("%d audit events, want one request.refused: %+v", len(evs), evs)
 	}
 	checkRenewEvent(t, evs[0], kind, actor, target, req.CSR != nil)
+}
+
+// checkOneSummary flushes the refusal summaries and checks that exactly one
+// access.refused.summary event follows seq: by source ("" : "unknown"),
+// counting one refusal of by ("surface:reason=1").
+func checkOneSummary(t *testing.T, a *Authority, rc *revokeCA, seq int64, source, by string) {
+	t.Helper()
+	if source == "" {
+		source = "unknown"
+	}
+	if err := a.FlushRefusalSummaries(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	evs := rc.eventsAfter(t, seq)
+	if len(evs) != 1 || evs[0].Action != "access.refused.summary" || evs[0].Actor != "anonymous" || evs[0].Target != source ||
+		evs[0].Detail["count"] != "1" || evs[0].Detail["by"] != by {
+		t.Errorf("after a flush %+v, want one access.refused.summary of %s counting %s", evs, source, by)
+	}
 }
 
 func checkRenewEvent(t *testing.T, ev audit.Event, kind Kind, actor, target string, rekey bool) {

@@ -238,10 +238,12 @@ func TokenID(presented string) (string, bool) {
 	return id, ok
 }
 
-// RecordAccessRefusal audits a request refused for its credentials: a
-// Sigil-shaped token that failed authentication, or a valid token whose role
-// may not call the endpoint. Requests with no token or a token of another
-// shape are only logged, so that scanners cannot grow the audit log.
+// RecordAccessRefusal audits a request of an authenticated caller refused
+// for its credentials, such as a valid token whose role may not call the
+// endpoint. A caller that did not authenticate (no token, or one that does
+// not authenticate, whatever its shape) goes to
+// RecordUnauthenticatedRefusal instead, so that anonymous traffic cannot
+// grow the audit log.
 func (a *Authority) RecordAccessRefusal(ctx context.Context, actor, method, path string, err error) {
 	ev := audit.Event{Time: a.clk.Now(), Actor: actor, Action: "access.refused",
 		Detail: map[string]string{"reason": KindOf(err).String(), "method": method, "path": path}}

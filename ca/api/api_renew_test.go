@@ -84,9 +84,12 @@ func pemCert(der []byte) string {
 func TestRenewMTLS(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
-	old := e.issueWith(t, newKey(t), "", "renew.example.com", "www.renew.example.com")
-	e.clk.Advance(24 * time.Hour)
-	m := e.as(old.pair)
+	// A certificate is renewed once: each case renews one of its own.
+	fresh := func(t *testing.T) (issued, *testEnv) {
+		old := e.issueWith(t, newKey(t), "", "renew.example.com", "www.renew.example.com")
+		e.clk.Advance(24 * time.Hour)
+		return old, e.as(old.pair)
+	}
 
 	for _, tc := range []struct {
 		name string
@@ -97,16 +100,19 @@ func TestRenewMTLS(t *testing.T) {
 		{"null csr", `{"csr": ""}`},
 	} {
 		t.Run("same key, "+tc.name, func(t *testing.T) {
+			old, m := fresh(t)
 			var out api.SignResponse
 			m.getJSON(t, "POST", "/v1/renew", "", tc.body, http.StatusCreated, &out)
 			e.renewed(t, out, old, old.key.Public())
+			// The old one's lifetime, here the profile default.
 			if want := e.clk.Now().UTC().Truncate(time.Second).Add(90 * 24 * time.Hour); !out.NotAfter.Equal(want) {
-				t.Errorf("not_after %v, want the profile default %v", out.NotAfter, want)
+				t.Errorf("not_after %v, want the old certificate's lifetime %v from now", out.NotAfter, want)
 			}
 		})
 	}
 
 	t.Run("rekey", func(t *testing.T) {
+		old, m := fresh(t)
 		next := newKey(t)
 		var out api.SignResponse
 		m.getJSON(t, "POST", "/v1/renew", "", api.RenewRequest{CSR: csrPEM(t, next, "renew.example.com", "www.renew.example.com", "renew.example.com")},
@@ -148,6 +154,22 @@ func selfIssued(t *testing.T, old issued) tls.Certificate {
 		t.Fatal(err)
 	}
 	return tls.Certificate{Certificate: [][]byte{der, caDER}, PrivateKey: old.key}
+}
+
+// checkRefusalSummary flushes the refusal summaries and checks that the
+// last access.refused.summary event counts one refusal, by.
+func checkRefusalSummary(t *testing.T, e *testEnv, by string) {
+	t.Helper()
+	if err := e.auth.FlushRefusalSummaries(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	sums := e.audit(t, "action=access.refused.summary")
+	if len(sums) == 0 {
+		t.Fatalf("no access.refused.summary event after a flush, want one counting %s", by)
+	}
+	if ev := sums[len(sums)-1]; ev.Actor != "anonymous" || ev.Target != "127.0.0.1" || ev.Detail["count"] != "1" || ev.Detail["by"] != by {
+		t.Errorf("summary %+v, want one refusal from 127.0.0.1: %s", ev, by)
+	}
 }
 
 func TestRenewRefusedMTLS(t *testing.T) {
@@ -232,6 +254,15 @@ func TestRenewRefusedMTLS(t *testing.T) {
 				t.Errorf("%d certificates after the refusal, %d before", n, certs)
 			}
 			evs := e.audit(t, "action=request.refused")
+			if tc.kind == "unauthorized" {
+				// No certificate of ours: an anonymous caller, whose
+				// refusal is only summed per source (issue 15).
+				if len(evs) != before {
+					t.Fatalf("%d request.refused events after an unauthenticated refusal, %d before", len(evs), before)
+				}
+				checkRefusalSummary(t, e, "renew:unauthorized=1")
+				return
+			}
 			if len(evs) != before+1 {
 				t.Fatalf("%d request.refused events after the refusal, %d before", len(evs), before)
 			}

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"strconv"
 	"strings"
@@ -30,6 +31,7 @@ type Authority interface {
 	Renew(ctx context.Context, req ca.RenewRequest) (*ca.Issued, error)
 	RecordRenewalRefusal(ctx context.Context, req ca.RenewRequest, err error)
 	RecordAccessRefusal(ctx context.Context, actor, method, path string, err error)
+	RecordUnauthenticatedRefusal(ctx context.Context, r ca.UnauthenticatedRefusal)
 	RecordRead(ctx context.Context, actor, method, path, query string) error
 	Certificate(ctx context.Context, serial string) (store.CertRecord, error)
 	Certificates(ctx context.Context, f store.CertFilter) ([]store.CertRecord, store.CertCursor, error)
@@ -214,14 +216,14 @@ func (api *API) adapt(h handlerFunc, roles []string) http.Handler {
 			}
 			tok, ok := bearer(r)
 			if !ok {
-				return &ca.Error{Kind: ca.Unauthorized, Detail: "missing bearer token"}
+				err := &ca.Error{Kind: ca.Unauthorized, Detail: "missing bearer token"}
+				api.refuseUnauthenticated(r, "", err)
+				return err
 			}
 			var err error
 			p, err = api.a.Authenticate(ctx, tok)
 			if err != nil {
-				if id, ok := ca.TokenID(tok); ok && ca.KindOf(err) == ca.Unauthorized {
-					api.a.RecordAccessRefusal(ctx, "token:"+id, r.Method, r.URL.Path, err)
-				}
+				api.refuseUnauthenticated(r, tok, err)
 				return err
 			}
 			for _, role := range roles {
@@ -251,6 +253,28 @@ func (api *API) adapt(h handlerFunc, roles []string) http.Handler {
 			api.log.InfoContext(ctx, "request", attrs...)
 		}
 	})
+}
+
+// refuseUnauthenticated counts a request refused because its token (tok,
+// possibly empty) did not authenticate: a metric, a rate-limited log line
+// and a per-source summary, never an audit event per request (issue 15).
+// A failure to check the token (Internal) is not a refusal.
+func (api *API) refuseUnauthenticated(r *http.Request, tok string, err error) {
+	if ca.KindOf(err) != ca.Unauthorized {
+		return
+	}
+	id, _ := ca.TokenID(tok)
+	api.a.RecordUnauthenticatedRefusal(r.Context(), ca.UnauthenticatedRefusal{Surface: "api", Source: clientAddr(r),
+		Method: r.Method, Path: r.URL.Path, TokenID: id, Err: err})
+}
+
+// clientAddr is the host part of the request's remote address.
+func clientAddr(r *http.Request) string {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	return host
 }
 
 // recordRead audits a read by an auditor token (who looked at what, issue

@@ -171,13 +171,11 @@ func (api *API) renewManaged(w http.ResponseWriter, r *http.Request, p ca.Princi
 // certificate of the TLS connection (the listener requests one).
 func (api *API) managedBundle(w http.ResponseWriter, r *http.Request, _ ca.Principal) error {
 	ctx := r.Context()
-	req := ca.BundleRequest{Name: r.PathValue("name")}
+	req := ca.BundleRequest{Name: r.PathValue("name"), Source: clientAddr(r)}
 	if tok, ok := bearer(r); ok {
 		p, err := api.a.Authenticate(ctx, tok)
 		if err != nil {
-			if id, ok := ca.TokenID(tok); ok && ca.KindOf(err) == ca.Unauthorized {
-				api.a.RecordAccessRefusal(ctx, "token:"+id, r.Method, r.URL.Path, err)
-			}
+			api.refuseUnauthenticated(r, tok, err)
 			return err
 		}
 		req.Principal = &p

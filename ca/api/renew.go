@@ -22,9 +22,10 @@ type RenewRequest struct {
 // renew answers POST /v1/renew with the SignResponse of /v1/sign. It takes
 // no bearer token: the client certificate is the credential, checked in
 // ca.Authority.Renew rather than in the TLS handshake, so that every
-// refusal gets a JSON error and an audit event.
+// refusal gets a JSON error (and, once the certificate is known to be
+// this CA's, an audit event).
 func (api *API) renew(w http.ResponseWriter, r *http.Request, _ ca.Principal) error {
-	var req ca.RenewRequest
+	req := ca.RenewRequest{Source: clientAddr(r)}
 	if r.TLS != nil && len(r.TLS.PeerCertificates) > 0 {
 		req.Certificate = r.TLS.PeerCertificates[0]
 	}

@@ -37,10 +37,11 @@ func (u *UI) showLogin(w http.ResponseWriter, r *http.Request, status int, msg s
 }
 
 // login checks the pasted token and starts a session. Tokens of roles other
-// than auditor and admin are refused with a message saying so. Every
-// failure is counted against the client address; refusals of a token of
-// ours are audited under its id, any other failure under "anonymous" with
-// the address (the rate limit bounds those).
+// than auditor and admin are refused with a message saying so, and audited
+// under the token's id. Every failure is counted against the client
+// address; a token that does not authenticate leaves the caller anonymous,
+// so its refusal is counted and summed per address
+// (ca.Authority.RecordUnauthenticatedRefusal), not audited one by one.
 func (u *UI) login(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	remote := clientAddr(r)
@@ -74,11 +75,11 @@ func (u *UI) login(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		u.limiter.fail(remote)
-		actor := "anonymous"
-		if id, ok := ca.TokenID(token); ok {
-			actor = "token:" + id
-		}
-		u.a.RecordSession(ctx, "ui.login.refused", actor, remote, err)
+		// A token that does not authenticate makes an anonymous caller:
+		// counted and summed, not audited one by one (issue 15).
+		id, _ := ca.TokenID(token)
+		u.a.RecordUnauthenticatedRefusal(ctx, ca.UnauthenticatedRefusal{Surface: "ui.login", Source: remote,
+			Method: r.Method, Path: r.URL.Path, TokenID: id, Err: err})
 		u.showLogin(w, r, http.StatusUnauthorized, "Invalid or expired token.")
 		return
 	}

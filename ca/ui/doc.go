@@ -28,7 +28,9 @@
 //
 // Every authenticated page view and download is recorded before it is
 // answered, as an audit.read event naming the actor, path and query (who
-// looked at what); logins, logouts and refused logins are audited too.
+// looked at what); logins, logouts and logins refused for a token's role
+// are audited too, while a login whose token does not authenticate is only
+// counted and summed per address (ca.Authority.RecordUnauthenticatedRefusal).
 // Failed logins are rate-limited per client address and overall.
 //
 // # Extension points

@@ -182,8 +182,8 @@ func sameOrigin(r *http.Request) bool {
 }
 
 // limiter counts failed logins in fixed windows, per client address and
-// overall. The overall cap bounds how many refusals reach the audit log
-// from many addresses at once.
+// overall. The overall cap bounds how fast tokens can be guessed from many
+// addresses at once.
 type limiter struct {
 	mu          sync.Mutex
 	clk         clockwork.Clock

@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -82,8 +83,9 @@ func TestLoginLogout(t *testing.T) {
 }
 
 // TestLoginRefused: wrong roles get a clear message, bad tokens a plain
-// refusal, forms we did not serve are refused without counting; refusals
-// of tokens are audited under their id.
+// refusal, forms we did not serve are refused without counting; a refused
+// token of the wrong role is audited under its id, a token that does not
+// authenticate is only summed per address (issue 15).
 func TestLoginRefused(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, nil)
@@ -100,8 +102,8 @@ func TestLoginRefused(t *testing.T) {
 		wantActor string
 	}{
 		{"issuer role", issuer, http.StatusForbidden, "cannot open the auditor web page: log in with an auditor or admin token", "token:" + tokenID(issuer)},
-		{"revoked", revoked, http.StatusUnauthorized, "Invalid or expired token.", "token:" + tokenID(revoked)},
-		{"garbage", "not-a-token", http.StatusUnauthorized, "Invalid or expired token.", "anonymous"},
+		{"revoked", revoked, http.StatusUnauthorized, "Invalid or expired token.", ""},
+		{"garbage", "not-a-token", http.StatusUnauthorized, "Invalid or expired token.", ""},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -112,7 +114,12 @@ func TestLoginRefused(t *testing.T) {
 				t.Errorf("status %d, want %d with %q:\n%s", r.StatusCode, tc.status, tc.message, r.body)
 			}
 			evs := e.events(t, "ui.login.refused")[before:]
-			if len(evs) != 1 || evs[0].Actor != tc.wantActor {
+			if tc.wantActor == "" {
+				if len(evs) != 0 {
+					t.Errorf("refusal events %+v of an unauthenticated login, want none", evs)
+				}
+				checkLoginSummary(t, e, 1)
+			} else if len(evs) != 1 || evs[0].Actor != tc.wantActor {
 				t.Errorf("refusal events %+v, want one by %s", evs, tc.wantActor)
 			}
 			if r := b.get("/ui/"); r.StatusCode != http.StatusSeeOther {
@@ -140,6 +147,21 @@ func TestLoginRefused(t *testing.T) {
 	})
 }
 
+// checkLoginSummary flushes the refusal summaries and checks that the last
+// one counts n refused logins from 127.0.0.1.
+func checkLoginSummary(t *testing.T, e *env, n int) {
+	t.Helper()
+	if err := e.auth.FlushRefusalSummaries(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	sums := e.events(t, "access.refused.summary")
+	want := "ui.login:unauthorized=" + strconv.Itoa(n)
+	if len(sums) == 0 || sums[len(sums)-1].Actor != "anonymous" || sums[len(sums)-1].Target != "127.0.0.1" ||
+		sums[len(sums)-1].Detail["by"] != want {
+		t.Errorf("refusal summaries %+v, want the last from 127.0.0.1 counting %s", sums, want)
+	}
+}
+
 // TestLoginRateLimited: five failures a minute per address, then 429 with
 // Retry-After until the window ends (fake clock, no sleeping).
 func TestLoginRateLimited(t *testing.T) {
@@ -156,9 +178,11 @@ func TestLoginRateLimited(t *testing.T) {
 	if r.StatusCode != http.StatusTooManyRequests || r.Header.Get("Retry-After") != "60" {
 		t.Fatalf("sixth attempt: %d Retry-After %q, want 429 and 60", r.StatusCode, r.Header.Get("Retry-After"))
 	}
-	if n := len(e.events(t, "ui.login.refused")); n != 5 {
-		t.Errorf("%d refusals audited, want 5 (throttled attempts are not)", n)
+	if n := len(e.events(t, "ui.login.refused")); n != 0 {
+		t.Errorf("%d refusals of unauthenticated logins audited one by one, want none", n)
 	}
+	checkLoginSummary(t, e, 5) // throttled attempts are not counted
+
 	e.clk.Advance(time.Minute)
 	b.mustLogin(auditor)
 }

@@ -40,6 +40,7 @@ type Authority interface {
 	RecordRead(ctx context.Context, actor, method, path, query string) error
 	RecordAccessRefusal(ctx context.Context, actor, method, path string, err error)
 	RecordSession(ctx context.Context, action, actor, remote string, err error)
+	RecordUnauthenticatedRefusal(ctx context.Context, r ca.UnauthenticatedRefusal)
 }
 
 // Issuers lists the CA's issuer certificates, to show a certificate's
@@ -120,7 +121,7 @@ type Config struct {
 	MaxSessions int
 	// LoginFailures is how many failed logins a client address may make
 	// per minute (default 5); ten times as many are allowed from all
-	// addresses together, so that failures audited stay bounded.
+	// addresses together, so that token guessing stays slow.
 	LoginFailures int
 	// VerifyInterval is how long a verification of the audit chain is
 	// shown before the next page view runs it again (default 10s): the

@@ -206,10 +206,14 @@ func managedDeleteCmd() *cobra.Command {
 		Short: "Stop renewing a managed certificate; its keys are destroyed when their certificates expire, or at once",
 		Long: `Delete a managed certificate: it is renewed no more and its bundle can no
 longer be fetched. Its current key is retired and destroyed (crypto-shredded,
-audited) when the last certificate issued with it expires; with
---destroy-keys every key it still holds is destroyed at once. Its
-certificates are not revoked: revoke them with "sigil cert revoke" if they
-must not be used any more. The name is not reused.`,
+audited) when the last certificate issued with it expires, and its
+certificates stay valid (revoke them with "sigil cert revoke" if they must
+not be used any more).
+
+With --destroy-keys every key it still holds is destroyed at once and, in
+the same transaction, every unexpired certificate of it is revoked with
+reason cessationOfOperation: copies of the keys live on the servers that
+fetched them. The name is not reused.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c, err := cf.client()
@@ -226,14 +230,14 @@ must not be used any more. The name is not reused.`,
 			}
 			what := "its keys are destroyed when their certificates expire"
 			if destroyKeys {
-				what = "its keys were destroyed"
+				what = "its keys were destroyed and its unexpired certificates revoked (cessationOfOperation)"
 			}
 			fmt.Fprintf(cmd.ErrOrStderr(), "deleted managed certificate %s; %s\n", m.Name, what)
 			return nil
 		},
 	}
 	cf.register(cmd)
-	cmd.Flags().BoolVar(&destroyKeys, "destroy-keys", false, "destroy (crypto-shred) every key of it now")
+	cmd.Flags().BoolVar(&destroyKeys, "destroy-keys", false, "destroy (crypto-shred) every key of it now and revoke its unexpired certificates (cessationOfOperation)")
 	return cmd
 }
 

@@ -48,6 +48,9 @@ type server struct {
 	http    *http.Server
 	httpsLn net.Listener
 	httpLn  net.Listener
+	// stopRefusals ends the loop that writes the summaries of
+	// unauthenticated refusals to the audit log, after a last flush.
+	stopRefusals func()
 }
 
 func newLogger(cfg LogConfig) *slog.Logger {
@@ -80,6 +83,9 @@ func startServer(ctx context.Context, cfg *Config, passphrase []byte, log *slog.
 			}
 			s.stopJobs()
 			s.stopCRL()
+			if s.stopRefusals != nil {
+				s.stopRefusals()
+			}
 			st.Close()
 		}
 	}()
@@ -116,6 +122,16 @@ func startServer(ctx context.Context, cfg *Config, passphrase []byte, log *slog.
 		Metrics: metrics, FastKDF: fastKDF, CRLShards: cfg.CRL.Shards}, st, ks)
 	if err != nil {
 		return nil, fmt.Errorf("start authority: %w", err)
+	}
+	refCtx, refCancel := context.WithCancel(context.WithoutCancel(ctx))
+	refDone := make(chan struct{})
+	go func() {
+		defer close(refDone)
+		s.auth.RunRefusalSummaries(refCtx)
+	}()
+	s.stopRefusals = func() {
+		refCancel()
+		<-refDone
 	}
 	s.serving, err = s.auth.NewServingCert(ctx, cfg.HTTPS.Names, time.Duration(cfg.HTTPS.CertValidity))
 	if err != nil {
@@ -191,7 +207,8 @@ func startServer(ctx context.Context, cfg *Config, passphrase []byte, log *slog.
 	// Client certificates are requested, never required, and not verified
 	// by the TLS stack: the handlers that accept one (POST /v1/renew,
 	// managed bundles) check it against the record, so that a refusal is a
-	// JSON error with an audit event, not a TLS alert.
+	// JSON error (audited, or counted when the caller is unknown), not a
+	// TLS alert.
 	tlsCfg := &tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: s.serving.GetCertificate,
 		ClientAuth: tls.RequestClientCert}
 	s.https = newHTTPServer(secure, cfg.Limits, log)
@@ -326,6 +343,7 @@ func (s *server) shutdown(ctx context.Context) error {
 	if s.ocsp != nil {
 		s.ocsp.Close() // flush OCSP responses still queued for the store
 	}
+	s.stopRefusals() // record the refusals counted since the last summary
 	if err := s.st.Checkpoint(ctx); err != nil {
 		errs = append(errs, fmt.Errorf("final audit checkpoint: %w", err))
 	}
