@@ -84,11 +84,8 @@ func csrNames(csr *x509.CertificateRequest) (Names, string, error) {
 		}
 	}
 	for _, u := range csr.URIs {
-		if !u.IsAbs() || u.Host == "" && u.Opaque == "" || u.User != nil {
-			return Names{}, "", errorf(BadCSR, "URI %q must be absolute with an authority and no user info", u)
-		}
-		if hasDotSegment(u) {
-			return Names{}, "", errorf(BadCSR, "URI %q has a '.' or '..' path segment", u)
+		if _, err := canonicalURI(u); err != nil {
+			return Names{}, "", errorf(BadCSR, "URI %q is not in canonical form: %v", u, err)
 		}
 		if !seen["uri:"+u.String()] {
 			seen["uri:"+u.String()] = true
@@ -147,21 +144,4 @@ func NormalizeSerial(s string) (string, error) {
 		return "", errorf(Malformed, "serial %q is not a positive hexadecimal number of at most 20 octets", s)
 	}
 	return SerialString(n), nil
-}
-
-// hasDotSegment reports "." or ".." path segments, encoded or not: a prefix
-// policy such as "spiffe://example.org/ns/prod/" must not admit
-// ".../ns/prod/../admin" (RFC 3986 §5.2.4 would resolve it elsewhere).
-func hasDotSegment(u *url.URL) bool {
-	p := u.EscapedPath()
-	if p == "" {
-		p = u.Opaque
-	}
-	for _, seg := range strings.Split(p, "/") {
-		seg = strings.ReplaceAll(strings.ToLower(seg), "%2e", ".")
-		if seg == "." || seg == ".." {
-			return true
-		}
-	}
-	return false
 }
