@@ -1,6 +1,8 @@
 package ca
 
 import (
+	"crypto"
+	"crypto/rsa"
 	"crypto/x509"
 	"encoding/pem"
 	"math/big"
@@ -144,4 +146,14 @@ func NormalizeSerial(s string) (string, error) {
 		return "", errorf(Malformed, "serial %q is not a positive hexadecimal number of at most 20 octets", s)
 	}
 	return SerialString(n), nil
+}
+
+// checkRSAExponent refuses RSA subject keys whose public exponent is not
+// 65537: other exponents are legal but rare, small ones have a history of
+// signature forgeries against lax verifiers, and no client needs them.
+func checkRSAExponent(pub crypto.PublicKey) error {
+	if k, ok := pub.(*rsa.PublicKey); ok && k.E != 65537 {
+		return errorf(BadCSR, "RSA public exponent must be 65537, not %d", k.E)
+	}
+	return nil
 }

@@ -4,7 +4,9 @@ import (
 	"context"
 	"crypto"
 	"crypto/rand"
+	"crypto/rsa"
 	"crypto/x509"
+	"math/big"
 	"net"
 	"net/url"
 	"strings"
@@ -209,5 +211,57 @@ func TestIPPolicyNotBypassedByNumericDNS(t *testing.T) {
 		if _, err := a.Sign(context.Background(), SignRequest{CSR: sanCSR(t, key, []string{name}, nil), Profile: "noip", Requester: "test", Channel: ChannelAPI}); err == nil {
 			t.Errorf("DNS name %s (8.8.8.8 to inet_aton) was issued", name)
 		}
+	}
+}
+
+// rsaKeyWithExponent makes an RSA key with public exponent e, which
+// crypto/rsa.GenerateKey cannot (it always uses 65537).
+func rsaKeyWithExponent(t testing.TB, bits, e int) *rsa.PrivateKey {
+	t.Helper()
+	E := big.NewInt(int64(e))
+	one := big.NewInt(1)
+	for {
+		p, err := rand.Prime(rand.Reader, bits/2)
+		if err != nil {
+			t.Fatal(err)
+		}
+		q, err := rand.Prime(rand.Reader, bits/2)
+		if err != nil {
+			t.Fatal(err)
+		}
+		phi := new(big.Int).Mul(new(big.Int).Sub(p, one), new(big.Int).Sub(q, one))
+		d := new(big.Int).ModInverse(E, phi)
+		n := new(big.Int).Mul(p, q)
+		if p.Cmp(q) == 0 || d == nil || n.BitLen() != bits {
+			continue
+		}
+		k := &rsa.PrivateKey{PublicKey: rsa.PublicKey{N: n, E: e}, D: d, Primes: []*big.Int{p, q}}
+		k.Precompute()
+		if err := k.Validate(); err != nil {
+			t.Fatal(err)
+		}
+		return k
+	}
+}
+
+// TestRSAExponentRefused (issue 15 item 10): a CSR whose RSA key has an
+// exponent other than 65537 is refused, whatever else is right with it.
+func TestRSAExponentRefused(t *testing.T) {
+	t.Parallel()
+	tc := newTestCA(t, keystore.ECDSAP256, keystore.ECDSAP256)
+	for _, e := range []int{3, 17, 65539} {
+		key := rsaKeyWithExponent(t, 2048, e)
+		csr := sanCSR(t, key, []string{"rsa.example"}, nil)
+		if err := csr.CheckSignature(); err != nil {
+			t.Fatalf("exponent %d: the test CSR does not verify: %v", e, err)
+		}
+		_, err := tc.Sign(context.Background(), SignRequest{CSR: csr, Profile: "tls-server", Requester: "test", Channel: ChannelAPI})
+		if KindOf(err) != BadCSR || !strings.Contains(err.Error(), "exponent") {
+			t.Errorf("exponent %d: Sign = %v, want bad_csr naming the exponent", e, err)
+		}
+	}
+	csr := sanCSR(t, mustKey(t, keystore.RSA2048), []string{"rsa.example"}, nil)
+	if _, err := tc.Sign(context.Background(), SignRequest{CSR: csr, Profile: "tls-server", Requester: "test", Channel: ChannelAPI}); err != nil {
+		t.Errorf("exponent 65537: Sign = %v", err)
 	}
 }
