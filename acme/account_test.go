@@ -72,7 +72,9 @@ func newTestServer(t *testing.T, cfg Config, val ...testValidation) *testServer 
 	if cfg.Clock == nil {
 		cfg.Clock = clk
 	}
-	cfg.Logger = log
+	if cfg.Logger == nil {
+		cfg.Logger = log
+	}
 	if cfg.Profile == "" {
 		cfg.Profile = "tls-server"
 	}
