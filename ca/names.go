@@ -103,7 +103,8 @@ const maxSPIFFEID = 2048
 // percent-encoded). Any other URI must be absolute with an authority or an
 // opaque part, without user info, percent-encoded unreserved characters,
 // lower-case percent escapes, dot segments, empty segments (but a trailing
-// "/"), an explicit default port, or upper case in its scheme or host.
+// "/"), an encoded "/" or "\" in the path, an explicit default port, or
+// upper case in its scheme or host.
 func canonicalURI(u *url.URL) (string, error) {
 	s := u.String()
 	if !u.IsAbs() {
@@ -180,8 +181,10 @@ func checkEscapes(s string) error {
 	return nil
 }
 
-// checkSegments refuses dot segments, encoded or not, and empty segments
-// of path; a single trailing "/" is allowed when trailingSlash is true.
+// checkSegments refuses dot segments, encoded or not, empty segments and
+// encoded separators ("%2F", and "%5C" which WHATWG parsers read as "/")
+// in path, which many servers decode into segments a prefix rule never
+// saw; a single trailing "/" is allowed when trailingSlash is true.
 func checkSegments(path string, trailingSlash bool) error {
 	if path == "" {
 		return nil
@@ -191,6 +194,8 @@ func checkSegments(path string, trailingSlash bool) error {
 		switch d := strings.ReplaceAll(strings.ToLower(seg), "%2e", "."); {
 		case d == "." || d == "..":
 			return fmt.Errorf("has a '.' or '..' path segment")
+		case strings.Contains(d, "%2f") || strings.Contains(d, "%5c"):
+			return fmt.Errorf("has a percent-encoded '/' or '\\' in its path")
 		case seg != "":
 		case i == 0 && strings.HasPrefix(path, "/"):
 			// The root before the first "/".
