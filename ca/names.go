@@ -103,15 +103,19 @@ const maxSPIFFEID = 2048
 // percent-encoded). Any other URI must be absolute with an authority or an
 // opaque part, without user info, percent-encoded unreserved characters,
 // lower-case percent escapes, dot segments, empty segments (but a trailing
-// "/"), an encoded "/" or "\" in the path, an explicit default port, or
-// upper case in its scheme or host.
+// "/"), an encoded "/" or "\" in the path, an explicit default port, a
+// host an IPv4 parser reads as an address, or upper case in its scheme,
+// host or URN namespace.
 func canonicalURI(u *url.URL) (string, error) {
 	s := u.String()
 	if !u.IsAbs() {
 		return "", fmt.Errorf("not absolute")
 	}
-	if strings.HasPrefix(strings.ToLower(s), "spiffe:") {
-		return s, checkSPIFFEID(s)
+	if u.Scheme == "spiffe" { // url.Parse lower-cases the scheme
+		if err := checkSPIFFEID(s); err != nil {
+			return "", err
+		}
+		return s, nil
 	}
 	if u.Host == "" && u.Opaque == "" {
 		return "", fmt.Errorf("has neither an authority nor an opaque part")
@@ -125,25 +129,41 @@ func canonicalURI(u *url.URL) (string, error) {
 	if u.Scheme != strings.ToLower(u.Scheme) {
 		return "", fmt.Errorf("scheme is not lower case")
 	}
+	path := u.EscapedPath()
 	if u.Opaque != "" {
-		return s, checkSegments(u.Opaque, true)
+		// A URN's namespace identifier has no case (RFC 8141 §3).
+		if nid, _, _ := strings.Cut(u.Opaque, ":"); u.Scheme == "urn" && nid != strings.ToLower(nid) {
+			return "", fmt.Errorf("URN namespace %q is not lower case", nid)
+		}
+		path = u.Opaque
+	} else if err := checkAuthority(u); err != nil {
+		return "", err
 	}
+	if err := checkSegments(path, true); err != nil {
+		return "", err
+	}
+	return s, nil
+}
+
+// checkAuthority refuses a host in upper case, with a trailing dot, or
+// read as an IPv4 address by lenient parsers, and an empty or default port.
+func checkAuthority(u *url.URL) error {
 	host := u.Hostname()
 	if host != strings.ToLower(host) {
-		return "", fmt.Errorf("host is not lower case")
+		return fmt.Errorf("host is not lower case")
 	}
 	if strings.HasSuffix(host, ".") {
-		return "", fmt.Errorf("host ends with a dot")
+		return fmt.Errorf("host ends with a dot")
 	}
 	if _, err := netip.ParseAddr(host); err != nil && looksNumeric(strings.Split(host, ".")) {
-		return "", fmt.Errorf("host %q is read as an IPv4 address by some clients; write the address", host)
+		return fmt.Errorf("host %q is read as an IPv4 address by some clients; write the address", host)
 	}
 	if p := u.Port(); p != "" || strings.HasSuffix(u.Host, ":") {
 		if p == "" || p == defaultPort(u.Scheme) {
-			return "", fmt.Errorf("has an empty or default port")
+			return fmt.Errorf("has an empty or default port")
 		}
 	}
-	return s, checkSegments(u.EscapedPath(), true)
+	return nil
 }
 
 // defaultPort is the port a URI of the scheme has when it names none.

@@ -94,6 +94,8 @@ func TestURIPolicyBypassRefused(t *testing.T) {
 		"https://svc.example.org/admin%2Fx",
 		"https://svc.example.org/x%2F..%2Fadmin",
 		"https://svc.example.org/admin%5Cx",
+		"https://2130706433/admin",
+		"urn:UUID:6e8bc430-9c3a-11d9-9669-0800200c9a66",
 	} {
 		if err := sign(raw); err == nil {
 			t.Errorf("Sign(%s) issued a certificate past the deny rule", raw)
