@@ -11,6 +11,8 @@ FUZZ_TARGETS := \
 	./ca/keystore:FuzzOpen \
 	./ca:FuzzParseCSR \
 	./ca:FuzzSignCSR \
+	./ca:FuzzCanonicalURI \
+	./ca:FuzzDNSName \
 	./ca/api:FuzzParseSignRequest \
 	./ca/api:FuzzParseRenewRequest \
 	./ca/api:FuzzParseLogQuery \

@@ -74,7 +74,9 @@ func newTestServer(t *testing.T, cfg Config, val ...testValidation) *testServer 
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg.Logger = log
+	if cfg.Logger == nil {
+		cfg.Logger = log
+	}
 	if cfg.Profile == "" {
 		cfg.Profile = "tls-server"
 	}

@@ -275,8 +275,8 @@ func keyAlg(k *jose.JSONWebKey) (string, *Problem) {
 		if bits := key.N.BitLen(); bits < minRSABits || bits > maxRSABits {
 			return "", BadPublicKey(rsaSizeDetail(bits))
 		}
-		if key.E < 3 || key.E%2 == 0 {
-			return "", BadPublicKey("RSA public exponent must be odd and at least 3")
+		if p := rsaKeyProblem(key); p != nil {
+			return "", p
 		}
 		return jose.RS256, nil
 	case ed25519.PublicKey:

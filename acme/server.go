@@ -231,18 +231,18 @@ func (s *Server) adapt(h handler) http.Handler {
 			w.Header().Set("Replay-Nonce", nonce)
 		}
 		r.Body = http.MaxBytesReader(w, r.Body, s.cfg.MaxBodyBytes)
-		err := h(w, r)
-		status := http.StatusOK
+		rec := &statusRecorder{ResponseWriter: w}
+		err := h(rec, r)
+		var p *Problem
 		if err != nil {
-			p := FromError(err)
-			status = p.Status
+			p = FromError(err)
 			if p.Status >= 500 {
 				s.log.ErrorContext(r.Context(), "acme request", "method", r.Method, "path", r.URL.Path, "error", err)
 			}
-			p.Write(w)
+			p.Write(rec)
 		}
-		s.log.InfoContext(r.Context(), "acme request", "method", r.Method, "path", r.URL.Path, "status", status,
-			"latency_ms", float64(s.clk.Since(start).Microseconds())/1000)
+		s.log.InfoContext(r.Context(), "acme request", append([]any{"method", r.Method, "path", r.URL.Path, "status", rec.status(),
+			"latency_ms", float64(s.clk.Since(start).Microseconds()) / 1000}, problemAttrs(p)...)...)
 	})
 }
 

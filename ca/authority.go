@@ -311,6 +311,9 @@ func (a *Authority) issue(ctx context.Context, req SignRequest, prof *Profile) (
 	if err := prof.checkKey(alg, keystore.RSABits(csr.PublicKey)); err != nil {
 		return nil, errorf(BadCSR, "%v", err)
 	}
+	if err := checkRSAExponent(csr.PublicKey); err != nil {
+		return nil, err
+	}
 	// The hash is recorded with the certificate, so that blocking the key
 	// later finds it without parsing anything.
 	keyHash, err := KeyHash(csr.PublicKey)

@@ -1,6 +1,8 @@
 package ca
 
 import (
+	"crypto"
+	"crypto/rsa"
 	"crypto/x509"
 	"encoding/pem"
 	"math/big"
@@ -84,11 +86,8 @@ func csrNames(csr *x509.CertificateRequest) (Names, string, error) {
 		}
 	}
 	for _, u := range csr.URIs {
-		if !u.IsAbs() || u.Host == "" && u.Opaque == "" || u.User != nil {
-			return Names{}, "", errorf(BadCSR, "URI %q must be absolute with an authority and no user info", u)
-		}
-		if hasDotSegment(u) {
-			return Names{}, "", errorf(BadCSR, "URI %q has a '.' or '..' path segment", u)
+		if _, err := canonicalURI(u); err != nil {
+			return Names{}, "", errorf(BadCSR, "URI %q is not in canonical form: %v", u, err)
 		}
 		if !seen["uri:"+u.String()] {
 			seen["uri:"+u.String()] = true
@@ -149,19 +148,12 @@ func NormalizeSerial(s string) (string, error) {
 	return SerialString(n), nil
 }
 
-// hasDotSegment reports "." or ".." path segments, encoded or not: a prefix
-// policy such as "spiffe://example.org/ns/prod/" must not admit
-// ".../ns/prod/../admin" (RFC 3986 §5.2.4 would resolve it elsewhere).
-func hasDotSegment(u *url.URL) bool {
-	p := u.EscapedPath()
-	if p == "" {
-		p = u.Opaque
+// checkRSAExponent refuses RSA subject keys whose public exponent is not
+// 65537: other exponents are legal but rare, small ones have a history of
+// signature forgeries against lax verifiers, and no client needs them.
+func checkRSAExponent(pub crypto.PublicKey) error {
+	if k, ok := pub.(*rsa.PublicKey); ok && k.E != 65537 {
+		return errorf(BadCSR, "RSA public exponent must be 65537, not %d", k.E)
 	}
-	for _, seg := range strings.Split(p, "/") {
-		seg = strings.ReplaceAll(strings.ToLower(seg), "%2e", ".")
-		if seg == "." || seg == ".." {
-			return true
-		}
-	}
-	return false
+	return nil
 }

@@ -68,8 +68,21 @@ func (p NamePolicy) Validate() error {
 	}
 	for _, list := range [][]string{p.URI.Allow, p.URI.Deny} {
 		for _, e := range list {
-			if _, err := url.Parse(e); err != nil || !strings.Contains(e, ":") {
+			u, err := url.Parse(e)
+			if err != nil || !strings.Contains(e, ":") {
 				return fmt.Errorf("names.uri entry %q is not a URI prefix", e)
+			}
+			// Names are matched in canonical form only (canonicalURI): a
+			// rule spelt otherwise would never match.
+			path := u.EscapedPath()
+			if u.Opaque != "" {
+				path = u.Opaque
+			}
+			if err := checkEscapes(e); err != nil {
+				return fmt.Errorf("names.uri entry %q is not canonical: %v", e, err)
+			}
+			if err := checkSegments(path, true); err != nil {
+				return fmt.Errorf("names.uri entry %q is not canonical: %v", e, err)
 			}
 		}
 	}
@@ -182,10 +195,13 @@ func (p NamePolicy) Check(n Names) []SubError {
 		}
 	}
 	for _, u := range n.URIs {
-		s := u.String()
+		s, err := canonicalURI(u)
 		switch {
 		case p.forbids("uri"):
-			refuse(s, "URIs are not allowed by this profile")
+			refuse(u.String(), "URIs are not allowed by this profile")
+		case err != nil:
+			// Policy compares strings: only the one spelling can be judged.
+			refuse(u.String(), "URI %s is not in canonical form: %v", u, err)
 		case !p.URI.permits(s, uriMatch):
 			refuse(s, "URI %s is not allowed by the name policy", s)
 		}
@@ -228,13 +244,17 @@ func (r NameRules) permitsDNS(name string) bool {
 }
 
 // uriMatch treats a rule as a path prefix: "spiffe://example.org" matches
-// that URI and everything below "spiffe://example.org/", never
-// "spiffe://example.org.evil/".
+// that URI, everything below "spiffe://example.org/" and the URI with a
+// query or fragment, never "spiffe://example.org.evil/". name is canonical
+// (see canonicalURI); the rule's scheme and authority are compared
+// without case.
 func uriMatch(name, rule string) bool {
+	rule = canonicalRule(rule)
 	if strings.HasSuffix(rule, "/") {
 		return strings.HasPrefix(name, rule)
 	}
-	return name == rule || strings.HasPrefix(name, rule+"/")
+	rest, ok := strings.CutPrefix(name, rule)
+	return ok && (rest == "" || strings.IndexByte("/?#", rest[0]) >= 0)
 }
 
 func ipMatch(name, rule string) bool {
@@ -258,11 +278,13 @@ func emailMatch(addr, rule string) bool {
 	return at >= 0 && suffixMatch(strings.ToLower(addr[at+1:]), rule)
 }
 
-// validDNSName checks RFC 1034 preferred syntax (LDH labels), lower case,
-// with an optional leading "*." when wildcard is true.
 // ValidDNSName reports whether name is a lower-case LDH DNS name (RFC 1034
-// preferred syntax) without a wildcard, as a certificate may carry it.
+// preferred syntax) without a wildcard, as a certificate may carry it: not
+// numeric like an IPv4 address, and with valid A-labels only.
 func ValidDNSName(name string) error { return validDNSName(name, false) }
+
+// validDNSName checks RFC 1034 preferred syntax (LDH labels), lower case,
+// with an optional leading "*." when wildcard is true, then checkDNSLabels.
 
 func validDNSName(name string, wildcard bool) error {
 	if wildcard && strings.HasPrefix(name, "*.") {
@@ -295,5 +317,5 @@ func validDNSName(name string, wildcard bool) error {
 			}
 		}
 	}
-	return nil
+	return checkDNSLabels(labels)
 }

@@ -287,7 +287,8 @@ func TestValidDNSName(t *testing.T) {
 		{name: "simple", in: "example.com"},
 		{name: "single label", in: "localhost"},
 		{name: "digits and hyphens", in: "a-1.0-9.example"},
-		{name: "all digit labels not an ip", in: "1.2.3"},
+		// Issue 15 item 9: inet_aton reads "1.2.3" as 1.2.0.3.
+		{name: "all digit labels read as an ip", in: "1.2.3", wantErr: "numeric"},
 		{name: "punycode", in: "xn--bcher-kva.example"},
 		{name: "label of 63", in: label63 + ".example"},
 		{name: "name of 253", in: name253},

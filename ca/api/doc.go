@@ -12,7 +12,8 @@
 //
 // Every GET by an auditor token is recorded before it is answered, as an
 // audit.read event (actor, path, query): who looked at what. Routes lists
-// the route table, so tests cover every endpoint.
+// the route table, so tests cover every endpoint; each route names the
+// query parameters it takes, and any other is refused with 400.
 //
 // Errors are JSON {"error": kind, "detail": text} with a status chosen from
 // the ca.Error kind in one table (status.go). Internal detail is logged,

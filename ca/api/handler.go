@@ -102,6 +102,9 @@ type Route struct {
 	// runs; nil means no role check there: the handler authenticates
 	// itself (POST /v1/renew by client certificate, managed bundles).
 	Roles []string
+	// Params are the query parameters the endpoint takes (queryParams);
+	// any other is refused with 400 before the handler runs.
+	Params []string
 }
 
 type route struct {
@@ -124,7 +127,7 @@ func (api *API) Routes() []Route {
 func (api *API) routes() []route {
 	var out []route
 	add := func(pattern string, h handlerFunc, roles ...string) {
-		out = append(out, route{Route{Pattern: pattern, Roles: roles}, h})
+		out = append(out, route{Route{Pattern: pattern, Roles: roles, Params: queryParams(pattern)}, h})
 	}
 	add("POST /v1/sign", api.sign, ca.RoleAdmin, ca.RoleIssuer)
 	// The client certificate, not a token, authenticates a renewal.
@@ -167,7 +170,7 @@ func (api *API) routes() []route {
 func (api *API) Handler() http.Handler {
 	mux := http.NewServeMux()
 	for _, rt := range api.routes() {
-		mux.Handle(rt.Pattern, api.adapt(rt.h, rt.Roles))
+		mux.Handle(rt.Pattern, api.adapt(onlyQuery(rt.Params, rt.h), rt.Roles))
 	}
 	mux.Handle("/v1/", api.adapt(func(w http.ResponseWriter, r *http.Request, _ ca.Principal) error {
 		if allow := allowedMethods(mux, r); len(allow) > 0 {
