@@ -259,6 +259,10 @@ type SignRequest struct {
 type Issued struct {
 	Record store.CertRecord
 	Chain  [][]byte // DER, leaf first, then the intermediate
+	// Repeated says nothing was issued: a renewal asked again, with the
+	// same key, for a certificate already renewed gets that successor
+	// (its first answer may have been lost on the way).
+	Repeated bool
 }
 
 // Sign issues a certificate for req or refuses it with an *Error. A refusal

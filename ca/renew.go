@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto"
+	"crypto/sha256"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"errors"
@@ -76,6 +77,9 @@ func (a *Authority) renewOnce(ctx context.Context, req RenewRequest, rec store.C
 	next, err := a.st.CertificateReplacing(ctx, rec.Serial)
 	switch {
 	case err == nil:
+		if iss, ok := a.repeatedRenewal(req, next); ok {
+			return iss, nil
+		}
 		return nil, errorf(Conflict, "certificate %s was renewed already (by %s, issued %s): a certificate is renewed once; "+
 			"renew with its successor", rec.Serial, next.Serial, next.Created.UTC().Format(time.RFC3339))
 	case !errors.Is(err, store.ErrNotFound):
@@ -85,6 +89,26 @@ func (a *Authority) renewOnce(ctx context.Context, req RenewRequest, rec store.C
 		return nil, err
 	}
 	return a.renew(ctx, req, rec)
+}
+
+// repeatedRenewal returns next, the successor already issued, when the
+// request asks again for what it got: a same-key renewal of a certificate
+// whose successor has that very key, is still valid and was made by a
+// renewal. Then a client whose answer was lost is not stuck with its old
+// certificate, and nothing new is issued: no fan-out, one successor.
+func (a *Authority) repeatedRenewal(req RenewRequest, next store.CertRecord) (*Issued, bool) {
+	if req.CSR != nil || next.Channel != ChannelRenew || !next.RevokedAt.IsZero() || !a.clk.Now().Before(next.NotAfter) {
+		return nil, false
+	}
+	spki := sha256.Sum256(req.Certificate.RawSubjectPublicKeyInfo)
+	if !bytes.Equal(next.SPKIHash, spki[:]) {
+		return nil, false
+	}
+	iss, ok := a.IssuerByID(next.IssuerID)
+	if !ok {
+		return nil, false
+	}
+	return &Issued{Record: next, Chain: [][]byte{next.DER, iss.Cert.Raw}, Repeated: true}, true
 }
 
 // checkRequesterToken refuses the renewal of a certificate requested with a

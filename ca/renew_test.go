@@ -7,6 +7,7 @@ import (
 	"crypto/rand"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"fmt"
 	"math/big"
 	"net"
 	"slices"
@@ -96,17 +97,27 @@ func TestRenew(t *testing.T) {
 			t.Errorf("stored record %+v", got)
 		}
 		// The successor renews in turn; the old certificate, still valid,
-		// is renewed once only (issue 15: no fan-out), and says so.
+		// is renewed once only (issue 15: no fan-out). Asked again with the
+		// same key it answers that one successor and issues nothing (the
+		// first answer may have been lost); asked for another key it says
+		// it was renewed already.
 		if _, err := rc.a.Renew(ctx, RenewRequest{Certificate: leaf}); err != nil {
 			t.Errorf("renew the renewed certificate: %v", err)
 		}
 		head := rc.head(t)
-		_, err = rc.a.Renew(ctx, RenewRequest{Certificate: old})
+		again, err := rc.a.Renew(ctx, RenewRequest{Certificate: old})
+		if err != nil || !again.Repeated || again.Record.Serial != iss.Record.Serial || !bytes.Equal(again.Chain[0], iss.Chain[0]) {
+			t.Errorf("same-key renewal asked again = %+v, %v; want successor %s repeated", again, err, iss.Record.Serial)
+		}
+		if evs := rc.eventsAfter(t, head); len(evs) != 0 {
+			t.Errorf("a repeated renewal wrote %+v, want nothing", evs)
+		}
+		_, err = rc.a.Renew(ctx, RenewRequest{Certificate: old, CSR: rekeyCSR(t)})
 		checkKind(t, err, Conflict, "was renewed already (by "+iss.Record.Serial)
 		if evs := rc.eventsAfter(t, head); len(evs) != 1 {
 			t.Errorf("a second renewal wrote %+v, want one request.refused", evs)
 		} else {
-			checkRenewEvent(t, evs[0], Conflict, "token:alice", oldRec.Serial, false)
+			checkRenewEvent(t, evs[0], Conflict, "token:alice", oldRec.Serial,true)
 		}
 	})
 
@@ -173,41 +184,71 @@ func TestRenewKeepsLifetime(t *testing.T) {
 	}
 }
 
+// rekeyCSR asks for a new key for issueFor's names.
+func rekeyCSR(t *testing.T) *x509.CertificateRequest {
+	t.Helper()
+	return csrTemplate(t, mustKey(t, keystore.ECDSAP256), &x509.CertificateRequest{Subject: pkix.Name{CommonName: "app.example.com"},
+		DNSNames: []string{"app.example.com", "www.example.com"}, IPAddresses: []net.IP{net.ParseIP("10.1.2.3")}})
+}
+
 // TestRenewOnceConcurrently: concurrent renewals of one certificate issue
-// one successor; the others are refused as Conflict.
+// one successor. Same-key renewals all get that successor; rekeys, each
+// for its own key, are refused as Conflict but for the one that issued.
 func TestRenewOnceConcurrently(t *testing.T) {
 	t.Parallel()
-	rc := newRenewCA(t)
-	old, oldRec := rc.issueFor(t, mustKey(t, keystore.ECDSAP256), "token:alice")
-	const n = 8
-	errs := make(chan error, n)
-	for range n {
-		go func() {
-			_, err := rc.a.Renew(context.Background(), RenewRequest{Certificate: old})
-			errs <- err
-		}()
-	}
-	ok := 0
-	for range n {
-		switch err := <-errs; {
-		case err == nil:
-			ok++
-		case KindOf(err) != Conflict:
-			t.Errorf("concurrent renewal: %v, want a Conflict", err)
-		}
-	}
-	certs, _, err := rc.st.Certificates(context.Background(), store.CertFilter{Limit: 1000})
-	if err != nil {
-		t.Fatal(err)
-	}
-	successors := 0
-	for _, c := range certs {
-		if c.Replaces == oldRec.Serial {
-			successors++
-		}
-	}
-	if ok != 1 || successors != 1 {
-		t.Errorf("%d renewals succeeded, %d successors recorded; want 1 and 1", ok, successors)
+	for _, rekey := range []bool{false, true} {
+		t.Run(fmt.Sprintf("rekey=%v", rekey), func(t *testing.T) {
+			rc := newRenewCA(t)
+			old, oldRec := rc.issueFor(t, mustKey(t, keystore.ECDSAP256), "token:alice")
+			const n = 8
+			type result struct {
+				iss *Issued
+				err error
+			}
+			results := make(chan result, n)
+			for range n {
+				req := RenewRequest{Certificate: old}
+				if rekey {
+					req.CSR = rekeyCSR(t)
+				}
+				go func() {
+					iss, err := rc.a.Renew(context.Background(), req)
+					results <- result{iss, err}
+				}()
+			}
+			issued, repeated := 0, 0
+			serials := map[string]bool{}
+			for range n {
+				switch r := <-results; {
+				case r.err == nil && r.iss.Repeated:
+					repeated++
+					serials[r.iss.Record.Serial] = true
+				case r.err == nil:
+					issued++
+					serials[r.iss.Record.Serial] = true
+				case KindOf(r.err) != Conflict:
+					t.Errorf("concurrent renewal: %v, want a Conflict", r.err)
+				}
+			}
+			certs, _, err := rc.st.Certificates(context.Background(), store.CertFilter{Limit: 1000})
+			if err != nil {
+				t.Fatal(err)
+			}
+			successors := 0
+			for _, c := range certs {
+				if c.Replaces == oldRec.Serial {
+					successors++
+				}
+			}
+			wantRepeated := n - 1
+			if rekey {
+				wantRepeated = 0
+			}
+			if issued != 1 || repeated != wantRepeated || len(serials) != 1 || successors != 1 {
+				t.Errorf("%d issued, %d repeated, %d serials answered, %d successors recorded; want 1, %d, 1, 1",
+					issued, repeated, len(serials), successors, wantRepeated)
+			}
+		})
 	}
 }
 

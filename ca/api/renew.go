@@ -39,7 +39,11 @@ func (api *API) renew(w http.ResponseWriter, r *http.Request, _ ca.Principal) er
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusCreated, SignResponse{
+	status := http.StatusCreated
+	if iss.Repeated {
+		status = http.StatusOK // the successor issued earlier, not a new one
+	}
+	writeJSON(w, status, SignResponse{
 		Serial: iss.Record.Serial, Issuer: iss.Record.IssuerID, Profile: iss.Record.Profile,
 		NotBefore: iss.Record.NotBefore, NotAfter: iss.Record.NotAfter,
 		Certificate: pemCert(iss.Chain[0]), Chain: pemChain(iss.Chain),

@@ -49,11 +49,26 @@ func e2eDo(t *testing.T, client *http.Client, req *http.Request, out any) (int, 
 // the TLS client certificate.
 func e2eRenew(t *testing.T, c *caDir, p *serverProc, sr api.SignResponse, key crypto.Signer) (int, api.SignResponse, string) {
 	t.Helper()
+	return e2eRenewCSR(t, c, p, sr, key, nil)
+}
+
+// e2eRenewCSR is e2eRenew asking for the key of csrPEM (a rekey) unless it
+// is nil.
+func e2eRenewCSR(t *testing.T, c *caDir, p *serverProc, sr api.SignResponse, key crypto.Signer, csrPEM []byte) (int, api.SignResponse, string) {
+	t.Helper()
 	client := c.httpClient(t)
 	tr := client.Transport.(*http.Transport).Clone()
 	tr.TLSClientConfig.Certificates = []tls.Certificate{{Certificate: e2eChainDER(t, sr.Chain), PrivateKey: key}}
 	client.Transport = tr
-	req, _ := http.NewRequestWithContext(context.Background(), "POST", p.httpsURL+"/v1/renew", nil)
+	var body io.Reader
+	if csrPEM != nil {
+		b, _ := json.Marshal(map[string]string{"csr": string(csrPEM)})
+		body = bytes.NewReader(b)
+	}
+	req, _ := http.NewRequestWithContext(context.Background(), "POST", p.httpsURL+"/v1/renew", body)
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
 	var out api.SignResponse
 	status, data := e2eDo(t, client, req, &out)
 	var apiErr struct{ Error, Detail string }
@@ -72,8 +87,8 @@ func e2eChainDER(t *testing.T, chainPEM string) [][]byte {
 
 // TestRenewLimitsEndToEnd (issue 15, item 6): over mTLS a 10-minute
 // certificate renews into a 10-minute one (not the profile's 90 days); a
-// certificate renews once (its successor renews next, and a second renewal
-// of it is refused, clearly); once the token that requested the chain is
+// certificate renews once (its successor renews next; asked again with the
+// same key it answers that successor, for another key it refuses); once the token that requested the chain is
 // revoked, no certificate of the chain renews. Each refusal is audited.
 func TestRenewLimitsEndToEnd(t *testing.T) {
 	t.Parallel()
@@ -96,10 +111,16 @@ func TestRenewLimitsEndToEnd(t *testing.T) {
 		t.Errorf("a certificate living %s renewed into one living %s", life, got)
 	}
 
-	// Renewed once: the same certificate again is refused, naming its successor.
-	status, _, detail = e2eRenew(t, c, p, first, key)
+	// Renewed once: the same certificate asked again, with the same key,
+	// gets that one successor back (200), and nothing new is issued.
+	status, again, detail := e2eRenew(t, c, p, first, key)
+	if status != http.StatusOK || again.Serial != second.Serial {
+		t.Errorf("second renewal of the same certificate: %d %q, want 200 with the successor %s", status, detail, second.Serial)
+	}
+	// For another key it is refused, naming the successor.
+	status, _, detail = e2eRenewCSR(t, c, p, first, key, e2eCSR(t, e2eP256(t), "short.renew.test", "short.renew.test"))
 	if status != http.StatusConflict || !strings.Contains(detail, "renewed already (by "+second.Serial) {
-		t.Errorf("second renewal of the same certificate: %d %q, want 409 naming %s", status, detail, second.Serial)
+		t.Errorf("rekey of a certificate renewed already: %d %q, want 409 naming %s", status, detail, second.Serial)
 	}
 	status, third, detail := e2eRenew(t, c, p, second, key)
 	if status != http.StatusCreated || third.NotAfter.Sub(third.NotBefore) != life {
