@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"encoding/pem"
 	"errors"
 	"fmt"
@@ -48,6 +49,7 @@ type server struct {
 	http    *http.Server
 	httpsLn net.Listener
 	httpLn  net.Listener
+	witness *witness
 }
 
 func newLogger(cfg LogConfig) *slog.Logger {
@@ -81,6 +83,7 @@ func startServer(ctx context.Context, cfg *Config, passphrase []byte, log *slog.
 			s.stopJobs()
 			s.stopCRL()
 			st.Close()
+			s.witness.close()
 		}
 	}()
 	ks, err := keystore.Unlock(ctx, st, clk, passphrase)
@@ -98,11 +101,39 @@ func startServer(ctx context.Context, cfg *Config, passphrase []byte, log *slog.
 	if err != nil {
 		return nil, fmt.Errorf("audit key: %w", err)
 	}
+	if s.witness, err = newWitness(cfg.WitnessDir(), cfg.Audit.Witness.URL, log); err != nil {
+		return nil, err
+	}
+	if s.witness != nil {
+		cp.Publish = s.witness.publish
+	}
 	st.SetCheckpointer(cp)
+	// The tail since the newest checkpoint is checked before anything is
+	// appended or signed: a checkpoint over a broken tail would vouch for it.
+	broken, err := verifyAuditTail(ctx, st, log, cfg.allowBrokenAudit)
+	if err != nil {
+		return nil, err
+	}
 	// After a crash the tail since the last checkpoint is unsigned; sign it
 	// now so that cutting it later is detectable.
 	if err := st.Checkpoint(ctx); err != nil {
 		return nil, fmt.Errorf("startup audit checkpoint: %w", err)
+	}
+	if s.witness != nil {
+		// The newest checkpoint may predate the witness (configured since,
+		// or offline): publish it so the witness starts from the present.
+		if cps, err := st.Checkpoints(ctx); err == nil && len(cps) > 0 {
+			s.witness.publish(cps[len(cps)-1:], nil)
+		}
+	}
+	if broken != nil {
+		if err := st.WithTx(ctx, func(tx store.Tx) error {
+			_, err := tx.AppendAudit(audit.Event{Time: clk.Now(), Actor: "system", Action: "audit.broken_accepted",
+				Target: cfg.DatabasePath(), Detail: map[string]string{"error": broken.Error()}})
+			return err
+		}); err != nil {
+			return nil, fmt.Errorf("audit the broken chain: %w", err)
+		}
 	}
 	if err := st.WithTx(ctx, func(tx store.Tx) error {
 		_, err := tx.AppendAudit(audit.Event{Time: clk.Now(), Actor: "system", Action: "config.loaded",
@@ -218,6 +249,37 @@ func startServer(ctx context.Context, cfg *Config, passphrase []byte, log *slog.
 	return s, nil
 }
 
+// verifyAuditTail checks the audit chain since its newest checkpoint, with
+// the checkpoint keys certified by the recorded root. A break is an error,
+// unless allow is set: then it is logged loudly and returned as broken, and
+// the caller serves anyway (forensics).
+func verifyAuditTail(ctx context.Context, st *store.SQLite, log *slog.Logger, allow bool) (broken error, err error) {
+	var root *x509.Certificate
+	issuers, err := st.Issuers(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("audit check: %w", err)
+	}
+	for _, is := range issuers {
+		if is.Kind == ca.KindRoot && is.State == store.KeyActive {
+			if root, err = x509.ParseCertificate(is.CertDER); err != nil {
+				return nil, fmt.Errorf("audit check: root certificate: %w", err)
+			}
+		}
+	}
+	rep, verr := ca.VerifyAuditTail(ctx, st, root)
+	if verr == nil {
+		log.Info("audit chain verified since the last checkpoint", "events", rep.Events, "head", rep.Head.Seq)
+		return nil, nil
+	}
+	if !allow {
+		return nil, fmt.Errorf("audit chain verification failed: %w; refusing to serve (inspect with `sigil audit verify --db`; "+
+			"--allow-broken-audit starts anyway, for forensics)", verr)
+	}
+	log.Error("!!! AUDIT CHAIN BROKEN: serving anyway because of --allow-broken-audit; do not issue from this CA until the break is explained !!!",
+		"error", verr)
+	return verr, nil
+}
+
 // newUI builds the auditor web page. Its sessions live in this process's
 // memory: a restart logs every auditor out (ca/ui package doc).
 func newUI(st *store.SQLite, auth *ca.Authority, jobs ui.Jobs, clk clockwork.Clock, log *slog.Logger) (*ui.UI, error) {
@@ -325,6 +387,7 @@ func (s *server) shutdown(ctx context.Context) error {
 		errs = append(errs, fmt.Errorf("final audit checkpoint: %w", err))
 	}
 	errs = append(errs, s.st.Close())
+	s.witness.close() // after the final checkpoint, so the witness has it
 	return errors.Join(errs...)
 }
 
