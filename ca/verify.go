@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"time"
 
 	"github.com/sigil-ca/sigil/ca/audit"
 	"github.com/sigil-ca/sigil/store"
@@ -62,13 +63,29 @@ func VerifyAuditWitnessed(ctx context.Context, src AuditSource, root *x509.Certi
 	}
 	head, err := v.Finish()
 	if err != nil {
-		return AuditReport{}, err
+		return AuditReport{}, behindWitness(err, head, witnessed, pubs)
 	}
 	// init signs a checkpoint, so a log with events and none was stripped.
 	if v.Count() > 0 && len(stored) == 0 {
 		return AuditReport{}, errors.New("the audit log has events but no signed checkpoint: checkpoints were deleted")
 	}
 	return AuditReport{Head: head, Events: v.Count(), Checkpoints: len(stored), KeysCertified: root != nil}, nil
+}
+
+// behindWitness adds to err, when an authentic witnessed checkpoint lies
+// past the verified head, that the database is behind its witness.
+func behindWitness(err error, head audit.Head, witnessed []audit.Checkpoint, pubs map[string]crypto.PublicKey) error {
+	var newest *audit.Checkpoint
+	for i, c := range witnessed {
+		if c.Seq > head.Seq && (newest == nil || c.Seq > newest.Seq) && audit.VerifyCheckpoint(pubs[c.KeyID], c) == nil {
+			newest = &witnessed[i]
+		}
+	}
+	if newest == nil {
+		return err
+	}
+	return fmt.Errorf("%w (the database is behind its witness: the chain ends at event %d, a checkpoint of event %d signed %s was witnessed)",
+		err, head.Seq, newest.Seq, newest.Time.UTC().Format(time.RFC3339))
 }
 
 func publicKeysEqual(a, b crypto.PublicKey) bool {

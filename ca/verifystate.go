@@ -67,6 +67,7 @@ func (e *StateError) Error() string {
 
 // chainCert is what the chain says of one certificate.
 type chainCert struct {
+	serial     string
 	seq        int64 // its cert.issued event
 	der        string
 	revoked    bool
@@ -109,7 +110,7 @@ func VerifyState(ctx context.Context, src StateSource) (StateReport, error) {
 		d := e.Detail
 		switch e.Action {
 		case "cert.issued":
-			certs[certKey(d["issuer"], e.Target)] = &chainCert{seq: e.Seq, der: d[detailDERSHA256]}
+			certs[certKey(d["issuer"], e.Target)] = &chainCert{serial: e.Target, seq: e.Seq, der: d[detailDERSHA256]}
 		case "cert.revoked":
 			c := certs[certKey(d["issuer"], e.Target)]
 			if c == nil {
@@ -197,7 +198,7 @@ func VerifyState(ctx context.Context, src StateSource) (StateReport, error) {
 	}
 	for _, k := range slices.Sorted(maps.Keys(certs)) {
 		if c := certs[k]; !c.seen {
-			miss("certificate %s recorded by cert.issued (event %d) is missing from the database", k, c.seq)
+			miss("certificate %s recorded by cert.issued (event %d) is missing from the database", c.serial, c.seq)
 		}
 	}
 

@@ -1,17 +1,14 @@
 package main
 
 import (
-	"cmp"
 	"crypto/x509"
 	"encoding/pem"
 	"errors"
 	"fmt"
 	"os"
-	"slices"
 	"sort"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/spf13/cobra"
 
@@ -91,7 +88,7 @@ leaf (for an export, its line and event).`,
 			defer st.Close()
 			rep, err := ca.VerifyAuditWitnessed(cmd.Context(), st, root, wcps)
 			if err != nil {
-				return fmt.Errorf("audit verification FAILED: %w%s", err, witnessHint(cmd, st, wcps))
+				return fmt.Errorf("audit verification FAILED: %w", err)
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "audit chain OK: %d events, %d signed checkpoints, head %d %x\n",
 				rep.Events, rep.Checkpoints, rep.Head.Seq, rep.Head.Hash)
@@ -128,21 +125,6 @@ leaf (for an export, its line and event).`,
 	cmd.Flags().StringVar(&exportPath, "export", "", `audit export (from "sigil audit export") to verify offline`)
 	cmd.Flags().StringVar(&witnessDir, "witness", "", "witness directory (audit.witness.dir) whose checkpoints the database must reach")
 	return cmd
-}
-
-// witnessHint says, for a failed verification, whether the database's
-// chain ends before the newest witnessed checkpoint: events were cut.
-func witnessHint(cmd *cobra.Command, st *store.SQLite, wcps []audit.Checkpoint) string {
-	head, err := st.AuditHead(cmd.Context())
-	if err != nil || len(wcps) == 0 {
-		return ""
-	}
-	newest := slices.MaxFunc(wcps, func(a, b audit.Checkpoint) int { return cmp.Compare(a.Seq, b.Seq) })
-	if newest.Seq <= head.Seq {
-		return ""
-	}
-	return fmt.Sprintf(" (the database is behind its witness: the chain ends at event %d, a checkpoint of event %d signed %s was witnessed)",
-		head.Seq, newest.Seq, newest.Time.UTC().Format(time.RFC3339))
 }
 
 func readCertFile(path string) (*x509.Certificate, error) {
