@@ -237,9 +237,14 @@ func VerifyState(ctx context.Context, src StateSource) (StateReport, error) {
 			continue
 		}
 		t.seen = true
+		// Compared as instants: the event wrote the expiry in the server's
+		// zone, the record reads back in UTC.
 		expires := ""
 		if !r.Expires.IsZero() {
-			expires = r.Expires.Format(time.RFC3339)
+			expires = r.Expires.UTC().Format(time.RFC3339)
+		}
+		if e, err := time.Parse(time.RFC3339, t.expires); err == nil {
+			t.expires = e.UTC().Format(time.RFC3339)
 		}
 		switch {
 		case r.Role != t.role:
