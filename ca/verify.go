@@ -108,7 +108,10 @@ type AuditTailSource interface {
 // after it, hash and link. Events before the checkpoint are left to
 // VerifyAudit. A log with events but no checkpoint fails (init signs one).
 // The report counts the events read, the checkpoint's included.
-func VerifyAuditTail(ctx context.Context, src AuditTailSource, root *x509.Certificate) (AuditReport, error) {
+// Witnessed checkpoints (kept outside the database) past the newest stored
+// one are checked against the tail too, so a tail cut together with its
+// stored checkpoints is a break.
+func VerifyAuditTail(ctx context.Context, src AuditTailSource, root *x509.Certificate, witnessed []audit.Checkpoint) (AuditReport, error) {
 	pubs, err := auditKeys(ctx, src, root)
 	if err != nil {
 		return AuditReport{}, err
@@ -132,7 +135,7 @@ func VerifyAuditTail(ctx context.Context, src AuditTailSource, root *x509.Certif
 		}
 		if from.Seq == 0 {
 			// No checkpoint: only an empty log is acceptable, checked below.
-			v = audit.NewVerifier(nil, pubs)
+			v = audit.NewVerifier(witnessed, pubs)
 			return v.Add(e)
 		}
 		if e.Seq != from.Seq {
@@ -144,7 +147,7 @@ func VerifyAuditTail(ctx context.Context, src AuditTailSource, root *x509.Certif
 		if !bytes.Equal(audit.ComputeHash(e.PrevHash, &e), from.Hash) || !bytes.Equal(e.Hash, from.Hash) {
 			return &audit.VerifyError{Seq: from.Seq, Reason: fmt.Sprintf("checkpoint mismatch: event hash differs from the head signed by key %q (chain rewritten)", from.KeyID)}
 		}
-		v = audit.NewVerifierFrom(audit.Head{Seq: e.Seq, Hash: e.Hash}, nil, pubs)
+		v = audit.NewVerifierFrom(audit.Head{Seq: e.Seq, Hash: e.Hash}, witnessed, pubs)
 		return nil
 	})
 	if err != nil {
@@ -154,18 +157,19 @@ func VerifyAuditTail(ctx context.Context, src AuditTailSource, root *x509.Certif
 		}
 		return AuditReport{}, fmt.Errorf("read audit log: %w", err)
 	}
+	if v == nil && from.Seq == 0 {
+		v = audit.NewVerifier(witnessed, pubs) // empty log: a witnessed checkpoint proves a cut
+	}
 	switch {
 	case from.Seq > 0 && v == nil:
 		return AuditReport{}, &audit.VerifyError{Seq: from.Seq,
 			Reason: fmt.Sprintf("log ends before seq %d, which a checkpoint covers: events were cut", from.Seq)}
 	case from.Seq == 0 && n > 0:
 		return AuditReport{}, errors.New("the audit log has events but no signed checkpoint: checkpoints were deleted")
-	case v == nil:
-		return AuditReport{Head: audit.Head{Hash: audit.GenesisHash()}, Checkpoints: len(cps), KeysCertified: root != nil}, nil
 	}
 	head, err := v.Finish()
 	if err != nil {
-		return AuditReport{}, err
+		return AuditReport{}, behindWitness(err, head, witnessed, pubs)
 	}
 	return AuditReport{Head: head, Events: n, Checkpoints: len(cps), KeysCertified: root != nil}, nil
 }

@@ -188,13 +188,16 @@ func TestServeRefusesBrokenAuditTail(t *testing.T) {
 			if err := db.Close(); err != nil {
 				t.Fatal(err)
 			}
+			before := describeTail(t, dir.db)
 			errOut := serveMustFail(t, dir)
 			if !strings.Contains(errOut, "refusing to serve") || !strings.Contains(errOut, tc.want) {
 				t.Errorf("serve's error does not name the break (want %q):\n%s", tc.want, errOut)
 			}
-			// The refusal wrote nothing: no checkpoint over the broken tail.
-			if got := describeTail(t, dir.db); got.lastCP != info.lastCP {
-				t.Errorf("refused start signed a checkpoint at %d (last was %d)", got.lastCP, info.lastCP)
+			// The refusal wrote nothing: no event after the broken tail, no
+			// checkpoint over it.
+			if got := describeTail(t, dir.db); got != before {
+				t.Errorf("refused start changed the chain: head %d, last checkpoint %d; before: %d, %d",
+					got.head, got.lastCP, before.head, before.lastCP)
 			}
 
 			p := startServe(t, dir, "--allow-broken-audit")
@@ -402,6 +405,17 @@ func TestAuditWitness(t *testing.T) {
 	want := fmt.Sprintf("the database is behind its witness: the chain ends at event %d, a checkpoint of event %d", prev, ti.lastCP)
 	if !strings.Contains(errOut, want) {
 		t.Errorf("stderr does not say the database is behind its witness (want %q):\n%s", want, errOut)
+	}
+	// serve checks its tail against the witness too, and refuses.
+	cut := copyCADir(t, c)
+	db = openRW(t, cut.db)
+	execAll(-1,
+		sqlStmt("DELETE FROM audit_events WHERE seq > ?", prev),
+		sqlStmt("DELETE FROM audit_checkpoints WHERE seq > ?", prev))(t, db, cut.db)
+	db.Close()
+	want = fmt.Sprintf("the database is behind its witness: the chain ends at event %d, a checkpoint of event %d", prev, ti.lastCP)
+	if errOut := serveMustFail(t, cut); !strings.Contains(errOut, want) {
+		t.Errorf("serve's refusal does not say the database is behind its witness (want %q):\n%s", want, errOut)
 	}
 
 	// A forged witness record (bad signature) is an error, not a pass.

@@ -7,6 +7,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"net"
 	"net/http"
@@ -86,6 +87,13 @@ func startServer(ctx context.Context, cfg *Config, passphrase []byte, log *slog.
 			s.witness.close()
 		}
 	}()
+	// The tail since the newest checkpoint is checked before anything is
+	// appended (unlocking keys is audited) or signed: a checkpoint over a
+	// broken tail would vouch for it.
+	broken, err := verifyAuditTail(ctx, st, log, cfg.WitnessDir(), cfg.allowBrokenAudit)
+	if err != nil {
+		return nil, err
+	}
 	ks, err := keystore.Unlock(ctx, st, clk, passphrase)
 	if err != nil {
 		return nil, fmt.Errorf("unlock keys: %w", err)
@@ -108,12 +116,6 @@ func startServer(ctx context.Context, cfg *Config, passphrase []byte, log *slog.
 		cp.Publish = s.witness.publish
 	}
 	st.SetCheckpointer(cp)
-	// The tail since the newest checkpoint is checked before anything is
-	// appended or signed: a checkpoint over a broken tail would vouch for it.
-	broken, err := verifyAuditTail(ctx, st, log, cfg.allowBrokenAudit)
-	if err != nil {
-		return nil, err
-	}
 	// After a crash the tail since the last checkpoint is unsigned; sign it
 	// now so that cutting it later is detectable.
 	if err := st.Checkpoint(ctx); err != nil {
@@ -250,10 +252,17 @@ func startServer(ctx context.Context, cfg *Config, passphrase []byte, log *slog.
 }
 
 // verifyAuditTail checks the audit chain since its newest checkpoint, with
-// the checkpoint keys certified by the recorded root. A break is an error,
-// unless allow is set: then it is logged loudly and returned as broken, and
-// the caller serves anyway (forensics).
-func verifyAuditTail(ctx context.Context, st *store.SQLite, log *slog.Logger, allow bool) (broken error, err error) {
+// the checkpoint keys certified by the recorded root, and against the
+// checkpoints in the witness directory, if one is configured. A break is an
+// error, unless allow is set: then it is logged loudly and returned as
+// broken, and the caller serves anyway (forensics).
+func verifyAuditTail(ctx context.Context, st *store.SQLite, log *slog.Logger, witnessDir string, allow bool) (broken error, err error) {
+	var witnessed []audit.Checkpoint
+	if witnessDir != "" {
+		if witnessed, _, err = readWitnessDir(witnessDir); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return nil, fmt.Errorf("audit check: %w", err)
+		}
+	}
 	var root *x509.Certificate
 	issuers, err := st.Issuers(ctx)
 	if err != nil {
@@ -266,7 +275,7 @@ func verifyAuditTail(ctx context.Context, st *store.SQLite, log *slog.Logger, al
 			}
 		}
 	}
-	rep, verr := ca.VerifyAuditTail(ctx, st, root)
+	rep, verr := ca.VerifyAuditTail(ctx, st, root, witnessed)
 	if verr == nil {
 		log.Info("audit chain verified since the last checkpoint", "events", rep.Events, "head", rep.Head.Seq)
 		return nil, nil

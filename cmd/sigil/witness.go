@@ -161,7 +161,7 @@ func (w *witness) close() {
 func readWitnessDir(dir string) ([]audit.Checkpoint, []audit.TreeHead, error) {
 	entries, err := os.ReadDir(dir)
 	if err != nil {
-		return nil, nil, fmt.Errorf("--witness: %w", err)
+		return nil, nil, fmt.Errorf("witness: %w", err)
 	}
 	var cps []audit.Checkpoint
 	var heads []audit.TreeHead
@@ -172,13 +172,13 @@ func readWitnessDir(dir string) ([]audit.Checkpoint, []audit.TreeHead, error) {
 		}
 		data, err := os.ReadFile(filepath.Join(dir, name))
 		if err != nil {
-			return nil, nil, fmt.Errorf("--witness: %w", err)
+			return nil, nil, fmt.Errorf("witness: %w", err)
 		}
 		var r witnessRecord
 		dec := json.NewDecoder(bytes.NewReader(data))
 		dec.DisallowUnknownFields()
 		if err := dec.Decode(&r); err != nil {
-			return nil, nil, fmt.Errorf("--witness: %s: %w", name, err)
+			return nil, nil, fmt.Errorf("witness %s: %w", name, err)
 		}
 		switch r.Type {
 		case "checkpoint":
@@ -186,7 +186,7 @@ func readWitnessDir(dir string) ([]audit.Checkpoint, []audit.TreeHead, error) {
 		case "tree_head":
 			heads = append(heads, audit.TreeHead{Size: r.Size, RootHash: r.RootHash, Time: r.Time, KeyID: r.KeyID, Signature: r.Signature})
 		default:
-			return nil, nil, fmt.Errorf("--witness: %s: unknown record type %q", name, r.Type)
+			return nil, nil, fmt.Errorf("witness %s: unknown record type %q", name, r.Type)
 		}
 	}
 	return cps, heads, nil
