@@ -141,8 +141,10 @@ func VerifyAuditTail(ctx context.Context, src AuditTailSource, root *x509.Certif
 		if e.Seq != from.Seq {
 			return &audit.VerifyError{Seq: from.Seq, Reason: fmt.Sprintf("event %d signed by the newest checkpoint is missing", from.Seq)}
 		}
-		if err := audit.VerifyCheckpoint(pubs[from.KeyID], from); err != nil || pubs[from.KeyID] == nil {
-			return &audit.VerifyError{Seq: from.Seq, Reason: fmt.Sprintf("bad signature on the newest checkpoint (key %q)", from.KeyID)}
+		if pub, ok := pubs[from.KeyID]; !ok {
+			return &audit.VerifyError{Seq: from.Seq, Reason: fmt.Sprintf("the newest checkpoint is signed by unknown key %q", from.KeyID)}
+		} else if err := audit.VerifyCheckpoint(pub, from); err != nil {
+			return &audit.VerifyError{Seq: from.Seq, Reason: fmt.Sprintf("bad signature on the newest checkpoint (key %q): %v", from.KeyID, err)}
 		}
 		if !bytes.Equal(audit.ComputeHash(e.PrevHash, &e), from.Hash) || !bytes.Equal(e.Hash, from.Hash) {
 			return &audit.VerifyError{Seq: from.Seq, Reason: fmt.Sprintf("checkpoint mismatch: event hash differs from the head signed by key %q (chain rewritten)", from.KeyID)}
