@@ -367,9 +367,13 @@ func TestAuditWitness(t *testing.T) {
 		for i := range 3 {
 			e2eIssueSAN(t, p, c, "tls-server", fmt.Sprintf("w-%d-%d.example", round, i))
 		}
+		e2eRun(t, e2eAdmin(p, c, "audit", "sth")...)
 		p.stop(t)
 	}
 	ti := describeTail(t, c.db)
+	if heads, _ := filepath.Glob(filepath.Join(witnessDir, "tree-head-*.json")); len(heads) == 0 {
+		t.Errorf("no signed tree head reached the witness directory")
+	}
 	if _, err := os.Stat(filepath.Join(witnessDir, fmt.Sprintf("checkpoint-%020d.json", ti.lastCP))); err != nil {
 		t.Fatalf("the last checkpoint (%d) is not in the witness directory: %v", ti.lastCP, err)
 	}
