@@ -105,14 +105,23 @@ func VerifyState(ctx context.Context, src StateSource) (StateReport, error) {
 	var bad []string
 	miss := func(format string, args ...any) { bad = append(bad, fmt.Sprintf(format, args...)) }
 	certKey := func(issuer, serial string) string { return issuer + "/" + serial }
+	bySerial := map[string][]string{} // serial -> cert keys, for events that name no issuer
+	find := func(issuer, serial string) *chainCert {
+		if issuer == "" && len(bySerial[serial]) == 1 {
+			return certs[bySerial[serial][0]]
+		}
+		return certs[certKey(issuer, serial)]
+	}
 
 	err := src.ScanAudit(ctx, func(e audit.Event) error {
 		d := e.Detail
 		switch e.Action {
 		case "cert.issued":
-			certs[certKey(d["issuer"], e.Target)] = &chainCert{serial: e.Target, seq: e.Seq, der: d[detailDERSHA256]}
+			k := certKey(d["issuer"], e.Target)
+			certs[k] = &chainCert{serial: e.Target, seq: e.Seq, der: d[detailDERSHA256]}
+			bySerial[e.Target] = append(bySerial[e.Target], k)
 		case "cert.revoked":
-			c := certs[certKey(d["issuer"], e.Target)]
+			c := find(d["issuer"], e.Target)
 			if c == nil {
 				miss("event %d revokes certificate %s (issuer %s), which no cert.issued event records", e.Seq, e.Target, d["issuer"])
 				return nil
@@ -127,7 +136,7 @@ func VerifyState(ctx context.Context, src StateSource) (StateReport, error) {
 				c.revokedAt = t
 			}
 		case "cert.unheld":
-			if c := certs[certKey(d["issuer"], e.Target)]; c != nil {
+			if c := find(d["issuer"], e.Target); c != nil {
 				c.revoked, c.revokedAt, c.reason, c.invalidity = false, time.Time{}, "", ""
 			}
 		case "key.blocked":
