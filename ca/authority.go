@@ -377,6 +377,7 @@ func issuedEvent(rec store.CertRecord, actor string, at time.Time) audit.Event {
 			"issuer": rec.IssuerID, "profile": rec.Profile, "channel": rec.Channel,
 			"subject": rec.Subject, "sans": strings.Join(rec.SANs, ","),
 			"not_after": rec.NotAfter.Format(time.RFC3339), "replaces": rec.Replaces,
+			detailDERSHA256: derDigest(rec.DER),
 		},
 	}
 }

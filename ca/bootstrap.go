@@ -224,7 +224,7 @@ func Init(ctx context.Context, st InitStore, cfg InitConfig) (*InitResult, error
 				}
 				return appendEvent(tx, now, actor, "cert.issued", rec.Serial, map[string]string{
 					"issuer": rootID, "profile": c.profile, "channel": ChannelInit, "subject": rec.Subject,
-					"not_after": rec.NotAfter.Format(time.RFC3339)})
+					"not_after": rec.NotAfter.Format(time.RFC3339), detailDERSHA256: derDigest(rec.DER)})
 			})
 		}
 		steps = append(steps,

@@ -40,6 +40,13 @@
 // records and checks it against every stored hash and signed head, naming
 // the first leaf that does not match.
 //
+// The audit chain is checked three ways (verify.go, verifystate.go):
+// VerifyAudit walks it whole against its signed checkpoints and any
+// witnessed elsewhere; VerifyAuditTail checks only what follows the newest
+// checkpoint, which a serving process does before it appends; VerifyState
+// replays the chain into the state it describes (certificate status and DER,
+// blocked keys, tokens, keys) and names every record that differs from it.
+//
 // Imports: ca/keystore, store, ca/audit. Surfaces (ca/api, acme, revocation,
 // lifecycle) import ca; ca imports none of them.
 package ca

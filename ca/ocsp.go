@@ -222,6 +222,7 @@ func (a *Authority) issueOCSPSigner(ctx context.Context, iss *signingIssuer, cfg
 			Detail: map[string]string{
 				"issuer": rec.IssuerID, "profile": rec.Profile, "channel": rec.Channel, "subject": rec.Subject,
 				"not_after": rec.NotAfter.Format(time.RFC3339), "key": keyRec.ID,
+				detailDERSHA256: derDigest(rec.DER),
 			}}); err != nil {
 			return err
 		}

@@ -117,7 +117,7 @@ func TestRenew(t *testing.T) {
 		if evs := rc.eventsAfter(t, head); len(evs) != 1 {
 			t.Errorf("a second renewal wrote %+v, want one request.refused", evs)
 		} else {
-			checkRenewEvent(t, evs[0], Conflict, "token:alice", oldRec.Serial,true)
+			checkRenewEvent(t, evs[0], Conflict, "token:alice", oldRec.Serial, true)
 		}
 	})
 

@@ -181,7 +181,8 @@ func (a *Authority) RotateIntermediate(ctx context.Context, actor, reason string
 		}
 		if _, err := tx.AppendAudit(audit.Event{Time: now, Actor: actor, Action: "cert.issued", Target: rec.Serial,
 			Detail: map[string]string{"issuer": rootRec.ID, "profile": KindIntermediate, "channel": ChannelInternal,
-				"subject": rec.Subject, "not_after": rec.NotAfter.Format(time.RFC3339), "key": keyRec.ID}}); err != nil {
+				"subject": rec.Subject, "not_after": rec.NotAfter.Format(time.RFC3339), "key": keyRec.ID,
+				detailDERSHA256: derDigest(rec.DER)}}); err != nil {
 			return err
 		}
 		if err := tx.TouchKey(rootRec.KeyID, now); err != nil {

@@ -2,11 +2,13 @@ package ca
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto"
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/transparency-dev/merkle/compact"
@@ -232,6 +234,14 @@ func (e *LogError) Error() string {
 // discrepancy is returned as a *LogError naming the leaf index (or an error
 // naming the head). It only reads, so it may run on a live store.
 func VerifyLog(ctx context.Context, src LogSource, root *x509.Certificate) (LogReport, error) {
+	return VerifyLogWitnessed(ctx, src, root, nil)
+}
+
+// VerifyLogWitnessed is VerifyLog with tree heads kept outside the database
+// (a witness) checked as if stored: each must be signed by an audit key and
+// match the recomputed tree, and one larger than the log proves leaves were
+// cut, although the database lost its copy.
+func VerifyLogWitnessed(ctx context.Context, src LogSource, root *x509.Certificate, witnessed []audit.TreeHead) (LogReport, error) {
 	// Counted first: certificates issued while the scan runs are logged
 	// after it starts, so they can only make the scan longer.
 	certs, err := src.CertificateCount(ctx)
@@ -245,6 +255,10 @@ func VerifyLog(ctx context.Context, src LogSource, root *x509.Certificate) (LogR
 	heads, err := src.TreeHeads(ctx)
 	if err != nil {
 		return LogReport{}, fmt.Errorf("read tree heads: %w", err)
+	}
+	if len(witnessed) > 0 {
+		heads = append(heads, witnessed...)
+		slices.SortStableFunc(heads, func(a, b audit.TreeHead) int { return cmp.Compare(a.Size, b.Size) })
 	}
 	for _, h := range heads {
 		pub, ok := pubs[h.KeyID]

@@ -108,6 +108,10 @@ func TokenAudit(rec store.TokenRecord, actor string, now time.Time) audit.Event 
 	if !rec.Expires.IsZero() {
 		d["expires"] = rec.Expires.Format(time.RFC3339)
 	}
+	// A digest of the stored secret hash, so that verification notices a
+	// secret swapped in the database; the secret's entropy keeps it useless
+	// for guessing.
+	d[detailSecretDigest] = derDigest(rec.SecretHash)
 	return audit.Event{Time: now, Actor: actor, Action: "token.created", Target: rec.ID, Detail: d}
 }
 

@@ -22,6 +22,13 @@
 //     last refresh before its certificate's half-life (every response is then
 //     re-signed), and ca retires the old key and destroys it once its
 //     certificate has expired (ca.Authority.TidyOCSPKeys, at every refresh).
+//   - The stored responses are a copy, never an authority: one is served
+//     after a restart only if it verifies under its issuer, answers for its
+//     row's serial and CertID hash, and says what the certificate's record
+//     says; anything else is re-signed.
+//   - A full disk (store.ErrFull) stops the store copy, never the responder:
+//     responses are signed and served from memory and stored at a later
+//     refresh, one bounded batch per issuer and refresh.
 //
 // CRL invariants:
 //   - CRL numbers grow by one per (issuer, shard) and are stored in the same

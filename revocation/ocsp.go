@@ -10,8 +10,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"math/big"
 	"net/http"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -118,6 +120,7 @@ type entry struct {
 	// RFC 5019 §6.2 header values, formatted once.
 	lastModified string
 	expires      string
+	bad          bool // while loading: rows that disagree, served neither
 }
 
 // issuerState is one served issuer: its CertID hashes, its signer and its
@@ -412,10 +415,22 @@ func (r *Responder) updateCached() {
 	r.metrics.cached.Set(float64(n))
 }
 
-// load fills iss's cache from the store copy, keeping responses still valid.
+// load fills iss's cache from the store copy, keeping only responses that
+// are still valid, verify under the issuer (signed by it, or by a responder
+// certificate it issued for OCSP signing), answer for the serial and CertID
+// hash their row names, agree with their sibling row, and say what the
+// certificate's record says. Anything else (a corrupted, forged, swapped or
+// stale row) is dropped with a warning and re-signed by the next refresh:
+// the store is a copy, never an authority.
 func (r *Responder) load(ctx context.Context, iss *issuerState) (int, error) {
 	now := r.clk.Now()
 	byserial := map[string]*entry{}
+	var rejected int
+	reject := func(serial, why string, err error) {
+		rejected++
+		r.log.WarnContext(ctx, "stored ocsp response rejected; it will be re-signed", "issuer", iss.id, "serial", serial,
+			"reason", why, "error", err)
+	}
 	err := r.st.OCSPResponses(ctx, iss.id, now, func(o store.OCSPResponse) error {
 		h, ok := hashByName(o.Hash)
 		if !ok {
@@ -425,16 +440,30 @@ func (r *Responder) load(ctx context.Context, iss *issuerState) (int, error) {
 		if err != nil {
 			return nil // a row we cannot use is re-signed by the sweep
 		}
-		resp, err := ocsp.ParseResponse(o.DER, nil)
+		resp, err := ocsp.ParseResponseForCert(o.DER, nil, iss.cert)
 		if err != nil {
-			r.log.WarnContext(ctx, "stored ocsp response unreadable", "serial", o.Serial, "error", err)
+			reject(o.Serial, "signature or encoding", err)
+			return nil
+		}
+		if why := checkStored(resp, o, h, now); why != "" {
+			reject(o.Serial, why, nil)
 			return nil
 		}
 		e := byserial[key]
-		if e == nil || !e.thisUpdate.Equal(resp.ThisUpdate) {
-			if e != nil && e.thisUpdate.After(resp.ThisUpdate) {
-				return nil
-			}
+		switch {
+		case e == nil:
+		case e.bad:
+			return nil
+		case e.thisUpdate.After(resp.ThisUpdate):
+			return nil
+		case e.thisUpdate.Before(resp.ThisUpdate):
+			e = nil // a newer pair replaces an older one
+		case e.status != resp.Status || !e.revokedAt.Equal(resp.RevokedAt) || e.reason != resp.RevocationReason:
+			reject(o.Serial, "its sibling response says another status", nil)
+			e.bad = true
+			return nil
+		}
+		if e == nil {
 			e = &entry{status: resp.Status, revokedAt: resp.RevokedAt, reason: resp.RevocationReason,
 				thisUpdate: resp.ThisUpdate, nextUpdate: resp.NextUpdate}
 			e.lastModified = e.thisUpdate.UTC().Format(http.TimeFormat)
@@ -448,16 +477,54 @@ func (r *Responder) load(ctx context.Context, iss *issuerState) (int, error) {
 	if err != nil {
 		return 0, fmt.Errorf("ocsp: load stored responses: %w", err)
 	}
-	n := 0
-	iss.mu.Lock()
-	for k, e := range byserial {
-		if e.der[hashSHA1] != nil && e.der[hashSHA256] != nil {
-			iss.entries[k] = e
-			n++
+	// Served only what the certificate's record says now: a response for a
+	// serial with no unexpired certificate, or for another status, is not.
+	keep := map[string]*entry{}
+	err = r.st.CertStatuses(ctx, iss.id, now, func(c store.CertStatus) error {
+		key, err := serialKey(c.Serial)
+		if err != nil {
+			return nil
 		}
+		e := byserial[key]
+		if e == nil || e.bad || e.der[hashSHA1] == nil || e.der[hashSHA256] == nil {
+			return nil
+		}
+		if !sameStatus(e, c.RevokedAt, c.RevokeReason) {
+			reject(c.Serial, "says another status than the certificate's record", nil)
+			return nil
+		}
+		keep[key] = e
+		return nil
+	})
+	if err != nil {
+		return 0, fmt.Errorf("ocsp: load stored responses: %w", err)
 	}
+	iss.mu.Lock()
+	maps.Copy(iss.entries, keep)
 	iss.mu.Unlock()
-	return n, nil
+	if rejected > 0 {
+		r.metrics.storedRejected.Add(float64(rejected))
+	}
+	return len(keep), nil
+}
+
+// checkStored says why a parsed stored response cannot be served for the
+// row o (CertID hash h), or "" if it can.
+func checkStored(resp *ocsp.Response, o store.OCSPResponse, h hashIndex, now time.Time) string {
+	n, ok := new(big.Int).SetString(o.Serial, 16)
+	switch {
+	case !ok || resp.SerialNumber == nil || resp.SerialNumber.Cmp(n) != 0:
+		return "answers for another serial"
+	case resp.IssuerHash != h.crypto():
+		return "uses another CertID hash than its row"
+	case resp.Certificate != nil && !slices.Contains(resp.Certificate.ExtKeyUsage, x509.ExtKeyUsageOCSPSigning):
+		return "signed by a certificate not issued for OCSP signing"
+	case !now.Before(resp.NextUpdate) || resp.ThisUpdate.After(now):
+		return "outside its validity"
+	case resp.Status != ocsp.Good && resp.Status != ocsp.Revoked:
+		return "status neither good nor revoked"
+	}
+	return ""
 }
 
 // refreshInterval is how often the loop checks for responses and responder
@@ -527,6 +594,26 @@ func (r *Responder) refreshIssuer(ctx context.Context, iss *issuerState) (int, e
 	dueBy := now.Add(r.refreshInterval())
 	var batch []store.OCSPResponse
 	signed := 0
+	// A full disk stops the store copy, not the refresh: what is signed is
+	// served from memory, and the copy is retried at the next refresh, one
+	// bounded batch at a time, so a restart needs no more room than the
+	// running server did.
+	full := false
+	persist := func(rows []store.OCSPResponse) error {
+		if full {
+			r.metrics.persistFull.Add(float64(len(rows)))
+			return nil
+		}
+		err := r.persist(ctx, rows)
+		if errors.Is(err, store.ErrFull) {
+			full = true
+			r.metrics.persistFull.Add(float64(len(rows)))
+			r.log.WarnContext(ctx, "ocsp: database or disk full; responses are served from memory and stored at a later refresh",
+				"issuer", iss.id, "error", err)
+			return nil
+		}
+		return err
+	}
 	err := r.st.CertStatuses(ctx, iss.id, now, func(c store.CertStatus) error {
 		key, err := serialKey(c.Serial)
 		if err != nil {
@@ -549,7 +636,7 @@ func (r *Responder) refreshIssuer(ctx context.Context, iss *issuerState) (int, e
 		signed++
 		batch = append(batch, rows...)
 		if len(batch) >= persistBatch {
-			if err := r.persist(ctx, batch); err != nil {
+			if err := persist(batch); err != nil {
 				return err
 			}
 			batch = batch[:0]
@@ -559,7 +646,7 @@ func (r *Responder) refreshIssuer(ctx context.Context, iss *issuerState) (int, e
 	if err != nil {
 		return signed, fmt.Errorf("ocsp: refresh %s: %w", iss.id, err)
 	}
-	if err := r.persist(ctx, batch); err != nil {
+	if err := persist(batch); err != nil {
 		return signed, fmt.Errorf("ocsp: refresh %s: %w", iss.id, err)
 	}
 	iss.dropExpired(now)

@@ -36,6 +36,11 @@ type ocspMetrics struct {
 	signed   prometheus.Counter
 	cached   prometheus.Gauge
 	nonces   map[string]prometheus.Counter // result
+	// storedRejected counts stored responses not served at load: bad
+	// signature, wrong serial or hash, or another status than the record.
+	storedRejected prometheus.Counter
+	// persistFull counts store copies skipped because the disk was full.
+	persistFull prometheus.Counter
 }
 
 func newOCSPMetrics(reg prometheus.Registerer) *ocspMetrics {
@@ -60,6 +65,14 @@ func newOCSPMetrics(reg prometheus.Registerer) *ocspMetrics {
 			Name: "sigil_ocsp_cached_responses", Help: "Certificates with a pre-signed OCSP response in memory.",
 		}),
 	}
+	m.storedRejected = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "sigil_ocsp_stored_responses_rejected_total",
+		Help: "Stored OCSP responses not served at load (bad signature, another serial or hash, another status than the certificate's record); each is re-signed.",
+	})
+	m.persistFull = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "sigil_ocsp_persist_skipped_full_total",
+		Help: "OCSP responses served from memory but not copied to the store because the database or disk was full.",
+	})
 	nonces := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "sigil_ocsp_nonce_responses_total",
 		Help: "OCSP POST requests with a nonce while ocsp.nonce is on, by result: signed (on demand, nonce echoed; not in sigil_ocsp_responses_signed_total), rate_limited (pre-signed answer without the nonce), rejected (malformedRequest), failed.",
@@ -75,7 +88,7 @@ func newOCSPMetrics(reg prometheus.Registerer) *ocspMetrics {
 		}
 	}
 	if reg != nil {
-		reg.MustRegister(requests, lookups, m.age, m.signed, m.cached, nonces)
+		reg.MustRegister(requests, lookups, m.age, m.signed, m.cached, nonces, m.storedRejected, m.persistFull)
 	}
 	return m
 }

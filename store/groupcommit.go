@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"time"
 
@@ -50,6 +51,10 @@ type groupCommit struct {
 	tree     *compact.Range
 	logSaved *compact.Range
 	noLog    bool // see Config.withoutLog
+	// signed holds the checkpoints and tree heads signed in the running
+	// transaction, handed to Checkpointer.Publish once it commits.
+	signedCPs   []audit.Checkpoint
+	signedHeads []audit.TreeHead
 }
 
 type writeReq struct {
@@ -137,7 +142,11 @@ func (g *groupCommit) submit(ctx context.Context, kind int, fn func(Tx) error) e
 	}
 	// Once queued, the outcome is always awaited: returning early would let a
 	// caller believe a write failed that may yet commit.
-	return <-r.err
+	err := <-r.err
+	if err != nil && !errors.Is(err, ErrFull) && isFull(err) {
+		return fmt.Errorf("%w: %w", ErrFull, err)
+	}
+	return err
 }
 
 func (g *groupCommit) stop() {
@@ -203,6 +212,7 @@ func (g *groupCommit) commit(batch []*writeReq) {
 		return
 	}
 	headBefore, cpBefore := g.head, g.lastCP
+	g.signedCPs, g.signedHeads = g.signedCPs[:0], g.signedHeads[:0]
 	for i, r := range batch {
 		if r.kind == reqCheckpoint {
 			errs[i] = g.forceCheckpoint(tx)
@@ -232,6 +242,9 @@ func (g *groupCommit) commit(batch []*writeReq) {
 	}
 	if g.onCommit != nil {
 		g.onCommit(g.clk.Since(start), len(batch))
+	}
+	if cp := g.checkpointer(); cp.Publish != nil && len(g.signedCPs)+len(g.signedHeads) > 0 {
+		cp.Publish(slices.Clone(g.signedCPs), slices.Clone(g.signedHeads))
 	}
 	for i, r := range batch {
 		r.err <- errs[i]
@@ -311,6 +324,7 @@ func (g *groupCommit) forceCheckpoint(tx *sql.Tx) error {
 		return fmt.Errorf("insert checkpoint: %w", err)
 	}
 	g.lastCP = c.Seq
+	g.signedCPs = append(g.signedCPs, c)
 	return nil
 }
 

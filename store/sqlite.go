@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/jonboulle/clockwork"
@@ -261,6 +262,16 @@ func migrate(ctx context.Context, db *sql.DB, now time.Time) (int, error) {
 }
 
 // isUnique reports whether err is a uniqueness or primary-key violation.
+// isFull reports whether err is SQLite's "database or disk is full"
+// (SQLITE_FULL, or a write that failed with ENOSPC).
+func isFull(err error) bool {
+	var se *sqlite.Error
+	if errors.As(err, &se) && se.Code()&0xff == sqlite3.SQLITE_FULL {
+		return true
+	}
+	return errors.Is(err, syscall.ENOSPC)
+}
+
 func isUnique(err error) bool {
 	var se *sqlite.Error
 	if errors.As(err, &se) {

@@ -16,6 +16,10 @@ var (
 	ErrDuplicate = errors.New("store: duplicate")
 	// ErrClosed means the store was closed.
 	ErrClosed = errors.New("store: closed")
+	// ErrFull is a write refused because the database or its disk is full
+	// (SQLITE_FULL): nothing of it was committed, and reads still work.
+	// Callers that can defer a write (a cache copy) stop and retry later.
+	ErrFull = errors.New("store: database or disk is full")
 	// ErrAlreadyRevoked means a certificate to revoke is revoked already
 	// (certificateHold included).
 	ErrAlreadyRevoked = errors.New("store: already revoked")
@@ -649,4 +653,9 @@ type Checkpointer struct {
 	// SignTree, if set, signs a transparency log tree head; SignTreeHead
 	// fails without it.
 	SignTree func(size uint64, root []byte) (audit.TreeHead, error)
+	// Publish, if set, receives the checkpoints and tree heads signed by a
+	// transaction once it has committed (never those rolled back), so they
+	// can be kept outside the database (a witness). It runs on the writer
+	// goroutine and must not block.
+	Publish func(cps []audit.Checkpoint, heads []audit.TreeHead)
 }

@@ -232,6 +232,7 @@ func (t *sqliteTx) signTreeHead(maxAge time.Duration) (audit.TreeHead, bool, err
 	if _, err := t.exec("store tree head", qInsertLogHead, h.Size, nanos(h.Time), h.RootHash, h.KeyID, h.Signature); err != nil {
 		return audit.TreeHead{}, false, err
 	}
+	g.signedHeads = append(g.signedHeads, h)
 	return h, true, nil
 }
 

@@ -31,6 +31,9 @@
 // checkpoint means the chain was rewritten, and a checkpoint past the end of
 // the log means events were truncated. Events after the newest checkpoint are
 // protected only by the chain itself, so callers should checkpoint regularly.
+// A database cut back together with its newest checkpoints is consistent on
+// its own; checkpoints published elsewhere (a witness) and given to the
+// [Verifier] with the stored ones catch that cut too.
 //
 // # Export
 //

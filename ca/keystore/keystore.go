@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto"
 	"crypto/rand"
+	"crypto/sha256"
 	"crypto/x509"
 	"encoding/hex"
 	"encoding/json"
@@ -194,7 +195,8 @@ func (k *Keystore) Generate(purpose string, alg Algorithm) (crypto.Signer, store
 // GeneratedEvent is the audit event for a newly generated key.
 func GeneratedEvent(rec store.KeyRecord, actor string) audit.Event {
 	return audit.Event{Time: rec.Created, Actor: actor, Action: "key.generated", Target: rec.ID,
-		Detail: map[string]string{"purpose": rec.Purpose, "algorithm": rec.Algorithm, "backend": rec.Backend, "kek": rec.KEKID}}
+		Detail: map[string]string{"purpose": rec.Purpose, "algorithm": rec.Algorithm, "backend": rec.Backend, "kek": rec.KEKID,
+			"public_key_sha256": publicKeyDigest(rec.PublicKey)}}
 }
 
 // Unwrap opens a stored key for use and audits that it was unwrapped.
@@ -331,4 +333,12 @@ func nextKEKID(id string) (string, error) {
 		return "", errors.New("unexpected kek id " + id)
 	}
 	return "kek-" + strconv.Itoa(n+1), nil
+}
+
+// publicKeyDigest is the hex SHA-256 of a stored public key (DER), which
+// key.generated records so that offline verification notices a key swapped
+// in the database.
+func publicKeyDigest(der []byte) string {
+	sum := sha256.Sum256(der)
+	return hex.EncodeToString(sum[:])
 }

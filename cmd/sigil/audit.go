@@ -3,6 +3,7 @@ package main
 import (
 	"crypto/x509"
 	"encoding/pem"
+	"errors"
 	"fmt"
 	"os"
 	"sort"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/sigil-ca/sigil/ca"
 	"github.com/sigil-ca/sigil/ca/api"
+	"github.com/sigil-ca/sigil/ca/audit"
 	"github.com/sigil-ca/sigil/store"
 )
 
@@ -23,15 +25,23 @@ func auditCmd() *cobra.Command {
 }
 
 func auditVerifyCmd() *cobra.Command {
-	var dbPath, caFile, exportPath string
+	var dbPath, caFile, exportPath, witnessDir string
 	cmd := &cobra.Command{
-		Use:   "verify (--db FILE [--ca-file root.pem] | --export FILE --ca-file root.pem)",
+		Use:   "verify (--db FILE [--ca-file root.pem] [--witness DIR] | --export FILE --ca-file root.pem)",
 		Short: "Verify the audit chain and the transparency log offline",
 		Long: `With --db, reads the database without changing it and checks that no audit
 event was altered, deleted, reordered or cut off, and that the transparency log
 of issued certificates recomputes, from the certificate records, to every signed
 tree head. With --ca-file, the audit signing key must be certified by that root,
-so a rewritten database cannot bring its own key.
+so a rewritten database cannot bring its own key. Then it replays the chain
+and compares the records with it: each certificate's DER, revocation status,
+reason and time; the blocked-key list; tokens and keys. A record changed
+outside the CA (a SQL edit) is named.
+
+With --witness DIR (the audit.witness.dir of the server), the checkpoints
+and tree heads published there are checked as well: a database behind what
+was witnessed had events cut from its tail, even if the checkpoints after
+the cut were deleted with them.
 
 With --export, checks a file written by "sigil audit export" (ndjson) against
 the root in --ca-file, with no server and no database: every event hash and
@@ -45,6 +55,8 @@ leaf (for an export, its line and event).`,
 			switch {
 			case exportPath != "" && dbPath != "":
 				return fmt.Errorf("--db and --export exclude each other")
+			case exportPath != "" && witnessDir != "":
+				return fmt.Errorf("--witness goes with --db")
 			case exportPath != "":
 				return verifyExportFile(cmd, exportPath, caFile)
 			case dbPath == "":
@@ -61,12 +73,20 @@ leaf (for an export, its line and event).`,
 				}
 				root = c
 			}
+			var wcps []audit.Checkpoint
+			var wheads []audit.TreeHead
+			if witnessDir != "" {
+				var err error
+				if wcps, wheads, err = readWitnessDir(witnessDir); err != nil {
+					return err
+				}
+			}
 			st, err := store.OpenReadOnly(cmd.Context(), dbPath)
 			if err != nil {
 				return err
 			}
 			defer st.Close()
-			rep, err := ca.VerifyAudit(cmd.Context(), st, root)
+			rep, err := ca.VerifyAuditWitnessed(cmd.Context(), st, root, wcps)
 			if err != nil {
 				return fmt.Errorf("audit verification FAILED: %w", err)
 			}
@@ -75,18 +95,35 @@ leaf (for an export, its line and event).`,
 			if !rep.KeysCertified {
 				fmt.Fprintln(cmd.ErrOrStderr(), "note: checkpoint keys were taken from the database; pass --ca-file root.pem to check them against the root")
 			}
-			lrep, err := ca.VerifyLog(cmd.Context(), st, root)
+			srep, err := ca.VerifyState(cmd.Context(), st)
+			var se *ca.StateError
+			if errors.As(err, &se) {
+				for _, m := range se.Mismatches {
+					fmt.Fprintln(cmd.ErrOrStderr(), "state mismatch:", m)
+				}
+			}
+			if err != nil {
+				return fmt.Errorf("state verification FAILED: %w", err)
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "state OK: %d certificates (%d DER hashes from the chain), %d blocked keys, %d tokens, %d keys match the audit chain\n",
+				srep.Certificates, srep.DERChecked, srep.BlockedKeys, srep.Tokens, srep.Keys)
+			lrep, err := ca.VerifyLogWitnessed(cmd.Context(), st, root, wheads)
 			if err != nil {
 				return fmt.Errorf("transparency log verification FAILED: %w", err)
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "transparency log OK: %d leaves, %d signed tree heads, root %x\n",
 				lrep.Leaves, lrep.Heads, lrep.Root)
+			if witnessDir != "" {
+				fmt.Fprintf(cmd.OutOrStdout(), "witness OK: %d checkpoints, %d tree heads in %s, none beyond the database\n",
+					len(wcps), len(wheads), witnessDir)
+			}
 			return nil
 		},
 	}
 	cmd.Flags().StringVar(&dbPath, "db", "", "database file to verify")
 	cmd.Flags().StringVar(&caFile, "ca-file", "", "root certificate that must certify the audit signing key")
 	cmd.Flags().StringVar(&exportPath, "export", "", `audit export (from "sigil audit export") to verify offline`)
+	cmd.Flags().StringVar(&witnessDir, "witness", "", "witness directory (audit.witness.dir) whose checkpoints the database must reach")
 	return cmd
 }
 

@@ -24,6 +24,31 @@ import (
 	"github.com/sigil-ca/sigil/ca"
 )
 
+// AuditConfig configures the audit chain.
+type AuditConfig struct {
+	// Witness receives every signed checkpoint and tree head, so that a
+	// database cut back together with its newest checkpoints is still
+	// caught (sigil audit verify --witness DIR).
+	Witness WitnessConfig `yaml:"witness"`
+}
+
+// WitnessConfig names where checkpoints are published besides the
+// database: a directory (best on another disk or host) and/or a URL that
+// each is POSTed to as JSON. Both empty: no witness.
+type WitnessConfig struct {
+	Dir string `yaml:"dir"`
+	URL string `yaml:"url"`
+}
+
+// WitnessDir is the witness directory, relative paths resolved against the
+// config file's directory; "" if none.
+func (c *Config) WitnessDir() string {
+	if d := c.Audit.Witness.Dir; d != "" && !filepath.IsAbs(d) {
+		return filepath.Join(c.dir, d)
+	}
+	return c.Audit.Witness.Dir
+}
+
 // Config is sigil.yaml. It holds no secrets.
 type Config struct {
 	Database     string                `yaml:"database"`
@@ -39,11 +64,15 @@ type Config struct {
 	Tidy         TidyConfig            `yaml:"tidy"`
 	Intermediate IntermediateConfig    `yaml:"intermediate"`
 	Notify       NotifyConfig          `yaml:"notify"`
+	Audit        AuditConfig           `yaml:"audit"`
 	Profiles     map[string]ca.Profile `yaml:"profiles"`
 
 	dir    string // directory of the config file; relative paths resolve against it
 	path   string // the file it was read from, if any
 	sha256 string // hex SHA-256 of that file, recorded in the audit log
+	// allowBrokenAudit lets serve start on an audit chain that fails its
+	// start-up check (--allow-broken-audit, for forensics only).
+	allowBrokenAudit bool
 }
 
 // HTTPSConfig is the TLS listener.
@@ -312,6 +341,11 @@ func (c *Config) Validate() error {
 	var errs []error
 	if c.OCSP.NonceRate < 0 || c.OCSP.NonceRatePerSource < 0 || c.OCSP.NonceCPUShare < 0 || c.OCSP.NonceCPUShare > 1 {
 		errs = append(errs, fmt.Errorf("ocsp.nonce_rate, nonce_rate_per_source must be positive and nonce_cpu_share in (0, 1]"))
+	}
+	if u := c.Audit.Witness.URL; u != "" {
+		if p, err := url.Parse(u); err != nil || (p.Scheme != "https" && p.Scheme != "http") || p.Host == "" {
+			errs = append(errs, fmt.Errorf("audit.witness.url %q is not an http(s) URL", u))
+		}
 	}
 	if c.OCSP.Validity < ca.Duration(time.Minute) {
 		errs = append(errs, fmt.Errorf("ocsp.validity %s is under a minute", c.OCSP.Validity))

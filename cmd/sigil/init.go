@@ -167,6 +167,7 @@ func pemBytes(der ...[]byte) []byte {
 
 func serveCmd() *cobra.Command {
 	var configPath, passphraseFile, httpsAddr, httpAddr string
+	var allowBrokenAudit bool
 	var af acmeFlags
 	cmd := &cobra.Command{
 		Use:   "serve --config DIR/sigil.yaml",
@@ -183,6 +184,7 @@ func serveCmd() *cobra.Command {
 			if httpAddr != "" {
 				cfg.HTTP.Addr = httpAddr
 			}
+			cfg.allowBrokenAudit = allowBrokenAudit
 			if err := af.apply(cmd, cfg); err != nil {
 				return err
 			}
@@ -206,6 +208,8 @@ func serveCmd() *cobra.Command {
 	f.StringVar(&passphraseFile, "passphrase-file", "", "file holding the CA passphrase (else SIGIL_PASSPHRASE or a prompt)")
 	f.StringVar(&httpsAddr, "https-addr", "", "override https.addr")
 	f.StringVar(&httpAddr, "http-addr", "", "override http.addr")
+	f.BoolVar(&allowBrokenAudit, "allow-broken-audit", false,
+		"start even if the audit chain since its last checkpoint does not verify (forensics only: the break is logged and audited)")
 	af.register(cmd)
 	return cmd
 }

@@ -3,9 +3,11 @@ package main
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"net"
 	"net/http"
@@ -51,6 +53,7 @@ type server struct {
 	// stopRefusals ends the loop that writes the summaries of
 	// unauthenticated refusals to the audit log, after a last flush.
 	stopRefusals func()
+	witness      *witness
 }
 
 func newLogger(cfg LogConfig) *slog.Logger {
@@ -87,8 +90,16 @@ func startServer(ctx context.Context, cfg *Config, passphrase []byte, log *slog.
 				s.stopRefusals()
 			}
 			st.Close()
+			s.witness.close()
 		}
 	}()
+	// The tail since the newest checkpoint is checked before anything is
+	// appended (unlocking keys is audited) or signed: a checkpoint over a
+	// broken tail would vouch for it.
+	broken, err := verifyAuditTail(ctx, st, log, cfg.WitnessDir(), cfg.allowBrokenAudit)
+	if err != nil {
+		return nil, err
+	}
 	ks, err := keystore.Unlock(ctx, st, clk, passphrase)
 	if err != nil {
 		return nil, fmt.Errorf("unlock keys: %w", err)
@@ -104,11 +115,33 @@ func startServer(ctx context.Context, cfg *Config, passphrase []byte, log *slog.
 	if err != nil {
 		return nil, fmt.Errorf("audit key: %w", err)
 	}
+	if s.witness, err = newWitness(cfg.WitnessDir(), cfg.Audit.Witness.URL, log); err != nil {
+		return nil, err
+	}
+	if s.witness != nil {
+		cp.Publish = s.witness.publish
+	}
 	st.SetCheckpointer(cp)
 	// After a crash the tail since the last checkpoint is unsigned; sign it
 	// now so that cutting it later is detectable.
 	if err := st.Checkpoint(ctx); err != nil {
 		return nil, fmt.Errorf("startup audit checkpoint: %w", err)
+	}
+	if s.witness != nil {
+		// The newest checkpoint may predate the witness (configured since,
+		// or offline): publish it so the witness starts from the present.
+		if cps, err := st.Checkpoints(ctx); err == nil && len(cps) > 0 {
+			s.witness.publish(cps[len(cps)-1:], nil)
+		}
+	}
+	if broken != nil {
+		if err := st.WithTx(ctx, func(tx store.Tx) error {
+			_, err := tx.AppendAudit(audit.Event{Time: clk.Now(), Actor: "system", Action: "audit.broken_accepted",
+				Target: cfg.DatabasePath(), Detail: map[string]string{"error": broken.Error()}})
+			return err
+		}); err != nil {
+			return nil, fmt.Errorf("audit the broken chain: %w", err)
+		}
 	}
 	if err := st.WithTx(ctx, func(tx store.Tx) error {
 		_, err := tx.AppendAudit(audit.Event{Time: clk.Now(), Actor: "system", Action: "config.loaded",
@@ -235,6 +268,44 @@ func startServer(ctx context.Context, cfg *Config, passphrase []byte, log *slog.
 	return s, nil
 }
 
+// verifyAuditTail checks the audit chain since its newest checkpoint, with
+// the checkpoint keys certified by the recorded root, and against the
+// checkpoints in the witness directory, if one is configured. A break is an
+// error, unless allow is set: then it is logged loudly and returned as
+// broken, and the caller serves anyway (forensics).
+func verifyAuditTail(ctx context.Context, st *store.SQLite, log *slog.Logger, witnessDir string, allow bool) (broken error, err error) {
+	var witnessed []audit.Checkpoint
+	if witnessDir != "" {
+		if witnessed, _, err = readWitnessDir(witnessDir); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return nil, fmt.Errorf("audit check: %w", err)
+		}
+	}
+	var root *x509.Certificate
+	issuers, err := st.Issuers(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("audit check: %w", err)
+	}
+	for _, is := range issuers {
+		if is.Kind == ca.KindRoot && is.State == store.KeyActive {
+			if root, err = x509.ParseCertificate(is.CertDER); err != nil {
+				return nil, fmt.Errorf("audit check: root certificate: %w", err)
+			}
+		}
+	}
+	rep, verr := ca.VerifyAuditTail(ctx, st, root, witnessed)
+	if verr == nil {
+		log.Info("audit chain verified since the last checkpoint", "events", rep.Events, "head", rep.Head.Seq)
+		return nil, nil
+	}
+	if !allow {
+		return nil, fmt.Errorf("audit chain verification failed: %w; refusing to serve (inspect with `sigil audit verify --db`; "+
+			"--allow-broken-audit starts anyway, for forensics)", verr)
+	}
+	log.Error("!!! AUDIT CHAIN BROKEN: serving anyway because of --allow-broken-audit; do not issue from this CA until the break is explained !!!",
+		"error", verr)
+	return verr, nil
+}
+
 // newUI builds the auditor web page. Its sessions live in this process's
 // memory: a restart logs every auditor out (ca/ui package doc).
 func newUI(st *store.SQLite, auth *ca.Authority, jobs ui.Jobs, clk clockwork.Clock, log *slog.Logger) (*ui.UI, error) {
@@ -348,6 +419,7 @@ func (s *server) shutdown(ctx context.Context) error {
 		errs = append(errs, fmt.Errorf("final audit checkpoint: %w", err))
 	}
 	errs = append(errs, s.st.Close())
+	s.witness.close() // after the final checkpoint, so the witness has it
 	return errors.Join(errs...)
 }
 
