@@ -756,3 +756,37 @@ func TestNegativeValidationHangs(t *testing.T) {
 		t.Errorf("order %+v, %v; want invalid", got, err)
 	}
 }
+
+// TestNegativeUnsignedKeepsNonce: a request that does not verify (signed by
+// a key no account has, or naming an account that does not exist) is
+// refused before its nonce is spent, so anonymous POSTs write nothing; the
+// same nonce then serves the account's own request.
+func TestNegativeUnsignedKeepsNonce(t *testing.T) {
+	t.Parallel()
+	ts := newTestServer(t, Config{})
+	e := newNegEnv(t, ts)
+	target := e.base + "/new-order"
+	stranger := mustEC(t, elliptic.P256())
+	for name, body := range map[string]func(nonce string) []byte{
+		"wrong key for the kid": func(nonce string) []byte {
+			return signed(t, jose.ES256, stranger, false, map[string]any{"kid": e.kid, "nonce": nonce, "url": target}, []byte(negOrderPayload))
+		},
+		"unknown kid": func(nonce string) []byte {
+			return signed(t, jose.ES256, stranger, false, map[string]any{"kid": e.base + "/acct/0123456789abcdef", "nonce": nonce, "url": target}, []byte(negOrderPayload))
+		},
+	} {
+		t.Run(name, func(t *testing.T) {
+			nonce := e.nonce(t)
+			before := e.state(t)
+			resp, b := e.post(t, target, "application/jose+json", body(nonce))
+			if resp.StatusCode/100 == 2 {
+				t.Fatalf("refused request answered %d %s", resp.StatusCode, b)
+			}
+			e.unchanged(t, before)
+			resp, b = e.post(t, target, "application/jose+json", e.kidJWS(t, target, nonce, []byte(negOrderPayload)))
+			if resp.StatusCode != http.StatusCreated {
+				t.Errorf("the account's request with the nonce a refused request carried: %d %s (the refusal spent it)", resp.StatusCode, b)
+			}
+		})
+	}
+}

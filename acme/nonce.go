@@ -70,20 +70,37 @@ func (n *Nonces) mac(msg []byte) []byte {
 // Use redeems a nonce: it must be authentic, unexpired and unspent. Every
 // failure is a badNonce problem; the caller answers with a fresh nonce.
 func (n *Nonces) Use(ctx context.Context, nonce string) error {
+	expires, err := n.check(nonce)
+	if err != nil {
+		return err
+	}
+	return n.spend(ctx, nonce, expires)
+}
+
+// check is Use without the write: whether nonce is authentic and
+// unexpired, and when it expires. Requests check it first and spend it
+// only once their signature verifies, so a POST nobody signed writes
+// nothing.
+func (n *Nonces) check(nonce string) (time.Time, error) {
 	b, err := base64.RawURLEncoding.DecodeString(nonce)
 	if err != nil || len(b) != nonceLen {
-		return BadNonce("nonce is malformed")
+		return time.Time{}, BadNonce("nonce is malformed")
 	}
 	if !hmac.Equal(b[8+nonceRandLen:], n.mac(b[:8+nonceRandLen])) {
-		return BadNonce("nonce was not issued by this server")
+		return time.Time{}, BadNonce("nonce was not issued by this server")
 	}
 	issued := time.Unix(int64(binary.BigEndian.Uint64(b[:8])), 0)
 	now := n.clk.Now()
 	expires := issued.Add(n.ttl)
 	if now.After(expires) || issued.After(now.Add(time.Minute)) {
-		return BadNonce("nonce has expired")
+		return time.Time{}, BadNonce("nonce has expired")
 	}
-	err = n.st.WithTx(ctx, func(tx store.Tx) error { return tx.UseNonce(nonce, expires) })
+	return expires, nil
+}
+
+// spend records a checked nonce as used; a second spend is badNonce.
+func (n *Nonces) spend(ctx context.Context, nonce string, expires time.Time) error {
+	err := n.st.WithTx(ctx, func(tx store.Tx) error { return tx.UseNonce(nonce, expires) })
 	if errors.Is(err, store.ErrDuplicate) {
 		return BadNonce("nonce was already used")
 	}

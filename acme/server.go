@@ -315,7 +315,8 @@ func (s *Server) readPost(r *http.Request, allowJWK bool) (*post, error) {
 	if want := "https://" + r.Host + r.URL.RequestURI(); j.URL != want {
 		return nil, Unauthorized(fmt.Sprintf("JWS url %q does not match the request URL %q", j.URL, want))
 	}
-	if err := s.nonces.Use(r.Context(), j.Nonce); err != nil {
+	expires, err := s.nonces.check(j.Nonce)
+	if err != nil {
 		return nil, err
 	}
 	p := &post{jws: j}
@@ -350,6 +351,10 @@ func (s *Server) readPost(r *http.Request, allowJWK bool) (*post, error) {
 		p.account, p.key = &acct, &key
 	}
 	if err := j.Verify(p.key); err != nil {
+		return nil, err
+	}
+	// Spent only now: a request nobody signed leaves no row behind.
+	if err := s.nonces.spend(r.Context(), j.Nonce, expires); err != nil {
 		return nil, err
 	}
 	return p, nil
