@@ -636,12 +636,13 @@ ocsp:
   # for that request alone, never cached. Off, nonces are ignored and every
   # answer is pre-signed (RFC 5019); GETs are answered from the cache either way.
   nonce: {{.OCSP.Nonce}}
-  # Bounds on live nonce signing, which anyone can ask for: signatures a
-  # second in all, a second per client (IPv4 address or IPv6 /64), and the
-  # share of one core spent signing them. Past any, the pre-signed response
-  # is served without the nonce (RFC 8954 lets the client decide).
+  # Live nonce signing is anyone's to ask for, so it is budgeted; past any
+  # budget the pre-signed response is served without the nonce (RFC 8954
+  # lets the client decide). Nonce responses signed a second, in all:
   nonce_rate: {{.OCSP.NonceRate}}
+  # ... and a second per client (IPv4 address or IPv6 /64; burst twice that):
   nonce_rate_per_source: {{.OCSP.NonceRatePerSource}}
+  # ... and the share of one core spent signing them (binds first for RSA):
   nonce_cpu_share: {{.OCSP.NonceCPUShare}}
 
 crl:

@@ -96,7 +96,7 @@ func startServer(ctx context.Context, cfg *Config, passphrase []byte, log *slog.
 	// The tail since the newest checkpoint is checked before anything is
 	// appended (unlocking keys is audited) or signed: a checkpoint over a
 	// broken tail would vouch for it.
-	broken, err := verifyAuditTail(ctx, st, log, cfg.WitnessDir(), cfg.allowBrokenAudit)
+	verified, broken, err := verifyAuditTail(ctx, st, log, cfg.WitnessDir(), cfg.allowBrokenAudit)
 	if err != nil {
 		return nil, err
 	}
@@ -265,6 +265,11 @@ func startServer(ctx context.Context, cfg *Config, passphrase []byte, log *slog.
 		}
 	}()
 	ok = true
+	if broken == nil {
+		// Said once the server is up: a start that fails later (a wrong
+		// passphrase) stays one clear line on stderr.
+		log.Info("audit chain verified since the last checkpoint", "events", verified.Events, "head", verified.Head.Seq)
+	}
 	return s, nil
 }
 
@@ -273,37 +278,36 @@ func startServer(ctx context.Context, cfg *Config, passphrase []byte, log *slog.
 // checkpoints in the witness directory, if one is configured. A break is an
 // error, unless allow is set: then it is logged loudly and returned as
 // broken, and the caller serves anyway (forensics).
-func verifyAuditTail(ctx context.Context, st *store.SQLite, log *slog.Logger, witnessDir string, allow bool) (broken error, err error) {
+func verifyAuditTail(ctx context.Context, st *store.SQLite, log *slog.Logger, witnessDir string, allow bool) (rep ca.AuditReport, broken error, err error) {
 	var witnessed []audit.Checkpoint
 	if witnessDir != "" {
 		if witnessed, _, err = readWitnessDir(witnessDir); err != nil && !errors.Is(err, fs.ErrNotExist) {
-			return nil, fmt.Errorf("audit check: %w", err)
+			return rep, nil, fmt.Errorf("audit check: %w", err)
 		}
 	}
 	var root *x509.Certificate
 	issuers, err := st.Issuers(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("audit check: %w", err)
+		return rep, nil, fmt.Errorf("audit check: %w", err)
 	}
 	for _, is := range issuers {
 		if is.Kind == ca.KindRoot && is.State == store.KeyActive {
 			if root, err = x509.ParseCertificate(is.CertDER); err != nil {
-				return nil, fmt.Errorf("audit check: root certificate: %w", err)
+				return rep, nil, fmt.Errorf("audit check: root certificate: %w", err)
 			}
 		}
 	}
 	rep, verr := ca.VerifyAuditTail(ctx, st, root, witnessed)
 	if verr == nil {
-		log.Info("audit chain verified since the last checkpoint", "events", rep.Events, "head", rep.Head.Seq)
-		return nil, nil
+		return rep, nil, nil
 	}
 	if !allow {
-		return nil, fmt.Errorf("audit chain verification failed: %w; refusing to serve (inspect with `sigil audit verify --db`; "+
+		return rep, nil, fmt.Errorf("audit chain verification failed: %w; refusing to serve (inspect with `sigil audit verify --db`; "+
 			"--allow-broken-audit starts anyway, for forensics)", verr)
 	}
 	log.Error("!!! AUDIT CHAIN BROKEN: serving anyway because of --allow-broken-audit; do not issue from this CA until the break is explained !!!",
 		"error", verr)
-	return verr, nil
+	return rep, verr, nil
 }
 
 // newUI builds the auditor web page. Its sessions live in this process's
