@@ -20,6 +20,7 @@ import (
 
 	"github.com/sigil-ca/sigil/ca"
 	"github.com/sigil-ca/sigil/ca/audit"
+	"github.com/sigil-ca/sigil/internal/httpstatus"
 	"github.com/sigil-ca/sigil/store"
 )
 
@@ -231,7 +232,7 @@ func (s *Server) adapt(h handler) http.Handler {
 			w.Header().Set("Replay-Nonce", nonce)
 		}
 		r.Body = http.MaxBytesReader(w, r.Body, s.cfg.MaxBodyBytes)
-		rec := &statusRecorder{ResponseWriter: w}
+		rec := &httpstatus.Writer{ResponseWriter: w}
 		err := h(rec, r)
 		var p *Problem
 		if err != nil {
@@ -241,7 +242,7 @@ func (s *Server) adapt(h handler) http.Handler {
 			}
 			p.Write(rec)
 		}
-		s.log.InfoContext(r.Context(), "acme request", append([]any{"method", r.Method, "path", r.URL.Path, "status", rec.status(),
+		s.log.InfoContext(r.Context(), "acme request", append([]any{"method", r.Method, "path", r.URL.Path, "status", rec.Code(),
 			"latency_ms", float64(s.clk.Since(start).Microseconds()) / 1000}, problemAttrs(p)...)...)
 	})
 }

@@ -20,6 +20,7 @@ import (
 
 	"github.com/sigil-ca/sigil/ca"
 	"github.com/sigil-ca/sigil/ca/audit"
+	"github.com/sigil-ca/sigil/internal/httpstatus"
 	"github.com/sigil-ca/sigil/store"
 )
 
@@ -211,7 +212,7 @@ func (api *API) adapt(h handlerFunc, roles []string) http.Handler {
 		w.Header().Set("X-Request-Id", reqID)
 		w.Header().Set("Cache-Control", "no-store")
 		r.Body = http.MaxBytesReader(w, r.Body, api.cfg.MaxBodyBytes)
-		sw := &StatusWriter{ResponseWriter: w}
+		sw := &httpstatus.Writer{ResponseWriter: w}
 		var p ca.Principal
 		err := func() error {
 			if roles == nil {
@@ -385,48 +386,4 @@ func bodyError(err error) error {
 		return &ca.Error{Kind: ca.TooLarge, Detail: fmt.Sprintf("request body larger than %d bytes", maxErr.Limit)}
 	}
 	return &ca.Error{Kind: ca.Malformed, Detail: "invalid JSON body: " + err.Error()}
-}
-
-// StatusWriter records the status a handler sent, for the request log; the
-// auditor page logs its requests with it too.
-type StatusWriter struct {
-	http.ResponseWriter
-	status int
-}
-
-// WriteHeader implements http.ResponseWriter.
-func (s *StatusWriter) WriteHeader(code int) {
-	if s.status == 0 {
-		s.status = code
-	}
-	s.ResponseWriter.WriteHeader(code)
-}
-
-// Write implements http.ResponseWriter.
-func (s *StatusWriter) Write(b []byte) (int, error) {
-	if s.status == 0 {
-		s.status = http.StatusOK
-	}
-	return s.ResponseWriter.Write(b)
-}
-
-// Flush lets streamed downloads reach the client as they are written.
-func (s *StatusWriter) Flush() {
-	if f, ok := s.ResponseWriter.(http.Flusher); ok {
-		f.Flush()
-	}
-}
-
-// Unwrap lets http.NewResponseController reach the connection's writer
-// (Flush and write deadlines, for streamed exports).
-func (s *StatusWriter) Unwrap() http.ResponseWriter {
-	return s.ResponseWriter
-}
-
-// Code is the status sent, 200 if the handler wrote nothing.
-func (s *StatusWriter) Code() int {
-	if s.status == 0 {
-		return http.StatusOK
-	}
-	return s.status
 }

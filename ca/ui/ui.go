@@ -22,6 +22,7 @@ import (
 	"github.com/sigil-ca/sigil/ca"
 	"github.com/sigil-ca/sigil/ca/api"
 	"github.com/sigil-ca/sigil/ca/audit"
+	"github.com/sigil-ca/sigil/internal/httpstatus"
 	"github.com/sigil-ca/sigil/store"
 )
 
@@ -257,7 +258,7 @@ func (u *UI) wrap(h http.HandlerFunc) http.Handler {
 		hdr.Set("Cache-Control", "no-store")
 		// Only login and logout read a body, and both are small forms.
 		r.Body = http.MaxBytesReader(w, r.Body, 16<<10)
-		sw := &api.StatusWriter{ResponseWriter: w}
+		sw := &httpstatus.Writer{ResponseWriter: w}
 		h(sw, r)
 		u.log.InfoContext(r.Context(), "ui request", "method", r.Method, "path", r.URL.Path, "status", sw.Code(),
 			"latency_ms", float64(u.clk.Since(start).Microseconds())/1000)
