@@ -17,6 +17,7 @@ import (
 	"reflect"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -788,5 +789,104 @@ func TestNegativeUnsignedKeepsNonce(t *testing.T) {
 				t.Errorf("the account's request with the nonce a refused request carried: %d %s (the refusal spent it)", resp.StatusCode, b)
 			}
 		})
+	}
+}
+
+// TestConcurrentFinalize: 32 finalizes of one ready order, sent at once,
+// issue exactly one certificate; every other one is orderNotReady, and the
+// order is valid with that certificate.
+func TestConcurrentFinalize(t *testing.T) {
+	t.Parallel()
+	h := startHTTP01(t)
+	ts := newTestServer(t, Config{}, testValidation{httpPort: h.port})
+	e := newNegEnv(t, ts)
+	// The race is the server's to lose on any round: several orders.
+	for round := range 4 {
+		concurrentFinalize(t, e, h, round+1)
+	}
+}
+
+// concurrentFinalize makes one order ready, finalizes it 32 times at once
+// and checks one certificate came of it, wantCerts in all.
+func concurrentFinalize(t *testing.T, e *negEnv, h *http01Server, wantCerts int) {
+	t.Helper()
+	ctx := context.Background()
+	ts := e.ts
+	o := e.readyOrder(t, h)
+	payload := []byte(`{"csr":"` + b64(ipCSR(t, "127.0.0.1")) + `"}`)
+	const n = 32
+	// One warm connection each, opened by fetching the nonces all at once:
+	// the finalizes then race on the server, not on TLS handshakes.
+	tr := e.hc.Transport.(*http.Transport).Clone()
+	tr.MaxIdleConnsPerHost = n
+	hc := &http.Client{Transport: tr}
+	nonces := make(chan string, n)
+	var wg sync.WaitGroup
+	for range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			resp, err := hc.Head(e.base + "/new-nonce")
+			if err != nil {
+				nonces <- ""
+				return
+			}
+			resp.Body.Close()
+			nonces <- resp.Header.Get("Replay-Nonce")
+		}()
+	}
+	wg.Wait()
+	close(nonces)
+	var bodies [][]byte
+	for nonce := range nonces {
+		if nonce == "" {
+			t.Fatal("new-nonce failed")
+		}
+		bodies = append(bodies, e.kidJWS(t, o.FinalizeURL, nonce, payload))
+	}
+	type answer struct {
+		status int
+		body   []byte
+		err    error
+	}
+	answers := make(chan answer, n)
+	start := make(chan struct{})
+	for _, body := range bodies {
+		go func() {
+			<-start
+			resp, err := hc.Post(o.FinalizeURL, "application/jose+json", bytes.NewReader(body))
+			if err != nil {
+				answers <- answer{err: err}
+				return
+			}
+			defer resp.Body.Close()
+			b, err := io.ReadAll(resp.Body)
+			answers <- answer{resp.StatusCode, b, err}
+		}()
+	}
+	close(start)
+	ok := 0
+	for range n {
+		a := <-answers
+		switch {
+		case a.err != nil:
+			t.Errorf("finalize: %v", a.err)
+		case a.status == http.StatusOK:
+			ok++
+		case a.status != http.StatusForbidden || !bytes.Contains(a.body, []byte("orderNotReady")):
+			t.Errorf("a concurrent finalize answered %d %s, want 403 orderNotReady", a.status, a.body)
+		}
+	}
+	certs, _, err := ts.st.Certificates(ctx, store.CertFilter{Channel: ca.ChannelACME, Limit: 100})
+	if err != nil {
+		t.Fatal(err)
+	}
+	stored, err := ts.st.ACMEOrder(ctx, lastSegment(o.URI))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ok != 1 || len(certs) != wantCerts || stored.Status != "valid" || stored.CertSerial != certs[0].Serial {
+		t.Errorf("order %d: %d finalizes succeeded, %d certificates in all, order %s with %q; want 1, %d, valid with the newest",
+			wantCerts, ok, len(certs), stored.Status, stored.CertSerial, wantCerts)
 	}
 }

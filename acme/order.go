@@ -443,41 +443,55 @@ func (s *Server) finalize(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	now := s.clk.Now().UTC()
-	o.Status, o.Updated = "processing", now
-	if err := s.st.WithTx(r.Context(), func(tx store.Tx) error { return tx.UpdateACMEOrder(o) }); err != nil {
+	// ready -> processing is a condition of the UPDATE: of two finalizes of
+	// one order, one moves it and signs, the other is orderNotReady.
+	ready := o
+	o.Status, o.Updated = "processing", s.clk.Now().UTC()
+	err = s.st.WithTx(r.Context(), func(tx store.Tx) error { return tx.TransitionACMEOrder(o, ready.Status) })
+	if errors.Is(err, store.ErrStateChanged) {
+		undoDomains()
+		return OrderNotReady("order is being finalized by another request")
+	}
+	if err != nil {
 		undoDomains()
 		return fmt.Errorf("update order: %w", err)
 	}
+	// The certificate commits with the order turning valid and its audit
+	// event, or none of them does: no certificate without its order.
 	iss, signErr := s.ca.Sign(r.Context(), ca.SignRequest{CSR: csr, Profile: o.Profile, Requester: p.account.Requester,
-		Channel: ca.ChannelACME, Replaces: replaces})
-	now = s.clk.Now().UTC()
-	o.Updated = now
-	if signErr != nil {
+		Channel: ca.ChannelACME, Replaces: replaces, InTx: func(tx store.Tx, rec store.CertRecord) error {
+			valid := o
+			valid.Status, valid.CertSerial, valid.Updated = "valid", rec.Serial, s.clk.Now().UTC()
+			if err := tx.TransitionACMEOrder(valid, "processing"); err != nil {
+				return err
+			}
+			return s.auditTx(tx, p.account, "acme.order.finalized", o.ID, map[string]string{"status": valid.Status,
+				"serial": valid.CertSerial, "replaces": valid.Replaces})
+		}})
+	if signErr == nil {
+		o.Status, o.CertSerial, o.Updated = "valid", iss.Record.Serial, iss.Record.Created
+	} else {
 		undoDomains()
-		// A CSR the CA refuses is the client's to fix: the order stays
-		// ready for another finalize (as Boulder does). Only a failure of
-		// ours ends the order.
+		// A CSR the CA refuses is the client's to fix: the order goes back
+		// to ready for another finalize (as Boulder does). Only a failure
+		// of ours ends the order.
+		o.Updated = s.clk.Now().UTC()
 		if ca.KindOf(signErr) == ca.Internal {
 			o.Status = "invalid"
 			o.Error, _ = json.Marshal(FromError(signErr))
 		} else {
 			o.Status = "ready"
 		}
-	} else {
-		o.Status, o.CertSerial = "valid", iss.Record.Serial
-	}
-	err = s.st.WithTx(r.Context(), func(tx store.Tx) error {
-		if err := tx.UpdateACMEOrder(o); err != nil {
-			return err
+		err = s.st.WithTx(r.Context(), func(tx store.Tx) error {
+			if err := tx.TransitionACMEOrder(o, "processing"); err != nil {
+				return err
+			}
+			return s.auditTx(tx, p.account, "acme.order.finalized", o.ID, map[string]string{"status": o.Status,
+				"serial": o.CertSerial, "replaces": o.Replaces})
+		})
+		if err != nil {
+			return fmt.Errorf("update order: %w", err)
 		}
-		return s.auditTx(tx, p.account, "acme.order.finalized", o.ID, map[string]string{"status": o.Status,
-			"serial": o.CertSerial, "replaces": o.Replaces})
-	})
-	if err != nil {
-		return fmt.Errorf("update order: %w", err)
-	}
-	if signErr != nil {
 		return signErr
 	}
 	w.Header().Set("Location", s.url(r, "/order/"+o.ID))

@@ -253,7 +253,19 @@ type SignRequest struct {
 	// Replaces is the serial of the certificate this one renews, recorded to
 	// link the two (RFC 9773); "" for none. The caller checks it may.
 	Replaces string
+	// InTx, if set, runs in the transaction that records the certificate,
+	// after it, so the caller's own rows (an ACME order turning valid)
+	// commit with the certificate or not at all. An error from it undoes
+	// the issuance. It may run more than once (a retried group commit).
+	InTx func(tx store.Tx, rec store.CertRecord) error
 }
+
+// inTxError carries an error of SignRequest.InTx out of the transaction
+// untouched, told apart from the store's own.
+type inTxError struct{ err error }
+
+func (e *inTxError) Error() string { return e.err.Error() }
+func (e *inTxError) Unwrap() error { return e.err }
 
 // Issued is a recorded certificate and the chain to return with it.
 type Issued struct {
@@ -353,10 +365,21 @@ func (a *Authority) issue(ctx context.Context, req SignRequest, prof *Profile) (
 			return err
 		}
 		if touch {
-			return tx.TouchKey(cur.keyID, now)
+			if err := tx.TouchKey(cur.keyID, now); err != nil {
+				return err
+			}
+		}
+		if req.InTx != nil {
+			if err := req.InTx(tx, rec); err != nil {
+				return &inTxError{err}
+			}
 		}
 		return nil
 	})
+	var caller *inTxError
+	if errors.As(err, &caller) {
+		return nil, caller.err // the caller's refusal, in the caller's words
+	}
 	if errors.Is(err, store.ErrDuplicate) {
 		return nil, internal("serial collision", err)
 	}

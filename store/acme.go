@@ -100,8 +100,10 @@ const (
 	qInsertACMEOrder = `INSERT INTO acme_orders (id, account_id, endpoint, status, identifiers, profile, not_before,
 		not_after, expires, authz_ids, cert_serial, replaces, error, created, updated)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
-	qUpdateACMEOrder = "UPDATE acme_orders SET status = ?, authz_ids = ?, cert_serial = ?, error = ?, updated = ? WHERE id = ?"
-	qInsertACMEAuthz = `INSERT INTO acme_authzs (id, account_id, status, id_type, id_value, wildcard, expires, caa_checked)
+	qUpdateACMEOrder     = "UPDATE acme_orders SET status = ?, authz_ids = ?, cert_serial = ?, error = ?, updated = ? WHERE id = ?"
+	qTransitionACMEOrder = "UPDATE acme_orders SET status = ?, authz_ids = ?, cert_serial = ?, error = ?, updated = ? WHERE id = ? AND status = ?"
+	qACMEOrderExists     = "SELECT 1 FROM acme_orders WHERE id = ?"
+	qInsertACMEAuthz     = `INSERT INTO acme_authzs (id, account_id, status, id_type, id_value, wildcard, expires, caa_checked)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?)`
 	qInsertACMEChallenge = `INSERT INTO acme_challenges (id, authz_id, position, type, token, status, validated, error)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?)`
@@ -436,6 +438,33 @@ func (t *sqliteTx) UpdateACMEOrder(o ACMEOrder) error {
 		return err
 	}
 	return oneRow(res, "update acme order "+o.ID)
+}
+
+func (t *sqliteTx) TransitionACMEOrder(o ACMEOrder, from string) error {
+	authzs, err := encodeList("acme order authorizations", o.AuthzIDs)
+	if err != nil {
+		return err
+	}
+	res, err := t.exec("transition acme order", qTransitionACMEOrder, o.Status, authzs, o.CertSerial, optBlob(o.Error),
+		nanos(o.Updated), o.ID, from)
+	if err != nil {
+		return err
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return fmt.Errorf("transition acme order %s: %w", o.ID, err)
+	}
+	if n == 1 {
+		return nil
+	}
+	var one int
+	switch err := t.tx.QueryRowContext(t.ctx, qACMEOrderExists, o.ID).Scan(&one); {
+	case errors.Is(err, sql.ErrNoRows):
+		return fmt.Errorf("transition acme order %s: %w", o.ID, ErrNotFound)
+	case err != nil:
+		return fmt.Errorf("transition acme order %s: %w", o.ID, err)
+	}
+	return fmt.Errorf("transition acme order %s from %s to %s: %w", o.ID, from, o.Status, ErrStateChanged)
 }
 
 func (t *sqliteTx) InsertACMEAuthz(a ACMEAuthz) error {

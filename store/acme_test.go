@@ -950,3 +950,31 @@ func TestACMECertOrder(t *testing.T) {
 		}
 	}
 }
+
+// TestACMEOrderTransition: a guarded transition moves the order only from
+// the status it names; from another it is ErrStateChanged and changes
+// nothing; a missing order is ErrNotFound.
+func TestACMEOrderTransition(t *testing.T) {
+	t.Parallel()
+	s := openTest(t, Config{})
+	ctx := context.Background()
+	seedACMEAccounts(t, s, "acct")
+	o := testACMEOrder("order-t", "acct", testStart)
+	o.Status = "ready"
+	mustTx(t, s, func(tx Tx) error { return tx.InsertACMEOrder(o) })
+	processing := o
+	processing.Status, processing.Updated = "processing", testStart.Add(time.Second)
+	mustTx(t, s, func(tx Tx) error { return tx.TransitionACMEOrder(processing, "ready") })
+	again := o
+	again.Status, again.CertSerial = "valid", "ab"
+	if err := s.WithTx(ctx, func(tx Tx) error { return tx.TransitionACMEOrder(again, "ready") }); !errors.Is(err, ErrStateChanged) {
+		t.Errorf("transition from ready of a processing order = %v, want ErrStateChanged", err)
+	}
+	if got, err := s.ACMEOrder(ctx, o.ID); err != nil || got.Status != "processing" || got.CertSerial != "" {
+		t.Errorf("after the refused transition: %+v, %v; want processing, no certificate", got, err)
+	}
+	missing := testACMEOrder("order-missing", "acct", testStart)
+	if err := s.WithTx(ctx, func(tx Tx) error { return tx.TransitionACMEOrder(missing, "ready") }); !errors.Is(err, ErrNotFound) {
+		t.Errorf("transition of a missing order = %v, want ErrNotFound", err)
+	}
+}

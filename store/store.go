@@ -26,6 +26,9 @@ var (
 	// ErrNotOnHold means a certificate to release from hold is not revoked
 	// with reason certificateHold.
 	ErrNotOnHold = errors.New("store: not on hold")
+	// ErrStateChanged means a guarded transition found its row in another
+	// state than the one it moves from: someone else moved it first.
+	ErrStateChanged = errors.New("store: state changed")
 )
 
 // Key states.
@@ -571,6 +574,11 @@ type Tx interface {
 	// change. ErrNotFound if no order has that id. It does not check the
 	// stored status: state transitions are the caller's.
 	UpdateACMEOrder(o ACMEOrder) error
+	// TransitionACMEOrder is UpdateACMEOrder guarded by the stored status:
+	// it changes the order only if its status is still from, in the UPDATE
+	// itself, so of two concurrent transitions one wins. ErrStateChanged if
+	// the order is in another status, ErrNotFound if there is none.
+	TransitionACMEOrder(o ACMEOrder, from string) error
 	// InsertACMEAuthz inserts a new authorization and its challenges, in
 	// order; ErrDuplicate if its id or a challenge id exists. Its AccountID
 	// must name an existing account; a challenge's AuthzID must be a.ID or "".
