@@ -26,6 +26,7 @@ import (
 	xacme "golang.org/x/crypto/acme"
 
 	"github.com/sigil-ca/sigil/ca"
+	"github.com/sigil-ca/sigil/internal/testclock"
 	"github.com/sigil-ca/sigil/store"
 )
 
@@ -888,5 +889,64 @@ func concurrentFinalize(t *testing.T, e *negEnv, h *http01Server, wantCerts int)
 	if ok != 1 || len(certs) != wantCerts || stored.Status != "valid" || stored.CertSerial != certs[0].Serial {
 		t.Errorf("order %d: %d finalizes succeeded, %d certificates in all, order %s with %q; want 1, %d, valid with the newest",
 			wantCerts, ok, len(certs), stored.Status, stored.CertSerial, wantCerts)
+	}
+}
+
+// TestAbandonedFinalize: a finalize that died after the order turned
+// processing (a server killed mid-way) left no certificate, since one
+// commits only with its order turning valid. The order says processing
+// for a while, then is ready again, and a finalize issues one certificate.
+func TestAbandonedFinalize(t *testing.T) {
+	t.Parallel()
+	h := startHTTP01(t)
+	clk := testclock.New()
+	ts := newTestServer(t, Config{Clock: clk}, testValidation{httpPort: h.port})
+	e := newNegEnv(t, ts)
+	ctx := context.Background()
+	o := e.readyOrder(t, h)
+	id := lastSegment(o.URI)
+	ready, err := ts.st.ACMEOrder(ctx, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// What the dead finalize wrote, and all it wrote.
+	processing := ready
+	processing.Status, processing.Updated = "processing", clk.Now().UTC()
+	if err := ts.st.WithTx(ctx, func(tx store.Tx) error { return tx.TransitionACMEOrder(processing, ready) }); err != nil {
+		t.Fatal(err)
+	}
+	payload := []byte(`{"csr":"` + b64(ipCSR(t, "127.0.0.1")) + `"}`)
+	status := func() string {
+		t.Helper()
+		got, err := e.c.GetOrder(ctx, o.URI)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return got.Status
+	}
+
+	clk.Advance(time.Minute)
+	e.c = freshNonces(e.c)
+	if s := status(); s != "processing" {
+		t.Errorf("a minute after the finalize died the order is %s, want processing", s)
+	}
+	resp, body, nonce := e.postKID(t, o.FinalizeURL, payload)
+	wantProblem(t, resp, body, nonce, http.StatusForbidden, "orderNotReady")
+
+	clk.Advance(staleProcessing)
+	e.c = freshNonces(e.c)
+	if s := status(); s != "ready" {
+		t.Fatalf("past staleProcessing the order is %s, want ready", s)
+	}
+	resp, body, _ = e.postKID(t, o.FinalizeURL, payload)
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("finalize of the recovered order: %d %s", resp.StatusCode, body)
+	}
+	certs, _, err := ts.st.Certificates(ctx, store.CertFilter{Channel: ca.ChannelACME, Limit: 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := ts.st.ACMEOrder(ctx, id); err != nil || got.Status != "valid" || len(certs) != 1 || got.CertSerial != certs[0].Serial {
+		t.Errorf("order %+v (%v) with %d certificates, want valid with its one certificate", got, err, len(certs))
 	}
 }

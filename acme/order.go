@@ -346,10 +346,16 @@ func (s *Server) loadOrder(ctx context.Context, acct *store.ACMEAccount, id stri
 	if err != nil {
 		return store.ACMEOrder{}, fmt.Errorf("load order: %w", err)
 	}
+	now := s.clk.Now()
+	if o.Status == "processing" && now.Sub(o.Updated) > staleProcessing {
+		// A certificate commits with its order turning valid, so an order
+		// processing this long has none: its finalize died with a server.
+		// Ready again, the client may finalize once more.
+		return s.moveOrder(ctx, o, "ready", now)
+	}
 	if o.Status != "pending" && o.Status != "ready" {
 		return o, nil
 	}
-	now := s.clk.Now()
 	next := o.Status
 	if now.After(o.Expires) {
 		next = "invalid"
@@ -375,11 +381,29 @@ func (s *Server) loadOrder(ctx context.Context, acct *store.ACMEAccount, id stri
 	if next == o.Status {
 		return o, nil
 	}
-	o.Status, o.Updated = next, now.UTC()
-	if err := s.st.WithTx(ctx, func(tx store.Tx) error { return tx.UpdateACMEOrder(o) }); err != nil {
+	return s.moveOrder(ctx, o, next, now)
+}
+
+// staleProcessing is how long an order may stay processing before it is
+// taken for abandoned: far longer than a finalize takes.
+const staleProcessing = 2 * time.Minute
+
+// moveOrder moves o to status, guarded by the version read; if another
+// request moved it first, the order as that request left it.
+func (s *Server) moveOrder(ctx context.Context, o store.ACMEOrder, status string, now time.Time) (store.ACMEOrder, error) {
+	next := o
+	next.Status, next.Updated = status, now.UTC()
+	err := s.st.WithTx(ctx, func(tx store.Tx) error { return tx.TransitionACMEOrder(next, o) })
+	if errors.Is(err, store.ErrStateChanged) {
+		if o, err = s.st.ACMEOrder(ctx, o.ID); err != nil {
+			return store.ACMEOrder{}, fmt.Errorf("load order: %w", err)
+		}
+		return o, nil
+	}
+	if err != nil {
 		return store.ACMEOrder{}, fmt.Errorf("update order: %w", err)
 	}
-	return o, nil
+	return next, nil
 }
 
 func (s *Server) getOrder(w http.ResponseWriter, r *http.Request) error {
@@ -447,7 +471,7 @@ func (s *Server) finalize(w http.ResponseWriter, r *http.Request) error {
 	// one order, one moves it and signs, the other is orderNotReady.
 	ready := o
 	o.Status, o.Updated = "processing", s.clk.Now().UTC()
-	err = s.st.WithTx(r.Context(), func(tx store.Tx) error { return tx.TransitionACMEOrder(o, ready.Status) })
+	err = s.st.WithTx(r.Context(), func(tx store.Tx) error { return tx.TransitionACMEOrder(o, ready) })
 	if errors.Is(err, store.ErrStateChanged) {
 		undoDomains()
 		return OrderNotReady("order is being finalized by another request")
@@ -462,7 +486,7 @@ func (s *Server) finalize(w http.ResponseWriter, r *http.Request) error {
 		Channel: ca.ChannelACME, Replaces: replaces, InTx: func(tx store.Tx, rec store.CertRecord) error {
 			valid := o
 			valid.Status, valid.CertSerial, valid.Updated = "valid", rec.Serial, s.clk.Now().UTC()
-			if err := tx.TransitionACMEOrder(valid, "processing"); err != nil {
+			if err := tx.TransitionACMEOrder(valid, o); err != nil {
 				return err
 			}
 			return s.auditTx(tx, p.account, "acme.order.finalized", o.ID, map[string]string{"status": valid.Status,
@@ -475,6 +499,7 @@ func (s *Server) finalize(w http.ResponseWriter, r *http.Request) error {
 		// A CSR the CA refuses is the client's to fix: the order goes back
 		// to ready for another finalize (as Boulder does). Only a failure
 		// of ours ends the order.
+		processing := o
 		o.Updated = s.clk.Now().UTC()
 		if ca.KindOf(signErr) == ca.Internal {
 			o.Status = "invalid"
@@ -483,7 +508,7 @@ func (s *Server) finalize(w http.ResponseWriter, r *http.Request) error {
 			o.Status = "ready"
 		}
 		err = s.st.WithTx(r.Context(), func(tx store.Tx) error {
-			if err := tx.TransitionACMEOrder(o, "processing"); err != nil {
+			if err := tx.TransitionACMEOrder(o, processing); err != nil {
 				return err
 			}
 			return s.auditTx(tx, p.account, "acme.order.finalized", o.ID, map[string]string{"status": o.Status,

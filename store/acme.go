@@ -101,7 +101,7 @@ const (
 		not_after, expires, authz_ids, cert_serial, replaces, error, created, updated)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
 	qUpdateACMEOrder     = "UPDATE acme_orders SET status = ?, authz_ids = ?, cert_serial = ?, error = ?, updated = ? WHERE id = ?"
-	qTransitionACMEOrder = "UPDATE acme_orders SET status = ?, authz_ids = ?, cert_serial = ?, error = ?, updated = ? WHERE id = ? AND status = ?"
+	qTransitionACMEOrder = "UPDATE acme_orders SET status = ?, authz_ids = ?, cert_serial = ?, error = ?, updated = ? WHERE id = ? AND status = ? AND updated = ?"
 	qACMEOrderExists     = "SELECT 1 FROM acme_orders WHERE id = ?"
 	qInsertACMEAuthz     = `INSERT INTO acme_authzs (id, account_id, status, id_type, id_value, wildcard, expires, caa_checked)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?)`
@@ -440,13 +440,13 @@ func (t *sqliteTx) UpdateACMEOrder(o ACMEOrder) error {
 	return oneRow(res, "update acme order "+o.ID)
 }
 
-func (t *sqliteTx) TransitionACMEOrder(o ACMEOrder, from string) error {
+func (t *sqliteTx) TransitionACMEOrder(o, from ACMEOrder) error {
 	authzs, err := encodeList("acme order authorizations", o.AuthzIDs)
 	if err != nil {
 		return err
 	}
 	res, err := t.exec("transition acme order", qTransitionACMEOrder, o.Status, authzs, o.CertSerial, optBlob(o.Error),
-		nanos(o.Updated), o.ID, from)
+		nanos(o.Updated), o.ID, from.Status, nanos(from.Updated))
 	if err != nil {
 		return err
 	}
@@ -464,7 +464,7 @@ func (t *sqliteTx) TransitionACMEOrder(o ACMEOrder, from string) error {
 	case err != nil:
 		return fmt.Errorf("transition acme order %s: %w", o.ID, err)
 	}
-	return fmt.Errorf("transition acme order %s from %s to %s: %w", o.ID, from, o.Status, ErrStateChanged)
+	return fmt.Errorf("transition acme order %s from %s to %s: %w", o.ID, from.Status, o.Status, ErrStateChanged)
 }
 
 func (t *sqliteTx) InsertACMEAuthz(a ACMEAuthz) error {

@@ -952,8 +952,8 @@ func TestACMECertOrder(t *testing.T) {
 }
 
 // TestACMEOrderTransition: a guarded transition moves the order only from
-// the status it names; from another it is ErrStateChanged and changes
-// nothing; a missing order is ErrNotFound.
+// the version it read (status and update time); from another it is
+// ErrStateChanged and changes nothing; a missing order is ErrNotFound.
 func TestACMEOrderTransition(t *testing.T) {
 	t.Parallel()
 	s := openTest(t, Config{})
@@ -964,17 +964,22 @@ func TestACMEOrderTransition(t *testing.T) {
 	mustTx(t, s, func(tx Tx) error { return tx.InsertACMEOrder(o) })
 	processing := o
 	processing.Status, processing.Updated = "processing", testStart.Add(time.Second)
-	mustTx(t, s, func(tx Tx) error { return tx.TransitionACMEOrder(processing, "ready") })
+	mustTx(t, s, func(tx Tx) error { return tx.TransitionACMEOrder(processing, o) })
 	again := o
 	again.Status, again.CertSerial = "valid", "ab"
-	if err := s.WithTx(ctx, func(tx Tx) error { return tx.TransitionACMEOrder(again, "ready") }); !errors.Is(err, ErrStateChanged) {
+	if err := s.WithTx(ctx, func(tx Tx) error { return tx.TransitionACMEOrder(again, o) }); !errors.Is(err, ErrStateChanged) {
 		t.Errorf("transition from ready of a processing order = %v, want ErrStateChanged", err)
+	}
+	stale := processing
+	stale.Updated = testStart // the right status, an older version
+	if err := s.WithTx(ctx, func(tx Tx) error { return tx.TransitionACMEOrder(again, stale) }); !errors.Is(err, ErrStateChanged) {
+		t.Errorf("transition from an older version = %v, want ErrStateChanged", err)
 	}
 	if got, err := s.ACMEOrder(ctx, o.ID); err != nil || got.Status != "processing" || got.CertSerial != "" {
 		t.Errorf("after the refused transition: %+v, %v; want processing, no certificate", got, err)
 	}
 	missing := testACMEOrder("order-missing", "acct", testStart)
-	if err := s.WithTx(ctx, func(tx Tx) error { return tx.TransitionACMEOrder(missing, "ready") }); !errors.Is(err, ErrNotFound) {
+	if err := s.WithTx(ctx, func(tx Tx) error { return tx.TransitionACMEOrder(missing, missing) }); !errors.Is(err, ErrNotFound) {
 		t.Errorf("transition of a missing order = %v, want ErrNotFound", err)
 	}
 }

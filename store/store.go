@@ -574,11 +574,12 @@ type Tx interface {
 	// change. ErrNotFound if no order has that id. It does not check the
 	// stored status: state transitions are the caller's.
 	UpdateACMEOrder(o ACMEOrder) error
-	// TransitionACMEOrder is UpdateACMEOrder guarded by the stored status:
-	// it changes the order only if its status is still from, in the UPDATE
-	// itself, so of two concurrent transitions one wins. ErrStateChanged if
-	// the order is in another status, ErrNotFound if there is none.
-	TransitionACMEOrder(o ACMEOrder, from string) error
+	// TransitionACMEOrder is UpdateACMEOrder guarded by the version the
+	// caller read: it changes the order only if its status and update time
+	// are still from's, in the UPDATE itself, so of two concurrent
+	// transitions one wins. ErrStateChanged if the order moved since,
+	// ErrNotFound if there is none.
+	TransitionACMEOrder(o, from ACMEOrder) error
 	// InsertACMEAuthz inserts a new authorization and its challenges, in
 	// order; ErrDuplicate if its id or a challenge id exists. Its AccountID
 	// must name an existing account; a challenge's AuthzID must be a.ID or "".
