@@ -70,8 +70,13 @@ func (s *Server) loadAuthz(ctx context.Context, acct *store.ACMEAccount, id stri
 		return store.ACMEAuthz{}, fmt.Errorf("load authorization: %w", err)
 	}
 	if (az.Status == "pending" || az.Status == "valid") && s.clk.Now().After(az.Expires) {
+		from := az.Status
 		az.Status = "expired"
-		if err := s.st.WithTx(ctx, func(tx store.Tx) error { return tx.UpdateACMEAuthz(az.ID, az.Status, az.Expires) }); err != nil {
+		err := s.st.WithTx(ctx, func(tx store.Tx) error { return tx.TransitionACMEAuthz(az.ID, az.Status, az.Expires, from) })
+		if errors.Is(err, store.ErrStateChanged) {
+			return s.loadAuthz(ctx, acct, id) // moved meanwhile: as it is now
+		}
+		if err != nil {
 			return store.ACMEAuthz{}, fmt.Errorf("expire authorization: %w", err)
 		}
 	}
@@ -100,13 +105,17 @@ func (s *Server) authz(w http.ResponseWriter, r *http.Request) error {
 		if az.Status != "pending" && az.Status != "valid" {
 			return Malformed("authorization is %s", az.Status)
 		}
+		from := az.Status
 		az.Status = "deactivated"
 		err := s.st.WithTx(r.Context(), func(tx store.Tx) error {
-			if err := tx.UpdateACMEAuthz(az.ID, az.Status, az.Expires); err != nil {
+			if err := tx.TransitionACMEAuthz(az.ID, az.Status, az.Expires, from); err != nil {
 				return err
 			}
 			return s.auditTx(tx, p.account, "acme.authz.deactivated", az.ID, map[string]string{"identifier": az.Identifier.Value})
 		})
+		if errors.Is(err, store.ErrStateChanged) {
+			return Malformed("authorization changed while being deactivated; fetch it again")
+		}
 		if err != nil {
 			return fmt.Errorf("deactivate authorization: %w", err)
 		}
@@ -148,11 +157,21 @@ func (s *Server) challenge(w http.ResponseWriter, r *http.Request) error {
 	}
 	c.Status = "processing"
 	err = s.st.WithTx(r.Context(), func(tx store.Tx) error {
-		if err := tx.UpdateACMEChallenge(c); err != nil {
+		// Of two POSTs that start one challenge, one validates.
+		if err := tx.TransitionACMEChallenge(c, "pending"); err != nil {
 			return err
 		}
 		return s.auditTx(tx, p.account, "acme.challenge.started", c.ID, map[string]string{"type": c.Type, "identifier": az.Identifier.Value})
 	})
+	if errors.Is(err, store.ErrStateChanged) {
+		if c, err = s.st.ACMEChallenge(r.Context(), c.ID); err != nil {
+			return fmt.Errorf("load challenge: %w", err)
+		}
+		if c.Status == "processing" {
+			w.Header().Set("Retry-After", "1")
+		}
+		return writeJSON(w, http.StatusOK, s.challengeView(r, c))
+	}
 	if err != nil {
 		return fmt.Errorf("start challenge: %w", err)
 	}
@@ -204,10 +223,16 @@ func (s *Server) validate(acct store.ACMEAccount, acctURL string, az store.ACMEA
 		c.Error, _ = json.Marshal(prob)
 	}
 	werr := s.st.WithTx(context.Background(), func(tx store.Tx) error {
-		if err := tx.UpdateACMEChallenge(c); err != nil {
+		if err := tx.TransitionACMEChallenge(c, "processing"); err != nil {
 			return err
 		}
-		if err := tx.UpdateACMEAuthz(az.ID, az.Status, az.Expires); err != nil {
+		// The authorization may have been deactivated (or expired) while
+		// this ran: then the outcome is the challenge's alone, and a
+		// deactivated authorization never turns valid.
+		switch err := tx.TransitionACMEAuthz(az.ID, az.Status, az.Expires, "pending"); {
+		case errors.Is(err, store.ErrStateChanged):
+			caaChecked = false
+		case err != nil:
 			return err
 		}
 		if caaChecked {
@@ -334,11 +359,12 @@ func (s *Server) recheckCAA(ctx context.Context, r *http.Request, acct *store.AC
 			refused = err
 		}
 	}
+	ready := *o
 	err := s.st.WithTx(ctx, func(tx store.Tx) error {
 		if refused != nil {
 			o.Status, o.Updated = "invalid", checked
 			o.Error, _ = json.Marshal(FromError(refused))
-			if err := tx.UpdateACMEOrder(*o); err != nil {
+			if err := tx.TransitionACMEOrder(*o, ready); err != nil {
 				return err
 			}
 			return s.auditTx(tx, acct, "acme.order.caa_refused", o.ID, map[string]string{"error": FromError(refused).Detail})
@@ -350,6 +376,9 @@ func (s *Server) recheckCAA(ctx context.Context, r *http.Request, acct *store.AC
 		}
 		return nil
 	})
+	if errors.Is(err, store.ErrStateChanged) {
+		return OrderNotReady("order changed while its CAA records were checked")
+	}
 	if err != nil {
 		return fmt.Errorf("record caa recheck: %w", err)
 	}

@@ -26,6 +26,7 @@ import (
 	xacme "golang.org/x/crypto/acme"
 
 	"github.com/sigil-ca/sigil/ca"
+	"github.com/sigil-ca/sigil/ca/audit"
 	"github.com/sigil-ca/sigil/internal/testclock"
 	"github.com/sigil-ca/sigil/store"
 )
@@ -948,5 +949,167 @@ func TestAbandonedFinalize(t *testing.T) {
 	}
 	if got, err := ts.st.ACMEOrder(ctx, id); err != nil || got.Status != "valid" || len(certs) != 1 || got.CertSerial != certs[0].Serial {
 		t.Errorf("order %+v (%v) with %d certificates, want valid with its one certificate", got, err, len(certs))
+	}
+}
+
+// TestDeactivatedDuringValidation: an authorization deactivated while its
+// challenge is being validated stays deactivated when the validation
+// succeeds: a result never overwrites a state the authorization left.
+func TestDeactivatedDuringValidation(t *testing.T) {
+	t.Parallel()
+	release := make(chan struct{})
+	var mu sync.Mutex
+	answers := map[string]string{}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		<-release // the validator waits here while the client deactivates
+		mu.Lock()
+		body := answers[r.URL.Path]
+		mu.Unlock()
+		_, _ = w.Write([]byte(body))
+	})}
+	go func() { _ = srv.Serve(ln) }()
+	t.Cleanup(func() { srv.Close() })
+	ts := newTestServer(t, Config{ValidationWait: time.Millisecond}, testValidation{httpPort: ln.Addr().(*net.TCPAddr).Port})
+	e := newNegEnv(t, ts)
+	ctx := context.Background()
+	o, err := e.c.AuthorizeOrder(ctx, xacme.IPIDs("127.0.0.1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	az, err := e.c.GetAuthorization(ctx, o.AuthzURLs[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	var chal *xacme.Challenge
+	for _, c := range az.Challenges {
+		if c.Type == "http-01" {
+			chal = c
+		}
+	}
+	keyAuth, err := e.c.HTTP01ChallengeResponse(chal.Token)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	answers[e.c.HTTP01ChallengePath(chal.Token)] = keyAuth
+	mu.Unlock()
+	if _, err := e.c.Accept(ctx, chal); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.c.RevokeAuthorization(ctx, o.AuthzURLs[0]); err != nil {
+		t.Fatalf("deactivate during validation: %v", err)
+	}
+	close(release)
+	deadline := time.Now().Add(10 * time.Second) // the validation runs on the network, in real time
+	for {
+		c, err := ts.st.ACMEChallenge(ctx, lastSegment(chal.URI))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c.Status != "processing" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the validation did not finish")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	ts.acme.validations.Wait() // its outcome is recorded
+	got, err := ts.st.ACMEAuthz(ctx, lastSegment(o.AuthzURLs[0]))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Status != "deactivated" {
+		t.Errorf("authorization deactivated during its validation is %s after it, want deactivated", got.Status)
+	}
+}
+
+// TestConcurrentChallengeStart: of many POSTs that start one challenge at
+// once, one starts its validation; the others get the challenge as it is.
+func TestConcurrentChallengeStart(t *testing.T) {
+	t.Parallel()
+	h := startHTTP01(t)
+	ts := newTestServer(t, Config{}, testValidation{httpPort: h.port})
+	e := newNegEnv(t, ts)
+	ctx := context.Background()
+	o, err := e.c.AuthorizeOrder(ctx, xacme.IPIDs("127.0.0.1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	az, err := e.c.GetAuthorization(ctx, o.AuthzURLs[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	var chal *xacme.Challenge
+	for _, c := range az.Challenges {
+		if c.Type == "http-01" {
+			chal = c
+		}
+	}
+	resp, err := e.c.HTTP01ChallengeResponse(chal.Token)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.set(e.c.HTTP01ChallengePath(chal.Token), resp)
+	const n = 16
+	tr := e.hc.Transport.(*http.Transport).Clone()
+	tr.MaxIdleConnsPerHost = n
+	hc := &http.Client{Transport: tr}
+	var bodies [][]byte
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	for range n {
+		wg.Add(1)
+		go func() { // nonces fetched at once: one warm connection each
+			defer wg.Done()
+			r, err := hc.Head(e.base + "/new-nonce")
+			if err != nil {
+				return
+			}
+			r.Body.Close()
+			mu.Lock()
+			bodies = append(bodies, e.kidJWS(t, chal.URI, r.Header.Get("Replay-Nonce"), []byte("{}")))
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	if len(bodies) != n {
+		t.Fatalf("%d nonces fetched, want %d", len(bodies), n)
+	}
+	start := make(chan struct{})
+	for _, body := range bodies {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-start
+			r, err := hc.Post(chal.URI, "application/jose+json", bytes.NewReader(body))
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			r.Body.Close()
+			if r.StatusCode != http.StatusOK {
+				t.Errorf("a concurrent challenge POST answered %d", r.StatusCode)
+			}
+		}()
+	}
+	close(start)
+	wg.Wait()
+	ts.acme.validations.Wait()
+	started := 0
+	if err := ts.st.ScanAudit(ctx, func(ev audit.Event) error {
+		if ev.Action == "acme.challenge.started" && ev.Target == lastSegment(chal.URI) {
+			started++
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if started != 1 {
+		t.Errorf("the challenge was started %d times, want once", started)
 	}
 }

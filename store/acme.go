@@ -107,12 +107,16 @@ const (
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?)`
 	qInsertACMEChallenge = `INSERT INTO acme_challenges (id, authz_id, position, type, token, status, validated, error)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?)`
-	qUpdateACMEAuthz     = "UPDATE acme_authzs SET status = ?, expires = CASE WHEN ? = 0 THEN expires ELSE ? END WHERE id = ?"
-	qUpdateACMEChallenge = "UPDATE acme_challenges SET status = ?, validated = ?, error = ? WHERE id = ?"
-	qSetACMEAuthzCAA     = "UPDATE acme_authzs SET caa_checked = ? WHERE id = ?"
-	qUseNonce            = "INSERT INTO acme_nonces (nonce, expires) VALUES (?, ?)"
-	qPurgeNonces         = "DELETE FROM acme_nonces WHERE expires < ?"
-	qInsertEABKey        = `INSERT INTO acme_eab_keys (id, endpoint, requester, created, used, revoked)
+	qUpdateACMEAuthz         = "UPDATE acme_authzs SET status = ?, expires = CASE WHEN ? = 0 THEN expires ELSE ? END WHERE id = ?"
+	qUpdateACMEChallenge     = "UPDATE acme_challenges SET status = ?, validated = ?, error = ? WHERE id = ?"
+	qSetACMEAuthzCAA         = "UPDATE acme_authzs SET caa_checked = ? WHERE id = ?"
+	qTransitionACMEAuthz     = "UPDATE acme_authzs SET status = ?, expires = CASE WHEN ? = 0 THEN expires ELSE ? END WHERE id = ? AND status = ?"
+	qTransitionACMEChallenge = "UPDATE acme_challenges SET status = ?, validated = ?, error = ? WHERE id = ? AND status = ?"
+	qACMEAuthzExists         = "SELECT 1 FROM acme_authzs WHERE id = ?"
+	qACMEChallengeExists     = "SELECT 1 FROM acme_challenges WHERE id = ?"
+	qUseNonce                = "INSERT INTO acme_nonces (nonce, expires) VALUES (?, ?)"
+	qPurgeNonces             = "DELETE FROM acme_nonces WHERE expires < ?"
+	qInsertEABKey            = `INSERT INTO acme_eab_keys (id, endpoint, requester, created, used, revoked)
 		VALUES (?, ?, ?, ?, ?, ?)`
 	qMarkEABKeyUsed = "UPDATE acme_eab_keys SET used = ? WHERE id = ? AND used = 0 AND revoked = 0"
 )
@@ -450,21 +454,7 @@ func (t *sqliteTx) TransitionACMEOrder(o, from ACMEOrder) error {
 	if err != nil {
 		return err
 	}
-	n, err := res.RowsAffected()
-	if err != nil {
-		return fmt.Errorf("transition acme order %s: %w", o.ID, err)
-	}
-	if n == 1 {
-		return nil
-	}
-	var one int
-	switch err := t.tx.QueryRowContext(t.ctx, qACMEOrderExists, o.ID).Scan(&one); {
-	case errors.Is(err, sql.ErrNoRows):
-		return fmt.Errorf("transition acme order %s: %w", o.ID, ErrNotFound)
-	case err != nil:
-		return fmt.Errorf("transition acme order %s: %w", o.ID, err)
-	}
-	return fmt.Errorf("transition acme order %s from %s to %s: %w", o.ID, from.Status, o.Status, ErrStateChanged)
+	return t.transitioned(res, qACMEOrderExists, "acme order", o.ID, from.Status, o.Status)
 }
 
 func (t *sqliteTx) InsertACMEAuthz(a ACMEAuthz) error {
@@ -507,6 +497,43 @@ func (t *sqliteTx) UpdateACMEChallenge(c ACMEChallenge) error {
 		return err
 	}
 	return oneRow(res, "update acme challenge "+c.ID)
+}
+
+func (t *sqliteTx) TransitionACMEAuthz(id, status string, expires time.Time, from string) error {
+	res, err := t.exec("transition acme authz", qTransitionACMEAuthz, status, nanos(expires), nanos(expires), id, from)
+	if err != nil {
+		return err
+	}
+	return t.transitioned(res, qACMEAuthzExists, "acme authz", id, from, status)
+}
+
+func (t *sqliteTx) TransitionACMEChallenge(c ACMEChallenge, from string) error {
+	res, err := t.exec("transition acme challenge", qTransitionACMEChallenge, c.Status, nanos(c.Validated), optBlob(c.Error), c.ID, from)
+	if err != nil {
+		return err
+	}
+	return t.transitioned(res, qACMEChallengeExists, "acme challenge", c.ID, from, c.Status)
+}
+
+// transitioned tells a guarded UPDATE's outcome: nil if it changed the row,
+// ErrNotFound if there is no row id (exists selects it), ErrStateChanged if
+// the row is in another state than from.
+func (t *sqliteTx) transitioned(res sql.Result, exists, what, id, from, to string) error {
+	n, err := res.RowsAffected()
+	if err != nil {
+		return fmt.Errorf("transition %s %s: %w", what, id, err)
+	}
+	if n == 1 {
+		return nil
+	}
+	var one int
+	switch err := t.tx.QueryRowContext(t.ctx, exists, id).Scan(&one); {
+	case errors.Is(err, sql.ErrNoRows):
+		return fmt.Errorf("transition %s %s: %w", what, id, ErrNotFound)
+	case err != nil:
+		return fmt.Errorf("transition %s %s: %w", what, id, err)
+	}
+	return fmt.Errorf("transition %s %s from %s to %s: %w", what, id, from, to, ErrStateChanged)
 }
 
 func (t *sqliteTx) UseNonce(nonce string, expires time.Time) error {

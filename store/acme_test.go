@@ -983,3 +983,36 @@ func TestACMEOrderTransition(t *testing.T) {
 		t.Errorf("transition of a missing order = %v, want ErrNotFound", err)
 	}
 }
+
+// TestACMEAuthzChallengeTransition: guarded authorization and challenge
+// transitions change only a row still in the status they move from.
+func TestACMEAuthzChallengeTransition(t *testing.T) {
+	t.Parallel()
+	s := openTest(t, Config{})
+	ctx := context.Background()
+	seedACMEAccounts(t, s, "acct")
+	az := testACMEAuthz("authz-t", "acct", ACMEIdentifier{Type: "dns", Value: "example.com"}, false, "pending",
+		testStart.Add(time.Hour))
+	mustTx(t, s, func(tx Tx) error { return tx.InsertACMEAuthz(az) })
+	c := az.Challenges[0]
+	c.Status = "processing"
+	mustTx(t, s, func(tx Tx) error { return tx.TransitionACMEChallenge(c, "pending") })
+	if err := s.WithTx(ctx, func(tx Tx) error { return tx.TransitionACMEChallenge(c, "pending") }); !errors.Is(err, ErrStateChanged) {
+		t.Errorf("second start of a processing challenge = %v, want ErrStateChanged", err)
+	}
+	mustTx(t, s, func(tx Tx) error { return tx.TransitionACMEAuthz(az.ID, "deactivated", time.Time{}, "pending") })
+	if err := s.WithTx(ctx, func(tx Tx) error { return tx.TransitionACMEAuthz(az.ID, "valid", time.Time{}, "pending") }); !errors.Is(err, ErrStateChanged) {
+		t.Errorf("validating a deactivated authorization = %v, want ErrStateChanged", err)
+	}
+	if got, err := s.ACMEAuthz(ctx, az.ID); err != nil || got.Status != "deactivated" {
+		t.Errorf("authorization %+v (%v), want deactivated", got, err)
+	}
+	if err := s.WithTx(ctx, func(tx Tx) error { return tx.TransitionACMEAuthz("authz-missing", "valid", time.Time{}, "pending") }); !errors.Is(err, ErrNotFound) {
+		t.Errorf("transition of a missing authorization = %v, want ErrNotFound", err)
+	}
+	if err := s.WithTx(ctx, func(tx Tx) error {
+		return tx.TransitionACMEChallenge(ACMEChallenge{ID: "chall-missing", Status: "valid"}, "processing")
+	}); !errors.Is(err, ErrNotFound) {
+		t.Errorf("transition of a missing challenge = %v, want ErrNotFound", err)
+	}
+}

@@ -595,6 +595,12 @@ type Tx interface {
 	// UpdateACMEChallenge sets the status, validation time and error of the
 	// challenge with c.ID; ErrNotFound if none.
 	UpdateACMEChallenge(c ACMEChallenge) error
+	// TransitionACMEAuthz is UpdateACMEAuthz guarded by the stored status:
+	// only an authorization still in status from changes. ErrStateChanged
+	// if it is in another, ErrNotFound if there is none.
+	TransitionACMEAuthz(id, status string, expires time.Time, from string) error
+	// TransitionACMEChallenge is UpdateACMEChallenge guarded the same way.
+	TransitionACMEChallenge(c ACMEChallenge, from string) error
 	// UseNonce records nonce as spent until expires; ErrDuplicate if it is
 	// already recorded. It is the replay record nodes sharing the database
 	// consult: callers must still refuse expired nonces themselves, since a
