@@ -149,6 +149,12 @@ func (s *Server) challenge(w http.ResponseWriter, r *http.Request) error {
 		return writeJSON(w, http.StatusOK, s.challengeView(r, c))
 	}
 	if az.Status != "pending" {
+		// A concurrent POST may have started this challenge and its
+		// validation settled the authorization after c was read: then the
+		// answer is the challenge as it is now, as for any started one.
+		if now, err := s.st.ACMEChallenge(r.Context(), c.ID); err == nil && now.Status != "pending" {
+			return writeJSON(w, http.StatusOK, s.challengeView(r, now))
+		}
 		return Malformed("authorization is %s", az.Status)
 	}
 	keyAuth, err := KeyAuthorization(c.Token, p.key)
