@@ -13,8 +13,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/sigil-ca/sigil/store"
 	xacme "golang.org/x/crypto/acme"
+
+	"github.com/sigil-ca/sigil/internal/testclock"
+	"github.com/sigil-ca/sigil/store"
 )
 
 // issueIP runs one http-01 order for ip and returns the leaf.
@@ -179,7 +181,7 @@ func fetchOrder(t *testing.T, r *http.Response, ts *testServer, c *xacme.Client,
 }
 
 func TestRenewalWindow(t *testing.T) {
-	nb := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	nb := testclock.Start()
 	rec := store.CertRecord{IssuerID: "int-1", NotBefore: nb, NotAfter: nb.Add(90 * 24 * time.Hour)}
 	day := 24 * time.Hour
 	tests := []struct {

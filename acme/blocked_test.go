@@ -10,8 +10,9 @@ import (
 	"net/http"
 	"testing"
 
-	"github.com/sigil-ca/sigil/ca"
 	xacme "golang.org/x/crypto/acme"
+
+	"github.com/sigil-ca/sigil/ca"
 )
 
 // TestBlockedKeys: after a keyCompromise revocation signed by the

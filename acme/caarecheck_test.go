@@ -5,8 +5,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jonboulle/clockwork"
 	xacme "golang.org/x/crypto/acme"
+
+	"github.com/sigil-ca/sigil/internal/testclock"
 )
 
 // TestCAARecheckedAtIssuance: a certificate issued from an authorization
@@ -19,7 +20,7 @@ func TestCAARecheckedAtIssuance(t *testing.T) {
 	ns := startTestDNS(t)
 	ns.SetA("www.example.com", "127.0.0.1")
 	caa := &recordingCAA{deny: map[string]bool{}}
-	clk := clockwork.NewFakeClockAt(time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC))
+	clk := testclock.New()
 	ts := newTestServer(t, Config{Clock: clk, CAA: CAAOn, CAAVerifier: caa}, testValidation{httpPort: h.port, resolver: ns.Addr()})
 	ctx := context.Background()
 	c := noRetry(ts.client(t))

@@ -14,6 +14,8 @@ import (
 
 	"github.com/jonboulle/clockwork"
 	xacme "golang.org/x/crypto/acme"
+
+	"github.com/sigil-ca/sigil/internal/testclock"
 )
 
 // TestRateLimits: orders per account, and new accounts per IP, are refused
@@ -150,7 +152,7 @@ func TestRateLimitsCertificatesPerDomain(t *testing.T) {
 	for _, n := range []string{"a.victim.test", "b.victim.test", "c.victim.test", "d.victim.test", "e.victim.test"} {
 		ns.SetA(n, "127.0.0.1")
 	}
-	clk := clockwork.NewFakeClockAt(time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC))
+	clk := testclock.New()
 	ts := newTestServer(t, Config{Clock: clk, RateLimits: RateLimits{CertificatesPerDomain: 2, OrdersPerAccount: 100}},
 		testValidation{httpPort: h.port, resolver: ns.Addr()})
 	ctx := context.Background()
@@ -203,7 +205,7 @@ func TestRateLimitsCertificatesPerDomain(t *testing.T) {
 // account makes them, so fresh accounts do not multiply the budget.
 func TestRateLimitsOrdersPerIP(t *testing.T) {
 	t.Parallel()
-	clk := clockwork.NewFakeClockAt(time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC))
+	clk := testclock.New()
 	ts := newTestServer(t, Config{Clock: clk, RateLimits: RateLimits{OrdersPerIP: 4, OrdersPerAccount: 100}})
 	ctx := context.Background()
 	var clients []*xacme.Client
@@ -235,7 +237,7 @@ func TestRateLimitsOrdersPerIP(t *testing.T) {
 // takeAll takes all or none, and IPv6 clients count per /64.
 func TestLimiter(t *testing.T) {
 	t.Parallel()
-	now := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	now := testclock.Start()
 	l := newLimiter("test", 2, 10)
 	for range 2 {
 		if err := l.allow("a", now); err != nil {

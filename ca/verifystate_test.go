@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/sigil-ca/sigil/ca/audit"
+	"github.com/sigil-ca/sigil/internal/testclock"
 	"github.com/sigil-ca/sigil/store"
 )
 
@@ -42,7 +43,7 @@ func (s stateSource) Tokens(context.Context) ([]store.TokenRecord, error)     { 
 func (s stateSource) Keys(context.Context) ([]store.KeyRecord, error)         { return s.keys, nil }
 
 func TestVerifyStateOlderEvents(t *testing.T) {
-	at := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	at := testclock.Start()
 	der := []byte("certificate")
 	issued := func(withDER bool) audit.Event {
 		d := map[string]string{"issuer": "int", "profile": "tls-server"}
