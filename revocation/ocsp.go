@@ -431,6 +431,7 @@ func (r *Responder) load(ctx context.Context, iss *issuerState) (int, error) {
 		r.log.WarnContext(ctx, "stored ocsp response rejected; it will be re-signed", "issuer", iss.id, "serial", serial,
 			"reason", why, "error", err)
 	}
+	responders := verifiedResponders{issuer: iss.cert, ok: map[string]bool{}}
 	err := r.st.OCSPResponses(ctx, iss.id, now, func(o store.OCSPResponse) error {
 		h, ok := hashByName(o.Hash)
 		if !ok {
@@ -440,7 +441,7 @@ func (r *Responder) load(ctx context.Context, iss *issuerState) (int, error) {
 		if err != nil {
 			return nil // a row we cannot use is re-signed by the sweep
 		}
-		resp, err := ocsp.ParseResponseForCert(o.DER, nil, iss.cert)
+		resp, err := responders.parse(o.DER)
 		if err != nil {
 			reject(o.Serial, "signature or encoding", err)
 			return nil
@@ -510,6 +511,37 @@ func (r *Responder) load(ctx context.Context, iss *issuerState) (int, error) {
 
 // checkStored says why a parsed stored response cannot be served for the
 // row o (CertID hash h), or "" if it can.
+// verifiedResponders parses stored responses and checks each under its
+// issuer. ParseResponse already checks a response against the responder
+// certificate it embeds; that certificate is checked against the issuer
+// once per load, not once per row (every row of a load shares one or two).
+type verifiedResponders struct {
+	issuer *x509.Certificate
+	ok     map[string]bool // raw responder certificates issued by issuer
+}
+
+func (v verifiedResponders) parse(der []byte) (*ocsp.Response, error) {
+	resp, err := ocsp.ParseResponse(der, nil)
+	if err != nil {
+		return nil, err
+	}
+	if resp.Certificate == nil {
+		// Signed by the issuer itself: nothing embedded vouched for it.
+		if err := resp.CheckSignatureFrom(v.issuer); err != nil {
+			return nil, fmt.Errorf("bad OCSP signature: %w", err)
+		}
+		return resp, nil
+	}
+	raw := string(resp.Certificate.Raw)
+	if !v.ok[raw] {
+		if err := resp.Certificate.CheckSignatureFrom(v.issuer); err != nil {
+			return nil, fmt.Errorf("responder certificate not issued by the issuer: %w", err)
+		}
+		v.ok[raw] = true
+	}
+	return resp, nil
+}
+
 func checkStored(resp *ocsp.Response, o store.OCSPResponse, h hashIndex, now time.Time) string {
 	n, ok := new(big.Int).SetString(o.Serial, 16)
 	switch {
