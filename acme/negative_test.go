@@ -817,59 +817,8 @@ func concurrentFinalize(t *testing.T, e *negEnv, h *http01Server, wantCerts int)
 	o := e.readyOrder(t, h)
 	payload := []byte(`{"csr":"` + b64(ipCSR(t, "127.0.0.1")) + `"}`)
 	const n = 32
-	// One warm connection each, opened by fetching the nonces all at once:
-	// the finalizes then race on the server, not on TLS handshakes.
-	tr := e.hc.Transport.(*http.Transport).Clone()
-	tr.MaxIdleConnsPerHost = n
-	hc := &http.Client{Transport: tr}
-	nonces := make(chan string, n)
-	var wg sync.WaitGroup
-	for range n {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			resp, err := hc.Head(e.base + "/new-nonce")
-			if err != nil {
-				nonces <- ""
-				return
-			}
-			resp.Body.Close()
-			nonces <- resp.Header.Get("Replay-Nonce")
-		}()
-	}
-	wg.Wait()
-	close(nonces)
-	var bodies [][]byte
-	for nonce := range nonces {
-		if nonce == "" {
-			t.Fatal("new-nonce failed")
-		}
-		bodies = append(bodies, e.kidJWS(t, o.FinalizeURL, nonce, payload))
-	}
-	type answer struct {
-		status int
-		body   []byte
-		err    error
-	}
-	answers := make(chan answer, n)
-	start := make(chan struct{})
-	for _, body := range bodies {
-		go func() {
-			<-start
-			resp, err := hc.Post(o.FinalizeURL, "application/jose+json", bytes.NewReader(body))
-			if err != nil {
-				answers <- answer{err: err}
-				return
-			}
-			defer resp.Body.Close()
-			b, err := io.ReadAll(resp.Body)
-			answers <- answer{resp.StatusCode, b, err}
-		}()
-	}
-	close(start)
 	ok := 0
-	for range n {
-		a := <-answers
+	for _, a := range e.postAtOnce(t, o.FinalizeURL, payload, n) {
 		switch {
 		case a.err != nil:
 			t.Errorf("finalize: %v", a.err)
@@ -984,12 +933,7 @@ func TestDeactivatedDuringValidation(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var chal *xacme.Challenge
-	for _, c := range az.Challenges {
-		if c.Type == "http-01" {
-			chal = c
-		}
-	}
+	chal := http01Of(t, az)
 	keyAuth, err := e.c.HTTP01ChallengeResponse(chal.Token)
 	if err != nil {
 		t.Fatal(err)
@@ -1030,61 +974,17 @@ func TestConcurrentChallengeStart(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var chal *xacme.Challenge
-	for _, c := range az.Challenges {
-		if c.Type == "http-01" {
-			chal = c
-		}
-	}
+	chal := http01Of(t, az)
 	resp, err := e.c.HTTP01ChallengeResponse(chal.Token)
 	if err != nil {
 		t.Fatal(err)
 	}
 	h.set(e.c.HTTP01ChallengePath(chal.Token), resp)
-	const n = 16
-	tr := e.hc.Transport.(*http.Transport).Clone()
-	tr.MaxIdleConnsPerHost = n
-	hc := &http.Client{Transport: tr}
-	var bodies [][]byte
-	var wg sync.WaitGroup
-	var mu sync.Mutex
-	for range n {
-		wg.Add(1)
-		go func() { // nonces fetched at once: one warm connection each
-			defer wg.Done()
-			r, err := hc.Head(e.base + "/new-nonce")
-			if err != nil {
-				return
-			}
-			r.Body.Close()
-			mu.Lock()
-			bodies = append(bodies, e.kidJWS(t, chal.URI, r.Header.Get("Replay-Nonce"), []byte("{}")))
-			mu.Unlock()
-		}()
+	for _, a := range e.postAtOnce(t, chal.URI, []byte("{}"), 16) {
+		if a.err != nil || a.status != http.StatusOK {
+			t.Errorf("a concurrent challenge POST answered %d %s (%v)", a.status, a.body, a.err)
+		}
 	}
-	wg.Wait()
-	if len(bodies) != n {
-		t.Fatalf("%d nonces fetched, want %d", len(bodies), n)
-	}
-	start := make(chan struct{})
-	for _, body := range bodies {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			<-start
-			r, err := hc.Post(chal.URI, "application/jose+json", bytes.NewReader(body))
-			if err != nil {
-				t.Error(err)
-				return
-			}
-			r.Body.Close()
-			if r.StatusCode != http.StatusOK {
-				t.Errorf("a concurrent challenge POST answered %d", r.StatusCode)
-			}
-		}()
-	}
-	close(start)
-	wg.Wait()
 	ts.acme.validations.Wait()
 	started := 0
 	if err := ts.st.ScanAudit(ctx, func(ev audit.Event) error {
@@ -1098,4 +998,74 @@ func TestConcurrentChallengeStart(t *testing.T) {
 	if started != 1 {
 		t.Errorf("the challenge was started %d times, want once", started)
 	}
+}
+
+// http01Of is az's http-01 challenge.
+func http01Of(t *testing.T, az *xacme.Authorization) *xacme.Challenge {
+	t.Helper()
+	for _, c := range az.Challenges {
+		if c.Type == "http-01" {
+			return c
+		}
+	}
+	t.Fatalf("authorization %s offers no http-01 challenge", az.URI)
+	return nil
+}
+
+// postAnswer is one response of postAtOnce.
+type postAnswer struct {
+	status int
+	body   []byte
+	err    error
+}
+
+// postAtOnce signs payload as the account n times, each with its own nonce,
+// and POSTs all n to url at the same moment. The nonces are fetched at once
+// too, which leaves one warm connection for each POST: the requests then
+// race on the server, not on TLS handshakes.
+func (e *negEnv) postAtOnce(t *testing.T, url string, payload []byte, n int) []postAnswer {
+	t.Helper()
+	tr := e.hc.Transport.(*http.Transport).Clone()
+	tr.MaxIdleConnsPerHost = n
+	hc := &http.Client{Transport: tr}
+	nonces := make([]string, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if r, err := hc.Head(e.base + "/new-nonce"); err == nil {
+				r.Body.Close()
+				nonces[i] = r.Header.Get("Replay-Nonce")
+			}
+		}()
+	}
+	wg.Wait()
+	bodies := make([][]byte, n)
+	for i, nonce := range nonces {
+		if nonce == "" {
+			t.Fatal("new-nonce failed")
+		}
+		bodies[i] = e.kidJWS(t, url, nonce, payload)
+	}
+	answers := make([]postAnswer, n)
+	start := make(chan struct{})
+	for i, body := range bodies {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-start
+			r, err := hc.Post(url, "application/jose+json", bytes.NewReader(body))
+			if err != nil {
+				answers[i].err = err
+				return
+			}
+			defer r.Body.Close()
+			answers[i].status = r.StatusCode
+			answers[i].body, answers[i].err = io.ReadAll(r.Body)
+		}()
+	}
+	close(start)
+	wg.Wait()
+	return answers
 }
