@@ -13,10 +13,10 @@ FUZZ_TARGETS := \
 	./ca:FuzzSignCSR \
 	./ca:FuzzCanonicalURI \
 	./ca:FuzzDNSName \
-	./ca/api:FuzzParseSignRequest \
-	./ca/api:FuzzParseRenewRequest \
-	./ca/api:FuzzParseLogQuery \
-	./ca/api:FuzzCertFilterFromQuery \
+	./api:FuzzParseSignRequest \
+	./api:FuzzParseRenewRequest \
+	./api:FuzzParseLogQuery \
+	./api:FuzzCertFilterFromQuery \
 	./ca/audit:FuzzParseLogLeaf \
 	./cmd/sigil:FuzzParseConfig \
 	./acme:FuzzParseJWS \
@@ -25,7 +25,7 @@ FUZZ_TARGETS := \
 	./acme:FuzzRevokePayload \
 	./acme:FuzzCAAIssueValue \
 	./ca:FuzzParseRevocationReason \
-	./ca/api:FuzzParseRevokeRequest \
+	./api:FuzzParseRevokeRequest \
 	./revocation:FuzzOCSPRequest
 
 .PHONY: all build run test unit fuzz bench bench-https lint clean

@@ -22,7 +22,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/sigil-ca/sigil/ca/api"
+	"github.com/sigil-ca/sigil/api"
 )
 
 // Secret is a credential (an API token) that never prints: it formats and

@@ -14,6 +14,6 @@
 // retried with exponential backoff and full jitter. Time comes from an
 // injected clock.
 //
-// Imports: ca/api (request and response types) only; the agent is a client
+// Imports: api (request and response types) only; the agent is a client
 // and knows nothing of the CA's internals.
 package agent

@@ -25,7 +25,7 @@ import (
 
 	"github.com/sigil-ca/sigil/acme"
 	"github.com/sigil-ca/sigil/ca"
-	"github.com/sigil-ca/sigil/ca/api"
+	"github.com/sigil-ca/sigil/api"
 	"github.com/sigil-ca/sigil/ca/keystore"
 	"github.com/sigil-ca/sigil/internal/testclock"
 	"github.com/sigil-ca/sigil/store"

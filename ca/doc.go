@@ -47,6 +47,6 @@
 // replays the chain into the state it describes (certificate status and DER,
 // blocked keys, tokens, keys) and names every record that differs from it.
 //
-// Imports: ca/keystore, store, ca/audit. Surfaces (ca/api, acme, revocation,
+// Imports: ca/keystore, store, ca/audit. Surfaces (api, acme, revocation,
 // lifecycle) import ca; ca imports none of them.
 package ca

@@ -522,7 +522,7 @@ func TestManagedDelete(t *testing.T) {
 }
 
 // TestManagedBundleCA: who may fetch the bundle, at the ca level; the
-// HTTP surface is tested in ca/api.
+// HTTP surface is tested in api.
 func TestManagedBundleCA(t *testing.T) {
 	mc := newManagedCA(t)
 	ctx := context.Background()

@@ -23,7 +23,7 @@ import (
 	_ "modernc.org/sqlite"
 
 	"github.com/sigil-ca/sigil/ca"
-	"github.com/sigil-ca/sigil/ca/api"
+	"github.com/sigil-ca/sigil/api"
 	"github.com/sigil-ca/sigil/ca/audit"
 	"github.com/sigil-ca/sigil/store"
 )

@@ -10,7 +10,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/sigil-ca/sigil/ca/api"
+	"github.com/sigil-ca/sigil/api"
 )
 
 // TestAuditExportCutShort: an export the server aborts mid-stream, or one

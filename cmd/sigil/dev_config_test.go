@@ -17,7 +17,7 @@ import (
 
 	"golang.org/x/crypto/acme"
 
-	"github.com/sigil-ca/sigil/ca/api"
+	"github.com/sigil-ca/sigil/api"
 )
 
 // devEABOverlay is the README's example: an EAB-only endpoint with its own

@@ -19,7 +19,7 @@ import (
 
 	"golang.org/x/crypto/ocsp"
 
-	"github.com/sigil-ca/sigil/ca/api"
+	"github.com/sigil-ca/sigil/api"
 )
 
 // TestRestartAfterDiskFull fills the disk under a CA's database, frees a

@@ -24,7 +24,7 @@ import (
 	"go.step.sm/crypto/jose"
 	"golang.org/x/crypto/acme"
 
-	"github.com/sigil-ca/sigil/ca/api"
+	"github.com/sigil-ca/sigil/api"
 )
 
 // acmeReply is a raw ACME response.

@@ -30,7 +30,7 @@ import (
 	"go.step.sm/crypto/jose"
 	"golang.org/x/crypto/acme"
 
-	"github.com/sigil-ca/sigil/ca/api"
+	"github.com/sigil-ca/sigil/api"
 )
 
 // acmeE2E is one `sigil serve` with everything ACME validation needs.

@@ -11,7 +11,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/sigil-ca/sigil/ca/api"
+	"github.com/sigil-ca/sigil/api"
 )
 
 // e2eDirNames lists dir's entries.

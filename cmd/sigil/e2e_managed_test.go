@@ -15,7 +15,7 @@ import (
 	"testing"
 
 	"github.com/sigil-ca/sigil/ca"
-	"github.com/sigil-ca/sigil/ca/api"
+	"github.com/sigil-ca/sigil/api"
 )
 
 // e2eBundle GETs name's bundle from p with client (a bearer token if

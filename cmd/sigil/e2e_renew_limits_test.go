@@ -11,7 +11,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/sigil-ca/sigil/ca/api"
+	"github.com/sigil-ca/sigil/api"
 )
 
 // e2eSignValidity posts a CSR for key to /v1/sign with a validity.

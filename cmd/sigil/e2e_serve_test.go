@@ -20,7 +20,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/sigil-ca/sigil/ca/api"
+	"github.com/sigil-ca/sigil/api"
 	"github.com/sigil-ca/sigil/store"
 )
 

@@ -5,7 +5,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/sigil-ca/sigil/ca/api"
+	"github.com/sigil-ca/sigil/api"
 )
 
 // TestServeKeepsRootWrapped: serving unwraps the intermediate and audit keys

@@ -9,7 +9,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/sigil-ca/sigil/ca/api"
+	"github.com/sigil-ca/sigil/api"
 )
 
 // TestCLITransparencyLog drives the log end to end against sigil serve: an

@@ -25,10 +25,10 @@ import (
 
 	"github.com/sigil-ca/sigil/acme"
 	"github.com/sigil-ca/sigil/ca"
-	"github.com/sigil-ca/sigil/ca/api"
+	"github.com/sigil-ca/sigil/api"
 	"github.com/sigil-ca/sigil/ca/audit"
 	"github.com/sigil-ca/sigil/ca/keystore"
-	"github.com/sigil-ca/sigil/ca/ui"
+	"github.com/sigil-ca/sigil/ui"
 	"github.com/sigil-ca/sigil/lifecycle"
 	"github.com/sigil-ca/sigil/revocation"
 	"github.com/sigil-ca/sigil/store"
@@ -311,7 +311,7 @@ func verifyAuditTail(ctx context.Context, st *store.SQLite, log *slog.Logger, wi
 }
 
 // newUI builds the auditor web page. Its sessions live in this process's
-// memory: a restart logs every auditor out (ca/ui package doc).
+// memory: a restart logs every auditor out (ui package doc).
 func newUI(st *store.SQLite, auth *ca.Authority, jobs ui.Jobs, clk clockwork.Clock, log *slog.Logger) (*ui.UI, error) {
 	root := auth.Root().Cert
 	h, err := ui.New(ui.Config{Logger: log, Clock: clk, Issuers: st, Jobs: jobs,

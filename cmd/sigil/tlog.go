@@ -18,7 +18,7 @@ import (
 	"github.com/transparency-dev/merkle/rfc6962"
 
 	"github.com/sigil-ca/sigil/ca"
-	"github.com/sigil-ca/sigil/ca/api"
+	"github.com/sigil-ca/sigil/api"
 	"github.com/sigil-ca/sigil/ca/audit"
 )
 

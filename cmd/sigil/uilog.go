@@ -11,7 +11,7 @@ import (
 
 	"github.com/sigil-ca/sigil/ca"
 	"github.com/sigil-ca/sigil/ca/audit"
-	"github.com/sigil-ca/sigil/ca/ui"
+	"github.com/sigil-ca/sigil/ui"
 	"github.com/sigil-ca/sigil/store"
 )
 

@@ -7,7 +7,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/sigil-ca/sigil/ca/api"
+	"github.com/sigil-ca/sigil/api"
 )
 
 // TestSerialForms: a serial is found however people copy it (openssl pads

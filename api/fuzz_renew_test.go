@@ -9,7 +9,7 @@ import (
 	"testing"
 
 	"github.com/sigil-ca/sigil/ca"
-	"github.com/sigil-ca/sigil/ca/api"
+	"github.com/sigil-ca/sigil/api"
 )
 
 // FuzzParseRenewRequest: the /v1/renew body parser never panics and

@@ -24,9 +24,9 @@ import (
 	"github.com/jonboulle/clockwork"
 
 	"github.com/sigil-ca/sigil/ca"
-	"github.com/sigil-ca/sigil/ca/api"
+	"github.com/sigil-ca/sigil/api"
 	"github.com/sigil-ca/sigil/ca/keystore"
-	"github.com/sigil-ca/sigil/ca/ui"
+	"github.com/sigil-ca/sigil/ui"
 	"github.com/sigil-ca/sigil/internal/testclock"
 	"github.com/sigil-ca/sigil/store"
 )

@@ -40,7 +40,7 @@
 // inclusion proof status of a certificate and the log verification appear
 // only when they are set.
 //
-// Imports: ca (principals, errors, audit verification report), ca/api (the
+// Imports: ca (principals, errors, audit verification report), api (the
 // query parameters of /v1/certificates and the job status type, so the page
 // and the API filter alike), store (record types), ca/audit (event type).
 package ui

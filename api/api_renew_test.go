@@ -15,7 +15,7 @@ import (
 	"time"
 
 	"github.com/sigil-ca/sigil/ca"
-	"github.com/sigil-ca/sigil/ca/api"
+	"github.com/sigil-ca/sigil/api"
 )
 
 // issued is a certificate with its key, ready to present as a TLS client

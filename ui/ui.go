@@ -20,7 +20,7 @@ import (
 	"github.com/jonboulle/clockwork"
 
 	"github.com/sigil-ca/sigil/ca"
-	"github.com/sigil-ca/sigil/ca/api"
+	"github.com/sigil-ca/sigil/api"
 	"github.com/sigil-ca/sigil/ca/audit"
 	"github.com/sigil-ca/sigil/internal/httpstatus"
 	"github.com/sigil-ca/sigil/store"

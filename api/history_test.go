@@ -10,7 +10,7 @@ import (
 	"github.com/sigil-ca/sigil/store"
 
 	"github.com/sigil-ca/sigil/ca"
-	"github.com/sigil-ca/sigil/ca/api"
+	"github.com/sigil-ca/sigil/api"
 )
 
 // pageThrough follows next_cursor from query to the last page.

@@ -8,7 +8,7 @@ import (
 	"time"
 
 	"github.com/sigil-ca/sigil/ca"
-	"github.com/sigil-ca/sigil/ca/api"
+	"github.com/sigil-ca/sigil/api"
 )
 
 // revoke posts body to /v1/revoke and decodes the certificate it returns.

@@ -8,7 +8,7 @@ import (
 	"testing"
 
 	"github.com/sigil-ca/sigil/ca"
-	"github.com/sigil-ca/sigil/ca/ui"
+	"github.com/sigil-ca/sigil/ui"
 )
 
 // TestAuditorAccessEveryRoute walks the page's whole route table (with

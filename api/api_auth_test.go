@@ -11,7 +11,7 @@ import (
 	"time"
 
 	"github.com/sigil-ca/sigil/ca"
-	"github.com/sigil-ca/sigil/ca/api"
+	"github.com/sigil-ca/sigil/api"
 )
 
 func TestAuth(t *testing.T) {

@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"github.com/sigil-ca/sigil/ca"
-	"github.com/sigil-ca/sigil/ca/api"
+	"github.com/sigil-ca/sigil/api"
 )
 
 func TestAudit(t *testing.T) {

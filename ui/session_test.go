@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"github.com/sigil-ca/sigil/ca"
-	"github.com/sigil-ca/sigil/ca/ui"
+	"github.com/sigil-ca/sigil/ui"
 )
 
 // TestLoginLogout: an auditor logs in, gets a hardened session cookie,

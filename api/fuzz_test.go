@@ -16,7 +16,7 @@ import (
 	"testing"
 
 	"github.com/sigil-ca/sigil/ca"
-	"github.com/sigil-ca/sigil/ca/api"
+	"github.com/sigil-ca/sigil/api"
 )
 
 // fuzzCSR returns a real P-256 CSR in DER.
