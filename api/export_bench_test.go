@@ -27,7 +27,7 @@ import (
 // process's peak RSS (VmHWM, reset before each size where the kernel
 // allows): constant memory means the two sizes show the same peaks.
 //
-//	go test -run '^$' -bench CertExport -benchtime 1x -count 3 ./ca/api
+//	go test -run '^$' -bench CertExport -benchtime 1x -count 3 ./api
 //
 // The first run builds the fixture (minutes) and caches it under
 // os.TempDir() (see exportFixture).
