@@ -44,7 +44,6 @@ type testValidation struct {
 
 func newTestServer(t *testing.T, cfg Config, val ...testValidation) *testServer {
 	t.Helper()
-	ctx := context.Background()
 	profiles := ca.DefaultProfiles()
 	if len(val) > 0 {
 		for name, p := range val[0].profiles {
@@ -55,8 +54,15 @@ func newTestServer(t *testing.T, cfg Config, val ...testValidation) *testServer 
 	if cfg.Clock == nil {
 		cfg.Clock = testclock.New()
 	}
+	st, auth := testAuthority(t, profiles, cfg.Clock)
+	return newTestServerOn(t, cfg, st, auth, val...)
+}
+
+// newTestServerOn is newTestServer over an existing store and authority.
+func newTestServerOn(t *testing.T, cfg Config, st *store.SQLite, auth *ca.Authority, val ...testValidation) *testServer {
+	t.Helper()
+	ctx := context.Background()
 	clk := cfg.Clock
-	st, auth := testAuthority(t, profiles, clk)
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	key, err := LoadNonceKey(ctx, st)
 	if err != nil {
@@ -99,8 +105,17 @@ func newTestServer(t *testing.T, cfg Config, val ...testValidation) *testServer 
 // both on clk.
 func testAuthority(tb testing.TB, profiles map[string]ca.Profile, clk clockwork.Clock) (*store.SQLite, *ca.Authority) {
 	tb.Helper()
+	return testAuthorityAt(tb, filepath.Join(tb.TempDir(), "sigil.db"), profiles, clk)
+}
+
+// testPassphrase unlocks every test CA's keys.
+const testPassphrase = "acme test passphrase"
+
+// testAuthorityAt is testAuthority with its database at path.
+func testAuthorityAt(tb testing.TB, path string, profiles map[string]ca.Profile, clk clockwork.Clock) (*store.SQLite, *ca.Authority) {
+	tb.Helper()
 	ctx := context.Background()
-	st, err := store.Open(ctx, store.Config{Path: filepath.Join(tb.TempDir(), "sigil.db"), Clock: clk})
+	st, err := store.Open(ctx, store.Config{Path: path, Clock: clk})
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -111,7 +126,7 @@ func testAuthority(tb testing.TB, profiles map[string]ca.Profile, clk clockwork.
 		tb.Fatal(err)
 	}
 	res, err := ca.Init(ctx, st, ca.InitConfig{Name: "ACME Test CA", RootAlgorithm: keystore.ECDSAP256, IntermediateAlgorithm: keystore.ECDSAP256,
-		BaseURL: "http://ca.test:8080", Passphrase: []byte("acme test passphrase"), KDF: kdf, Clock: clk})
+		BaseURL: "http://ca.test:8080", Passphrase: []byte(testPassphrase), KDF: kdf, Clock: clk})
 	if err != nil {
 		tb.Fatal(err)
 	}

@@ -484,6 +484,9 @@ func (s *Server) finalize(w http.ResponseWriter, r *http.Request) error {
 	// event, or none of them does: no certificate without its order.
 	iss, signErr := s.ca.Sign(r.Context(), ca.SignRequest{CSR: csr, Profile: o.Profile, Requester: p.account.Requester,
 		Channel: ca.ChannelACME, Replaces: replaces, InTx: func(tx store.Tx, rec store.CertRecord) error {
+			if s.signedHook != nil {
+				s.signedHook()
+			}
 			valid := o
 			valid.Status, valid.CertSerial, valid.Updated = "valid", rec.Serial, s.clk.Now().UTC()
 			if err := tx.TransitionACMEOrder(valid, o); err != nil {

@@ -125,6 +125,11 @@ type Server struct {
 	clk         clockwork.Clock
 	log         *slog.Logger
 	prefix      string // "/acme" or "/acme/NAME"
+
+	// signedHook, when set (tests only), runs after the certificate is
+	// signed and before it commits with the order's valid state: the
+	// crash test kills the process there.
+	signedHook func()
 }
 
 // New checks cfg and returns an endpoint.
