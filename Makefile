@@ -28,7 +28,7 @@ FUZZ_TARGETS := \
 	./api:FuzzParseRevokeRequest \
 	./revocation:FuzzOCSPRequest
 
-.PHONY: all build run test unit fuzz bench bench-https lint clean
+.PHONY: all build run test short unit fuzz bench bench-https lint clean
 
 all: build
 
@@ -44,6 +44,11 @@ run: build
 
 # The whole suite: unit, integration (child processes, openssl) and brief fuzzing.
 test: unit fuzz
+
+# The quick loop: every package's fast tests; cmd/sigil's child-process
+# tests (a real `sigil serve`, the CLI against it) skip with -short.
+short:
+	$(GO) test -short -count=1 ./...
 
 unit:
 	$(GO) test -race -count=1 -timeout 15m ./...

@@ -255,7 +255,7 @@ func serveMustFail(t *testing.T, c *caDir, extra ...string) string {
 	defer cancel()
 	args := append([]string{"serve", "--config", c.config, "--passphrase-file", c.passphraseFile,
 		"--https-addr", freeAddr(t), "--http-addr", freeAddr(t)}, extra...)
-	cmd := exec.CommandContext(ctx, sigilBin, args...)
+	cmd := exec.CommandContext(ctx, sigilBinary(t), args...)
 	var stderr strings.Builder
 	cmd.Stderr = &stderr
 	err := cmd.Run()

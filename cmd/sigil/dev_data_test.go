@@ -70,7 +70,7 @@ func startDev(t *testing.T, data string, extra ...string) (httpsURL string, stop
 	old, _ := os.ReadFile(filepath.Join(data, "admin.token")) // from an earlier run, if any
 	httpsAddr := freeAddr(t)
 	args := append([]string{"dev", "--data", data, "--https-addr", httpsAddr, "--http-addr", freeAddr(t)}, extra...)
-	cmd := exec.Command(sigilBin, args...)
+	cmd := exec.Command(sigilBinary(t), args...)
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	if err := cmd.Start(); err != nil {

@@ -81,7 +81,7 @@ func TestE2EAgent(t *testing.T) {
 		}
 	}()
 
-	agent := exec.Command(sigilBin, "agent", "--server", p.httpsURL, "--ca-file", c.root, "--cert", certFile, "--key", keyFile,
+	agent := exec.Command(sigilBinary(t), "agent", "--server", p.httpsURL, "--ca-file", c.root, "--cert", certFile, "--key", keyFile,
 		"--renew-at", "0.55", "--ari=false", "--exec", `echo "$SIGIL_SERIAL" >> `+hook)
 	var agentErr bytes.Buffer
 	agent.Stderr = &agentErr

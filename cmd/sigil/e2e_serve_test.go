@@ -193,7 +193,7 @@ func TestCLIDev(t *testing.T) {
 	t.Parallel()
 	data := filepath.Join(t.TempDir(), "dev")
 	httpsAddr, httpAddr := freeAddr(t), freeAddr(t)
-	cmd := exec.Command(sigilBin, "dev", "--data", data, "--https-addr", httpsAddr, "--http-addr", httpAddr)
+	cmd := exec.Command(sigilBinary(t), "dev", "--data", data, "--https-addr", httpsAddr, "--http-addr", httpAddr)
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	stdout, err := cmd.StdoutPipe()

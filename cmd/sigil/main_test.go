@@ -6,6 +6,7 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"flag"
 	"fmt"
 	"net"
 	"net/http"
@@ -22,6 +23,11 @@ import (
 var sigilBin string
 
 func TestMain(m *testing.M) {
+	flag.Parse()
+	if testing.Short() {
+		// Every test that runs the binary skips (sigilBinary), so none is built.
+		os.Exit(m.Run())
+	}
 	dir, err := os.MkdirTemp("", "sigil-bin-")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
@@ -37,6 +43,17 @@ func TestMain(m *testing.M) {
 	code := m.Run()
 	os.RemoveAll(dir)
 	os.Exit(code)
+}
+
+// sigilBinary is the path of the built binary. Tests that run it as a
+// child process (a server, a CLI command) skip with -short: they are what
+// makes this package's suite take minutes, and `make short` is the quick loop.
+func sigilBinary(t testing.TB) string {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("runs the sigil binary as a child process; skipped with -short")
+	}
+	return sigilBin
 }
 
 // testPassphrase is a throwaway passphrase for test CAs only.
@@ -68,7 +85,7 @@ func runSigil(t testing.TB, env []string, args ...string) (string, string, error
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, sigilBin, args...)
+	cmd := exec.CommandContext(ctx, sigilBinary(t), args...)
 	cmd.Env = append(os.Environ(), env...)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
@@ -120,7 +137,7 @@ func startServe(t testing.TB, c *caDir, extra ...string) *serverProc {
 	httpsAddr, httpAddr := freeAddr(t), freeAddr(t)
 	args := append([]string{"serve", "--config", c.config, "--passphrase-file", c.passphraseFile,
 		"--https-addr", httpsAddr, "--http-addr", httpAddr}, extra...)
-	cmd := exec.Command(sigilBin, args...)
+	cmd := exec.Command(sigilBinary(t), args...)
 	p := &serverProc{cmd: cmd, httpsURL: "https://" + httpsAddr, httpURL: "http://" + httpAddr,
 		stderr: &bytes.Buffer{}, done: make(chan error, 1)}
 	cmd.Stderr = p.stderr
