@@ -10,7 +10,6 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -19,7 +18,7 @@ import (
 	"github.com/jonboulle/clockwork"
 
 	"github.com/sigil-ca/sigil/ca"
-	"github.com/sigil-ca/sigil/ca/keystore"
+	"github.com/sigil-ca/sigil/internal/testca"
 	"github.com/sigil-ca/sigil/internal/testclock"
 	"github.com/sigil-ca/sigil/store"
 )
@@ -105,37 +104,16 @@ func newTestServerOn(t *testing.T, cfg Config, st *store.SQLite, auth *ca.Author
 // both on clk.
 func testAuthority(tb testing.TB, profiles map[string]ca.Profile, clk clockwork.Clock) (*store.SQLite, *ca.Authority) {
 	tb.Helper()
-	return testAuthorityAt(tb, filepath.Join(tb.TempDir(), "sigil.db"), profiles, clk)
+	return testAuthorityAt(tb, "", profiles, clk)
 }
 
-// testPassphrase unlocks every test CA's keys.
-const testPassphrase = "acme test passphrase"
-
-// testAuthorityAt is testAuthority with its database at path.
+// testAuthorityAt is testAuthority with its database at path (empty: a
+// temporary directory).
 func testAuthorityAt(tb testing.TB, path string, profiles map[string]ca.Profile, clk clockwork.Clock) (*store.SQLite, *ca.Authority) {
 	tb.Helper()
-	ctx := context.Background()
-	st, err := store.Open(ctx, store.Config{Path: path, Clock: clk})
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(func() { st.Close() })
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	kdf, err := keystore.FastKDFParams(rand.Reader)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	res, err := ca.Init(ctx, st, ca.InitConfig{Name: "ACME Test CA", RootAlgorithm: keystore.ECDSAP256, IntermediateAlgorithm: keystore.ECDSAP256,
-		BaseURL: "http://ca.test:8080", Passphrase: []byte(testPassphrase), KDF: kdf, Clock: clk})
-	if err != nil {
-		tb.Fatal(err)
-	}
-	st.SetCheckpointer(res.Checkpointer)
-	auth, err := ca.New(ctx, ca.Config{Profiles: profiles, BaseURL: "http://ca.test:8080", Clock: clk, Logger: log}, st, res.Keystore)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	return st, auth
+	c := testca.New(tb, testca.Options{Name: "ACME Test CA", Clock: clk, Path: path,
+		Config: func(cfg *ca.Config) { cfg.Profiles = profiles }})
+	return c.Store, c.Authority
 }
 
 // freshNonces returns a client for c's account that holds none of c's

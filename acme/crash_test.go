@@ -19,6 +19,7 @@ import (
 
 	"github.com/sigil-ca/sigil/ca"
 	"github.com/sigil-ca/sigil/ca/keystore"
+	"github.com/sigil-ca/sigil/internal/testca"
 	"github.com/sigil-ca/sigil/internal/testclock"
 	"github.com/sigil-ca/sigil/store"
 )
@@ -83,7 +84,7 @@ func TestCrashBetweenSignAndOrder(t *testing.T) {
 	}
 
 	// Restart: the same file, the keys unlocked again, the clock a minute on.
-	ks, err := keystore.Unlock(ctx, st, clk, []byte(testPassphrase))
+	ks, err := keystore.Unlock(ctx, st, clk, []byte(testca.Passphrase))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -92,7 +93,7 @@ func TestCrashBetweenSignAndOrder(t *testing.T) {
 		t.Fatal(err)
 	}
 	st.SetCheckpointer(cp)
-	auth, err := ca.New(ctx, ca.Config{Profiles: ca.DefaultProfiles(), BaseURL: "http://ca.test:8080", Clock: clk,
+	auth, err := ca.New(ctx, ca.Config{Profiles: ca.DefaultProfiles(), BaseURL: testca.BaseURL, Clock: clk,
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}, st, ks)
 	if err != nil {
 		t.Fatal(err)
