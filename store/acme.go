@@ -100,15 +100,12 @@ const (
 	qInsertACMEOrder = `INSERT INTO acme_orders (id, account_id, endpoint, status, identifiers, profile, not_before,
 		not_after, expires, authz_ids, cert_serial, replaces, error, created, updated)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
-	qUpdateACMEOrder     = "UPDATE acme_orders SET status = ?, authz_ids = ?, cert_serial = ?, error = ?, updated = ? WHERE id = ?"
 	qTransitionACMEOrder = "UPDATE acme_orders SET status = ?, authz_ids = ?, cert_serial = ?, error = ?, updated = ? WHERE id = ? AND status = ? AND updated = ?"
 	qACMEOrderExists     = "SELECT 1 FROM acme_orders WHERE id = ?"
 	qInsertACMEAuthz     = `INSERT INTO acme_authzs (id, account_id, status, id_type, id_value, wildcard, expires, caa_checked)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?)`
 	qInsertACMEChallenge = `INSERT INTO acme_challenges (id, authz_id, position, type, token, status, validated, error)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?)`
-	qUpdateACMEAuthz         = "UPDATE acme_authzs SET status = ?, expires = CASE WHEN ? = 0 THEN expires ELSE ? END WHERE id = ?"
-	qUpdateACMEChallenge     = "UPDATE acme_challenges SET status = ?, validated = ?, error = ? WHERE id = ?"
 	qSetACMEAuthzCAA         = "UPDATE acme_authzs SET caa_checked = ? WHERE id = ?"
 	qTransitionACMEAuthz     = "UPDATE acme_authzs SET status = ?, expires = CASE WHEN ? = 0 THEN expires ELSE ? END WHERE id = ? AND status = ?"
 	qTransitionACMEChallenge = "UPDATE acme_challenges SET status = ?, validated = ?, error = ? WHERE id = ? AND status = ?"
@@ -431,19 +428,6 @@ func (t *sqliteTx) InsertACMEOrder(o ACMEOrder) error {
 	return err
 }
 
-func (t *sqliteTx) UpdateACMEOrder(o ACMEOrder) error {
-	authzs, err := encodeList("acme order authorizations", o.AuthzIDs)
-	if err != nil {
-		return err
-	}
-	res, err := t.exec("update acme order", qUpdateACMEOrder, o.Status, authzs, o.CertSerial, optBlob(o.Error),
-		nanos(o.Updated), o.ID)
-	if err != nil {
-		return err
-	}
-	return oneRow(res, "update acme order "+o.ID)
-}
-
 func (t *sqliteTx) TransitionACMEOrder(o, from ACMEOrder) error {
 	authzs, err := encodeList("acme order authorizations", o.AuthzIDs)
 	if err != nil {
@@ -475,28 +459,12 @@ func (t *sqliteTx) InsertACMEAuthz(a ACMEAuthz) error {
 	return nil
 }
 
-func (t *sqliteTx) UpdateACMEAuthz(id, status string, expires time.Time) error {
-	res, err := t.exec("update acme authz", qUpdateACMEAuthz, status, nanos(expires), nanos(expires), id)
-	if err != nil {
-		return err
-	}
-	return oneRow(res, "update acme authz "+id)
-}
-
 func (t *sqliteTx) SetACMEAuthzCAAChecked(id string, at time.Time) error {
 	res, err := t.exec("record acme authz caa check", qSetACMEAuthzCAA, nanos(at), id)
 	if err != nil {
 		return err
 	}
 	return oneRow(res, "record acme authz caa check "+id)
-}
-
-func (t *sqliteTx) UpdateACMEChallenge(c ACMEChallenge) error {
-	res, err := t.exec("update acme challenge", qUpdateACMEChallenge, c.Status, nanos(c.Validated), optBlob(c.Error), c.ID)
-	if err != nil {
-		return err
-	}
-	return oneRow(res, "update acme challenge "+c.ID)
 }
 
 func (t *sqliteTx) TransitionACMEAuthz(id, status string, expires time.Time, from string) error {

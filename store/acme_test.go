@@ -197,7 +197,7 @@ func TestACMEOrderRoundTrip(t *testing.T) {
 			upd := want
 			// Fields an update never changes.
 			upd.Profile, upd.Replaces, upd.Expires, upd.Identifiers = "ignored", "ignored", testStart, nil
-			mustTx(t, s, func(tx Tx) error { return tx.UpdateACMEOrder(upd) })
+			mustTx(t, s, func(tx Tx) error { return tx.TransitionACMEOrder(upd, before) })
 			if len(want.Error) == 0 {
 				want.Error = nil
 			}
@@ -207,9 +207,10 @@ func TestACMEOrderRoundTrip(t *testing.T) {
 		})
 	}
 	t.Run("update missing", func(t *testing.T) {
-		err := s.WithTx(ctx, func(tx Tx) error { return tx.UpdateACMEOrder(testACMEOrder("order-missing", "acct", testStart)) })
+		missing := testACMEOrder("order-missing", "acct", testStart)
+		err := s.WithTx(ctx, func(tx Tx) error { return tx.TransitionACMEOrder(missing, missing) })
 		if !errors.Is(err, ErrNotFound) {
-			t.Errorf("UpdateACMEOrder(missing) = %v, want ErrNotFound", err)
+			t.Errorf("TransitionACMEOrder(missing) = %v, want ErrNotFound", err)
 		}
 	})
 	t.Run("unknown account", func(t *testing.T) {
@@ -256,20 +257,20 @@ func TestACMEAuthzRoundTrip(t *testing.T) {
 	t.Run("validate", func(t *testing.T) {
 		c := dns.Challenges[0]
 		c.Status = "processing"
-		mustTx(t, s, func(tx Tx) error { return tx.UpdateACMEChallenge(c) })
+		mustTx(t, s, func(tx Tx) error { return tx.TransitionACMEChallenge(c, "pending") })
 		if got, _ := s.ACMEChallenge(ctx, c.ID); !reflect.DeepEqual(got, c) {
 			t.Errorf("processing challenge = %+v, want %+v", got, c)
 		}
 		c.Status, c.Validated = "valid", testStart.Add(time.Minute)
 		c.Type, c.Token, c.AuthzID = "ignored", "ignored", "ignored" // never changed
 		mustTx(t, s, func(tx Tx) error {
-			if err := tx.UpdateACMEChallenge(c); err != nil {
+			if err := tx.TransitionACMEChallenge(c, "processing"); err != nil {
 				return err
 			}
-			if err := tx.UpdateACMEAuthz(dns.ID, "valid", time.Time{}); err != nil {
+			if err := tx.TransitionACMEAuthz(dns.ID, "valid", time.Time{}, "pending"); err != nil {
 				return err
 			}
-			return tx.UpdateACMEAuthz(dns.ID, "valid", time.Time{}) // again: succeeds
+			return tx.TransitionACMEAuthz(dns.ID, "valid", time.Time{}, "valid") // again: succeeds
 		})
 		want := dns
 		want.Status = "valid"
@@ -281,7 +282,7 @@ func TestACMEAuthzRoundTrip(t *testing.T) {
 		// A non-zero expiry is set with the status (a proven authorization
 		// lives for the reuse window).
 		want.Expires = testStart.Add(30 * 24 * time.Hour)
-		mustTx(t, s, func(tx Tx) error { return tx.UpdateACMEAuthz(dns.ID, "valid", want.Expires) })
+		mustTx(t, s, func(tx Tx) error { return tx.TransitionACMEAuthz(dns.ID, "valid", want.Expires, "valid") })
 		if got, err := s.ACMEAuthz(ctx, dns.ID); err != nil || !got.Expires.Equal(want.Expires) {
 			t.Errorf("authz expiry = %v, %v; want %v", got.Expires, err, want.Expires)
 		}
@@ -312,18 +313,22 @@ func TestACMEAuthzRoundTrip(t *testing.T) {
 	t.Run("invalid with error", func(t *testing.T) {
 		c := wild.Challenges[0]
 		c.Status, c.Error = "invalid", []byte(`{"type":"urn:ietf:params:acme:error:dns","detail":"NXDOMAIN"}`)
-		mustTx(t, s, func(tx Tx) error { return tx.UpdateACMEChallenge(c) })
+		mustTx(t, s, func(tx Tx) error { return tx.TransitionACMEChallenge(c, "pending") })
 		if got, _ := s.ACMEChallenge(ctx, c.ID); !reflect.DeepEqual(got, c) {
 			t.Errorf("invalid challenge = %+v, want %+v", got, c)
 		}
 	})
 	t.Run("update missing", func(t *testing.T) {
-		if err := s.WithTx(ctx, func(tx Tx) error { return tx.UpdateACMEAuthz("authz-missing", "valid", time.Time{}) }); !errors.Is(err, ErrNotFound) {
-			t.Errorf("UpdateACMEAuthz(missing) = %v, want ErrNotFound", err)
+		if err := s.WithTx(ctx, func(tx Tx) error {
+			return tx.TransitionACMEAuthz("authz-missing", "valid", time.Time{}, "pending")
+		}); !errors.Is(err, ErrNotFound) {
+			t.Errorf("TransitionACMEAuthz(missing) = %v, want ErrNotFound", err)
 		}
-		err := s.WithTx(ctx, func(tx Tx) error { return tx.UpdateACMEChallenge(ACMEChallenge{ID: "chall-missing", Status: "valid"}) })
+		err := s.WithTx(ctx, func(tx Tx) error {
+			return tx.TransitionACMEChallenge(ACMEChallenge{ID: "chall-missing", Status: "valid"}, "pending")
+		})
 		if !errors.Is(err, ErrNotFound) {
-			t.Errorf("UpdateACMEChallenge(missing) = %v, want ErrNotFound", err)
+			t.Errorf("TransitionACMEChallenge(missing) = %v, want ErrNotFound", err)
 		}
 	})
 	t.Run("challenge of another authz", func(t *testing.T) {

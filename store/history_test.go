@@ -439,7 +439,9 @@ func TestHistoryACMEAccount(t *testing.T) {
 		return tx.InsertACMEOrder(order("o-b", "0b", testStart.Add(time.Hour)))
 	})
 	has("0b")
-	mustTx(t, s, func(tx Tx) error { return tx.UpdateACMEOrder(order("o-a", "0a", time.Time{})) })
+	mustTx(t, s, func(tx Tx) error {
+		return tx.TransitionACMEOrder(order("o-a", "0a", time.Time{}), order("o-a", "", testStart.Add(time.Hour)))
+	})
 	has("0a", "0b")
 	// c: two orders name it; purging one keeps it.
 	mustTx(t, s, func(tx Tx) error {

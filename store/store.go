@@ -569,37 +569,31 @@ type Tx interface {
 	// InsertACMEOrder inserts a new order; ErrDuplicate if the id exists. Its
 	// AccountID must name an existing account.
 	InsertACMEOrder(o ACMEOrder) error
-	// UpdateACMEOrder sets the status, authorization ids, certificate serial,
-	// error and update time of the order with o.ID; other fields never
-	// change. ErrNotFound if no order has that id. It does not check the
-	// stored status: state transitions are the caller's.
-	UpdateACMEOrder(o ACMEOrder) error
-	// TransitionACMEOrder is UpdateACMEOrder guarded by the version the
-	// caller read: it changes the order only if its status and update time
-	// are still from's, in the UPDATE itself, so of two concurrent
-	// transitions one wins. ErrStateChanged if the order moved since,
-	// ErrNotFound if there is none.
+	// TransitionACMEOrder sets the status, authorization ids, certificate
+	// serial, error and update time of the order with o.ID (other fields
+	// never change), guarded by the version the caller read: only if its
+	// status and update time are still from's, in the UPDATE itself, so of
+	// two concurrent transitions one wins. ErrStateChanged if the order
+	// moved since, ErrNotFound if there is none.
 	TransitionACMEOrder(o, from ACMEOrder) error
 	// InsertACMEAuthz inserts a new authorization and its challenges, in
 	// order; ErrDuplicate if its id or a challenge id exists. Its AccountID
 	// must name an existing account; a challenge's AuthzID must be a.ID or "".
 	InsertACMEAuthz(a ACMEAuthz) error
-	// UpdateACMEAuthz sets the status of the authorization with id (setting
-	// the same status again succeeds) and, unless expires is zero, its
-	// expiry; ErrNotFound if none.
-	UpdateACMEAuthz(id, status string, expires time.Time) error
 	// SetACMEAuthzCAAChecked records at as the time CAA last allowed
 	// issuance for the identifier of the authorization with id; ErrNotFound
 	// if none.
 	SetACMEAuthzCAAChecked(id string, at time.Time) error
-	// UpdateACMEChallenge sets the status, validation time and error of the
-	// challenge with c.ID; ErrNotFound if none.
-	UpdateACMEChallenge(c ACMEChallenge) error
-	// TransitionACMEAuthz is UpdateACMEAuthz guarded by the stored status:
-	// only an authorization still in status from changes. ErrStateChanged
-	// if it is in another, ErrNotFound if there is none.
+	// TransitionACMEAuthz sets the status of the authorization with id and,
+	// unless expires is zero, its expiry, guarded by the stored status: only
+	// an authorization still in status from changes (from may equal status:
+	// setting the same status again succeeds). ErrStateChanged if it is in
+	// another, ErrNotFound if there is none.
 	TransitionACMEAuthz(id, status string, expires time.Time, from string) error
-	// TransitionACMEChallenge is UpdateACMEChallenge guarded the same way.
+	// TransitionACMEChallenge sets the status, validation time and error of
+	// the challenge with c.ID (its type, token and authorization never
+	// change), guarded the same way: ErrStateChanged unless it is in status
+	// from, ErrNotFound if there is none.
 	TransitionACMEChallenge(c ACMEChallenge, from string) error
 	// UseNonce records nonce as spent until expires; ErrDuplicate if it is
 	// already recorded. It is the replay record nodes sharing the database

@@ -53,8 +53,8 @@ const (
 func writeQueries() []string {
 	return append([]string{qSyncHead, qSavepoint, qRelease, qRollbackTo, qAppendAuditEvent, qInsertKek, qSetKekState, qInsertKey, qRewrapKey, qTouchKey, qRetireKey, qDestroyKey, qInsertIssuer, qSetIssuerState, qInsertCertificate, qInsertToken, qRevokeToken, qPutSetting,
 		qRevokeCertificate, qUnholdCertificate, qBlockKey, qPutCRL,
-		qInsertACMEAccount, qUpdateACMEAccount, qInsertACMEOrder, qUpdateACMEOrder, qInsertACMEAuthz, qInsertACMEChallenge,
-		qUpdateACMEAuthz, qSetACMEAuthzCAA, qUpdateACMEChallenge, qUseNonce, qPurgeNonces, qInsertEABKey, qMarkEABKeyUsed},
+		qInsertACMEAccount, qUpdateACMEAccount, qInsertACMEOrder, qInsertACMEAuthz, qInsertACMEChallenge,
+		qSetACMEAuthzCAA, qUseNonce, qPurgeNonces, qInsertEABKey, qMarkEABKeyUsed},
 		append(append(managedWriteQueries(), logWriteQueries()...), nameWriteQueries()...)...)
 }
 
