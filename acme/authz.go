@@ -72,7 +72,7 @@ func (s *Server) loadAuthz(ctx context.Context, acct *store.ACMEAccount, id stri
 	if (az.Status == "pending" || az.Status == "valid") && s.clk.Now().After(az.Expires) {
 		from := az.Status
 		az.Status = "expired"
-		err := s.st.WithTx(ctx, func(tx store.Tx) error { return tx.TransitionACMEAuthz(az.ID, az.Status, az.Expires, from) })
+		err := update(ctx, s.st, func(tx Tx) error { return tx.TransitionACMEAuthz(az.ID, az.Status, az.Expires, from) })
 		if errors.Is(err, store.ErrStateChanged) {
 			return s.loadAuthz(ctx, acct, id) // moved meanwhile: as it is now
 		}
@@ -107,7 +107,7 @@ func (s *Server) authz(w http.ResponseWriter, r *http.Request) error {
 		}
 		from := az.Status
 		az.Status = "deactivated"
-		err := s.st.WithTx(r.Context(), func(tx store.Tx) error {
+		err := update(r.Context(), s.st, func(tx Tx) error {
 			if err := tx.TransitionACMEAuthz(az.ID, az.Status, az.Expires, from); err != nil {
 				return err
 			}
@@ -162,7 +162,7 @@ func (s *Server) challenge(w http.ResponseWriter, r *http.Request) error {
 		return fmt.Errorf("key authorization: %w", err)
 	}
 	c.Status = "processing"
-	err = s.st.WithTx(r.Context(), func(tx store.Tx) error {
+	err = update(r.Context(), s.st, func(tx Tx) error {
 		// Of two POSTs that start one challenge, one validates.
 		if err := tx.TransitionACMEChallenge(c, "pending"); err != nil {
 			return err
@@ -228,7 +228,7 @@ func (s *Server) validate(acct store.ACMEAccount, acctURL string, az store.ACMEA
 		c.Status, az.Status = "invalid", "invalid"
 		c.Error, _ = json.Marshal(prob)
 	}
-	werr := s.st.WithTx(context.Background(), func(tx store.Tx) error {
+	werr := update(context.Background(), s.st, func(tx Tx) error {
 		if err := tx.TransitionACMEChallenge(c, "processing"); err != nil {
 			return err
 		}
@@ -366,7 +366,7 @@ func (s *Server) recheckCAA(ctx context.Context, r *http.Request, acct *store.AC
 		}
 	}
 	ready := *o
-	err := s.st.WithTx(ctx, func(tx store.Tx) error {
+	err := update(ctx, s.st, func(tx Tx) error {
 		if refused != nil {
 			o.Status, o.Updated = "invalid", checked
 			o.Error, _ = json.Marshal(FromError(refused))

@@ -12,6 +12,10 @@
 // order that issued it (store.ACMECertOrder), not to the requester identity
 // it records.
 //
+// ACME declares what it asks of the store: Store for reads, Tx for what
+// one transaction writes (every write runs through update, which hands the
+// callback that view, never the whole store.Tx).
+//
 // Nonces are HMAC-authenticated, carry their issue time, and are recorded
 // as spent in the store when used, so they survive restarts and work across
 // nodes sharing one database.

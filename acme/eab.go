@@ -54,7 +54,8 @@ func (s *Server) CreateEABKey(ctx context.Context, actor, requester string) (EAB
 		return EABKey{}, err
 	}
 	var out EABKey
-	secret, _, err := s.ca.NewHMACSecret(ctx, eabPurpose, actor, func(tx store.Tx, rec store.KeyRecord) error {
+	secret, _, err := s.ca.NewHMACSecret(ctx, eabPurpose, actor, func(stx store.Tx, rec store.KeyRecord) error {
+		tx := view(stx)
 		out = EABKey{KeyID: rec.ID, Endpoint: s.cfg.Name, Requester: requester}
 		if out.Requester == "" {
 			out.Requester = "eab:" + rec.ID

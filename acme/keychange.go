@@ -46,7 +46,7 @@ func (s *Server) keyChange(w http.ResponseWriter, r *http.Request) error {
 		return Malformed("bad new key")
 	}
 	acct.KeyJWK, acct.KeyThumbprint = keyJSON, newThumb
-	err = s.st.WithTx(r.Context(), func(tx store.Tx) error {
+	err = update(r.Context(), s.st, func(tx Tx) error {
 		if err := tx.UpdateACMEAccount(acct); err != nil {
 			return err
 		}

@@ -16,7 +16,8 @@ import (
 	"github.com/sigil-ca/sigil/store"
 )
 
-// NonceStore records spent nonces.
+// NonceStore runs ACME's write transactions, spent nonces among them; ACME
+// uses each transaction only through its view, Tx.
 type NonceStore interface {
 	WithTx(ctx context.Context, fn func(tx store.Tx) error) error
 }
@@ -100,7 +101,7 @@ func (n *Nonces) check(nonce string) (time.Time, error) {
 
 // spend records a checked nonce as used; a second spend is badNonce.
 func (n *Nonces) spend(ctx context.Context, nonce string, expires time.Time) error {
-	err := n.st.WithTx(ctx, func(tx store.Tx) error { return tx.UseNonce(nonce, expires) })
+	err := update(ctx, n.st, func(tx Tx) error { return tx.UseNonce(nonce, expires) })
 	if errors.Is(err, store.ErrDuplicate) {
 		return BadNonce("nonce was already used")
 	}
@@ -133,7 +134,7 @@ func LoadNonceKey(ctx context.Context, st KeyStore) ([]byte, error) {
 	if _, err := rand.Read(key); err != nil {
 		return nil, fmt.Errorf("nonce key: %w", err)
 	}
-	if err := st.WithTx(ctx, func(tx store.Tx) error { return tx.PutSetting(nonceKeySetting, key) }); err != nil {
+	if err := update(ctx, st, func(tx Tx) error { return tx.PutSetting(nonceKeySetting, key) }); err != nil {
 		return nil, fmt.Errorf("store nonce key: %w", err)
 	}
 	return key, nil

@@ -254,7 +254,7 @@ func (s *Server) newOrder(w http.ResponseWriter, r *http.Request) error {
 	if allValid {
 		order.Status = "ready"
 	}
-	err = s.st.WithTx(r.Context(), func(tx store.Tx) error {
+	err = update(r.Context(), s.st, func(tx Tx) error {
 		for _, az := range fresh {
 			if err := tx.InsertACMEAuthz(az); err != nil {
 				return err
@@ -393,7 +393,7 @@ const staleProcessing = 2 * time.Minute
 func (s *Server) moveOrder(ctx context.Context, o store.ACMEOrder, status string, now time.Time) (store.ACMEOrder, error) {
 	next := o
 	next.Status, next.Updated = status, now.UTC()
-	err := s.st.WithTx(ctx, func(tx store.Tx) error { return tx.TransitionACMEOrder(next, o) })
+	err := update(ctx, s.st, func(tx Tx) error { return tx.TransitionACMEOrder(next, o) })
 	if errors.Is(err, store.ErrStateChanged) {
 		if o, err = s.st.ACMEOrder(ctx, o.ID); err != nil {
 			return store.ACMEOrder{}, fmt.Errorf("load order: %w", err)
@@ -471,7 +471,7 @@ func (s *Server) finalize(w http.ResponseWriter, r *http.Request) error {
 	// one order, one moves it and signs, the other is orderNotReady.
 	ready := o
 	o.Status, o.Updated = "processing", s.clk.Now().UTC()
-	err = s.st.WithTx(r.Context(), func(tx store.Tx) error { return tx.TransitionACMEOrder(o, ready) })
+	err = update(r.Context(), s.st, func(tx Tx) error { return tx.TransitionACMEOrder(o, ready) })
 	if errors.Is(err, store.ErrStateChanged) {
 		undoDomains()
 		return OrderNotReady("order is being finalized by another request")
@@ -483,7 +483,8 @@ func (s *Server) finalize(w http.ResponseWriter, r *http.Request) error {
 	// The certificate commits with the order turning valid and its audit
 	// event, or none of them does: no certificate without its order.
 	iss, signErr := s.ca.Sign(r.Context(), ca.SignRequest{CSR: csr, Profile: o.Profile, Requester: p.account.Requester,
-		Channel: ca.ChannelACME, Replaces: replaces, InTx: func(tx store.Tx, rec store.CertRecord) error {
+		Channel: ca.ChannelACME, Replaces: replaces, InTx: func(stx store.Tx, rec store.CertRecord) error {
+			tx := view(stx)
 			if s.signedHook != nil {
 				s.signedHook()
 			}
@@ -510,7 +511,7 @@ func (s *Server) finalize(w http.ResponseWriter, r *http.Request) error {
 		} else {
 			o.Status = "ready"
 		}
-		err = s.st.WithTx(r.Context(), func(tx store.Tx) error {
+		err = update(r.Context(), s.st, func(tx Tx) error {
 			if err := tx.TransitionACMEOrder(o, processing); err != nil {
 				return err
 			}
@@ -596,7 +597,7 @@ func (s *Server) orderedBy(ctx context.Context, acct *store.ACMEAccount, serial 
 	return o.AccountID == acct.ID && o.Endpoint == s.cfg.Name, nil
 }
 
-func (s *Server) auditTx(tx store.Tx, acct *store.ACMEAccount, action, target string, detail map[string]string) error {
+func (s *Server) auditTx(tx Tx, acct *store.ACMEAccount, action, target string, detail map[string]string) error {
 	if detail == nil {
 		detail = map[string]string{}
 	}

@@ -449,7 +449,7 @@ func (s *Server) newAccount(w http.ResponseWriter, r *http.Request) error {
 		acct.EABKeyID, acct.Requester = eab.keyID, eab.requester
 	}
 	eabUsed := false
-	err = s.st.WithTx(r.Context(), func(tx store.Tx) error {
+	err = update(r.Context(), s.st, func(tx Tx) error {
 		if eab.keyID != "" {
 			// A concurrent newAccount with the same binding loses here.
 			if err := tx.MarkEABKeyUsed(eab.keyID, now); errors.Is(err, store.ErrDuplicate) || errors.Is(err, store.ErrNotFound) {
@@ -523,7 +523,7 @@ func (s *Server) account(w http.ResponseWriter, r *http.Request) error {
 		return writeJSON(w, http.StatusOK, s.view(r, acct))
 	}
 	now := s.clk.Now().UTC()
-	err = s.st.WithTx(r.Context(), func(tx store.Tx) error {
+	err = update(r.Context(), s.st, func(tx Tx) error {
 		if err := tx.UpdateACMEAccount(acct); err != nil {
 			return err
 		}

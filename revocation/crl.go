@@ -464,7 +464,7 @@ func (p *Publisher) generate(ctx context.Context, ic *issuerCRLs, shard int, now
 		Detail: map[string]string{"number": strconv.FormatInt(head.number, 10), "entries": strconv.Itoa(entries),
 			"this_update": head.thisUpdate.Format(time.RFC3339), "next_update": head.nextUpdate.Format(time.RFC3339),
 			"sha256": hex.EncodeToString(sum[:])}}
-	if err := p.st.WithTx(ctx, func(tx store.Tx) error {
+	if err := update(ctx, p.st, func(tx Tx) error {
 		if err := tx.PutCRL(rec); err != nil {
 			return err
 		}

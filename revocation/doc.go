@@ -6,7 +6,9 @@
 // through ca (ca.Authority.CRLSignature for CRLs, ca.OCSPSigner for OCSP
 // responses): it never holds a key. It keeps its own records in store: the
 // latest CRL of each issuer and shard, with its number, in crl_state, and
-// the pre-signed OCSP responses in ocsp_responses.
+// the pre-signed OCSP responses in ocsp_responses. What it reads is declared
+// by OCSPStore, CRLStore and OfflineStore, what one transaction writes by
+// Tx (every write runs through update, which hands the callback that view).
 //
 // The root's key is offline, so this package never signs the root's CRL:
 // ca.Init and `sigil ca root-crl` (ca.SignRootCRL) sign and store it, and

@@ -772,7 +772,7 @@ func (r *Responder) persist(ctx context.Context, rows []store.OCSPResponse) erro
 	if len(rows) == 0 {
 		return nil
 	}
-	if err := r.st.WithTx(ctx, func(tx store.Tx) error { return tx.PutOCSPResponses(rows) }); err != nil {
+	if err := update(ctx, r.st, func(tx Tx) error { return tx.PutOCSPResponses(rows) }); err != nil {
 		return fmt.Errorf("store ocsp responses: %w", err)
 	}
 	return nil
