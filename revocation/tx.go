@@ -38,4 +38,3 @@ type txStore interface {
 func update(ctx context.Context, st txStore, fn func(tx Tx) error) error {
 	return st.WithTx(ctx, func(tx store.Tx) error { return fn(tx) })
 }
-
