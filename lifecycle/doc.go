@@ -12,5 +12,7 @@
 // an auditor needs, and Notifier (notify.go, webhook.go), which posts
 // signed expiry notices to a webhook, each once, and keeps expiry gauges.
 // lifecycle imports ca (for what it asks of the authority) and store (for
-// its own records), never acme or revocation.
+// its own records), never acme or revocation. What it reads is declared by
+// Store, TidyStore and NotifyStore, what one transaction writes by Tx
+// (every write runs through update, which hands the callback that view).
 package lifecycle

@@ -344,7 +344,7 @@ func (n *Notifier) deliver(ctx context.Context, notices []Notice) error {
 			n.host(), len(notices), attempt, err)
 	}
 	now := n.cfg.Clock.Now().UTC()
-	err = n.st.WithTx(context.WithoutCancel(ctx), func(tx store.Tx) error {
+	err = update(context.WithoutCancel(ctx), n.st, func(tx Tx) error {
 		for _, no := range notices {
 			if err := tx.RecordExpiryNotice(store.ExpiryNotice{IssuerID: no.Issuer, Serial: no.Serial, Threshold: no.threshold,
 				Event: no.Event, NotAfter: no.NotAfter, Delivered: now}); err != nil {

@@ -120,7 +120,7 @@ func (s *Scheduler) Start(ctx context.Context) error {
 		return errors.New("lifecycle: started twice")
 	}
 	now := s.clk.Now()
-	err := s.st.WithTx(ctx, func(tx store.Tx) error {
+	err := update(ctx, s.st, func(tx Tx) error {
 		n, err := tx.InterruptJobRuns(now, "the server stopped during the run")
 		if n > 0 {
 			s.log.WarnContext(ctx, "job runs interrupted by the last shutdown", "runs", n)
@@ -240,7 +240,7 @@ func (s *Scheduler) runLocked(j *job, trigger string) {
 	defer j.active.Store(false)
 	rec := store.JobRun{Job: j.Name, Trigger: trigger, Started: s.clk.Now()}
 	recorded := true
-	err := s.st.WithTx(ctx, func(tx store.Tx) error {
+	err := update(ctx, s.st, func(tx Tx) error {
 		if err := tx.StartJobRun(&rec); err != nil {
 			return err
 		}
@@ -273,7 +273,7 @@ func (s *Scheduler) runLocked(j *job, trigger string) {
 		return
 	}
 	// Recorded even when the scheduler is stopping: the run happened.
-	werr := s.st.WithTx(context.WithoutCancel(ctx), func(tx store.Tx) error {
+	werr := update(context.WithoutCancel(ctx), s.st, func(tx Tx) error {
 		if err := tx.FinishJobRun(rec); err != nil {
 			return err
 		}

@@ -123,7 +123,7 @@ func (t *Tidier) Run(ctx context.Context) (Result, error) {
 	// As for state-changing jobs, a run that did something or failed is
 	// audited (job_runs has every run), even when it stopped early.
 	if total > 0 || err != nil {
-		aerr := t.st.WithTx(context.WithoutCancel(ctx), func(tx store.Tx) error {
+		aerr := update(context.WithoutCancel(ctx), t.st, func(tx Tx) error {
 			_, err := tx.AppendAudit(audit.Event{Time: t.cfg.Clock.Now().UTC(), Actor: "system:tidy", Action: "tidy.completed",
 				Target: "store", Detail: detail})
 			return err
@@ -150,7 +150,7 @@ func (t *Tidier) purge(ctx context.Context, what store.Expired, before time.Time
 			return total, fmt.Errorf("tidy %s: %w", what, err)
 		}
 		var n int64
-		err := t.st.WithTx(ctx, func(tx store.Tx) error {
+		err := update(ctx, t.st, func(tx Tx) error {
 			var err error
 			n, err = tx.PurgeExpired(what, before, t.cfg.Batch)
 			return err
