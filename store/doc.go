@@ -3,8 +3,16 @@
 // tokens and settings.
 //
 // Store is the one interface every backend implements; SQLite (the embedded
-// default, modernc.org/sqlite, pure Go) is the first. Writes run only inside
-// WithTx, whose function executes in a single writer goroutine: concurrent
+// default, modernc.org/sqlite, pure Go) is the first. Its doc comments are
+// the contract, and store/storetest checks it: a backend passes
+// storetest.Run (SQLite does in TestContract). No consumer takes the whole
+// surface: acme, revocation and lifecycle each declare the reads they make
+// and the view of Tx their transaction callbacks receive (acme.Tx,
+// revocation.Tx, lifecycle.Tx), so what a backend must get right for each
+// is written beside its use.
+//
+// Writes run only inside WithTx, whose function executes in a single writer
+// goroutine: concurrent
 // callers are batched into one shared transaction (group commit), each in its
 // own savepoint, so a refused write rolls back alone and one fsync covers the
 // whole batch. WithTx returns only after the batch is durable

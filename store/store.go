@@ -224,8 +224,9 @@ type AuditFilter struct {
 	Limit  int
 }
 
-// Store is what the CA persists. Reads may run concurrently with writes and
-// see only committed data.
+// Store is what the CA persists, the interface a backend implements whole
+// (storetest.Run checks it); consumers take only their own narrow views of
+// it. Reads may run concurrently with writes and see only committed data.
 type Store interface {
 	// WithTx runs fn inside a transaction and returns after it is durably
 	// committed, or rolled back if fn (or the commit) fails. fn runs on the
@@ -448,7 +449,9 @@ type Store interface {
 	Close() error
 }
 
-// Tx is a write transaction; its methods are valid only inside WithTx.
+// Tx is a write transaction; its methods are valid only inside WithTx. A
+// backend implements it whole; each consumer's callbacks see only its own
+// view (acme.Tx, revocation.Tx, lifecycle.Tx).
 type Tx interface {
 	// StartJobRun records r (Job, Trigger, Started) as running and sets its ID.
 	StartJobRun(r *JobRun) error

@@ -8,14 +8,11 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
-	mrand "math/rand/v2"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/jonboulle/clockwork"
-	"github.com/transparency-dev/merkle/proof"
-	"github.com/transparency-dev/merkle/rfc6962"
 
 	"github.com/sigil-ca/sigil/ca/audit"
 )
@@ -112,92 +109,6 @@ func leafHashes(es []LogEntry) [][]byte {
 		out[i] = e.LeafHash
 	}
 	return out
-}
-
-func TestLogProofs(t *testing.T) {
-	t.Parallel()
-	ctx := context.Background()
-	s := openTest(t, Config{})
-	seedIssuers(t, s, "int")
-	const n = 300
-	logCerts(t, s, 0, n, 32)
-
-	es := allEntries(t, s)
-	if len(es) != n {
-		t.Fatalf("%d leaves, want %d", len(es), n)
-	}
-	seen := map[int64]bool{}
-	for _, e := range es {
-		if seen[e.CertID] {
-			t.Fatalf("certificate %d logged twice", e.CertID)
-		}
-		seen[e.CertID] = true
-		c, err := s.Certificate(ctx, e.Serial)
-		if err != nil || c.ID != e.CertID || !bytes.Equal(c.DER, e.DER) {
-			t.Fatalf("leaf %d: certificate %s (%v) does not match", e.Index, e.Serial, err)
-		}
-		if got, err := s.LogEntryBySerial(ctx, e.Serial); err != nil || got.Index != e.Index {
-			t.Fatalf("LogEntryBySerial(%s) = leaf %d, %v; want %d", e.Serial, got.Index, err, e.Index)
-		}
-	}
-	if size, err := s.LogSize(ctx); err != nil || size != n {
-		t.Fatalf("LogSize = %d, %v; want %d", size, err, n)
-	}
-	lh := leafHashes(es)
-	roots := make([][]byte, n+1)
-	for size := range n + 1 {
-		roots[size] = mth(lh[:size])
-		got, err := s.LogRoot(ctx, uint64(size))
-		if err != nil || !bytes.Equal(got, roots[size]) {
-			t.Fatalf("LogRoot(%d) = %x, %v; want %x", size, got, err, roots[size])
-		}
-	}
-
-	rng := mrand.New(mrand.NewPCG(1, 2))
-	for range 200 {
-		size := 1 + rng.Uint64N(n)
-		idx := rng.Uint64N(size)
-		p, err := s.LogInclusionProof(ctx, idx, size)
-		if err != nil {
-			t.Fatalf("inclusion(%d, %d): %v", idx, size, err)
-		}
-		if err := proof.VerifyInclusion(rfc6962.DefaultHasher, idx, size, lh[idx], p, roots[size]); err != nil {
-			t.Errorf("inclusion(%d, %d) does not verify: %v", idx, size, err)
-		}
-	}
-	for range 200 {
-		s2 := rng.Uint64N(n + 1)
-		s1 := rng.Uint64N(s2 + 1)
-		p, err := s.LogConsistencyProof(ctx, s1, s2)
-		if err != nil {
-			t.Fatalf("consistency(%d, %d): %v", s1, s2, err)
-		}
-		if err := proof.VerifyConsistency(rfc6962.DefaultHasher, s1, s2, p, roots[s1], roots[s2]); err != nil {
-			t.Errorf("consistency(%d, %d) does not verify: %v", s1, s2, err)
-		}
-	}
-
-	for _, tc := range []struct {
-		name string
-		fn   func() error
-	}{
-		{"inclusion beyond the log", func() error { _, err := s.LogInclusionProof(ctx, 0, n+1); return err }},
-		{"inclusion index at size", func() error { _, err := s.LogInclusionProof(ctx, 5, 5); return err }},
-		{"consistency beyond the log", func() error { _, err := s.LogConsistencyProof(ctx, 1, n+1); return err }},
-		{"consistency reversed", func() error { _, err := s.LogConsistencyProof(ctx, 3, 2); return err }},
-		{"root beyond the log", func() error { _, err := s.LogRoot(ctx, n+1); return err }},
-		{"unknown serial", func() error { _, err := s.LogEntryBySerial(ctx, "ffff"); return err }},
-	} {
-		if err := tc.fn(); !errors.Is(err, ErrNotFound) {
-			t.Errorf("%s: %v, want ErrNotFound", tc.name, err)
-		}
-	}
-	if es, err := s.LogEntries(ctx, n, n+10); err != nil || len(es) != 0 {
-		t.Errorf("entries past the log: %d, %v", len(es), err)
-	}
-	if es, err := s.LogEntries(ctx, 0, 1<<40); err != nil || len(es) != MaxLogEntries && len(es) != n {
-		t.Errorf("unbounded page: %d entries, %v", len(es), err)
-	}
 }
 
 // TestLogRollback checks that a transaction that fails after inserting a
