@@ -26,6 +26,13 @@ func TestContract(t *testing.T) {
 		if o.Checkpointer != nil {
 			s.SetCheckpointer(*o.Checkpointer)
 		}
-		return s, nil
+		return fillable{s}, nil
 	})
+}
+
+// fillable is a SQLite store the suite can fill (storetest.Filler).
+type fillable struct{ *store.SQLite }
+
+func (f fillable) SetFull(full bool) error {
+	return store.SetFull(context.Background(), f.SQLite, full)
 }

@@ -29,6 +29,14 @@ type Options struct {
 // backend's error when the store cannot be opened with o.
 type Opener func(t *testing.T, o Options) (store.Store, error)
 
+// Filler is implemented by a store an Opener returns when its backend can
+// be made full in a test: SetFull(true) makes every write that needs more
+// space fail as a full disk does, SetFull(false) gives the space back.
+// Without it the ErrFull contract is skipped, saying so.
+type Filler interface {
+	SetFull(full bool) error
+}
+
 // Run runs the contract suite against the backend open opens, one subtest
 // per contract area. Subtests run in parallel, each on its own store.
 func Run(t *testing.T, open Opener) {
@@ -83,6 +91,7 @@ func Run(t *testing.T, open Opener) {
 		}},
 		{"nonces", []test{{"use and purge", testNonces}}},
 		{"jobs", []test{{"runs", testJobRuns}}},
+		{"full", []test{{"refused writes leave nothing", testFull}}},
 		{"managed", []test{
 			{"record round trip", testManagedRecordRoundTrip},
 			{"advance", testManagedAdvance},
