@@ -117,6 +117,8 @@ const nonceKeySetting = "acme.nonce_key"
 // KeyStore reads and writes settings.
 type KeyStore interface {
 	NonceStore
+	// Setting returns the value stored under name; store.ErrNotFound if it
+	// was never put.
 	Setting(ctx context.Context, name string) ([]byte, error)
 }
 

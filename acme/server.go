@@ -24,18 +24,39 @@ import (
 	"github.com/sigil-ca/sigil/store"
 )
 
-// Store is what the ACME server keeps in the store.
+// Store is what the ACME server reads from the store (what it writes is
+// Tx). Reads see only committed data; a record that does not exist is
+// store.ErrNotFound, whatever its status otherwise.
 type Store interface {
 	KeyStore
+	// ACMEAccount returns the account with id, whatever its status.
 	ACMEAccount(ctx context.Context, id string) (store.ACMEAccount, error)
+	// ACMEAccountByKey returns the account of endpoint whose key has the
+	// RFC 7638 thumbprint (RFC 8555 §7.3.1 onlyReturnExisting).
 	ACMEAccountByKey(ctx context.Context, endpoint, thumbprint string) (store.ACMEAccount, error)
+	// ACMEOrder returns the order with id, whatever its status.
 	ACMEOrder(ctx context.Context, id string) (store.ACMEOrder, error)
+	// ACMECertOrder returns the order whose finalization issued the
+	// certificate with serial: the account and endpoint it belongs to.
 	ACMECertOrder(ctx context.Context, serial string) (store.ACMEOrder, error)
+	// ACMEOrders returns a page of the account's orders, newest first, and
+	// the opaque cursor of the next ("" after the last); a page never
+	// repeats or skips an order that existed when paging began.
 	ACMEOrders(ctx context.Context, accountID, cursor string, limit int) ([]store.ACMEOrder, string, error)
+	// ACMEAuthz returns the authorization with id and its challenges in
+	// the order they were inserted.
 	ACMEAuthz(ctx context.Context, id string) (store.ACMEAuthz, error)
+	// ACMEChallenge returns the challenge with id.
 	ACMEChallenge(ctx context.Context, id string) (store.ACMEChallenge, error)
+	// ACMEReusableAuthz returns the account's valid authorization for
+	// exactly this identifier and wildcard flag that expires after now, the
+	// latest-expiring first, with its challenges.
 	ACMEReusableAuthz(ctx context.Context, accountID string, id store.ACMEIdentifier, wildcard bool, now time.Time) (store.ACMEAuthz, error)
+	// CertificateReplacing returns the first certificate recorded as
+	// replacing serial (RFC 9773 ARI "replaces").
 	CertificateReplacing(ctx context.Context, serial string) (store.CertRecord, error)
+	// EABKey returns the external account binding key with id, used or
+	// revoked ones included.
 	EABKey(ctx context.Context, id string) (store.EABKey, error)
 }
 

@@ -77,7 +77,8 @@ type NotifyAuthority interface {
 	Certificates(ctx context.Context, f store.CertFilter) ([]store.CertRecord, store.CertCursor, error)
 }
 
-// NotifyStore records delivered notices.
+// NotifyStore records delivered notices (its transactions see lifecycle's
+// view, Tx).
 type NotifyStore interface {
 	WithTx(ctx context.Context, fn func(tx store.Tx) error) error
 }

@@ -47,9 +47,12 @@ type Job struct {
 	ChangesState bool
 }
 
-// Store is what the scheduler records runs in. store.SQLite implements it.
+// Store is what the scheduler records runs in (its transactions see
+// lifecycle's view, Tx). store.SQLite implements it.
 type Store interface {
 	WithTx(ctx context.Context, fn func(tx store.Tx) error) error
+	// LatestJobRuns returns the latest run of every job that has run, by
+	// job name: what a start decides missed runs from.
 	LatestJobRuns(ctx context.Context) (map[string]store.JobRun, error)
 }
 

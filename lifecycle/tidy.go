@@ -35,7 +35,8 @@ type TidyAuthority interface {
 }
 
 // TidyStore is where tidy purges the records of ACME, revocation and its
-// own jobs, and audits what it did.
+// own jobs, and audits what it did (its transactions see lifecycle's view,
+// Tx).
 type TidyStore interface {
 	WithTx(ctx context.Context, fn func(tx store.Tx) error) error
 }

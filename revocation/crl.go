@@ -34,11 +34,19 @@ type CRLAuthority interface {
 	OnStatusChange(fn func(store.CertRecord))
 }
 
-// CRLStore is what the publisher reads and writes. store.SQLite implements it.
+// CRLStore is what the publisher reads and writes (its transactions see
+// revocation's view, Tx). store.SQLite implements it.
 type CRLStore interface {
 	WithTx(ctx context.Context, fn func(tx store.Tx) error) error
+	// RevokedCertificates streams, never holding every row in memory, the
+	// revoked certificates of issuerID in CRL shard that expire at or
+	// after notAfterSince or were revoked at or after it, in no particular
+	// order; fn's error stops it.
 	RevokedCertificates(ctx context.Context, issuerID string, shard int, notAfterSince time.Time, fn func(store.RevokedEntry) error) error
+	// CRLHead returns the latest stored CRL of issuerID and shard without
+	// its DER; store.ErrNotFound if none.
 	CRLHead(ctx context.Context, issuerID string, shard int) (store.CRLHead, error)
+	// CRLs returns the latest CRL of every shard of issuerID, by shard.
 	CRLs(ctx context.Context, issuerID string) ([]store.CRLRecord, error)
 }
 

@@ -20,6 +20,8 @@ import (
 
 // OfflineStore is what OfflineCRLs reads. store.SQLite implements it.
 type OfflineStore interface {
+	// CRLs returns the latest CRL of every shard of issuerID, by shard;
+	// none is an empty result, not an error.
 	CRLs(ctx context.Context, issuerID string) ([]store.CRLRecord, error)
 }
 

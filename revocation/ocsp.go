@@ -40,11 +40,19 @@ type OCSPAuthority interface {
 	OnStatusChange(fn func(store.CertRecord))
 }
 
-// OCSPStore is what the responder reads and writes in the store.
+// OCSPStore is what the responder reads and writes in the store (its
+// transactions see revocation's view, Tx). Reads see only committed data.
 type OCSPStore interface {
 	WithTx(ctx context.Context, fn func(tx store.Tx) error) error
+	// Certificate returns the certificate with serial, archived or not;
+	// store.ErrNotFound if none (the responder answers "unknown").
 	Certificate(ctx context.Context, serial string) (store.CertRecord, error)
+	// OCSPResponses streams the stored responses of issuerID whose
+	// nextUpdate is after now, in no particular order; fn's error stops it.
 	OCSPResponses(ctx context.Context, issuerID string, now time.Time, fn func(store.OCSPResponse) error) error
+	// CertStatuses streams the status of every unexpired certificate of
+	// issuerID in insertion order, in bounded pages with no read held
+	// across fn calls; fn's error stops it.
 	CertStatuses(ctx context.Context, issuerID string, now time.Time, fn func(store.CertStatus) error) error
 }
 
