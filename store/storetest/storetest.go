@@ -113,6 +113,7 @@ func Run(t *testing.T, open Opener) {
 			{"certificates filter", testCertificatesFilter},
 			{"certificates pagination", testCertificatesPagination},
 			{"acme account", testHistoryACMEAccount},
+			{"summary and scan", testHistorySummary},
 		}},
 	}
 	for _, a := range areas {
