@@ -12,6 +12,7 @@
 // commit) is tested beside that backend, not here. Every clock is fake:
 // records are stamped from a fixed start, never from the wall clock.
 //
-// Imports: store and ca/audit from this module (and internal/testclock);
-// only tests import it.
+// Imports: store, ca/audit and internal/testclock from this module (and
+// clockwork for fake clocks, transparency-dev/merkle to check proofs
+// independently of the store); only tests import it.
 package storetest
