@@ -77,6 +77,8 @@ lint:
 	@test -z "$$(gofmt -l .)" || { echo "gofmt needed:"; gofmt -l .; exit 1; }
 	$(GO) vet ./...
 	$(GO) run $(STATICCHECK) ./...
+	@# go.mod and go.sum must already be tidy (a test-only import is still a direct requirement).
+	$(GO) mod tidy -diff
 
 clean:
 	rm -rf bin $(DEV_DATA)
