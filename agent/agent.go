@@ -247,13 +247,16 @@ func (a *Agent) Run(ctx context.Context, force bool) error {
 	}
 	var failures, loadFailures int
 	var retryAt, logged time.Time
+	// The jitter is read here, not in New, so that a test can replace it first.
+	renewWaits := newRetryWaits(a.cfg.RetryMin, a.cfg.RetryMax, a.clk, a.jitter)
+	loadWaits := newRetryWaits(a.cfg.RetryMin, a.cfg.RetryMax, a.clk, a.jitter)
 	for {
 		cur, d, err := a.decide(ctx)
 		now := a.clk.Now()
 		if err != nil {
 			// The files vanished or broke under us: look again later.
 			loadFailures++
-			wait := backoff(loadFailures, a.cfg.RetryMin, a.cfg.RetryMax, a.jitter)
+			wait := loadWaits.next()
 			a.log.ErrorContext(ctx, "cannot load the certificate", "error", err, "attempt", loadFailures,
 				"next_check", now.Add(wait).UTC())
 			if !a.sleep(ctx, wait) {
@@ -261,11 +264,16 @@ func (a *Agent) Run(ctx context.Context, force bool) error {
 			}
 			continue
 		}
-		loadFailures = 0
+		if loadFailures > 0 {
+			loadFailures = 0
+			loadWaits.reset()
+		}
 		due := force || cur == nil || !d.plan.due.After(now)
 		switch {
 		case !due:
-			failures, retryAt = 0, time.Time{} // someone put a fresh certificate in place
+			// Someone put a fresh certificate in place.
+			failures, retryAt = 0, time.Time{}
+			renewWaits.reset()
 		case force:
 			d.at, d.reason = now, "forced"
 		case !retryAt.IsZero():
@@ -293,11 +301,12 @@ func (a *Agent) Run(ctx context.Context, force bool) error {
 		switch {
 		case err == nil:
 			failures, retryAt = 0, time.Time{}
+			renewWaits.reset()
 		case ctx.Err() != nil:
 			return nil
 		default:
 			failures++
-			retryAt = a.clk.Now().Add(backoff(failures, a.cfg.RetryMin, a.cfg.RetryMax, a.jitter))
+			retryAt = a.clk.Now().Add(renewWaits.next())
 			level := slog.LevelWarn
 			if errors.Is(err, errNotNewer) {
 				level = slog.LevelInfo

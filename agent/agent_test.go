@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/sigil-ca/sigil/ca"
+	"github.com/sigil-ca/sigil/internal/testclock"
 )
 
 // running is an agent's Run in the background.
@@ -187,6 +188,15 @@ func mapsEqual(a, b map[string]string) bool {
 
 func TestBackoffFullJitter(t *testing.T) {
 	t.Parallel()
+	clk := testclock.New()
+	// backoff(n) is the n-th wait of a fresh sequence.
+	backoff := func(n int, base, ceiling time.Duration, jitter func(time.Duration) time.Duration) time.Duration {
+		w := newRetryWaits(base, ceiling, clk, jitter)
+		for range n - 1 {
+			w.next()
+		}
+		return w.next()
+	}
 	for n := 1; n <= 12; n++ {
 		limit := min(time.Second<<(n-1), time.Minute)
 		for range 50 {

@@ -4,18 +4,41 @@ import (
 	"crypto/rand"
 	"math/big"
 	"time"
+
+	"github.com/cenkalti/backoff/v4"
+	"github.com/jonboulle/clockwork"
 )
 
-// backoff is the wait before retry n (n >= 1) with "full jitter": uniform
-// in [0, min(ceiling, base·2^(n-1))], so that many agents failing together
-// (a CA restart) spread their retries instead of returning in waves.
-func backoff(n int, base, ceiling time.Duration, jitter func(time.Duration) time.Duration) time.Duration {
-	limit := base
-	for i := 1; i < n && limit < ceiling; i++ {
-		limit *= 2
-	}
-	return jitter(min(limit, ceiling))
+// retryWaits yields the waits between consecutive failed attempts with "full
+// jitter": wait n is uniform in [0, min(ceiling, base·2^(n-1))], so that many
+// agents failing together (a CA restart) spread their retries instead of
+// returning in waves. backoff/v4 supplies the exponential ceiling; its own
+// randomization (±factor around the ceiling) is off because it keeps every
+// agent near the same instant.
+type retryWaits struct {
+	exp    *backoff.ExponentialBackOff
+	jitter func(time.Duration) time.Duration
 }
+
+func newRetryWaits(base, ceiling time.Duration, clk clockwork.Clock, jitter func(time.Duration) time.Duration) *retryWaits {
+	exp := &backoff.ExponentialBackOff{
+		InitialInterval:     base,
+		RandomizationFactor: 0,
+		Multiplier:          2,
+		MaxInterval:         ceiling,
+		MaxElapsedTime:      0, // the agent never gives up
+		Stop:                backoff.Stop,
+		Clock:               clk,
+	}
+	exp.Reset()
+	return &retryWaits{exp: exp, jitter: jitter}
+}
+
+// next is the wait before the next attempt.
+func (r *retryWaits) next() time.Duration { return r.jitter(r.exp.NextBackOff()) }
+
+// reset starts again from base after a success.
+func (r *retryWaits) reset() { r.exp.Reset() }
 
 // uniform returns a uniformly random duration in [0, max], from crypto/rand.
 func uniform(max time.Duration) time.Duration {
