@@ -72,7 +72,7 @@ func (api *API) listKeys(w http.ResponseWriter, r *http.Request, _ ca.Principal)
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"keys": keys})
+	writeJSON(w, http.StatusOK, KeyList{Keys: keys})
 	return nil
 }
 
@@ -183,7 +183,7 @@ func (api *API) listTokens(w http.ResponseWriter, r *http.Request, _ ca.Principa
 	for _, t := range recs {
 		out = append(out, toToken(t))
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"tokens": out})
+	writeJSON(w, http.StatusOK, TokenList{Tokens: out})
 	return nil
 }
 

@@ -176,7 +176,7 @@ func (api *API) Handler() http.Handler {
 	mux.Handle("/v1/", api.adapt(func(w http.ResponseWriter, r *http.Request, _ ca.Principal) error {
 		if allow := allowedMethods(mux, r); len(allow) > 0 {
 			w.Header().Set("Allow", strings.Join(allow, ", "))
-			writeJSON(w, http.StatusMethodNotAllowed, errorBody{Error: "method_not_allowed",
+			writeJSON(w, http.StatusMethodNotAllowed, ErrorResponse{Error: "method_not_allowed",
 				Detail: fmt.Sprintf("method %s is not allowed here (allowed: %s)", r.Method, strings.Join(allow, ", "))})
 			return nil
 		}
@@ -313,25 +313,13 @@ func newRequestID() string {
 	return hex.EncodeToString(b)
 }
 
-type errorBody struct {
-	Error       string     `json:"error"`
-	Detail      string     `json:"detail"`
-	Subproblems []subError `json:"subproblems,omitempty"`
-}
-
-type subError struct {
-	Identifier string `json:"identifier,omitempty"`
-	Error      string `json:"error"`
-	Detail     string `json:"detail"`
-}
-
 func (api *API) renderError(w http.ResponseWriter, r *http.Request, err error) {
 	var ce *ca.Error
-	body := errorBody{Error: ca.Internal.String(), Detail: "internal error"}
+	body := ErrorResponse{Error: ca.Internal.String(), Detail: "internal error"}
 	if errors.As(err, &ce) && ce.Kind != ca.Internal {
-		body = errorBody{Error: ce.Kind.String(), Detail: ce.Detail}
+		body = ErrorResponse{Error: ce.Kind.String(), Detail: ce.Detail}
 		for _, s := range ce.Sub {
-			body.Subproblems = append(body.Subproblems, subError{Identifier: s.Identifier, Error: s.Kind.String(), Detail: s.Detail})
+			body.Subproblems = append(body.Subproblems, Subproblem{Identifier: s.Identifier, Error: s.Kind.String(), Detail: s.Detail})
 		}
 		if ce.RetryAfter > 0 {
 			w.Header().Set("Retry-After", strconv.Itoa(int(ce.RetryAfter.Seconds()+0.5)))

@@ -51,7 +51,7 @@ func (api *API) listIntermediates(w http.ResponseWriter, r *http.Request, _ ca.P
 	for _, s := range list {
 		out = append(out, Intermediate(s))
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"intermediates": out})
+	writeJSON(w, http.StatusOK, IntermediateList{Intermediates: out})
 	return nil
 }
 

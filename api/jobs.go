@@ -54,7 +54,7 @@ func (api *API) listJobs(w http.ResponseWriter, r *http.Request, _ ca.Principal)
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"jobs": jobs})
+	writeJSON(w, http.StatusOK, JobList{Jobs: jobs})
 	return nil
 }
 
@@ -87,6 +87,6 @@ func (api *API) runJob(w http.ResponseWriter, r *http.Request, p ca.Principal) e
 	if err := api.cfg.Jobs.TriggerJob(r.Context(), name, p.Actor()); err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusAccepted, map[string]any{"job": name, "started": true})
+	writeJSON(w, http.StatusAccepted, JobStarted{Job: name, Started: true})
 	return nil
 }

@@ -92,7 +92,7 @@ func newStubAPI(t *testing.T) (*API, *lockedBuffer) {
 
 // serveError runs err through the adapter and returns the recorded response
 // and its decoded body.
-func serveError(t *testing.T, a *API, err error) (*httptest.ResponseRecorder, errorBody) {
+func serveError(t *testing.T, a *API, err error) (*httptest.ResponseRecorder, ErrorResponse) {
 	t.Helper()
 	h := a.adapt(func(http.ResponseWriter, *http.Request, ca.Principal) error { return err }, nil)
 	rec := httptest.NewRecorder()
@@ -106,7 +106,7 @@ func serveError(t *testing.T, a *API, err error) (*httptest.ResponseRecorder, er
 	if rec.Header().Get("X-Request-Id") == "" {
 		t.Error("no X-Request-Id")
 	}
-	var body errorBody
+	var body ErrorResponse
 	dec := json.NewDecoder(rec.Body)
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&body); err != nil {
@@ -152,7 +152,7 @@ func TestAdapterRendersEveryKind(t *testing.T) {
 		if rec.Code != http.StatusForbidden {
 			t.Errorf("status = %d, want 403", rec.Code)
 		}
-		want := []subError{
+		want := []Subproblem{
 			{Identifier: "a.example", Error: "rejected", Detail: "no a"},
 			{Identifier: "b.example", Error: "rejected", Detail: "no b"},
 		}

@@ -37,8 +37,8 @@ records. The HMAC key is shown once; the CA keeps it only encrypted.`,
 			if endpoint == "default" {
 				endpoint = ""
 			}
-			var k api.EABKey
-			if err := c.do(cmd.Context(), "POST", "/v1/acme/eab", api.EABRequest{Endpoint: endpoint, Requester: requester}, &k); err != nil {
+			k, err := c.CreateEAB(cmd.Context(), api.EABRequest{Endpoint: endpoint, Requester: requester})
+			if err != nil {
 				return err
 			}
 			if format == "json" {

@@ -12,8 +12,8 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/sigil-ca/sigil/ca"
 	"github.com/sigil-ca/sigil/api"
+	"github.com/sigil-ca/sigil/ca"
 	"github.com/sigil-ca/sigil/ca/audit"
 	"github.com/sigil-ca/sigil/store"
 )
@@ -153,7 +153,7 @@ func auditListCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			events, next, err := fetchList(cmd.Context(), c, "/v1/audit",
+			events, next, err := fetchList(cmd.Context(), c.Audit,
 				map[string]string{"after": since, "before": until, "action": action, "actor": actor, "target": target, "cursor": cursor},
 				limit, all, func(p api.AuditList) ([]api.AuditEvent, string) { return p.Events, p.NextCursor })
 			if err != nil {

@@ -15,6 +15,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/sigil-ca/sigil/api"
+	"github.com/sigil-ca/sigil/api/client"
 	"github.com/sigil-ca/sigil/ca/audit"
 )
 
@@ -57,7 +58,7 @@ into place once complete and synced: a failed export leaves no file behind.`,
 			if err != nil {
 				return err
 			}
-			n, err := c.exportAudit(cmd.Context(), q, format, out, cmd.ErrOrStderr())
+			n, err := exportAudit(cmd.Context(), c, q, format, out, cmd.ErrOrStderr())
 			if err != nil {
 				return err
 			}
@@ -75,8 +76,8 @@ into place once complete and synced: a failed export leaves no file behind.`,
 
 // exportAudit downloads GET /v1/audit/export?q into path, showing progress
 // on progress, and returns the number of events written.
-func (c *apiClient) exportAudit(ctx context.Context, q url.Values, format, path string, progress io.Writer) (int64, error) {
-	resp, err := c.stream(ctx, "/v1/audit/export?"+q.Encode())
+func exportAudit(ctx context.Context, c *client.Client, q url.Values, format, path string, progress io.Writer) (int64, error) {
+	resp, err := c.ExportAudit(ctx, q)
 	if err != nil {
 		return 0, err
 	}

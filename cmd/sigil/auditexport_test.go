@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/sigil-ca/sigil/api"
+	"github.com/sigil-ca/sigil/api/client"
 )
 
 // TestAuditExportCutShort: an export the server aborts mid-stream, or one
@@ -38,11 +39,14 @@ func TestAuditExportCutShort(t *testing.T) {
 				}
 			}))
 			defer srv.Close()
-			c := &apiClient{base: srv.URL, token: "t", http: srv.Client()}
+			c, err := client.New(client.Config{Server: srv.URL, Token: "t", HTTP: srv.Client()})
+			if err != nil {
+				t.Fatal(err)
+			}
 			dir := t.TempDir()
 			path := filepath.Join(dir, "audit.ndjson")
 			var progress strings.Builder
-			_, err := c.exportAudit(context.Background(), url.Values{}, "ndjson", path, &progress)
+			_, err = exportAudit(context.Background(), c, url.Values{}, "ndjson", path, &progress)
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("exportAudit = %v, want %q", err, tc.want)
 			}

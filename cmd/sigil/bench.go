@@ -12,6 +12,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/sigil-ca/sigil/api"
+	"github.com/sigil-ca/sigil/api/client"
 	"github.com/sigil-ca/sigil/ca/keystore"
 )
 
@@ -65,7 +66,7 @@ func benchSignCmd() *cobra.Command {
 				pool[i] = string(b)
 			}
 			// One warm-up request opens a connection and checks the token.
-			if err := c.do(cmd.Context(), "POST", "/v1/sign", api.SignRequest{CSR: pool[0], Profile: profile}, nil); err != nil {
+			if _, err := c.Sign(cmd.Context(), api.SignRequest{CSR: pool[0], Profile: profile}); err != nil {
 				return fmt.Errorf("warm-up request: %w", err)
 			}
 			bar := progressbar.NewOptions(count, progressbar.OptionSetWriter(cmd.ErrOrStderr()),
@@ -101,7 +102,7 @@ func benchSignCmd() *cobra.Command {
 	return cmd
 }
 
-func runSignBench(ctx context.Context, c *apiClient, csrs []string, profile string, concurrency, count int, tick func()) (benchResult, error) {
+func runSignBench(ctx context.Context, c *client.Client, csrs []string, profile string, concurrency, count int, tick func()) (benchResult, error) {
 	lat := make([]time.Duration, count)
 	var next, errs atomic.Int64
 	var firstErr atomic.Value
@@ -117,7 +118,7 @@ func runSignBench(ctx context.Context, c *apiClient, csrs []string, profile stri
 					return
 				}
 				t0 := time.Now()
-				err := c.do(ctx, "POST", "/v1/sign", api.SignRequest{CSR: csrs[i%len(csrs)], Profile: profile}, nil)
+				_, err := c.Sign(ctx, api.SignRequest{CSR: csrs[i%len(csrs)], Profile: profile})
 				lat[i] = time.Since(t0)
 				if err != nil {
 					errs.Add(1)

@@ -20,8 +20,9 @@ import (
 	"github.com/schollz/progressbar/v3"
 	"github.com/spf13/cobra"
 
-	"github.com/sigil-ca/sigil/ca"
 	"github.com/sigil-ca/sigil/api"
+	"github.com/sigil-ca/sigil/api/client"
+	"github.com/sigil-ca/sigil/ca"
 	"github.com/sigil-ca/sigil/ca/keystore"
 )
 
@@ -79,8 +80,8 @@ func certIssueCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			var resp api.SignResponse
-			if err := c.do(cmd.Context(), "POST", "/v1/sign", api.SignRequest{CSR: string(csrPEM), Profile: profile, Validity: validity}, &resp); err != nil {
+			resp, err := c.Sign(cmd.Context(), api.SignRequest{CSR: string(csrPEM), Profile: profile, Validity: validity})
+			if err != nil {
 				return err
 			}
 			// A generated key is written only once the server has issued for it.
@@ -164,8 +165,8 @@ func certShowCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			var cert api.Certificate
-			if err := c.do(cmd.Context(), "GET", "/v1/certificates/"+url.PathEscape(args[0]), nil, &cert); err != nil {
+			cert, err := c.Certificate(cmd.Context(), args[0])
+			if err != nil {
 				return err
 			}
 			w := cmd.OutOrStdout()
@@ -259,8 +260,8 @@ key that signed them, from "sigil keys list"), --requester R, and
 			if err != nil {
 				return err
 			}
-			var cert api.Certificate
-			if err := c.do(cmd.Context(), "POST", "/v1/revoke", req, &cert); err != nil {
+			cert, err := c.Revoke(cmd.Context(), req)
+			if err != nil {
 				return err
 			}
 			return printCert(cmd.OutOrStdout(), format, cert)
@@ -294,7 +295,7 @@ func (f bulkRevokeFilter) empty() bool {
 // bulkRevoke lists every valid certificate matching f, then revokes each
 // with a progress bar. Certificates revoked meanwhile by someone else are
 // counted, not treated as failures.
-func bulkRevoke(cmd *cobra.Command, c *apiClient, f bulkRevokeFilter, reason int, invalidity string) error {
+func bulkRevoke(cmd *cobra.Command, c *client.Client, f bulkRevokeFilter, reason int, invalidity string) error {
 	params := map[string]string{"status": "valid", "issuer_key": f.issuerKey, "requester": f.requester}
 	if len(f.between) > 0 {
 		if len(f.between) != 2 {
@@ -307,7 +308,7 @@ func bulkRevoke(cmd *cobra.Command, c *apiClient, f bulkRevokeFilter, reason int
 			params[[]string{"issued_after", "issued_before"}[i]] = v
 		}
 	}
-	certs, _, err := fetchList(cmd.Context(), c, "/v1/certificates", params, 1000, true,
+	certs, _, err := fetchList(cmd.Context(), c.Certificates, params, 1000, true,
 		func(p api.CertificateList) ([]api.Certificate, string) { return p.Certificates, p.NextCursor })
 	if err != nil {
 		return err
@@ -324,13 +325,11 @@ func bulkRevoke(cmd *cobra.Command, c *apiClient, f bulkRevokeFilter, reason int
 	var failed []string
 	for _, cert := range certs {
 		req := api.RevokeRequest{Serial: cert.Serial, Reason: json.RawMessage(strconv.Itoa(reason)), InvalidityDate: invalidity}
-		var got api.Certificate
-		err := c.do(cmd.Context(), "POST", "/v1/revoke", req, &got)
-		var ae *apiError
+		_, err := c.Revoke(cmd.Context(), req)
 		switch {
 		case err == nil:
 			revoked++
-		case errors.As(err, &ae) && ae.Kind == ca.Conflict.String():
+		case client.IsKind(err, ca.Conflict.String()):
 			already++ // e.g. a sibling revoked by a keyCompromise just before
 		default:
 			if cmd.Context().Err() != nil {
@@ -361,8 +360,8 @@ func certUnholdCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			var cert api.Certificate
-			if err := c.do(cmd.Context(), "POST", "/v1/unhold", api.UnholdRequest{Serial: args[0]}, &cert); err != nil {
+			cert, err := c.Unhold(cmd.Context(), api.UnholdRequest{Serial: args[0]})
+			if err != nil {
 				return err
 			}
 			return printCert(cmd.OutOrStdout(), format, cert)
@@ -403,7 +402,7 @@ pass the printed --cursor to continue.`,
 			}
 			params := filters.params()
 			params["cursor"] = cursor
-			certs, next, err := fetchList(cmd.Context(), c, "/v1/certificates", params,
+			certs, next, err := fetchList(cmd.Context(), c.Certificates, params,
 				limit, all, func(p api.CertificateList) ([]api.Certificate, string) { return p.Certificates, p.NextCursor })
 			if err != nil {
 				return err
@@ -444,8 +443,8 @@ func certSummaryCmd() *cobra.Command {
 			}
 			q := filters.query()
 			q.Set("by", by)
-			var out api.CertificateSummary
-			if err := c.do(cmd.Context(), "GET", "/v1/certificates/summary?"+q.Encode(), nil, &out); err != nil {
+			out, err := c.CertificateSummary(cmd.Context(), q)
+			if err != nil {
 				return err
 			}
 			t := table{header: []string{strings.ToUpper(by), "COUNT"}}

@@ -3,15 +3,16 @@ package main
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
-	"net/http"
+	"net/url"
 	"strconv"
 	"time"
 
 	"github.com/schollz/progressbar/v3"
 	"github.com/spf13/cobra"
+
+	"github.com/sigil-ca/sigil/api/client"
 )
 
 func certExportCmd() *cobra.Command {
@@ -39,7 +40,7 @@ leaves no file (and an existing FILE untouched).`,
 			}
 			q := filters.query()
 			q.Set("format", format)
-			n, err := exportToFile(cmd.Context(), c, "/v1/certificates/export?"+q.Encode(), out, format == "csv",
+			n, err := exportToFile(cmd.Context(), c, q, out, format == "csv",
 				cmd.ErrOrStderr(), quiet)
 			if err != nil {
 				return err
@@ -58,13 +59,13 @@ leaves no file (and an existing FILE untouched).`,
 	return cmd
 }
 
-// exportToFile GETs path, a streamed export, into out by way of a
+// exportToFile GETs the export of q, streamed, into out by way of a
 // temporary file in out's directory that is synced and renamed only once
 // the whole response has arrived. It returns the rows written (lines,
 // less CSV's header). The server aborts a response it cannot finish, so a
 // short export is an error here, never a short file.
-func exportToFile(ctx context.Context, c *apiClient, path, out string, header bool, progress io.Writer, quiet bool) (int64, error) {
-	resp, err := c.stream(ctx, path)
+func exportToFile(ctx context.Context, c *client.Client, q url.Values, out string, header bool, progress io.Writer, quiet bool) (int64, error) {
+	resp, err := c.ExportCertificates(ctx, q)
 	if err != nil {
 		return 0, err
 	}
@@ -114,31 +115,6 @@ func (l *lineCounter) Write(p []byte) (int, error) {
 		_ = l.bar.Add64(n)
 	}
 	return len(p), nil
-}
-
-// stream GETs path and returns the response for the caller to read: no
-// overall timeout (an export takes as long as it takes; ctx ends it), an
-// API error body as *apiError.
-func (c *apiClient) stream(ctx context.Context, path string) (*http.Response, error) {
-	req, err := http.NewRequestWithContext(ctx, "GET", c.base+path, nil)
-	if err != nil {
-		return nil, err
-	}
-	req.Header.Set("Authorization", "Bearer "+c.token)
-	hc := *c.http
-	hc.Timeout = 0
-	resp, err := hc.Do(req)
-	if err != nil {
-		return nil, fmt.Errorf("GET %s: %w", path, err)
-	}
-	if resp.StatusCode >= 300 {
-		defer resp.Body.Close()
-		ae := &apiError{Status: resp.StatusCode}
-		data, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-		_ = json.Unmarshal(data, ae)
-		return nil, ae
-	}
-	return resp, nil
 }
 
 // exportBar is the progress bar of a download of total items (-1: unknown,

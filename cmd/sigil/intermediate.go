@@ -8,8 +8,8 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/sigil-ca/sigil/ca"
 	"github.com/sigil-ca/sigil/api"
+	"github.com/sigil-ca/sigil/ca"
 	"github.com/sigil-ca/sigil/lifecycle"
 )
 
@@ -114,8 +114,8 @@ func caRotateIntermediateCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			var rot api.Rotation
-			if err := c.do(cmd.Context(), "POST", "/v1/ca/intermediates/rotate", api.RotateRequest{Reason: reason}, &rot); err != nil {
+			rot, err := c.RotateIntermediate(cmd.Context(), api.RotateRequest{Reason: reason})
+			if err != nil {
 				return err
 			}
 			if format != "table" {
@@ -149,10 +149,8 @@ func caIntermediatesCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			var out struct {
-				Intermediates []api.Intermediate `json:"intermediates"`
-			}
-			if err := c.do(cmd.Context(), "GET", "/v1/ca/intermediates", nil, &out); err != nil {
+			out, err := c.Intermediates(cmd.Context())
+			if err != nil {
 				return err
 			}
 			if len(out.Intermediates) == 0 {

@@ -13,8 +13,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spf13/cobra"
 
-	"github.com/sigil-ca/sigil/ca"
 	"github.com/sigil-ca/sigil/api"
+	"github.com/sigil-ca/sigil/ca"
 	"github.com/sigil-ca/sigil/lifecycle"
 	"github.com/sigil-ca/sigil/store"
 )
@@ -251,10 +251,8 @@ func jobsListCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			var resp struct {
-				Jobs []api.JobStatus `json:"jobs"`
-			}
-			if err := c.do(cmd.Context(), "GET", "/v1/jobs", nil, &resp); err != nil {
+			resp, err := c.Jobs(cmd.Context())
+			if err != nil {
 				return err
 			}
 			t := table{header: []string{"JOB", "SCHEDULE", "ENABLED", "LAST RUN", "RESULT", "ITEMS", "DURATION", "NEXT RUN"}}
@@ -298,8 +296,8 @@ func jobsShowCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			var d api.JobDetail
-			if err := c.do(cmd.Context(), "GET", "/v1/jobs/"+args[0], nil, &d); err != nil {
+			d, err := c.Job(cmd.Context(), args[0])
+			if err != nil {
 				return err
 			}
 			return render(cmd.OutOrStdout(), format, runsTable(d.Runs), d)
@@ -337,15 +335,15 @@ func jobsRunCmd() *cobra.Command {
 				return err
 			}
 			name := args[0]
-			var before api.JobDetail
-			if err := c.do(cmd.Context(), "GET", "/v1/jobs/"+name, nil, &before); err != nil {
+			before, err := c.Job(cmd.Context(), name)
+			if err != nil {
 				return err
 			}
 			var lastID int64
 			if len(before.Runs) > 0 {
 				lastID = before.Runs[0].ID
 			}
-			if err := c.do(cmd.Context(), "POST", "/v1/jobs/"+name+"/run", nil, nil); err != nil {
+			if _, err := c.RunJob(cmd.Context(), name); err != nil {
 				return err
 			}
 			fmt.Fprintf(cmd.ErrOrStderr(), "job %s started\n", name)
@@ -357,8 +355,8 @@ func jobsRunCmd() *cobra.Command {
 			tick := time.NewTicker(250 * time.Millisecond)
 			defer tick.Stop()
 			for {
-				var d api.JobDetail
-				if err := c.do(ctx, "GET", "/v1/jobs/"+name, nil, &d); err != nil {
+				d, err := c.Job(ctx, name)
+				if err != nil {
 					return err
 				}
 				if len(d.Runs) > 0 && d.Runs[0].ID > lastID && d.Runs[0].Result != store.JobRunning {

@@ -6,7 +6,6 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/sigil-ca/sigil/ca"
 	"github.com/sigil-ca/sigil/api"
 )
 
@@ -28,10 +27,8 @@ func keysListCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			var resp struct {
-				Keys []ca.KeyInfo `json:"keys"`
-			}
-			if err := c.do(cmd.Context(), "GET", "/v1/keys", nil, &resp); err != nil {
+			resp, err := c.Keys(cmd.Context())
+			if err != nil {
 				return err
 			}
 			t := table{header: []string{"ID", "PURPOSE", "ALGORITHM", "BACKEND", "STATE", "KEK", "CREATED", "ROTATED", "LAST USED"}}
@@ -74,8 +71,7 @@ A wrong current passphrase changes nothing.`,
 			if err := checkNewPassphrase(next); err != nil {
 				return err
 			}
-			var resp api.RewrapResponse
-			err = c.do(cmd.Context(), "POST", "/v1/keys/rewrap", api.RewrapRequest{CurrentPassphrase: string(cur), NewPassphrase: string(next)}, &resp)
+			resp, err := c.Rewrap(cmd.Context(), api.RewrapRequest{CurrentPassphrase: string(cur), NewPassphrase: string(next)})
 			clear(cur)
 			clear(next)
 			if err != nil {
@@ -115,8 +111,8 @@ refused.`,
 			if err != nil {
 				return err
 			}
-			var resp api.BlockKeyResponse
-			if err := c.do(cmd.Context(), "POST", "/v1/keys/block", api.BlockKeyRequest{PublicKey: string(data)}, &resp); err != nil {
+			resp, err := c.BlockKey(cmd.Context(), api.BlockKeyRequest{PublicKey: string(data)})
+			if err != nil {
 				return err
 			}
 			t := table{header: []string{"REVOKED SERIAL"}}

@@ -3,15 +3,14 @@ package main
 import (
 	"fmt"
 	"io"
-	"net/url"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
 
-	"github.com/sigil-ca/sigil/ca"
 	"github.com/sigil-ca/sigil/api"
+	"github.com/sigil-ca/sigil/ca"
 )
 
 func managedCmd() *cobra.Command {
@@ -56,8 +55,8 @@ current or previous certificate (mTLS) or a token from
 				}
 				req.RevokePreviousAfter = revokeAfter.String()
 			}
-			var m ca.ManagedCert
-			if err := c.do(cmd.Context(), "POST", "/v1/managed", req, &m); err != nil {
+			m, err := c.CreateManaged(cmd.Context(), req)
+			if err != nil {
 				return err
 			}
 			fmt.Fprintf(cmd.ErrOrStderr(), "created managed certificate %s (version %d, serial %s)\n", m.Name, m.Version, m.Serial)
@@ -96,7 +95,7 @@ func managedListCmd() *cobra.Command {
 			if deleted {
 				params["deleted"] = "true"
 			}
-			ms, _, err := fetchList(cmd.Context(), c, "/v1/managed", params, 1000, true,
+			ms, _, err := fetchList(cmd.Context(), c.ListManaged, params, 1000, true,
 				func(l api.ManagedList) ([]ca.ManagedCert, string) { return l.Managed, l.NextCursor })
 			if err != nil {
 				return err
@@ -131,8 +130,8 @@ func managedShowCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			var m ca.ManagedCert
-			if err := c.do(cmd.Context(), "GET", "/v1/managed/"+url.PathEscape(args[0]), nil, &m); err != nil {
+			m, err := c.Managed(cmd.Context(), args[0])
+			if err != nil {
 				return err
 			}
 			return printManaged(cmd.OutOrStdout(), format, m)
@@ -220,12 +219,8 @@ fetched them. The name is not reused.`,
 			if err != nil {
 				return err
 			}
-			path := "/v1/managed/" + url.PathEscape(args[0])
-			if destroyKeys {
-				path += "?destroy_keys=true"
-			}
-			var m ca.ManagedCert
-			if err := c.do(cmd.Context(), "DELETE", path, nil, &m); err != nil {
+			m, err := c.DeleteManaged(cmd.Context(), args[0], destroyKeys)
+			if err != nil {
 				return err
 			}
 			what := "its keys are destroyed when their certificates expire"
@@ -253,8 +248,8 @@ func managedRenewCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			var m ca.ManagedCert
-			if err := c.do(cmd.Context(), "POST", "/v1/managed/"+url.PathEscape(args[0])+"/renew", nil, &m); err != nil {
+			m, err := c.RenewManaged(cmd.Context(), args[0])
+			if err != nil {
 				return err
 			}
 			fmt.Fprintf(cmd.ErrOrStderr(), "renewed managed certificate %s: version %d, serial %s\n", m.Name, m.Version, m.Serial)

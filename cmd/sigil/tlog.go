@@ -17,8 +17,9 @@ import (
 	"github.com/transparency-dev/merkle/proof"
 	"github.com/transparency-dev/merkle/rfc6962"
 
-	"github.com/sigil-ca/sigil/ca"
 	"github.com/sigil-ca/sigil/api"
+	"github.com/sigil-ca/sigil/api/client"
+	"github.com/sigil-ca/sigil/ca"
 	"github.com/sigil-ca/sigil/ca/audit"
 )
 
@@ -43,13 +44,13 @@ func verifiedHead(h api.TreeHead, root *x509.Certificate) error {
 	return nil
 }
 
-func fetchHead(ctx context.Context, c *apiClient, size string) (api.TreeHead, error) {
-	path := "/v1/log/sth"
+func fetchHead(ctx context.Context, c *client.Client, size string) (api.TreeHead, error) {
+	var q url.Values
 	if size != "" {
-		path += "?" + url.Values{"size": {size}}.Encode()
+		q = url.Values{"size": {size}}
 	}
-	var h api.TreeHead
-	if err := c.do(ctx, "GET", path, nil, &h); err != nil {
+	h, err := c.TreeHead(ctx, q)
+	if err != nil {
 		return api.TreeHead{}, fmt.Errorf("fetch tree head: %w", err)
 	}
 	return h, nil
@@ -142,8 +143,8 @@ latest head is not provable until the next head (the log-sign job).`,
 			if err != nil {
 				return err
 			}
-			var cert api.Certificate
-			if err := c.do(ctx, "GET", "/v1/certificates/"+url.PathEscape(serial), nil, &cert); err != nil {
+			cert, err := c.Certificate(ctx, serial)
+			if err != nil {
 				return fmt.Errorf("fetch certificate: %w", err)
 			}
 			block, _ := pem.Decode([]byte(cert.PEM))
@@ -157,9 +158,9 @@ latest head is not provable until the next head (the log-sign job).`,
 			if err := verifiedHead(h, root); err != nil {
 				return err
 			}
-			var p api.InclusionProof
 			q := url.Values{"serial": {serial}, "tree_size": {strconv.FormatUint(h.TreeSize, 10)}}
-			if err := c.do(ctx, "GET", "/v1/log/proof/inclusion?"+q.Encode(), nil, &p); err != nil {
+			p, err := c.InclusionProof(ctx, q)
+			if err != nil {
 				return fmt.Errorf("fetch inclusion proof: %w", err)
 			}
 			issued, der, err := audit.ParseLogLeaf(p.Leaf)
@@ -244,9 +245,9 @@ rewritten. Exit status 0 only if it holds.`,
 			if old.TreeSize > cur.TreeSize {
 				return fmt.Errorf("%s has %d leaves, more than %s (%d): give the older head first", args[0], old.TreeSize, args[1], cur.TreeSize)
 			}
-			var p api.ConsistencyProof
 			q := url.Values{"first": {strconv.FormatUint(old.TreeSize, 10)}, "second": {strconv.FormatUint(cur.TreeSize, 10)}}
-			if err := c.do(cmd.Context(), "GET", "/v1/log/proof/consistency?"+q.Encode(), nil, &p); err != nil {
+			p, err := c.ConsistencyProof(cmd.Context(), q)
+			if err != nil {
 				return fmt.Errorf("fetch consistency proof: %w", err)
 			}
 			if err := proof.VerifyConsistency(rfc6962.DefaultHasher, old.TreeSize, cur.TreeSize, p.Proof, old.RootHash, cur.RootHash); err != nil {

@@ -2,7 +2,6 @@ package main
 
 import (
 	"fmt"
-	"net/url"
 	"strings"
 	"time"
 
@@ -35,8 +34,8 @@ func tokenCreateCmd() *cobra.Command {
 			if ttl > 0 {
 				req.TTL = ttl.String()
 			}
-			var t api.Token
-			if err := c.do(cmd.Context(), "POST", "/v1/tokens", req, &t); err != nil {
+			t, err := c.CreateToken(cmd.Context(), req)
+			if err != nil {
 				return err
 			}
 			fmt.Fprintf(cmd.ErrOrStderr(), "created %s token %s (expires %s); the secret below is shown once:\n", t.Role, t.ID, fmtTime(t.Expires))
@@ -67,10 +66,8 @@ func tokenListCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			var resp struct {
-				Tokens []api.Token `json:"tokens"`
-			}
-			if err := c.do(cmd.Context(), "GET", "/v1/tokens", nil, &resp); err != nil {
+			resp, err := c.Tokens(cmd.Context())
+			if err != nil {
 				return err
 			}
 			t := table{header: []string{"ID", "ROLE", "SCOPE", "CREATED", "EXPIRES", "REVOKED", "DESCRIPTION"}}
@@ -100,7 +97,7 @@ func tokenRevokeCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if err := c.do(cmd.Context(), "DELETE", "/v1/tokens/"+url.PathEscape(args[0]), nil, nil); err != nil {
+			if err := c.RevokeToken(cmd.Context(), args[0]); err != nil {
 				return err
 			}
 			fmt.Fprintf(cmd.ErrOrStderr(), "revoked token %s\n", args[0])
