@@ -17,6 +17,8 @@ import (
 	"time"
 
 	"github.com/jonboulle/clockwork"
+
+	"github.com/sigil-ca/sigil/api/client"
 )
 
 // Config configures an Agent.
@@ -68,7 +70,8 @@ type Agent struct {
 	clk    clockwork.Clock
 	log    *slog.Logger
 	files  files
-	http   *http.Client
+	http   *http.Client                      // ACME directory and renewalInfo
+	v1     *client.Client                    // /v1 over the same connections
 	jitter func(time.Duration) time.Duration // uniform in [0, d]; tests replace it
 
 	mu     sync.Mutex
@@ -118,6 +121,15 @@ func New(cfg Config) (*Agent, error) {
 	}
 	a := &Agent{cfg: cfg, clk: cfg.Clock, log: cfg.Logger, files: files{cert: cfg.CertFile, key: cfg.KeyFile}, jitter: uniform}
 	a.http = newHTTPClient(cfg.RootCAs, a.clientCertificate, a.clk.Now)
+	// The token authenticates bundle fetches only; a renewal over mTLS
+	// never carries it.
+	token := cfg.Token
+	if cfg.Managed == "" {
+		token = ""
+	}
+	if a.v1, err = newV1Client(cfg.Server, token, a.http); err != nil {
+		return nil, err
+	}
 	return a, nil
 }
 

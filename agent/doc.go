@@ -14,6 +14,7 @@
 // retried with exponential backoff and full jitter. Time comes from an
 // injected clock.
 //
-// Imports: api (request and response types) only; the agent is a client
-// and knows nothing of the CA's internals.
+// Imports: api/client (the typed /v1 client) and api (its request and
+// response types) only; the agent is a client and knows nothing of the
+// CA's internals. ACME (directory, renewalInfo) is plain HTTP here.
 package agent

@@ -5,14 +5,11 @@ import (
 	"crypto"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/json"
 	"encoding/pem"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"math/big"
-	"net/http"
 	"net/url"
 	"strings"
 	"time"
@@ -46,20 +43,13 @@ var errNotNewer = errors.New("the CA has not renewed the managed certificate yet
 // than cur (nil: no pair on disk yet).
 func (a *Agent) fetchManaged(ctx context.Context, cur *tls.Certificate) (renewed, error) {
 	path := "/v1/managed/" + url.PathEscape(a.cfg.Managed) + "/bundle"
-	resp, err := a.get(ctx, a.cfg.Server+path, true)
+	resp, err := a.v1.ManagedBundle(ctx, a.cfg.Managed)
 	if err != nil {
+		// A decoding error quotes no value, so no key material.
 		return renewed{}, fmt.Errorf("GET %s: %w", path, err)
 	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return renewed{}, fmt.Errorf("GET %s: %s", path, responseError(resp))
-	}
-	var b Bundle
-	dec := json.NewDecoder(io.LimitReader(resp.Body, maxResponse))
-	if err := dec.Decode(&b); err != nil {
-		// The decoder's message quotes no value, so no key material.
-		return renewed{}, fmt.Errorf("GET %s: decode: %w", path, err)
-	}
+	b := Bundle{Name: resp.Name, Version: resp.Version, Serial: resp.Serial, NotBefore: resp.NotBefore, NotAfter: resp.NotAfter,
+		ChainPEM: resp.ChainPEM, KeyPEM: Secret(resp.KeyPEM)}
 	chain, key, err := a.checkBundle(b)
 	if err != nil {
 		return renewed{}, fmt.Errorf("GET %s: the bundle cannot be used: %w", path, err)

@@ -71,7 +71,7 @@ func (a *Agent) renewalInfo(ctx context.Context, c *x509.Certificate) (window, t
 		SuggestedWindow window `json:"suggestedWindow"`
 		ExplanationURL  string `json:"explanationURL"`
 	}
-	resp, err := a.get(ctx, strings.TrimRight(base, "/")+"/"+id, false)
+	resp, err := a.get(ctx, strings.TrimRight(base, "/")+"/"+id)
 	if err != nil {
 		return window{}, 0, fmt.Errorf("renewal info: %w", err)
 	}
@@ -104,7 +104,7 @@ func (a *Agent) renewalInfoURL(ctx context.Context) (string, error) {
 	if u != "" {
 		return u, nil
 	}
-	resp, err := a.get(ctx, a.cfg.ACMEDirectory, false)
+	resp, err := a.get(ctx, a.cfg.ACMEDirectory)
 	if err != nil {
 		return "", fmt.Errorf("ACME directory: %w", err)
 	}
