@@ -150,6 +150,11 @@ func (c *Client) Stream(ctx context.Context, path string) (*http.Response, error
 	return c.send(ctx, &hc, http.MethodGet, path, nil)
 }
 
+// unexpected is a success status the endpoint never answers.
+func unexpected(method, path string, code int) error {
+	return fmt.Errorf("%s %s: unexpected status %d %s", method, path, code, http.StatusText(code))
+}
+
 func withQuery(path string, q url.Values) string {
 	if len(q) == 0 {
 		return path

@@ -10,10 +10,14 @@ import (
 	"github.com/sigil-ca/sigil/ca"
 )
 
-// Sign is POST /v1/sign.
+// Sign is POST /v1/sign; the server answers 201 Created and nothing else
+// on success.
 func (c *Client) Sign(ctx context.Context, req api.SignRequest) (api.SignResponse, error) {
 	var out api.SignResponse
-	_, err := c.do(ctx, http.MethodPost, "/v1/sign", req, &out)
+	code, err := c.do(ctx, http.MethodPost, "/v1/sign", req, &out)
+	if err == nil && code != http.StatusCreated {
+		err = unexpected(http.MethodPost, "/v1/sign", code)
+	}
 	return out, err
 }
 
@@ -22,6 +26,9 @@ func (c *Client) Sign(ctx context.Context, req api.SignRequest) (api.SignRespons
 // earlier, not a new one (201).
 func (c *Client) Renew(ctx context.Context, req api.RenewRequest) (resp api.SignResponse, repeated bool, err error) {
 	code, err := c.do(ctx, http.MethodPost, "/v1/renew", req, &resp)
+	if err == nil && code != http.StatusOK && code != http.StatusCreated {
+		err = unexpected(http.MethodPost, "/v1/renew", code)
+	}
 	return resp, code == http.StatusOK, err
 }
 

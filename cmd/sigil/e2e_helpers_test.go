@@ -6,7 +6,6 @@ package main
 // operator would.
 
 import (
-	"bytes"
 	"context"
 	"crypto"
 	"crypto/ecdsa"
@@ -18,8 +17,6 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"errors"
-	"fmt"
-	"io"
 	"io/fs"
 	"net"
 	"net/http"
@@ -33,8 +30,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/sigil-ca/sigil/ca"
 	"github.com/sigil-ca/sigil/api"
+	"github.com/sigil-ca/sigil/api/client"
+	"github.com/sigil-ca/sigil/ca"
 )
 
 // ---------------------------------------------------------------------------
@@ -291,32 +289,14 @@ func e2eIssueSAN(t testing.TB, p *serverProc, c *caDir, profile string, sans ...
 }
 
 // e2eSignHTTPS posts a CSR to /v1/sign with a bearer token.
-func e2eSignHTTPS(ctx context.Context, client *http.Client, base, token string, csrPEM []byte, profile string) (*api.SignResponse, error) {
-	body, err := json.Marshal(api.SignRequest{CSR: string(csrPEM), Profile: profile})
+func e2eSignHTTPS(ctx context.Context, hc *http.Client, base, token string, csrPEM []byte, profile string) (*api.SignResponse, error) {
+	c, err := client.New(client.Config{Server: base, Token: token, HTTP: hc})
 	if err != nil {
 		return nil, err
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, base+"/v1/sign", bytes.NewReader(body))
+	sr, err := c.Sign(ctx, api.SignRequest{CSR: string(csrPEM), Profile: profile})
 	if err != nil {
 		return nil, err
-	}
-	req.Header.Set("Authorization", "Bearer "+token)
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := client.Do(req)
-	if err != nil {
-		return nil, err
-	}
-	defer resp.Body.Close()
-	data, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return nil, err
-	}
-	if resp.StatusCode != http.StatusCreated && resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("POST /v1/sign: %d %s", resp.StatusCode, data)
-	}
-	var sr api.SignResponse
-	if err := json.Unmarshal(data, &sr); err != nil {
-		return nil, fmt.Errorf("POST /v1/sign: %w", err)
 	}
 	return &sr, nil
 }

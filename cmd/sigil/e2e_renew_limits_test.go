@@ -1,48 +1,31 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"crypto"
 	"crypto/tls"
-	"encoding/json"
-	"io"
+	"errors"
 	"net/http"
 	"strings"
 	"testing"
 
 	"github.com/sigil-ca/sigil/api"
+	"github.com/sigil-ca/sigil/api/client"
 )
 
 // e2eSignValidity posts a CSR for key to /v1/sign with a validity.
-func e2eSignValidity(t *testing.T, client *http.Client, p *serverProc, token string, key crypto.Signer, validity, name string) api.SignResponse {
+func e2eSignValidity(t *testing.T, hc *http.Client, p *serverProc, token string, key crypto.Signer, validity, name string) api.SignResponse {
 	t.Helper()
-	body, _ := json.Marshal(api.SignRequest{CSR: string(e2eCSR(t, key, name, name)), Profile: "tls-server", Validity: validity})
-	req, _ := http.NewRequest("POST", p.httpsURL+"/v1/sign", bytes.NewReader(body))
-	req.Header.Set("Authorization", "Bearer "+token)
-	req.Header.Set("Content-Type", "application/json")
-	var out api.SignResponse
-	if status, data := e2eDo(t, client, req, &out); status != http.StatusCreated {
-		t.Fatalf("sign: %d %s", status, data)
-	}
-	return out
-}
-
-// e2eDo sends req and decodes a 2xx answer into out.
-func e2eDo(t *testing.T, client *http.Client, req *http.Request, out any) (int, []byte) {
-	t.Helper()
-	resp, err := client.Do(req)
+	c, err := client.New(client.Config{Server: p.httpsURL, Token: token, HTTP: hc})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer resp.Body.Close()
-	data, _ := io.ReadAll(resp.Body)
-	if resp.StatusCode/100 == 2 && out != nil {
-		if err := json.Unmarshal(data, out); err != nil {
-			t.Fatalf("decode %s: %v", data, err)
-		}
+	// Sign answers 201 Created or an error.
+	out, err := c.Sign(context.Background(), api.SignRequest{CSR: string(e2eCSR(t, key, name, name)), Profile: "tls-server", Validity: validity})
+	if err != nil {
+		t.Fatalf("sign: %v", err)
 	}
-	return resp.StatusCode, data
+	return out
 }
 
 // e2eRenew POSTs /v1/renew presenting the certificate of sr (with key) as
@@ -53,27 +36,34 @@ func e2eRenew(t *testing.T, c *caDir, p *serverProc, sr api.SignResponse, key cr
 }
 
 // e2eRenewCSR is e2eRenew asking for the key of csrPEM (a rekey) unless it
-// is nil.
+// is nil. It returns the status (201 issued, 200 the successor issued
+// earlier, else the error's), the answer and an error's detail.
 func e2eRenewCSR(t *testing.T, c *caDir, p *serverProc, sr api.SignResponse, key crypto.Signer, csrPEM []byte) (int, api.SignResponse, string) {
 	t.Helper()
-	client := c.httpClient(t)
-	tr := client.Transport.(*http.Transport).Clone()
+	hc := c.httpClient(t)
+	tr := hc.Transport.(*http.Transport).Clone()
 	tr.TLSClientConfig.Certificates = []tls.Certificate{{Certificate: e2eChainDER(t, sr.Chain), PrivateKey: key}}
-	client.Transport = tr
-	var body io.Reader
+	hc.Transport = tr
+	v1, err := client.New(client.Config{Server: p.httpsURL, HTTP: hc})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var req api.RenewRequest
 	if csrPEM != nil {
-		b, _ := json.Marshal(map[string]string{"csr": string(csrPEM)})
-		body = bytes.NewReader(b)
+		req.CSR = string(csrPEM)
 	}
-	req, _ := http.NewRequestWithContext(context.Background(), "POST", p.httpsURL+"/v1/renew", body)
-	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
+	out, repeated, err := v1.Renew(context.Background(), req)
+	var ae *client.Error
+	switch {
+	case err == nil && repeated:
+		return http.StatusOK, out, ""
+	case err == nil:
+		return http.StatusCreated, out, ""
+	case errors.As(err, &ae):
+		return ae.Status, api.SignResponse{}, ae.Detail
 	}
-	var out api.SignResponse
-	status, data := e2eDo(t, client, req, &out)
-	var apiErr struct{ Error, Detail string }
-	_ = json.Unmarshal(data, &apiErr)
-	return status, out, apiErr.Detail
+	t.Fatal(err)
+	return 0, api.SignResponse{}, ""
 }
 
 func e2eChainDER(t *testing.T, chainPEM string) [][]byte {
