@@ -16,7 +16,7 @@ FUZZ_TARGETS := \
 	./api:FuzzParseSignRequest \
 	./api:FuzzParseRenewRequest \
 	./api:FuzzParseLogQuery \
-	./api:FuzzCertFilterFromQuery \
+	./api/wire:FuzzCertFilterFromQuery \
 	./ca/audit:FuzzParseLogLeaf \
 	./cmd/sigil:FuzzParseConfig \
 	./acme:FuzzParseJWS \

@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/sigil-ca/sigil/api/wire"
 	"github.com/sigil-ca/sigil/ca"
 	"github.com/sigil-ca/sigil/ca/audit"
 	"github.com/sigil-ca/sigil/store"
@@ -33,10 +34,10 @@ func (api *API) listAudit(w http.ResponseWriter, r *http.Request, _ ca.Principal
 	q := r.URL.Query()
 	f := store.AuditFilter{Action: q.Get("action"), Actor: q.Get("actor"), Target: q.Get("target")}
 	var err error
-	if f.After, err = parseTime(q, "after"); err != nil {
+	if f.After, err = wire.ParseTime(q, "after"); err != nil {
 		return err
 	}
-	if f.Before, err = parseTime(q, "before"); err != nil {
+	if f.Before, err = wire.ParseTime(q, "before"); err != nil {
 		return err
 	}
 	if v := q.Get("cursor"); v != "" {
@@ -44,7 +45,7 @@ func (api *API) listAudit(w http.ResponseWriter, r *http.Request, _ ca.Principal
 			return &ca.Error{Kind: ca.Malformed, Detail: "bad cursor"}
 		}
 	}
-	if f.Limit, err = parseLimit(q); err != nil {
+	if f.Limit, err = wire.ParseLimit(q); err != nil {
 		return err
 	}
 	events, next, err := api.a.AuditEvents(r.Context(), f)

@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/sigil-ca/sigil/api/wire"
 	"github.com/sigil-ca/sigil/ca"
 	"github.com/sigil-ca/sigil/ca/audit"
 )
@@ -37,7 +38,7 @@ func (api *API) exportAudit(w http.ResponseWriter, r *http.Request, _ ca.Princip
 			return &ca.Error{Kind: ca.Malformed, Detail: "unknown query parameter " + strconv.Quote(k)}
 		}
 	}
-	since, err := parseTime(q, "since")
+	since, err := wire.ParseTime(q, "since")
 	if err != nil {
 		return err
 	}

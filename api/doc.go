@@ -19,5 +19,7 @@
 // the ca.Error kind in one table (status.go). Internal detail is logged,
 // never sent.
 //
-// Imports: ca, store (record types), ca/audit (event type).
+// Imports: ca, store (record types), ca/audit (event type), api/wire (what
+// it shares with the auditor page: query parameters, the status table, job
+// status).
 package api

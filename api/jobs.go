@@ -3,8 +3,8 @@ package api
 import (
 	"context"
 	"net/http"
-	"time"
 
+	"github.com/sigil-ca/sigil/api/wire"
 	"github.com/sigil-ca/sigil/ca"
 	"github.com/sigil-ca/sigil/store"
 )
@@ -17,36 +17,16 @@ type Jobs interface {
 	TriggerJob(ctx context.Context, name, actor string) error
 }
 
-// JobStatus is one scheduled job.
-type JobStatus struct {
-	Name     string    `json:"name"`
-	Schedule string    `json:"schedule"`
-	Enabled  bool      `json:"enabled"`
-	Running  bool      `json:"running"`
-	LastRun  *JobRun   `json:"last_run,omitempty"`
-	NextRun  time.Time `json:"next_run,omitzero"`
-}
+// JobStatus is one scheduled job (shared with the auditor page).
+type JobStatus = wire.JobStatus
 
 // JobRun is one recorded run.
-type JobRun struct {
-	ID      int64     `json:"id"`
-	Trigger string    `json:"trigger"`
-	Started time.Time `json:"started"`
-	Ended   time.Time `json:"ended,omitzero"`
-	Result  string    `json:"result"`
-	Error   string    `json:"error,omitempty"`
-	Items   int64     `json:"items"`
-}
+type JobRun = wire.JobRun
 
 // JobDetail is a job with its recent runs, newest first.
 type JobDetail struct {
 	JobStatus
 	Runs []JobRun `json:"runs"`
-}
-
-// NewJobRun converts a stored run.
-func NewJobRun(r store.JobRun) JobRun {
-	return JobRun{ID: r.ID, Trigger: r.Trigger, Started: r.Started.UTC(), Ended: r.Ended.UTC(), Result: r.Result, Error: r.Error, Items: r.Items}
 }
 
 func (api *API) listJobs(w http.ResponseWriter, r *http.Request, _ ca.Principal) error {
@@ -74,7 +54,7 @@ func (api *API) getJob(w http.ResponseWriter, r *http.Request, _ ca.Principal) e
 		}
 		d := JobDetail{JobStatus: j, Runs: []JobRun{}}
 		for _, run := range runs {
-			d.Runs = append(d.Runs, NewJobRun(run))
+			d.Runs = append(d.Runs, wire.NewJobRun(run))
 		}
 		writeJSON(w, http.StatusOK, d)
 		return nil
@@ -90,3 +70,6 @@ func (api *API) runJob(w http.ResponseWriter, r *http.Request, p ca.Principal) e
 	writeJSON(w, http.StatusAccepted, JobStarted{Job: name, Started: true})
 	return nil
 }
+
+// NewJobRun converts a stored run, as wire.NewJobRun does.
+func NewJobRun(r store.JobRun) JobRun { return wire.NewJobRun(r) }

@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/sigil-ca/sigil/api/wire"
 	"github.com/sigil-ca/sigil/ca"
 )
 
@@ -19,12 +20,12 @@ import (
 func queryParams(pattern string) []string {
 	switch pattern {
 	case "GET /v1/certificates":
-		return certParamNames()
+		return wire.CertParamNames()
 	case "GET /v1/certificates/summary":
 		// The handler refuses the paging parameters with its own message.
-		return append(certParamNames(), "by")
+		return append(wire.CertParamNames(), "by")
 	case "GET /v1/certificates/export":
-		return append(certParamNames(), "format")
+		return append(wire.CertParamNames(), "format")
 	case "GET /v1/audit":
 		return []string{"action", "actor", "target", "after", "before", "cursor", "limit"}
 	case "GET /v1/audit/export":
@@ -43,15 +44,6 @@ func queryParams(pattern string) []string {
 		return []string{"destroy_keys"}
 	}
 	return nil
-}
-
-func certParamNames() []string {
-	var out []string
-	for k := range certParams {
-		out = append(out, k)
-	}
-	slices.Sort(out)
-	return out
 }
 
 // onlyQuery refuses a request whose query does not parse or names a

@@ -1,35 +1,10 @@
 package api
 
 import (
-	"net/http"
-
+	"github.com/sigil-ca/sigil/api/wire"
 	"github.com/sigil-ca/sigil/ca"
 )
 
-// status maps every ca.Kind to an HTTP status; TestStatusTable covers each.
-func status(k ca.Kind) int {
-	switch k {
-	case ca.NotFound:
-		return http.StatusNotFound
-	case ca.Malformed, ca.BadCSR:
-		return http.StatusBadRequest
-	case ca.Unauthorized:
-		return http.StatusUnauthorized
-	case ca.Forbidden, ca.Rejected:
-		return http.StatusForbidden
-	case ca.RateLimited:
-		return http.StatusTooManyRequests
-	case ca.Conflict:
-		return http.StatusConflict
-	case ca.Unavailable:
-		return http.StatusServiceUnavailable
-	case ca.TooLarge:
-		return http.StatusRequestEntityTooLarge
-	default:
-		return http.StatusInternalServerError
-	}
-}
-
-// Status is the HTTP status an error of kind k answers with, so that other
-// surfaces of the CA (the auditor web page) map errors alike.
-func Status(k ca.Kind) int { return status(k) }
+// status maps every ca.Kind to an HTTP status (wire.Status, shared with the
+// auditor page); TestStatusTable covers each.
+func status(k ca.Kind) int { return wire.Status(k) }

@@ -40,7 +40,8 @@
 // inclusion proof status of a certificate and the log verification appear
 // only when they are set.
 //
-// Imports: ca (principals, errors, audit verification report), api (the
-// query parameters of /v1/certificates and the job status type, so the page
-// and the API filter alike), store (record types), ca/audit (event type).
+// Imports: ca (principals, errors, audit verification report), api/wire
+// (the query parameters of /v1/certificates, the status of each error kind
+// and the job status type, so the page and the API filter and answer alike;
+// never api itself), store (record types), ca/audit (event type).
 package ui

@@ -23,12 +23,12 @@ import (
 
 	"github.com/jonboulle/clockwork"
 
+	"github.com/sigil-ca/sigil/api/wire"
 	"github.com/sigil-ca/sigil/ca"
-	"github.com/sigil-ca/sigil/api"
 	"github.com/sigil-ca/sigil/ca/keystore"
-	"github.com/sigil-ca/sigil/ui"
 	"github.com/sigil-ca/sigil/internal/testclock"
 	"github.com/sigil-ca/sigil/store"
+	"github.com/sigil-ca/sigil/ui"
 )
 
 type syncBuffer struct {
@@ -62,9 +62,9 @@ type env struct {
 
 type fakeJobs struct{}
 
-func (fakeJobs) JobStatus(context.Context) ([]api.JobStatus, error) {
-	return []api.JobStatus{{Name: "crl-publish", Schedule: "every 1h", Enabled: true,
-		LastRun: &api.JobRun{ID: 1, Trigger: "schedule", Result: "ok", Items: 2}}}, nil
+func (fakeJobs) JobStatus(context.Context) ([]wire.JobStatus, error) {
+	return []wire.JobStatus{{Name: "crl-publish", Schedule: "every 1h", Enabled: true,
+		LastRun: &wire.JobRun{ID: 1, Trigger: "schedule", Result: "ok", Items: 2}}}, nil
 }
 
 func newEnv(t *testing.T, configure func(*ui.Config)) *env {

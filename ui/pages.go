@@ -13,8 +13,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/sigil-ca/sigil/api/wire"
 	"github.com/sigil-ca/sigil/ca"
-	"github.com/sigil-ca/sigil/api"
 	"github.com/sigil-ca/sigil/ca/audit"
 	"github.com/sigil-ca/sigil/store"
 )
@@ -33,7 +33,7 @@ type dashboardView struct {
 	Expiring     []certRow
 	ExpiringMore bool
 	Revocations  []revocationRow
-	Jobs         []api.JobStatus
+	Jobs         []wire.JobStatus
 	JobsShown    bool
 	JobsError    string
 	ExpiringLink string
@@ -174,7 +174,7 @@ func (u *UI) certificates(w http.ResponseWriter, r *http.Request, s session) err
 			v.Rows = append(v.Rows, toRow(c, now))
 		}
 		if !next.IsZero() {
-			v.Next = pageLink(certFields(), q, api.EncodeCursor(f.Sort, next))
+			v.Next = pageLink(certFields(), q, wire.EncodeCursor(f.Sort, next))
 		}
 	}
 	if err != nil {

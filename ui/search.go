@@ -6,8 +6,8 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/sigil-ca/sigil/api/wire"
 	"github.com/sigil-ca/sigil/ca"
-	"github.com/sigil-ca/sigil/api"
 	"github.com/sigil-ca/sigil/store"
 )
 
@@ -15,7 +15,7 @@ import (
 type field struct {
 	// Param is the query parameter the input sets. For certificates it is
 	// the /v1/certificates parameter of the same name: the page hands its
-	// query to api.CertFilterFromQuery, so a filter the API learns is one
+	// query to wire.CertFilterFromQuery, so a filter the API learns is one
 	// entry in certFields.
 	Param string
 	Label string
@@ -117,7 +117,7 @@ func apiQuery(fields []field, q url.Values) url.Values {
 func certFilter(q url.Values, limit int, now time.Time) (store.CertFilter, error) {
 	aq := apiQuery(certFields(), q)
 	aq.Set("limit", strconv.Itoa(limit))
-	f, err := api.CertFilterFromQuery(aq)
+	f, err := wire.CertFilterFromQuery(aq)
 	if err != nil {
 		return f, err
 	}

@@ -19,8 +19,8 @@ import (
 
 	"github.com/jonboulle/clockwork"
 
+	"github.com/sigil-ca/sigil/api/wire"
 	"github.com/sigil-ca/sigil/ca"
-	"github.com/sigil-ca/sigil/api"
 	"github.com/sigil-ca/sigil/ca/audit"
 	"github.com/sigil-ca/sigil/internal/httpstatus"
 	"github.com/sigil-ca/sigil/store"
@@ -52,7 +52,7 @@ type Issuers interface {
 
 // Jobs is the scheduler status that /v1/jobs shows, for the dashboard.
 type Jobs interface {
-	JobStatus(ctx context.Context) ([]api.JobStatus, error)
+	JobStatus(ctx context.Context) ([]wire.JobStatus, error)
 }
 
 // CertExporter streams certificates as CSV or NDJSON, as
@@ -380,7 +380,7 @@ func (u *UI) renderError(w http.ResponseWriter, r *http.Request, s *session, err
 		u.log.ErrorContext(r.Context(), "ui: internal error", "path", r.URL.Path, "ref", ref, "error", err)
 		ev.Message = "internal error (reference " + ref + ")"
 	}
-	ev.Status = api.Status(ca.KindOf(err))
+	ev.Status = wire.Status(ca.KindOf(err))
 	if ev.Status == http.StatusTooManyRequests && ce != nil && ce.RetryAfter > 0 {
 		w.Header().Set("Retry-After", fmt.Sprint(int(ce.RetryAfter.Seconds()+0.5)))
 	}
