@@ -48,7 +48,7 @@ func (api *API) listAudit(w http.ResponseWriter, r *http.Request, _ ca.Principal
 	if f.Limit, err = wire.ParseLimit(q); err != nil {
 		return err
 	}
-	events, next, err := api.a.AuditEvents(r.Context(), f)
+	events, next, err := api.auditor.AuditEvents(r.Context(), f)
 	if err != nil {
 		return err
 	}
@@ -69,7 +69,7 @@ func toAuditEvent(e audit.Event) AuditEvent {
 }
 
 func (api *API) listKeys(w http.ResponseWriter, r *http.Request, _ ca.Principal) error {
-	keys, err := api.a.KeyInventory(r.Context())
+	keys, err := api.admin.KeyInventory(r.Context())
 	if err != nil {
 		return err
 	}
@@ -101,7 +101,7 @@ func (api *API) rewrap(w http.ResponseWriter, r *http.Request, p ca.Principal) e
 	if err := decodeJSON(r, &req); err != nil {
 		return err
 	}
-	id, n, err := api.a.RewrapKEK(r.Context(), p.Actor(), []byte(req.CurrentPassphrase), []byte(req.NewPassphrase))
+	id, n, err := api.admin.RewrapKEK(r.Context(), p.Actor(), []byte(req.CurrentPassphrase), []byte(req.NewPassphrase))
 	if err != nil {
 		return err
 	}
@@ -164,7 +164,7 @@ func (api *API) createToken(w http.ResponseWriter, r *http.Request, p ca.Princip
 	case req.Managed != "":
 		return &ca.Error{Kind: ca.Malformed, Detail: "managed applies only to tokens of role managed"}
 	default:
-		secret, rec, err = api.a.CreateToken(r.Context(), p.Actor(), req.Role, req.Profiles, ttl, req.Description)
+		secret, rec, err = api.admin.CreateToken(r.Context(), p.Actor(), req.Role, req.Profiles, ttl, req.Description)
 	}
 	if err != nil {
 		return err
@@ -176,7 +176,7 @@ func (api *API) createToken(w http.ResponseWriter, r *http.Request, p ca.Princip
 }
 
 func (api *API) listTokens(w http.ResponseWriter, r *http.Request, _ ca.Principal) error {
-	recs, err := api.a.Tokens(r.Context())
+	recs, err := api.admin.Tokens(r.Context())
 	if err != nil {
 		return err
 	}
@@ -189,7 +189,7 @@ func (api *API) listTokens(w http.ResponseWriter, r *http.Request, _ ca.Principa
 }
 
 func (api *API) revokeToken(w http.ResponseWriter, r *http.Request, p ca.Principal) error {
-	if err := api.a.RevokeToken(r.Context(), p.Actor(), r.PathValue("id")); err != nil {
+	if err := api.admin.RevokeToken(r.Context(), p.Actor(), r.PathValue("id")); err != nil {
 		return err
 	}
 	w.WriteHeader(http.StatusNoContent)

@@ -50,7 +50,7 @@ func (api *API) exportAudit(w http.ResponseWriter, r *http.Request, _ ca.Princip
 	default:
 		return &ca.Error{Kind: ca.Malformed, Detail: `format must be "ndjson" or "csv"`}
 	}
-	x, err := api.a.PrepareAuditExport(r.Context(), since)
+	x, err := api.auditor.PrepareAuditExport(r.Context(), since)
 	if err != nil {
 		return err
 	}

@@ -67,7 +67,7 @@ func (api *API) blockKey(w http.ResponseWriter, r *http.Request, p ca.Principal)
 	if err != nil {
 		return &ca.Error{Kind: ca.Malformed, Detail: "public_key: " + err.Error()}
 	}
-	revoked, err := api.a.BlockKey(r.Context(), p.Actor(), pub)
+	revoked, err := api.admin.BlockKey(r.Context(), p.Actor(), pub)
 	if err != nil {
 		return err
 	}

@@ -106,7 +106,7 @@ func (api *API) listCertificates(w http.ResponseWriter, r *http.Request, p ca.Pr
 		return err
 	}
 	now := f.Now
-	recs, next, err := api.a.Certificates(r.Context(), f)
+	recs, next, err := api.auditor.Certificates(r.Context(), f)
 	if err != nil {
 		return err
 	}
@@ -143,7 +143,7 @@ func (api *API) summarizeCertificates(w http.ResponseWriter, r *http.Request, p 
 	if by == "" {
 		return &ca.Error{Kind: ca.Malformed, Detail: "by is required: profile, requester, issuer, channel, day or status"}
 	}
-	rows, total, err := api.a.CertificateSummary(r.Context(), f, store.CertGroup(by))
+	rows, total, err := api.auditor.CertificateSummary(r.Context(), f, store.CertGroup(by))
 	if err != nil {
 		return err
 	}
@@ -160,7 +160,7 @@ func (api *API) getCertificate(w http.ResponseWriter, r *http.Request, p ca.Prin
 	if err != nil {
 		return err
 	}
-	c, err := api.a.Certificate(r.Context(), serial)
+	c, err := api.auditor.Certificate(r.Context(), serial)
 	if err != nil {
 		return err
 	}

@@ -15,6 +15,10 @@
 // the route table, so tests cover every endpoint; each route names the
 // query parameters it takes, and any other is refused with 400.
 //
+// Each handler group holds only its view of the authority (views.go):
+// Gate for the adapter, Issuer, Renewal, Auditor, Admin and TransparencyLog;
+// Authority, what New takes, is their union.
+//
 // Errors are JSON {"error": kind, "detail": text} with a status chosen from
 // the ca.Error kind in one table (status.go). Internal detail is logged,
 // never sent.

@@ -232,7 +232,7 @@ func (api *API) exportCertificates(w http.ResponseWriter, r *http.Request, p ca.
 	}
 	f.Limit = 0
 	now := f.Now
-	_, total, err := api.a.CertificateSummary(r.Context(), f, store.GroupStatus)
+	_, total, err := api.auditor.CertificateSummary(r.Context(), f, store.GroupStatus)
 	if err != nil {
 		return err
 	}
@@ -262,7 +262,7 @@ func (api *API) exportCertificates(w http.ResponseWriter, r *http.Request, p ca.
 		ew.mu.Unlock()
 	}()
 	err = WriteCertExport(ew, format, func(fn func(store.CertRecord) error) error {
-		return api.a.ScanCertificates(r.Context(), f, func(c store.CertRecord) error {
+		return api.auditor.ScanCertificates(r.Context(), f, func(c store.CertRecord) error {
 			stall.Reset(exportStall)
 			return fn(c)
 		})

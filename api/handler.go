@@ -2,7 +2,6 @@ package api
 
 import (
 	"context"
-	"crypto"
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
@@ -14,43 +13,12 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/jonboulle/clockwork"
 
 	"github.com/sigil-ca/sigil/ca"
-	"github.com/sigil-ca/sigil/ca/audit"
 	"github.com/sigil-ca/sigil/internal/httpstatus"
-	"github.com/sigil-ca/sigil/store"
 )
-
-// Authority is what the API calls in ca.
-type Authority interface {
-	Authenticate(ctx context.Context, token string) (ca.Principal, error)
-	Sign(ctx context.Context, req ca.SignRequest) (*ca.Issued, error)
-	RecordRefusal(ctx context.Context, req ca.SignRequest, err error)
-	Renew(ctx context.Context, req ca.RenewRequest) (*ca.Issued, error)
-	RecordRenewalRefusal(ctx context.Context, req ca.RenewRequest, err error)
-	RecordAccessRefusal(ctx context.Context, actor, method, path string, err error)
-	RecordUnauthenticatedRefusal(ctx context.Context, r ca.UnauthenticatedRefusal)
-	RecordRead(ctx context.Context, actor, method, path, query string) error
-	Certificate(ctx context.Context, serial string) (store.CertRecord, error)
-	Certificates(ctx context.Context, f store.CertFilter) ([]store.CertRecord, store.CertCursor, error)
-	ScanCertificates(ctx context.Context, f store.CertFilter, fn func(store.CertRecord) error) error
-	CertificateSummary(ctx context.Context, f store.CertFilter, by store.CertGroup) ([]store.SummaryRow, int64, error)
-	Revoke(ctx context.Context, req ca.RevokeRequest) (store.CertRecord, error)
-	Unhold(ctx context.Context, serial, actor string) (store.CertRecord, error)
-	RecordRevocationRefusal(ctx context.Context, req ca.RevokeRequest, err error)
-	AuditEvents(ctx context.Context, f store.AuditFilter) ([]audit.Event, int64, error)
-	PrepareAuditExport(ctx context.Context, since time.Time) (*ca.AuditExport, error)
-	TransparencyLog
-	KeyInventory(ctx context.Context) ([]ca.KeyInfo, error)
-	RewrapKEK(ctx context.Context, actor string, current, next []byte) (string, int, error)
-	CreateToken(ctx context.Context, actor, role string, profiles []string, ttl time.Duration, description string) (string, store.TokenRecord, error)
-	RevokeToken(ctx context.Context, actor, id string) error
-	Tokens(ctx context.Context) ([]store.TokenRecord, error)
-	BlockKey(ctx context.Context, actor string, pub crypto.PublicKey) ([]store.CertRecord, error)
-}
 
 // Config configures the API handler.
 type Config struct {
@@ -73,12 +41,18 @@ type Config struct {
 	Intermediates Intermediates
 }
 
-// API is the /v1 handler.
+// API is the /v1 handler. Each handler group holds only its view of the
+// authority (views.go).
 type API struct {
-	a   Authority
-	cfg Config
-	log *slog.Logger
-	clk clockwork.Clock
+	gate    Gate
+	issuer  Issuer
+	renewal Renewal
+	auditor Auditor
+	admin   Admin
+	tlog    TransparencyLog
+	cfg     Config
+	log     *slog.Logger
+	clk     clockwork.Clock
 }
 
 // New checks cfg and returns the API.
@@ -89,7 +63,7 @@ func New(cfg Config, a Authority) (*API, error) {
 	if cfg.MaxBodyBytes <= 0 {
 		cfg.MaxBodyBytes = 256 << 10
 	}
-	return &API{a: a, cfg: cfg, log: cfg.Logger, clk: cfg.Clock}, nil
+	return &API{gate: a, issuer: a, renewal: a, auditor: a, admin: a, tlog: a, cfg: cfg, log: cfg.Logger, clk: cfg.Clock}, nil
 }
 
 type handlerFunc func(w http.ResponseWriter, r *http.Request, p ca.Principal) error
@@ -225,7 +199,7 @@ func (api *API) adapt(h handlerFunc, roles []string) http.Handler {
 				return err
 			}
 			var err error
-			p, err = api.a.Authenticate(ctx, tok)
+			p, err = api.gate.Authenticate(ctx, tok)
 			if err != nil {
 				api.refuseUnauthenticated(r, tok, err)
 				return err
@@ -236,7 +210,7 @@ func (api *API) adapt(h handlerFunc, roles []string) http.Handler {
 				}
 			}
 			err = &ca.Error{Kind: ca.Forbidden, Detail: fmt.Sprintf("role %s may not call this endpoint", p.Role)}
-			api.a.RecordAccessRefusal(ctx, p.Actor(), r.Method, r.URL.Path, err)
+			api.gate.RecordAccessRefusal(ctx, p.Actor(), r.Method, r.URL.Path, err)
 			return err
 		}()
 		if err == nil {
@@ -268,7 +242,7 @@ func (api *API) refuseUnauthenticated(r *http.Request, tok string, err error) {
 		return
 	}
 	id, _ := ca.TokenID(tok)
-	api.a.RecordUnauthenticatedRefusal(r.Context(), ca.UnauthenticatedRefusal{Surface: "api", Source: clientAddr(r),
+	api.gate.RecordUnauthenticatedRefusal(r.Context(), ca.UnauthenticatedRefusal{Surface: "api", Source: clientAddr(r),
 		Method: r.Method, Path: r.URL.Path, TokenID: id, Err: err})
 }
 
@@ -290,7 +264,7 @@ func (api *API) recordRead(ctx context.Context, r *http.Request, p ca.Principal)
 	if p.Role != ca.RoleAuditor || (r.Method != http.MethodGet && r.Method != http.MethodHead) {
 		return nil
 	}
-	return api.a.RecordRead(ctx, p.Actor(), r.Method, r.URL.Path, r.URL.RawQuery)
+	return api.gate.RecordRead(ctx, p.Actor(), r.Method, r.URL.Path, r.URL.RawQuery)
 }
 
 func bearer(r *http.Request) (string, bool) {

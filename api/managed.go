@@ -173,7 +173,7 @@ func (api *API) managedBundle(w http.ResponseWriter, r *http.Request, _ ca.Princ
 	ctx := r.Context()
 	req := ca.BundleRequest{Name: r.PathValue("name"), Source: clientAddr(r)}
 	if tok, ok := bearer(r); ok {
-		p, err := api.a.Authenticate(ctx, tok)
+		p, err := api.gate.Authenticate(ctx, tok)
 		if err != nil {
 			api.refuseUnauthenticated(r, tok, err)
 			return err

@@ -31,11 +31,11 @@ func (api *API) renew(w http.ResponseWriter, r *http.Request, _ ca.Principal) er
 	}
 	csr, err := parseRenewBody(r)
 	if err != nil {
-		api.a.RecordRenewalRefusal(r.Context(), req, err)
+		api.renewal.RecordRenewalRefusal(r.Context(), req, err)
 		return err
 	}
 	req.CSR = csr
-	iss, err := api.a.Renew(r.Context(), req)
+	iss, err := api.renewal.Renew(r.Context(), req)
 	if err != nil {
 		return err
 	}

@@ -92,10 +92,10 @@ func (api *API) revoke(w http.ResponseWriter, r *http.Request, p ca.Principal) e
 	}
 	if err != nil {
 		// Refusals are audited even when the body never became a request.
-		api.a.RecordRevocationRefusal(ctx, req, err)
+		api.issuer.RecordRevocationRefusal(ctx, req, err)
 		return err
 	}
-	rec, err := api.a.Revoke(ctx, req)
+	rec, err := api.issuer.Revoke(ctx, req)
 	if err != nil {
 		return err
 	}
@@ -110,7 +110,7 @@ func (api *API) checkRequester(r *http.Request, p ca.Principal, serial string) e
 	if err != nil {
 		return nil
 	}
-	c, err := api.a.Certificate(r.Context(), s)
+	c, err := api.issuer.Certificate(r.Context(), s)
 	switch {
 	case ca.KindOf(err) == ca.NotFound:
 		return nil
@@ -128,7 +128,7 @@ func (api *API) unhold(w http.ResponseWriter, r *http.Request, p ca.Principal) e
 		return err
 	}
 	// A missing or malformed serial is refused, and audited, by Unhold.
-	rec, err := api.a.Unhold(r.Context(), req.Serial, p.Actor())
+	rec, err := api.admin.Unhold(r.Context(), req.Serial, p.Actor())
 	if err != nil {
 		return err
 	}

@@ -83,7 +83,7 @@ func (api *API) sign(w http.ResponseWriter, r *http.Request, p ca.Principal) err
 	}()
 	if err != nil {
 		// Refusals are audited even when the body never became a request.
-		api.a.RecordRefusal(r.Context(), ca.SignRequest{Requester: p.Actor(), Channel: ca.ChannelAPI}, err)
+		api.issuer.RecordRefusal(r.Context(), ca.SignRequest{Requester: p.Actor(), Channel: ca.ChannelAPI}, err)
 		return err
 	}
 	sr := ca.SignRequest{CSR: req.CSR, Profile: req.Profile, Validity: req.Validity, Requester: p.Actor(), Channel: ca.ChannelAPI}
@@ -93,7 +93,7 @@ func (api *API) sign(w http.ResponseWriter, r *http.Request, p ca.Principal) err
 			sr.AllowedProfiles = []string{}
 		}
 	}
-	iss, err := api.a.Sign(r.Context(), sr)
+	iss, err := api.issuer.Sign(r.Context(), sr)
 	if err != nil {
 		return err
 	}

@@ -248,7 +248,7 @@ func (api *API) getTreeHead(w http.ResponseWriter, r *http.Request, _ ca.Princip
 	if err != nil {
 		return err
 	}
-	h, err := api.a.TreeHead(r.Context(), q.Size, q.Latest)
+	h, err := api.tlog.TreeHead(r.Context(), q.Size, q.Latest)
 	if err != nil {
 		return err
 	}
@@ -261,7 +261,7 @@ func (api *API) getInclusion(w http.ResponseWriter, r *http.Request, _ ca.Princi
 	if err != nil {
 		return err
 	}
-	inc, err := api.a.InclusionProof(r.Context(), q.Serial, q.TreeSize)
+	inc, err := api.tlog.InclusionProof(r.Context(), q.Serial, q.TreeSize)
 	if err != nil {
 		return err
 	}
@@ -275,7 +275,7 @@ func (api *API) getConsistency(w http.ResponseWriter, r *http.Request, _ ca.Prin
 	if err != nil {
 		return err
 	}
-	p, err := api.a.ConsistencyProof(r.Context(), first, second)
+	p, err := api.tlog.ConsistencyProof(r.Context(), first, second)
 	if err != nil {
 		return err
 	}
@@ -288,7 +288,7 @@ func (api *API) getLogEntries(w http.ResponseWriter, r *http.Request, _ ca.Princ
 	if err != nil {
 		return err
 	}
-	es, err := api.a.LogEntries(r.Context(), start, end)
+	es, err := api.tlog.LogEntries(r.Context(), start, end)
 	if err != nil {
 		return err
 	}
