@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"crypto/x509"
 	"encoding/pem"
 	"errors"
@@ -13,6 +14,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/sigil-ca/sigil/api"
+	"github.com/sigil-ca/sigil/api/client"
 	"github.com/sigil-ca/sigil/ca"
 	"github.com/sigil-ca/sigil/ca/audit"
 	"github.com/sigil-ca/sigil/store"
@@ -140,34 +142,31 @@ func readCertFile(path string) (*x509.Certificate, error) {
 }
 
 func auditListCmd() *cobra.Command {
-	var cf clientFlags
-	var format, since, until, action, actor, target, cursor string
+	var since, until, action, actor, target, cursor string
 	var limit int
 	var all bool
-	cmd := &cobra.Command{
+	cmd := listCmd(&cobra.Command{
 		Use:   "list",
 		Short: "List audit events, oldest first",
 		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, err := cf.connect(format)
-			if err != nil {
-				return err
-			}
-			events, next, err := fetchList(cmd.Context(), c.Audit,
+	}, listSpec[api.AuditList, api.AuditEvent]{
+		fetch: func(ctx context.Context, c *client.Client, _ []string) (api.AuditList, error) {
+			events, next, err := fetchList(ctx, c.Audit,
 				map[string]string{"after": since, "before": until, "action": action, "actor": actor, "target": target, "cursor": cursor},
 				limit, all, func(p api.AuditList) ([]api.AuditEvent, string) { return p.Events, p.NextCursor })
-			if err != nil {
-				return err
-			}
-			t := table{header: []string{"SEQ", "TIME", "ACTOR", "ACTION", "TARGET", "DETAIL"}}
-			for _, e := range events {
-				t.rows = append(t.rows, []string{strconv.FormatInt(e.Seq, 10), fmtTime(e.Time), e.Actor, e.Action, e.Target, detailString(e.Detail)})
-			}
-			return renderPage(cmd, format, t, api.AuditList{Events: events, NextCursor: next}, next)
+			return api.AuditList{Events: events, NextCursor: next}, err
 		},
-	}
-	cf.register(cmd)
-	addFormatFlag(cmd, &format)
+		items: func(l api.AuditList) []api.AuditEvent { return l.Events },
+		next:  func(l api.AuditList) string { return l.NextCursor },
+		cols: []column[api.AuditEvent]{
+			{"SEQ", func(e api.AuditEvent) string { return strconv.FormatInt(e.Seq, 10) }},
+			{"TIME", func(e api.AuditEvent) string { return fmtTime(e.Time) }},
+			{"ACTOR", func(e api.AuditEvent) string { return e.Actor }},
+			{"ACTION", func(e api.AuditEvent) string { return e.Action }},
+			{"TARGET", func(e api.AuditEvent) string { return e.Target }},
+			{"DETAIL", func(e api.AuditEvent) string { return detailString(e.Detail) }},
+		},
+	})
 	f := cmd.Flags()
 	f.StringVar(&since, "since", "", "events at or after this RFC 3339 time")
 	f.StringVar(&until, "until", "", "events before this RFC 3339 time")

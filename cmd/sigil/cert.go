@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"crypto/rand"
 	"crypto/x509"
 	"crypto/x509/pkix"
@@ -383,40 +384,38 @@ func detail(err error) string {
 }
 
 func certListCmd() *cobra.Command {
-	var cf clientFlags
 	var filters certFilterFlags
-	var format, cursor string
+	var cursor string
 	var limit int
 	var all bool
-	cmd := &cobra.Command{
+	cmd := listCmd(&cobra.Command{
 		Use:   "list [filters]",
 		Short: "List certificates, newest first unless --sort says otherwise",
 		Long: `List the certificates that match every filter given (see "Querying the
 history" in the README). Pages follow --sort; --all fetches every page, or
 pass the printed --cursor to continue.`,
 		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, err := cf.connect(format)
-			if err != nil {
-				return err
-			}
+	}, listSpec[api.CertificateList, api.Certificate]{
+		fetch: func(ctx context.Context, c *client.Client, _ []string) (api.CertificateList, error) {
 			params := filters.params()
 			params["cursor"] = cursor
-			certs, next, err := fetchList(cmd.Context(), c.Certificates, params,
+			certs, next, err := fetchList(ctx, c.Certificates, params,
 				limit, all, func(p api.CertificateList) ([]api.Certificate, string) { return p.Certificates, p.NextCursor })
-			if err != nil {
-				return err
-			}
-			t := table{header: []string{"SERIAL", "SUBJECT", "SANS", "PROFILE", "STATUS", "ISSUED", "NOT AFTER", "REQUESTER"}}
-			for _, c := range certs {
-				t.rows = append(t.rows, []string{c.Serial, c.Subject, strings.Join(c.SANs, ","), c.Profile, c.Status,
-					fmtTime(c.Issued), fmtTime(c.NotAfter), c.Requester})
-			}
-			return renderPage(cmd, format, t, api.CertificateList{Certificates: certs, NextCursor: next}, next)
+			return api.CertificateList{Certificates: certs, NextCursor: next}, err
 		},
-	}
-	cf.register(cmd)
-	addFormatFlag(cmd, &format)
+		items: func(l api.CertificateList) []api.Certificate { return l.Certificates },
+		next:  func(l api.CertificateList) string { return l.NextCursor },
+		cols: []column[api.Certificate]{
+			{"SERIAL", func(c api.Certificate) string { return c.Serial }},
+			{"SUBJECT", func(c api.Certificate) string { return c.Subject }},
+			{"SANS", func(c api.Certificate) string { return strings.Join(c.SANs, ",") }},
+			{"PROFILE", func(c api.Certificate) string { return c.Profile }},
+			{"STATUS", func(c api.Certificate) string { return c.Status }},
+			{"ISSUED", func(c api.Certificate) string { return fmtTime(c.Issued) }},
+			{"NOT AFTER", func(c api.Certificate) string { return fmtTime(c.NotAfter) }},
+			{"REQUESTER", func(c api.Certificate) string { return c.Requester }},
+		},
+	})
 	filters.register(cmd)
 	f := cmd.Flags()
 	f.StringVar(&cursor, "cursor", "", "continue from a previous page")

@@ -9,6 +9,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/sigil-ca/sigil/api"
+	"github.com/sigil-ca/sigil/api/client"
 	"github.com/sigil-ca/sigil/ca"
 	"github.com/sigil-ca/sigil/lifecycle"
 )
@@ -138,32 +139,27 @@ func caRotateIntermediateCmd() *cobra.Command {
 }
 
 func caIntermediatesCmd() *cobra.Command {
-	var cf clientFlags
-	var format string
-	cmd := &cobra.Command{
+	return listCmd(&cobra.Command{
 		Use:   "intermediates",
 		Short: "List the intermediates: active, retired (rotated out) and destroyed",
 		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, err := cf.connect(format)
-			if err != nil {
-				return err
+	}, listSpec[api.IntermediateList, api.Intermediate]{
+		fetch: func(ctx context.Context, c *client.Client, _ []string) (api.IntermediateList, error) {
+			out, err := c.Intermediates(ctx)
+			if err == nil && len(out.Intermediates) == 0 {
+				err = errors.New("the server lists no intermediate")
 			}
-			out, err := c.Intermediates(cmd.Context())
-			if err != nil {
-				return err
-			}
-			if len(out.Intermediates) == 0 {
-				return errors.New("the server lists no intermediate")
-			}
-			t := table{header: []string{"ID", "STATE", "KEY", "NOT BEFORE", "NOT AFTER", "LAST LEAF EXPIRY", "SUBJECT"}}
-			for _, i := range out.Intermediates {
-				t.rows = append(t.rows, []string{i.ID, i.State, i.KeyID, fmtTime(i.NotBefore), fmtTime(i.NotAfter), fmtTime(i.LastExpiry), i.Subject})
-			}
-			return render(cmd.OutOrStdout(), format, t, out)
+			return out, err
 		},
-	}
-	cf.register(cmd)
-	addFormatFlag(cmd, &format)
-	return cmd
+		items: func(l api.IntermediateList) []api.Intermediate { return l.Intermediates },
+		cols: []column[api.Intermediate]{
+			{"ID", func(i api.Intermediate) string { return i.ID }},
+			{"STATE", func(i api.Intermediate) string { return i.State }},
+			{"KEY", func(i api.Intermediate) string { return i.KeyID }},
+			{"NOT BEFORE", func(i api.Intermediate) string { return fmtTime(i.NotBefore) }},
+			{"NOT AFTER", func(i api.Intermediate) string { return fmtTime(i.NotAfter) }},
+			{"LAST LEAF EXPIRY", func(i api.Intermediate) string { return fmtTime(i.LastExpiry) }},
+			{"SUBJECT", func(i api.Intermediate) string { return i.Subject }},
+		},
+	})
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/sigil-ca/sigil/api"
+	"github.com/sigil-ca/sigil/api/client"
 	"github.com/sigil-ca/sigil/ca"
 	"github.com/sigil-ca/sigil/lifecycle"
 	"github.com/sigil-ca/sigil/store"
@@ -240,85 +241,87 @@ func jobsCmd() *cobra.Command {
 }
 
 func jobsListCmd() *cobra.Command {
-	var cf clientFlags
-	var format string
-	cmd := &cobra.Command{
+	return listCmd(&cobra.Command{
 		Use:   "list",
 		Short: "List the scheduled jobs with their schedule, last run and next run",
 		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, err := cf.connect(format)
-			if err != nil {
-				return err
-			}
-			resp, err := c.Jobs(cmd.Context())
-			if err != nil {
-				return err
-			}
-			t := table{header: []string{"JOB", "SCHEDULE", "ENABLED", "LAST RUN", "RESULT", "ITEMS", "DURATION", "NEXT RUN"}}
-			for _, j := range resp.Jobs {
-				last, result, items, dur := "never", "", "", ""
-				if r := j.LastRun; r != nil {
-					last, result, items = fmtTime(r.Started), r.Result, strconv.FormatInt(r.Items, 10)
-					if !r.Ended.IsZero() {
-						dur = r.Ended.Sub(r.Started).Round(time.Millisecond).String()
-					}
-					if r.Error != "" {
-						result += ": " + r.Error
-					}
+	}, listSpec[api.JobList, api.JobStatus]{
+		fetch: func(ctx context.Context, c *client.Client, _ []string) (api.JobList, error) { return c.Jobs(ctx) },
+		items: func(l api.JobList) []api.JobStatus { return l.Jobs },
+		cols: []column[api.JobStatus]{
+			{"JOB", func(j api.JobStatus) string { return j.Name }},
+			{"SCHEDULE", func(j api.JobStatus) string { return j.Schedule }},
+			{"ENABLED", func(j api.JobStatus) string { return strconv.FormatBool(j.Enabled) }},
+			{"LAST RUN", func(j api.JobStatus) string {
+				if j.LastRun == nil {
+					return "never"
 				}
-				if j.Running {
-					result = "running"
+				return fmtTime(j.LastRun.Started)
+			}},
+			{"RESULT", func(j api.JobStatus) string {
+				switch r := j.LastRun; {
+				case j.Running:
+					return "running"
+				case r == nil:
+					return ""
+				case r.Error != "":
+					return r.Result + ": " + r.Error
+				default:
+					return r.Result
 				}
-				next := "-"
-				if !j.NextRun.IsZero() {
-					next = fmtTime(j.NextRun)
+			}},
+			{"ITEMS", func(j api.JobStatus) string {
+				if j.LastRun == nil {
+					return ""
 				}
-				t.rows = append(t.rows, []string{j.Name, j.Schedule, strconv.FormatBool(j.Enabled), last, result, items, dur, next})
-			}
-			return render(cmd.OutOrStdout(), format, t, resp)
+				return strconv.FormatInt(j.LastRun.Items, 10)
+			}},
+			{"DURATION", func(j api.JobStatus) string {
+				if r := j.LastRun; r != nil && !r.Ended.IsZero() {
+					return r.Ended.Sub(r.Started).Round(time.Millisecond).String()
+				}
+				return ""
+			}},
+			{"NEXT RUN", func(j api.JobStatus) string {
+				if j.NextRun.IsZero() {
+					return "-"
+				}
+				return fmtTime(j.NextRun)
+			}},
 		},
-	}
-	cf.register(cmd)
-	addFormatFlag(cmd, &format)
-	return cmd
+	})
 }
 
 func jobsShowCmd() *cobra.Command {
-	var cf clientFlags
-	var format string
-	cmd := &cobra.Command{
+	return listCmd(&cobra.Command{
 		Use:   "show NAME",
 		Short: "Show a job's recent runs, newest first",
 		Args:  cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := cf.connect(format)
-			if err != nil {
-				return err
-			}
-			d, err := c.Job(cmd.Context(), args[0])
-			if err != nil {
-				return err
-			}
-			return render(cmd.OutOrStdout(), format, runsTable(d.Runs), d)
+	}, listSpec[api.JobDetail, api.JobRun]{
+		fetch: func(ctx context.Context, c *client.Client, args []string) (api.JobDetail, error) {
+			return c.Job(ctx, args[0])
 		},
-	}
-	cf.register(cmd)
-	addFormatFlag(cmd, &format)
-	return cmd
+		items: func(d api.JobDetail) []api.JobRun { return d.Runs },
+		cols:  runColumns(),
+	})
 }
 
-func runsTable(runs []api.JobRun) table {
-	t := table{header: []string{"RUN", "TRIGGER", "STARTED", "ENDED", "RESULT", "ITEMS", "ERROR"}}
-	for _, r := range runs {
-		ended := ""
-		if !r.Ended.IsZero() {
-			ended = fmtTime(r.Ended)
-		}
-		t.rows = append(t.rows, []string{strconv.FormatInt(r.ID, 10), r.Trigger, fmtTime(r.Started), ended, r.Result,
-			strconv.FormatInt(r.Items, 10), r.Error})
+// runColumns lay out a job's runs.
+func runColumns() []column[api.JobRun] {
+	return []column[api.JobRun]{
+		{"RUN", func(r api.JobRun) string { return strconv.FormatInt(r.ID, 10) }},
+		{"TRIGGER", func(r api.JobRun) string { return r.Trigger }},
+		{"STARTED", func(r api.JobRun) string { return fmtTime(r.Started) }},
+		{"ENDED", func(r api.JobRun) string {
+			if r.Ended.IsZero() {
+				return ""
+			}
+			return fmtTime(r.Ended)
+		}},
+		{"RESULT", func(r api.JobRun) string { return r.Result }},
+		{"ITEMS", func(r api.JobRun) string { return strconv.FormatInt(r.Items, 10) }},
+		{"ERROR", func(r api.JobRun) string { return r.Error }},
 	}
-	return t
 }
 
 func jobsRunCmd() *cobra.Command {

@@ -1,12 +1,15 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"os"
 
 	"github.com/spf13/cobra"
 
 	"github.com/sigil-ca/sigil/api"
+	"github.com/sigil-ca/sigil/api/client"
+	"github.com/sigil-ca/sigil/ca"
 )
 
 func keysCmd() *cobra.Command {
@@ -16,31 +19,25 @@ func keysCmd() *cobra.Command {
 }
 
 func keysListCmd() *cobra.Command {
-	var cf clientFlags
-	var format string
-	cmd := &cobra.Command{
+	return listCmd(&cobra.Command{
 		Use:   "list",
 		Short: "List every key the CA holds (never key material)",
 		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, err := cf.connect(format)
-			if err != nil {
-				return err
-			}
-			resp, err := c.Keys(cmd.Context())
-			if err != nil {
-				return err
-			}
-			t := table{header: []string{"ID", "PURPOSE", "ALGORITHM", "BACKEND", "STATE", "KEK", "CREATED", "ROTATED", "LAST USED"}}
-			for _, k := range resp.Keys {
-				t.rows = append(t.rows, []string{k.ID, k.Purpose, k.Algorithm, k.Backend, k.State, k.KEK, fmtTime(k.Created), fmtTime(k.Rotated), fmtTime(k.LastUsed)})
-			}
-			return render(cmd.OutOrStdout(), format, t, resp)
+	}, listSpec[api.KeyList, ca.KeyInfo]{
+		fetch: func(ctx context.Context, c *client.Client, _ []string) (api.KeyList, error) { return c.Keys(ctx) },
+		items: func(l api.KeyList) []ca.KeyInfo { return l.Keys },
+		cols: []column[ca.KeyInfo]{
+			{"ID", func(k ca.KeyInfo) string { return k.ID }},
+			{"PURPOSE", func(k ca.KeyInfo) string { return k.Purpose }},
+			{"ALGORITHM", func(k ca.KeyInfo) string { return k.Algorithm }},
+			{"BACKEND", func(k ca.KeyInfo) string { return k.Backend }},
+			{"STATE", func(k ca.KeyInfo) string { return k.State }},
+			{"KEK", func(k ca.KeyInfo) string { return k.KEK }},
+			{"CREATED", func(k ca.KeyInfo) string { return fmtTime(k.Created) }},
+			{"ROTATED", func(k ca.KeyInfo) string { return fmtTime(k.Rotated) }},
+			{"LAST USED", func(k ca.KeyInfo) string { return fmtTime(k.LastUsed) }},
 		},
-	}
-	cf.register(cmd)
-	addFormatFlag(cmd, &format)
-	return cmd
+	})
 }
 
 func keysRewrapCmd() *cobra.Command {

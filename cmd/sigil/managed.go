@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"strconv"
@@ -10,6 +11,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/sigil-ca/sigil/api"
+	"github.com/sigil-ca/sigil/api/client"
 	"github.com/sigil-ca/sigil/ca"
 )
 
@@ -79,41 +81,39 @@ current or previous certificate (mTLS) or a token from
 }
 
 func managedListCmd() *cobra.Command {
-	var cf clientFlags
-	var format string
 	var deleted bool
-	cmd := &cobra.Command{
+	cmd := listCmd(&cobra.Command{
 		Use:   "list [--deleted]",
 		Short: "List managed certificates: current version, expiry, next renewal, rotation policy",
 		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, err := cf.connect(format)
-			if err != nil {
-				return err
-			}
+	}, listSpec[api.ManagedList, ca.ManagedCert]{
+		fetch: func(ctx context.Context, c *client.Client, _ []string) (api.ManagedList, error) {
 			params := map[string]string{}
 			if deleted {
 				params["deleted"] = "true"
 			}
-			ms, _, err := fetchList(cmd.Context(), c.ListManaged, params, 1000, true,
+			ms, _, err := fetchList(ctx, c.ListManaged, params, 1000, true,
 				func(l api.ManagedList) ([]ca.ManagedCert, string) { return l.Managed, l.NextCursor })
-			if err != nil {
-				return err
-			}
-			t := table{header: []string{"NAME", "STATE", "PROFILE", "VERSION", "SERIAL", "NOT AFTER", "RENEW DUE", "ROTATE KEY", "LAST ERROR"}}
-			for _, m := range ms {
-				due := fmtTime(m.RenewDue)
-				if m.State != "active" {
-					due = "-" // renewed no more
-				}
-				t.rows = append(t.rows, []string{m.Name, m.State, m.Profile, strconv.Itoa(m.Version), m.Serial,
-					fmtTime(m.NotAfter), due, m.RotateKey, m.LastError})
-			}
-			return render(cmd.OutOrStdout(), format, t, api.ManagedList{Managed: ms})
+			return api.ManagedList{Managed: ms}, err
 		},
-	}
-	cf.register(cmd)
-	addFormatFlag(cmd, &format)
+		items: func(l api.ManagedList) []ca.ManagedCert { return l.Managed },
+		cols: []column[ca.ManagedCert]{
+			{"NAME", func(m ca.ManagedCert) string { return m.Name }},
+			{"STATE", func(m ca.ManagedCert) string { return m.State }},
+			{"PROFILE", func(m ca.ManagedCert) string { return m.Profile }},
+			{"VERSION", func(m ca.ManagedCert) string { return strconv.Itoa(m.Version) }},
+			{"SERIAL", func(m ca.ManagedCert) string { return m.Serial }},
+			{"NOT AFTER", func(m ca.ManagedCert) string { return fmtTime(m.NotAfter) }},
+			{"RENEW DUE", func(m ca.ManagedCert) string {
+				if m.State != "active" {
+					return "-" // renewed no more
+				}
+				return fmtTime(m.RenewDue)
+			}},
+			{"ROTATE KEY", func(m ca.ManagedCert) string { return m.RotateKey }},
+			{"LAST ERROR", func(m ca.ManagedCert) string { return m.LastError }},
+		},
+	})
 	cmd.Flags().BoolVar(&deleted, "deleted", false, "include deleted managed certificates")
 	return cmd
 }

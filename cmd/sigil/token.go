@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"strings"
 	"time"
@@ -8,6 +9,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/sigil-ca/sigil/api"
+	"github.com/sigil-ca/sigil/api/client"
 )
 
 func tokenCmd() *cobra.Command {
@@ -55,35 +57,28 @@ func tokenCreateCmd() *cobra.Command {
 }
 
 func tokenListCmd() *cobra.Command {
-	var cf clientFlags
-	var format string
-	cmd := &cobra.Command{
+	return listCmd(&cobra.Command{
 		Use:   "list",
 		Short: "List tokens (never their secrets)",
 		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, err := cf.connect(format)
-			if err != nil {
-				return err
-			}
-			resp, err := c.Tokens(cmd.Context())
-			if err != nil {
-				return err
-			}
-			t := table{header: []string{"ID", "ROLE", "SCOPE", "CREATED", "EXPIRES", "REVOKED", "DESCRIPTION"}}
-			for _, k := range resp.Tokens {
-				scope := strings.Join(k.Profiles, ",")
+	}, listSpec[api.TokenList, api.Token]{
+		fetch: func(ctx context.Context, c *client.Client, _ []string) (api.TokenList, error) { return c.Tokens(ctx) },
+		items: func(l api.TokenList) []api.Token { return l.Tokens },
+		cols: []column[api.Token]{
+			{"ID", func(k api.Token) string { return k.ID }},
+			{"ROLE", func(k api.Token) string { return k.Role }},
+			{"SCOPE", func(k api.Token) string {
 				if k.Managed != "" {
-					scope = "managed:" + k.Managed
+					return "managed:" + k.Managed
 				}
-				t.rows = append(t.rows, []string{k.ID, k.Role, scope, fmtTime(k.Created), fmtTime(k.Expires), fmtTime(k.Revoked), k.Description})
-			}
-			return render(cmd.OutOrStdout(), format, t, resp)
+				return strings.Join(k.Profiles, ",")
+			}},
+			{"CREATED", func(k api.Token) string { return fmtTime(k.Created) }},
+			{"EXPIRES", func(k api.Token) string { return fmtTime(k.Expires) }},
+			{"REVOKED", func(k api.Token) string { return fmtTime(k.Revoked) }},
+			{"DESCRIPTION", func(k api.Token) string { return k.Description }},
 		},
-	}
-	cf.register(cmd)
-	addFormatFlag(cmd, &format)
-	return cmd
+	})
 }
 
 func tokenRevokeCmd() *cobra.Command {
