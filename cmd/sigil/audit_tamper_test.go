@@ -22,8 +22,8 @@ import (
 
 	_ "modernc.org/sqlite"
 
-	"github.com/sigil-ca/sigil/ca"
 	"github.com/sigil-ca/sigil/api"
+	"github.com/sigil-ca/sigil/ca"
 	"github.com/sigil-ca/sigil/ca/audit"
 	"github.com/sigil-ca/sigil/store"
 )
@@ -67,11 +67,8 @@ func TestAuditVerifyDetectsTampering(t *testing.T) {
 	for round := range 3 {
 		p := startServe(t, c)
 		for i := range 10 {
-			body, err := json.Marshal(api.SignRequest{CSR: newCSR(t, fmt.Sprintf("tamper-%d-%d.example.com", round, i)), Profile: "tls-server"})
-			if err != nil {
-				t.Fatal(err)
-			}
-			if _, _, err := signOnce(client, p.httpsURL, c.adminToken, body); err != nil {
+			req := api.SignRequest{CSR: newCSR(t, fmt.Sprintf("tamper-%d-%d.example.com", round, i)), Profile: "tls-server"}
+			if _, _, err := signOnce(e2eV1(t, client, p, c.adminToken), req); err != nil {
 				t.Fatalf("issue certificate: %v", err)
 			}
 		}

@@ -9,12 +9,9 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"database/sql"
-	"encoding/json"
 	"encoding/pem"
 	"fmt"
-	"io"
 	"net/http"
-	"net/url"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -22,8 +19,9 @@ import (
 
 	_ "modernc.org/sqlite"
 
-	"github.com/sigil-ca/sigil/ca"
 	"github.com/sigil-ca/sigil/api"
+	"github.com/sigil-ca/sigil/api/client"
+	"github.com/sigil-ca/sigil/ca"
 	"github.com/sigil-ca/sigil/store"
 )
 
@@ -108,6 +106,7 @@ func TestCrashSafety(t *testing.T) {
 // kill was sent and how many in all.
 func issueUntilKilled(t *testing.T, client *http.Client, c *caDir, p *serverProc, received map[string][]byte) (atKill, total int64) {
 	t.Helper()
+	v1 := e2eV1(t, client, p, c.adminToken)
 	var (
 		count     atomic.Int64
 		killed    atomic.Bool
@@ -119,15 +118,12 @@ func issueUntilKilled(t *testing.T, client *http.Client, c *caDir, p *serverProc
 	before := len(received)
 	for i := range crashClients {
 		csrPEM := newCSR(t, fmt.Sprintf("crash-%d.example.com", i))
-		body, err := json.Marshal(api.SignRequest{CSR: csrPEM, Profile: "tls-server"})
-		if err != nil {
-			t.Fatal(err)
-		}
+		req := api.SignRequest{CSR: csrPEM, Profile: "tls-server"}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			for !killed.Load() {
-				serial, der, err := signOnce(client, p.httpsURL, c.adminToken, body)
+				serial, der, err := signOnce(v1, req)
 				if err != nil {
 					if !killed.Load() {
 						t.Errorf("client %d: sign before the kill: %v", i, err)
@@ -177,28 +173,10 @@ func newCSR(t *testing.T, dnsName string) string {
 
 // signOnce posts one sign request and returns the serial and DER of the
 // certificate in the answer, checked for consistency.
-func signOnce(client *http.Client, base, token string, body []byte) (string, []byte, error) {
-	req, err := http.NewRequest(http.MethodPost, base+"/v1/sign", bytes.NewReader(body))
+func signOnce(c *client.Client, req api.SignRequest) (string, []byte, error) {
+	sr, err := c.Sign(context.Background(), req)
 	if err != nil {
 		return "", nil, err
-	}
-	req.Header.Set("Authorization", "Bearer "+token)
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := client.Do(req)
-	if err != nil {
-		return "", nil, err
-	}
-	defer resp.Body.Close()
-	data, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return "", nil, err
-	}
-	if resp.StatusCode != http.StatusCreated {
-		return "", nil, fmt.Errorf("status %d: %s", resp.StatusCode, data)
-	}
-	var sr api.SignResponse
-	if err := json.Unmarshal(data, &sr); err != nil {
-		return "", nil, fmt.Errorf("decode sign response: %w", err)
 	}
 	block, _ := pem.Decode([]byte(sr.Certificate))
 	if block == nil || block.Type != "CERTIFICATE" {
@@ -218,6 +196,7 @@ func signOnce(client *http.Client, base, token string, body []byte) (string, []b
 // the DER it holds with the DER the client was given.
 func checkReceived(t *testing.T, client *http.Client, c *caDir, p *serverProc, received map[string][]byte) {
 	t.Helper()
+	v1 := e2eV1(t, client, p, c.adminToken)
 	serials := make(chan string)
 	var (
 		wg      sync.WaitGroup
@@ -228,7 +207,7 @@ func checkReceived(t *testing.T, client *http.Client, c *caDir, p *serverProc, r
 		go func() {
 			defer wg.Done()
 			for serial := range serials {
-				der, err := fetchCertificate(client, p.httpsURL, c.adminToken, serial)
+				der, err := fetchCertificate(v1, serial)
 				if err != nil {
 					missing.Add(1)
 					t.Errorf("certificate %s was received by a client but after restart: %v", serial, err)
@@ -277,31 +256,14 @@ func checkReceivedInDB(t *testing.T, path string, received map[string][]byte) {
 	}
 }
 
-func fetchCertificate(client *http.Client, base, token, serial string) ([]byte, error) {
-	req, err := http.NewRequest(http.MethodGet, base+"/v1/certificates/"+url.PathEscape(serial), nil)
+func fetchCertificate(c *client.Client, serial string) ([]byte, error) {
+	cert, err := c.Certificate(context.Background(), serial)
 	if err != nil {
-		return nil, err
-	}
-	req.Header.Set("Authorization", "Bearer "+token)
-	resp, err := client.Do(req)
-	if err != nil {
-		return nil, err
-	}
-	defer resp.Body.Close()
-	data, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return nil, err
-	}
-	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("status %d: %s", resp.StatusCode, data)
-	}
-	var cert api.Certificate
-	if err := json.Unmarshal(data, &cert); err != nil {
 		return nil, err
 	}
 	block, _ := pem.Decode([]byte(cert.PEM))
 	if block == nil {
-		return nil, fmt.Errorf("no PEM in %s", data)
+		return nil, fmt.Errorf("no PEM in the record of %s", serial)
 	}
 	return block.Bytes, nil
 }

@@ -3,7 +3,6 @@ package main
 import (
 	"crypto"
 	"crypto/x509"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -68,6 +67,7 @@ func TestRestartAfterDiskFull(t *testing.T) {
 
 	p := startServe(t, c)
 	client := c.httpClient(t)
+	v1 := e2eV1(t, client, p, c.adminToken)
 	const certs = 2500
 	var (
 		mu     sync.Mutex
@@ -80,8 +80,7 @@ func TestRestartAfterDiskFull(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			for i := range next {
-				body, _ := json.Marshal(api.SignRequest{CSR: newCSR(t, fmt.Sprintf("full-%d.example.com", i)), Profile: "tls-server"})
-				_, der, err := signOnce(client, p.httpsURL, c.adminToken, body)
+				_, der, err := signOnce(v1, api.SignRequest{CSR: newCSR(t, fmt.Sprintf("full-%d.example.com", i)), Profile: "tls-server"})
 				if err != nil {
 					t.Errorf("issue %d: %v", i, err)
 					return

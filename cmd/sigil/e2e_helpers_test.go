@@ -288,6 +288,16 @@ func e2eIssueSAN(t testing.TB, p *serverProc, c *caDir, profile string, sans ...
 	return e2eParseChain(t, []byte(out))
 }
 
+// e2eV1 is the typed /v1 client of p over hc, with token (none if empty).
+func e2eV1(t testing.TB, hc *http.Client, p *serverProc, token string) *client.Client {
+	t.Helper()
+	c, err := client.New(client.Config{Server: p.httpsURL, Token: token, HTTP: hc})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
 // e2eSignHTTPS posts a CSR to /v1/sign with a bearer token.
 func e2eSignHTTPS(ctx context.Context, hc *http.Client, base, token string, csrPEM []byte, profile string) (*api.SignResponse, error) {
 	c, err := client.New(client.Config{Server: base, Token: token, HTTP: hc})

@@ -16,12 +16,8 @@ import (
 // e2eSignValidity posts a CSR for key to /v1/sign with a validity.
 func e2eSignValidity(t *testing.T, hc *http.Client, p *serverProc, token string, key crypto.Signer, validity, name string) api.SignResponse {
 	t.Helper()
-	c, err := client.New(client.Config{Server: p.httpsURL, Token: token, HTTP: hc})
-	if err != nil {
-		t.Fatal(err)
-	}
 	// Sign answers 201 Created or an error.
-	out, err := c.Sign(context.Background(), api.SignRequest{CSR: string(e2eCSR(t, key, name, name)), Profile: "tls-server", Validity: validity})
+	out, err := e2eV1(t, hc, p, token).Sign(context.Background(), api.SignRequest{CSR: string(e2eCSR(t, key, name, name)), Profile: "tls-server", Validity: validity})
 	if err != nil {
 		t.Fatalf("sign: %v", err)
 	}
@@ -44,15 +40,11 @@ func e2eRenewCSR(t *testing.T, c *caDir, p *serverProc, sr api.SignResponse, key
 	tr := hc.Transport.(*http.Transport).Clone()
 	tr.TLSClientConfig.Certificates = []tls.Certificate{{Certificate: e2eChainDER(t, sr.Chain), PrivateKey: key}}
 	hc.Transport = tr
-	v1, err := client.New(client.Config{Server: p.httpsURL, HTTP: hc})
-	if err != nil {
-		t.Fatal(err)
-	}
 	var req api.RenewRequest
 	if csrPEM != nil {
 		req.CSR = string(csrPEM)
 	}
-	out, repeated, err := v1.Renew(context.Background(), req)
+	out, repeated, err := e2eV1(t, hc, p, "").Renew(context.Background(), req)
 	var ae *client.Error
 	switch {
 	case err == nil && repeated:
