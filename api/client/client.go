@@ -9,6 +9,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 
 	"github.com/sigil-ca/sigil/api"
@@ -122,13 +123,17 @@ func (c *Client) send(ctx context.Context, hc *http.Client, method, path string,
 }
 
 // do sends a request and decodes a JSON answer into out (if non-nil). It
-// returns the status code of a successful answer.
-func (c *Client) do(ctx context.Context, method, path string, in, out any) (int, error) {
+// returns the status code of a successful answer; with want, any other
+// success status is an error too (the endpoint never answers it).
+func (c *Client) do(ctx context.Context, method, path string, in, out any, want ...int) (int, error) {
 	resp, err := c.send(ctx, c.http, method, path, in)
 	if err != nil {
 		return 0, err
 	}
 	defer resp.Body.Close()
+	if len(want) > 0 && !slices.Contains(want, resp.StatusCode) {
+		return 0, fmt.Errorf("%s %s: unexpected status %d %s", method, path, resp.StatusCode, http.StatusText(resp.StatusCode))
+	}
 	data, err := io.ReadAll(io.LimitReader(resp.Body, c.maxBody))
 	if err != nil {
 		return 0, fmt.Errorf("%s %s: %w", method, path, err)
@@ -148,11 +153,6 @@ func (c *Client) Stream(ctx context.Context, path string) (*http.Response, error
 	hc := *c.http
 	hc.Timeout = 0
 	return c.send(ctx, &hc, http.MethodGet, path, nil)
-}
-
-// unexpected is a success status the endpoint never answers.
-func unexpected(method, path string, code int) error {
-	return fmt.Errorf("%s %s: unexpected status %d %s", method, path, code, http.StatusText(code))
 }
 
 func withQuery(path string, q url.Values) string {

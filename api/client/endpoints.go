@@ -14,10 +14,7 @@ import (
 // on success.
 func (c *Client) Sign(ctx context.Context, req api.SignRequest) (api.SignResponse, error) {
 	var out api.SignResponse
-	code, err := c.do(ctx, http.MethodPost, "/v1/sign", req, &out)
-	if err == nil && code != http.StatusCreated {
-		err = unexpected(http.MethodPost, "/v1/sign", code)
-	}
+	_, err := c.do(ctx, http.MethodPost, "/v1/sign", req, &out, http.StatusCreated)
 	return out, err
 }
 
@@ -25,10 +22,7 @@ func (c *Client) Sign(ctx context.Context, req api.SignRequest) (api.SignRespons
 // HTTP client presents. repeated reports a 200: the successor issued
 // earlier, not a new one (201).
 func (c *Client) Renew(ctx context.Context, req api.RenewRequest) (resp api.SignResponse, repeated bool, err error) {
-	code, err := c.do(ctx, http.MethodPost, "/v1/renew", req, &resp)
-	if err == nil && code != http.StatusOK && code != http.StatusCreated {
-		err = unexpected(http.MethodPost, "/v1/renew", code)
-	}
+	code, err := c.do(ctx, http.MethodPost, "/v1/renew", req, &resp, http.StatusCreated, http.StatusOK)
 	return resp, code == http.StatusOK, err
 }
 
@@ -186,17 +180,18 @@ func (c *Client) DeleteManaged(ctx context.Context, name string, destroyKeys boo
 	return out, err
 }
 
-// RenewManaged is POST /v1/managed/{name}/renew.
+// RenewManaged is POST /v1/managed/{name}/renew (200).
 func (c *Client) RenewManaged(ctx context.Context, name string) (ca.ManagedCert, error) {
 	var out ca.ManagedCert
-	_, err := c.do(ctx, http.MethodPost, "/v1/managed/"+url.PathEscape(name)+"/renew", nil, &out)
+	_, err := c.do(ctx, http.MethodPost, "/v1/managed/"+url.PathEscape(name)+"/renew", nil, &out, http.StatusOK)
 	return out, err
 }
 
-// ManagedBundle is GET /v1/managed/{name}/bundle: chain and private key.
+// ManagedBundle is GET /v1/managed/{name}/bundle (200): chain and private
+// key.
 func (c *Client) ManagedBundle(ctx context.Context, name string) (api.BundleResponse, error) {
 	var out api.BundleResponse
-	_, err := c.do(ctx, http.MethodGet, "/v1/managed/"+url.PathEscape(name)+"/bundle", nil, &out)
+	_, err := c.do(ctx, http.MethodGet, "/v1/managed/"+url.PathEscape(name)+"/bundle", nil, &out, http.StatusOK)
 	return out, err
 }
 

@@ -6,13 +6,12 @@ import (
 	"crypto/x509"
 	"encoding/json"
 	"encoding/pem"
-	"fmt"
-	"io"
-	"net/http"
+	"errors"
 	"strings"
 	"sync"
 	"testing"
 
+	"github.com/sigil-ca/sigil/api/client"
 	"github.com/sigil-ca/sigil/ca"
 )
 
@@ -65,7 +64,8 @@ func TestManagedBundleDuringRenewalEndToEnd(t *testing.T) {
 	p := startServe(t, c)
 	e2eWaitIdle(t, p, c, "managed-renew")
 	_, token := e2eManagedToken(t, p, c, "race")
-	client := c.httpClient(t)
+	hc := c.httpClient(t)
+	fetcher := e2eV1(t, hc, p, token)
 
 	const renewals, fetchers = 100, 8
 	ctx, cancel := context.WithCancel(context.Background())
@@ -79,10 +79,10 @@ func TestManagedBundleDuringRenewalEndToEnd(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			for ctx.Err() == nil {
-				req, _ := http.NewRequestWithContext(ctx, "GET", p.httpsURL+"/v1/managed/race/bundle", nil)
-				req.Header.Set("Authorization", "Bearer "+token)
-				resp, err := client.Do(req)
-				if err != nil {
+				// ManagedBundle answers 200 or an error.
+				b, err := fetcher.ManagedBundle(ctx, "race")
+				var answered *client.Error
+				if err != nil && !errors.As(err, &answered) {
 					if ctx.Err() == nil {
 						mu.Lock()
 						failures = append(failures, err.Error())
@@ -90,17 +90,9 @@ func TestManagedBundleDuringRenewalEndToEnd(t *testing.T) {
 					}
 					return
 				}
-				data, _ := io.ReadAll(resp.Body)
-				resp.Body.Close()
-				var b struct {
-					ChainPEM string `json:"chain_pem"`
-					KeyPEM   string `json:"key_pem"`
-				}
 				problem := ""
-				if resp.StatusCode != http.StatusOK {
-					problem = fmt.Sprintf("status %d: %s", resp.StatusCode, data)
-				} else if err := json.Unmarshal(data, &b); err != nil {
-					problem = "decode: " + err.Error()
+				if err != nil {
+					problem = err.Error()
 				} else {
 					problem = e2eBundleMatches(b.ChainPEM, b.KeyPEM)
 				}
@@ -113,17 +105,11 @@ func TestManagedBundleDuringRenewalEndToEnd(t *testing.T) {
 			}
 		}()
 	}
+	admin := e2eV1(t, hc, p, c.adminToken)
 	for i := range renewals {
-		req, _ := http.NewRequest("POST", p.httpsURL+"/v1/managed/race/renew", nil)
-		req.Header.Set("Authorization", "Bearer "+c.adminToken)
-		resp, err := client.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		data, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusOK {
-			t.Fatalf("renewal %d: %d %s", i, resp.StatusCode, data)
+		// RenewManaged answers 200 or an error.
+		if _, err := admin.RenewManaged(context.Background(), "race"); err != nil {
+			t.Fatalf("renewal %d: %v", i, err)
 		}
 	}
 	cancel()
