@@ -14,8 +14,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/sigil-ca/sigil/ca"
 	"github.com/sigil-ca/sigil/api"
+	"github.com/sigil-ca/sigil/ca"
 )
 
 // issued is a certificate with its key, ready to present as a TLS client

@@ -13,8 +13,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/sigil-ca/sigil/ca"
 	"github.com/sigil-ca/sigil/api"
+	"github.com/sigil-ca/sigil/ca"
 )
 
 func TestSign(t *testing.T) {

@@ -17,8 +17,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/sigil-ca/sigil/ca"
 	"github.com/sigil-ca/sigil/api"
+	"github.com/sigil-ca/sigil/ca"
 	"github.com/sigil-ca/sigil/store"
 )
 

@@ -8,8 +8,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/sigil-ca/sigil/ca"
 	"github.com/sigil-ca/sigil/api"
+	"github.com/sigil-ca/sigil/ca"
 )
 
 // FuzzParseRenewRequest: the /v1/renew body parser never panics and

@@ -15,8 +15,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/sigil-ca/sigil/ca"
 	"github.com/sigil-ca/sigil/api"
+	"github.com/sigil-ca/sigil/ca"
 )
 
 // fuzzCSR returns a real P-256 CSR in DER.

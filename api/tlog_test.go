@@ -14,8 +14,8 @@ import (
 	"github.com/transparency-dev/merkle/proof"
 	"github.com/transparency-dev/merkle/rfc6962"
 
-	"github.com/sigil-ca/sigil/ca"
 	"github.com/sigil-ca/sigil/api"
+	"github.com/sigil-ca/sigil/ca"
 	"github.com/sigil-ca/sigil/ca/audit"
 )
 

@@ -18,8 +18,8 @@ import (
 
 	"github.com/sigil-ca/sigil/ca"
 	"github.com/sigil-ca/sigil/ca/audit"
-	"github.com/sigil-ca/sigil/ui"
 	"github.com/sigil-ca/sigil/store"
+	"github.com/sigil-ca/sigil/ui"
 )
 
 // TestPages: search by SAN, the detail of a certificate (decoded fields,
