@@ -262,6 +262,30 @@ func TestOnce(t *testing.T) {
 	}
 }
 
+// TestOnceLostAnswer: the server renewed the agent's certificate but its
+// answer never arrived; the next renewal is answered 200 with that
+// successor, which the agent installs.
+func TestOnceLostAnswer(t *testing.T) {
+	t.Parallel()
+	e := newCAEnv(t, false)
+	f := newPairFiles(t)
+	leaf := e.install(t, f)
+	a := e.agentFor(t, f, nil)
+	ctx := context.Background()
+	lost, err := e.auth.Renew(ctx, ca.RenewRequest{Certificate: leaf})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Once(ctx, true); err != nil {
+		t.Fatalf("Once after a lost answer: %v", err)
+	}
+	got := onDisk(t, f).Leaf
+	if got.SerialNumber.Text(16) != lost.Record.Serial {
+		t.Errorf("on disk serial %x, want the successor issued for the lost answer (%s)", got.SerialNumber, lost.Record.Serial)
+	}
+	e.checkSuccessor(t, leaf, got, true)
+}
+
 func TestOnceExpired(t *testing.T) {
 	t.Parallel()
 	e := newCAEnv(t, false)
