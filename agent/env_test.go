@@ -26,7 +26,7 @@ import (
 	"github.com/sigil-ca/sigil/acme"
 	"github.com/sigil-ca/sigil/api"
 	"github.com/sigil-ca/sigil/ca"
-	"github.com/sigil-ca/sigil/ca/keystore"
+	"github.com/sigil-ca/sigil/internal/testca"
 	"github.com/sigil-ca/sigil/internal/testclock"
 	"github.com/sigil-ca/sigil/store"
 )
@@ -75,30 +75,14 @@ func newCAEnv(t *testing.T, acmeOn bool) *caEnv {
 	t.Helper()
 	ctx := context.Background()
 	clk := testclock.New()
-	st, err := store.Open(ctx, store.Config{Path: filepath.Join(t.TempDir(), "sigil.db"), Clock: clk})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	params, err := keystore.FastKDFParams(rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	res, err := ca.Init(ctx, st, ca.InitConfig{Name: "Agent Test CA", RootAlgorithm: keystore.ECDSAP256,
-		IntermediateAlgorithm: keystore.ECDSAP256, BaseURL: "http://ca.test:8080", Passphrase: []byte("agent test"), KDF: params, Clock: clk})
-	if err != nil {
-		t.Fatal(err)
-	}
-	st.SetCheckpointer(res.Checkpointer)
 	profiles := ca.DefaultProfiles()
 	short := profiles["tls-server"]
 	short.MaxValidity = ca.Duration(time.Hour)
 	profiles[shortProfile] = short
 	logger := slog.New(slog.NewTextHandler(&bytes.Buffer{}, nil))
-	auth, err := ca.New(ctx, ca.Config{Profiles: profiles, BaseURL: "http://ca.test:8080", Clock: clk, Logger: logger}, st, res.Keystore)
-	if err != nil {
-		t.Fatal(err)
-	}
+	tc := testca.New(t, testca.Options{Name: "Agent Test CA", Clock: clk,
+		Config: func(cfg *ca.Config) { cfg.Profiles, cfg.Logger = profiles, logger }})
+	st, auth := tc.Store, tc.Authority
 	h, err := api.New(api.Config{Logger: logger, Clock: clk}, auth)
 	if err != nil {
 		t.Fatal(err)
@@ -136,7 +120,7 @@ func newCAEnv(t *testing.T, acmeOn bool) *caEnv {
 		t.Fatal(err)
 	}
 	roots := x509.NewCertPool()
-	roots.AddCert(res.Root)
+	roots.AddCert(tc.Init.Root)
 	e := &caEnv{clk: clk, auth: auth, st: st, roots: roots, logs: &syncBuffer{}, serving: *cert}
 	e.srv = e.listen(t, mux)
 	return e

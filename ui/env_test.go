@@ -14,7 +14,6 @@ import (
 	"net/http/cookiejar"
 	"net/http/httptest"
 	"net/url"
-	"path/filepath"
 	"regexp"
 	"strings"
 	"sync"
@@ -25,7 +24,7 @@ import (
 
 	"github.com/sigil-ca/sigil/api/wire"
 	"github.com/sigil-ca/sigil/ca"
-	"github.com/sigil-ca/sigil/ca/keystore"
+	"github.com/sigil-ca/sigil/internal/testca"
 	"github.com/sigil-ca/sigil/internal/testclock"
 	"github.com/sigil-ca/sigil/store"
 	"github.com/sigil-ca/sigil/ui"
@@ -71,32 +70,12 @@ func newEnv(t *testing.T, configure func(*ui.Config)) *env {
 	t.Helper()
 	ctx := context.Background()
 	clk := testclock.New()
-	st, err := store.Open(ctx, store.Config{Path: filepath.Join(t.TempDir(), "sigil.db"), Clock: clk})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	params, err := keystore.FastKDFParams(rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	res, err := ca.Init(ctx, st, ca.InitConfig{
-		Name: "UI Test CA", RootAlgorithm: keystore.ECDSAP256, IntermediateAlgorithm: keystore.ECDSAP256,
-		BaseURL: "http://ca.test:8080", Passphrase: []byte("ui test passphrase"), KDF: params, Clock: clk,
-	})
-	if err != nil {
-		t.Fatalf("Init: %v", err)
-	}
-	st.SetCheckpointer(res.Checkpointer)
-	if err := st.Checkpoint(ctx); err != nil { // as sigil serve does at start
-		t.Fatal(err)
-	}
 	logs := &syncBuffer{}
 	logger := slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	auth, err := ca.New(ctx, ca.Config{Profiles: ca.DefaultProfiles(), BaseURL: "http://ca.test:8080", Clock: clk, Logger: logger},
-		st, res.Keystore)
-	if err != nil {
-		t.Fatalf("ca.New: %v", err)
+	tc := testca.New(t, testca.Options{Name: "UI Test CA", Clock: clk, Config: func(cfg *ca.Config) { cfg.Logger = logger }})
+	st, auth, res := tc.Store, tc.Authority, tc.Init
+	if err := st.Checkpoint(ctx); err != nil { // as sigil serve does at start
+		t.Fatal(err)
 	}
 	root := res.Root
 	cfg := ui.Config{Logger: logger, Clock: clk, Issuers: st, Jobs: fakeJobs{},
