@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/transparency-dev/merkle/compact"
+	"github.com/transparency-dev/merkle/proof"
 	"github.com/transparency-dev/merkle/rfc6962"
 
 	"github.com/sigil-ca/sigil/ca/audit"
@@ -189,6 +190,28 @@ func VerifySignedTreeHead(h audit.TreeHead, signerDER []byte, root *x509.Certifi
 		return nil, err
 	}
 	return cert, nil
+}
+
+// VerifyInclusion checks that the tree described by h (its Size and
+// RootHash) holds leaf at index, by the audit path (RFC 9162 §2.1.3.2). The
+// leaf hash is computed here from leaf, never taken from the caller, so a
+// proof can only vouch for the bytes the caller holds. It does not check
+// h's signature: VerifySignedTreeHead does.
+func VerifyInclusion(h audit.TreeHead, index uint64, leaf []byte, path [][]byte) error {
+	if err := proof.VerifyInclusion(rfc6962.DefaultHasher, index, h.Size, audit.LeafHash(leaf), path, h.RootHash); err != nil {
+		return fmt.Errorf("inclusion proof of leaf %d in the tree of %d leaves: %w", index, h.Size, err)
+	}
+	return nil
+}
+
+// VerifyConsistency checks that the tree of old is a prefix of the tree of
+// cur (RFC 9162 §2.1.4.2): nothing old committed to was removed or
+// rewritten. Like VerifyInclusion it checks no signature.
+func VerifyConsistency(old, cur audit.TreeHead, path [][]byte) error {
+	if err := proof.VerifyConsistency(rfc6962.DefaultHasher, old.Size, cur.Size, path, old.RootHash, cur.RootHash); err != nil {
+		return fmt.Errorf("consistency proof from %d to %d leaves: %w", old.Size, cur.Size, err)
+	}
+	return nil
 }
 
 // LogSource is what VerifyLog reads: the log, its signed heads, the

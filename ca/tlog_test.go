@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	mrand "math/rand/v2"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -89,6 +90,14 @@ func TestLogInclusionAndConsistency(t *testing.T) {
 			rfc6962.DefaultHasher.HashLeaf(leaf), inc.Proof, latest.RootHash); err != nil {
 			t.Errorf("inclusion of %s (leaf %d): %v", serial, inc.Entry.Index, err)
 		}
+		if err := VerifyInclusion(latest.TreeHead, inc.Entry.Index, leaf, inc.Proof); err != nil {
+			t.Errorf("VerifyInclusion of %s (leaf %d): %v", serial, inc.Entry.Index, err)
+		}
+		forged := slices.Clone(leaf)
+		forged[len(forged)-1] ^= 1
+		if err := VerifyInclusion(latest.TreeHead, inc.Entry.Index, forged, inc.Proof); err == nil {
+			t.Errorf("VerifyInclusion accepted an altered leaf of %s", serial)
+		}
 	}
 	for range 10 {
 		i := rng.IntN(len(heads))
@@ -99,6 +108,17 @@ func TestLogInclusionAndConsistency(t *testing.T) {
 		}
 		if err := proof.VerifyConsistency(rfc6962.DefaultHasher, heads[i].Size, heads[j].Size, p, heads[i].RootHash, heads[j].RootHash); err != nil {
 			t.Errorf("consistency %d → %d: %v", heads[i].Size, heads[j].Size, err)
+		}
+		if err := VerifyConsistency(heads[i].TreeHead, heads[j].TreeHead, p); err != nil {
+			t.Errorf("VerifyConsistency %d → %d: %v", heads[i].Size, heads[j].Size, err)
+		}
+		if i != j {
+			rewritten := heads[i].TreeHead
+			rewritten.RootHash = slices.Clone(rewritten.RootHash)
+			rewritten.RootHash[0] ^= 1
+			if err := VerifyConsistency(rewritten, heads[j].TreeHead, p); err == nil {
+				t.Errorf("VerifyConsistency %d → %d accepted an altered old root", heads[i].Size, heads[j].Size)
+			}
 		}
 	}
 	for _, tc2 := range []struct {

@@ -55,6 +55,7 @@
 // ([LeafHash], [NodeHash], [EmptyRoot]) and [TreeHead], a signed statement
 // of the tree's size and root made by the same audit key as checkpoints,
 // under its own domain string so neither signature can pass for the other.
-// Proof construction and checking live where the tree is stored and read
-// (store, ca, the CLI), with github.com/transparency-dev/merkle.
+// Proofs are built where the tree is stored (store) and checked in one place,
+// ca (VerifySignedTreeHead, VerifyInclusion, VerifyConsistency), with
+// github.com/transparency-dev/merkle.
 package audit

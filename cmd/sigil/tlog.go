@@ -14,8 +14,6 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
-	"github.com/transparency-dev/merkle/proof"
-	"github.com/transparency-dev/merkle/rfc6962"
 
 	"github.com/sigil-ca/sigil/api"
 	"github.com/sigil-ca/sigil/api/client"
@@ -173,7 +171,7 @@ latest head is not provable until the next head (the log-sign job).`,
 			if p.TreeSize != h.TreeSize {
 				return fmt.Errorf("proof is for tree size %d, the head has %d", p.TreeSize, h.TreeSize)
 			}
-			if err := proof.VerifyInclusion(rfc6962.DefaultHasher, p.LeafIndex, h.TreeSize, audit.LeafHash(p.Leaf), p.AuditPath, h.RootHash); err != nil {
+			if err := ca.VerifyInclusion(h.Signed().TreeHead, p.LeafIndex, p.Leaf, p.AuditPath); err != nil {
 				return fmt.Errorf("inclusion proof of %s does NOT verify: %w", serial, err)
 			}
 			res := ProveResult{Serial: serial, LeafIndex: p.LeafIndex, Issued: issued, TreeSize: h.TreeSize,
@@ -250,7 +248,7 @@ rewritten. Exit status 0 only if it holds.`,
 			if err != nil {
 				return fmt.Errorf("fetch consistency proof: %w", err)
 			}
-			if err := proof.VerifyConsistency(rfc6962.DefaultHasher, old.TreeSize, cur.TreeSize, p.Proof, old.RootHash, cur.RootHash); err != nil {
+			if err := ca.VerifyConsistency(old.Signed().TreeHead, cur.Signed().TreeHead, p.Proof); err != nil {
 				return fmt.Errorf("the tree of %d leaves is NOT a prefix of the tree of %d: %w", old.TreeSize, cur.TreeSize, err)
 			}
 			res := ConsistencyResult{OldSize: old.TreeSize, OldRoot: old.RootHash, NewSize: cur.TreeSize, NewRoot: cur.RootHash, Verified: true}

@@ -6,13 +6,9 @@ import (
 	"encoding/hex"
 	"fmt"
 
-	"github.com/transparency-dev/merkle/proof"
-	"github.com/transparency-dev/merkle/rfc6962"
-
 	"github.com/sigil-ca/sigil/ca"
-	"github.com/sigil-ca/sigil/ca/audit"
-	"github.com/sigil-ca/sigil/ui"
 	"github.com/sigil-ca/sigil/store"
+	"github.com/sigil-ca/sigil/ui"
 )
 
 // uiLog answers the auditor web page's transparency log questions the way
@@ -48,8 +44,7 @@ func (l uiLog) InclusionStatus(ctx context.Context, serial string) (ui.LogInclus
 	}
 	out.Included, out.LeafIndex = true, int64(inc.Entry.Index)
 	// The leaf hash is recomputed from the certificate record, not read.
-	leaf := audit.LeafHash(inc.Entry.Leaf())
-	if err := proof.VerifyInclusion(rfc6962.DefaultHasher, inc.Entry.Index, h.Size, leaf, inc.Proof, h.RootHash); err != nil {
+	if err := ca.VerifyInclusion(h.TreeHead, inc.Entry.Index, inc.Entry.Leaf(), inc.Proof); err != nil {
 		out.Detail = fmt.Sprintf("the inclusion proof does not verify: %v", err)
 		return out, nil
 	}
