@@ -146,8 +146,9 @@ type Authority struct {
 
 	lastTouch atomic.Int64
 
-	statusMu        sync.Mutex
+	statusMu        sync.Mutex // guards both listener lists
 	statusListeners []func(store.CertRecord)
+	issuerListeners []func(context.Context)
 
 	// refusals sums unauthenticated refusals between audit summaries.
 	refusals *refusalSummaries
@@ -164,6 +165,28 @@ func (a *Authority) OnStatusChange(fn func(store.CertRecord)) {
 	a.statusMu.Lock()
 	defer a.statusMu.Unlock()
 	a.statusListeners = append(a.statusListeners, fn)
+}
+
+// OnIssuersChange registers fn to be called after the set of issuers the
+// authority serves changed (an intermediate rotated in, a retired one
+// destroyed), once the change is committed and before the call that made it
+// returns, so that a rotation's caller finds the new issuer's CRLs and OCSP
+// responses already published. fn runs synchronously, with a context that
+// outlives the caller's cancellation, and handles its own failures.
+func (a *Authority) OnIssuersChange(fn func(context.Context)) {
+	a.statusMu.Lock()
+	defer a.statusMu.Unlock()
+	a.issuerListeners = append(a.issuerListeners, fn)
+}
+
+func (a *Authority) issuersChanged(ctx context.Context) {
+	a.statusMu.Lock()
+	listeners := slices.Clone(a.issuerListeners)
+	a.statusMu.Unlock()
+	ctx = context.WithoutCancel(ctx)
+	for _, fn := range listeners {
+		fn(ctx)
+	}
 }
 
 func (a *Authority) statusChanged(rec store.CertRecord) {

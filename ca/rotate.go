@@ -216,6 +216,7 @@ func (a *Authority) RotateIntermediate(ctx context.Context, actor, reason string
 	a.issMu.Unlock()
 	a.log.InfoContext(ctx, "intermediate rotated", "issuer", next.ID, "previous", prev.ID, "key_id", keyRec.ID,
 		"not_after", cert.NotAfter, "managed_due", managedDue, "reason", reason)
+	a.issuersChanged(ctx)
 	return &IntermediateRotation{Previous: prev.Issuer, Current: next.Issuer, KeyID: keyRec.ID, ManagedDue: managedDue}, nil
 }
 
@@ -247,6 +248,11 @@ func (a *Authority) RetireIntermediates(ctx context.Context, actor string, grace
 	actor = cmp.Or(actor, "system")
 	active := a.Intermediate().ID
 	var destroyed []string
+	defer func() {
+		if len(destroyed) > 0 {
+			a.issuersChanged(ctx)
+		}
+	}()
 	for _, iss := range a.ServingIssuers() {
 		if iss.ID == active {
 			continue

@@ -32,6 +32,9 @@ type CRLAuthority interface {
 	CRLSignatureAlgorithm(issuerID string) ([]byte, error)
 	CRLSignature(ctx context.Context, issuerID string, tbs []byte) ([]byte, error)
 	OnStatusChange(fn func(store.CertRecord))
+	// OnIssuersChange hears of a rotation or a destruction before the call
+	// that made it returns.
+	OnIssuersChange(fn func(context.Context))
 }
 
 // CRLStore is what the publisher reads and writes (its transactions see
@@ -146,7 +149,18 @@ func NewPublisher(cfg CRLConfig, auth CRLAuthority, st CRLStore) (*Publisher, er
 		}
 	}
 	auth.OnStatusChange(p.statusChanged)
+	auth.OnIssuersChange(p.issuersChanged)
 	return p, nil
+}
+
+// issuersChanged publishes at once for the issuers auth serves now, so that
+// a new intermediate's CRLs exist before its first certificate is asked
+// about and a destroyed one's are no longer served. A failure is logged:
+// the next Publish tries again.
+func (p *Publisher) issuersChanged(ctx context.Context) {
+	if _, err := p.Publish(ctx); err != nil {
+		p.log.ErrorContext(ctx, "CRLs after an issuer change", "error", err)
+	}
 }
 
 // statusChanged marks the certificate's CRL for the debounced regeneration.

@@ -10,6 +10,11 @@
 // by OCSPStore, CRLStore and OfflineStore, what one transaction writes by
 // Tx (every write runs through update, which hands the callback that view).
 //
+// It follows the authority by itself: ca.Authority.OnStatusChange re-signs a
+// certificate's OCSP responses and marks its CRL after a revocation, and
+// ca.Authority.OnIssuersChange publishes CRLs and OCSP responses for a new
+// intermediate (and drops a destroyed one's) before the rotation returns.
+//
 // The root's key is offline, so this package never signs the root's CRL:
 // ca.Init and `sigil ca root-crl` (ca.SignRootCRL) sign and store it, and
 // OfflineCRLs serves it from crl_state at /crl/{root}.crl, reloading it

@@ -38,6 +38,9 @@ type OCSPAuthority interface {
 	// all expired.
 	ServingIssuers() []ca.Issuer
 	OnStatusChange(fn func(store.CertRecord))
+	// OnIssuersChange hears of a rotation or a destruction before the call
+	// that made it returns.
+	OnIssuersChange(fn func(context.Context))
 }
 
 // OCSPStore is what the responder reads and writes in the store (its
@@ -263,6 +266,7 @@ func (r *Responder) Start(ctx context.Context) error {
 		return err
 	}
 	r.auth.OnStatusChange(r.statusChanged)
+	r.auth.OnIssuersChange(r.issuersChanged)
 	r.done.Add(1)
 	go r.persistLoop()
 	if _, err := r.Refresh(ctx); err != nil {
@@ -819,6 +823,16 @@ func (r *Responder) persistLater(rows []store.OCSPResponse) {
 	case r.persistCh <- rows:
 	default:
 		r.log.Warn("ocsp persist queue full; store copy refreshed later")
+	}
+}
+
+// issuersChanged refreshes at once for the issuers auth serves now: a new
+// intermediate's responses are signed before its first certificate is asked
+// about, a destroyed one's are dropped. A failure is logged: the next
+// Refresh tries again.
+func (r *Responder) issuersChanged(ctx context.Context) {
+	if _, err := r.Refresh(ctx); err != nil {
+		r.log.ErrorContext(ctx, "OCSP responses after an issuer change", "error", err)
 	}
 }
 

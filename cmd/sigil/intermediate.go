@@ -44,41 +44,6 @@ func (c *Config) destroyAfter() time.Duration {
 	return time.Duration(c.CRL.Validity)
 }
 
-// intermediatesAPI serves /v1/ca/intermediates: a rotation by hand is
-// followed, like the job's, by the new issuer's CRLs and OCSP responses.
-type intermediatesAPI struct{ s *server }
-
-func (i intermediatesAPI) IntermediateStatuses(ctx context.Context) ([]ca.IntermediateStatus, error) {
-	return i.s.auth.IntermediateStatuses(ctx)
-}
-
-func (i intermediatesAPI) RotateIntermediate(ctx context.Context, actor, reason string) (*ca.IntermediateRotation, error) {
-	rot, err := i.s.auth.RotateIntermediate(ctx, actor, reason)
-	if err != nil {
-		return nil, err
-	}
-	i.s.issuersChanged(context.WithoutCancel(ctx))
-	return rot, nil
-}
-
-// issuersChanged brings the CRL publisher and the OCSP responder to the
-// issuers the authority serves now: after a rotation the new intermediate's
-// CRLs and responses exist before its first certificate is asked about,
-// and after a destruction the old one's are no longer served. A failure is
-// logged: the next crl-publish and ocsp-refresh runs try again.
-func (s *server) issuersChanged(ctx context.Context) {
-	if s.crl != nil {
-		if _, err := s.crl.Publish(ctx); err != nil {
-			s.log.ErrorContext(ctx, "CRLs after an issuer change", "error", err)
-		}
-	}
-	if s.ocsp != nil {
-		if _, err := s.ocsp.Refresh(ctx); err != nil {
-			s.log.ErrorContext(ctx, "OCSP responses after an issuer change", "error", err)
-		}
-	}
-}
-
 // intermediateRotateTask rotates the active intermediate at its rotation
 // point, and destroys the keys of retired ones whose certificates have all
 // expired (intermediate.destroy_after ago). Items: rotations plus
@@ -96,9 +61,6 @@ func (s *server) intermediateRotateTask() lifecycle.Task {
 		}
 		destroyed, err := s.auth.RetireIntermediates(ctx, actor, s.cfg.destroyAfter())
 		res.Items += int64(len(destroyed))
-		if rot != nil || len(destroyed) > 0 {
-			s.issuersChanged(ctx)
-		}
 		return res, err
 	}
 }

@@ -24,14 +24,14 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/sigil-ca/sigil/acme"
-	"github.com/sigil-ca/sigil/ca"
 	"github.com/sigil-ca/sigil/api"
+	"github.com/sigil-ca/sigil/ca"
 	"github.com/sigil-ca/sigil/ca/audit"
 	"github.com/sigil-ca/sigil/ca/keystore"
-	"github.com/sigil-ca/sigil/ui"
 	"github.com/sigil-ca/sigil/lifecycle"
 	"github.com/sigil-ca/sigil/revocation"
 	"github.com/sigil-ca/sigil/store"
+	"github.com/sigil-ca/sigil/ui"
 )
 
 // server is one running CA: the store, the authority and both listeners.
@@ -172,7 +172,7 @@ func startServer(ctx context.Context, cfg *Config, passphrase []byte, log *slog.
 	}
 	secure := http.NewServeMux()
 	apiCfg := api.Config{MaxBodyBytes: cfg.Limits.MaxBodyBytes, Logger: log, Clock: clk, Jobs: jobsAPI{s}, Managed: s.auth,
-		Intermediates: intermediatesAPI{s}}
+		Intermediates: s.auth}
 	if cfg.ACME.On() {
 		endpoints, err := newACME(ctx, cfg, st, s.auth, clk, log)
 		if err != nil {
