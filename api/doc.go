@@ -1,7 +1,8 @@
 // Package api serves the /v1 JSON API: issuance and revocation for admin and
 // issuer tokens (an issuer token revokes only what it requested), certificate
 // and audit queries for auditors, and token and key management and release
-// from certificateHold for admins; renewal (POST /v1/renew) for a server
+// from certificateHold and bulk revocation (POST /v1/certificates/revoke, with
+// a dry run that only counts) for admins; renewal (POST /v1/renew) for a server
 // that presents its current certificate as its TLS client certificate, with
 // no token; managed certificates (/v1/managed) for admins, and their bundles
 // for the identity they belong to (its certificate over mTLS or a token of

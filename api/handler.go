@@ -113,6 +113,7 @@ func (api *API) routes() []route {
 	add("GET /v1/certificates/export", api.exportCertificates, ca.RoleAdmin, ca.RoleAuditor, ca.RoleIssuer)
 	add("GET /v1/certificates/{serial}", api.getCertificate, ca.RoleAdmin, ca.RoleAuditor, ca.RoleIssuer)
 	add("POST /v1/revoke", api.revoke, ca.RoleAdmin, ca.RoleIssuer)
+	add("POST /v1/certificates/revoke", api.bulkRevoke, ca.RoleAdmin)
 	add("POST /v1/unhold", api.unhold, ca.RoleAdmin)
 	add("GET /v1/audit", api.listAudit, ca.RoleAdmin, ca.RoleAuditor)
 	add("GET /v1/audit/export", api.exportAudit, ca.RoleAdmin, ca.RoleAuditor)

@@ -58,6 +58,7 @@ type Admin interface {
 	RevokeToken(ctx context.Context, actor, id string) error
 	Tokens(ctx context.Context) ([]store.TokenRecord, error)
 	Unhold(ctx context.Context, serial, actor string) (store.CertRecord, error)
+	BulkRevoke(ctx context.Context, req ca.BulkRevokeRequest) (ca.BulkRevocation, error)
 }
 
 // Authority is every view at once: what New takes (a *ca.Authority is

@@ -21,7 +21,9 @@
 // reason is checked against RFC 5280 §5.3.1, the time comes from the
 // authority's clock, and the new state and its audit event are written in one
 // transaction whose UPDATE refuses a certificate already revoked. Only
-// certificateHold can be undone.
+// certificateHold can be undone. BulkRevoke revokes what a filter selects
+// through the same Revoke, one transaction each, and audits the whole as one
+// cert.bulk_revoked event besides.
 //
 // Managed certificates (managed.go, managed_bundle.go) hold their keys in
 // ca/keystore (purpose "managed") and are issued on the same path with a key

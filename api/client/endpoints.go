@@ -59,6 +59,13 @@ func (c *Client) Revoke(ctx context.Context, req api.RevokeRequest) (api.Certifi
 	return out, err
 }
 
+// BulkRevoke is POST /v1/certificates/revoke.
+func (c *Client) BulkRevoke(ctx context.Context, req api.BulkRevokeRequest) (api.BulkRevokeResult, error) {
+	var out api.BulkRevokeResult
+	_, err := c.do(ctx, http.MethodPost, "/v1/certificates/revoke", req, &out)
+	return out, err
+}
+
 // Unhold is POST /v1/unhold.
 func (c *Client) Unhold(ctx context.Context, req api.UnholdRequest) (api.Certificate, error) {
 	var out api.Certificate

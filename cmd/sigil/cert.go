@@ -18,7 +18,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/schollz/progressbar/v3"
 	"github.com/spf13/cobra"
 
 	"github.com/sigil-ca/sigil/api"
@@ -229,8 +228,9 @@ func certRevokeCmd() *cobra.Command {
 		Long: `Revoke one certificate by serial, or in bulk every valid (unexpired, unrevoked)
 certificate that matches all the filters given: --issued-by-key KEYID (the CA
 key that signed them, from "sigil keys list"), --requester R, and
---issued-between A,B (RFC 3339 times). A bulk revocation shows a progress bar;
---dry-run only counts. Each revocation is audited on its own.`,
+--issued-between A,B (RFC 3339 times). The server revokes them in one
+operation, audited as a whole and each revocation on its own; --dry-run only
+counts.`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			code, err := ca.ParseRevocationReason(reason)
@@ -293,58 +293,40 @@ func (f bulkRevokeFilter) empty() bool {
 	return f.issuerKey == "" && f.requester == "" && len(f.between) == 0
 }
 
-// bulkRevoke lists every valid certificate matching f, then revokes each
-// with a progress bar. Certificates revoked meanwhile by someone else are
-// counted, not treated as failures.
+// bulkRevoke asks the server to revoke every valid certificate matching f
+// (POST /v1/certificates/revoke): one audited operation, whose answer
+// counts those revoked, those revoked meanwhile by someone else (not
+// failures) and those that failed.
 func bulkRevoke(cmd *cobra.Command, c *client.Client, f bulkRevokeFilter, reason int, invalidity string) error {
-	params := map[string]string{"status": "valid", "issuer_key": f.issuerKey, "requester": f.requester}
+	req := api.BulkRevokeRequest{Filter: api.BulkRevokeFilter{IssuerKey: f.issuerKey, Requester: f.requester},
+		Reason: json.RawMessage(strconv.Itoa(reason)), InvalidityDate: invalidity, DryRun: f.dryRun}
 	if len(f.between) > 0 {
 		if len(f.between) != 2 {
 			return errors.New("--issued-between wants two RFC 3339 times, as A,B")
 		}
-		for i, v := range f.between {
+		for _, v := range f.between {
 			if _, err := time.Parse(time.RFC3339, v); err != nil {
 				return fmt.Errorf("--issued-between %q: want an RFC 3339 time", v)
 			}
-			params[[]string{"issued_after", "issued_before"}[i]] = v
 		}
+		req.Filter.IssuedAfter, req.Filter.IssuedBefore = f.between[0], f.between[1]
 	}
-	certs, _, err := fetchList(cmd.Context(), c.Certificates, params, 1000, true,
-		func(p api.CertificateList) ([]api.Certificate, string) { return p.Certificates, p.NextCursor })
+	res, err := c.BulkRevoke(cmd.Context(), req)
 	if err != nil {
 		return err
 	}
 	out := cmd.OutOrStdout()
-	if f.dryRun {
-		fmt.Fprintf(out, "%d certificate(s) would be revoked (dry run)\n", len(certs))
+	if res.DryRun {
+		fmt.Fprintf(out, "%d certificate(s) would be revoked (dry run)\n", res.Matched)
 		return nil
 	}
-	bar := progressbar.NewOptions(len(certs), progressbar.OptionSetWriter(cmd.ErrOrStderr()),
-		progressbar.OptionSetDescription("revoking"), progressbar.OptionShowCount(), progressbar.OptionShowIts(),
-		progressbar.OptionThrottle(100*time.Millisecond))
-	var revoked, already int
-	var failed []string
-	for _, cert := range certs {
-		req := api.RevokeRequest{Serial: cert.Serial, Reason: json.RawMessage(strconv.Itoa(reason)), InvalidityDate: invalidity}
-		_, err := c.Revoke(cmd.Context(), req)
-		switch {
-		case err == nil:
-			revoked++
-		case client.IsKind(err, ca.Conflict.String()):
-			already++ // e.g. a sibling revoked by a keyCompromise just before
-		default:
-			if cmd.Context().Err() != nil {
-				return cmd.Context().Err()
-			}
-			failed = append(failed, cert.Serial+": "+detail(err))
+	fmt.Fprintf(out, "revoked %d certificate(s); %d already revoked; %d failed\n", res.Revoked, res.AlreadyRevoked, res.Failed)
+	if res.Failed > 0 {
+		first := "?"
+		if len(res.Failures) > 0 {
+			first = res.Failures[0].Serial + ": " + res.Failures[0].Detail
 		}
-		_ = bar.Add(1)
-	}
-	_ = bar.Finish()
-	fmt.Fprintln(cmd.ErrOrStderr())
-	fmt.Fprintf(out, "revoked %d certificate(s); %d already revoked; %d failed\n", revoked, already, len(failed))
-	if len(failed) > 0 {
-		return fmt.Errorf("%d revocation(s) failed; first: %s", len(failed), failed[0])
+		return fmt.Errorf("%d revocation(s) failed; first: %s", res.Failed, first)
 	}
 	return nil
 }
