@@ -2,6 +2,7 @@ package api
 
 import (
 	"bufio"
+	"context"
 	"encoding/base64"
 	"encoding/csv"
 	"encoding/json"
@@ -312,4 +313,32 @@ func (e *exportWriter) Flush() error {
 		return err
 	}
 	return nil
+}
+
+// CertExportSource is what an Exporter scans; ca.Authority implements it.
+type CertExportSource interface {
+	Now() time.Time
+	ScanCertificates(ctx context.Context, f store.CertFilter, fn func(store.CertRecord) error) error
+}
+
+// Exporter writes certificate exports for a surface other than /v1 (the
+// auditor web page: it implements ui.CertExporter) with the same bytes as
+// GET /v1/certificates/export, so that a CSV downloaded from the page and
+// one from `sigil cert export` read alike.
+type Exporter struct{ src CertExportSource }
+
+// NewExporter returns an Exporter over src.
+func NewExporter(src CertExportSource) Exporter { return Exporter{src: src} }
+
+// ExportCertificates writes every certificate f selects to w in format
+// "csv" or "ndjson", status computed at f.Now (the source's time if zero).
+// Like WriteCertExport it writes nothing before the scan's first row, so a
+// refused filter is still an error the caller can show.
+func (e Exporter) ExportCertificates(ctx context.Context, w io.Writer, f store.CertFilter, format string) error {
+	if f.Now.IsZero() {
+		f.Now = e.src.Now()
+	}
+	return WriteCertExport(w, format, func(fn func(store.CertRecord) error) error {
+		return e.src.ScanCertificates(ctx, f, fn)
+	}, f.Now)
 }

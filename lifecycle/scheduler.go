@@ -16,6 +16,7 @@ import (
 	"github.com/go-co-op/gocron/v2"
 	"github.com/jonboulle/clockwork"
 
+	"github.com/sigil-ca/sigil/ca"
 	"github.com/sigil-ca/sigil/ca/audit"
 	"github.com/sigil-ca/sigil/store"
 )
@@ -26,6 +27,12 @@ var (
 	ErrRunning    = errors.New("job is already running")
 	ErrDisabled   = errors.New("job is disabled")
 )
+
+// jobError is a refusal of Trigger: a ca error of kind k whose detail is
+// what the caller sees, wrapping the sentinel.
+func jobError(k ca.Kind, sentinel error, detail string) error {
+	return &ca.Error{Kind: k, Detail: detail, Err: sentinel}
+}
 
 // Result is what a run did.
 type Result struct {
@@ -197,18 +204,21 @@ func (s *Scheduler) Stop() error {
 }
 
 // Trigger runs the job name now, in the background, unless it is running
-// (ErrRunning: overlapping triggers run once), disabled or unknown.
+// (ErrRunning: overlapping triggers run once), disabled or unknown. Those
+// refusals are *ca.Error, as /v1/jobs shows them: an unknown job is
+// ca.NotFound, a running or disabled one ca.Conflict; errors.Is still finds
+// the sentinel.
 func (s *Scheduler) Trigger(name, actor string) error {
 	j := s.jobs[name]
 	switch {
 	case j == nil:
-		return fmt.Errorf("%w: %q", ErrUnknownJob, name)
+		return jobError(ca.NotFound, ErrUnknownJob, fmt.Sprintf("%s: %q", ErrUnknownJob, name))
 	case j.Disabled:
-		return fmt.Errorf("%s: %w", name, ErrDisabled)
+		return jobError(ca.Conflict, ErrDisabled, fmt.Sprintf("%s: %s", name, ErrDisabled))
 	case s.gs == nil:
 		return errors.New("lifecycle: not started")
 	case !j.running.TryLock():
-		return fmt.Errorf("%s: %w", name, ErrRunning)
+		return jobError(ca.Conflict, ErrRunning, fmt.Sprintf("%s: %s", name, ErrRunning))
 	}
 	s.goRunLocked(j, "manual:"+actor)
 	return nil

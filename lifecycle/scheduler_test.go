@@ -12,6 +12,7 @@ import (
 
 	"github.com/jonboulle/clockwork"
 
+	"github.com/sigil-ca/sigil/ca"
 	"github.com/sigil-ca/sigil/internal/testclock"
 	"github.com/sigil-ca/sigil/store"
 )
@@ -187,6 +188,9 @@ func TestMissedRunsAtStart(t *testing.T) {
 	if crl.runs.Load() != 0 || never.runs.Load() != 0 {
 		t.Errorf("crl-publish ran %d times, kek-rotate (disabled) %d: neither was due", crl.runs.Load(), never.runs.Load())
 	}
+	if err := s.Trigger("kek-rotate", "token:admin"); !errors.Is(err, ErrDisabled) || ca.KindOf(err) != ca.Conflict {
+		t.Errorf("trigger of a disabled job: %v, want ErrDisabled, a Conflict", err)
+	}
 }
 
 // TestOverlappingTriggersRunOnce: while a run is going, a manual trigger is
@@ -208,8 +212,8 @@ func TestOverlappingTriggersRunOnce(t *testing.T) {
 	for c.runs.Load() == 0 {
 		time.Sleep(time.Millisecond) // the run's goroutine starting, not the clock
 	}
-	if err := s.Trigger("managed-renew", "token:admin"); !errors.Is(err, ErrRunning) {
-		t.Errorf("second trigger: %v, want ErrRunning", err)
+	if err := s.Trigger("managed-renew", "token:admin"); !errors.Is(err, ErrRunning) || ca.KindOf(err) != ca.Conflict {
+		t.Errorf("second trigger: %v, want ErrRunning, a Conflict", err)
 	}
 	waitForTimers(t, clk)
 	clk.Advance(time.Minute) // the scheduled tick finds it running
@@ -231,7 +235,7 @@ func TestOverlappingTriggersRunOnce(t *testing.T) {
 		t.Errorf("job.triggered events %+v (%v), want one by token:admin", evs, err)
 	}
 	for _, bad := range []string{"nope"} {
-		if err := s.Trigger(bad, "x"); !errors.Is(err, ErrUnknownJob) {
+		if err := s.Trigger(bad, "x"); !errors.Is(err, ErrUnknownJob) || ca.KindOf(err) != ca.NotFound {
 			t.Errorf("Trigger(%q) = %v", bad, err)
 		}
 	}

@@ -1,6 +1,8 @@
 // Package revocation publishes revocation status to relying parties: CRLs
 // (RFC 5280 §5) and the OCSP responder (RFC 6960, RFC 5019), served on the
-// plain HTTP listener.
+// plain HTTP listener, with that listener's other handlers: /roots.pem
+// (RootsHandler) and the issuer certificates AIA points to, /issuer/{id}.crt
+// (IssuerHandler).
 //
 // It imports ca and store only, never acme or lifecycle. It signs only
 // through ca (ca.Authority.CRLSignature for CRLs, ca.OCSPSigner for OCSP

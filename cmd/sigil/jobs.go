@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"maps"
 	"slices"
@@ -224,14 +223,8 @@ func (j jobsAPI) TriggerJob(_ context.Context, name, actor string) error {
 	if err != nil {
 		return err
 	}
-	err = sched.Trigger(name, actor)
-	switch {
-	case errors.Is(err, lifecycle.ErrUnknownJob):
-		return &ca.Error{Kind: ca.NotFound, Detail: err.Error()}
-	case errors.Is(err, lifecycle.ErrRunning), errors.Is(err, lifecycle.ErrDisabled):
-		return &ca.Error{Kind: ca.Conflict, Detail: err.Error()}
-	}
-	return err
+	// Trigger's refusals are already ca errors (NotFound, Conflict).
+	return sched.Trigger(name, actor)
 }
 
 func jobsCmd() *cobra.Command {

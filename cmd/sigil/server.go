@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -192,19 +191,14 @@ func startServer(ctx context.Context, cfg *Config, passphrase []byte, log *slog.
 		return nil, fmt.Errorf("api: %w", err)
 	}
 
-	rootsPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: s.auth.Root().Cert.Raw})
-	roots := func(w http.ResponseWriter, _ *http.Request) {
-		w.Header().Set("Content-Type", "application/pem-certificate-chain")
-		w.Header().Set("Cache-Control", "max-age=3600")
-		_, _ = w.Write(rootsPEM)
-	}
+	roots := revocation.RootsHandler(s.auth.Root().Cert)
 	secure.Handle("/v1/", apiHandler.Handler())
 	uiHandler, err := newUI(st, s.auth, jobsAPI{s}, clk, log)
 	if err != nil {
 		return nil, err
 	}
 	secure.Handle("/ui/", uiHandler.Handler())
-	secure.HandleFunc("GET /roots.pem", roots)
+	secure.Handle("GET /roots.pem", roots)
 	secure.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		_, _ = w.Write([]byte(`{"status":"ok"}` + "\n"))
@@ -212,20 +206,8 @@ func startServer(ctx context.Context, cfg *Config, passphrase []byte, log *slog.
 	secure.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 
 	plain := http.NewServeMux()
-	plain.HandleFunc("GET /roots.pem", roots)
-	// Every recorded issuer, whatever its state: a certificate of an
-	// intermediate rotated out still names it in its AIA.
-	plain.HandleFunc("GET /issuer/{file}", func(w http.ResponseWriter, r *http.Request) {
-		iss, found := s.auth.IssuerByID(strings.TrimSuffix(r.PathValue("file"), ".crt"))
-		if !found {
-			http.NotFound(w, r)
-			return
-		}
-		der := iss.Cert.Raw
-		w.Header().Set("Content-Type", "application/pkix-cert")
-		w.Header().Set("Cache-Control", "max-age=86400")
-		_, _ = w.Write(der)
-	})
+	plain.Handle("GET /roots.pem", roots)
+	plain.Handle("GET /issuer/{file}", revocation.IssuerHandler(s.auth))
 	if err := s.startCRL(ctx, plain, st, clk, reg); err != nil {
 		return nil, err
 	}
@@ -319,7 +301,7 @@ func newUI(st *store.SQLite, auth *ca.Authority, jobs ui.Jobs, clk clockwork.Clo
 		// checkpoint keys must be certified by this CA's root.
 		VerifyAudit: func(ctx context.Context) (ca.AuditReport, error) { return ca.VerifyAudit(ctx, st, root) },
 		Log:         uiLog{auth: auth, st: st, root: root},
-		Export:      uiExport{auth: auth},
+		Export:      api.NewExporter(auth),
 	}, auth)
 	if err != nil {
 		return nil, fmt.Errorf("auditor web page: %w", err)
