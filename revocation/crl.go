@@ -57,14 +57,11 @@ type CRLStore interface {
 type CRLConfig struct {
 	// Validity is nextUpdate - thisUpdate (default 24h).
 	Validity time.Duration
-	// Refresh is how often every CRL is regenerated (default 1h); it must be
-	// shorter than Validity so that a CRL is replaced before it goes stale.
+	// Refresh is how often the caller regenerates every CRL (default 1h):
+	// the lifecycle job crl-publish calls Publish, the publisher itself
+	// only regenerates after revocations. It must be shorter than Validity
+	// so that a CRL is replaced before it goes stale.
 	Refresh time.Duration
-	// Scheduled leaves the periodic regeneration to the caller (the
-	// lifecycle job crl-publish calls Publish): the publisher then only
-	// regenerates after revocations, and Start publishes only the CRLs
-	// that are missing or expired (crl-publish replaces stale ones).
-	Scheduled bool
 	// Debounce is how long after a revocation the affected CRL is
 	// regenerated, gathering the revocations that follow (default 2s).
 	Debounce time.Duration
@@ -114,7 +111,7 @@ type published struct {
 
 // NewPublisher checks cfg and returns a publisher for auth's intermediates.
 // It listens for revocations at once; Start loads the stored CRLs and
-// begins the schedule.
+// begins regenerating after revocations.
 func NewPublisher(cfg CRLConfig, auth CRLAuthority, st CRLStore) (*Publisher, error) {
 	if cfg.Clock == nil {
 		return nil, errors.New("crl publisher: config has no clock")
@@ -220,9 +217,10 @@ func (p *Publisher) sync(ctx context.Context) ([]ca.Issuer, error) {
 }
 
 // Start loads the stored CRLs, so that they are served at once, publishes
-// those that are missing or older than one refresh interval, and then
-// regenerates every CRL each Refresh and, after Debounce, those a
-// revocation changed. Stop ends it.
+// those that are missing or expired, and then regenerates, after Debounce,
+// those a revocation changed. The periodic regeneration of every CRL is the
+// caller's (Publish, the crl-publish job), which replaces stale ones. Stop
+// ends it.
 func (p *Publisher) Start(ctx context.Context) error {
 	serving, err := p.sync(ctx)
 	if err != nil {
@@ -231,10 +229,10 @@ func (p *Publisher) Start(ctx context.Context) error {
 	now := p.clk.Now()
 	for _, iss := range serving {
 		for _, shard := range p.shards(iss.ID) {
-			// A stale but unexpired CRL is served until it is replaced: by the
-			// loop below, or, when scheduled, by crl-publish, which runs at start
-			// if it fell due (so the CRLs are not generated twice).
-			if c, ok := p.Current(iss.ID, shard); ok && now.Before(c.NextUpdate) && (p.cfg.Scheduled || now.Sub(c.ThisUpdate) < p.cfg.Refresh) {
+			// A stale but unexpired CRL is served until crl-publish replaces
+			// it, which runs at start if it fell due (so the CRLs are not
+			// generated twice).
+			if c, ok := p.Current(iss.ID, shard); ok && now.Before(c.NextUpdate) {
 				continue
 			}
 			if _, err := p.PublishShard(ctx, iss.ID, shard); err != nil {
@@ -249,7 +247,7 @@ func (p *Publisher) Start(ctx context.Context) error {
 	return nil
 }
 
-// Stop ends the schedule started by Start and waits for a generation in
+// Stop ends the regeneration after revocations started by Start and waits for a generation in
 // progress to finish or give up.
 func (p *Publisher) Stop() {
 	if p.cancel == nil {
@@ -262,12 +260,6 @@ func (p *Publisher) Stop() {
 
 func (p *Publisher) run(ctx context.Context) {
 	defer close(p.done)
-	var tick <-chan time.Time
-	if !p.cfg.Scheduled {
-		ticker := p.clk.NewTicker(p.cfg.Refresh)
-		defer ticker.Stop()
-		tick = ticker.Chan()
-	}
 	var debounce clockwork.Timer
 	var fire <-chan time.Time
 	defer func() {
@@ -279,10 +271,6 @@ func (p *Publisher) run(ctx context.Context) {
 		select {
 		case <-ctx.Done():
 			return
-		case <-tick:
-			if _, err := p.Publish(ctx); err != nil {
-				p.log.ErrorContext(ctx, "scheduled CRL generation", "error", err)
-			}
 		case <-p.changed:
 			// The first revocation starts the timer; later ones ride along,
 			// so a CRL follows a burst within Debounce of its start.
@@ -304,7 +292,7 @@ func (p *Publisher) run(ctx context.Context) {
 			for id, shards := range dirty {
 				for _, shard := range shards {
 					if _, err := p.PublishShard(ctx, id, shard); err != nil {
-						// The next tick regenerates every CRL.
+						// The next Publish (crl-publish) regenerates every CRL.
 						p.log.ErrorContext(ctx, "CRL generation after revocation", "issuer", id, "shard", shard, "error", err)
 					}
 				}

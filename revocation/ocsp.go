@@ -99,13 +99,8 @@ type OCSPConfig struct {
 	// MaxNonceSources bounds the clients tracked at once (default 10000);
 	// beyond it new clients get the pre-signed response until some idle.
 	MaxNonceSources int
-	// Scheduled leaves the periodic refresh to the caller (the lifecycle
-	// jobs ocsp-refresh and ocsp-responder-rotate call Refresh and
-	// RotateIfDue at least every RefreshInterval); the responder then runs
-	// no refresh loop of its own.
-	Scheduled bool
-	Clock     clockwork.Clock
-	Logger    *slog.Logger
+	Clock           clockwork.Clock
+	Logger          *slog.Logger
 	// Registerer receives the metrics (nil: unregistered).
 	Registerer prometheus.Registerer
 }
@@ -177,7 +172,7 @@ type Responder struct {
 	idx    atomic.Pointer[issuerIndex]
 	syncMu sync.Mutex // one change of the issuer set at a time
 
-	refreshMu sync.Mutex // one Refresh at a time: the loop's and a caller's
+	refreshMu sync.Mutex // one Refresh at a time: the jobs', an issuer change's
 
 	persistCh chan []store.OCSPResponse
 	stop      chan struct{}
@@ -258,9 +253,11 @@ func newIssuerState(is ca.Issuer) (*issuerState, error) {
 // Start gets a signer for every served issuer (the recorded responder
 // certificate if it is not due for renewal, so restarts do not pile up
 // responder keys), loads the stored responses, signs those missing or due
-// for every unexpired certificate, subscribes to revocations and starts the
-// refresh loop. It returns once every unexpired certificate has a response
-// in memory.
+// for every unexpired certificate, and subscribes to revocations and issuer
+// changes. It returns once every unexpired certificate has a response in
+// memory. The periodic work is the caller's: the lifecycle jobs ocsp-refresh
+// and ocsp-responder-rotate call Refresh and RotateIfDue at least every
+// RefreshInterval; the responder runs no schedule of its own.
 func (r *Responder) Start(ctx context.Context) error {
 	if err := r.sync(ctx); err != nil {
 		return err
@@ -271,10 +268,6 @@ func (r *Responder) Start(ctx context.Context) error {
 	go r.persistLoop()
 	if _, err := r.Refresh(ctx); err != nil {
 		return err
-	}
-	if !r.cfg.Scheduled {
-		r.done.Add(1)
-		go r.refreshLoop()
 	}
 	return nil
 }
@@ -309,7 +302,7 @@ func (r *Responder) RotateIfDue(ctx context.Context) (bool, error) {
 	return true, nil
 }
 
-// Close stops the refresh loop and waits for pending store writes.
+// Close stops the store writer and waits for pending store writes.
 func (r *Responder) Close() {
 	r.closeOnce.Do(func() {
 		close(r.stop)
@@ -571,26 +564,10 @@ func checkStored(resp *ocsp.Response, o store.OCSPResponse, h hashIndex, now tim
 	return ""
 }
 
-// refreshInterval is how often the loop checks for responses and responder
+// refreshInterval is how often the jobs must check for responses and responder
 // certificates due for renewal.
 func (r *Responder) refreshInterval() time.Duration {
 	return max(r.cfg.Validity/8, time.Minute)
-}
-
-func (r *Responder) refreshLoop() {
-	defer r.done.Done()
-	t := r.clk.NewTicker(r.refreshInterval())
-	defer t.Stop()
-	for {
-		select {
-		case <-r.stop:
-			return
-		case <-t.Chan():
-			if _, err := r.Refresh(context.Background()); err != nil {
-				r.log.Error("ocsp refresh", "error", err)
-			}
-		}
-	}
 }
 
 // Refresh first takes up the issuers an intermediate rotation added and

@@ -69,7 +69,7 @@ func (c *CRLConfig) validate() []error {
 // mounts both on the plain listener's mux. The server stops them on shutdown.
 func (s *server) startCRL(ctx context.Context, plain *http.ServeMux, st *store.SQLite, clk clockwork.Clock, reg prometheus.Registerer) error {
 	pub, err := revocation.NewPublisher(revocation.CRLConfig{Validity: time.Duration(s.cfg.CRL.Validity),
-		Refresh: time.Duration(s.cfg.CRL.Refresh), Scheduled: true, Clock: clk, Logger: s.log, Metrics: revocation.NewCRLMetrics(reg)}, s.auth, st)
+		Refresh: time.Duration(s.cfg.CRL.Refresh), Clock: clk, Logger: s.log, Metrics: revocation.NewCRLMetrics(reg)}, s.auth, st)
 	if err != nil {
 		return fmt.Errorf("crl: %w", err)
 	}

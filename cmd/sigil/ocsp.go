@@ -25,7 +25,7 @@ func startOCSP(ctx context.Context, cfg OCSPConfig, auth *ca.Authority, st *stor
 		Validity: time.Duration(cfg.Validity), ResponderValidity: time.Duration(cfg.ResponderValidity),
 		SignWithIssuer: cfg.SignWithIssuer, Nonce: cfg.Nonce, NoncesPerSecond: cfg.NonceRate,
 		NoncesPerSourcePerSecond: cfg.NonceRatePerSource, NonceCPUShare: cfg.NonceCPUShare,
-		Scheduled: true, Clock: clk, Logger: log, Registerer: reg,
+		Clock: clk, Logger: log, Registerer: reg,
 	}, auth, st)
 	if err != nil {
 		return nil, nil, fmt.Errorf("ocsp: %w", err)
