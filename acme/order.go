@@ -55,12 +55,14 @@ type Challenger interface {
 
 // Lifetimes of pending objects (RFC 8555 §7.1.3, §7.1.4).
 const (
-	orderLifetime = 7 * 24 * time.Hour
-	authzLifetime = 7 * 24 * time.Hour
-	// defaultAuthzReuse is how long a proven authorization may be reused.
-	defaultAuthzReuse = 30 * 24 * time.Hour
-	maxIdentifiers    = 100
+	orderLifetime  = 7 * 24 * time.Hour
+	authzLifetime  = 7 * 24 * time.Hour
+	maxIdentifiers = 100
 )
+
+// DefaultAuthzReuse is how long a proven authorization is reused when
+// Config.AuthzReuse is unset.
+const DefaultAuthzReuse = 30 * 24 * time.Hour
 
 type orderView struct {
 	Status         string           `json:"status"`

@@ -180,7 +180,7 @@ func New(cfg Config, st Store, authority Authority, challenger Challenger, nonce
 		cfg.ValidationRetries = 2
 	}
 	if cfg.AuthzReuse == 0 {
-		cfg.AuthzReuse = defaultAuthzReuse
+		cfg.AuthzReuse = DefaultAuthzReuse
 	}
 	switch cfg.CAA {
 	case "":

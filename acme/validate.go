@@ -93,17 +93,24 @@ type Validator struct {
 
 var _ Challenger = (*Validator)(nil)
 
+// WithDefaults returns c with every unset (zero) field at its default, as
+// NewValidator uses it; callers that show the defaults read them here.
+func (c ValidationConfig) WithDefaults() ValidationConfig {
+	if c.HTTPPort == 0 {
+		c.HTTPPort = defaultHTTPPort
+	}
+	if c.TLSPort == 0 {
+		c.TLSPort = defaultTLSPort
+	}
+	if c.Timeout == 0 {
+		c.Timeout = defaultValidationTimeout
+	}
+	return c
+}
+
 // NewValidator checks cfg, fills in its defaults and returns a Validator.
 func NewValidator(cfg ValidationConfig) (*Validator, error) {
-	if cfg.HTTPPort == 0 {
-		cfg.HTTPPort = defaultHTTPPort
-	}
-	if cfg.TLSPort == 0 {
-		cfg.TLSPort = defaultTLSPort
-	}
-	if cfg.Timeout == 0 {
-		cfg.Timeout = defaultValidationTimeout
-	}
+	cfg = cfg.WithDefaults()
 	if !validPort(cfg.HTTPPort) {
 		return nil, fmt.Errorf("acme validation: http port %d out of range", cfg.HTTPPort)
 	}

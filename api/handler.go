@@ -55,14 +55,21 @@ type API struct {
 	clk     clockwork.Clock
 }
 
+// WithDefaults returns c with every unset field at its default, as New
+// uses it; callers that show the defaults read them here.
+func (c Config) WithDefaults() Config {
+	if c.MaxBodyBytes <= 0 {
+		c.MaxBodyBytes = 256 << 10
+	}
+	return c
+}
+
 // New checks cfg and returns the API.
 func New(cfg Config, a Authority) (*API, error) {
 	if a == nil || cfg.Logger == nil || cfg.Clock == nil {
 		return nil, errors.New("api: authority, logger and clock are required")
 	}
-	if cfg.MaxBodyBytes <= 0 {
-		cfg.MaxBodyBytes = 256 << 10
-	}
+	cfg = cfg.WithDefaults()
 	return &API{gate: a, issuer: a, renewal: a, auditor: a, admin: a, tlog: a, cfg: cfg, log: cfg.Logger, clk: cfg.Clock}, nil
 }
 

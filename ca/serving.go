@@ -33,11 +33,16 @@ type ServingCert struct {
 // servingProfile is built in: it is not selectable through the API.
 const servingProfile = "sigil-serving"
 
+// DefaultServingValidity is the serving certificate's lifetime when
+// NewServingCert is given none.
+const DefaultServingValidity = 7 * 24 * time.Hour
+
 // NewServingCert issues the first serving certificate for names (DNS names
-// or IP addresses).
+// or IP addresses), valid for validity (DefaultServingValidity if not
+// positive).
 func (a *Authority) NewServingCert(ctx context.Context, names []string, validity time.Duration) (*ServingCert, error) {
 	if validity <= 0 {
-		validity = 7 * 24 * time.Hour
+		validity = DefaultServingValidity
 	}
 	s := &ServingCert{a: a, names: names, validity: validity}
 	if err := s.renew(ctx); err != nil {

@@ -126,6 +126,32 @@ type Notifier struct {
 	failed    prometheus.Counter
 }
 
+// DefaultWebhookTimeout bounds one webhook POST attempt unless the caller's
+// Client says otherwise.
+const DefaultWebhookTimeout = 10 * time.Second
+
+// WithDefaults returns c with every unset field at its default, as
+// NewNotifier uses it (but for Client, which NewNotifier makes with
+// DefaultWebhookTimeout); callers that show the defaults read them here.
+func (c NotifyConfig) WithDefaults() NotifyConfig {
+	if len(c.Thresholds) == 0 {
+		c.Thresholds = DefaultThresholds()
+	}
+	if c.BatchSize <= 0 {
+		c.BatchSize = 100
+	}
+	if c.Attempts <= 0 {
+		c.Attempts = 5
+	}
+	if c.InitialBackoff <= 0 {
+		c.InitialBackoff = time.Second
+	}
+	if c.MaxBackoff < c.InitialBackoff {
+		c.MaxBackoff = max(30*time.Second, c.InitialBackoff)
+	}
+	return c
+}
+
 // NewNotifier checks cfg and returns the job.
 func NewNotifier(cfg NotifyConfig, auth NotifyAuthority, st NotifyStore) (*Notifier, error) {
 	if cfg.Clock == nil || cfg.Logger == nil || auth == nil || st == nil {
@@ -140,29 +166,15 @@ func NewNotifier(cfg NotifyConfig, auth NotifyAuthority, st NotifyStore) (*Notif
 			return nil, errors.New("expiry notices: a webhook needs a signing secret of at least 16 bytes")
 		}
 	}
-	if len(cfg.Thresholds) == 0 {
-		cfg.Thresholds = DefaultThresholds()
-	}
+	cfg = cfg.WithDefaults()
 	cfg.Thresholds = slices.Clone(cfg.Thresholds)
 	slices.Sort(cfg.Thresholds)
 	slices.Reverse(cfg.Thresholds) // largest first
 	if cfg.Thresholds[len(cfg.Thresholds)-1] <= 0 || len(slices.Compact(slices.Clone(cfg.Thresholds))) != len(cfg.Thresholds) {
 		return nil, errors.New("expiry notices: thresholds must be positive and distinct")
 	}
-	if cfg.BatchSize <= 0 {
-		cfg.BatchSize = 100
-	}
-	if cfg.Attempts <= 0 {
-		cfg.Attempts = 5
-	}
-	if cfg.InitialBackoff <= 0 {
-		cfg.InitialBackoff = time.Second
-	}
-	if cfg.MaxBackoff < cfg.InitialBackoff {
-		cfg.MaxBackoff = max(30*time.Second, cfg.InitialBackoff)
-	}
 	if cfg.Client == nil {
-		cfg.Client = NewWebhookClient(10*time.Second, nil)
+		cfg.Client = NewWebhookClient(DefaultWebhookTimeout, nil)
 	}
 	n := &Notifier{cfg: cfg, auth: auth, st: st,
 		certGauge: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "sigil_certificates_expiring",

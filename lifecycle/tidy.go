@@ -29,6 +29,18 @@ type TidyConfig struct {
 	Logger *slog.Logger
 }
 
+// WithDefaults returns c with every unset field at its default, as
+// NewTidier uses it; callers that show the defaults read them here.
+func (c TidyConfig) WithDefaults() TidyConfig {
+	if c.Retention == 0 {
+		c.Retention = DefaultRetention
+	}
+	if c.Batch <= 0 {
+		c.Batch = 1000
+	}
+	return c
+}
+
 // TidyAuthority is what tidy asks of ca: certificates are ca's.
 type TidyAuthority interface {
 	ArchiveExpired(ctx context.Context, expiredBefore time.Time, batch int) (int64, error)
@@ -75,14 +87,9 @@ func NewTidier(cfg TidyConfig, auth TidyAuthority, st TidyStore) (*Tidier, error
 	if cfg.Clock == nil || cfg.Logger == nil || auth == nil || st == nil {
 		return nil, errors.New("tidy: clock, logger, authority and store are required")
 	}
-	if cfg.Retention == 0 {
-		cfg.Retention = DefaultRetention
-	}
+	cfg = cfg.WithDefaults()
 	if cfg.Retention < 24*time.Hour {
 		return nil, fmt.Errorf("tidy: retention %s is under a day", cfg.Retention)
-	}
-	if cfg.Batch <= 0 {
-		cfg.Batch = 1000
 	}
 	return &Tidier{cfg: cfg, auth: auth, st: st}, nil
 }

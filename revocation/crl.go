@@ -70,6 +70,21 @@ type CRLConfig struct {
 	Metrics  *CRLMetrics // optional
 }
 
+// WithDefaults returns c with every unset (zero) field at its default, as
+// NewPublisher uses it; callers that show the defaults read them here.
+func (c CRLConfig) WithDefaults() CRLConfig {
+	if c.Validity == 0 {
+		c.Validity = 24 * time.Hour
+	}
+	if c.Refresh == 0 {
+		c.Refresh = time.Hour
+	}
+	if c.Debounce == 0 {
+		c.Debounce = 2 * time.Second
+	}
+	return c
+}
+
 // Publisher generates, stores and serves the CRLs of every intermediate the
 // CA serves (the active one, and those retired by a rotation until their
 // last certificate expires): one whole CRL (shard 0) per issuer and, when
@@ -119,15 +134,7 @@ func NewPublisher(cfg CRLConfig, auth CRLAuthority, st CRLStore) (*Publisher, er
 	if cfg.Logger == nil {
 		return nil, errors.New("crl publisher: config has no logger")
 	}
-	if cfg.Validity == 0 {
-		cfg.Validity = 24 * time.Hour
-	}
-	if cfg.Refresh == 0 {
-		cfg.Refresh = time.Hour
-	}
-	if cfg.Debounce == 0 {
-		cfg.Debounce = 2 * time.Second
-	}
+	cfg = cfg.WithDefaults()
 	if cfg.Validity < time.Minute || cfg.Refresh < time.Second || cfg.Debounce < 0 {
 		return nil, fmt.Errorf("crl publisher: validity %s (at least 1m), refresh %s (at least 1s) or debounce %s out of range",
 			cfg.Validity, cfg.Refresh, cfg.Debounce)

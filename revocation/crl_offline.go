@@ -85,6 +85,18 @@ const (
 // seen without flooding the log at every reload.
 const warnEvery = 24 * time.Hour
 
+// WithDefaults returns c with every unset (zero) field at its default, as
+// NewOfflineCRLs uses it; callers that show the defaults read them here.
+func (c OfflineConfig) WithDefaults() OfflineConfig {
+	if c.Reload == 0 {
+		c.Reload = time.Minute
+	}
+	if c.Warn == 0 {
+		c.Warn = 30 * 24 * time.Hour
+	}
+	return c
+}
+
 // NewOfflineCRLs checks cfg and returns a server for the CRLs of
 // cfg.Issuers; Start loads them.
 func NewOfflineCRLs(cfg OfflineConfig, st OfflineStore) (*OfflineCRLs, error) {
@@ -94,12 +106,7 @@ func NewOfflineCRLs(cfg OfflineConfig, st OfflineStore) (*OfflineCRLs, error) {
 	if cfg.Logger == nil {
 		return nil, errors.New("offline crls: config has no logger")
 	}
-	if cfg.Reload == 0 {
-		cfg.Reload = time.Minute
-	}
-	if cfg.Warn == 0 {
-		cfg.Warn = 30 * 24 * time.Hour
-	}
+	cfg = cfg.WithDefaults()
 	if cfg.Reload < time.Second || cfg.Warn < 0 {
 		return nil, fmt.Errorf("offline crls: reload %s (at least 1s) or warn %s out of range", cfg.Reload, cfg.Warn)
 	}

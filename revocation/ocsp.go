@@ -100,6 +100,41 @@ type OCSPConfig struct {
 	Registerer prometheus.Registerer
 }
 
+// WithDefaults returns c with every unset field at its default, as
+// NewResponder uses it: the defaults live here, and a caller that shows
+// them (sigil init's sigil.yaml) reads them from here. A zero duration is
+// unset; so is a count or rate of zero or less.
+func (c OCSPConfig) WithDefaults() OCSPConfig {
+	if c.Validity == 0 {
+		c.Validity = 24 * time.Hour
+	}
+	if c.ResponderValidity == 0 {
+		c.ResponderValidity = 72 * time.Hour
+	}
+	if c.MaxRequestBytes <= 0 {
+		c.MaxRequestBytes = 10 << 10
+	}
+	if c.MissesPerSecond <= 0 {
+		c.MissesPerSecond = 50
+	}
+	if c.MaxUnknown <= 0 {
+		c.MaxUnknown = 10000
+	}
+	if c.NoncesPerSecond <= 0 {
+		c.NoncesPerSecond = 200
+	}
+	if c.NoncesPerSourcePerSecond <= 0 {
+		c.NoncesPerSourcePerSecond = 5
+	}
+	if c.NonceCPUShare <= 0 {
+		c.NonceCPUShare = 0.1
+	}
+	if c.MaxNonceSources <= 0 {
+		c.MaxNonceSources = 10000
+	}
+	return c
+}
+
 // unknownValidity is the nextUpdate of "unknown" answers: short, since they
 // are signed on the fly and never stored.
 const unknownValidity = time.Hour
@@ -184,38 +219,12 @@ func NewResponder(cfg OCSPConfig, auth OCSPAuthority, st OCSPStore) (*Responder,
 	if cfg.Logger == nil {
 		return nil, errors.New("ocsp: config has no logger")
 	}
-	if cfg.Validity == 0 {
-		cfg.Validity = 24 * time.Hour
-	}
-	if cfg.ResponderValidity == 0 {
-		cfg.ResponderValidity = 72 * time.Hour
-	}
+	cfg = cfg.WithDefaults()
 	if cfg.Validity < time.Minute {
 		return nil, fmt.Errorf("ocsp: validity %s is under a minute", cfg.Validity)
 	}
 	if !cfg.SignWithIssuer && cfg.ResponderValidity < 2*cfg.Validity {
 		return nil, fmt.Errorf("ocsp: responder validity %s is under twice the response validity %s", cfg.ResponderValidity, cfg.Validity)
-	}
-	if cfg.MaxRequestBytes <= 0 {
-		cfg.MaxRequestBytes = 10 << 10
-	}
-	if cfg.MissesPerSecond <= 0 {
-		cfg.MissesPerSecond = 50
-	}
-	if cfg.MaxUnknown <= 0 {
-		cfg.MaxUnknown = 10000
-	}
-	if cfg.NoncesPerSecond <= 0 {
-		cfg.NoncesPerSecond = 200
-	}
-	if cfg.NoncesPerSourcePerSecond <= 0 {
-		cfg.NoncesPerSourcePerSecond = 5
-	}
-	if cfg.NonceCPUShare <= 0 {
-		cfg.NonceCPUShare = 0.1
-	}
-	if cfg.MaxNonceSources <= 0 {
-		cfg.MaxNonceSources = 10000
 	}
 	r := &Responder{
 		cfg: cfg, auth: auth, st: st, clk: cfg.Clock, log: cfg.Logger,

@@ -22,6 +22,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/sigil-ca/sigil/acme"
+	"github.com/sigil-ca/sigil/api"
 	"github.com/sigil-ca/sigil/ca"
 )
 
@@ -190,7 +191,17 @@ type LogConfig struct {
 	Format string `yaml:"format"` // text or json
 }
 
-// applyDefaults fills every unset field; defaults live only here.
+// orDefault sets *v to def if it is unset (zero). The defaults of what a
+// package configures are that package's (its Config's WithDefaults); those
+// of what is cmd's own (listeners, logging) are set here.
+func orDefault[T comparable](v *T, def T) {
+	var zero T
+	if *v == zero {
+		*v = def
+	}
+}
+
+// applyDefaults fills every unset field.
 func (c *Config) applyDefaults() {
 	if c.Database == "" {
 		c.Database = "sigil.db"
@@ -201,18 +212,14 @@ func (c *Config) applyDefaults() {
 	if len(c.HTTPS.Names) == 0 {
 		c.HTTPS.Names = []string{"localhost", "127.0.0.1"}
 	}
-	if c.HTTPS.CertValidity == 0 {
-		c.HTTPS.CertValidity = ca.Duration(7 * 24 * time.Hour)
-	}
+	orDefault(&c.HTTPS.CertValidity, ca.Duration(ca.DefaultServingValidity))
 	if c.HTTP.Addr == "" {
 		c.HTTP.Addr = "127.0.0.1:8080"
 	}
 	if c.ExternalURL == "" {
 		c.ExternalURL = "http://" + c.HTTP.Addr
 	}
-	if c.Limits.MaxBodyBytes == 0 {
-		c.Limits.MaxBodyBytes = 256 << 10
-	}
+	orDefault(&c.Limits.MaxBodyBytes, api.Config{}.WithDefaults().MaxBodyBytes)
 	for _, d := range []struct {
 		v   *ca.Duration
 		def time.Duration
@@ -226,30 +233,13 @@ func (c *Config) applyDefaults() {
 			*d.v = ca.Duration(d.def)
 		}
 	}
-	if c.OCSP.Validity == 0 {
-		c.OCSP.Validity = ca.Duration(24 * time.Hour)
-	}
-	if c.OCSP.ResponderValidity == 0 {
-		c.OCSP.ResponderValidity = ca.Duration(72 * time.Hour)
-	}
-	if c.OCSP.NonceRate == 0 {
-		c.OCSP.NonceRate = 200
-	}
-	if c.OCSP.NonceRatePerSource == 0 {
-		c.OCSP.NonceRatePerSource = 5
-	}
-	if c.OCSP.NonceCPUShare == 0 {
-		c.OCSP.NonceCPUShare = 0.1
-	}
+	c.OCSP.applyDefaults()
 	if c.Log.Level == "" {
 		c.Log.Level = "info"
 	}
-	if c.ACME.HTTPPort == 0 {
-		c.ACME.HTTPPort = 80
-	}
-	if c.ACME.TLSPort == 0 {
-		c.ACME.TLSPort = 443
-	}
+	v := acme.ValidationConfig{}.WithDefaults()
+	orDefault(&c.ACME.HTTPPort, v.HTTPPort)
+	orDefault(&c.ACME.TLSPort, v.TLSPort)
 	if c.Log.Format == "" {
 		c.Log.Format = "text"
 	}
@@ -269,7 +259,7 @@ func (c *Config) applyDefaults() {
 		c.ACME.Enabled = &on
 	}
 	if c.ACME.AuthzReuse == nil {
-		d := ca.Duration(720 * time.Hour)
+		d := ca.Duration(acme.DefaultAuthzReuse)
 		c.ACME.AuthzReuse = &d
 	}
 	if c.ACME.CAAMaxAge == nil {

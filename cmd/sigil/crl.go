@@ -29,19 +29,13 @@ type CRLConfig struct {
 	RootWarn ca.Duration `yaml:"root_warn"`
 }
 
+// applyDefaults fills what is unset with revocation's defaults.
 func (c *CRLConfig) applyDefaults() {
-	if c.Validity == 0 {
-		c.Validity = ca.Duration(24 * time.Hour)
-	}
-	if c.Refresh == 0 {
-		c.Refresh = ca.Duration(time.Hour)
-	}
-	if c.RootReload == 0 {
-		c.RootReload = ca.Duration(time.Minute)
-	}
-	if c.RootWarn == 0 {
-		c.RootWarn = ca.Duration(30 * 24 * time.Hour)
-	}
+	pub, root := revocation.CRLConfig{}.WithDefaults(), revocation.OfflineConfig{}.WithDefaults()
+	orDefault(&c.Validity, ca.Duration(pub.Validity))
+	orDefault(&c.Refresh, ca.Duration(pub.Refresh))
+	orDefault(&c.RootReload, ca.Duration(root.Reload))
+	orDefault(&c.RootWarn, ca.Duration(root.Warn))
 }
 
 func (c *CRLConfig) validate() []error {

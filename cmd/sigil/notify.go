@@ -46,10 +46,9 @@ type NotifyConfig struct {
 // minWebhookSecret is the shortest signing secret accepted, in bytes.
 const minWebhookSecret = 16
 
+// applyDefaults fills what is unset with lifecycle's defaults.
 func (c *TidyConfig) applyDefaults() {
-	if c.Retention == 0 {
-		c.Retention = ca.Duration(lifecycle.DefaultRetention)
-	}
+	orDefault(&c.Retention, ca.Duration(lifecycle.TidyConfig{}.WithDefaults().Retention))
 }
 
 func (c *TidyConfig) validate() []error {
@@ -59,18 +58,16 @@ func (c *TidyConfig) validate() []error {
 	return nil
 }
 
+// applyDefaults fills what is unset with lifecycle's defaults.
 func (c *NotifyConfig) applyDefaults() {
+	d := lifecycle.NotifyConfig{}.WithDefaults()
 	if c.Thresholds == nil {
-		for _, t := range lifecycle.DefaultThresholds() {
+		for _, t := range d.Thresholds {
 			c.Thresholds = append(c.Thresholds, ca.Duration(t))
 		}
 	}
-	if c.Timeout == 0 {
-		c.Timeout = ca.Duration(10 * time.Second)
-	}
-	if c.BatchSize == 0 {
-		c.BatchSize = 100
-	}
+	orDefault(&c.Timeout, ca.Duration(lifecycle.DefaultWebhookTimeout))
+	orDefault(&c.BatchSize, d.BatchSize)
 }
 
 func (c *NotifyConfig) validate() []error {
