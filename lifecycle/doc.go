@@ -7,6 +7,10 @@
 // was down runs at the next start. The jobs' work itself is passed in as
 // Task functions; keys and certificates are touched only through ca.
 //
+// The intermediate-rotate job's work is here too (IntermediateRotateTask):
+// rotation at the configured point of the intermediate's life, then the
+// destruction of retired intermediates whose certificates have all expired.
+//
 // Two jobs live here whole: Tidier (tidy.go), which archives long-expired
 // certificates and purges dead protocol records without deleting anything
 // an auditor needs, and Notifier (notify.go, webhook.go), which posts

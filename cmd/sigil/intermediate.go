@@ -11,7 +11,6 @@ import (
 	"github.com/sigil-ca/sigil/api"
 	"github.com/sigil-ca/sigil/api/client"
 	"github.com/sigil-ca/sigil/ca"
-	"github.com/sigil-ca/sigil/lifecycle"
 )
 
 // IntermediateConfig is the intermediate: section of sigil.yaml (the
@@ -42,27 +41,6 @@ func (c *Config) destroyAfter() time.Duration {
 		return time.Duration(*d)
 	}
 	return time.Duration(c.CRL.Validity)
-}
-
-// intermediateRotateTask rotates the active intermediate at its rotation
-// point, and destroys the keys of retired ones whose certificates have all
-// expired (intermediate.destroy_after ago). Items: rotations plus
-// destructions.
-func (s *server) intermediateRotateTask() lifecycle.Task {
-	const actor = "system:intermediate-rotate"
-	return func(ctx context.Context) (lifecycle.Result, error) {
-		var res lifecycle.Result
-		rot, err := s.auth.RotateIntermediateIfDue(ctx, actor, s.cfg.Intermediate.RotateAt)
-		if err != nil {
-			return res, err
-		}
-		if rot != nil {
-			res.Items++
-		}
-		destroyed, err := s.auth.RetireIntermediates(ctx, actor, s.cfg.destroyAfter())
-		res.Items += int64(len(destroyed))
-		return res, err
-	}
 }
 
 func caRotateIntermediateCmd() *cobra.Command {

@@ -48,8 +48,8 @@ var jobDefaults = map[string]jobDefault{
 	"tidy":       {schedule: func(*Config) string { return "0 4 * * *" }, enabled: true},
 	// Rotates the active intermediate at intermediate.rotate_at of its
 	// life and destroys retired ones' keys once their certificates expired.
-	"intermediate-rotate": {schedule: func(*Config) string { return "every 1h" }, enabled: true},
-	"expiry-notify":       {schedule: func(*Config) string { return "every 1h" }, enabled: true},
+	lifecycle.IntermediateRotateJob: {schedule: func(*Config) string { return "every 1h" }, enabled: true},
+	"expiry-notify":                 {schedule: func(*Config) string { return "every 1h" }, enabled: true},
 	// Signs a transparency log tree head when the tree grew, or when the
 	// latest head is older than ca.TreeHeadMaxAge.
 	"log-sign": {schedule: func(*Config) string { return "every 10m" }, enabled: true},
@@ -135,9 +135,10 @@ func (s *server) startJobs(ctx context.Context, clk clockwork.Clock, reg prometh
 			_, n, err := s.auth.RotateKEK(ctx, "system:kek-rotate")
 			return lifecycle.Result{Items: int64(n)}, err
 		}},
-		"tidy":                {Task: tidy.Run},
-		"intermediate-rotate": {Task: s.intermediateRotateTask(), ChangesState: true},
-		"expiry-notify":       {Task: notify.Run},
+		"tidy": {Task: tidy.Run},
+		lifecycle.IntermediateRotateJob: {Task: lifecycle.IntermediateRotateTask(s.auth, s.cfg.Intermediate.RotateAt, s.cfg.destroyAfter()),
+			ChangesState: true},
+		"expiry-notify": {Task: notify.Run},
 		"log-sign": {Task: func(ctx context.Context) (lifecycle.Result, error) {
 			_, signed, err := s.auth.SignTreeHead(ctx, ca.TreeHeadMaxAge)
 			if signed {
