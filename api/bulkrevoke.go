@@ -79,6 +79,11 @@ func (api *API) bulkRevoke(w http.ResponseWriter, r *http.Request, p ca.Principa
 			return &ca.Error{Kind: ca.Malformed, Detail: t.name + " must be an RFC 3339 time such as 2026-01-02T15:04:05Z"}
 		}
 	}
+	if !req.DryRun {
+		// One revocation per certificate can outlast the listener's write
+		// timeout; the caller waiting (or hanging up, which stops it) bounds it.
+		_ = http.NewResponseController(w).SetWriteDeadline(time.Time{})
+	}
 	res, err := api.admin.BulkRevoke(r.Context(), req)
 	if err != nil {
 		return err
