@@ -55,8 +55,7 @@ func (s *Server) lookupCertID(r *http.Request, id string) (store.CertRecord, err
 	notFound := Malformed("no certificate with that identifier").WithStatus(http.StatusNotFound)
 	rec, err := s.ca.Certificate(r.Context(), serial)
 	if err != nil {
-		var ce *ca.Error
-		if errors.As(err, &ce) && ce.Kind == ca.NotFound {
+		if ca.KindOf(err) == ca.NotFound {
 			return store.CertRecord{}, notFound
 		}
 		return store.CertRecord{}, err

@@ -11,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/sigil-ca/sigil/ca/audit"
 	"github.com/sigil-ca/sigil/store"
 )
 
@@ -48,7 +49,7 @@ func (s *Server) authzView(r *http.Request, az store.ACMEAuthz) authzView {
 		Expires: az.Expires.Format(time.RFC3339), Wildcard: az.Wildcard}
 	for _, c := range az.Challenges {
 		// A valid authorization lists the challenge that proved it (§7.1.4).
-		if az.Status == "valid" && c.Status != "valid" {
+		if az.Status == store.ACMEValid && c.Status != store.ACMEValid {
 			continue
 		}
 		v.Challenges = append(v.Challenges, s.challengeView(r, c))
@@ -69,9 +70,9 @@ func (s *Server) loadAuthz(ctx context.Context, acct *store.ACMEAccount, id stri
 	if err != nil {
 		return store.ACMEAuthz{}, fmt.Errorf("load authorization: %w", err)
 	}
-	if (az.Status == "pending" || az.Status == "valid") && s.clk.Now().After(az.Expires) {
+	if (az.Status == store.ACMEPending || az.Status == store.ACMEValid) && s.clk.Now().After(az.Expires) {
 		from := az.Status
-		az.Status = "expired"
+		az.Status = store.ACMEExpired
 		err := update(ctx, s.st, func(tx Tx) error { return tx.TransitionACMEAuthz(az.ID, az.Status, az.Expires, from) })
 		if errors.Is(err, store.ErrStateChanged) {
 			return s.loadAuthz(ctx, acct, id) // moved meanwhile: as it is now
@@ -99,19 +100,19 @@ func (s *Server) authz(w http.ResponseWriter, r *http.Request) error {
 		if err := decodePayload(p.jws.Payload, &up); err != nil {
 			return err
 		}
-		if up.Status != "deactivated" {
+		if up.Status != store.ACMEDeactivated {
 			return Malformed("an authorization's status may only be set to deactivated")
 		}
-		if az.Status != "pending" && az.Status != "valid" {
+		if az.Status != store.ACMEPending && az.Status != store.ACMEValid {
 			return Malformed("authorization is %s", az.Status)
 		}
 		from := az.Status
-		az.Status = "deactivated"
+		az.Status = store.ACMEDeactivated
 		err := update(r.Context(), s.st, func(tx Tx) error {
 			if err := tx.TransitionACMEAuthz(az.ID, az.Status, az.Expires, from); err != nil {
 				return err
 			}
-			return s.auditTx(tx, p.account, "acme.authz.deactivated", az.ID, map[string]string{"identifier": az.Identifier.Value})
+			return s.auditTx(tx, p.account, audit.ActionACMEAuthzDeactivated, az.ID, map[string]string{"identifier": az.Identifier.Value})
 		})
 		if errors.Is(err, store.ErrStateChanged) {
 			return Malformed("authorization changed while being deactivated; fetch it again")
@@ -142,17 +143,17 @@ func (s *Server) challenge(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	w.Header().Add("Link", link(s.url(r, "/authz/"+az.ID), "up"))
-	if len(p.jws.Payload) == 0 || c.Status != "pending" {
-		if c.Status == "processing" {
+	if len(p.jws.Payload) == 0 || c.Status != store.ACMEPending {
+		if c.Status == store.ACMEProcessing {
 			w.Header().Set("Retry-After", "1")
 		}
 		return writeJSON(w, http.StatusOK, s.challengeView(r, c))
 	}
-	if az.Status != "pending" {
+	if az.Status != store.ACMEPending {
 		// A concurrent POST may have started this challenge and its
 		// validation settled the authorization after c was read: then the
 		// answer is the challenge as it is now, as for any started one.
-		if now, err := s.st.ACMEChallenge(r.Context(), c.ID); err == nil && now.Status != "pending" {
+		if now, err := s.st.ACMEChallenge(r.Context(), c.ID); err == nil && now.Status != store.ACMEPending {
 			return writeJSON(w, http.StatusOK, s.challengeView(r, now))
 		}
 		return Malformed("authorization is %s", az.Status)
@@ -161,19 +162,19 @@ func (s *Server) challenge(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return fmt.Errorf("key authorization: %w", err)
 	}
-	c.Status = "processing"
+	c.Status = store.ACMEProcessing
 	err = update(r.Context(), s.st, func(tx Tx) error {
 		// Of two POSTs that start one challenge, one validates.
-		if err := tx.TransitionACMEChallenge(c, "pending"); err != nil {
+		if err := tx.TransitionACMEChallenge(c, store.ACMEPending); err != nil {
 			return err
 		}
-		return s.auditTx(tx, p.account, "acme.challenge.started", c.ID, map[string]string{"type": c.Type, "identifier": az.Identifier.Value})
+		return s.auditTx(tx, p.account, audit.ActionACMEChallengeStarted, c.ID, map[string]string{"type": c.Type, "identifier": az.Identifier.Value})
 	})
 	if errors.Is(err, store.ErrStateChanged) {
 		if c, err = s.st.ACMEChallenge(r.Context(), c.ID); err != nil {
 			return fmt.Errorf("load challenge: %w", err)
 		}
-		if c.Status == "processing" {
+		if c.Status == store.ACMEProcessing {
 			w.Header().Set("Retry-After", "1")
 		}
 		return writeJSON(w, http.StatusOK, s.challengeView(r, c))
@@ -199,7 +200,7 @@ func (s *Server) challenge(w http.ResponseWriter, r *http.Request) error {
 	case <-time.After(s.cfg.ValidationWait):
 	case <-r.Context().Done():
 	}
-	if c.Status == "processing" {
+	if c.Status == store.ACMEProcessing {
 		w.Header().Set("Retry-After", "1")
 	}
 	return writeJSON(w, http.StatusOK, s.challengeView(r, c))
@@ -216,7 +217,7 @@ func (s *Server) validate(acct store.ACMEAccount, acctURL string, az store.ACMEA
 	now := s.clk.Now().UTC()
 	caaChecked := false
 	if err == nil {
-		c.Status, c.Validated, az.Status = "valid", now, "valid"
+		c.Status, c.Validated, az.Status = store.ACMEValid, now, store.ACMEValid
 		caaChecked = s.wantsCAA(az.Identifier)
 		// A proven authorization lives for the reuse window, and at least
 		// as long as it had left for the order that asked for it.
@@ -225,17 +226,17 @@ func (s *Server) validate(acct store.ACMEAccount, acctURL string, az store.ACMEA
 		}
 	} else {
 		prob := FromError(err)
-		c.Status, az.Status = "invalid", "invalid"
+		c.Status, az.Status = store.ACMEInvalid, store.ACMEInvalid
 		c.Error, _ = json.Marshal(prob)
 	}
 	werr := update(context.Background(), s.st, func(tx Tx) error {
-		if err := tx.TransitionACMEChallenge(c, "processing"); err != nil {
+		if err := tx.TransitionACMEChallenge(c, store.ACMEProcessing); err != nil {
 			return err
 		}
 		// The authorization may have been deactivated (or expired) while
 		// this ran: then the outcome is the challenge's alone, and a
 		// deactivated authorization never turns valid.
-		switch err := tx.TransitionACMEAuthz(az.ID, az.Status, az.Expires, "pending"); {
+		switch err := tx.TransitionACMEAuthz(az.ID, az.Status, az.Expires, store.ACMEPending); {
 		case errors.Is(err, store.ErrStateChanged):
 			caaChecked = false
 		case err != nil:
@@ -250,7 +251,7 @@ func (s *Server) validate(acct store.ACMEAccount, acctURL string, az store.ACMEA
 		if err != nil {
 			detail["error"] = FromError(err).Detail
 		}
-		return s.auditTx(tx, &acct, "acme.challenge.validated", c.ID, detail)
+		return s.auditTx(tx, &acct, audit.ActionACMEChallengeValidated, c.ID, detail)
 	})
 	if werr != nil {
 		s.log.Error("record challenge result", "challenge", c.ID, "error", werr)
@@ -344,7 +345,7 @@ func (s *Server) recheckCAA(ctx context.Context, r *http.Request, acct *store.AC
 			defer wg.Done()
 			method := ""
 			for _, c := range az.Challenges {
-				if c.Status == "valid" {
+				if c.Status == store.ACMEValid {
 					method = c.Type
 				}
 			}
@@ -368,12 +369,12 @@ func (s *Server) recheckCAA(ctx context.Context, r *http.Request, acct *store.AC
 	ready := *o
 	err := update(ctx, s.st, func(tx Tx) error {
 		if refused != nil {
-			o.Status, o.Updated = "invalid", checked
+			o.Status, o.Updated = store.ACMEInvalid, checked
 			o.Error, _ = json.Marshal(FromError(refused))
 			if err := tx.TransitionACMEOrder(*o, ready); err != nil {
 				return err
 			}
-			return s.auditTx(tx, acct, "acme.order.caa_refused", o.ID, map[string]string{"error": FromError(refused).Detail})
+			return s.auditTx(tx, acct, audit.ActionACMEOrderCAARefused, o.ID, map[string]string{"error": FromError(refused).Detail})
 		}
 		for _, az := range stale {
 			if err := tx.SetACMEAuthzCAAChecked(az.ID, checked); err != nil {

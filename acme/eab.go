@@ -63,7 +63,7 @@ func (s *Server) CreateEABKey(ctx context.Context, actor, requester string) (EAB
 		if err := tx.InsertEABKey(store.EABKey{ID: rec.ID, Endpoint: s.cfg.Name, Requester: out.Requester, Created: rec.Created}); err != nil {
 			return err
 		}
-		_, err := tx.AppendAudit(audit.Event{Time: rec.Created, Actor: actor, Action: "acme.eab.created", Target: rec.ID,
+		_, err := tx.AppendAudit(audit.Event{Time: rec.Created, Actor: actor, Action: audit.ActionACMEEABCreated, Target: rec.ID,
 			Detail: map[string]string{"endpoint": s.cfg.Name, "requester": out.Requester}})
 		return err
 	})

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 
+	"github.com/sigil-ca/sigil/ca/audit"
 	"github.com/sigil-ca/sigil/store"
 )
 
@@ -50,7 +51,7 @@ func (s *Server) keyChange(w http.ResponseWriter, r *http.Request) error {
 		if err := tx.UpdateACMEAccount(acct); err != nil {
 			return err
 		}
-		return s.auditTx(tx, &acct, "acme.account.key_changed", acct.ID, map[string]string{"old_thumbprint": oldThumb, "new_thumbprint": newThumb})
+		return s.auditTx(tx, &acct, audit.ActionACMEAccountKeyChanged, acct.ID, map[string]string{"old_thumbprint": oldThumb, "new_thumbprint": newThumb})
 	})
 	if errors.Is(err, store.ErrDuplicate) {
 		return Malformed("the new key already belongs to an account").WithStatus(http.StatusConflict)

@@ -15,10 +15,11 @@ import (
 	"strings"
 	"time"
 
+	"go.step.sm/crypto/jose"
+
 	"github.com/sigil-ca/sigil/ca"
 	"github.com/sigil-ca/sigil/ca/audit"
 	"github.com/sigil-ca/sigil/store"
-	"go.step.sm/crypto/jose"
 )
 
 // Authority is what the ACME server asks of ca.
@@ -40,8 +41,8 @@ type Authority interface {
 // revoked for keyCompromise, RFC 8555 §6.7 badPublicKey).
 func (s *Server) checkAccountKey(ctx context.Context, key *jose.JSONWebKey) error {
 	err := s.ca.CheckKeyNotBlocked(ctx, key.Key)
-	if ca.KindOf(err) == ca.Forbidden {
-		return BadPublicKey("account " + err.(*ca.Error).Detail)
+	if e, ok := ca.AsError(err); ok && e.Kind == ca.Forbidden {
+		return BadPublicKey("account " + e.Detail)
 	}
 	return err
 }
@@ -224,7 +225,7 @@ func (s *Server) newOrder(w http.ResponseWriter, r *http.Request) error {
 		}
 	}
 	now := s.clk.Now().UTC()
-	order := store.ACMEOrder{AccountID: acct.ID, Endpoint: s.cfg.Name, Status: "pending", Identifiers: ids,
+	order := store.ACMEOrder{AccountID: acct.ID, Endpoint: s.cfg.Name, Status: store.ACMEPending, Identifiers: ids,
 		Profile: profile, Replaces: req.Replaces, Expires: now.Add(orderLifetime), Created: now, Updated: now}
 	if order.ID, err = randomID(); err != nil {
 		return err
@@ -254,7 +255,7 @@ func (s *Server) newOrder(w http.ResponseWriter, r *http.Request) error {
 		allValid = false
 	}
 	if allValid {
-		order.Status = "ready"
+		order.Status = store.ACMEReady
 	}
 	err = update(r.Context(), s.st, func(tx Tx) error {
 		for _, az := range fresh {
@@ -265,7 +266,7 @@ func (s *Server) newOrder(w http.ResponseWriter, r *http.Request) error {
 		if err := tx.InsertACMEOrder(order); err != nil {
 			return err
 		}
-		return s.auditTx(tx, acct, "acme.order.created", order.ID, map[string]string{"identifiers": identifierList(ids),
+		return s.auditTx(tx, acct, audit.ActionACMEOrderCreated, order.ID, map[string]string{"identifiers": identifierList(ids),
 			"status": order.Status, "profile": profile, "replaces": req.Replaces})
 	})
 	if err != nil {
@@ -313,7 +314,7 @@ func newAuthz(accountID string, id store.ACMEIdentifier, wildcard bool, now time
 	case id.Type == "ip":
 		types = []string{"http-01", "tls-alpn-01"}
 	}
-	az := store.ACMEAuthz{ID: azID, AccountID: accountID, Status: "pending", Identifier: id, Wildcard: wildcard, Expires: now.Add(authzLifetime)}
+	az := store.ACMEAuthz{ID: azID, AccountID: accountID, Status: store.ACMEPending, Identifier: id, Wildcard: wildcard, Expires: now.Add(authzLifetime)}
 	for _, t := range types {
 		cid, err := randomID()
 		if err != nil {
@@ -323,7 +324,7 @@ func newAuthz(accountID string, id store.ACMEIdentifier, wildcard bool, now time
 		if err != nil {
 			return store.ACMEAuthz{}, err
 		}
-		az.Challenges = append(az.Challenges, store.ACMEChallenge{ID: cid, AuthzID: azID, Type: t, Token: tok, Status: "pending"})
+		az.Challenges = append(az.Challenges, store.ACMEChallenge{ID: cid, AuthzID: azID, Type: t, Token: tok, Status: store.ACMEPending})
 	}
 	return az, nil
 }
@@ -349,33 +350,33 @@ func (s *Server) loadOrder(ctx context.Context, acct *store.ACMEAccount, id stri
 		return store.ACMEOrder{}, fmt.Errorf("load order: %w", err)
 	}
 	now := s.clk.Now()
-	if o.Status == "processing" && now.Sub(o.Updated) > staleProcessing {
+	if o.Status == store.ACMEProcessing && now.Sub(o.Updated) > staleProcessing {
 		// A certificate commits with its order turning valid, so an order
 		// processing this long has none: its finalize died with a server.
 		// Ready again, the client may finalize once more.
-		return s.moveOrder(ctx, o, "ready", now)
+		return s.moveOrder(ctx, o, store.ACMEReady, now)
 	}
-	if o.Status != "pending" && o.Status != "ready" {
+	if o.Status != store.ACMEPending && o.Status != store.ACMEReady {
 		return o, nil
 	}
 	next := o.Status
 	if now.After(o.Expires) {
-		next = "invalid"
-	} else if o.Status == "pending" {
-		next = "ready"
+		next = store.ACMEInvalid
+	} else if o.Status == store.ACMEPending {
+		next = store.ACMEReady
 		for _, azID := range o.AuthzIDs {
 			az, err := s.st.ACMEAuthz(ctx, azID)
 			if err != nil {
 				return store.ACMEOrder{}, fmt.Errorf("load authorization: %w", err)
 			}
 			switch {
-			case az.Status == "valid" && now.Before(az.Expires):
-			case az.Status == "pending" && now.Before(az.Expires):
-				next = "pending"
+			case az.Status == store.ACMEValid && now.Before(az.Expires):
+			case az.Status == store.ACMEPending && now.Before(az.Expires):
+				next = store.ACMEPending
 			default:
-				next = "invalid"
+				next = store.ACMEInvalid
 			}
-			if next == "invalid" {
+			if next == store.ACMEInvalid {
 				break
 			}
 		}
@@ -417,7 +418,7 @@ func (s *Server) getOrder(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	if o.Status == "processing" {
+	if o.Status == store.ACMEProcessing {
 		w.Header().Set("Retry-After", "1")
 	}
 	return writeJSON(w, http.StatusOK, s.orderView(r, o))
@@ -440,7 +441,7 @@ func (s *Server) finalize(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	if o.Status != "ready" {
+	if o.Status != store.ACMEReady {
 		return OrderNotReady(fmt.Sprintf("order is %s, not ready", o.Status))
 	}
 	der, err := base64.RawURLEncoding.DecodeString(req.CSR)
@@ -472,7 +473,7 @@ func (s *Server) finalize(w http.ResponseWriter, r *http.Request) error {
 	// ready -> processing is a condition of the UPDATE: of two finalizes of
 	// one order, one moves it and signs, the other is orderNotReady.
 	ready := o
-	o.Status, o.Updated = "processing", s.clk.Now().UTC()
+	o.Status, o.Updated = store.ACMEProcessing, s.clk.Now().UTC()
 	err = update(r.Context(), s.st, func(tx Tx) error { return tx.TransitionACMEOrder(o, ready) })
 	if errors.Is(err, store.ErrStateChanged) {
 		undoDomains()
@@ -491,15 +492,15 @@ func (s *Server) finalize(w http.ResponseWriter, r *http.Request) error {
 				s.signedHook()
 			}
 			valid := o
-			valid.Status, valid.CertSerial, valid.Updated = "valid", rec.Serial, s.clk.Now().UTC()
+			valid.Status, valid.CertSerial, valid.Updated = store.ACMEValid, rec.Serial, s.clk.Now().UTC()
 			if err := tx.TransitionACMEOrder(valid, o); err != nil {
 				return err
 			}
-			return s.auditTx(tx, p.account, "acme.order.finalized", o.ID, map[string]string{"status": valid.Status,
+			return s.auditTx(tx, p.account, audit.ActionACMEOrderFinalized, o.ID, map[string]string{"status": valid.Status,
 				"serial": valid.CertSerial, "replaces": valid.Replaces})
 		}})
 	if signErr == nil {
-		o.Status, o.CertSerial, o.Updated = "valid", iss.Record.Serial, iss.Record.Created
+		o.Status, o.CertSerial, o.Updated = store.ACMEValid, iss.Record.Serial, iss.Record.Created
 	} else {
 		undoDomains()
 		// A CSR the CA refuses is the client's to fix: the order goes back
@@ -508,16 +509,16 @@ func (s *Server) finalize(w http.ResponseWriter, r *http.Request) error {
 		processing := o
 		o.Updated = s.clk.Now().UTC()
 		if ca.KindOf(signErr) == ca.Internal {
-			o.Status = "invalid"
+			o.Status = store.ACMEInvalid
 			o.Error, _ = json.Marshal(FromError(signErr))
 		} else {
-			o.Status = "ready"
+			o.Status = store.ACMEReady
 		}
 		err = update(r.Context(), s.st, func(tx Tx) error {
 			if err := tx.TransitionACMEOrder(o, processing); err != nil {
 				return err
 			}
-			return s.auditTx(tx, p.account, "acme.order.finalized", o.ID, map[string]string{"status": o.Status,
+			return s.auditTx(tx, p.account, audit.ActionACMEOrderFinalized, o.ID, map[string]string{"status": o.Status,
 				"serial": o.CertSerial, "replaces": o.Replaces})
 		})
 		if err != nil {

@@ -62,8 +62,8 @@ func (s *Server) revokeCert(w http.ResponseWriter, r *http.Request) error {
 	}
 	_, err = s.ca.Revoke(r.Context(), ca.RevokeRequest{Serial: rec.Serial, Reason: rv.reason, Actor: rv.actor,
 		Channel: ca.ChannelACME, BlockKey: rv.keyProven})
-	if ca.KindOf(err) == ca.Conflict {
-		return AlreadyRevoked(err.(*ca.Error).Detail)
+	if e, ok := ca.AsError(err); ok && e.Kind == ca.Conflict {
+		return AlreadyRevoked(e.Detail)
 	}
 	if err != nil {
 		return err

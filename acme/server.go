@@ -368,7 +368,7 @@ func (s *Server) readPost(r *http.Request, allowJWK bool) (*post, error) {
 		if err != nil {
 			return nil, fmt.Errorf("load account: %w", err)
 		}
-		if acct.Status != "valid" {
+		if acct.Status != store.ACMEValid {
 			return nil, Unauthorized("account is " + acct.Status)
 		}
 		var key jose.JSONWebKey
@@ -423,7 +423,7 @@ func (s *Server) newAccount(w http.ResponseWriter, r *http.Request) error {
 	switch {
 	case err == nil:
 		// RFC 8555 §7.3.6: a deactivated account's key authorizes nothing.
-		if existing.Status != "valid" {
+		if existing.Status != store.ACMEValid {
 			return Unauthorized("account is " + existing.Status)
 		}
 		// RFC 8555 §7.3.1: the existing account, 200, Location.
@@ -464,7 +464,7 @@ func (s *Server) newAccount(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	now := s.clk.Now().UTC()
-	acct := store.ACMEAccount{ID: id, Endpoint: s.cfg.Name, KeyThumbprint: thumb, KeyJWK: keyJSON, Status: "valid",
+	acct := store.ACMEAccount{ID: id, Endpoint: s.cfg.Name, KeyThumbprint: thumb, KeyJWK: keyJSON, Status: store.ACMEValid,
 		Contacts: req.Contact, TermsAgreed: req.TermsAgreed, Requester: "acme:" + id, Created: now}
 	if eab.keyID != "" {
 		acct.EABKeyID, acct.Requester = eab.keyID, eab.requester
@@ -483,7 +483,7 @@ func (s *Server) newAccount(w http.ResponseWriter, r *http.Request) error {
 		if err := tx.InsertACMEAccount(acct); err != nil {
 			return err
 		}
-		_, err := tx.AppendAudit(audit.Event{Time: now, Actor: "acme:" + id, Action: "acme.account.created", Target: id,
+		_, err := tx.AppendAudit(audit.Event{Time: now, Actor: "acme:" + id, Action: audit.ActionACMEAccountCreated, Target: id,
 			Detail: map[string]string{"endpoint": s.cfg.Name, "thumbprint": thumb, "contacts": strings.Join(req.Contact, ","),
 				"eab_key": acct.EABKeyID, "requester": acct.Requester}})
 		return err
@@ -529,17 +529,17 @@ func (s *Server) account(w http.ResponseWriter, r *http.Request) error {
 	if err := decodePayload(p.jws.Payload, &up); err != nil {
 		return err
 	}
-	action := ""
+	var action string
 	switch {
-	case up.Status == "deactivated":
-		acct.Status, action = "deactivated", "acme.account.deactivated"
+	case up.Status == store.ACMEDeactivated:
+		acct.Status, action = store.ACMEDeactivated, audit.ActionACMEAccountDeactivated
 	case up.Status != "":
 		return Malformed("status may only be set to deactivated")
 	case up.Contact != nil:
 		if err := checkContacts(up.Contact); err != nil {
 			return err
 		}
-		acct.Contacts, action = up.Contact, "acme.account.updated"
+		acct.Contacts, action = up.Contact, audit.ActionACMEAccountUpdated
 	default:
 		return writeJSON(w, http.StatusOK, s.view(r, acct))
 	}

@@ -296,9 +296,8 @@ func newRequestID() string {
 }
 
 func (api *API) renderError(w http.ResponseWriter, r *http.Request, err error) {
-	var ce *ca.Error
 	body := ErrorResponse{Error: ca.Internal.String(), Detail: "internal error"}
-	if errors.As(err, &ce) && ce.Kind != ca.Internal {
+	if ce, ok := ca.AsError(err); ok && ce.Kind != ca.Internal {
 		body = ErrorResponse{Error: ce.Kind.String(), Detail: ce.Detail}
 		for _, s := range ce.Sub {
 			body.Subproblems = append(body.Subproblems, Subproblem{Identifier: s.Identifier, Error: s.Kind.String(), Detail: s.Detail})

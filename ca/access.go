@@ -31,7 +31,7 @@ func (a *Authority) RecordRead(ctx context.Context, actor, method, path, query s
 		}
 		d["query"] = query
 	}
-	ev := audit.Event{Time: a.clk.Now(), Actor: actor, Action: "audit.read", Target: path, Detail: d}
+	ev := audit.Event{Time: a.clk.Now(), Actor: actor, Action: audit.ActionAuditRead, Target: path, Detail: d}
 	if err := a.st.WithTx(ctx, func(tx store.Tx) error {
 		_, err := tx.AppendAudit(ev)
 		return err

@@ -360,8 +360,8 @@ func (a *Authority) issue(ctx context.Context, req SignRequest, prof *Profile) (
 		return nil, errorf(BadCSR, "unsupported public key: %v", err)
 	}
 	if err := a.checkKeyHash(ctx, keyHash); err != nil {
-		if KindOf(err) == Forbidden {
-			return nil, errorf(BadCSR, "the CSR's %s", err.(*Error).Detail)
+		if e, ok := AsError(err); ok && e.Kind == Forbidden {
+			return nil, errorf(BadCSR, "the CSR's %s", e.Detail)
 		}
 		return nil, err
 	}
@@ -417,7 +417,7 @@ func issuedEvent(rec store.CertRecord, actor string, at time.Time) audit.Event {
 	return audit.Event{
 		Time:   at,
 		Actor:  actor,
-		Action: "cert.issued",
+		Action: audit.ActionCertIssued,
 		Target: rec.Serial,
 		Detail: map[string]string{
 			"issuer": rec.IssuerID, "profile": rec.Profile, "channel": rec.Channel,
@@ -564,7 +564,7 @@ func (a *Authority) refuse(ctx context.Context, req SignRequest, err error) {
 	ev := audit.Event{
 		Time:   a.clk.Now(),
 		Actor:  actorOrSystem(req.Requester),
-		Action: "request.refused",
+		Action: audit.ActionRequestRefused,
 		Detail: map[string]string{"reason": kind.String(), "detail": detail, "profile": req.Profile, "channel": req.Channel},
 	}
 	if req.CSR != nil {

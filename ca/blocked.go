@@ -87,7 +87,7 @@ func (a *Authority) blockKeyTx(tx store.Tx, h []byte, source, except, actor, cha
 		Actor: actorOrSystem(actor), Created: now}); err != nil {
 		return nil, err
 	}
-	if _, err := tx.AppendAudit(audit.Event{Time: now, Actor: actorOrSystem(actor), Action: "key.blocked",
+	if _, err := tx.AppendAudit(audit.Event{Time: now, Actor: actorOrSystem(actor), Action: audit.ActionKeyBlocked,
 		Target: fmt.Sprintf("%x", h), Detail: map[string]string{"source": source, "reason": ReasonName(ReasonKeyCompromise)}}); err != nil {
 		return nil, err
 	}
@@ -117,7 +117,7 @@ func (a *Authority) blockKeyTx(tx store.Tx, h []byte, source, except, actor, cha
 		if err != nil {
 			return nil, err
 		}
-		if _, err := tx.AppendAudit(audit.Event{Time: now, Actor: actorOrSystem(actor), Action: "cert.revoked", Target: c.Serial,
+		if _, err := tx.AppendAudit(audit.Event{Time: now, Actor: actorOrSystem(actor), Action: audit.ActionCertRevoked, Target: c.Serial,
 			Detail: detail}); err != nil {
 			return nil, err
 		}

@@ -189,11 +189,11 @@ func Init(ctx context.Context, st InitStore, cfg InitConfig) (*InitResult, error
 	err = st.WithTx(ctx, func(tx store.Tx) error {
 		steps := []func() error{
 			func() error {
-				return appendEvent(tx, now, actor, "ca.initialized", rootID, map[string]string{"name": cfg.Name})
+				return appendEvent(tx, now, actor, audit.ActionCAInitialized, rootID, map[string]string{"name": cfg.Name})
 			},
 			func() error { return tx.InsertKEK(kekRec) },
 			func() error {
-				return appendEvent(tx, now, actor, "kek.created", kekRec.ID, map[string]string{"backend": kekRec.Backend})
+				return appendEvent(tx, now, actor, audit.ActionKEKCreated, kekRec.ID, map[string]string{"backend": kekRec.Backend})
 			},
 		}
 		for _, kr := range []store.KeyRecord{rootRec, intRec, auditRec} {
@@ -222,7 +222,7 @@ func Init(ctx context.Context, st InitStore, cfg InitConfig) (*InitResult, error
 				if err := tx.InsertCertificate(&rec); err != nil {
 					return err
 				}
-				return appendEvent(tx, now, actor, "cert.issued", rec.Serial, map[string]string{
+				return appendEvent(tx, now, actor, audit.ActionCertIssued, rec.Serial, map[string]string{
 					"issuer": rootID, "profile": c.profile, "channel": ChannelInit, "subject": rec.Subject,
 					"not_after": rec.NotAfter.Format(time.RFC3339), detailDERSHA256: derDigest(rec.DER)})
 			})

@@ -93,10 +93,20 @@ func (e *Error) Is(target error) bool {
 // Error lets a Kind be used as an errors.Is target.
 func (k Kind) Error() string { return k.String() }
 
+// AsError returns the *Error in err's chain, however deeply it is wrapped,
+// and whether there is one. Surfaces use it rather than a type assertion,
+// which misses (or, unchecked, panics on) a wrapped *Error.
+func AsError(err error) (*Error, bool) {
+	var e *Error
+	if errors.As(err, &e) && e != nil {
+		return e, true
+	}
+	return nil, false
+}
+
 // KindOf returns the kind of err; an untyped error is Internal.
 func KindOf(err error) Kind {
-	var e *Error
-	if errors.As(err, &e) {
+	if e, ok := AsError(err); ok {
 		return e.Kind
 	}
 	return Internal

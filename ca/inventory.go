@@ -58,7 +58,7 @@ func (a *Authority) RewrapKEK(ctx context.Context, actor string, current, next [
 	id, n, err := a.keys.Rewrap(ctx, actor, current, next, params)
 	if errors.Is(err, keystore.ErrWrongPassphrase) {
 		if aerr := a.st.WithTx(context.WithoutCancel(ctx), func(tx store.Tx) error {
-			_, err := tx.AppendAudit(audit.Event{Time: a.clk.Now(), Actor: actor, Action: "kek.rewrap.refused",
+			_, err := tx.AppendAudit(audit.Event{Time: a.clk.Now(), Actor: actor, Action: audit.ActionKEKRewrapRefused,
 				Detail: map[string]string{"reason": "wrong current passphrase"}})
 			return err
 		}); aerr != nil {

@@ -362,7 +362,7 @@ func (a *Authority) createManaged(ctx context.Context, spec ManagedSpec) (store.
 		if revokeAfter >= 0 {
 			detail["revoke_previous_after"] = revokeAfter.String()
 		}
-		_, err := tx.AppendAudit(audit.Event{Time: now, Actor: actor, Action: "managed.created", Target: m.Name, Detail: detail})
+		_, err := tx.AppendAudit(audit.Event{Time: now, Actor: actor, Action: audit.ActionManagedCreated, Target: m.Name, Detail: detail})
 		return err
 	})
 	if errors.Is(err, store.ErrDuplicate) {
@@ -620,7 +620,7 @@ func (a *Authority) commitRenewal(ctx context.Context, p *PreparedRenewal) (*Man
 		if !revokeDue.IsZero() {
 			detail["revoke_previous_at"] = revokeDue.Format(time.RFC3339)
 		}
-		if _, err := tx.AppendAudit(audit.Event{Time: now, Actor: actor, Action: "managed.renewed", Target: m.Name, Detail: detail}); err != nil {
+		if _, err := tx.AppendAudit(audit.Event{Time: now, Actor: actor, Action: audit.ActionManagedRenewed, Target: m.Name, Detail: detail}); err != nil {
 			return err
 		}
 		if issuerKey := a.issuerKeyID(leaf.IssuerID); touch && issuerKey != "" {
@@ -682,7 +682,7 @@ func (a *Authority) recordManagedFailure(ctx context.Context, name, actor string
 		if err := tx.ManagedFailed(name, now, msg); err != nil {
 			return err
 		}
-		_, err := tx.AppendAudit(audit.Event{Time: now, Actor: actor, Action: "managed.renew.failed", Target: name,
+		_, err := tx.AppendAudit(audit.Event{Time: now, Actor: actor, Action: audit.ActionManagedRenewFailed, Target: name,
 			Detail: map[string]string{"reason": kind.String(), "detail": msg}})
 		return err
 	}); werr != nil {
@@ -706,7 +706,7 @@ func (a *Authority) recordManagedRefusal(ctx context.Context, op, name, actor st
 	if CheckManagedName(name) != nil {
 		target = "" // never copy unchecked input into the target index
 	}
-	ev := audit.Event{Time: a.clk.Now(), Actor: actorOrSystem(actor), Action: "request.refused", Target: target,
+	ev := audit.Event{Time: a.clk.Now(), Actor: actorOrSystem(actor), Action: audit.ActionRequestRefused, Target: target,
 		Detail: map[string]string{"request": op, "reason": kind.String(), "detail": detail}}
 	if aerr := a.st.WithTx(context.WithoutCancel(ctx), func(tx store.Tx) error {
 		_, err := tx.AppendAudit(ev)
@@ -805,7 +805,7 @@ func (a *Authority) deleteManaged(ctx context.Context, name, actor string, destr
 			if err != nil {
 				return err
 			}
-			if _, err := tx.AppendAudit(audit.Event{Time: now, Actor: actor, Action: "cert.revoked", Target: rec.Serial,
+			if _, err := tx.AppendAudit(audit.Event{Time: now, Actor: actor, Action: audit.ActionCertRevoked, Target: rec.Serial,
 				Detail: map[string]string{"reason": ReasonName(ReasonCessationOfOperation), "issuer": rec.IssuerID,
 					"channel": ChannelManaged, "managed": name, "version": strconv.Itoa(versions[i].Version),
 					"cause": "managed certificate deleted with its keys destroyed"}}); err != nil {
@@ -846,7 +846,7 @@ func (a *Authority) deleteManaged(ctx context.Context, name, actor string, destr
 				}
 			}
 		}
-		_, err := tx.AppendAudit(audit.Event{Time: now, Actor: actor, Action: "managed.deleted", Target: name,
+		_, err := tx.AppendAudit(audit.Event{Time: now, Actor: actor, Action: audit.ActionManagedDeleted, Target: name,
 			Detail: map[string]string{"version": strconv.Itoa(m.Version), "serial": m.Serial,
 				"destroy_keys": strconv.FormatBool(destroyKeys), "retired": strings.Join(retired, ","),
 				"destroyed": strings.Join(destroyed, ","), "revoked": strings.Join(revoked, ",")}})
@@ -1027,7 +1027,7 @@ func (a *Authority) RevokeSupersededManaged(ctx context.Context, v store.Managed
 			if err := tx.RevokeCertificate(rec.IssuerID, rec.Serial, now, ReasonSuperseded, time.Time{}); err != nil {
 				return err
 			}
-			if _, err := tx.AppendAudit(audit.Event{Time: now, Actor: actor, Action: "cert.revoked", Target: rec.Serial,
+			if _, err := tx.AppendAudit(audit.Event{Time: now, Actor: actor, Action: audit.ActionCertRevoked, Target: rec.Serial,
 				Detail: map[string]string{"reason": ReasonName(ReasonSuperseded), "issuer": rec.IssuerID, "channel": ChannelManaged,
 					"managed": v.Name, "version": strconv.Itoa(v.Version)}}); err != nil {
 				return err

@@ -189,7 +189,7 @@ func (a *Authority) bundlePair(ctx context.Context, m store.ManagedRecord, actor
 	chain = append(chain, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: iss.CertDER})...)
 	detail := map[string]string{"managed": m.Name, "version": strconv.Itoa(m.Version), "serial": m.Serial, "via": via}
 	der, err := a.keys.Export(ctx, m.KeyID, actor, detail, func(tx store.Tx) error {
-		_, err := tx.AppendAudit(audit.Event{Time: a.clk.Now().UTC(), Actor: actor, Action: "managed.bundle.fetched", Target: m.Name,
+		_, err := tx.AppendAudit(audit.Event{Time: a.clk.Now().UTC(), Actor: actor, Action: audit.ActionManagedBundleFetched, Target: m.Name,
 			Detail: map[string]string{"version": strconv.Itoa(m.Version), "serial": m.Serial, "key": m.KeyID, "via": via}})
 		return err
 	})
@@ -253,7 +253,7 @@ func (a *Authority) auditBundleRefusal(ctx context.Context, name, actor, via str
 	if errors.As(err, &e) {
 		detail = e.Detail
 	}
-	ev := audit.Event{Time: a.clk.Now().UTC(), Actor: actor, Action: "managed.bundle.refused", Target: target,
+	ev := audit.Event{Time: a.clk.Now().UTC(), Actor: actor, Action: audit.ActionManagedBundleRefused, Target: target,
 		Detail: map[string]string{"reason": KindOf(err).String(), "detail": detail, "via": via}}
 	if aerr := a.st.WithTx(context.WithoutCancel(ctx), func(tx store.Tx) error {
 		_, err := tx.AppendAudit(ev)

@@ -218,7 +218,7 @@ func (a *Authority) issueOCSPSigner(ctx context.Context, iss *signingIssuer, cfg
 		if err := tx.InsertCertificate(&rec); err != nil {
 			return err
 		}
-		if _, err := tx.AppendAudit(audit.Event{Time: now, Actor: "system", Action: "cert.issued", Target: rec.Serial,
+		if _, err := tx.AppendAudit(audit.Event{Time: now, Actor: "system", Action: audit.ActionCertIssued, Target: rec.Serial,
 			Detail: map[string]string{
 				"issuer": rec.IssuerID, "profile": rec.Profile, "channel": rec.Channel, "subject": rec.Subject,
 				"not_after": rec.NotAfter.Format(time.RFC3339), "key": keyRec.ID,

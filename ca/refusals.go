@@ -178,7 +178,7 @@ func (a *Authority) FlushRefusalSummaries(ctx context.Context) error {
 				}
 				fmt.Fprintf(&by, "%s=%d", k, t.by[k])
 			}
-			ev := audit.Event{Time: now, Actor: "anonymous", Action: "access.refused.summary", Target: clip(src, 256),
+			ev := audit.Event{Time: now, Actor: "anonymous", Action: audit.ActionAccessRefusedSummary, Target: clip(src, 256),
 				Detail: map[string]string{"count": strconv.FormatInt(t.count, 10), "first": t.first.UTC().Format(time.RFC3339Nano),
 					"last": t.last.UTC().Format(time.RFC3339Nano), "by": by.String()}}
 			if _, err := tx.AppendAudit(ev); err != nil {

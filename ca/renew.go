@@ -334,7 +334,7 @@ func (a *Authority) refuseRenewal(ctx context.Context, req RenewRequest, rec sto
 	ev := audit.Event{
 		Time:   a.clk.Now(),
 		Actor:  "anonymous",
-		Action: "request.refused",
+		Action: audit.ActionRequestRefused,
 		Detail: map[string]string{"request": "renew", "reason": kind.String(), "detail": detail, "channel": ChannelRenew,
 			"rekey": boolString(req.CSR != nil)},
 	}

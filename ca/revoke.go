@@ -205,7 +205,7 @@ func (a *Authority) revoke(ctx context.Context, req RevokeRequest) (rec store.Ce
 		if err != nil {
 			return err
 		}
-		if _, err := tx.AppendAudit(audit.Event{Time: now, Actor: actorOrSystem(req.Actor), Action: "cert.revoked", Target: serial, Detail: detail}); err != nil {
+		if _, err := tx.AppendAudit(audit.Event{Time: now, Actor: actorOrSystem(req.Actor), Action: audit.ActionCertRevoked, Target: serial, Detail: detail}); err != nil {
 			return err
 		}
 		// A managed certificate's current version, revoked, is renewed at once.
@@ -262,7 +262,7 @@ func (a *Authority) unhold(ctx context.Context, serial, actor string) (store.Cer
 		if err := tx.UnholdCertificate(rec.IssuerID, serial); err != nil {
 			return err
 		}
-		_, err := tx.AppendAudit(audit.Event{Time: now, Actor: actorOrSystem(actor), Action: "cert.unheld", Target: serial,
+		_, err := tx.AppendAudit(audit.Event{Time: now, Actor: actorOrSystem(actor), Action: audit.ActionCertUnheld, Target: serial,
 			Detail: map[string]string{"issuer": rec.IssuerID, "held_since": rec.RevokedAt.UTC().Format(time.RFC3339)}})
 		return err
 	})
@@ -339,7 +339,7 @@ func (a *Authority) recordRefusal(ctx context.Context, op, serial, actor, channe
 	ev := audit.Event{
 		Time:   a.clk.Now(),
 		Actor:  actorOrSystem(actor),
-		Action: "request.refused",
+		Action: audit.ActionRequestRefused,
 		Target: target,
 		Detail: map[string]string{"request": op, "reason": kind.String(), "detail": detail},
 	}

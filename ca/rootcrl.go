@@ -36,11 +36,6 @@ const (
 	MinRootCRLValidity     = time.Hour
 )
 
-// ActionCRLPublished is the audit action of a stored CRL, whose target is
-// "{issuer}/{shard}": the root's, signed here, and the intermediate's,
-// which revocation.Publisher records under the same action.
-const ActionCRLPublished = "crl.published"
-
 // oidInvalidityDate is the invalidityDate CRL entry extension (RFC 5280 §5.3.2).
 var oidInvalidityDate = asn1.ObjectIdentifier{2, 5, 29, 24}
 
@@ -232,7 +227,7 @@ func putRootCRL(tx store.Tx, rec store.CRLRecord, entries int, actor string) err
 		return err
 	}
 	sum := sha256.Sum256(rec.DER)
-	_, err := tx.AppendAudit(audit.Event{Time: rec.ThisUpdate, Actor: actor, Action: ActionCRLPublished,
+	_, err := tx.AppendAudit(audit.Event{Time: rec.ThisUpdate, Actor: actor, Action: audit.ActionCRLPublished,
 		Target: rec.IssuerID + "/" + strconv.Itoa(rec.Shard),
 		Detail: map[string]string{
 			"number": strconv.FormatInt(rec.Number, 10), "entries": strconv.Itoa(entries),

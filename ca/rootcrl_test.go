@@ -20,6 +20,7 @@ import (
 	"github.com/zmap/zlint/v3"
 	"github.com/zmap/zlint/v3/lint"
 
+	"github.com/sigil-ca/sigil/ca/audit"
 	"github.com/sigil-ca/sigil/ca/keystore"
 	"github.com/sigil-ca/sigil/internal/testclock"
 	"github.com/sigil-ca/sigil/store"
@@ -82,7 +83,7 @@ func lintRootCRL(t *testing.T, der []byte) {
 
 func rootCRLEvents(t *testing.T, tc *testCA) []map[string]string {
 	t.Helper()
-	evs, _, err := tc.st.AuditEvents(context.Background(), store.AuditFilter{Action: ActionCRLPublished, Target: tc.Root().ID + "/0"})
+	evs, _, err := tc.st.AuditEvents(context.Background(), store.AuditFilter{Action: audit.ActionCRLPublished, Target: tc.Root().ID + "/0"})
 	if err != nil {
 		t.Fatal(err)
 	}

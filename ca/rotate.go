@@ -22,12 +22,6 @@ import (
 // the new one.
 const DefaultIntermediateRotateAt = "2/3"
 
-// Audit actions of the intermediate's life after init.
-const (
-	ActionIntermediateRotated   = "ca.intermediate.rotated"
-	ActionIntermediateDestroyed = "ca.intermediate.destroyed"
-)
-
 // internalProfiles are the CA's own certificates, whose keys it alone ever
 // held: an intermediate's delegated OCSP responders and the HTTPS
 // listener's certificate (its key only in the memory of the process, which
@@ -179,7 +173,7 @@ func (a *Authority) RotateIntermediate(ctx context.Context, actor, reason string
 		if err := tx.InsertCertificate(&rec); err != nil {
 			return err
 		}
-		if _, err := tx.AppendAudit(audit.Event{Time: now, Actor: actor, Action: "cert.issued", Target: rec.Serial,
+		if _, err := tx.AppendAudit(audit.Event{Time: now, Actor: actor, Action: audit.ActionCertIssued, Target: rec.Serial,
 			Detail: map[string]string{"issuer": rootRec.ID, "profile": KindIntermediate, "channel": ChannelInternal,
 				"subject": rec.Subject, "not_after": rec.NotAfter.Format(time.RFC3339), "key": keyRec.ID,
 				detailDERSHA256: derDigest(rec.DER)}}); err != nil {
@@ -198,7 +192,7 @@ func (a *Authority) RotateIntermediate(ctx context.Context, actor, reason string
 		if managedDue, err = tx.ManagedIssuerDue(next.ID, now); err != nil {
 			return err
 		}
-		_, err = tx.AppendAudit(audit.Event{Time: now, Actor: actor, Action: ActionIntermediateRotated, Target: next.ID,
+		_, err = tx.AppendAudit(audit.Event{Time: now, Actor: actor, Action: audit.ActionIntermediateRotated, Target: next.ID,
 			Detail: map[string]string{"previous": prev.ID, "key": keyRec.ID, "previous_key": prev.keyID, "serial": rec.Serial,
 				"not_after": cert.NotAfter.Format(time.RFC3339), "reason": reason, "managed_due": strconv.FormatInt(managedDue, 10)}})
 		return err
@@ -312,7 +306,7 @@ func (a *Authority) destroyIntermediate(ctx context.Context, iss Issuer, actor s
 		if err := tx.SetIssuerState(iss.ID, store.KeyRetired, store.KeyDestroyed); err != nil {
 			return err
 		}
-		_, err = tx.AppendAudit(audit.Event{Time: now, Actor: actor, Action: ActionIntermediateDestroyed, Target: iss.ID,
+		_, err = tx.AppendAudit(audit.Event{Time: now, Actor: actor, Action: audit.ActionIntermediateDestroyed, Target: iss.ID,
 			Detail: map[string]string{"key": keyID, "last_expiry": last.Format(time.RFC3339)}})
 		return err
 	})

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sigil-ca/sigil/ca/audit"
 	"github.com/sigil-ca/sigil/ca/keystore"
 	"github.com/sigil-ca/sigil/store"
 )
@@ -215,15 +216,15 @@ func TestRotateIntermediateLifecycle(t *testing.T) {
 	var steps []string
 	for _, ev := range evs {
 		switch {
-		case ev.Action == ActionIntermediateRotated && ev.Target == cur.ID && ev.Detail["previous"] == old.ID,
+		case ev.Action == audit.ActionIntermediateRotated && ev.Target == cur.ID && ev.Detail["previous"] == old.ID,
 			ev.Action == "key.retired" && ev.Target == oldKey,
 			ev.Action == "key.destroyed" && ev.Target == oldKey,
-			ev.Action == ActionIntermediateDestroyed && ev.Target == old.ID,
+			ev.Action == audit.ActionIntermediateDestroyed && ev.Target == old.ID,
 			ev.Action == "key.unwrapped" && ev.Target == rootKey:
 			steps = append(steps, ev.Action)
 		}
 	}
-	want := []string{"key.unwrapped", "key.retired", ActionIntermediateRotated, "key.destroyed", ActionIntermediateDestroyed}
+	want := []string{"key.unwrapped", "key.retired", audit.ActionIntermediateRotated, "key.destroyed", audit.ActionIntermediateDestroyed}
 	if !slices.Equal(steps, want) {
 		t.Errorf("audited steps %v, want %v", steps, want)
 	}

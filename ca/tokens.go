@@ -112,7 +112,7 @@ func TokenAudit(rec store.TokenRecord, actor string, now time.Time) audit.Event 
 	// secret swapped in the database; the secret's entropy keeps it useless
 	// for guessing.
 	d[detailSecretDigest] = derDigest(rec.SecretHash)
-	return audit.Event{Time: now, Actor: actor, Action: "token.created", Target: rec.ID, Detail: d}
+	return audit.Event{Time: now, Actor: actor, Action: audit.ActionTokenCreated, Target: rec.ID, Detail: d}
 }
 
 // CreateToken stores a new token and returns its secret, shown only once.
@@ -165,7 +165,7 @@ func (a *Authority) RevokeToken(ctx context.Context, actor, id string) error {
 		if err := tx.RevokeToken(id, now); err != nil {
 			return err
 		}
-		_, err := tx.AppendAudit(audit.Event{Time: now, Actor: actor, Action: "token.revoked", Target: id})
+		_, err := tx.AppendAudit(audit.Event{Time: now, Actor: actor, Action: audit.ActionTokenRevoked, Target: id})
 		return err
 	})
 	if errors.Is(err, store.ErrNotFound) {
@@ -249,7 +249,7 @@ func TokenID(presented string) (string, bool) {
 // RecordUnauthenticatedRefusal instead, so that anonymous traffic cannot
 // grow the audit log.
 func (a *Authority) RecordAccessRefusal(ctx context.Context, actor, method, path string, err error) {
-	ev := audit.Event{Time: a.clk.Now(), Actor: actor, Action: "access.refused",
+	ev := audit.Event{Time: a.clk.Now(), Actor: actor, Action: audit.ActionAccessRefused,
 		Detail: map[string]string{"reason": KindOf(err).String(), "method": method, "path": path}}
 	if aerr := a.st.WithTx(context.WithoutCancel(ctx), func(tx store.Tx) error {
 		_, err := tx.AppendAudit(ev)

@@ -116,11 +116,11 @@ func VerifyState(ctx context.Context, src StateSource) (StateReport, error) {
 	err := src.ScanAudit(ctx, func(e audit.Event) error {
 		d := e.Detail
 		switch e.Action {
-		case "cert.issued":
+		case audit.ActionCertIssued:
 			k := certKey(d["issuer"], e.Target)
 			certs[k] = &chainCert{serial: e.Target, seq: e.Seq, der: d[detailDERSHA256]}
 			bySerial[e.Target] = append(bySerial[e.Target], k)
-		case "cert.revoked":
+		case audit.ActionCertRevoked:
 			c := find(d["issuer"], e.Target)
 			if c == nil {
 				miss("event %d revokes certificate %s (issuer %s), which no cert.issued event records", e.Seq, e.Target, d["issuer"])
@@ -135,23 +135,23 @@ func VerifyState(ctx context.Context, src StateSource) (StateReport, error) {
 				}
 				c.revokedAt = t
 			}
-		case "cert.unheld":
+		case audit.ActionCertUnheld:
 			if c := find(d["issuer"], e.Target); c != nil {
 				c.revoked, c.revokedAt, c.reason, c.invalidity = false, time.Time{}, "", ""
 			}
-		case "key.blocked":
+		case audit.ActionKeyBlocked:
 			blocked[e.Target] = d["reason"]
-		case "token.created":
+		case audit.ActionTokenCreated:
 			tokens[e.Target] = &chainToken{seq: e.Seq, role: d["role"], profiles: d["profiles"], managed: d["managed"],
 				expires: d["expires"], secretHash: d[detailSecretDigest]}
-		case "token.revoked":
+		case audit.ActionTokenRevoked:
 			if t := tokens[e.Target]; t != nil {
 				t.revoked = e.Time
 			}
-		case "key.generated":
+		case audit.ActionKeyGenerated:
 			keys[e.Target] = &chainKey{seq: e.Seq, state: store.KeyActive, purpose: d["purpose"], algo: d["algorithm"],
 				pubSH: d[detailPublicKeyDigest]}
-		case "key.retired", "key.destroyed":
+		case audit.ActionKeyRetired, audit.ActionKeyDestroyed:
 			if k := keys[e.Target]; k != nil {
 				k.state = strings.TrimPrefix(e.Action, "key.")
 			}

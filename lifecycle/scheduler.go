@@ -261,7 +261,7 @@ func (s *Scheduler) runLocked(j *job, trigger string) {
 		if !manual {
 			return nil
 		}
-		_, err := tx.AppendAudit(audit.Event{Time: rec.Started, Actor: actor, Action: "job.triggered", Target: j.Name,
+		_, err := tx.AppendAudit(audit.Event{Time: rec.Started, Actor: actor, Action: audit.ActionJobTriggered, Target: j.Name,
 			Detail: map[string]string{"run": strconv.FormatInt(rec.ID, 10)}})
 		return err
 	})
@@ -298,7 +298,7 @@ func (s *Scheduler) runLocked(j *job, trigger string) {
 		if err != nil {
 			detail["error"] = err.Error()
 		}
-		_, aerr := tx.AppendAudit(audit.Event{Time: rec.Ended, Actor: "system:" + j.Name, Action: "job.run", Target: j.Name, Detail: detail})
+		_, aerr := tx.AppendAudit(audit.Event{Time: rec.Ended, Actor: "system:" + j.Name, Action: audit.ActionJobRun, Target: j.Name, Detail: detail})
 		return aerr
 	})
 	if werr != nil {

@@ -132,7 +132,7 @@ func (t *Tidier) Run(ctx context.Context) (Result, error) {
 	// audited (job_runs has every run), even when it stopped early.
 	if total > 0 || err != nil {
 		aerr := update(context.WithoutCancel(ctx), t.st, func(tx Tx) error {
-			_, err := tx.AppendAudit(audit.Event{Time: t.cfg.Clock.Now().UTC(), Actor: "system:tidy", Action: "tidy.completed",
+			_, err := tx.AppendAudit(audit.Event{Time: t.cfg.Clock.Now().UTC(), Actor: "system:tidy", Action: audit.ActionTidyCompleted,
 				Target: "store", Detail: detail})
 			return err
 		})

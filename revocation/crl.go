@@ -477,7 +477,7 @@ func (p *Publisher) generate(ctx context.Context, ic *issuerCRLs, shard int, now
 	// A CRL is a statement signed by the issuer key, so the audit chain
 	// records each one, with its digest, in the transaction that stores it.
 	sum := sha256.Sum256(der)
-	ev := audit.Event{Time: now, Actor: "system:crl", Action: "crl.published", Target: iss.ID + "/" + strconv.Itoa(shard),
+	ev := audit.Event{Time: now, Actor: "system:crl", Action: audit.ActionCRLPublished, Target: iss.ID + "/" + strconv.Itoa(shard),
 		Detail: map[string]string{"number": strconv.FormatInt(head.number, 10), "entries": strconv.Itoa(entries),
 			"this_update": head.thisUpdate.Format(time.RFC3339), "next_update": head.nextUpdate.Format(time.RFC3339),
 			"sha256": hex.EncodeToString(sum[:])}}

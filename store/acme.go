@@ -88,8 +88,20 @@ type EABKey struct {
 	Revoked   time.Time // zero unless revoked
 }
 
-// acmeValid is the status of an authorization that may be reused.
-const acmeValid = "valid"
+// ACME object statuses (RFC 8555 §7.1.6), as stored in the status column of
+// acme_accounts, acme_orders, acme_authzs and acme_challenges. The guarded
+// Transition methods compare against them, so acme and store must spell
+// them alike.
+const (
+	ACMEPending     = "pending"
+	ACMEReady       = "ready"
+	ACMEProcessing  = "processing"
+	ACMEValid       = "valid"
+	ACMEInvalid     = "invalid"
+	ACMEDeactivated = "deactivated"
+	ACMEExpired     = "expired"
+	ACMERevoked     = "revoked"
+)
 
 // Write statements, prepared once by writeQueries.
 const (
@@ -352,7 +364,7 @@ func (s *SQLite) ACMEReusableAuthz(ctx context.Context, accountID string, ident 
 			WHERE account_id = ? AND id_type = ? AND id_value = ? AND wildcard = ? AND status = ? AND expires > ?
 			ORDER BY expires DESC, id LIMIT 1
 		) a LEFT JOIN acme_challenges c ON c.authz_id = a.id ORDER BY c.position`,
-		accountID, ident.Type, ident.Value, wildcard, acmeValid, now.UnixNano())
+		accountID, ident.Type, ident.Value, wildcard, ACMEValid, now.UnixNano())
 	what := "reusable acme authz for " + ident.Type + ":" + ident.Value
 	if err != nil {
 		return ACMEAuthz{}, fmt.Errorf("%s: %w", what, err)

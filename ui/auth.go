@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/sigil-ca/sigil/ca"
+	"github.com/sigil-ca/sigil/ca/audit"
 )
 
 type loginView struct {
@@ -86,7 +87,7 @@ func (u *UI) login(w http.ResponseWriter, r *http.Request) {
 	if p.Role != ca.RoleAuditor && p.Role != ca.RoleAdmin {
 		u.limiter.fail(remote)
 		err := &ca.Error{Kind: ca.Forbidden, Detail: "role " + p.Role + " may not use the auditor web page"}
-		u.a.RecordSession(ctx, "ui.login.refused", p.Actor(), remote, err)
+		u.a.RecordSession(ctx, audit.ActionUILoginRefused, p.Actor(), remote, err)
 		u.showLogin(w, r, http.StatusForbidden, "A token of role "+p.Role+" cannot open the auditor web page: "+
 			"log in with an auditor or admin token.")
 		return
@@ -103,7 +104,7 @@ func (u *UI) login(w http.ResponseWriter, r *http.Request) {
 		u.renderError(w, r, nil, err)
 		return
 	}
-	u.a.RecordSession(ctx, "ui.login", p.Actor(), remote, nil)
+	u.a.RecordSession(ctx, audit.ActionUILogin, p.Actor(), remote, nil)
 	u.setSessionCookie(w, value)
 	http.SetCookie(w, &http.Cookie{Name: loginCookie, Value: "", Path: "/", Secure: true, HttpOnly: true,
 		SameSite: http.SameSiteStrictMode, MaxAge: -1})
@@ -136,7 +137,7 @@ func (u *UI) logout(w http.ResponseWriter, r *http.Request, s session) error {
 		return err
 	}
 	u.sessions.delete(s.key)
-	u.a.RecordSession(r.Context(), "ui.logout", s.actor(), clientAddr(r), nil)
+	u.a.RecordSession(r.Context(), audit.ActionUILogout, s.actor(), clientAddr(r), nil)
 	u.clearSessionCookie(w)
 	http.Redirect(w, r, "/ui/login", http.StatusSeeOther)
 	return nil

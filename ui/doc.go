@@ -43,5 +43,6 @@
 // Imports: ca (principals, errors, audit verification report), api/wire
 // (the query parameters of /v1/certificates, the status of each error kind
 // and the job status type, so the page and the API filter and answer alike;
-// never api itself), store (record types), ca/audit (event type).
+// never api itself), store (record types), ca/audit (event type, action
+// names).
 package ui

@@ -68,7 +68,7 @@ func (u *UI) dashboard(w http.ResponseWriter, r *http.Request, s session) error 
 	// them; keep the last ten of the past 30 days.
 	var cursor int64
 	for range 10 {
-		evs, next, err := u.a.AuditEvents(ctx, store.AuditFilter{Action: "cert.revoked", After: now.Add(-soonWindow), Cursor: cursor, Limit: 1000})
+		evs, next, err := u.a.AuditEvents(ctx, store.AuditFilter{Action: audit.ActionCertRevoked, After: now.Add(-soonWindow), Cursor: cursor, Limit: 1000})
 		if err != nil {
 			return err
 		}
@@ -195,7 +195,7 @@ func (u *UI) certificates(w http.ResponseWriter, r *http.Request, s session) err
 }
 
 func errorDetail(err error) string {
-	if ce, ok := err.(*ca.Error); ok {
+	if ce, ok := ca.AsError(err); ok {
 		return ce.Detail
 	}
 	return err.Error()
@@ -302,7 +302,7 @@ func (u *UI) requestedBy(ctx context.Context, rec store.CertRecord, v *detailVie
 	if rec.Channel != ca.ChannelACME {
 		return nil
 	}
-	f := store.AuditFilter{Action: "acme.order.finalized", After: rec.Created.Add(-time.Minute), Before: rec.Created.Add(10 * time.Minute), Limit: 1000}
+	f := store.AuditFilter{Action: audit.ActionACMEOrderFinalized, After: rec.Created.Add(-time.Minute), Before: rec.Created.Add(10 * time.Minute), Limit: 1000}
 	for range 5 {
 		evs, next, err := u.a.AuditEvents(ctx, f)
 		if err != nil {

@@ -371,9 +371,9 @@ type errorView struct {
 // renderError shows err as a page. Internal detail is logged with a
 // request reference, never shown.
 func (u *UI) renderError(w http.ResponseWriter, r *http.Request, s *session, err error) {
-	var ce *ca.Error
 	ev := errorView{Kind: "internal", Message: "internal error"}
-	if errors.As(err, &ce) && ce.Kind != ca.Internal {
+	ce, ok := ca.AsError(err)
+	if ok && ce.Kind != ca.Internal {
 		ev.Kind, ev.Message = ce.Kind.String(), ce.Detail
 	} else {
 		ref := newRef()

@@ -20,6 +20,14 @@
 // events share an encoding. Altering, deleting, inserting or reordering an
 // event breaks the chain at that event; [Next] is the only way to extend it.
 //
+// # Actions
+//
+// Every event's Action is one of the constants of actions.go, each
+// documented with when it is written; [Actions] lists them for the docs
+// (docs/audit-actions.md is generated from it) and a test checks that no
+// source of the module appends or filters by an action that is not one of
+// them.
+//
 // # Checkpoints
 //
 // A hash chain alone cannot show that its newest rows were cut off, nor that

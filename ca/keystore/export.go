@@ -65,7 +65,7 @@ func (k *Keystore) Export(ctx context.Context, keyID, actor string, detail map[s
 		if err := tx.TouchKey(keyID, now); err != nil {
 			return err
 		}
-		if _, err := tx.AppendAudit(audit.Event{Time: now, Actor: actor, Action: "key.exported", Target: keyID, Detail: d}); err != nil {
+		if _, err := tx.AppendAudit(audit.Event{Time: now, Actor: actor, Action: audit.ActionKeyExported, Target: keyID, Detail: d}); err != nil {
 			return err
 		}
 		if inTx != nil {

@@ -194,7 +194,7 @@ func (k *Keystore) Generate(purpose string, alg Algorithm) (crypto.Signer, store
 
 // GeneratedEvent is the audit event for a newly generated key.
 func GeneratedEvent(rec store.KeyRecord, actor string) audit.Event {
-	return audit.Event{Time: rec.Created, Actor: actor, Action: "key.generated", Target: rec.ID,
+	return audit.Event{Time: rec.Created, Actor: actor, Action: audit.ActionKeyGenerated, Target: rec.ID,
 		Detail: map[string]string{"purpose": rec.Purpose, "algorithm": rec.Algorithm, "backend": rec.Backend, "kek": rec.KEKID,
 			"public_key_sha256": publicKeyDigest(rec.PublicKey)}}
 }
@@ -221,7 +221,7 @@ func (k *Keystore) Unwrap(ctx context.Context, keyID, actor string) (crypto.Sign
 		if err := tx.TouchKey(keyID, now); err != nil {
 			return err
 		}
-		_, err := tx.AppendAudit(audit.Event{Time: now, Actor: actor, Action: "key.unwrapped", Target: keyID,
+		_, err := tx.AppendAudit(audit.Event{Time: now, Actor: actor, Action: audit.ActionKeyUnwrapped, Target: keyID,
 			Detail: map[string]string{"purpose": rec.Purpose}})
 		return err
 	})
@@ -298,7 +298,7 @@ func (k *Keystore) Rewrap(ctx context.Context, actor string, currentPassphrase, 
 			if err := tx.RewrapKey(key.ID, s.KEKID, s.WrappedDEK, now); err != nil {
 				return err
 			}
-			if _, err := tx.AppendAudit(audit.Event{Time: now, Actor: actor, Action: "key.rewrapped", Target: key.ID,
+			if _, err := tx.AppendAudit(audit.Event{Time: now, Actor: actor, Action: audit.ActionKeyRewrapped, Target: key.ID,
 				Detail: map[string]string{"from_kek": key.KEKID, "to_kek": newID}}); err != nil {
 				return err
 			}
@@ -309,7 +309,7 @@ func (k *Keystore) Rewrap(ctx context.Context, actor string, currentPassphrase, 
 				return err
 			}
 		}
-		_, err = tx.AppendAudit(audit.Event{Time: now, Actor: actor, Action: "kek.rotated", Target: newID,
+		_, err = tx.AppendAudit(audit.Event{Time: now, Actor: actor, Action: audit.ActionKEKRotated, Target: newID,
 			Detail: map[string]string{"previous": old.ID(), "keys": strconv.Itoa(count), "kdf": rec.Params.KDF,
 				"kdf_time": strconv.Itoa(int(rec.Params.Time)), "kdf_memory_kib": strconv.Itoa(int(rec.Params.MemoryKiB))}})
 		return err

@@ -19,7 +19,7 @@ func Retire(tx store.Tx, rec store.KeyRecord, actor string, at time.Time, detail
 	}
 	d := map[string]string{"purpose": rec.Purpose}
 	maps.Copy(d, detail)
-	if _, err := tx.AppendAudit(audit.Event{Time: at, Actor: actor, Action: "key.retired", Target: rec.ID, Detail: d}); err != nil {
+	if _, err := tx.AppendAudit(audit.Event{Time: at, Actor: actor, Action: audit.ActionKeyRetired, Target: rec.ID, Detail: d}); err != nil {
 		return fmt.Errorf("audit retirement of %s: %w", rec.ID, err)
 	}
 	return nil
@@ -35,7 +35,7 @@ func Destroy(tx store.Tx, rec store.KeyRecord, actor, reason string, at time.Tim
 	if err := tx.DestroyKey(rec.ID, at); err != nil {
 		return fmt.Errorf("destroy key %s: %w", rec.ID, err)
 	}
-	if _, err := tx.AppendAudit(audit.Event{Time: at, Actor: actor, Action: "key.destroyed", Target: rec.ID,
+	if _, err := tx.AppendAudit(audit.Event{Time: at, Actor: actor, Action: audit.ActionKeyDestroyed, Target: rec.ID,
 		Detail: map[string]string{"purpose": rec.Purpose, "algorithm": rec.Algorithm, "kek": rec.KEKID, "reason": reason}}); err != nil {
 		return fmt.Errorf("audit destruction of %s: %w", rec.ID, err)
 	}

@@ -133,7 +133,7 @@ func (k *Keystore) Rotate(ctx context.Context, actor string, opts RotateOptions)
 	}
 	now := k.clk.Now().UTC()
 	err = k.st.WithTx(ctx, func(tx store.Tx) error {
-		_, err := tx.AppendAudit(audit.Event{Time: now, Actor: actor, Action: "kek.rotated", Target: to,
+		_, err := tx.AppendAudit(audit.Event{Time: now, Actor: actor, Action: audit.ActionKEKRotated, Target: to,
 			Detail: map[string]string{"previous": strings.Join(previous, ","), "keys": strconv.Itoa(done)}})
 		return err
 	})
@@ -184,7 +184,7 @@ func (k *Keystore) startVersion(ctx context.Context, actor string, params KDFPar
 		if err := tx.SetKEKState(old.ID(), store.KeyRetired); err != nil {
 			return err
 		}
-		_, err := tx.AppendAudit(audit.Event{Time: now, Actor: actor, Action: "kek.rotation.started", Target: newID,
+		_, err := tx.AppendAudit(audit.Event{Time: now, Actor: actor, Action: audit.ActionKEKRotationStarted, Target: newID,
 			Detail: map[string]string{"previous": old.ID(), "kdf": rec.Params.KDF,
 				"kdf_time": strconv.Itoa(int(rec.Params.Time)), "kdf_memory_kib": strconv.Itoa(int(rec.Params.MemoryKiB))}})
 		return err
@@ -233,7 +233,7 @@ func (k *Keystore) rewrapBatch(ctx context.Context, actor string, keys []store.K
 			if err != nil {
 				return err
 			}
-			if _, err := tx.AppendAudit(audit.Event{Time: now, Actor: actor, Action: "key.rewrapped", Target: r.key.ID,
+			if _, err := tx.AppendAudit(audit.Event{Time: now, Actor: actor, Action: audit.ActionKeyRewrapped, Target: r.key.ID,
 				Detail: map[string]string{"from_kek": r.key.KEKID, "to_kek": to.ID()}}); err != nil {
 				return err
 			}

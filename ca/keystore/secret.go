@@ -126,7 +126,7 @@ func (k *Keystore) UnwrapSecret(ctx context.Context, keyID, actor string) ([]byt
 		if err := tx.TouchKey(keyID, now); err != nil {
 			return err
 		}
-		_, err := tx.AppendAudit(audit.Event{Time: now, Actor: actor, Action: "key.unwrapped", Target: keyID,
+		_, err := tx.AppendAudit(audit.Event{Time: now, Actor: actor, Action: audit.ActionKeyUnwrapped, Target: keyID,
 			Detail: map[string]string{"purpose": rec.Purpose}})
 		return err
 	})

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/sigil-ca/sigil/ca"
+	"github.com/sigil-ca/sigil/ca/audit"
 )
 
 // e2eAwaitCRLNumber polls url (the server reloads the root CRL every
@@ -127,7 +128,7 @@ func TestRootCRL(t *testing.T) {
 		t.Errorf("openssl verify -crl_check_all under a revoked intermediate passed or said otherwise:\n%s", out)
 	}
 
-	events := e2eListAudit(t, p, c, "--action", ca.ActionCRLPublished)
+	events := e2eListAudit(t, p, c, "--action", audit.ActionCRLPublished)
 	var rootEvents []string
 	for _, e := range events {
 		if e.Target == rootID+"/0" {

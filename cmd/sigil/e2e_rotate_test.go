@@ -14,6 +14,7 @@ import (
 	"golang.org/x/crypto/ocsp"
 
 	"github.com/sigil-ca/sigil/ca"
+	"github.com/sigil-ca/sigil/ca/audit"
 )
 
 // e2eKeyState returns the state `sigil keys list` shows for key id.
@@ -175,14 +176,14 @@ func TestIntermediateRotationEndToEnd(t *testing.T) {
 	var steps []string
 	for _, ev := range e2eListAudit(t, p, c, "--limit", "1000") {
 		switch {
-		case ev.Action == ca.ActionIntermediateRotated && ev.Target == newID && ev.Detail["previous"] == oldID,
+		case ev.Action == audit.ActionIntermediateRotated && ev.Target == newID && ev.Detail["previous"] == oldID,
 			ev.Action == "key.retired" && ev.Target == oldKey,
 			ev.Action == "key.destroyed" && ev.Target == oldKey,
-			ev.Action == ca.ActionIntermediateDestroyed && ev.Target == oldID:
+			ev.Action == audit.ActionIntermediateDestroyed && ev.Target == oldID:
 			steps = append(steps, ev.Action)
 		}
 	}
-	want := []string{"key.retired", ca.ActionIntermediateRotated, "key.destroyed", ca.ActionIntermediateDestroyed}
+	want := []string{"key.retired", audit.ActionIntermediateRotated, "key.destroyed", audit.ActionIntermediateDestroyed}
 	if !slices.Equal(steps, want) {
 		t.Errorf("audited steps %v, want %v", steps, want)
 	}

@@ -135,7 +135,7 @@ func startServer(ctx context.Context, cfg *Config, passphrase []byte, log *slog.
 	}
 	if broken != nil {
 		if err := st.WithTx(ctx, func(tx store.Tx) error {
-			_, err := tx.AppendAudit(audit.Event{Time: clk.Now(), Actor: "system", Action: "audit.broken_accepted",
+			_, err := tx.AppendAudit(audit.Event{Time: clk.Now(), Actor: "system", Action: audit.ActionAuditBrokenAccepted,
 				Target: cfg.DatabasePath(), Detail: map[string]string{"error": broken.Error()}})
 			return err
 		}); err != nil {
@@ -143,7 +143,7 @@ func startServer(ctx context.Context, cfg *Config, passphrase []byte, log *slog.
 		}
 	}
 	if err := st.WithTx(ctx, func(tx store.Tx) error {
-		_, err := tx.AppendAudit(audit.Event{Time: clk.Now(), Actor: "system", Action: "config.loaded",
+		_, err := tx.AppendAudit(audit.Event{Time: clk.Now(), Actor: "system", Action: audit.ActionConfigLoaded,
 			Target: cfg.path, Detail: map[string]string{"sha256": cfg.sha256, "database": cfg.DatabasePath(),
 				"profiles": strings.Join(profileNames(cfg.Profiles), ",")}})
 		return err

@@ -35,8 +35,8 @@ func (l uiLog) InclusionStatus(ctx context.Context, serial string) (ui.LogInclus
 		return out, nil
 	}
 	inc, err := l.auth.InclusionProof(ctx, serial, h.Size)
-	if ca.KindOf(err) == ca.NotFound {
-		out.Detail = err.(*ca.Error).Detail
+	if e, ok := ca.AsError(err); ok && e.Kind == ca.NotFound {
+		out.Detail = e.Detail
 		return out, nil
 	}
 	if err != nil {
