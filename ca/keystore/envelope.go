@@ -44,25 +44,73 @@ func Seal(rand io.Reader, kek *KEK, keyID string, key crypto.Signer) (Sealed, er
 		return Sealed{}, fmt.Errorf("seal key %q: %w", keyID, err)
 	}
 	defer clear(der)
+	s, err := sealEnvelope(rand, kek, keyID, der, keyAAD(keyID))
+	if err != nil {
+		return Sealed{}, fmt.Errorf("seal key %q: %w", keyID, err)
+	}
+	return s, nil
+}
 
+// sealEnvelope is the one envelope encryption of keys and secrets: plaintext
+// under a fresh random data key read from rand (Ciphertext, with aad), and
+// the data key wrapped by kek (WrappedDEK, with dekAAD). Callers check their
+// arguments and wrap its errors with what they seal.
+func sealEnvelope(rand io.Reader, kek *KEK, keyID string, plaintext, aad []byte) (Sealed, error) {
 	dek := make([]byte, aesKeySize)
 	defer clear(dek)
 	if _, err := io.ReadFull(rand, dek); err != nil {
-		return Sealed{}, fmt.Errorf("seal key %q: data key: %w", keyID, err)
+		return Sealed{}, fmt.Errorf("data key: %w", err)
 	}
 	dekAEAD, err := newGCM(dek)
 	if err != nil {
-		return Sealed{}, fmt.Errorf("seal key %q: %w", keyID, err)
+		return Sealed{}, err
 	}
-	ct, err := seal(rand, dekAEAD, der, keyAAD(keyID))
+	ct, err := seal(rand, dekAEAD, plaintext, aad)
 	if err != nil {
-		return Sealed{}, fmt.Errorf("seal key %q: %w", keyID, err)
+		return Sealed{}, err
 	}
 	wrapped, err := seal(rand, kek.aead, dek, dekAAD(keyID, kek.id))
 	if err != nil {
-		return Sealed{}, fmt.Errorf("seal key %q: wrap data key: %w", keyID, err)
+		return Sealed{}, fmt.Errorf("wrap data key: %w", err)
 	}
 	return Sealed{KEKID: kek.id, WrappedDEK: wrapped, Ciphertext: ct}, nil
+}
+
+// openEnvelope reverses sealEnvelope: it checks that s belongs to kek,
+// unwraps the data key and decrypts the ciphertext with aad. The caller
+// clears the result; errors never include secret bytes.
+func openEnvelope(kek *KEK, keyID string, s Sealed, aad []byte) ([]byte, error) {
+	dek, err := unwrapDEK(kek, keyID, s)
+	if err != nil {
+		return nil, err
+	}
+	defer clear(dek)
+	dekAEAD, err := newGCM(dek)
+	if err != nil {
+		return nil, err
+	}
+	pt, err := open(dekAEAD, s.Ciphertext, aad)
+	if err != nil {
+		return nil, fmt.Errorf("decrypt: %w", err)
+	}
+	return pt, nil
+}
+
+// openKey opens the private key sealed under keyID and returns its PKCS#8
+// DER, for the caller to clear, and the parsed key.
+func openKey(kek *KEK, keyID string, s Sealed) ([]byte, any, error) {
+	der, err := openEnvelope(kek, keyID, s, keyAAD(keyID))
+	if err != nil {
+		return nil, nil, err
+	}
+	// The parser's error is dropped: it could describe the plaintext.
+	// Authenticated plaintext that does not parse means a sealing bug.
+	priv, err := x509.ParsePKCS8PrivateKey(der)
+	if err != nil {
+		clear(der)
+		return nil, nil, errors.New("decrypted key is not valid PKCS#8")
+	}
+	return der, priv, nil
 }
 
 // Open decrypts the private key sealed under keyID. It fails if s was sealed
@@ -70,26 +118,11 @@ func Seal(rand io.Reader, kek *KEK, keyID string, key crypto.Signer) (Sealed, er
 // if s belongs to a different key id. Errors name the key and KEK ids, never
 // secret bytes.
 func Open(kek *KEK, keyID string, s Sealed) (crypto.Signer, error) {
-	dek, err := unwrapDEK(kek, keyID, s)
+	der, priv, err := openKey(kek, keyID, s)
 	if err != nil {
 		return nil, fmt.Errorf("open key %q: %w", keyID, err)
 	}
-	defer clear(dek)
-	dekAEAD, err := newGCM(dek)
-	if err != nil {
-		return nil, fmt.Errorf("open key %q: %w", keyID, err)
-	}
-	der, err := open(dekAEAD, s.Ciphertext, keyAAD(keyID))
-	if err != nil {
-		return nil, fmt.Errorf("open key %q: decrypt: %w", keyID, err)
-	}
-	defer clear(der)
-	// The parser's error is dropped: it could describe the plaintext.
-	// Authenticated plaintext that does not parse means a sealing bug.
-	priv, err := x509.ParsePKCS8PrivateKey(der)
-	if err != nil {
-		return nil, fmt.Errorf("open key %q: decrypted key is not valid PKCS#8", keyID)
-	}
+	clear(der)
 	signer, ok := priv.(crypto.Signer)
 	if !ok {
 		return nil, fmt.Errorf("open key %q: %T is not a signer", keyID, priv)

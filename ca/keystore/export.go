@@ -2,7 +2,6 @@ package keystore
 
 import (
 	"context"
-	"crypto/x509"
 	"fmt"
 	"maps"
 
@@ -39,24 +38,9 @@ func (k *Keystore) Export(ctx context.Context, keyID, actor string, detail map[s
 	kek := k.kek
 	k.mu.RUnlock()
 	s := Sealed{KEKID: rec.KEKID, WrappedDEK: rec.WrappedDEK, Ciphertext: rec.Ciphertext}
-	dek, err := unwrapDEK(kek, keyID, s)
+	der, _, err := openKey(kek, keyID, s)
 	if err != nil {
 		return nil, fmt.Errorf("export key %s: %w", keyID, err)
-	}
-	defer clear(dek)
-	dekAEAD, err := newGCM(dek)
-	if err != nil {
-		return nil, fmt.Errorf("export key %s: %w", keyID, err)
-	}
-	der, err := open(dekAEAD, s.Ciphertext, keyAAD(keyID))
-	if err != nil {
-		return nil, fmt.Errorf("export key %s: decrypt: %w", keyID, err)
-	}
-	// Authenticated plaintext that does not parse is a sealing bug; the
-	// parser's error is dropped, as it could describe the plaintext.
-	if _, err := x509.ParsePKCS8PrivateKey(der); err != nil {
-		clear(der)
-		return nil, fmt.Errorf("export key %s: decrypted key is not valid PKCS#8", keyID)
 	}
 	now := k.clk.Now().UTC()
 	d := map[string]string{"purpose": rec.Purpose}

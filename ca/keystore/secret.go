@@ -31,41 +31,19 @@ func SealSecret(rand io.Reader, kek *KEK, keyID string, secret []byte) (Sealed, 
 	case len(secret) == 0:
 		return Sealed{}, fmt.Errorf("seal secret %q: empty secret", keyID)
 	}
-	dek := make([]byte, aesKeySize)
-	defer clear(dek)
-	if _, err := io.ReadFull(rand, dek); err != nil {
-		return Sealed{}, fmt.Errorf("seal secret %q: data key: %w", keyID, err)
-	}
-	dekAEAD, err := newGCM(dek)
+	s, err := sealEnvelope(rand, kek, keyID, secret, secretAAD(keyID))
 	if err != nil {
 		return Sealed{}, fmt.Errorf("seal secret %q: %w", keyID, err)
 	}
-	ct, err := seal(rand, dekAEAD, secret, secretAAD(keyID))
-	if err != nil {
-		return Sealed{}, fmt.Errorf("seal secret %q: %w", keyID, err)
-	}
-	wrapped, err := seal(rand, kek.aead, dek, dekAAD(keyID, kek.id))
-	if err != nil {
-		return Sealed{}, fmt.Errorf("seal secret %q: wrap data key: %w", keyID, err)
-	}
-	return Sealed{KEKID: kek.id, WrappedDEK: wrapped, Ciphertext: ct}, nil
+	return s, nil
 }
 
 // OpenSecret decrypts a secret sealed by SealSecret under keyID; the caller
 // clears the result when done. Errors never include secret bytes.
 func OpenSecret(kek *KEK, keyID string, s Sealed) ([]byte, error) {
-	dek, err := unwrapDEK(kek, keyID, s)
+	secret, err := openEnvelope(kek, keyID, s, secretAAD(keyID))
 	if err != nil {
 		return nil, fmt.Errorf("open secret %q: %w", keyID, err)
-	}
-	defer clear(dek)
-	dekAEAD, err := newGCM(dek)
-	if err != nil {
-		return nil, fmt.Errorf("open secret %q: %w", keyID, err)
-	}
-	secret, err := open(dekAEAD, s.Ciphertext, secretAAD(keyID))
-	if err != nil {
-		return nil, fmt.Errorf("open secret %q: decrypt: %w", keyID, err)
 	}
 	return secret, nil
 }
