@@ -50,13 +50,7 @@ func (a *Authority) RecordSession(ctx context.Context, action, actor, remote str
 	if err != nil {
 		d["reason"] = KindOf(err).String()
 	}
-	ev := audit.Event{Time: a.clk.Now(), Actor: actor, Action: action, Detail: d}
-	if aerr := a.st.WithTx(context.WithoutCancel(ctx), func(tx store.Tx) error {
-		_, err := tx.AppendAudit(ev)
-		return err
-	}); aerr != nil {
-		a.log.ErrorContext(ctx, "audit session event", "action", action, "error", aerr)
-	}
+	a.auditBestEffort(ctx, audit.Event{Time: a.clk.Now(), Actor: actor, Action: action, Detail: d})
 }
 
 // TokenPrincipal returns the principal of the token with id if it is still

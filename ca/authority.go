@@ -551,31 +551,13 @@ func (a *Authority) RecordRefusal(ctx context.Context, req SignRequest, err erro
 // refuse audits a refused request. The audit write is best effort: its
 // failure is logged, and the caller still gets the refusal.
 func (a *Authority) refuse(ctx context.Context, req SignRequest, err error) {
-	kind := KindOf(err)
-	a.metrics.observeRefused(kind.String())
-	detail := "internal error"
-	var e *Error
-	if errors.As(err, &e) && kind != Internal {
-		detail = e.Detail
-	}
-	if kind == Internal {
-		a.log.ErrorContext(ctx, "issuance failed", "profile", req.Profile, "requester", req.Requester, "error", err)
-	}
-	ev := audit.Event{
-		Time:   a.clk.Now(),
-		Actor:  actorOrSystem(req.Requester),
-		Action: audit.ActionRequestRefused,
-		Detail: map[string]string{"reason": kind.String(), "detail": detail, "profile": req.Profile, "channel": req.Channel},
-	}
+	a.metrics.observeRefused(KindOf(err).String())
+	d := map[string]string{"profile": req.Profile, "channel": req.Channel}
 	if req.CSR != nil {
-		ev.Detail["names"] = strings.Join(requestedNames(req.CSR), ",")
+		d["names"] = strings.Join(requestedNames(req.CSR), ",")
 	}
-	if aerr := a.st.WithTx(context.WithoutCancel(ctx), func(tx store.Tx) error {
-		_, err := tx.AppendAudit(ev)
-		return err
-	}); aerr != nil {
-		a.log.ErrorContext(ctx, "audit refusal", "error", aerr)
-	}
+	a.AuditRefusal(ctx, Refusal{Actor: actorOrSystem(req.Requester), Detail: d, Err: err,
+		Op: "issuance", LogAttrs: []any{"profile", req.Profile, "requester", req.Requester}})
 }
 
 // requestedNames lists every name a CSR asks for, as sent (for the audit record).

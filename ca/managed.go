@@ -693,27 +693,12 @@ func (a *Authority) recordManagedFailure(ctx context.Context, name, actor string
 // recordManagedRefusal audits a refused managed-certificate request as
 // request.refused. Best effort: a failure is logged.
 func (a *Authority) recordManagedRefusal(ctx context.Context, op, name, actor string, err error) {
-	kind := KindOf(err)
-	detail := "internal error"
-	var e *Error
-	if errors.As(err, &e) && kind != Internal {
-		detail = e.Detail
-	}
-	if kind == Internal {
-		a.log.ErrorContext(ctx, op+" failed", "managed", name, "actor", actor, "error", err)
-	}
 	target := name
 	if CheckManagedName(name) != nil {
 		target = "" // never copy unchecked input into the target index
 	}
-	ev := audit.Event{Time: a.clk.Now(), Actor: actorOrSystem(actor), Action: audit.ActionRequestRefused, Target: target,
-		Detail: map[string]string{"request": op, "reason": kind.String(), "detail": detail}}
-	if aerr := a.st.WithTx(context.WithoutCancel(ctx), func(tx store.Tx) error {
-		_, err := tx.AppendAudit(ev)
-		return err
-	}); aerr != nil {
-		a.log.ErrorContext(ctx, "audit refusal", "error", aerr)
-	}
+	a.AuditRefusal(ctx, Refusal{Actor: actorOrSystem(actor), Target: target, Detail: map[string]string{"request": op},
+		Err: err, Op: op, LogAttrs: []any{"managed", name, "actor", actor}})
 }
 
 // DeleteManaged stops renewing the managed certificate name. Its current key

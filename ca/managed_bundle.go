@@ -248,17 +248,6 @@ func (a *Authority) auditBundleRefusal(ctx context.Context, name, actor, via str
 	if CheckManagedName(name) != nil {
 		target = ""
 	}
-	detail := "internal error"
-	var e *Error
-	if errors.As(err, &e) {
-		detail = e.Detail
-	}
-	ev := audit.Event{Time: a.clk.Now().UTC(), Actor: actor, Action: audit.ActionManagedBundleRefused, Target: target,
-		Detail: map[string]string{"reason": KindOf(err).String(), "detail": detail, "via": via}}
-	if aerr := a.st.WithTx(context.WithoutCancel(ctx), func(tx store.Tx) error {
-		_, err := tx.AppendAudit(ev)
-		return err
-	}); aerr != nil {
-		a.log.ErrorContext(ctx, "audit managed bundle refusal", "error", aerr)
-	}
+	a.AuditRefusal(ctx, Refusal{Action: audit.ActionManagedBundleRefused, Actor: actor, Target: target,
+		Detail: map[string]string{"via": via}, Err: err, Op: "managed bundle", LogAttrs: []any{"managed", name}})
 }

@@ -3,6 +3,7 @@ package ca
 import (
 	"context"
 	"fmt"
+	"maps"
 	"slices"
 	"strconv"
 	"strings"
@@ -24,6 +25,75 @@ import (
 // one access.refused.summary event per source and RefusalSummaryEvery.
 // A refusal of an authenticated caller (a valid token of the wrong role, a
 // known certificate that may not renew) is still audited one by one.
+
+// Refusal is a refused request of a caller that is known (authenticated,
+// or presenting a certificate of this CA), audited one by one by
+// AuditRefusal.
+type Refusal struct {
+	// Action is audit.ActionRequestRefused unless set.
+	Action string
+	// Actor is the event's actor, as given.
+	Actor string
+	// Target is the event's target: only checked values (a normalized
+	// serial, a valid name), never raw input, since the target is indexed.
+	Target string
+	// Detail is what was asked; AuditRefusal adds "reason" (the error's
+	// kind) and "detail" (its client-safe detail). The map is not kept.
+	Detail map[string]string
+	// ReasonOnly leaves "detail" out, for refusals whose record has only
+	// ever carried the reason (access.refused).
+	ReasonOnly bool
+	// Op names the refused operation in the error log line of an internal
+	// failure ("issuance", "revoke", ...); LogAttrs are added to that line.
+	Op       string
+	LogAttrs []any
+	// Err is the refusal.
+	Err error
+}
+
+// AuditRefusal appends r as one audit event. The reason is the kind of
+// r.Err and the detail its Detail, or "internal error" for an internal
+// failure, whose cause is logged instead and never recorded. The write is
+// best effort: its failure is logged, and the caller still gets the
+// refusal. Every refusal of a known caller goes through here, so that all
+// have one shape; unauthenticated ones go to RecordUnauthenticatedRefusal.
+func (a *Authority) AuditRefusal(ctx context.Context, r Refusal) {
+	kind := KindOf(r.Err)
+	detail := "internal error"
+	if e, ok := AsError(r.Err); ok && kind != Internal {
+		detail = e.Detail
+	}
+	if kind == Internal {
+		op := r.Op
+		if op == "" {
+			op = "request"
+		}
+		a.log.ErrorContext(ctx, op+" failed", append(r.LogAttrs, "error", r.Err)...)
+	}
+	ev := audit.Event{Time: a.clk.Now(), Actor: r.Actor, Action: r.Action, Target: r.Target,
+		Detail: make(map[string]string, len(r.Detail)+2)}
+	if ev.Action == "" {
+		ev.Action = audit.ActionRequestRefused
+	}
+	maps.Copy(ev.Detail, r.Detail)
+	ev.Detail["reason"] = kind.String()
+	if !r.ReasonOnly {
+		ev.Detail["detail"] = detail
+	}
+	a.auditBestEffort(ctx, ev)
+}
+
+// auditBestEffort appends ev in its own transaction, even if ctx is
+// cancelled, and logs a failure: for events that record a refusal or a
+// session, whose caller answers either way.
+func (a *Authority) auditBestEffort(ctx context.Context, ev audit.Event) {
+	if err := a.st.WithTx(context.WithoutCancel(ctx), func(tx store.Tx) error {
+		_, err := tx.AppendAudit(ev)
+		return err
+	}); err != nil {
+		a.log.ErrorContext(ctx, "audit event", "action", ev.Action, "error", err)
+	}
+}
 
 // RefusalSummaryEvery is how often the pending refusal summaries are
 // written to the audit log: at most one event per source in each period.

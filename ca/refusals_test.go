@@ -171,3 +171,68 @@ func waitEvents(t *testing.T, rc *revokeCA, seq int64, n int) []audit.Event {
 		time.Sleep(5 * time.Millisecond) // waiting for another goroutine's write, not for time to pass
 	}
 }
+
+// TestAuditRefusal checks the one shape of an audited refusal: the reason
+// is the error's kind (found through wrapping), the detail its Detail or
+// "internal error" with the cause logged and never recorded, the caller's
+// detail kept, and the action request.refused unless named.
+func TestAuditRefusal(t *testing.T) {
+	t.Parallel()
+	tc := newTestCA(t, keystore.ECDSAP256, keystore.ECDSAP256)
+	ctx := context.Background()
+	logs := &lockedLog{}
+	a, err := New(ctx, Config{Profiles: DefaultProfiles(), BaseURL: testBaseURL, Clock: tc.clk,
+		Logger: slog.New(slog.NewTextHandler(logs, nil))}, tc.st, tc.init.Keystore)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rc := &revokeCA{testCA: tc, a: a}
+	tests := []struct {
+		name    string
+		r       Refusal
+		action  string
+		detail  map[string]string
+		logged  bool
+		notCopy string
+	}{
+		{
+			name:   "typed, wrapped",
+			r:      Refusal{Actor: "token:ab", Target: "01", Detail: map[string]string{"request": "revoke"}, Err: fmt.Errorf("revoke: %w", errorf(Conflict, "already revoked"))},
+			action: audit.ActionRequestRefused,
+			detail: map[string]string{"request": "revoke", "reason": "conflict", "detail": "already revoked"},
+		},
+		{
+			name:    "internal",
+			r:       Refusal{Actor: "system", Err: internal("load key", fmt.Errorf("disk secret-cause")), Op: "issuance", LogAttrs: []any{"profile", "server"}},
+			action:  audit.ActionRequestRefused,
+			detail:  map[string]string{"reason": "internal", "detail": "internal error"},
+			logged:  true,
+			notCopy: "secret-cause",
+		},
+		{
+			name:   "named action, reason only",
+			r:      Refusal{Action: audit.ActionAccessRefused, Actor: "token:cd", ReasonOnly: true, Detail: map[string]string{"path": "/v1/keys"}, Err: errorf(Forbidden, "role issuer may not")},
+			action: audit.ActionAccessRefused,
+			detail: map[string]string{"path": "/v1/keys", "reason": "forbidden"},
+		},
+	}
+	for _, tt := range tests {
+		head := rc.head(t)
+		a.AuditRefusal(ctx, tt.r)
+		evs := rc.eventsAfter(t, head)
+		if len(evs) != 1 {
+			t.Fatalf("%s: %d events, want 1", tt.name, len(evs))
+		}
+		ev := evs[0]
+		if ev.Action != tt.action || ev.Actor != tt.r.Actor || ev.Target != tt.r.Target || fmt.Sprint(ev.Detail) != fmt.Sprint(tt.detail) {
+			t.Errorf("%s: event %s %s %s %v, want %s %s %s %v", tt.name, ev.Action, ev.Actor, ev.Target, ev.Detail,
+				tt.action, tt.r.Actor, tt.r.Target, tt.detail)
+		}
+		if tt.notCopy != "" && strings.Contains(fmt.Sprint(ev.Detail), tt.notCopy) {
+			t.Errorf("%s: the internal cause reached the audit record: %v", tt.name, ev.Detail)
+		}
+		if tt.logged && (logs.lines("issuance failed") != 1 || logs.lines("secret-cause") != 1) {
+			t.Errorf("%s: internal failure not logged once with its cause:\n%s", tt.name, logs.b.String())
+		}
+	}
+}

@@ -13,7 +13,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/sigil-ca/sigil/ca/audit"
 	"github.com/sigil-ca/sigil/store"
 )
 
@@ -323,41 +322,23 @@ func (a *Authority) refuseRenewal(ctx context.Context, req RenewRequest, rec sto
 			Method: "POST", Path: "/v1/renew", Err: err})
 		return
 	}
-	detail := "internal error"
-	var e *Error
-	if errors.As(err, &e) && kind != Internal {
-		detail = e.Detail
-	}
-	if kind == Internal {
-		a.log.ErrorContext(ctx, "renewal failed", "serial", rec.Serial, "error", err)
-	}
-	ev := audit.Event{
-		Time:   a.clk.Now(),
-		Actor:  "anonymous",
-		Action: audit.ActionRequestRefused,
-		Detail: map[string]string{"request": "renew", "reason": kind.String(), "detail": detail, "channel": ChannelRenew,
-			"rekey": boolString(req.CSR != nil)},
-	}
+	r := Refusal{Actor: "anonymous", Err: err, Op: "renewal", LogAttrs: []any{"serial", rec.Serial},
+		Detail: map[string]string{"request": "renew", "channel": ChannelRenew, "rekey": boolString(req.CSR != nil)}}
 	if c := req.Certificate; c != nil {
 		// The serial is what the client sent; the target index gets it only
 		// in the form RFC 5280 allows.
 		if s := c.SerialNumber; s != nil && s.Sign() > 0 && len(s.Bytes()) <= 20 {
-			ev.Target = SerialString(s)
+			r.Target = SerialString(s)
 		}
-		ev.Detail["cert_issuer"] = clip(c.Issuer.String(), 256)
-		ev.Detail["names"] = clip(strings.Join(requestedNames(certRequest(c)), ","), 1024)
+		r.Detail["cert_issuer"] = clip(c.Issuer.String(), 256)
+		r.Detail["names"] = clip(strings.Join(requestedNames(certRequest(c)), ","), 1024)
 	}
 	if rec.Serial != "" {
-		ev.Actor = actorOrSystem(rec.Requester)
-		ev.Detail["issuer"] = rec.IssuerID
-		ev.Detail["profile"] = rec.Profile
+		r.Actor = actorOrSystem(rec.Requester)
+		r.Detail["issuer"] = rec.IssuerID
+		r.Detail["profile"] = rec.Profile
 	}
-	if aerr := a.st.WithTx(context.WithoutCancel(ctx), func(tx store.Tx) error {
-		_, err := tx.AppendAudit(ev)
-		return err
-	}); aerr != nil {
-		a.log.ErrorContext(ctx, "audit refusal", "error", aerr)
-	}
+	a.AuditRefusal(ctx, r)
 }
 
 func boolString(b bool) string {

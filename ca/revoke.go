@@ -323,33 +323,14 @@ func (a *Authority) RecordRevocationRefusal(ctx context.Context, req RevokeReque
 // the serial as target when it is one. The audit write is best effort: its
 // failure is logged, and the caller still gets the refusal.
 func (a *Authority) recordRefusal(ctx context.Context, op, serial, actor, channel string, err error) {
-	kind := KindOf(err)
-	detail := "internal error"
-	var e *Error
-	if errors.As(err, &e) && kind != Internal {
-		detail = e.Detail
-	}
-	if kind == Internal {
-		a.log.ErrorContext(ctx, op+" failed", "serial", serial, "actor", actor, "error", err)
-	}
 	target, serr := NormalizeSerial(serial)
 	if serr != nil {
 		target = "" // never copy unchecked input into the target index
 	}
-	ev := audit.Event{
-		Time:   a.clk.Now(),
-		Actor:  actorOrSystem(actor),
-		Action: audit.ActionRequestRefused,
-		Target: target,
-		Detail: map[string]string{"request": op, "reason": kind.String(), "detail": detail},
-	}
+	d := map[string]string{"request": op}
 	if channel != "" {
-		ev.Detail["channel"] = channel
+		d["channel"] = channel
 	}
-	if aerr := a.st.WithTx(context.WithoutCancel(ctx), func(tx store.Tx) error {
-		_, err := tx.AppendAudit(ev)
-		return err
-	}); aerr != nil {
-		a.log.ErrorContext(ctx, "audit refusal", "error", aerr)
-	}
+	a.AuditRefusal(ctx, Refusal{Actor: actorOrSystem(actor), Target: target, Detail: d, Err: err,
+		Op: op, LogAttrs: []any{"serial", serial, "actor", actor}})
 }

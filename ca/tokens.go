@@ -249,12 +249,6 @@ func TokenID(presented string) (string, bool) {
 // RecordUnauthenticatedRefusal instead, so that anonymous traffic cannot
 // grow the audit log.
 func (a *Authority) RecordAccessRefusal(ctx context.Context, actor, method, path string, err error) {
-	ev := audit.Event{Time: a.clk.Now(), Actor: actor, Action: audit.ActionAccessRefused,
-		Detail: map[string]string{"reason": KindOf(err).String(), "method": method, "path": path}}
-	if aerr := a.st.WithTx(context.WithoutCancel(ctx), func(tx store.Tx) error {
-		_, err := tx.AppendAudit(ev)
-		return err
-	}); aerr != nil {
-		a.log.ErrorContext(ctx, "audit access refusal", "error", aerr)
-	}
+	a.AuditRefusal(ctx, Refusal{Action: audit.ActionAccessRefused, Actor: actor, ReasonOnly: true,
+		Detail: map[string]string{"method": method, "path": path}, Err: err, Op: "access", LogAttrs: []any{"method", method, "path", path}})
 }
