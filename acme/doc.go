@@ -20,5 +20,7 @@
 // as spent in the store when used, so they survive restarts and work across
 // nodes sharing one database.
 //
-// Imports: ca, store, ca/audit. Never revocation or lifecycle.
+// Imports: ca, store, ca/audit, internal/reqlog (the request log line),
+// internal/httpstatus (the Allow header of a 405). Never revocation or
+// lifecycle.
 package acme

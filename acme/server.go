@@ -21,6 +21,7 @@ import (
 	"github.com/sigil-ca/sigil/ca"
 	"github.com/sigil-ca/sigil/ca/audit"
 	"github.com/sigil-ca/sigil/internal/httpstatus"
+	"github.com/sigil-ca/sigil/internal/reqlog"
 	"github.com/sigil-ca/sigil/store"
 )
 
@@ -240,7 +241,15 @@ func (s *Server) Handler() http.Handler {
 	mux.Handle("POST "+p+"/chall/{id}", s.adapt(s.challenge))
 	mux.Handle("POST "+p+"/cert/{serial}", s.adapt(s.certificate))
 	mux.Handle("POST "+p+"/revoke-cert", s.adapt(s.revokeCert))
-	mux.Handle(p+"/", s.adapt(func(http.ResponseWriter, *http.Request) error {
+	mux.Handle(p+"/", s.adapt(func(w http.ResponseWriter, r *http.Request) error {
+		// The catch-all matches every method, so ServeMux never answers
+		// 405 by itself: a known path with another method is told which
+		// methods it has (RFC 9110 §15.5.6).
+		if allow := httpstatus.Allowed(mux, r, p+"/"); len(allow) > 0 {
+			w.Header().Set("Allow", strings.Join(allow, ", "))
+			return Malformed("method %s is not allowed here (allowed: %s)", r.Method,
+				strings.Join(allow, ", ")).WithStatus(http.StatusMethodNotAllowed)
+		}
 		return Malformed("no such resource").WithStatus(http.StatusNotFound)
 	}))
 	return mux
@@ -248,29 +257,27 @@ func (s *Server) Handler() http.Handler {
 
 // adapt applies the rules every ACME response follows (RFC 8555 §6): a
 // fresh Replay-Nonce, the index link, no caching, a body limit, and errors
-// as problem documents. GET routes answer HEAD too (net/http does).
+// as problem documents, whose type and detail go to the request's log
+// line (the request-log middleware). GET routes answer HEAD too (net/http
+// does).
 func (s *Server) adapt(h handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		start := s.clk.Now()
+	log := reqlog.Config{Surface: "acme", Logger: s.log, Clock: s.clk}
+	return reqlog.Handler(log, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Cache-Control", "no-store")
 		w.Header().Add("Link", link(s.url(r, "/directory"), "index"))
 		if nonce, err := s.nonces.New(); err == nil {
 			w.Header().Set("Replay-Nonce", nonce)
 		}
 		r.Body = http.MaxBytesReader(w, r.Body, s.cfg.MaxBodyBytes)
-		rec := &httpstatus.Writer{ResponseWriter: w}
-		err := h(rec, r)
-		var p *Problem
-		if err != nil {
-			p = FromError(err)
+		if err := h(w, r); err != nil {
+			p := FromError(err)
 			if p.Status >= 500 {
-				s.log.ErrorContext(r.Context(), "acme request", "method", r.Method, "path", r.URL.Path, "error", err)
+				reqlog.From(r.Context()).Fail(err)
 			}
-			p.Write(rec)
+			reqlog.From(r.Context()).Refused(problemAttrs(p)...)
+			p.Write(w)
 		}
-		s.log.InfoContext(r.Context(), "acme request", append([]any{"method", r.Method, "path", r.URL.Path, "status", rec.Code(),
-			"latency_ms", float64(s.clk.Since(start).Microseconds()) / 1000}, problemAttrs(p)...)...)
-	})
+	}))
 }
 
 func link(url, rel string) string { return fmt.Sprintf("<%s>;rel=%q", url, rel) }

@@ -26,5 +26,6 @@
 //
 // Imports: ca, store (record types), ca/audit (event type), api/wire (what
 // it shares with the auditor page: query parameters, the status table, job
-// status).
+// status), internal/reqlog (the request log line), internal/httpstatus (the
+// Allow header of a 405).
 package api

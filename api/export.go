@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/sigil-ca/sigil/ca"
+	"github.com/sigil-ca/sigil/internal/reqlog"
 	"github.com/sigil-ca/sigil/store"
 )
 
@@ -277,7 +278,7 @@ func (api *API) exportCertificates(w http.ResponseWriter, r *http.Request, p ca.
 		if r.Context().Err() != nil {
 			level = slog.LevelWarn // the client went away
 		}
-		api.log.Log(r.Context(), level, "export cut short", "request_id", r.Context().Value(requestIDKey{}),
+		api.log.Log(r.Context(), level, "export cut short", "request_id", reqlog.ID(r.Context()),
 			"method", r.Method, "path", r.URL.Path, "actor", p.Actor(), "error", err)
 		panic(http.ErrAbortHandler)
 	}

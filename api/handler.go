@@ -2,8 +2,6 @@ package api
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -18,6 +16,7 @@ import (
 
 	"github.com/sigil-ca/sigil/ca"
 	"github.com/sigil-ca/sigil/internal/httpstatus"
+	"github.com/sigil-ca/sigil/internal/reqlog"
 )
 
 // Config configures the API handler.
@@ -156,10 +155,12 @@ func (api *API) Handler() http.Handler {
 		mux.Handle(rt.Pattern, api.adapt(onlyQuery(rt.Params, rt.h), rt.Roles))
 	}
 	mux.Handle("/v1/", api.adapt(func(w http.ResponseWriter, r *http.Request, _ ca.Principal) error {
-		if allow := allowedMethods(mux, r); len(allow) > 0 {
+		if allow := httpstatus.Allowed(mux, r, "/v1/"); len(allow) > 0 {
 			w.Header().Set("Allow", strings.Join(allow, ", "))
-			writeJSON(w, http.StatusMethodNotAllowed, ErrorResponse{Error: "method_not_allowed",
-				Detail: fmt.Sprintf("method %s is not allowed here (allowed: %s)", r.Method, strings.Join(allow, ", "))})
+			body := ErrorResponse{Error: "method_not_allowed",
+				Detail: fmt.Sprintf("method %s is not allowed here (allowed: %s)", r.Method, strings.Join(allow, ", "))}
+			reqlog.From(r.Context()).Refused("reason", body.Error, "detail", body.Detail)
+			writeJSON(w, http.StatusMethodNotAllowed, body)
 			return nil
 		}
 		return &ca.Error{Kind: ca.NotFound, Detail: "no such endpoint"}
@@ -167,34 +168,15 @@ func (api *API) Handler() http.Handler {
 	return mux
 }
 
-// allowedMethods lists the methods some route serves r's path with. The
-// catch-all matches every method, so ServeMux never answers 405 by itself.
-func allowedMethods(mux *http.ServeMux, r *http.Request) []string {
-	var out []string
-	for _, m := range []string{http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete} {
-		probe := r.Clone(r.Context())
-		probe.Method = m
-		if _, pattern := mux.Handler(probe); pattern != "" && pattern != "/v1/" {
-			out = append(out, m)
-		}
-	}
-	return out
-}
-
-type requestIDKey struct{}
-
-// adapt authenticates, limits the body, runs h and renders its error. It
-// writes one log line per request.
+// adapt authenticates, limits the body, runs h and renders its error, in
+// the request-log middleware: the line gets the actor, the reason of a
+// refusal and an internal failure.
 func (api *API) adapt(h handlerFunc, roles []string) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		start := api.clk.Now()
-		reqID := newRequestID()
-		ctx := context.WithValue(r.Context(), requestIDKey{}, reqID)
-		r = r.WithContext(ctx)
-		w.Header().Set("X-Request-Id", reqID)
+	log := reqlog.Config{Surface: "v1", Logger: api.log, Clock: api.clk, IDHeader: "X-Request-Id"}
+	return reqlog.Handler(log, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ctx := r.Context()
 		w.Header().Set("Cache-Control", "no-store")
 		r.Body = http.MaxBytesReader(w, r.Body, api.cfg.MaxBodyBytes)
-		sw := &httpstatus.Writer{ResponseWriter: w}
 		var p ca.Principal
 		err := func() error {
 			if roles == nil {
@@ -221,24 +203,16 @@ func (api *API) adapt(h handlerFunc, roles []string) http.Handler {
 			api.gate.RecordAccessRefusal(ctx, p.Actor(), r.Method, r.URL.Path, err)
 			return err
 		}()
+		if p.TokenID != "" {
+			reqlog.From(ctx).SetActor(p.Actor())
+		}
 		if err == nil {
-			err = h(sw, r, p)
+			err = h(w, r, p)
 		}
 		if err != nil {
-			api.renderError(sw, r, err)
+			api.renderError(w, r, err)
 		}
-		attrs := []any{"request_id", reqID, "method", r.Method, "path", r.URL.Path, "status", sw.Code(),
-			"latency_ms", float64(api.clk.Since(start).Microseconds()) / 1000}
-		if p.TokenID != "" {
-			attrs = append(attrs, "actor", p.Actor())
-		}
-		if err != nil && ca.KindOf(err) == ca.Internal {
-			attrs = append(attrs, "error", err.Error())
-			api.log.ErrorContext(ctx, "request", attrs...)
-		} else {
-			api.log.InfoContext(ctx, "request", attrs...)
-		}
-	})
+	}))
 }
 
 // refuseUnauthenticated counts a request refused because its token (tok,
@@ -289,12 +263,6 @@ func bearer(r *http.Request) (string, bool) {
 	return tok, true
 }
 
-func newRequestID() string {
-	b := make([]byte, 8)
-	_, _ = rand.Read(b)
-	return hex.EncodeToString(b)
-}
-
 func (api *API) renderError(w http.ResponseWriter, r *http.Request, err error) {
 	body := ErrorResponse{Error: ca.Internal.String(), Detail: "internal error"}
 	if ce, ok := ca.AsError(err); ok && ce.Kind != ca.Internal {
@@ -306,8 +274,13 @@ func (api *API) renderError(w http.ResponseWriter, r *http.Request, err error) {
 			w.Header().Set("Retry-After", strconv.Itoa(int(ce.RetryAfter.Seconds()+0.5)))
 		}
 	}
-	if id, ok := r.Context().Value(requestIDKey{}).(string); ok && body.Error == ca.Internal.String() {
-		body.Detail = "internal error (request " + id + ")"
+	if body.Error == ca.Internal.String() {
+		reqlog.From(r.Context()).Fail(err)
+		if id := reqlog.ID(r.Context()); id != "" {
+			body.Detail = "internal error (request " + id + ")"
+		}
+	} else {
+		reqlog.From(r.Context()).Refused("reason", body.Error, "detail", body.Detail)
 	}
 	writeJSON(w, status(ca.KindOf(err)), body)
 }

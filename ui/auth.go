@@ -9,6 +9,7 @@ import (
 
 	"github.com/sigil-ca/sigil/ca"
 	"github.com/sigil-ca/sigil/ca/audit"
+	"github.com/sigil-ca/sigil/internal/reqlog"
 )
 
 type loginView struct {
@@ -34,6 +35,9 @@ func (u *UI) showLogin(w http.ResponseWriter, r *http.Request, status int, msg s
 	}
 	http.SetCookie(w, &http.Cookie{Name: loginCookie, Value: csrf, Path: "/", Secure: true, HttpOnly: true,
 		SameSite: http.SameSiteStrictMode, MaxAge: int(loginTTL / time.Second)})
+	if status >= 400 {
+		reqlog.From(r.Context()).Refused("reason", "login_refused", "detail", msg)
+	}
 	u.render(w, r, status, "login", view{Title: "Log in", Data: loginView{CSRF: csrf, Message: msg}})
 }
 

@@ -44,5 +44,5 @@
 // (the query parameters of /v1/certificates, the status of each error kind
 // and the job status type, so the page and the API filter and answer alike;
 // never api itself), store (record types), ca/audit (event type, action
-// names).
+// names), internal/reqlog (the request log line).
 package ui

@@ -16,6 +16,7 @@ import (
 	"github.com/sigil-ca/sigil/api/wire"
 	"github.com/sigil-ca/sigil/ca"
 	"github.com/sigil-ca/sigil/ca/audit"
+	"github.com/sigil-ca/sigil/internal/reqlog"
 	"github.com/sigil-ca/sigil/store"
 )
 
@@ -182,6 +183,7 @@ func (u *UI) certificates(w http.ResponseWriter, r *http.Request, s session) err
 			return err
 		}
 		v.Error, status = errorDetail(err), http.StatusBadRequest
+		reqlog.From(r.Context()).Refused("reason", ca.KindOf(err).String(), "detail", v.Error)
 	}
 	if v.Export {
 		fq := filterQuery(certFields(), q)
@@ -429,6 +431,7 @@ func (u *UI) auditLog(w http.ResponseWriter, r *http.Request, s session) error {
 			return err
 		}
 		v.Error, status = errorDetail(err), http.StatusBadRequest
+		reqlog.From(r.Context()).Refused("reason", ca.KindOf(err).String(), "detail", v.Error)
 	}
 	u.render(w, r, status, "audit", view{Title: "Audit log", Session: &s, Nav: "audit", Data: v})
 	return nil

@@ -22,7 +22,7 @@ import (
 	"github.com/sigil-ca/sigil/api/wire"
 	"github.com/sigil-ca/sigil/ca"
 	"github.com/sigil-ca/sigil/ca/audit"
-	"github.com/sigil-ca/sigil/internal/httpstatus"
+	"github.com/sigil-ca/sigil/internal/reqlog"
 	"github.com/sigil-ca/sigil/store"
 )
 
@@ -239,13 +239,13 @@ func (u *UI) Handler() http.Handler {
 	return mux
 }
 
-// wrap sets the security headers every response carries, bounds the body
-// and writes one log line per request. Pages are documents without scripts:
+// wrap sets the security headers every response carries and bounds the
+// body, in the request-log middleware. Pages are documents without scripts:
 // the policy allows only our own stylesheet, images inline in data: URLs,
 // and forms posting back to us; nothing may frame them.
 func (u *UI) wrap(h http.HandlerFunc) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		start := u.clk.Now()
+	log := reqlog.Config{Surface: "ui", Logger: u.log, Clock: u.clk}
+	return reqlog.Handler(log, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		hdr := w.Header()
 		hdr.Set("Content-Security-Policy", "default-src 'none'; style-src 'self'; img-src 'self' data:; "+
 			"form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
@@ -258,11 +258,8 @@ func (u *UI) wrap(h http.HandlerFunc) http.Handler {
 		hdr.Set("Cache-Control", "no-store")
 		// Only login and logout read a body, and both are small forms.
 		r.Body = http.MaxBytesReader(w, r.Body, 16<<10)
-		sw := &httpstatus.Writer{ResponseWriter: w}
-		h(sw, r)
-		u.log.InfoContext(r.Context(), "ui request", "method", r.Method, "path", r.URL.Path, "status", sw.Code(),
-			"latency_ms", float64(u.clk.Since(start).Microseconds())/1000)
-	})
+		h(w, r)
+	}))
 }
 
 // authenticated requires a live session, re-checks its token, audits the
@@ -375,9 +372,16 @@ func (u *UI) renderError(w http.ResponseWriter, r *http.Request, s *session, err
 	ce, ok := ca.AsError(err)
 	if ok && ce.Kind != ca.Internal {
 		ev.Kind, ev.Message = ce.Kind.String(), ce.Detail
+		reqlog.From(r.Context()).Refused("reason", ev.Kind, "detail", ev.Message)
 	} else {
-		ref := newRef()
-		u.log.ErrorContext(r.Context(), "ui: internal error", "path", r.URL.Path, "ref", ref, "error", err)
+		// The reference is the request id: the request's log line, at
+		// error level, carries the cause under it.
+		ref := reqlog.ID(r.Context())
+		if ref == "" {
+			ref = newRef()
+			u.log.ErrorContext(r.Context(), "ui: internal error", "path", r.URL.Path, "ref", ref, "error", err)
+		}
+		reqlog.From(r.Context()).Fail(err)
 		ev.Message = "internal error (reference " + ref + ")"
 	}
 	ev.Status = wire.Status(ca.KindOf(err))

@@ -1,7 +1,8 @@
 // Package httpstatus records the status an HTTP handler sent, so that the
 // request logs of the API, the auditor page and ACME say what went on the
 // wire (201 for a new object, 200 for a HEAD) rather than what a wrapper
-// assumed.
+// assumed, and lists the methods a path allows, for the Allow header of a
+// 405.
 package httpstatus
 
 import "net/http"
@@ -48,4 +49,23 @@ func (s *Writer) Code() int {
 		return http.StatusOK
 	}
 	return s.status
+}
+
+// probeMethods are the methods Allowed tries.
+var probeMethods = [...]string{http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete}
+
+// Allowed lists the methods some route of mux other than catchAll serves
+// r's path with, for the Allow header of a 405 (RFC 9110 §15.5.6). A
+// surface with a catch-all pattern needs it: the catch-all matches every
+// method, so ServeMux never answers 405 by itself.
+func Allowed(mux *http.ServeMux, r *http.Request, catchAll string) []string {
+	var out []string
+	for _, m := range probeMethods {
+		probe := r.Clone(r.Context())
+		probe.Method = m
+		if _, pattern := mux.Handler(probe); pattern != "" && pattern != catchAll {
+			out = append(out, m)
+		}
+	}
+	return out
 }
