@@ -8,9 +8,11 @@
 // with the real intermediate key only if the lint passes, then record the
 // certificate and its audit event in one durable transaction before returning
 // it. A refused request is audited and leaves no certificate row and no used
-// serial; a request refused before its caller authenticated is counted and
-// summed per source instead (RecordUnauthenticatedRefusal), so that
-// anonymous traffic cannot grow the audit log.
+// serial; every such refusal is written by AuditRefusal, in one shape. A
+// request refused before its caller authenticated is counted and summed per
+// source instead (RecordUnauthenticatedRefusal), so that anonymous traffic
+// cannot grow the audit log. Surfaces read an error's kind and detail with
+// AsError or KindOf, which see through wrapping.
 //
 // Renewal over mutual TLS (Renew) authenticates the client by the
 // certificate it presented in the handshake, checked against this CA's own

@@ -26,7 +26,10 @@
 // id and a wrapped DEK to both its key id and its KEK, so a row copied onto
 // another key id, or a wrapped DEK moved between KEKs, fails authentication
 // rather than opening as the wrong key. KEK ids may not contain ':', which
-// keeps the DEK associated data unambiguous.
+// keeps the DEK associated data unambiguous. Secrets ([SealSecret]) use the
+// same envelope with aad "sigil-secret:" ‖ keyID, so neither opens as the
+// other; one pair of helpers (sealEnvelope, openEnvelope) seals and opens
+// every envelope, and fixed vectors in the tests pin the format.
 //
 // Rotating the KEK is [Rewrap]: it unwraps the DEK with the old KEK and wraps
 // it with the new one, leaving Ciphertext byte-identical; the private key is
