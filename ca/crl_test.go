@@ -10,10 +10,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sigil-ca/sigil/ca/keystore"
 	"golang.org/x/crypto/cryptobyte"
 	cbasn1 "golang.org/x/crypto/cryptobyte/asn1"
-
-	"github.com/sigil-ca/sigil/ca/keystore"
 )
 
 func TestCRLShard(t *testing.T) {
