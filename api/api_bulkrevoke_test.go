@@ -7,6 +7,7 @@ import (
 
 	"github.com/sigil-ca/sigil/api"
 	"github.com/sigil-ca/sigil/ca"
+	"github.com/sigil-ca/sigil/ca/audit"
 )
 
 // TestBulkRevoke: POST /v1/certificates/revoke is the admin's alone; a dry
@@ -27,7 +28,7 @@ func TestBulkRevoke(t *testing.T) {
 		e.sign(t, e.admin, "tls-server", "admin.example.com").Serial)
 	byAlice := api.BulkRevokeRequest{Filter: api.BulkRevokeFilter{Requester: "token:" + aliceID}, Reason: []byte(`"superseded"`)}
 	events := func() (revoked, bulk int) {
-		return len(e.audit(t, "action=cert.revoked")), len(e.audit(t, "action="+ca.ActionCertBulkRevoked))
+		return len(e.audit(t, "action=cert.revoked")), len(e.audit(t, "action="+audit.ActionCertBulkRevoked))
 	}
 	statuses := func(t *testing.T, want map[string]string) {
 		t.Helper()
@@ -111,7 +112,7 @@ func TestBulkRevoke(t *testing.T) {
 		want[s] = "valid"
 	}
 	statuses(t, want)
-	evs := e.audit(t, "action="+ca.ActionCertBulkRevoked)
+	evs := e.audit(t, "action="+audit.ActionCertBulkRevoked)
 	if len(evs) != 1 {
 		t.Fatalf("%d bulk events, want 1: %+v", len(evs), evs)
 	}

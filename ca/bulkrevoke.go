@@ -10,11 +10,6 @@ import (
 	"github.com/sigil-ca/sigil/store"
 )
 
-// ActionCertBulkRevoked is the audit action of one bulk revocation: what it
-// selected and what became of it. Each certificate it revoked has its own
-// cert.revoked event, as a single revocation does.
-const ActionCertBulkRevoked = "cert.bulk_revoked"
-
 // BulkRevokeFilter selects the certificates of a bulk revocation: every
 // valid (unexpired, unrevoked) one that matches all the fields set. At
 // least one must be set.
@@ -132,7 +127,7 @@ func (a *Authority) auditBulkRevoke(ctx context.Context, req BulkRevokeRequest, 
 	}
 	now := a.clk.Now().UTC()
 	err := a.st.WithTx(ctx, func(tx store.Tx) error {
-		_, err := tx.AppendAudit(audit.Event{Time: now, Actor: actorOrSystem(req.Actor), Action: ActionCertBulkRevoked, Detail: detail})
+		_, err := tx.AppendAudit(audit.Event{Time: now, Actor: actorOrSystem(req.Actor), Action: audit.ActionCertBulkRevoked, Detail: detail})
 		return err
 	})
 	if err != nil {

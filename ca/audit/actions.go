@@ -15,6 +15,10 @@ const (
 	// ActionCertRevoked is written in the transaction that revokes a
 	// certificate (or puts it on hold), with its RFC 5280 reason.
 	ActionCertRevoked = "cert.revoked"
+	// ActionCertBulkRevoked is written once per bulk revocation, with what
+	// its filter selected and what became of it; each certificate it
+	// revoked has its own cert.revoked event.
+	ActionCertBulkRevoked = "cert.bulk_revoked"
 	// ActionCertUnheld is written when a certificate on hold is released
 	// and counts as valid again.
 	ActionCertUnheld = "cert.unheld"
@@ -191,6 +195,7 @@ func Actions() []ActionInfo {
 	return []ActionInfo{
 		{ActionCertIssued, "is written in the transaction that records a new certificate, whatever the channel (API, ACME, renewal, managed, bootstrap, rotation, responder or serving certificate)."},
 		{ActionCertRevoked, "is written in the transaction that revokes a certificate (or puts it on hold), with its RFC 5280 reason."},
+		{ActionCertBulkRevoked, "is written once per bulk revocation, with what its filter selected and what became of it; each certificate it revoked has its own cert.revoked event."},
 		{ActionCertUnheld, "is written when a certificate on hold is released and counts as valid again."},
 		{ActionRequestRefused, "is written when a request of an authenticated or known caller to issue, renew, revoke, unhold or manage a certificate is refused, with the reason."},
 		{ActionKeyBlocked, "is written when a public key is blocked after a keyCompromise revocation, before its other certificates are revoked."},
