@@ -23,8 +23,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/sigil-ca/sigil/ca"
 	"github.com/sigil-ca/sigil/api"
+	"github.com/sigil-ca/sigil/ca"
 )
 
 // legoDomain is the name lego asks for; only the test DNS server knows it.
