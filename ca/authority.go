@@ -377,28 +377,18 @@ func (a *Authority) issue(ctx context.Context, req SignRequest, prof *Profile) (
 	if err != nil {
 		return nil, err
 	}
-	now := rec.Created
-	der := rec.DER
-	touch := a.touchDue(now)
-	err = a.st.WithTx(ctx, func(tx store.Tx) error {
-		if err := tx.InsertCertificate(&rec); err != nil {
-			return err
-		}
-		if _, err := tx.AppendAudit(issuedEvent(rec, actorOrSystem(req.Requester), a.clk.Now())); err != nil {
-			return err
-		}
-		if touch {
-			if err := tx.TouchKey(cur.keyID, now); err != nil {
-				return err
-			}
-		}
-		if req.InTx != nil {
+	iss := Issuance{Cert: rec, Actor: req.Requester}
+	if req.InTx != nil {
+		// Wrapped, so that the caller's errors are told apart from the
+		// store's (an ACME refusal is not a serial collision).
+		iss.InTx = func(tx store.Tx, rec store.CertRecord) error {
 			if err := req.InTx(tx, rec); err != nil {
 				return &inTxError{err}
 			}
+			return nil
 		}
-		return nil
-	})
+	}
+	rec, err = a.Record(ctx, iss)
 	var caller *inTxError
 	if errors.As(err, &caller) {
 		return nil, caller.err // the caller's refusal, in the caller's words
@@ -409,23 +399,7 @@ func (a *Authority) issue(ctx context.Context, req SignRequest, prof *Profile) (
 	if err != nil {
 		return nil, internal("record certificate", err)
 	}
-	return &Issued{Record: rec, Chain: [][]byte{der, cur.Cert.Raw}}, nil
-}
-
-// issuedEvent is the cert.issued audit event of rec.
-func issuedEvent(rec store.CertRecord, actor string, at time.Time) audit.Event {
-	return audit.Event{
-		Time:   at,
-		Actor:  actor,
-		Action: audit.ActionCertIssued,
-		Target: rec.Serial,
-		Detail: map[string]string{
-			"issuer": rec.IssuerID, "profile": rec.Profile, "channel": rec.Channel,
-			"subject": rec.Subject, "sans": strings.Join(rec.SANs, ","),
-			"not_after": rec.NotAfter.Format(time.RFC3339), "replaces": rec.Replaces,
-			detailDERSHA256: derDigest(rec.DER),
-		},
-	}
+	return &Issued{Record: rec, Chain: [][]byte{rec.DER, cur.Cert.Raw}}, nil
 }
 
 // leafRequest is a subject key and names already checked for syntax,

@@ -218,13 +218,8 @@ func Init(ctx context.Context, st InitStore, cfg InitConfig) (*InitResult, error
 			key     store.KeyRecord
 		}{{root, "root", rootRec}, {inter, "intermediate", intRec}, {auditCert, "audit-signer", auditRec}} {
 			steps = append(steps, func() error {
-				rec := certRec(c.cert, rootID, c.profile, c.key)
-				if err := tx.InsertCertificate(&rec); err != nil {
-					return err
-				}
-				return appendEvent(tx, now, actor, audit.ActionCertIssued, rec.Serial, map[string]string{
-					"issuer": rootID, "profile": c.profile, "channel": ChannelInit, "subject": rec.Subject,
-					"not_after": rec.NotAfter.Format(time.RFC3339), detailDERSHA256: derDigest(rec.DER)})
+				_, err := recordTx(tx, Issuance{Cert: certRec(c.cert, rootID, c.profile, c.key), Actor: actor, KeyID: c.key.ID}, now)
+				return err
 			})
 		}
 		steps = append(steps,

@@ -333,45 +333,32 @@ func (a *Authority) createManaged(ctx context.Context, spec ManagedSpec) (store.
 	v := store.ManagedVersion{Name: m.Name, Version: 1, Serial: leaf.Serial, IssuerID: leaf.IssuerID, KeyID: keyRec.ID,
 		Created: now, NotBefore: leaf.NotBefore, NotAfter: leaf.NotAfter, State: store.VersionCurrent, Reason: RenewCreated}
 	actor := actorOrSystem(spec.Actor)
-	err = a.st.WithTx(ctx, func(tx store.Tx) error {
-		if err := tx.InsertKey(keyRec); err != nil {
+	_, err = a.Record(ctx, Issuance{Cert: leaf, Actor: actor, NewKey: &keyRec, Time: now, Start: start,
+		InTx: func(tx store.Tx, _ store.CertRecord) error {
+			if err := tx.InsertManaged(m); err != nil {
+				return err
+			}
+			if err := tx.InsertManagedVersion(v); err != nil {
+				return err
+			}
+			if err := tx.PutManagedKey(keyRec.ID, m.Name, leaf.NotAfter); err != nil {
+				return err
+			}
+			detail := map[string]string{"profile": m.Profile, "sans": strings.Join(m.SANs, ","), "key_type": m.KeyType,
+				"key": keyRec.ID, "serial": leaf.Serial, "version": "1", "renew_at": m.RenewAt,
+				"rotate_key": RotateKeyString(rotate), "renew_due": m.RenewDue.Format(time.RFC3339)}
+			if revokeAfter >= 0 {
+				detail["revoke_previous_after"] = revokeAfter.String()
+			}
+			_, err := tx.AppendAudit(audit.Event{Time: now, Actor: actor, Action: audit.ActionManagedCreated, Target: m.Name, Detail: detail})
 			return err
-		}
-		if _, err := tx.AppendAudit(keystore.GeneratedEvent(keyRec, actor)); err != nil {
-			return err
-		}
-		rec := leaf // InsertCertificate sets the ID; a retried batch starts over
-		if err := tx.InsertCertificate(&rec); err != nil {
-			return err
-		}
-		if _, err := tx.AppendAudit(issuedEvent(rec, actor, now)); err != nil {
-			return err
-		}
-		if err := tx.InsertManaged(m); err != nil {
-			return err
-		}
-		if err := tx.InsertManagedVersion(v); err != nil {
-			return err
-		}
-		if err := tx.PutManagedKey(keyRec.ID, m.Name, leaf.NotAfter); err != nil {
-			return err
-		}
-		detail := map[string]string{"profile": m.Profile, "sans": strings.Join(m.SANs, ","), "key_type": m.KeyType,
-			"key": keyRec.ID, "serial": leaf.Serial, "version": "1", "renew_at": m.RenewAt,
-			"rotate_key": RotateKeyString(rotate), "renew_due": m.RenewDue.Format(time.RFC3339)}
-		if revokeAfter >= 0 {
-			detail["revoke_previous_after"] = revokeAfter.String()
-		}
-		_, err := tx.AppendAudit(audit.Event{Time: now, Actor: actor, Action: audit.ActionManagedCreated, Target: m.Name, Detail: detail})
-		return err
-	})
+		}})
 	if errors.Is(err, store.ErrDuplicate) {
 		return store.ManagedRecord{}, errorf(Conflict, "managed certificate %q exists", spec.Name)
 	}
 	if err != nil {
 		return store.ManagedRecord{}, internal("record managed certificate", err)
 	}
-	a.metrics.observeIssued(spec.Profile, a.clk.Since(start))
 	return m, nil
 }
 
@@ -588,73 +575,53 @@ func (a *Authority) prepareRenewal(ctx context.Context, m store.ManagedRecord, a
 func (a *Authority) commitRenewal(ctx context.Context, p *PreparedRenewal) (*ManagedRenewal, error) {
 	m, leaf, next, rotate, reason, revokeDue, actor := p.m, p.leaf, p.next, p.rotate, p.reason, p.revokeDue, p.actor
 	keyID, now := next.KeyID, leaf.Created
-	touch := a.touchDue(now)
-	err := a.st.WithTx(ctx, func(tx store.Tx) error {
-		if rotate {
-			if err := a.rotateManagedKeyTx(tx, m, p.keyRec, actor, now, p.compromised); err != nil {
+	iss := Issuance{Cert: leaf, Actor: actor, KeyID: keyID, Time: now, Start: p.start,
+		InTx: func(tx store.Tx, _ store.CertRecord) error {
+			if err := tx.PutManagedKey(keyID, m.Name, leaf.NotAfter); err != nil {
 				return err
 			}
-		}
-		rec := leaf
-		if err := tx.InsertCertificate(&rec); err != nil {
+			if err := tx.SupersedeManagedVersion(m.Name, m.Version, revokeDue); err != nil {
+				return err
+			}
+			if err := tx.InsertManagedVersion(p.version); err != nil {
+				return err
+			}
+			if err := tx.AdvanceManaged(next, m.Version); err != nil {
+				return err
+			}
+			detail := map[string]string{"version": strconv.Itoa(next.Version), "serial": leaf.Serial, "replaces": m.Serial,
+				"key": keyID, "rotated": strconv.FormatBool(rotate), "reason": reason,
+				"not_after": leaf.NotAfter.Format(time.RFC3339), "renew_due": next.RenewDue.Format(time.RFC3339)}
+			if !revokeDue.IsZero() {
+				detail["revoke_previous_at"] = revokeDue.Format(time.RFC3339)
+			}
+			_, err := tx.AppendAudit(audit.Event{Time: now, Actor: actor, Action: audit.ActionManagedRenewed, Target: m.Name, Detail: detail})
 			return err
-		}
-		if _, err := tx.AppendAudit(issuedEvent(rec, actor, now)); err != nil {
-			return err
-		}
-		if err := tx.PutManagedKey(keyID, m.Name, leaf.NotAfter); err != nil {
-			return err
-		}
-		if err := tx.SupersedeManagedVersion(m.Name, m.Version, revokeDue); err != nil {
-			return err
-		}
-		if err := tx.InsertManagedVersion(p.version); err != nil {
-			return err
-		}
-		if err := tx.AdvanceManaged(next, m.Version); err != nil {
-			return err
-		}
-		detail := map[string]string{"version": strconv.Itoa(next.Version), "serial": leaf.Serial, "replaces": m.Serial,
-			"key": keyID, "rotated": strconv.FormatBool(rotate), "reason": reason,
-			"not_after": leaf.NotAfter.Format(time.RFC3339), "renew_due": next.RenewDue.Format(time.RFC3339)}
-		if !revokeDue.IsZero() {
-			detail["revoke_previous_at"] = revokeDue.Format(time.RFC3339)
-		}
-		if _, err := tx.AppendAudit(audit.Event{Time: now, Actor: actor, Action: audit.ActionManagedRenewed, Target: m.Name, Detail: detail}); err != nil {
-			return err
-		}
-		if issuerKey := a.issuerKeyID(leaf.IssuerID); touch && issuerKey != "" {
-			return tx.TouchKey(issuerKey, now)
-		}
-		return nil
-	})
+		}}
+	if rotate {
+		iss.NewKey = &p.keyRec
+		iss.Before = func(tx store.Tx) error { return a.retireManagedKeyTx(tx, m, p.keyRec.ID, actor, now, p.compromised) }
+	}
+	_, err := a.Record(ctx, iss)
 	switch {
 	case errors.Is(err, store.ErrNotFound), errors.Is(err, store.ErrDuplicate):
 		return nil, &Error{Kind: Conflict, Detail: fmt.Sprintf("managed certificate %q changed during its renewal; nothing was renewed", m.Name), Err: err}
 	case err != nil:
 		return nil, internal("record managed renewal", err)
 	}
-	a.metrics.observeIssued(m.Profile, a.clk.Since(p.start))
 	return &ManagedRenewal{Name: m.Name, Version: next.Version, Serial: leaf.Serial, Replaced: m.Serial, KeyID: keyID,
 		Rotated: rotate, Reason: reason}, nil
 }
 
-// rotateManagedKeyTx records the new key of m and retires the one it
-// replaces, to be destroyed when its last certificate expires (at once when
-// compromised).
-func (a *Authority) rotateManagedKeyTx(tx store.Tx, m store.ManagedRecord, newKey store.KeyRecord, actor string, now time.Time, compromised bool) error {
-	if err := tx.InsertKey(newKey); err != nil {
-		return err
-	}
-	if _, err := tx.AppendAudit(keystore.GeneratedEvent(newKey, actor)); err != nil {
-		return err
-	}
+// retireManagedKeyTx retires the key of m that newKeyID replaces, to be
+// destroyed when its last certificate expires (at once when compromised).
+func (a *Authority) retireManagedKeyTx(tx store.Tx, m store.ManagedRecord, newKeyID, actor string, now time.Time, compromised bool) error {
 	old, err := tx.ManagedKeyOf(m.KeyID)
 	if err != nil {
 		return err
 	}
 	err = keystore.Retire(tx, store.KeyRecord{ID: m.KeyID, Purpose: KeyPurposeManaged}, actor, now,
-		map[string]string{"reason": "rotated", "successor": newKey.ID, "managed": m.Name})
+		map[string]string{"reason": "rotated", "successor": newKeyID, "managed": m.Name})
 	if err != nil && !errors.Is(err, store.ErrNotFound) { // not active: retired before
 		return err
 	}

@@ -14,7 +14,6 @@ import (
 
 	"golang.org/x/crypto/ocsp"
 
-	"github.com/sigil-ca/sigil/ca/audit"
 	"github.com/sigil-ca/sigil/ca/keystore"
 	"github.com/sigil-ca/sigil/store"
 )
@@ -208,27 +207,12 @@ func (a *Authority) issueOCSPSigner(ctx context.Context, iss *signingIssuer, cfg
 	}
 	now := a.clk.Now()
 	var retired, destroyed []string
-	err = a.st.WithTx(ctx, func(tx store.Tx) error {
-		if err := tx.InsertKey(keyRec); err != nil {
+	_, err = a.Record(ctx, Issuance{Cert: rec, Actor: "system", NewKey: &keyRec, Time: now,
+		InTx: func(tx store.Tx, _ store.CertRecord) error {
+			var err error
+			retired, destroyed, err = tidyOCSPKeys(tx, keyRec.ID, iss.ID, now)
 			return err
-		}
-		if _, err := tx.AppendAudit(keystore.GeneratedEvent(keyRec, "system")); err != nil {
-			return err
-		}
-		if err := tx.InsertCertificate(&rec); err != nil {
-			return err
-		}
-		if _, err := tx.AppendAudit(audit.Event{Time: now, Actor: "system", Action: audit.ActionCertIssued, Target: rec.Serial,
-			Detail: map[string]string{
-				"issuer": rec.IssuerID, "profile": rec.Profile, "channel": rec.Channel, "subject": rec.Subject,
-				"not_after": rec.NotAfter.Format(time.RFC3339), "key": keyRec.ID,
-				detailDERSHA256: derDigest(rec.DER),
-			}}); err != nil {
-			return err
-		}
-		retired, destroyed, err = tidyOCSPKeys(tx, keyRec.ID, iss.ID, now)
-		return err
-	})
+		}})
 	if err != nil {
 		return nil, internal("record ocsp responder certificate", err)
 	}

@@ -159,44 +159,30 @@ func (a *Authority) RotateIntermediate(ctx context.Context, actor, reason string
 		Requester: actor, Channel: ChannelInternal, DER: cert.Raw, Created: now,
 	}
 	var managedDue int64
-	err = a.st.WithTx(ctx, func(tx store.Tx) error {
-		if err := tx.InsertKey(keyRec); err != nil {
+	_, err = a.Record(ctx, Issuance{Cert: rec, Actor: actor, NewKey: &keyRec, Time: now,
+		InTx: func(tx store.Tx, _ store.CertRecord) error {
+			if err := tx.InsertIssuer(store.IssuerRecord{ID: next.ID, Kind: KindIntermediate, ParentID: rootRec.ID, KeyID: keyRec.ID,
+				CertDER: cert.Raw, State: store.KeyActive, Created: now}); err != nil {
+				return err
+			}
+			if err := tx.TouchKey(rootRec.KeyID, now); err != nil {
+				return err
+			}
+			if err := tx.SetIssuerState(prev.ID, store.KeyActive, store.KeyRetired); err != nil {
+				return err
+			}
+			if err := keystore.Retire(tx, prevKey, actor, now, map[string]string{"reason": "intermediate rotation", "successor": keyRec.ID}); err != nil {
+				return err
+			}
+			var err error
+			if managedDue, err = tx.ManagedIssuerDue(next.ID, now); err != nil {
+				return err
+			}
+			_, err = tx.AppendAudit(audit.Event{Time: now, Actor: actor, Action: audit.ActionIntermediateRotated, Target: next.ID,
+				Detail: map[string]string{"previous": prev.ID, "key": keyRec.ID, "previous_key": prev.keyID, "serial": rec.Serial,
+					"not_after": cert.NotAfter.Format(time.RFC3339), "reason": reason, "managed_due": strconv.FormatInt(managedDue, 10)}})
 			return err
-		}
-		if _, err := tx.AppendAudit(keystore.GeneratedEvent(keyRec, actor)); err != nil {
-			return err
-		}
-		if err := tx.InsertIssuer(store.IssuerRecord{ID: next.ID, Kind: KindIntermediate, ParentID: rootRec.ID, KeyID: keyRec.ID,
-			CertDER: cert.Raw, State: store.KeyActive, Created: now}); err != nil {
-			return err
-		}
-		if err := tx.InsertCertificate(&rec); err != nil {
-			return err
-		}
-		if _, err := tx.AppendAudit(audit.Event{Time: now, Actor: actor, Action: audit.ActionCertIssued, Target: rec.Serial,
-			Detail: map[string]string{"issuer": rootRec.ID, "profile": KindIntermediate, "channel": ChannelInternal,
-				"subject": rec.Subject, "not_after": rec.NotAfter.Format(time.RFC3339), "key": keyRec.ID,
-				detailDERSHA256: derDigest(rec.DER)}}); err != nil {
-			return err
-		}
-		if err := tx.TouchKey(rootRec.KeyID, now); err != nil {
-			return err
-		}
-		if err := tx.SetIssuerState(prev.ID, store.KeyActive, store.KeyRetired); err != nil {
-			return err
-		}
-		if err := keystore.Retire(tx, prevKey, actor, now, map[string]string{"reason": "intermediate rotation", "successor": keyRec.ID}); err != nil {
-			return err
-		}
-		var err error
-		if managedDue, err = tx.ManagedIssuerDue(next.ID, now); err != nil {
-			return err
-		}
-		_, err = tx.AppendAudit(audit.Event{Time: now, Actor: actor, Action: audit.ActionIntermediateRotated, Target: next.ID,
-			Detail: map[string]string{"previous": prev.ID, "key": keyRec.ID, "previous_key": prev.keyID, "serial": rec.Serial,
-				"not_after": cert.NotAfter.Format(time.RFC3339), "reason": reason, "managed_due": strconv.FormatInt(managedDue, 10)}})
-		return err
-	})
+		}})
 	if errors.Is(err, store.ErrNotFound) {
 		return nil, errorf(Conflict, "intermediate %s is no longer active; nothing was rotated", prev.ID)
 	}
