@@ -160,7 +160,7 @@ func (api *API) createToken(w http.ResponseWriter, r *http.Request, p ca.Princip
 	case req.Role == ca.RoleManaged && len(req.Profiles) > 0:
 		return &ca.Error{Kind: ca.Malformed, Detail: "profiles apply only to issuer tokens"}
 	case req.Role == ca.RoleManaged:
-		secret, rec, err = api.cfg.Managed.CreateManagedToken(r.Context(), p.Actor(), req.Managed, ttl, req.Description)
+		secret, rec, err = api.cfg.Managed.CreateToken(r.Context(), p.Actor(), req.Managed, ttl, req.Description)
 	case req.Managed != "":
 		return &ca.Error{Kind: ca.Malformed, Detail: "managed applies only to tokens of role managed"}
 	default:

@@ -9,6 +9,7 @@ import (
 
 	"github.com/sigil-ca/sigil/api"
 	"github.com/sigil-ca/sigil/ca"
+	"github.com/sigil-ca/sigil/lifecycle/managed"
 	"github.com/sigil-ca/sigil/store"
 )
 
@@ -29,9 +30,9 @@ func (fakeJobs) TriggerJob(context.Context, string, string) error {
 // that Routes is the whole API.
 func newFullEnv(t testing.TB) *testEnv {
 	t.Helper()
-	return newEnvWith(t, func(cfg *api.Config, auth *ca.Authority) {
+	return newEnvWith(t, func(cfg *api.Config, auth *ca.Authority, svc *managed.Service) {
 		cfg.Jobs = fakeJobs{}
-		cfg.Managed = auth
+		cfg.Managed = svc
 		cfg.Intermediates = auth
 		cfg.CreateEAB = func(context.Context, string, string, string) (string, []byte, string, error) {
 			return "", nil, "", &ca.Error{Kind: ca.Internal, Detail: "a test must not reach CreateEAB"}

@@ -24,8 +24,8 @@
 // the ca.Error kind in one table (status.go). Internal detail is logged,
 // never sent.
 //
-// Imports: ca, store (record types), ca/audit (event type), api/wire (what
-// it shares with the auditor page: query parameters, the status table, job
-// status), internal/reqlog (the request log line), internal/httpstatus (the
-// Allow header of a 405).
+// Imports: ca, lifecycle/managed (managed-certificate types), store (record
+// types), ca/audit (event type), api/wire (what it shares with the auditor
+// page: query parameters, the status table, job status), internal/reqlog
+// (the request log line), internal/httpstatus (the Allow header of a 405).
 package api

@@ -27,6 +27,7 @@ import (
 	"github.com/sigil-ca/sigil/ca"
 	"github.com/sigil-ca/sigil/ca/keystore"
 	"github.com/sigil-ca/sigil/internal/testclock"
+	"github.com/sigil-ca/sigil/lifecycle/managed"
 	"github.com/sigil-ca/sigil/store"
 )
 
@@ -75,7 +76,7 @@ func newEnv(t *testing.T) *testEnv {
 
 // newEnvWith is newEnv with cfg adjusted by configure before the handler
 // is built (nil: as newEnv).
-func newEnvWith(t testing.TB, configure func(cfg *api.Config, auth *ca.Authority)) *testEnv {
+func newEnvWith(t testing.TB, configure func(cfg *api.Config, auth *ca.Authority, svc *managed.Service)) *testEnv {
 	t.Helper()
 	ctx := context.Background()
 	clk := testclock.New()
@@ -107,7 +108,11 @@ func newEnvWith(t testing.TB, configure func(cfg *api.Config, auth *ca.Authority
 	}
 	cfg := api.Config{MaxBodyBytes: testMaxBody, Logger: logger, Clock: clk}
 	if configure != nil {
-		configure(&cfg, auth)
+		svc, err := managed.New(managed.Config{Clock: clk, Logger: logger}, auth, st)
+		if err != nil {
+			t.Fatalf("managed.New: %v", err)
+		}
+		configure(&cfg, auth, svc)
 	}
 	h, err := api.New(cfg, auth)
 	if err != nil {

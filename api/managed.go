@@ -8,19 +8,21 @@ import (
 	"time"
 
 	"github.com/sigil-ca/sigil/ca"
+	"github.com/sigil-ca/sigil/lifecycle/managed"
 	"github.com/sigil-ca/sigil/store"
 )
 
-// Managed is what /v1/managed needs from ca: managed certificates, whose
-// keys the CA holds, and their bundles.
+// Managed is what /v1/managed needs from lifecycle/managed: managed
+// certificates, whose keys the CA holds, their bundles, and tokens scoped
+// to one of them.
 type Managed interface {
-	CreateManaged(ctx context.Context, spec ca.ManagedSpec) (ca.ManagedCert, error)
-	ManagedCert(ctx context.Context, name string) (ca.ManagedCert, error)
-	ListManaged(ctx context.Context, cursor string, limit int, deleted bool) ([]ca.ManagedCert, string, error)
-	DeleteManaged(ctx context.Context, name, actor string, destroyKeys bool) (ca.ManagedCert, error)
-	RenewManagedNow(ctx context.Context, name, actor string) (ca.ManagedCert, error)
-	ManagedBundle(ctx context.Context, req ca.BundleRequest) (*ca.Bundle, error)
-	CreateManagedToken(ctx context.Context, actor, name string, ttl time.Duration, description string) (string, store.TokenRecord, error)
+	Create(ctx context.Context, spec managed.Spec) (managed.Cert, error)
+	Get(ctx context.Context, name string) (managed.Cert, error)
+	List(ctx context.Context, cursor string, limit int, deleted bool) ([]managed.Cert, string, error)
+	Delete(ctx context.Context, name, actor string, destroyKeys bool) (managed.Cert, error)
+	RenewNow(ctx context.Context, name, actor string) (managed.Cert, error)
+	Bundle(ctx context.Context, req managed.BundleRequest) (*managed.Bundle, error)
+	CreateToken(ctx context.Context, actor, name string, ttl time.Duration, description string) (string, store.TokenRecord, error)
 }
 
 // ManagedRequest is the body of POST /v1/managed. Durations are Go
@@ -39,8 +41,8 @@ type ManagedRequest struct {
 
 // ManagedList is a page of managed certificates, by name.
 type ManagedList struct {
-	Managed    []ca.ManagedCert `json:"managed"`
-	NextCursor string           `json:"next_cursor,omitempty"`
+	Managed    []managed.Cert `json:"managed"`
+	NextCursor string         `json:"next_cursor,omitempty"`
 }
 
 // BundleResponse is GET /v1/managed/{name}/bundle: the current chain (leaf
@@ -71,7 +73,7 @@ func (api *API) managedRoutes(route func(string, handlerFunc, ...string)) {
 	route("DELETE /v1/managed/{name}", api.deleteManaged, ca.RoleAdmin)
 	route("POST /v1/managed/{name}/renew", api.renewManaged, ca.RoleAdmin)
 	// No roles: the handler accepts the identity's own certificate (mTLS)
-	// or a managed token, and ca decides.
+	// or a managed token, and lifecycle/managed decides.
 	route("GET /v1/managed/{name}/bundle", api.managedBundle)
 }
 
@@ -95,7 +97,7 @@ func (api *API) createManaged(w http.ResponseWriter, r *http.Request, p ca.Princ
 	if err != nil {
 		return err
 	}
-	spec := ca.ManagedSpec{Name: req.Name, SANs: req.SANs, Profile: req.Profile, KeyType: req.KeyType, Validity: validity,
+	spec := managed.Spec{Name: req.Name, SANs: req.SANs, Profile: req.Profile, KeyType: req.KeyType, Validity: validity,
 		RenewAt: req.RenewAt, RotateKey: req.RotateKey, Actor: p.Actor()}
 	if req.RevokePreviousAfter != "" {
 		d, err := parseDuration("revoke_previous_after", req.RevokePreviousAfter)
@@ -104,7 +106,7 @@ func (api *API) createManaged(w http.ResponseWriter, r *http.Request, p ca.Princ
 		}
 		spec.RevokePreviousAfter = &d
 	}
-	m, err := api.cfg.Managed.CreateManaged(r.Context(), spec)
+	m, err := api.cfg.Managed.Create(r.Context(), spec)
 	if err != nil {
 		return err
 	}
@@ -123,7 +125,7 @@ func (api *API) listManaged(w http.ResponseWriter, r *http.Request, _ ca.Princip
 		limit = n
 	}
 	deleted := q.Get("deleted") == "true"
-	ms, next, err := api.cfg.Managed.ListManaged(r.Context(), q.Get("cursor"), limit, deleted)
+	ms, next, err := api.cfg.Managed.List(r.Context(), q.Get("cursor"), limit, deleted)
 	if err != nil {
 		return err
 	}
@@ -132,7 +134,7 @@ func (api *API) listManaged(w http.ResponseWriter, r *http.Request, _ ca.Princip
 }
 
 func (api *API) getManaged(w http.ResponseWriter, r *http.Request, _ ca.Principal) error {
-	m, err := api.cfg.Managed.ManagedCert(r.Context(), r.PathValue("name"))
+	m, err := api.cfg.Managed.Get(r.Context(), r.PathValue("name"))
 	if err != nil {
 		return err
 	}
@@ -149,7 +151,7 @@ func (api *API) deleteManaged(w http.ResponseWriter, r *http.Request, p ca.Princ
 	default:
 		return &ca.Error{Kind: ca.Malformed, Detail: "destroy_keys must be true or false"}
 	}
-	m, err := api.cfg.Managed.DeleteManaged(r.Context(), r.PathValue("name"), p.Actor(), destroy)
+	m, err := api.cfg.Managed.Delete(r.Context(), r.PathValue("name"), p.Actor(), destroy)
 	if err != nil {
 		return err
 	}
@@ -158,7 +160,7 @@ func (api *API) deleteManaged(w http.ResponseWriter, r *http.Request, p ca.Princ
 }
 
 func (api *API) renewManaged(w http.ResponseWriter, r *http.Request, p ca.Principal) error {
-	m, err := api.cfg.Managed.RenewManagedNow(r.Context(), r.PathValue("name"), p.Actor())
+	m, err := api.cfg.Managed.RenewNow(r.Context(), r.PathValue("name"), p.Actor())
 	if err != nil {
 		return err
 	}
@@ -171,7 +173,7 @@ func (api *API) renewManaged(w http.ResponseWriter, r *http.Request, p ca.Princi
 // certificate of the TLS connection (the listener requests one).
 func (api *API) managedBundle(w http.ResponseWriter, r *http.Request, _ ca.Principal) error {
 	ctx := r.Context()
-	req := ca.BundleRequest{Name: r.PathValue("name"), Source: clientAddr(r)}
+	req := managed.BundleRequest{Name: r.PathValue("name"), Source: clientAddr(r)}
 	if tok, ok := bearer(r); ok {
 		p, err := api.gate.Authenticate(ctx, tok)
 		if err != nil {
@@ -182,7 +184,7 @@ func (api *API) managedBundle(w http.ResponseWriter, r *http.Request, _ ca.Princ
 	} else if r.TLS != nil && len(r.TLS.PeerCertificates) > 0 {
 		req.ClientCert = r.TLS.PeerCertificates[0].Raw
 	}
-	b, err := api.cfg.Managed.ManagedBundle(ctx, req)
+	b, err := api.cfg.Managed.Bundle(ctx, req)
 	if err != nil {
 		return err
 	}

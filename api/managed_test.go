@@ -23,6 +23,7 @@ import (
 	"github.com/sigil-ca/sigil/ca"
 	"github.com/sigil-ca/sigil/ca/keystore"
 	"github.com/sigil-ca/sigil/internal/testclock"
+	"github.com/sigil-ca/sigil/lifecycle/managed"
 	"github.com/sigil-ca/sigil/store"
 )
 
@@ -57,7 +58,11 @@ func newManagedEnv(t *testing.T) (*testEnv, *ca.Authority) {
 	if err != nil {
 		t.Fatalf("ca.New: %v", err)
 	}
-	h, err := api.New(api.Config{MaxBodyBytes: testMaxBody, Logger: logger, Clock: clk, Managed: auth}, auth)
+	svc, err := managed.New(managed.Config{Clock: clk, Logger: logger}, auth, st)
+	if err != nil {
+		t.Fatalf("managed.New: %v", err)
+	}
+	h, err := api.New(api.Config{MaxBodyBytes: testMaxBody, Logger: logger, Clock: clk, Managed: svc}, auth)
 	if err != nil {
 		t.Fatalf("api.New: %v", err)
 	}
@@ -83,9 +88,9 @@ func (e *testEnv) withClientCert(t *testing.T, b api.BundleResponse) *testEnv {
 	return &c
 }
 
-func (e *testEnv) createManaged(t *testing.T, req api.ManagedRequest) ca.ManagedCert {
+func (e *testEnv) createManaged(t *testing.T, req api.ManagedRequest) managed.Cert {
 	t.Helper()
-	var m ca.ManagedCert
+	var m managed.Cert
 	e.getJSON(t, "POST", "/v1/managed", e.admin, req, http.StatusCreated, &m)
 	return m
 }
@@ -168,7 +173,7 @@ func TestManagedBundleAccess(t *testing.T) {
 	if again := e.withClientCert(t, v1).bundle(t, "web", ""); again.Serial != v1.Serial || again.KeyPEM != v1.KeyPEM {
 		t.Errorf("current certificate over mTLS: %s, want %s", again.Serial, v1.Serial)
 	}
-	var renewed ca.ManagedCert
+	var renewed managed.Cert
 	e.getJSON(t, "POST", "/v1/managed/web/renew", e.admin, nil, http.StatusOK, &renewed)
 	if renewed.Version != 2 {
 		t.Fatalf("renewed to version %d", renewed.Version)
@@ -332,7 +337,7 @@ func TestManagedAdminAPI(t *testing.T) {
 	if len(list.Managed) != 1 || list.Managed[0].Name != "app" {
 		t.Errorf("list %+v", list)
 	}
-	var shown ca.ManagedCert
+	var shown managed.Cert
 	e.getJSON(t, "GET", "/v1/managed/app", auditor, nil, http.StatusOK, &shown)
 	if len(shown.Versions) != 1 || shown.Versions[0].State != "current" || shown.Versions[0].Serial != m.Serial {
 		t.Errorf("show %+v", shown)
@@ -341,13 +346,13 @@ func TestManagedAdminAPI(t *testing.T) {
 	checkError(t, resp, data, http.StatusNotFound, "not_found")
 	resp, data = e.do(t, "DELETE", "/v1/managed/app?destroy_keys=yes", e.admin, nil)
 	checkError(t, resp, data, http.StatusBadRequest, "malformed")
-	var deleted ca.ManagedCert
+	var deleted managed.Cert
 	e.getJSON(t, "DELETE", "/v1/managed/app?destroy_keys=true", e.admin, nil, http.StatusOK, &deleted)
 	if deleted.State != "deleted" {
 		t.Errorf("deleted %+v", deleted)
 	}
 	for _, k := range e.keys(t) {
-		if k.Purpose == ca.KeyPurposeManaged && k.State != store.KeyDestroyed {
+		if k.Purpose == managed.KeyPurpose && k.State != store.KeyDestroyed {
 			t.Errorf("key %s is %s after delete --destroy-keys", k.ID, k.State)
 		}
 	}

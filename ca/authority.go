@@ -46,21 +46,9 @@ type Store interface {
 	Issuer(ctx context.Context, id string) (store.IssuerRecord, error)
 	IssuerLastExpiry(ctx context.Context, issuerID string, skip ...string) (time.Time, error)
 	ExpiringCertificates(ctx context.Context, from, until time.Time, after store.ExpiryCursor, limit int) ([]store.ExpiringCert, error)
-	ManagedStore
-	LogStore
-}
-
-// ManagedStore is what managed certificates read.
-type ManagedStore interface {
+	// Managed is read to scope a token to an active managed certificate.
 	Managed(ctx context.Context, name string) (store.ManagedRecord, error)
-	ManagedList(ctx context.Context, after string, limit int, deleted bool) ([]store.ManagedRecord, error)
-	ManagedVersions(ctx context.Context, name string) ([]store.ManagedVersion, error)
-	ManagedVersionBySerial(ctx context.Context, serial string) (store.ManagedVersion, error)
-	ManagedKeys(ctx context.Context, name string) ([]store.ManagedKey, error)
-	DueManaged(ctx context.Context, now time.Time, after store.DueCursor, limit int) ([]store.ManagedRecord, error)
-	ManagedIssuedElsewhere(ctx context.Context, activeIssuer string) (bool, error)
-	DueManagedRevocations(ctx context.Context, now time.Time, after store.DueCursor, limit int) ([]store.ManagedVersion, error)
-	DueManagedKeys(ctx context.Context, now time.Time, after store.DueCursor, limit int) ([]store.ManagedKey, error)
+	LogStore
 }
 
 // KeyUnwrapper opens wrapped keys; ca/keystore implements it.

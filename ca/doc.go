@@ -27,15 +27,13 @@
 // through the same Revoke, one transaction each, and audits the whole as one
 // cert.bulk_revoked event besides.
 //
-// Managed certificates (managed.go, managed_bundle.go) hold their keys in
-// ca/keystore (purpose "managed") and are issued on the same path with a key
-// the authority generated. Creation, each renewal, deletion, the revocation
-// of a superseded version and the destruction of a key are each one
-// transaction with their audit events; the renewal work is found by due
-// times in the store, so it survives restarts. The private key leaves the
-// CA only in a bundle delivered to the identity it belongs to (its own
-// certificate over mTLS, or a token of role managed scoped to it), never to
-// an admin, and every delivery is audited with the key's export.
+// Every path that issues records through one primitive, Record
+// (record.go): the certificate row, its cert.issued event in one schema for
+// every channel, and the caller's own rows (a key generated for it, an ACME
+// order turning valid, a managed version) in one transaction. Keys the
+// authority holds for others (lifecycle/managed) are certified without a
+// CSR through NamesFromSANs, CheckKeyType and SignLeaf (heldkey.go), and
+// revoked with the caller's rows through RevokeRecords.
 //
 // Every recorded certificate is a leaf of the transparency log (store
 // appends it in the same transaction). The authority serves its signed tree
@@ -52,5 +50,5 @@
 // blocked keys, tokens, keys) and names every record that differs from it.
 //
 // Imports: ca/keystore, store, ca/audit. Surfaces (api, acme, revocation,
-// lifecycle) import ca; ca imports none of them.
+// lifecycle, lifecycle/managed) import ca; ca imports none of them.
 package ca

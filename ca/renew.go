@@ -201,7 +201,7 @@ func (a *Authority) renewable(ctx context.Context, leaf *x509.Certificate) (stor
 		return store.CertRecord{}, errorf(Unauthorized, "the client certificate differs from the recorded certificate with serial %s", serial)
 	}
 	rec := recs[0]
-	// A managed certificate's successor is the CA's to issue (managed.go):
+	// A managed certificate's successor is the CA's to issue (lifecycle/managed):
 	// one renewed here would be a version its record does not know.
 	if rec.Channel == ChannelManaged {
 		return rec, errorf(Forbidden, "certificate %s is managed by the CA, which renews it: fetch GET /v1/managed/%s/bundle",

@@ -334,3 +334,80 @@ func (a *Authority) recordRefusal(ctx context.Context, op, serial, actor, channe
 	a.AuditRefusal(ctx, Refusal{Actor: actorOrSystem(actor), Target: target, Detail: d, Err: err,
 		Op: op, LogAttrs: []any{"serial", serial, "actor", actor}})
 }
+
+// Revocation revokes certificates already read, with the caller's rows, in
+// one transaction (managed certificates: a superseded version; every
+// version of one deleted with its keys).
+type Revocation struct {
+	// Certs are revoked as read: a valid one now, one on hold for good
+	// (keeping its hold's time).
+	Certs   []store.CertRecord
+	Reason  int
+	Actor   string
+	Channel string
+	// Detail, if set, adds keys to the cert.revoked event of Certs[i].
+	Detail func(i int) map[string]string
+	// InTx, if set, runs after the revocations, in their transaction.
+	InTx func(tx store.Tx) error
+	// Time is the revocation time, in whole seconds; zero is now.
+	Time time.Time
+}
+
+// RevokeRecords does r and returns the revoked records, updated. A
+// certificate revoked or changed meanwhile fails the whole transaction
+// with the store's error (store.ErrAlreadyRevoked, store.ErrNotOnHold,
+// store.ErrNotFound), wrapped; InTx's error is returned as it is. Listeners
+// (OnStatusChange) hear of each revocation after commit.
+func (a *Authority) RevokeRecords(ctx context.Context, r Revocation) ([]store.CertRecord, error) {
+	now := r.Time
+	if now.IsZero() {
+		now = a.clk.Now().UTC().Truncate(time.Second)
+	}
+	err := a.st.WithTx(ctx, func(tx store.Tx) error {
+		for i, rec := range r.Certs {
+			var err error
+			if rec.RevokedAt.IsZero() {
+				err = tx.RevokeCertificate(rec.IssuerID, rec.Serial, now, r.Reason, time.Time{})
+			} else {
+				err = tx.FinalizeHold(rec.IssuerID, rec.Serial, r.Reason, time.Time{})
+			}
+			if err != nil {
+				return fmt.Errorf("revoke %s: %w", rec.Serial, err)
+			}
+			detail := map[string]string{"reason": ReasonName(r.Reason), "issuer": rec.IssuerID, "channel": r.Channel}
+			if r.Detail != nil {
+				for k, v := range r.Detail(i) {
+					detail[k] = v
+				}
+			}
+			if _, err := tx.AppendAudit(audit.Event{Time: now, Actor: actorOrSystem(r.Actor), Action: audit.ActionCertRevoked,
+				Target: rec.Serial, Detail: detail}); err != nil {
+				return fmt.Errorf("audit revocation: %w", err)
+			}
+		}
+		if r.InTx != nil {
+			if err := r.InTx(tx); err != nil {
+				return &inTxError{err}
+			}
+		}
+		return nil
+	})
+	var caller *inTxError
+	if errors.As(err, &caller) {
+		return nil, caller.err
+	}
+	if err != nil {
+		return nil, err
+	}
+	out := make([]store.CertRecord, len(r.Certs))
+	for i, rec := range r.Certs {
+		if rec.RevokedAt.IsZero() {
+			rec.RevokedAt = now
+		}
+		rec.RevokeReason, rec.InvalidityDate = r.Reason, time.Time{}
+		out[i] = rec
+		a.metrics.observeRevoked(ReasonName(r.Reason))
+		a.statusChanged(rec)
+	}
+	return out, nil
+}

@@ -6,8 +6,10 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"errors"
+	"math/big"
 	"regexp"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/sigil-ca/sigil/ca/audit"
@@ -53,7 +55,7 @@ func (a *Authority) IntermediateRotationPoint(at string) (time.Time, error) {
 		return time.Time{}, err
 	}
 	c := a.Intermediate().Cert
-	return renewPoint(c.NotBefore, c.NotAfter, r), nil
+	return LifetimePoint(c.NotBefore, c.NotAfter, r), nil
 }
 
 // RotateIntermediateIfDue rotates the active intermediate if it has reached
@@ -304,4 +306,34 @@ func (a *Authority) destroyIntermediate(ctx context.Context, iss Issuer, actor s
 	a.issMu.Unlock()
 	a.log.InfoContext(ctx, "retired intermediate destroyed", "issuer", iss.ID, "key_id", keyID, "last_expiry", last)
 	return nil
+}
+
+// ParseLifetimePoint reads what, a point in a lifetime, as a fraction
+// strictly between 0 and 1 (2/3, 0.5, 75%); empty is def.
+func ParseLifetimePoint(what, s, def string) (*big.Rat, error) {
+	in := strings.TrimSpace(s)
+	if in == "" {
+		in = def
+	}
+	r := new(big.Rat)
+	var ok bool
+	if pct, isPct := strings.CutSuffix(in, "%"); isPct {
+		_, ok = r.SetString(strings.TrimSpace(pct))
+		r.Quo(r, big.NewRat(100, 1))
+	} else {
+		_, ok = r.SetString(in)
+	}
+	if !ok || r.Sign() <= 0 || r.Cmp(big.NewRat(1, 1)) >= 0 {
+		return nil, errorf(Malformed, "%s %q: want a fraction of the lifetime between 0 and 1, such as 2/3, 0.5 or 75%%", what, s)
+	}
+	return r, nil
+}
+
+// LifetimePoint is notBefore plus the fraction r of the lifetime up to
+// notAfter, to the nanosecond below.
+func LifetimePoint(notBefore, notAfter time.Time, r *big.Rat) time.Time {
+	life := big.NewInt(int64(notAfter.Sub(notBefore)))
+	life.Mul(life, r.Num())
+	life.Quo(life, r.Denom())
+	return notBefore.Add(time.Duration(life.Int64()))
 }

@@ -134,8 +134,16 @@ func (a *Authority) CreateToken(ctx context.Context, actor, role string, profile
 // managed certificate name and returns its secret, shown only once.
 func (a *Authority) CreateManagedToken(ctx context.Context, actor, name string, ttl time.Duration, description string) (string, store.TokenRecord, error) {
 	now := a.clk.Now().UTC()
-	if _, err := a.activeManaged(ctx, name); err != nil {
+	if err := CheckManagedName(name); err != nil {
 		return "", store.TokenRecord{}, err
+	}
+	switch m, err := a.st.Managed(ctx, name); {
+	case errors.Is(err, store.ErrNotFound):
+		return "", store.TokenRecord{}, errorf(NotFound, "no managed certificate %q", name)
+	case err != nil:
+		return "", store.TokenRecord{}, internal("load managed certificate", err)
+	case m.State != store.ManagedActive:
+		return "", store.TokenRecord{}, errorf(NotFound, "managed certificate %q was deleted", name)
 	}
 	secret, rec, err := NewManagedToken(name, ttl, description, now)
 	if err != nil {

@@ -15,8 +15,11 @@
 // certificates and purges dead protocol records without deleting anything
 // an auditor needs, and Notifier (notify.go, webhook.go), which posts
 // signed expiry notices to a webhook, each once, and keeps expiry gauges.
-// lifecycle imports ca (for what it asks of the authority) and store (for
-// its own records), never acme or revocation. What it reads is declared by
-// Store, TidyStore and NotifyStore, what one transaction writes by Tx
-// (every write runs through update, which hands the callback that view).
+// The managed-renew job drives lifecycle/managed, which owns CA-managed
+// certificates. What lifecycle reads is declared by Store, TidyStore and
+// NotifyStore, what one transaction writes by Tx (every write runs through
+// update, which hands the callback that view).
+//
+// Imports: ca (for what it asks of the authority), lifecycle/managed, store
+// (for its own records); never acme or revocation.
 package lifecycle

@@ -9,19 +9,20 @@ import (
 	"sync"
 
 	"github.com/sigil-ca/sigil/ca"
+	"github.com/sigil-ca/sigil/lifecycle/managed"
 	"github.com/sigil-ca/sigil/store"
 )
 
-// ManagedCA is what the managed-renew job calls in ca.
+// ManagedCA is what the managed-renew job calls in lifecycle/managed.
 type ManagedCA interface {
-	MarkManagedIssuerDue(ctx context.Context) (int64, error)
-	DueManaged(ctx context.Context, after store.DueCursor, limit int) ([]store.ManagedRecord, error)
-	PrepareManagedRenewal(ctx context.Context, m store.ManagedRecord, actor string, manual bool) (*ca.PreparedRenewal, error)
-	CommitManagedRenewal(ctx context.Context, p *ca.PreparedRenewal) (*ca.ManagedRenewal, error)
-	DueManagedRevocations(ctx context.Context, after store.DueCursor, limit int) ([]store.ManagedVersion, error)
-	RevokeSupersededManaged(ctx context.Context, v store.ManagedVersion, actor string) (bool, error)
-	DueManagedKeys(ctx context.Context, after store.DueCursor, limit int) ([]store.ManagedKey, error)
-	DestroyManagedKey(ctx context.Context, k store.ManagedKey, actor string) error
+	MarkIssuerDue(ctx context.Context) (int64, error)
+	Due(ctx context.Context, after store.DueCursor, limit int) ([]store.ManagedRecord, error)
+	PrepareRenewal(ctx context.Context, m store.ManagedRecord, actor string, manual bool) (*managed.PreparedRenewal, error)
+	CommitRenewal(ctx context.Context, p *managed.PreparedRenewal) (*managed.Renewal, error)
+	DueRevocations(ctx context.Context, after store.DueCursor, limit int) ([]store.ManagedVersion, error)
+	RevokeSuperseded(ctx context.Context, v store.ManagedVersion, actor string) (bool, error)
+	DueKeys(ctx context.Context, after store.DueCursor, limit int) ([]store.ManagedKey, error)
+	DestroyKey(ctx context.Context, k store.ManagedKey, actor string) error
 }
 
 // ManagedRenewJob is the name of the job that renews managed certificates.
@@ -48,7 +49,7 @@ type ManagedRenewConfig struct {
 // ManagedRenewTask returns the managed-renew job's work. Each run
 //
 //  1. marks managed certificates issued by an intermediate that is no
-//     longer active due (ca.MarkManagedIssuerDue);
+//     longer active due (managed.Service.MarkIssuerDue);
 //  2. renews every managed certificate whose renewal is due, found page by
 //     page through an index in due order, with Workers renewals in flight;
 //  3. revokes the superseded versions whose overlap has passed;
@@ -116,7 +117,7 @@ func (t *tally) fail(what string, err error) {
 func (r *managedRenewer) run(ctx context.Context) (Result, error) {
 	log := r.cfg.Logger
 	var renewed, revoked, destroyed, other tally
-	if n, err := r.a.MarkManagedIssuerDue(ctx); err != nil {
+	if n, err := r.a.MarkIssuerDue(ctx); err != nil {
 		other.fail("issuer check", err)
 	} else if n > 0 {
 		log.InfoContext(ctx, "managed certificates of a former intermediate made due", "count", n)
@@ -126,14 +127,14 @@ func (r *managedRenewer) run(ctx context.Context) (Result, error) {
 	seen := map[string]bool{}
 	pipeline(ctx, r.cfg, &other, "due managed certificates",
 		func(c store.DueCursor) ([]store.ManagedRecord, store.DueCursor, error) {
-			ms, err := r.a.DueManaged(ctx, c, r.cfg.Batch)
+			ms, err := r.a.Due(ctx, c, r.cfg.Batch)
 			if len(ms) > 0 {
 				last := ms[len(ms)-1]
 				c = store.DueCursor{Due: last.RenewDue, Key: last.Name}
 			}
 			return ms, c, err
 		},
-		func(m store.ManagedRecord) *ca.PreparedRenewal {
+		func(m store.ManagedRecord) *managed.PreparedRenewal {
 			// A version whose renewal point passed at issuance (a tiny
 			// renew-at) is due again at once: once per run is enough.
 			seenMu.Lock()
@@ -143,7 +144,7 @@ func (r *managedRenewer) run(ctx context.Context) (Result, error) {
 			if again {
 				return nil
 			}
-			p, err := r.a.PrepareManagedRenewal(ctx, m, managedActor, false)
+			p, err := r.a.PrepareRenewal(ctx, m, managedActor, false)
 			switch {
 			case ca.KindOf(err) == ca.Conflict || (err == nil && p == nil):
 				renewed.skip() // deleted meanwhile, or no longer due
@@ -152,8 +153,8 @@ func (r *managedRenewer) run(ctx context.Context) (Result, error) {
 			}
 			return p
 		},
-		func(p *ca.PreparedRenewal) {
-			res, err := r.a.CommitManagedRenewal(ctx, p)
+		func(p *managed.PreparedRenewal) {
+			res, err := r.a.CommitRenewal(ctx, p)
 			switch {
 			case ca.KindOf(err) == ca.Conflict:
 				renewed.skip() // renewed or deleted meanwhile
@@ -172,7 +173,7 @@ func (r *managedRenewer) run(ctx context.Context) (Result, error) {
 		})
 	drain(ctx, r.cfg, &other, "due managed revocations",
 		func(c store.DueCursor) ([]store.ManagedVersion, store.DueCursor, error) {
-			vs, err := r.a.DueManagedRevocations(ctx, c, r.cfg.Batch)
+			vs, err := r.a.DueRevocations(ctx, c, r.cfg.Batch)
 			if len(vs) > 0 {
 				last := vs[len(vs)-1]
 				c = store.DueCursor{Due: last.RevokeDue, Key: last.Serial}
@@ -180,7 +181,7 @@ func (r *managedRenewer) run(ctx context.Context) (Result, error) {
 			return vs, c, err
 		},
 		func(v store.ManagedVersion) {
-			did, err := r.a.RevokeSupersededManaged(ctx, v, managedActor)
+			did, err := r.a.RevokeSuperseded(ctx, v, managedActor)
 			switch {
 			case ca.KindOf(err) == ca.Conflict:
 				revoked.skip()
@@ -194,7 +195,7 @@ func (r *managedRenewer) run(ctx context.Context) (Result, error) {
 		})
 	drain(ctx, r.cfg, &other, "due managed key destructions",
 		func(c store.DueCursor) ([]store.ManagedKey, store.DueCursor, error) {
-			ks, err := r.a.DueManagedKeys(ctx, c, r.cfg.Batch)
+			ks, err := r.a.DueKeys(ctx, c, r.cfg.Batch)
 			if len(ks) > 0 {
 				last := ks[len(ks)-1]
 				c = store.DueCursor{Due: last.DestroyDue, Key: last.KeyID}
@@ -202,7 +203,7 @@ func (r *managedRenewer) run(ctx context.Context) (Result, error) {
 			return ks, c, err
 		},
 		func(k store.ManagedKey) {
-			if err := r.a.DestroyManagedKey(ctx, k, managedActor); err != nil {
+			if err := r.a.DestroyKey(ctx, k, managedActor); err != nil {
 				destroyed.fail("destroy key "+k.KeyID+" of "+k.Name, err)
 				return
 			}

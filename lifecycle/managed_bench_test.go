@@ -20,6 +20,7 @@ import (
 	"github.com/jonboulle/clockwork"
 
 	"github.com/sigil-ca/sigil/ca"
+	"github.com/sigil-ca/sigil/lifecycle/managed"
 	"github.com/sigil-ca/sigil/store"
 )
 
@@ -51,6 +52,7 @@ func BenchmarkManagedRenew(b *testing.B) {
 	}
 	b.Cleanup(func() { st.Close() })
 	ta := newTestAuthority(b, clk, st, nil)
+	svc := ta.service(b, clk, ta.Authority)
 
 	// Create N managed certificates through the real path, concurrently.
 	created := time.Now()
@@ -67,7 +69,7 @@ func BenchmarkManagedRenew(b *testing.B) {
 					return
 				}
 				name := fmt.Sprintf("svc-%05d", i)
-				if _, err := ta.CreateManaged(ctx, ca.ManagedSpec{Name: name, SANs: []string{name + ".example.com"},
+				if _, err := svc.Create(ctx, managed.Spec{Name: name, SANs: []string{name + ".example.com"},
 					Profile: "tls-server", RotateKey: "always", Actor: "bench"}); err != nil {
 					select {
 					case errs <- err:
@@ -99,7 +101,7 @@ func BenchmarkManagedRenew(b *testing.B) {
 			b.Fatalf("SIGIL_BENCH_API_CALLERS=%q", s)
 		}
 	}
-	task, err := ManagedRenewTask(cfg, ta)
+	task, err := ManagedRenewTask(cfg, svc)
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -15,6 +15,7 @@ import (
 
 	"github.com/sigil-ca/sigil/ca"
 	"github.com/sigil-ca/sigil/ca/keystore"
+	"github.com/sigil-ca/sigil/lifecycle/managed"
 	"github.com/sigil-ca/sigil/store"
 )
 
@@ -59,6 +60,16 @@ func (ta *testAuthority) with(t testing.TB, clk clockwork.Clock, profiles map[st
 		t.Fatal(err)
 	}
 	return a
+}
+
+// service is the managed-certificate service over a.
+func (ta *testAuthority) service(t testing.TB, clk clockwork.Clock, a *ca.Authority) *managed.Service {
+	t.Helper()
+	svc, err := managed.New(managed.Config{Clock: clk, Logger: slog.New(slog.DiscardHandler)}, a, ta.st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return svc
 }
 
 func (ta *testAuthority) managed(t testing.TB, name string) store.ManagedRecord {
@@ -136,7 +147,8 @@ func TestManagedRenewsAtRenewalPoint(t *testing.T) {
 			// lifetime is 122m from T-1m, so the renewal point is T+60m, on
 			// the 5-minute schedule's 12th tick. The next version (issued
 			// at T+60m) renews at T+120m, and so on.
-			m, err := ta.CreateManaged(context.Background(), ca.ManagedSpec{Name: "web", SANs: []string{"web.example.com"},
+			svc := ta.service(t, clk, ta.Authority)
+			m, err := svc.Create(context.Background(), managed.Spec{Name: "web", SANs: []string{"web.example.com"},
 				Profile: "tls-server", Validity: 121 * time.Minute, RenewAt: "1/2", RotateKey: tc.policy, Actor: "token:admin"})
 			if err != nil {
 				t.Fatal(err)
@@ -149,7 +161,7 @@ func TestManagedRenewsAtRenewalPoint(t *testing.T) {
 			// fire within the test, so no tick races a trigger).
 			seed(t, st, ManagedRenewJob, testStart, store.JobOK) // not due at start
 			s := newScheduler(t, clk, st, Job{Name: ManagedRenewJob, Schedule: MustSchedule("every 24h"),
-				Task: managedTask(t, ta), ChangesState: true})
+				Task: managedTask(t, svc), ChangesState: true})
 			if err := s.Start(context.Background()); err != nil {
 				t.Fatal(err)
 			}
@@ -203,8 +215,9 @@ func TestManagedRenewTask(t *testing.T) {
 	ta := newTestAuthority(t, clk, st, profiles)
 	ctx := context.Background()
 	zero := time.Duration(0)
+	svc := ta.service(t, clk, ta.Authority)
 	for i := range 40 {
-		s := ca.ManagedSpec{Name: fmt.Sprintf("svc-%02d", i), SANs: []string{fmt.Sprintf("svc%d.example.com", i)},
+		s := managed.Spec{Name: fmt.Sprintf("svc-%02d", i), SANs: []string{fmt.Sprintf("svc%d.example.com", i)},
 			Profile: "tls-server", RotateKey: "always", Actor: "token:admin"}
 		switch {
 		case i < 3:
@@ -212,12 +225,12 @@ func TestManagedRenewTask(t *testing.T) {
 		case i < 10:
 			s.RevokePreviousAfter = &zero
 		}
-		if _, err := ta.CreateManaged(ctx, s); err != nil {
+		if _, err := svc.Create(ctx, s); err != nil {
 			t.Fatal(err)
 		}
 	}
 	a := ta.with(t, clk, nil) // "temporary" is gone
-	task := managedTask(t, a)
+	task := managedTask(t, ta.service(t, clk, a))
 	if res, err := task(ctx); err != nil || res.Items != 0 {
 		t.Fatalf("nothing due: %+v, %v", res, err)
 	}
@@ -265,7 +278,7 @@ func TestManagedRenewTask(t *testing.T) {
 	keys, _ := st.Keys(ctx)
 	destroyed := 0
 	for _, k := range keys {
-		if k.Purpose == ca.KeyPurposeManaged && k.State == store.KeyDestroyed {
+		if k.Purpose == managed.KeyPurpose && k.State == store.KeyDestroyed {
 			destroyed++
 		}
 	}

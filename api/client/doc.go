@@ -8,5 +8,5 @@
 // timeouts); the client adds the bearer token when it has one.
 //
 // Imports: api (request and response types), ca (record types the API
-// lists as they are).
+// lists as they are), lifecycle/managed (managed-certificate views).
 package client

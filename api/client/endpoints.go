@@ -7,7 +7,7 @@ import (
 	"strconv"
 
 	"github.com/sigil-ca/sigil/api"
-	"github.com/sigil-ca/sigil/ca"
+	"github.com/sigil-ca/sigil/lifecycle/managed"
 )
 
 // Sign is POST /v1/sign; the server answers 201 Created and nothing else
@@ -155,8 +155,8 @@ func (c *Client) RunJob(ctx context.Context, name string) (api.JobStarted, error
 }
 
 // CreateManaged is POST /v1/managed.
-func (c *Client) CreateManaged(ctx context.Context, req api.ManagedRequest) (ca.ManagedCert, error) {
-	var out ca.ManagedCert
+func (c *Client) CreateManaged(ctx context.Context, req api.ManagedRequest) (managed.Cert, error) {
+	var out managed.Cert
 	_, err := c.do(ctx, http.MethodPost, "/v1/managed", req, &out)
 	return out, err
 }
@@ -169,27 +169,27 @@ func (c *Client) ListManaged(ctx context.Context, q url.Values) (api.ManagedList
 }
 
 // Managed is GET /v1/managed/{name}.
-func (c *Client) Managed(ctx context.Context, name string) (ca.ManagedCert, error) {
-	var out ca.ManagedCert
+func (c *Client) Managed(ctx context.Context, name string) (managed.Cert, error) {
+	var out managed.Cert
 	_, err := c.do(ctx, http.MethodGet, "/v1/managed/"+url.PathEscape(name), nil, &out)
 	return out, err
 }
 
 // DeleteManaged is DELETE /v1/managed/{name}, with ?destroy_keys=true
 // when destroyKeys is set.
-func (c *Client) DeleteManaged(ctx context.Context, name string, destroyKeys bool) (ca.ManagedCert, error) {
+func (c *Client) DeleteManaged(ctx context.Context, name string, destroyKeys bool) (managed.Cert, error) {
 	path := "/v1/managed/" + url.PathEscape(name)
 	if destroyKeys {
 		path += "?destroy_keys=" + strconv.FormatBool(true)
 	}
-	var out ca.ManagedCert
+	var out managed.Cert
 	_, err := c.do(ctx, http.MethodDelete, path, nil, &out)
 	return out, err
 }
 
 // RenewManaged is POST /v1/managed/{name}/renew (200).
-func (c *Client) RenewManaged(ctx context.Context, name string) (ca.ManagedCert, error) {
-	var out ca.ManagedCert
+func (c *Client) RenewManaged(ctx context.Context, name string) (managed.Cert, error) {
+	var out managed.Cert
 	_, err := c.do(ctx, http.MethodPost, "/v1/managed/"+url.PathEscape(name)+"/renew", nil, &out, http.StatusOK)
 	return out, err
 }

@@ -12,16 +12,16 @@ import (
 	"testing"
 
 	"github.com/sigil-ca/sigil/api/client"
-	"github.com/sigil-ca/sigil/ca"
+	"github.com/sigil-ca/sigil/lifecycle/managed"
 )
 
 // e2eManagedToken creates managed certificate name (key rotated at every
 // renewal) and a token scoped to it.
-func e2eManagedToken(t *testing.T, p *serverProc, c *caDir, name string) (ca.ManagedCert, string) {
+func e2eManagedToken(t *testing.T, p *serverProc, c *caDir, name string) (managed.Cert, string) {
 	t.Helper()
 	out, _ := e2eRun(t, e2eAdmin(p, c, "managed", "create", name, "--san", name+".managed.test",
 		"--profile", "tls-server", "--validity", "24h", "--rotate-key", "always", "--format", "json")...)
-	var m ca.ManagedCert
+	var m managed.Cert
 	if err := json.Unmarshal([]byte(out), &m); err != nil {
 		t.Fatalf("managed create --format json: %v\n%s", err, out)
 	}
@@ -135,7 +135,7 @@ func TestManagedDeleteDestroyKeysRevokesEndToEnd(t *testing.T) {
 	e2eWaitIdle(t, p, c, "managed-renew")
 	v1, _ := e2eManagedToken(t, p, c, "gone")
 	out, _ := e2eRun(t, e2eAdmin(p, c, "managed", "renew", "gone", "--format", "json")...)
-	var v2 ca.ManagedCert
+	var v2 managed.Cert
 	if err := json.Unmarshal([]byte(out), &v2); err != nil {
 		t.Fatalf("managed renew --format json: %v\n%s", err, out)
 	}

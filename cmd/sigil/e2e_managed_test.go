@@ -14,8 +14,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/sigil-ca/sigil/ca"
 	"github.com/sigil-ca/sigil/api"
+	"github.com/sigil-ca/sigil/lifecycle/managed"
 )
 
 // e2eBundle GETs name's bundle from p with client (a bearer token if
@@ -83,7 +83,7 @@ func TestManagedEndToEnd(t *testing.T) {
 	// renewal point has passed at issuance, so the next run renews.
 	out, errOut := e2eRun(t, e2eAdmin(p, c, "managed", "create", "web", "--san", "web.managed.test", "--san", "10.9.8.7",
 		"--profile", "tls-server", "--validity", "1h", "--renew-at", "0.01", "--rotate-key", "always", "--format", "json")...)
-	var created ca.ManagedCert
+	var created managed.Cert
 	if err := json.Unmarshal([]byte(out), &created); err != nil {
 		t.Fatalf("managed create --format json: %v\n%s", err, out)
 	}
@@ -130,7 +130,7 @@ func TestManagedEndToEnd(t *testing.T) {
 		t.Fatalf("jobs run managed-renew --wait: %q", out)
 	}
 	out, _ = e2eRun(t, e2eAdmin(p, c, "managed", "show", "web", "--format", "json")...)
-	var shown ca.ManagedCert
+	var shown managed.Cert
 	if err := json.Unmarshal([]byte(out), &shown); err != nil {
 		t.Fatal(err)
 	}

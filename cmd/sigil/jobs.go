@@ -102,7 +102,7 @@ func (c *Config) validateJobs() []error {
 // startJobs registers the scheduled jobs and starts the scheduler; a job
 // that fell due while the server was down runs now.
 func (s *server) startJobs(ctx context.Context, clk clockwork.Clock, reg prometheus.Registerer) error {
-	managedRenew, err := lifecycle.ManagedRenewTask(lifecycle.ManagedRenewConfig{Logger: s.log}, s.auth)
+	managedRenew, err := lifecycle.ManagedRenewTask(lifecycle.ManagedRenewConfig{Logger: s.log}, s.managed)
 	if err != nil {
 		return err
 	}

@@ -12,7 +12,7 @@ import (
 
 	"github.com/sigil-ca/sigil/api"
 	"github.com/sigil-ca/sigil/api/client"
-	"github.com/sigil-ca/sigil/ca"
+	"github.com/sigil-ca/sigil/lifecycle/managed"
 )
 
 func managedCmd() *cobra.Command {
@@ -72,7 +72,7 @@ current or previous certificate (mTLS) or a token from
 	f.StringVar(&req.Profile, "profile", "", "issuance profile (required)")
 	f.StringVar(&req.KeyType, "key-type", "ecdsa-p256", "key type: ecdsa-p256, ecdsa-p384, rsa-2048, rsa-3072, rsa-4096 or ed25519")
 	f.DurationVar(&validity, "validity", 0, "validity of each version (default: the profile's)")
-	f.StringVar(&req.RenewAt, "renew-at", ca.DefaultRenewAt, "renew when this fraction of a version's lifetime has passed (2/3, 0.5, 75%)")
+	f.StringVar(&req.RenewAt, "renew-at", managed.DefaultRenewAt, "renew when this fraction of a version's lifetime has passed (2/3, 0.5, 75%)")
 	f.StringVar(&req.RotateKey, "rotate-key", "always", "key rotation at renewal: always, never or every:N (every Nth renewal)")
 	f.DurationVar(&revokeAfter, "revoke-previous-after", 0, "revoke each superseded version this long after its successor (default: never)")
 	_ = cmd.MarkFlagRequired("san")
@@ -86,32 +86,32 @@ func managedListCmd() *cobra.Command {
 		Use:   "list [--deleted]",
 		Short: "List managed certificates: current version, expiry, next renewal, rotation policy",
 		Args:  cobra.NoArgs,
-	}, listSpec[api.ManagedList, ca.ManagedCert]{
+	}, listSpec[api.ManagedList, managed.Cert]{
 		fetch: func(ctx context.Context, c *client.Client, _ []string) (api.ManagedList, error) {
 			params := map[string]string{}
 			if deleted {
 				params["deleted"] = "true"
 			}
 			ms, _, err := fetchList(ctx, c.ListManaged, params, 1000, true,
-				func(l api.ManagedList) ([]ca.ManagedCert, string) { return l.Managed, l.NextCursor })
+				func(l api.ManagedList) ([]managed.Cert, string) { return l.Managed, l.NextCursor })
 			return api.ManagedList{Managed: ms}, err
 		},
-		items: func(l api.ManagedList) []ca.ManagedCert { return l.Managed },
-		cols: []column[ca.ManagedCert]{
-			{"NAME", func(m ca.ManagedCert) string { return m.Name }},
-			{"STATE", func(m ca.ManagedCert) string { return m.State }},
-			{"PROFILE", func(m ca.ManagedCert) string { return m.Profile }},
-			{"VERSION", func(m ca.ManagedCert) string { return strconv.Itoa(m.Version) }},
-			{"SERIAL", func(m ca.ManagedCert) string { return m.Serial }},
-			{"NOT AFTER", func(m ca.ManagedCert) string { return fmtTime(m.NotAfter) }},
-			{"RENEW DUE", func(m ca.ManagedCert) string {
+		items: func(l api.ManagedList) []managed.Cert { return l.Managed },
+		cols: []column[managed.Cert]{
+			{"NAME", func(m managed.Cert) string { return m.Name }},
+			{"STATE", func(m managed.Cert) string { return m.State }},
+			{"PROFILE", func(m managed.Cert) string { return m.Profile }},
+			{"VERSION", func(m managed.Cert) string { return strconv.Itoa(m.Version) }},
+			{"SERIAL", func(m managed.Cert) string { return m.Serial }},
+			{"NOT AFTER", func(m managed.Cert) string { return fmtTime(m.NotAfter) }},
+			{"RENEW DUE", func(m managed.Cert) string {
 				if m.State != "active" {
 					return "-" // renewed no more
 				}
 				return fmtTime(m.RenewDue)
 			}},
-			{"ROTATE KEY", func(m ca.ManagedCert) string { return m.RotateKey }},
-			{"LAST ERROR", func(m ca.ManagedCert) string { return m.LastError }},
+			{"ROTATE KEY", func(m managed.Cert) string { return m.RotateKey }},
+			{"LAST ERROR", func(m managed.Cert) string { return m.LastError }},
 		},
 	})
 	cmd.Flags().BoolVar(&deleted, "deleted", false, "include deleted managed certificates")
@@ -144,7 +144,7 @@ func managedShowCmd() *cobra.Command {
 
 // printManaged writes a managed certificate as "field: value" lines and,
 // when it has them, a table of its versions; CSV is the versions table.
-func printManaged(w io.Writer, format string, m ca.ManagedCert) error {
+func printManaged(w io.Writer, format string, m managed.Cert) error {
 	versions := table{header: []string{"VERSION", "SERIAL", "KEY ID", "NOT BEFORE", "NOT AFTER", "STATE", "REASON"}}
 	for _, v := range m.Versions {
 		state := v.State

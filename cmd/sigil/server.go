@@ -28,6 +28,7 @@ import (
 	"github.com/sigil-ca/sigil/ca/audit"
 	"github.com/sigil-ca/sigil/ca/keystore"
 	"github.com/sigil-ca/sigil/lifecycle"
+	"github.com/sigil-ca/sigil/lifecycle/managed"
 	"github.com/sigil-ca/sigil/revocation"
 	"github.com/sigil-ca/sigil/store"
 	"github.com/sigil-ca/sigil/ui"
@@ -39,6 +40,7 @@ type server struct {
 	log     *slog.Logger
 	st      *store.SQLite
 	auth    *ca.Authority
+	managed *managed.Service
 	serving *ca.ServingCert
 	acme    acme.Endpoints
 	ocsp    *revocation.Responder
@@ -155,6 +157,9 @@ func startServer(ctx context.Context, cfg *Config, passphrase []byte, log *slog.
 	if err != nil {
 		return nil, fmt.Errorf("start authority: %w", err)
 	}
+	if s.managed, err = managed.New(managed.Config{Clock: clk, Logger: log}, s.auth, st); err != nil {
+		return nil, fmt.Errorf("managed certificates: %w", err)
+	}
 	refCtx, refCancel := context.WithCancel(context.WithoutCancel(ctx))
 	refDone := make(chan struct{})
 	go func() {
@@ -170,7 +175,7 @@ func startServer(ctx context.Context, cfg *Config, passphrase []byte, log *slog.
 		return nil, fmt.Errorf("serving certificate: %w", err)
 	}
 	secure := http.NewServeMux()
-	apiCfg := api.Config{MaxBodyBytes: cfg.Limits.MaxBodyBytes, Logger: log, Clock: clk, Jobs: jobsAPI{s}, Managed: s.auth,
+	apiCfg := api.Config{MaxBodyBytes: cfg.Limits.MaxBodyBytes, Logger: log, Clock: clk, Jobs: jobsAPI{s}, Managed: s.managed,
 		Intermediates: s.auth}
 	if cfg.ACME.On() {
 		endpoints, err := newACME(ctx, cfg, st, s.auth, clk, log)

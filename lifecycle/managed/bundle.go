@@ -1,4 +1,4 @@
-package ca
+package managed
 
 import (
 	"bytes"
@@ -9,8 +9,10 @@ import (
 	"fmt"
 	"log/slog"
 	"strconv"
+	"strings"
 	"time"
 
+	"github.com/sigil-ca/sigil/ca"
 	"github.com/sigil-ca/sigil/ca/audit"
 	"github.com/sigil-ca/sigil/store"
 )
@@ -21,8 +23,8 @@ import (
 // CertificateVerify proved that the client holds its key).
 type BundleRequest struct {
 	Name       string
-	Principal  *Principal // a bearer token, authenticated; nil if none
-	ClientCert []byte     // DER of the TLS client certificate; nil if none
+	Principal  *ca.Principal // a bearer token, authenticated; nil if none
+	ClientCert []byte        // DER of the TLS client certificate; nil if none
 	// Source is the client address, by which refusals of unauthenticated
 	// requests are summed (see RecordUnauthenticatedRefusal).
 	Source string
@@ -55,7 +57,7 @@ func (b *Bundle) LogValue() slog.Value {
 // Zero erases the private key.
 func (b *Bundle) Zero() { clear(b.KeyPEM) }
 
-// ManagedBundle returns the current chain and private key of the managed
+// Bundle returns the current chain and private key of the managed
 // certificate req.Name to the identity it belongs to, and to no one else
 // (DESIGN.md: a private key leaves the CA only to the identity it belongs
 // to). Allowed credentials:
@@ -73,20 +75,20 @@ func (b *Bundle) Zero() { clear(b.KeyPEM) }
 // bundle delivered is audited in one transaction with the key's export
 // (key.exported, managed.bundle.fetched: who, which version and serial)
 // before it is returned.
-func (a *Authority) ManagedBundle(ctx context.Context, req BundleRequest) (*Bundle, error) {
-	actor, via, err := a.bundleCredential(req)
+func (s *Service) Bundle(ctx context.Context, req BundleRequest) (*Bundle, error) {
+	actor, via, err := bundleCredential(req)
 	var b *Bundle
 	if err == nil {
-		b, err = a.managedBundle(ctx, req, actor, via)
+		b, err = s.bundle(ctx, req, actor, via)
 	}
 	if err != nil {
-		switch k := KindOf(err); {
-		case via != "" && (k == Forbidden || k == NotFound || k == Malformed):
-			a.auditBundleRefusal(ctx, req.Name, actor, via, err)
-		case k == Internal:
-			a.log.ErrorContext(ctx, "managed bundle failed", "managed", req.Name, "actor", actor, "error", err)
+		switch k := ca.KindOf(err); {
+		case via != "" && (k == ca.Forbidden || k == ca.NotFound || k == ca.Malformed):
+			s.auditBundleRefusal(ctx, req.Name, actor, via, err)
+		case k == ca.Internal:
+			s.log.ErrorContext(ctx, "managed bundle failed", "managed", req.Name, "actor", actor, "error", err)
 		default:
-			a.RecordUnauthenticatedRefusal(ctx, UnauthenticatedRefusal{Surface: "managed.bundle", Source: req.Source,
+			s.ca.RecordUnauthenticatedRefusal(ctx, ca.UnauthenticatedRefusal{Surface: "managed.bundle", Source: req.Source,
 				Method: "GET", Path: "/v1/managed/" + clip(req.Name, 64) + "/bundle", Err: err})
 		}
 		return nil, err
@@ -95,47 +97,47 @@ func (a *Authority) ManagedBundle(ctx context.Context, req BundleRequest) (*Bund
 }
 
 // bundleCredential names the caller for the audit log.
-func (a *Authority) bundleCredential(req BundleRequest) (actor, via string, err error) {
+func bundleCredential(req BundleRequest) (actor, via string, err error) {
 	switch {
 	case req.Principal != nil:
 		return req.Principal.Actor(), "token", nil
 	case len(req.ClientCert) > 0:
 		c, err := x509.ParseCertificate(req.ClientCert)
 		if err != nil {
-			return "", "mtls", errorf(Unauthorized, "the client certificate cannot be parsed")
+			return "", "mtls", errorf(ca.Unauthorized, "the client certificate cannot be parsed")
 		}
-		return "cert:" + SerialString(c.SerialNumber), "mtls", nil
+		return "cert:" + ca.SerialString(c.SerialNumber), "mtls", nil
 	}
-	return "", "", errorf(Unauthorized, "present a certificate of the managed identity (mTLS) or a token scoped to it")
+	return "", "", errorf(ca.Unauthorized, "present a certificate of the managed identity (mTLS) or a token scoped to it")
 }
 
-func (a *Authority) managedBundle(ctx context.Context, req BundleRequest, actor, via string) (*Bundle, error) {
-	if err := CheckManagedName(req.Name); err != nil {
+func (s *Service) bundle(ctx context.Context, req BundleRequest, actor, via string) (*Bundle, error) {
+	if err := ca.CheckManagedName(req.Name); err != nil {
 		return nil, err
 	}
 	if p := req.Principal; p != nil {
 		switch {
-		case p.Role == RoleManaged && p.Managed == req.Name:
-		case p.Role == RoleAdmin:
-			return nil, errorf(Forbidden, "an admin token may not fetch a managed private key: it is delivered only to "+
+		case p.Role == ca.RoleManaged && p.Managed == req.Name:
+		case p.Role == ca.RoleAdmin:
+			return nil, errorf(ca.Forbidden, "an admin token may not fetch a managed private key: it is delivered only to "+
 				"its own identity (its certificate over mTLS, or a token of role managed scoped to it)")
 		default:
-			return nil, errorf(Forbidden, "this token may not fetch the bundle of %q", req.Name)
+			return nil, errorf(ca.Forbidden, "this token may not fetch the bundle of %q", req.Name)
 		}
 	}
 	var presented store.ManagedVersion
 	if p := req.Principal; p == nil {
 		var err error
-		if presented, err = a.checkClientCert(ctx, req.Name, req.ClientCert); err != nil {
+		if presented, err = s.checkClientCert(ctx, req.Name, req.ClientCert); err != nil {
 			return nil, err
 		}
 	}
-	m, err := a.activeManaged(ctx, req.Name)
+	m, err := s.active(ctx, req.Name)
 	if err != nil {
 		return nil, err
 	}
 	if req.Principal == nil && presented.Version < m.Version-1 {
-		return nil, errorf(Forbidden, "the client certificate is version %d of %q; only the current (%d) or previous version may fetch the bundle",
+		return nil, errorf(ca.Forbidden, "the client certificate is version %d of %q; only the current (%d) or previous version may fetch the bundle",
 			presented.Version, req.Name, m.Version)
 	}
 	// The record, certificate and key are separate reads: a renewal that
@@ -144,16 +146,16 @@ func (a *Authority) managedBundle(ctx context.Context, req BundleRequest, actor,
 	// error (issue 15). A retry follows only a renewal that committed
 	// during this fetch, so the bound is reached only under a storm of them.
 	for attempt := 1; ; attempt++ {
-		chain, der, err := a.bundlePair(ctx, m, actor, via)
+		chain, der, err := s.bundlePair(ctx, m, actor, via)
 		if err == nil {
 			keyPEM := pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})
 			clear(der)
-			a.log.InfoContext(ctx, "managed bundle delivered", "managed", m.Name, "version", m.Version, "serial", m.Serial,
+			s.log.InfoContext(ctx, "managed bundle delivered", "managed", m.Name, "version", m.Version, "serial", m.Serial,
 				"key_id", m.KeyID, "actor", actor, "via", via, "attempts", attempt)
 			return &Bundle{Name: m.Name, Version: m.Version, Serial: m.Serial, NotBefore: chain.notBefore, NotAfter: chain.notAfter,
 				ChainPEM: chain.pem, KeyPEM: keyPEM}, nil
 		}
-		next, nerr := a.activeManaged(ctx, req.Name)
+		next, nerr := s.active(ctx, req.Name)
 		if nerr != nil {
 			return nil, nerr // deleted meanwhile: NotFound, as for a later fetch
 		}
@@ -176,20 +178,20 @@ type bundleChain struct {
 
 // bundlePair reads the chain of m's current certificate and exports its
 // key, audited in one transaction with managed.bundle.fetched.
-func (a *Authority) bundlePair(ctx context.Context, m store.ManagedRecord, actor, via string) (bundleChain, []byte, error) {
-	cur, err := a.st.Certificate(ctx, m.Serial)
+func (s *Service) bundlePair(ctx context.Context, m store.ManagedRecord, actor, via string) (bundleChain, []byte, error) {
+	cur, err := s.st.Certificate(ctx, m.Serial)
 	if err != nil {
 		return bundleChain{}, nil, internal("load current managed certificate", err)
 	}
-	iss, err := a.st.Issuer(ctx, cur.IssuerID)
+	iss, err := s.st.Issuer(ctx, cur.IssuerID)
 	if err != nil {
 		return bundleChain{}, nil, internal("load issuer", err)
 	}
 	chain := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cur.DER})
 	chain = append(chain, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: iss.CertDER})...)
 	detail := map[string]string{"managed": m.Name, "version": strconv.Itoa(m.Version), "serial": m.Serial, "via": via}
-	der, err := a.keys.Export(ctx, m.KeyID, actor, detail, func(tx store.Tx) error {
-		_, err := tx.AppendAudit(audit.Event{Time: a.clk.Now().UTC(), Actor: actor, Action: audit.ActionManagedBundleFetched, Target: m.Name,
+	der, err := s.ca.ExportKey(ctx, m.KeyID, actor, detail, func(tx store.Tx) error {
+		_, err := tx.AppendAudit(audit.Event{Time: s.clk.Now().UTC(), Actor: actor, Action: audit.ActionManagedBundleFetched, Target: m.Name,
 			Detail: map[string]string{"version": strconv.Itoa(m.Version), "serial": m.Serial, "key": m.KeyID, "via": via}})
 		return err
 	})
@@ -205,14 +207,14 @@ func (a *Authority) bundlePair(ctx context.Context, m store.ManagedRecord, actor
 // this CA never issued is Unauthorized (like a malformed token, only
 // logged, so that scanners cannot grow the audit log); one of another of
 // its identities is Forbidden.
-func (a *Authority) checkClientCert(ctx context.Context, name string, der []byte) (store.ManagedVersion, error) {
-	unknown := errorf(Unauthorized, "the client certificate was not issued by this CA")
+func (s *Service) checkClientCert(ctx context.Context, name string, der []byte) (store.ManagedVersion, error) {
+	unknown := errorf(ca.Unauthorized, "the client certificate was not issued by this CA")
 	c, err := x509.ParseCertificate(der)
 	if err != nil {
 		return store.ManagedVersion{}, unknown
 	}
-	serial := SerialString(c.SerialNumber)
-	rec, err := a.st.Certificate(ctx, serial)
+	serial := ca.SerialString(c.SerialNumber)
+	rec, err := s.st.Certificate(ctx, serial)
 	switch {
 	case errors.Is(err, store.ErrNotFound):
 		return store.ManagedVersion{}, unknown
@@ -221,8 +223,8 @@ func (a *Authority) checkClientCert(ctx context.Context, name string, der []byte
 	case !bytes.Equal(rec.DER, der):
 		return store.ManagedVersion{}, unknown
 	}
-	deny := errorf(Forbidden, "the client certificate is not a certificate of managed %q", name)
-	v, err := a.st.ManagedVersionBySerial(ctx, serial)
+	deny := errorf(ca.Forbidden, "the client certificate is not a certificate of managed %q", name)
+	v, err := s.st.ManagedVersionBySerial(ctx, serial)
 	switch {
 	case errors.Is(err, store.ErrNotFound):
 		return store.ManagedVersion{}, deny
@@ -231,23 +233,31 @@ func (a *Authority) checkClientCert(ctx context.Context, name string, der []byte
 	case v.Name != name || v.IssuerID != rec.IssuerID:
 		return store.ManagedVersion{}, deny
 	}
-	now := a.clk.Now()
+	now := s.clk.Now()
 	switch {
 	case !rec.RevokedAt.IsZero():
-		return store.ManagedVersion{}, errorf(Forbidden, "the client certificate (version %d of %q) is revoked", v.Version, name)
+		return store.ManagedVersion{}, errorf(ca.Forbidden, "the client certificate (version %d of %q) is revoked", v.Version, name)
 	case now.Before(rec.NotBefore) || !now.Before(rec.NotAfter):
-		return store.ManagedVersion{}, errorf(Forbidden, "the client certificate (version %d of %q) is not valid now", v.Version, name)
+		return store.ManagedVersion{}, errorf(ca.Forbidden, "the client certificate (version %d of %q) is not valid now", v.Version, name)
 	}
 	return v, nil
 }
 
 // auditBundleRefusal records a refused bundle request. Best effort: a
 // failure is logged.
-func (a *Authority) auditBundleRefusal(ctx context.Context, name, actor, via string, err error) {
+func (s *Service) auditBundleRefusal(ctx context.Context, name, actor, via string, err error) {
 	target := name
-	if CheckManagedName(name) != nil {
+	if ca.CheckManagedName(name) != nil {
 		target = ""
 	}
-	a.AuditRefusal(ctx, Refusal{Action: audit.ActionManagedBundleRefused, Actor: actor, Target: target,
+	s.ca.AuditRefusal(ctx, ca.Refusal{Action: audit.ActionManagedBundleRefused, Actor: actor, Target: target,
 		Detail: map[string]string{"via": via}, Err: err, Op: "managed bundle", LogAttrs: []any{"managed", name}})
+}
+
+// clip shortens untrusted input for a log line or audit path.
+func clip(s string, n int) string {
+	if len(s) > n {
+		s = s[:n] + "..."
+	}
+	return strings.ToValidUTF8(s, "?")
 }

@@ -1,53 +1,33 @@
-package ca
+package managed
 
 import (
 	"context"
 	"crypto"
 	"crypto/x509"
 	"encoding/pem"
-	"log/slog"
+	"fmt"
 	"slices"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/sigil-ca/sigil/ca"
 	"github.com/sigil-ca/sigil/ca/audit"
 	"github.com/sigil-ca/sigil/store"
 )
 
-// managedCA is a test authority with helpers for managed certificates.
-type managedCA struct{ *revokeCA }
-
-// newManagedCA serves the default profiles and "restricted", which allows
-// only DNS names under example.com.
-func newManagedCA(t *testing.T) *managedCA {
-	t.Helper()
-	rc := newRevokeCA(t)
-	profiles := DefaultProfiles()
-	restricted := profiles["tls-server"]
-	restricted.Names = NamePolicy{DNS: NameRules{Allow: []string{"example.com"}}, Forbid: []string{"email", "ip", "uri"}}
-	profiles["restricted"] = restricted
-	a, err := New(context.Background(), Config{Profiles: profiles, BaseURL: testBaseURL, Clock: rc.clk,
-		Logger: slog.New(slog.DiscardHandler), Metrics: rc.a.metrics}, rc.st, rc.init.Keystore)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rc.a = a
-	return &managedCA{rc}
-}
-
-func spec(name string, mods ...func(*ManagedSpec)) ManagedSpec {
-	s := ManagedSpec{Name: name, SANs: []string{name + ".example.com"}, Profile: "tls-server", Actor: "token:admin"}
+func spec(name string, mods ...func(*Spec)) Spec {
+	s := Spec{Name: name, SANs: []string{name + ".example.com"}, Profile: "tls-server", Actor: "token:admin"}
 	for _, m := range mods {
 		m(&s)
 	}
 	return s
 }
 
-func (mc *managedCA) create(t *testing.T, s ManagedSpec) ManagedCert {
+func (mc *managedCA) create(t *testing.T, s Spec) Cert {
 	t.Helper()
-	m, err := mc.a.CreateManaged(context.Background(), s)
+	m, err := mc.svc.Create(context.Background(), s)
 	if err != nil {
 		t.Fatalf("CreateManaged(%s): %v", s.Name, err)
 	}
@@ -63,9 +43,9 @@ func (mc *managedCA) record(t *testing.T, name string) store.ManagedRecord {
 	return m
 }
 
-func (mc *managedCA) show(t *testing.T, name string) ManagedCert {
+func (mc *managedCA) show(t *testing.T, name string) Cert {
 	t.Helper()
-	m, err := mc.a.ManagedCert(context.Background(), name)
+	m, err := mc.svc.Get(context.Background(), name)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -75,7 +55,7 @@ func (mc *managedCA) show(t *testing.T, name string) ManagedCert {
 // due lists the names due for renewal now.
 func (mc *managedCA) due(t *testing.T) []string {
 	t.Helper()
-	ms, err := mc.a.DueManaged(context.Background(), store.DueCursor{}, 1000)
+	ms, err := mc.svc.Due(context.Background(), store.DueCursor{}, 1000)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -87,9 +67,9 @@ func (mc *managedCA) due(t *testing.T) []string {
 }
 
 // renew renews name as the job does and requires a renewal.
-func (mc *managedCA) renew(t *testing.T, name string) *ManagedRenewal {
+func (mc *managedCA) renew(t *testing.T, name string) *Renewal {
 	t.Helper()
-	r, err := mc.a.RenewManaged(context.Background(), mc.record(t, name), "system:test", false)
+	r, err := mc.svc.Renew(context.Background(), mc.record(t, name), "system:test", false)
 	if err != nil || r == nil {
 		t.Fatalf("RenewManaged(%s) = %+v, %v; want a renewal", name, r, err)
 	}
@@ -135,7 +115,7 @@ func TestManagedCreate(t *testing.T) {
 	mc := newManagedCA(t)
 	ctx := context.Background()
 	seq := mc.head(t)
-	m := mc.create(t, spec("web", func(s *ManagedSpec) {
+	m := mc.create(t, spec("web", func(s *Spec) {
 		s.SANs = []string{"web.example.com", "10.0.0.7"}
 		s.Validity = 30 * 24 * time.Hour
 	}))
@@ -143,7 +123,7 @@ func TestManagedCreate(t *testing.T) {
 		t.Errorf("created %+v", m)
 	}
 	rec := mc.stored(t, m.Serial)
-	if rec.Channel != ChannelManaged || rec.Requester != "managed:web" || rec.Profile != "tls-server" {
+	if rec.Channel != ca.ChannelManaged || rec.Requester != "managed:web" || rec.Profile != "tls-server" {
 		t.Errorf("certificate record %+v", rec)
 	}
 	if got := strings.Join(rec.SANs, ","); got != "web.example.com,10.0.0.7" {
@@ -158,7 +138,7 @@ func TestManagedCreate(t *testing.T) {
 		t.Fatal(err)
 	}
 	k := mc.key(t, m.KeyID)
-	if k.Purpose != KeyPurposeManaged || k.State != store.KeyActive || len(k.Ciphertext) == 0 {
+	if k.Purpose != KeyPurpose || k.State != store.KeyActive || len(k.Ciphertext) == 0 {
 		t.Errorf("key %s: purpose %s state %s", k.ID, k.Purpose, k.State)
 	}
 	pub, err := x509.ParsePKIXPublicKey(k.PublicKey)
@@ -183,29 +163,29 @@ func TestManagedCreateRefused(t *testing.T) {
 	neg := -time.Hour
 	for _, tc := range []struct {
 		name string
-		spec ManagedSpec
-		kind Kind
+		spec Spec
+		kind ca.Kind
 		want string
 	}{
-		{"bad name", spec("-web"), Malformed, "managed certificate name"},
-		{"name with slash", spec("a/b"), Malformed, "managed certificate name"},
-		{"unknown profile", spec("p", func(s *ManagedSpec) { s.Profile = "nope" }), Rejected, "unknown profile"},
-		{"bad key type", spec("k", func(s *ManagedSpec) { s.KeyType = "dsa" }), Malformed, "unknown key algorithm"},
-		{"renew-at 0", spec("r0", func(s *ManagedSpec) { s.RenewAt = "0" }), Malformed, "renew-at"},
-		{"renew-at 1", spec("r1", func(s *ManagedSpec) { s.RenewAt = "1/1" }), Malformed, "renew-at"},
-		{"renew-at junk", spec("rj", func(s *ManagedSpec) { s.RenewAt = "soon" }), Malformed, "renew-at"},
-		{"rotate junk", spec("ro", func(s *ManagedSpec) { s.RotateKey = "every:0" }), Malformed, "rotate-key"},
-		{"negative overlap", spec("ov", func(s *ManagedSpec) { s.RevokePreviousAfter = &neg }), Malformed, "revoke-previous-after"},
-		{"no SANs", spec("ns", func(s *ManagedSpec) { s.SANs = nil }), Malformed, "at least one"},
-		{"bad DNS name", spec("dn", func(s *ManagedSpec) { s.SANs = []string{"bad_name..example"} }), Malformed, "DNS name"},
-		{"refused by policy", spec("em", func(s *ManagedSpec) { s.Profile, s.SANs = "restricted", []string{"web.example.org"} }), Rejected, "web.example.org"},
-		{"validity over the maximum", spec("v", func(s *ManagedSpec) { s.Validity = 10000 * time.Hour }), Rejected, "exceeds"},
-		{"exists", spec("taken"), Conflict, "exists"},
+		{"bad name", spec("-web"), ca.Malformed, "managed certificate name"},
+		{"name with slash", spec("a/b"), ca.Malformed, "managed certificate name"},
+		{"unknown profile", spec("p", func(s *Spec) { s.Profile = "nope" }), ca.Rejected, "unknown profile"},
+		{"bad key type", spec("k", func(s *Spec) { s.KeyType = "dsa" }), ca.Malformed, "unknown key algorithm"},
+		{"renew-at 0", spec("r0", func(s *Spec) { s.RenewAt = "0" }), ca.Malformed, "renew-at"},
+		{"renew-at 1", spec("r1", func(s *Spec) { s.RenewAt = "1/1" }), ca.Malformed, "renew-at"},
+		{"renew-at junk", spec("rj", func(s *Spec) { s.RenewAt = "soon" }), ca.Malformed, "renew-at"},
+		{"rotate junk", spec("ro", func(s *Spec) { s.RotateKey = "every:0" }), ca.Malformed, "rotate-key"},
+		{"negative overlap", spec("ov", func(s *Spec) { s.RevokePreviousAfter = &neg }), ca.Malformed, "revoke-previous-after"},
+		{"no SANs", spec("ns", func(s *Spec) { s.SANs = nil }), ca.Malformed, "at least one"},
+		{"bad DNS name", spec("dn", func(s *Spec) { s.SANs = []string{"bad_name..example"} }), ca.Malformed, "DNS name"},
+		{"refused by policy", spec("em", func(s *Spec) { s.Profile, s.SANs = "restricted", []string{"web.example.org"} }), ca.Rejected, "web.example.org"},
+		{"validity over the maximum", spec("v", func(s *Spec) { s.Validity = 10000 * time.Hour }), ca.Rejected, "exceeds"},
+		{"exists", spec("taken"), ca.Conflict, "exists"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			keys, certs, managed := mc.counts(t)
 			seq := mc.head(t)
-			_, err := mc.a.CreateManaged(context.Background(), tc.spec)
+			_, err := mc.svc.Create(context.Background(), tc.spec)
 			checkKind(t, err, tc.kind, tc.want)
 			if k, c, m := mc.counts(t); k != keys || c != certs || m != managed {
 				t.Errorf("refused create wrote: keys %d->%d, certificates %d->%d, managed %d->%d", keys, k, certs, c, managed, m)
@@ -223,12 +203,12 @@ func TestManagedCreateRefused(t *testing.T) {
 // the next renewal point.
 func TestManagedRenewsAtRenewalPoint(t *testing.T) {
 	mc := newManagedCA(t)
-	m := mc.create(t, spec("api", func(s *ManagedSpec) { s.RenewAt = "3/4" }))
+	m := mc.create(t, spec("api", func(s *Spec) { s.RenewAt = "3/4" }))
 	mc.clk.Advance(m.RenewDue.Sub(mc.clk.Now()) - time.Nanosecond)
 	if due := mc.due(t); len(due) != 0 {
 		t.Fatalf("due a nanosecond before the renewal point: %v", due)
 	}
-	if r, err := mc.a.RenewManaged(context.Background(), mc.record(t, "api"), "system:test", false); r != nil || err != nil {
+	if r, err := mc.svc.Renew(context.Background(), mc.record(t, "api"), "system:test", false); r != nil || err != nil {
 		t.Fatalf("renewed before the renewal point: %+v, %v", r, err)
 	}
 	mc.clk.Advance(time.Nanosecond)
@@ -240,7 +220,7 @@ func TestManagedRenewsAtRenewalPoint(t *testing.T) {
 		t.Errorf("renewal %+v", r)
 	}
 	rec := mc.stored(t, r.Serial)
-	if rec.Replaces != m.Serial || rec.Channel != ChannelManaged {
+	if rec.Replaces != m.Serial || rec.Channel != ca.ChannelManaged {
 		t.Errorf("renewed record %+v", rec)
 	}
 	after := mc.record(t, "api")
@@ -251,11 +231,11 @@ func TestManagedRenewsAtRenewalPoint(t *testing.T) {
 		t.Errorf("still due after renewal: %v", due)
 	}
 	// The stale record (version 1) loses: nothing is renewed twice.
-	_, err := mc.a.RenewManaged(context.Background(), store.ManagedRecord{Name: "api", State: store.ManagedActive,
+	_, err := mc.svc.Renew(context.Background(), store.ManagedRecord{Name: "api", State: store.ManagedActive,
 		Version: 1, Serial: m.Serial, KeyID: m.KeyID, KeyUses: 1, RotateEvery: 1, Profile: "tls-server",
 		SANs: []string{"api.example.com"}, KeyType: "ecdsa-p256", RenewAt: "3/4", IssuerID: mc.a.Intermediate().ID,
 		RenewDue: m.RenewDue}, "system:test", false)
-	checkKind(t, err, Conflict, "changed during its renewal")
+	checkKind(t, err, ca.Conflict, "changed during its renewal")
 	if v := mc.show(t, "api"); v.Version != 2 || len(v.Versions) != 2 {
 		t.Errorf("after a lost race: version %d, %d versions", v.Version, len(v.Versions))
 	}
@@ -276,7 +256,7 @@ func TestManagedRotationPolicy(t *testing.T) {
 	} {
 		t.Run(tc.policy, func(t *testing.T) {
 			mc := newManagedCA(t)
-			m := mc.create(t, spec("svc", func(s *ManagedSpec) { s.RotateKey = tc.policy }))
+			m := mc.create(t, spec("svc", func(s *Spec) { s.RotateKey = tc.policy }))
 			keys := []string{m.KeyID}
 			var got strings.Builder
 			for i := range 6 {
@@ -330,37 +310,37 @@ func TestManagedRevokePrevious(t *testing.T) {
 	mc := newManagedCA(t)
 	ctx := context.Background()
 	overlap := 24 * time.Hour
-	m := mc.create(t, spec("db", func(s *ManagedSpec) { s.RevokePreviousAfter = &overlap }))
+	m := mc.create(t, spec("db", func(s *Spec) { s.RevokePreviousAfter = &overlap }))
 	mc.clk.Advance(m.RenewDue.Sub(mc.clk.Now()))
 	mc.renew(t, "db")
-	revocations := func(a *Authority) []store.ManagedVersion {
+	revocations := func(svc *Service) []store.ManagedVersion {
 		t.Helper()
-		vs, err := a.DueManagedRevocations(ctx, store.DueCursor{}, 100)
+		vs, err := svc.DueRevocations(ctx, store.DueCursor{}, 100)
 		if err != nil {
 			t.Fatal(err)
 		}
 		return vs
 	}
 	mc.clk.Advance(overlap - time.Second)
-	if vs := revocations(mc.a); len(vs) != 0 {
+	if vs := revocations(mc.svc); len(vs) != 0 {
 		t.Fatalf("revocations due before the overlap passed: %+v", vs)
 	}
 	if mc.stored(t, m.Serial).RevokedAt.IsZero() == false {
 		t.Fatal("previous version revoked early")
 	}
 	mc.clk.Advance(time.Second)
-	restarted := mc.restart(t) // the pending revocation survives a restart
+	_, restarted := mc.restart(t) // the pending revocation survives a restart
 	vs := revocations(restarted)
 	if len(vs) != 1 || vs[0].Serial != m.Serial || vs[0].Version != 1 {
 		t.Fatalf("due revocations %+v", vs)
 	}
 	seq := mc.head(t)
-	did, err := restarted.RevokeSupersededManaged(ctx, vs[0], "system:test")
+	did, err := restarted.RevokeSuperseded(ctx, vs[0], "system:test")
 	if err != nil || !did {
-		t.Fatalf("RevokeSupersededManaged = %v, %v", did, err)
+		t.Fatalf("RevokeSuperseded = %v, %v", did, err)
 	}
 	rec := mc.stored(t, m.Serial)
-	if rec.RevokedAt.IsZero() || rec.RevokeReason != ReasonSuperseded {
+	if rec.RevokedAt.IsZero() || rec.RevokeReason != ca.ReasonSuperseded {
 		t.Errorf("previous version %+v, want revoked superseded", rec)
 	}
 	if evs := mc.eventsAfter(t, seq); len(evs) != 1 || evs[0].Action != "cert.revoked" || evs[0].Detail["reason"] != "superseded" {
@@ -386,19 +366,19 @@ func TestManagedRenewIfRevoked(t *testing.T) {
 		reason      int
 		wantRotated bool
 	}{
-		{ReasonCessationOfOperation, false},
-		{ReasonCertificateHold, false},
-		{ReasonKeyCompromise, true},
+		{ca.ReasonCessationOfOperation, false},
+		{ca.ReasonCertificateHold, false},
+		{ca.ReasonKeyCompromise, true},
 	} {
-		t.Run(ReasonName(tc.reason), func(t *testing.T) {
+		t.Run(ca.ReasonName(tc.reason), func(t *testing.T) {
 			mc := newManagedCA(t)
 			ctx := context.Background()
-			m := mc.create(t, spec("mail", func(s *ManagedSpec) { s.RotateKey = "never" }))
+			m := mc.create(t, spec("mail", func(s *Spec) { s.RotateKey = "never" }))
 			mc.clk.Advance(time.Hour)
 			if due := mc.due(t); len(due) != 0 {
 				t.Fatalf("due before revocation: %v", due)
 			}
-			if _, err := mc.a.Revoke(ctx, RevokeRequest{Serial: m.Serial, Reason: tc.reason, Actor: "token:admin", Channel: ChannelAPI}); err != nil {
+			if _, err := mc.a.Revoke(ctx, ca.RevokeRequest{Serial: m.Serial, Reason: tc.reason, Actor: "token:admin", Channel: ca.ChannelAPI}); err != nil {
 				t.Fatal(err)
 			}
 			if due := mc.due(t); len(due) != 1 {
@@ -411,11 +391,11 @@ func TestManagedRenewIfRevoked(t *testing.T) {
 			if !tc.wantRotated {
 				return
 			}
-			ks, err := mc.a.DueManagedKeys(ctx, store.DueCursor{}, 10)
+			ks, err := mc.svc.DueKeys(ctx, store.DueCursor{}, 10)
 			if err != nil || len(ks) != 1 || ks[0].KeyID != m.KeyID {
 				t.Fatalf("keys due for destruction %+v, %v; want the compromised one now", ks, err)
 			}
-			if err := mc.a.DestroyManagedKey(ctx, ks[0], "system:test"); err != nil {
+			if err := mc.svc.DestroyKey(ctx, ks[0], "system:test"); err != nil {
 				t.Fatal(err)
 			}
 			if k := mc.key(t, m.KeyID); k.State != store.KeyDestroyed || k.Ciphertext != nil {
@@ -430,11 +410,11 @@ func TestManagedRenewIfRevoked(t *testing.T) {
 func TestManagedKeyDestroyedAfterExpiry(t *testing.T) {
 	mc := newManagedCA(t)
 	ctx := context.Background()
-	m := mc.create(t, spec("cache", func(s *ManagedSpec) { s.Validity = 48 * time.Hour }))
+	m := mc.create(t, spec("cache", func(s *Spec) { s.Validity = 48 * time.Hour }))
 	mc.clk.Advance(m.RenewDue.Sub(mc.clk.Now()))
 	mc.renew(t, "cache")
 	due := func() []store.ManagedKey {
-		ks, err := mc.a.DueManagedKeys(ctx, store.DueCursor{}, 10)
+		ks, err := mc.svc.DueKeys(ctx, store.DueCursor{}, 10)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -450,7 +430,7 @@ func TestManagedKeyDestroyedAfterExpiry(t *testing.T) {
 		t.Fatalf("due %+v, want %s", ks, m.KeyID)
 	}
 	seq := mc.head(t)
-	if err := mc.a.DestroyManagedKey(ctx, ks[0], "system:test"); err != nil {
+	if err := mc.svc.DestroyKey(ctx, ks[0], "system:test"); err != nil {
 		t.Fatal(err)
 	}
 	if k := mc.key(t, m.KeyID); k.State != store.KeyDestroyed || k.WrappedDEK != nil {
@@ -473,7 +453,7 @@ func TestManagedDelete(t *testing.T) {
 			mc.clk.Advance(m.RenewDue.Sub(mc.clk.Now()))
 			r := mc.renew(t, "old")
 			seq := mc.head(t)
-			if _, err := mc.a.DeleteManaged(ctx, "old", "token:admin", destroy); err != nil {
+			if _, err := mc.svc.Delete(ctx, "old", "token:admin", destroy); err != nil {
 				t.Fatal(err)
 			}
 			got := actions(mc.eventsAfter(t, seq))
@@ -491,9 +471,9 @@ func TestManagedDelete(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				if destroy && (c.RevokedAt.IsZero() || c.RevokeReason != ReasonCessationOfOperation) ||
+				if destroy && (c.RevokedAt.IsZero() || c.RevokeReason != ca.ReasonCessationOfOperation) ||
 					!destroy && !c.RevokedAt.IsZero() {
-					t.Errorf("certificate %s after delete: revoked at %v reason %s", serial, c.RevokedAt, ReasonName(c.RevokeReason))
+					t.Errorf("certificate %s after delete: revoked at %v reason %s", serial, c.RevokedAt, ca.ReasonName(c.RevokeReason))
 				}
 			}
 			for _, id := range []string{m.KeyID, r.KeyID} {
@@ -509,14 +489,14 @@ func TestManagedDelete(t *testing.T) {
 			if due := mc.due(t); len(due) != 0 {
 				t.Errorf("a deleted managed certificate is due: %v", due)
 			}
-			ks, _ := mc.a.DueManagedKeys(ctx, store.DueCursor{}, 10)
+			ks, _ := mc.svc.DueKeys(ctx, store.DueCursor{}, 10)
 			if destroy && len(ks) != 0 || !destroy && len(ks) != 2 {
 				t.Errorf("key destructions due: %+v", ks)
 			}
-			_, err := mc.a.DeleteManaged(ctx, "old", "token:admin", destroy)
-			checkKind(t, err, NotFound, "was deleted")
-			_, err = mc.a.CreateManaged(ctx, spec("old"))
-			checkKind(t, err, Conflict, "not reused")
+			_, err := mc.svc.Delete(ctx, "old", "token:admin", destroy)
+			checkKind(t, err, ca.NotFound, "was deleted")
+			_, err = mc.svc.Create(ctx, spec("old"))
+			checkKind(t, err, ca.Conflict, "not reused")
 		})
 	}
 }
@@ -526,16 +506,16 @@ func TestManagedDelete(t *testing.T) {
 func TestManagedBundleCA(t *testing.T) {
 	mc := newManagedCA(t)
 	ctx := context.Background()
-	web := mc.create(t, spec("web", func(s *ManagedSpec) { s.RenewAt = "1/10" }))
+	web := mc.create(t, spec("web", func(s *Spec) { s.RenewAt = "1/10" }))
 	mc.create(t, spec("other"))
-	_, tokRec, err := NewManagedToken("web", 0, "", mc.clk.Now())
+	_, tokRec, err := ca.NewManagedToken("web", 0, "", mc.clk.Now())
 	if err != nil {
 		t.Fatal(err)
 	}
-	managedTok := Principal{TokenID: tokRec.ID, Role: RoleManaged, Managed: "web"}
+	managedTok := ca.Principal{TokenID: tokRec.ID, Role: ca.RoleManaged, Managed: "web"}
 	cert1 := mc.stored(t, web.Serial).DER
 
-	b, err := mc.a.ManagedBundle(ctx, BundleRequest{Name: "web", Principal: &managedTok})
+	b, err := mc.svc.Bundle(ctx, BundleRequest{Name: "web", Principal: &managedTok})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -554,22 +534,22 @@ func TestManagedBundleCA(t *testing.T) {
 	for _, tc := range []struct {
 		name string
 		req  BundleRequest
-		kind Kind
+		kind ca.Kind
 	}{
-		{"admin token", BundleRequest{Name: "web", Principal: &Principal{TokenID: "a", Role: RoleAdmin}}, Forbidden},
-		{"token for another name", BundleRequest{Name: "other", Principal: &managedTok}, Forbidden},
-		{"certificate of another name", BundleRequest{Name: "other", ClientCert: cert1}, Forbidden},
-		{"unknown name", BundleRequest{Name: "nope", ClientCert: cert1}, Forbidden},
-		{"no credential", BundleRequest{Name: "web"}, Unauthorized},
+		{"admin token", BundleRequest{Name: "web", Principal: &ca.Principal{TokenID: "a", Role: ca.RoleAdmin}}, ca.Forbidden},
+		{"token for another name", BundleRequest{Name: "other", Principal: &managedTok}, ca.Forbidden},
+		{"certificate of another name", BundleRequest{Name: "other", ClientCert: cert1}, ca.Forbidden},
+		{"unknown name", BundleRequest{Name: "nope", ClientCert: cert1}, ca.Forbidden},
+		{"no credential", BundleRequest{Name: "web"}, ca.Unauthorized},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			seq := mc.head(t)
-			_, err := mc.a.ManagedBundle(ctx, tc.req)
-			if KindOf(err) != tc.kind {
+			_, err := mc.svc.Bundle(ctx, tc.req)
+			if ca.KindOf(err) != tc.kind {
 				t.Fatalf("err %v, want %s", err, tc.kind)
 			}
 			evs := mc.eventsAfter(t, seq)
-			if tc.kind == Unauthorized {
+			if tc.kind == ca.Unauthorized {
 				if len(evs) != 0 {
 					t.Errorf("a request without credentials was audited: %+v", evs)
 				}
@@ -583,13 +563,13 @@ func TestManagedBundleCA(t *testing.T) {
 	// Renewed twice: version 1 is neither current nor previous any more.
 	mc.clk.Advance(web.RenewDue.Sub(mc.clk.Now()))
 	mc.renew(t, "web")
-	if b, err := mc.a.ManagedBundle(ctx, BundleRequest{Name: "web", ClientCert: cert1}); err != nil || b.Version != 2 {
+	if b, err := mc.svc.Bundle(ctx, BundleRequest{Name: "web", ClientCert: cert1}); err != nil || b.Version != 2 {
 		t.Fatalf("previous version fetching: %v, %v", b, err)
 	}
 	mc.clk.Advance(mc.record(t, "web").RenewDue.Sub(mc.clk.Now()))
 	mc.renew(t, "web")
-	_, err = mc.a.ManagedBundle(ctx, BundleRequest{Name: "web", ClientCert: cert1})
-	checkKind(t, err, Forbidden, "only the current")
+	_, err = mc.svc.Bundle(ctx, BundleRequest{Name: "web", ClientCert: cert1})
+	checkKind(t, err, ca.Forbidden, "only the current")
 }
 
 // TestManagedNotRenewedOverMTLS: POST /v1/renew (ca.Renew) refuses a
@@ -601,32 +581,32 @@ func TestManagedNotRenewedOverMTLS(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, err = mc.a.Renew(context.Background(), RenewRequest{Certificate: leaf})
-	checkKind(t, err, Forbidden, "/v1/managed/agent/bundle")
+	_, err = mc.a.Renew(context.Background(), ca.RenewRequest{Certificate: leaf})
+	checkKind(t, err, ca.Forbidden, "/v1/managed/agent/bundle")
 	if v := mc.show(t, "agent"); len(v.Versions) != 1 {
 		t.Errorf("%d versions after a refused renewal", len(v.Versions))
 	}
 }
 
-// renewingKeys is the keystore with a renewal of the managed certificate
+// renewingKeys is the authority with a renewal of the managed certificate
 // name committed just before each of the first n key exports: the race of
 // a bundle fetch with `sigil managed renew`, made deterministic.
 type renewingKeys struct {
-	KeyManager
+	Issuer
 	mc   *managedCA
 	t    *testing.T
 	name string
 	n    int
 }
 
-func (k *renewingKeys) Export(ctx context.Context, keyID, actor string, detail map[string]string, inTx func(tx store.Tx) error) ([]byte, error) {
+func (k *renewingKeys) ExportKey(ctx context.Context, keyID, actor string, detail map[string]string, inTx func(tx store.Tx) error) ([]byte, error) {
 	if k.n > 0 {
 		k.n--
-		if _, err := k.mc.a.RenewManagedNow(ctx, k.name, "token:admin"); err != nil {
+		if _, err := k.mc.svc.RenewNow(ctx, k.name, "token:admin"); err != nil {
 			k.t.Errorf("renewal during the fetch: %v", err)
 		}
 	}
-	return k.KeyManager.Export(ctx, keyID, actor, detail, inTx)
+	return k.Issuer.ExportKey(ctx, keyID, actor, detail, inTx)
 }
 
 // TestManagedBundleDuringRenewal (issue 15, item 13): a renewal (with a new
@@ -636,14 +616,14 @@ func (k *renewingKeys) Export(ctx context.Context, keyID, actor string, detail m
 func TestManagedBundleDuringRenewal(t *testing.T) {
 	mc := newManagedCA(t)
 	ctx := context.Background()
-	mc.create(t, spec("web", func(s *ManagedSpec) { s.RotateKey = "always" }))
-	tok := Principal{TokenID: "0123456789abcdef", Role: RoleManaged, Managed: "web"}
-	keys := &renewingKeys{KeyManager: mc.a.keys, mc: mc, t: t, name: "web"}
-	mc.a.keys = keys
+	mc.create(t, spec("web", func(s *Spec) { s.RotateKey = "always" }))
+	tok := ca.Principal{TokenID: "0123456789abcdef", Role: ca.RoleManaged, Managed: "web"}
+	keys := &renewingKeys{Issuer: mc.svc.ca, mc: mc, t: t, name: "web"}
+	mc.svc.ca = keys
 
 	for _, renewals := range []int{1, maxBundleAttempts - 1} {
 		keys.n = renewals
-		b, err := mc.a.ManagedBundle(ctx, BundleRequest{Name: "web", Principal: &tok})
+		b, err := mc.svc.Bundle(ctx, BundleRequest{Name: "web", Principal: &tok})
 		if err != nil {
 			t.Fatalf("bundle with %d renewals during the fetch: %v", renewals, err)
 		}
@@ -666,7 +646,29 @@ func TestManagedBundleDuringRenewal(t *testing.T) {
 		}
 	}
 	keys.n = maxBundleAttempts
-	if b, err := mc.a.ManagedBundle(ctx, BundleRequest{Name: "web", Principal: &tok}); err == nil {
+	if b, err := mc.svc.Bundle(ctx, BundleRequest{Name: "web", Principal: &tok}); err == nil {
 		t.Errorf("bundle v%d after %d renewals during one fetch, want an error", b.Version, maxBundleAttempts)
+	}
+}
+
+// TestManagedNamesCanonical: managed certificates go through the same
+// name checks: a numeric DNS name, an invalid A-label or a non-canonical
+// URI is refused as ca.Malformed, and nothing is created.
+func TestManagedNamesCanonical(t *testing.T) {
+	mc := newManagedCA(t)
+	for i, sans := range [][]string{
+		{"2130706433"}, {"web.0x7f"}, {"xn--a.example.com"},
+		{"web.example.com", "spiffe://example.org/ns/%61dmin"},
+		{"web.example.com", "spiffe://example.org//ns/admin"},
+		{"web.example.com", "https://svc.example.org/x/../admin"},
+	} {
+		keys, certs, managed := mc.counts(t)
+		_, err := mc.svc.Create(context.Background(), spec(fmt.Sprintf("n%d", i), func(s *Spec) { s.SANs = sans }))
+		if ca.KindOf(err) != ca.Malformed {
+			t.Errorf("CreateManaged(%v) = %v, want malformed", sans, err)
+		}
+		if k, c, m := mc.counts(t); k != keys || c != certs || m != managed {
+			t.Errorf("refused create of %v wrote: keys %d->%d, certificates %d->%d, managed %d->%d", sans, keys, k, certs, c, managed, m)
+		}
 	}
 }
