@@ -108,7 +108,7 @@ func newEnvWith(t testing.TB, configure func(cfg *api.Config, auth *ca.Authority
 	}
 	cfg := api.Config{MaxBodyBytes: testMaxBody, Logger: logger, Clock: clk}
 	if configure != nil {
-		svc, err := managed.New(managed.Config{Clock: clk, Logger: logger}, auth, st)
+		svc, err := managed.New(managed.Config{Clock: clk, Logger: logger}, auth.HeldKeys(), st)
 		if err != nil {
 			t.Fatalf("managed.New: %v", err)
 		}

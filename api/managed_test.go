@@ -58,7 +58,7 @@ func newManagedEnv(t *testing.T) (*testEnv, *ca.Authority) {
 	if err != nil {
 		t.Fatalf("ca.New: %v", err)
 	}
-	svc, err := managed.New(managed.Config{Clock: clk, Logger: logger}, auth, st)
+	svc, err := managed.New(managed.Config{Clock: clk, Logger: logger}, auth.HeldKeys(), st)
 	if err != nil {
 		t.Fatalf("managed.New: %v", err)
 	}

@@ -249,9 +249,6 @@ func (a *Authority) Root() Issuer { return a.root }
 // Intermediate returns the certificate currently issuing.
 func (a *Authority) Intermediate() Issuer { return a.active.Load().Issuer }
 
-// Profiles returns the configured profile names.
-func (a *Authority) Profiles() map[string]Profile { return a.cfg.Profiles }
-
 // SignRequest asks for one certificate.
 type SignRequest struct {
 	CSR       *x509.CertificateRequest
@@ -376,7 +373,7 @@ func (a *Authority) issue(ctx context.Context, req SignRequest, prof *Profile) (
 			return nil
 		}
 	}
-	rec, err = a.Record(ctx, iss)
+	rec, err = a.record(ctx, iss)
 	var caller *inTxError
 	if errors.As(err, &caller) {
 		return nil, caller.err // the caller's refusal, in the caller's words

@@ -61,7 +61,7 @@ func (a *Authority) crlIssuer(issuerID string) (*signingIssuer, error) {
 }
 
 // CRLSignatureAlgorithm returns the DER AlgorithmIdentifier that a
-// TBSCertList for issuerID must carry to be signed by SignTBSCertList.
+// TBSCertList for issuerID must carry to be signed by signTBSCertList.
 func (a *Authority) CRLSignatureAlgorithm(issuerID string) ([]byte, error) {
 	iss, err := a.crlIssuer(issuerID)
 	if err != nil {
@@ -70,13 +70,13 @@ func (a *Authority) CRLSignatureAlgorithm(issuerID string) ([]byte, error) {
 	return bytes.Clone(iss.tbs.algID), nil
 }
 
-// SignTBSCertList signs a DER TBSCertList (RFC 5280 §5.1.2) with issuerID's
+// signTBSCertList signs a DER TBSCertList (RFC 5280 §5.1.2) with issuerID's
 // key and returns the CertificateList. It refuses any other structure: the
 // TBS must be a v2 TBSCertList whose signature field is
 // CRLSignatureAlgorithm and whose issuer is the issuer's subject, so the key
 // never signs a certificate through here. Callers that stream large CRLs
-// encode the TBS themselves; others use SignCRL.
-func (a *Authority) SignTBSCertList(ctx context.Context, issuerID string, tbs []byte) ([]byte, error) {
+// encode the TBS themselves; others use signCRL.
+func (a *Authority) signTBSCertList(ctx context.Context, issuerID string, tbs []byte) ([]byte, error) {
 	iss, err := a.checkCRLTBS(ctx, issuerID, tbs)
 	if err != nil {
 		return nil, err
@@ -88,7 +88,7 @@ func (a *Authority) SignTBSCertList(ctx context.Context, issuerID string, tbs []
 	return der, nil
 }
 
-// CRLSignature is SignTBSCertList without the assembly: it checks tbs the
+// CRLSignature is signTBSCertList without the assembly: it checks tbs the
 // same way and returns the signature value alone (the BIT STRING contents
 // of a CertificateList whose signatureAlgorithm is CRLSignatureAlgorithm).
 // A caller holding a CRL of tens of MiB assembles it in the buffer that
@@ -119,10 +119,10 @@ func (a *Authority) checkCRLTBS(ctx context.Context, issuerID string, tbs []byte
 	return iss, nil
 }
 
-// SignCRL signs tmpl (x509.CreateRevocationList semantics: Number and
+// signCRL signs tmpl (x509.CreateRevocationList semantics: Number and
 // ThisUpdate/NextUpdate required; AKI from the issuer) with issuerID's key.
-// It holds every entry in memory; use SignTBSCertList for very large CRLs.
-func (a *Authority) SignCRL(ctx context.Context, issuerID string, tmpl *x509.RevocationList) ([]byte, error) {
+// It holds every entry in memory; use signTBSCertList for very large CRLs.
+func (a *Authority) signCRL(ctx context.Context, issuerID string, tmpl *x509.RevocationList) ([]byte, error) {
 	iss, err := a.crlIssuer(issuerID)
 	if err != nil {
 		return nil, err

@@ -90,9 +90,9 @@ func TestSignCRL(t *testing.T) {
 			now := tc.clk.Now()
 			tmpl := &x509.RevocationList{Number: big.NewInt(7), ThisUpdate: now, NextUpdate: now.Add(24 * time.Hour),
 				RevokedCertificateEntries: []x509.RevocationListEntry{{SerialNumber: big.NewInt(99), RevocationTime: now, ReasonCode: 1}}}
-			der, err := tc.SignCRL(ctx, inter.ID, tmpl)
+			der, err := tc.signCRL(ctx, inter.ID, tmpl)
 			if err != nil {
-				t.Fatalf("SignCRL: %v", err)
+				t.Fatalf("signCRL: %v", err)
 			}
 			crl, err := x509.ParseRevocationList(der)
 			if err != nil {
@@ -101,10 +101,10 @@ func TestSignCRL(t *testing.T) {
 			if err := crl.CheckSignatureFrom(inter.Cert); err != nil {
 				t.Errorf("signature: %v", err)
 			}
-			// The same TBS through SignTBSCertList signs again.
-			der2, err := tc.SignTBSCertList(ctx, inter.ID, crl.RawTBSRevocationList)
+			// The same TBS through signTBSCertList signs again.
+			der2, err := tc.signTBSCertList(ctx, inter.ID, crl.RawTBSRevocationList)
 			if err != nil {
-				t.Fatalf("SignTBSCertList: %v", err)
+				t.Fatalf("signTBSCertList: %v", err)
 			}
 			crl2, err := x509.ParseRevocationList(der2)
 			if err != nil {
@@ -134,11 +134,11 @@ func TestSignCRL(t *testing.T) {
 
 			// Refusals: the root (whose key stays wrapped), and anything
 			// that is not a v2 TBSCertList of this issuer.
-			if _, err := tc.SignCRL(ctx, tc.Root().ID, tmpl); KindOf(err) != NotFound {
-				t.Errorf("SignCRL for the root = %v, want NotFound", err)
+			if _, err := tc.signCRL(ctx, tc.Root().ID, tmpl); KindOf(err) != NotFound {
+				t.Errorf("signCRL for the root = %v, want NotFound", err)
 			}
-			if _, err := tc.SignTBSCertList(ctx, tc.Root().ID, crl.RawTBSRevocationList); KindOf(err) != NotFound {
-				t.Errorf("SignTBSCertList for the root = %v, want NotFound", err)
+			if _, err := tc.signTBSCertList(ctx, tc.Root().ID, crl.RawTBSRevocationList); KindOf(err) != NotFound {
+				t.Errorf("signTBSCertList for the root = %v, want NotFound", err)
 			}
 			if _, err := tc.CRLSignatureAlgorithm(tc.Root().ID); err == nil {
 				t.Errorf("CRLSignatureAlgorithm for the root succeeded")
@@ -149,8 +149,8 @@ func TestSignCRL(t *testing.T) {
 				"trailing data":    append(append([]byte{}, crl.RawTBSRevocationList...), 0),
 				"the root's CRL":   mustRootTBS(t, tc),
 			} {
-				if _, err := tc.SignTBSCertList(ctx, inter.ID, tbs); KindOf(err) != Malformed {
-					t.Errorf("SignTBSCertList(%s) = %v, want Malformed", name, err)
+				if _, err := tc.signTBSCertList(ctx, inter.ID, tbs); KindOf(err) != Malformed {
+					t.Errorf("signTBSCertList(%s) = %v, want Malformed", name, err)
 				}
 				if _, err := tc.CRLSignature(ctx, inter.ID, tbs); KindOf(err) != Malformed {
 					t.Errorf("CRLSignature(%s) = %v, want Malformed", name, err)

@@ -27,13 +27,14 @@
 // through the same Revoke, one transaction each, and audits the whole as one
 // cert.bulk_revoked event besides.
 //
-// Every path that issues records through one primitive, Record
+// Every path that issues records through one primitive, record
 // (record.go): the certificate row, its cert.issued event in one schema for
 // every channel, and the caller's own rows (a key generated for it, an ACME
 // order turning valid, a managed version) in one transaction. Keys the
 // authority holds for others (lifecycle/managed) are certified without a
-// CSR through NamesFromSANs, CheckKeyType and SignLeaf (heldkey.go), and
-// revoked with the caller's rows through RevokeRecords.
+// CSR through HeldKeyIssuer (heldkey.go, Authority.HeldKeys): NamesFromSANs,
+// CheckKeyType, SignLeaf, then Record; it also revokes with the caller's
+// rows (RevokeRecords) and delivers a key to its identity (ExportKey).
 //
 // Every recorded certificate is a leaf of the transparency log (store
 // appends it in the same transaction). The authority serves its signed tree

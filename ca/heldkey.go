@@ -17,10 +17,43 @@ import (
 	"github.com/sigil-ca/sigil/store"
 )
 
-// Certificates for keys the authority holds (lifecycle/managed): there is
-// no CSR, so the caller checks the names with NamesFromSANs and the key
-// type with CheckKeyType before it generates the key, then signs with
-// SignLeaf and records with Record.
+// HeldKeyIssuer is the authority as lifecycle/managed uses it: it
+// certifies keys the authority generates and holds for others. There is no
+// CSR, so the caller checks the names with NamesFromSANs and the key type
+// with CheckKeyType before it generates the key (GenerateKey), then signs
+// with SignLeaf and records with Record, the issuance primitive every path
+// shares; it revokes with its own rows through RevokeRecords and delivers
+// a key to its identity through ExportKey.
+type HeldKeyIssuer struct{ a *Authority }
+
+// HeldKeys returns the authority as the issuer of the keys it holds.
+func (a *Authority) HeldKeys() *HeldKeyIssuer { return &HeldKeyIssuer{a: a} }
+
+// Intermediate returns the certificate currently issuing.
+func (h *HeldKeyIssuer) Intermediate() Issuer { return h.a.Intermediate() }
+
+// CheckKeyNotBlocked is Authority.CheckKeyNotBlocked.
+func (h *HeldKeyIssuer) CheckKeyNotBlocked(ctx context.Context, pub crypto.PublicKey) error {
+	return h.a.CheckKeyNotBlocked(ctx, pub)
+}
+
+// Record is the issuance primitive (see Issuance).
+func (h *HeldKeyIssuer) Record(ctx context.Context, iss Issuance) (store.CertRecord, error) {
+	return h.a.record(ctx, iss)
+}
+
+// RevokeRecords revokes certificates with the caller's rows (see Revocation).
+func (h *HeldKeyIssuer) RevokeRecords(ctx context.Context, r Revocation) ([]store.CertRecord, error) {
+	return h.a.revokeRecords(ctx, r)
+}
+
+// AuditRefusal is Authority.AuditRefusal.
+func (h *HeldKeyIssuer) AuditRefusal(ctx context.Context, r Refusal) { h.a.AuditRefusal(ctx, r) }
+
+// RecordUnauthenticatedRefusal is Authority.RecordUnauthenticatedRefusal.
+func (h *HeldKeyIssuer) RecordUnauthenticatedRefusal(ctx context.Context, r UnauthenticatedRefusal) {
+	h.a.RecordUnauthenticatedRefusal(ctx, r)
+}
 
 var managedNameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
 
@@ -81,8 +114,8 @@ func NamesFromSANs(sans []string) (Names, string, error) {
 // CheckKeyType parses a key type ("" is ecdsa-p256) and checks that the
 // profile takes it: an unknown profile or a key it refuses is Rejected, a
 // key type that does not parse Malformed.
-func (a *Authority) CheckKeyType(profile, keyType string) (keystore.Algorithm, error) {
-	prof := a.profile(profile)
+func (h *HeldKeyIssuer) CheckKeyType(profile, keyType string) (keystore.Algorithm, error) {
+	prof := h.a.profile(profile)
 	if prof == nil {
 		return "", errorf(Rejected, "unknown profile %q", profile)
 	}
@@ -120,7 +153,8 @@ type LeafRequest struct {
 // returns the record for Record: nothing is stored. Refusals are *Error
 // values; the caller audits them. The key's blocklist is the caller's to
 // check (CheckKeyNotBlocked): a freshly generated key cannot be on it.
-func (a *Authority) SignLeaf(ctx context.Context, req LeafRequest) (store.CertRecord, error) {
+func (h *HeldKeyIssuer) SignLeaf(ctx context.Context, req LeafRequest) (store.CertRecord, error) {
+	a := h.a
 	prof := a.profile(req.Profile)
 	if prof == nil {
 		return store.CertRecord{}, errorf(Rejected, "unknown profile %q", req.Profile)
@@ -141,13 +175,13 @@ func (a *Authority) SignLeaf(ctx context.Context, req LeafRequest) (store.CertRe
 // GenerateKey creates and seals a key of purpose; the caller records it
 // (Issuance.NewKey). The private key is returned for signing and goes no
 // further.
-func (a *Authority) GenerateKey(purpose string, alg keystore.Algorithm) (crypto.Signer, store.KeyRecord, error) {
-	return a.keys.Generate(purpose, alg)
+func (h *HeldKeyIssuer) GenerateKey(purpose string, alg keystore.Algorithm) (crypto.Signer, store.KeyRecord, error) {
+	return h.a.keys.Generate(purpose, alg)
 }
 
 // ExportKey decrypts a held key as PKCS#8 DER for delivery to the identity
 // it belongs to, audited (key.exported, with detail) in one transaction
 // with inTx before it is returned. The caller zeroes it after use.
-func (a *Authority) ExportKey(ctx context.Context, keyID, actor string, detail map[string]string, inTx func(tx store.Tx) error) ([]byte, error) {
-	return a.keys.Export(ctx, keyID, actor, detail, inTx)
+func (h *HeldKeyIssuer) ExportKey(ctx context.Context, keyID, actor string, detail map[string]string, inTx func(tx store.Tx) error) ([]byte, error) {
+	return h.a.keys.Export(ctx, keyID, actor, detail, inTx)
 }

@@ -181,7 +181,7 @@ func TestIssueMatrix(t *testing.T) {
 
 func checkIssue(t *testing.T, tc *testCA, profName string, alg keystore.Algorithm, key crypto.Signer, serials *serialSet) {
 	ctx := context.Background()
-	prof := tc.Profiles()[profName]
+	prof := tc.cfg.Profiles[profName]
 	spiffe, _ := url.Parse("spiffe://example.org/ns/prod/sa/web")
 	csr := csrTemplate(t, key, &x509.CertificateRequest{
 		Subject:     pkix.Name{CommonName: "Svc.Example.com."},

@@ -207,7 +207,7 @@ func (a *Authority) issueOCSPSigner(ctx context.Context, iss *signingIssuer, cfg
 	}
 	now := a.clk.Now()
 	var retired, destroyed []string
-	_, err = a.Record(ctx, Issuance{Cert: rec, Actor: "system", NewKey: &keyRec, Time: now,
+	_, err = a.record(ctx, Issuance{Cert: rec, Actor: "system", NewKey: &keyRec, Time: now,
 		InTx: func(tx store.Tx, _ store.CertRecord) error {
 			var err error
 			retired, destroyed, err = tidyOCSPKeys(tx, keyRec.ID, iss.ID, now)

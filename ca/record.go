@@ -15,8 +15,9 @@ import (
 // Issuance is one signed certificate to record: every path that issues
 // (Sign and Renew for every channel, managed certificates, the serving and
 // OCSP responder certificates, intermediate rotation, Init) records through
-// Record, so that each certificate row has the same cert.issued event
-// beside it, in the same transaction.
+// record, so that each certificate row has the same cert.issued event
+// beside it, in the same transaction. lifecycle/managed reaches it as
+// HeldKeyIssuer.Record.
 type Issuance struct {
 	// Cert is the signed certificate; its ID is set when it is recorded.
 	Cert store.CertRecord
@@ -44,12 +45,12 @@ type Issuance struct {
 	Start time.Time
 }
 
-// Record records iss in one transaction (see Issuance) and returns the
+// record records iss in one transaction (see Issuance) and returns the
 // certificate as recorded. It also notes, at most once a minute, that the
 // issuing intermediate's key was used. Store errors are wrapped (callers
 // tell store.ErrDuplicate and store.ErrNotFound apart with errors.Is);
 // InTx's error is returned as it is.
-func (a *Authority) Record(ctx context.Context, iss Issuance) (store.CertRecord, error) {
+func (a *Authority) record(ctx context.Context, iss Issuance) (store.CertRecord, error) {
 	at := iss.Time
 	if at.IsZero() {
 		at = a.clk.Now()
@@ -89,7 +90,7 @@ func (a *Authority) Record(ctx context.Context, iss Issuance) (store.CertRecord,
 	return rec, nil
 }
 
-// recordTx is Record's work inside tx, without the caller's InTx: Init,
+// recordTx is record's work inside tx, without the caller's InTx: Init,
 // which has no Authority yet, records its certificates with it inside its
 // one transaction.
 func recordTx(tx store.Tx, iss Issuance, at time.Time) (store.CertRecord, error) {

@@ -353,12 +353,12 @@ type Revocation struct {
 	Time time.Time
 }
 
-// RevokeRecords does r and returns the revoked records, updated. A
+// revokeRecords does r and returns the revoked records, updated. A
 // certificate revoked or changed meanwhile fails the whole transaction
 // with the store's error (store.ErrAlreadyRevoked, store.ErrNotOnHold,
 // store.ErrNotFound), wrapped; InTx's error is returned as it is. Listeners
 // (OnStatusChange) hear of each revocation after commit.
-func (a *Authority) RevokeRecords(ctx context.Context, r Revocation) ([]store.CertRecord, error) {
+func (a *Authority) revokeRecords(ctx context.Context, r Revocation) ([]store.CertRecord, error) {
 	now := r.Time
 	if now.IsZero() {
 		now = a.clk.Now().UTC().Truncate(time.Second)

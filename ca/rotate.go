@@ -161,7 +161,7 @@ func (a *Authority) RotateIntermediate(ctx context.Context, actor, reason string
 		Requester: actor, Channel: ChannelInternal, DER: cert.Raw, Created: now,
 	}
 	var managedDue int64
-	_, err = a.Record(ctx, Issuance{Cert: rec, Actor: actor, NewKey: &keyRec, Time: now,
+	_, err = a.record(ctx, Issuance{Cert: rec, Actor: actor, NewKey: &keyRec, Time: now,
 		InTx: func(tx store.Tx, _ store.CertRecord) error {
 			if err := tx.InsertIssuer(store.IssuerRecord{ID: next.ID, Kind: KindIntermediate, ParentID: rootRec.ID, KeyID: keyRec.ID,
 				CertDER: cert.Raw, State: store.KeyActive, Created: now}); err != nil {

@@ -137,7 +137,7 @@ func TestRotateIntermediateLifecycle(t *testing.T) {
 	}
 
 	// The old key still signs CRLs; OCSP responders of both coexist.
-	crl, err := tc.SignCRL(ctx, old.ID, &x509.RevocationList{Number: big.NewInt(7), ThisUpdate: tc.clk.Now(), NextUpdate: tc.clk.Now().Add(time.Hour)})
+	crl, err := tc.signCRL(ctx, old.ID, &x509.RevocationList{Number: big.NewInt(7), ThisUpdate: tc.clk.Now(), NextUpdate: tc.clk.Now().Add(time.Hour)})
 	if err != nil {
 		t.Fatalf("CRL of the retired intermediate: %v", err)
 	}
@@ -193,7 +193,7 @@ func TestRotateIntermediateLifecycle(t *testing.T) {
 	if got := ids(tc.ServingIssuers()); !slices.Equal(got, []string{cur.ID}) {
 		t.Errorf("serving %v after destruction", got)
 	}
-	if _, err := tc.SignCRL(ctx, old.ID, &x509.RevocationList{Number: big.NewInt(8), ThisUpdate: tc.clk.Now(), NextUpdate: tc.clk.Now().Add(time.Hour)}); KindOf(err) != NotFound {
+	if _, err := tc.signCRL(ctx, old.ID, &x509.RevocationList{Number: big.NewInt(8), ThisUpdate: tc.clk.Now(), NextUpdate: tc.clk.Now().Add(time.Hour)}); KindOf(err) != NotFound {
 		t.Errorf("CRL of a destroyed intermediate: %v, want NotFound", err)
 	}
 	if _, ok := tc.IssuerByID(old.ID); !ok {

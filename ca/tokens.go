@@ -132,7 +132,8 @@ func (a *Authority) CreateToken(ctx context.Context, actor, role string, profile
 
 // CreateManagedToken stores a new token of role managed for the active
 // managed certificate name and returns its secret, shown only once.
-func (a *Authority) CreateManagedToken(ctx context.Context, actor, name string, ttl time.Duration, description string) (string, store.TokenRecord, error) {
+func (h *HeldKeyIssuer) CreateManagedToken(ctx context.Context, actor, name string, ttl time.Duration, description string) (string, store.TokenRecord, error) {
+	a := h.a
 	now := a.clk.Now().UTC()
 	if err := CheckManagedName(name); err != nil {
 		return "", store.TokenRecord{}, err

@@ -65,7 +65,7 @@ func (ta *testAuthority) with(t testing.TB, clk clockwork.Clock, profiles map[st
 // service is the managed-certificate service over a.
 func (ta *testAuthority) service(t testing.TB, clk clockwork.Clock, a *ca.Authority) *managed.Service {
 	t.Helper()
-	svc, err := managed.New(managed.Config{Clock: clk, Logger: slog.New(slog.DiscardHandler)}, a, ta.st)
+	svc, err := managed.New(managed.Config{Clock: clk, Logger: slog.New(slog.DiscardHandler)}, a.HeldKeys(), ta.st)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -157,7 +157,7 @@ func startServer(ctx context.Context, cfg *Config, passphrase []byte, log *slog.
 	if err != nil {
 		return nil, fmt.Errorf("start authority: %w", err)
 	}
-	if s.managed, err = managed.New(managed.Config{Clock: clk, Logger: log}, s.auth, st); err != nil {
+	if s.managed, err = managed.New(managed.Config{Clock: clk, Logger: log}, s.auth.HeldKeys(), st); err != nil {
 		return nil, fmt.Errorf("managed certificates: %w", err)
 	}
 	refCtx, refCancel := context.WithCancel(context.WithoutCancel(ctx))

@@ -27,7 +27,8 @@ const (
 	RenewManual  = "manual"  // an operator asked
 )
 
-// Issuer is what managed certificates ask of the authority.
+// Issuer is what managed certificates ask of the authority
+// (ca.Authority.HeldKeys).
 type Issuer interface {
 	// Intermediate is the certificate issuing now.
 	Intermediate() ca.Issuer

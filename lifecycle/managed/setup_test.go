@@ -74,7 +74,7 @@ func (mc *managedCA) restart(t *testing.T) (*ca.Authority, *Service) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	svc, err := New(Config{Clock: mc.clk, Logger: slog.New(slog.DiscardHandler)}, a, mc.st)
+	svc, err := New(Config{Clock: mc.clk, Logger: slog.New(slog.DiscardHandler)}, a.HeldKeys(), mc.st)
 	if err != nil {
 		t.Fatal(err)
 	}
