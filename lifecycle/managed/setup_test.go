@@ -3,10 +3,8 @@ package managed
 import (
 	"context"
 	"crypto"
-	"crypto/rand"
 	"errors"
 	"log/slog"
-	"path/filepath"
 	"strings"
 	"testing"
 
@@ -14,71 +12,55 @@ import (
 
 	"github.com/sigil-ca/sigil/ca"
 	"github.com/sigil-ca/sigil/ca/audit"
-	"github.com/sigil-ca/sigil/ca/keystore"
+	"github.com/sigil-ca/sigil/internal/testca"
 	"github.com/sigil-ca/sigil/internal/testclock"
 	"github.com/sigil-ca/sigil/store"
 )
 
-const testBaseURL = "http://ca.test:8080"
-
 // managedCA is a test authority and the managed-certificate service over it.
 type managedCA struct {
-	a    *ca.Authority
-	svc  *Service
-	st   *store.SQLite
-	clk  *clockwork.FakeClock
-	keys *keystore.Keystore
+	tca *testca.CA
+	a   *ca.Authority
+	svc *Service
+	st  *store.SQLite
+	clk *clockwork.FakeClock
 }
 
 // testProfiles are the default profiles and "restricted", which allows
 // only DNS names under example.com.
-func testProfiles() map[string]ca.Profile {
+func testProfiles(cfg *ca.Config) {
 	profiles := ca.DefaultProfiles()
 	restricted := profiles["tls-server"]
 	restricted.Names = ca.NamePolicy{DNS: ca.NameRules{Allow: []string{"example.com"}}, Forbid: []string{"email", "ip", "uri"}}
 	profiles["restricted"] = restricted
-	return profiles
+	cfg.Profiles = profiles
 }
 
 func newManagedCA(t *testing.T) *managedCA {
 	t.Helper()
-	ctx := context.Background()
 	clk := testclock.New()
-	st, err := store.Open(ctx, store.Config{Path: filepath.Join(t.TempDir(), "sigil.db"), Clock: clk})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	params, err := keystore.FastKDFParams(rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	res, err := ca.Init(ctx, st, ca.InitConfig{Name: "Managed Test CA", RootAlgorithm: keystore.ECDSAP256,
-		IntermediateAlgorithm: keystore.ECDSAP256, BaseURL: testBaseURL, Passphrase: []byte("correct horse"),
-		KDF: params, Clock: clk})
-	if err != nil {
-		t.Fatal(err)
-	}
-	st.SetCheckpointer(res.Checkpointer)
-	mc := &managedCA{st: st, clk: clk, keys: res.Keystore}
-	mc.a, mc.svc = mc.restart(t)
+	tca := testca.New(t, testca.Options{Clock: clk, Config: testProfiles})
+	mc := &managedCA{tca: tca, a: tca.Authority, st: tca.Store, clk: clk}
+	mc.svc = mc.service(t, mc.a)
 	return mc
+}
+
+// service is the managed-certificate service over a.
+func (mc *managedCA) service(t *testing.T, a *ca.Authority) *Service {
+	t.Helper()
+	svc, err := New(Config{Clock: mc.clk, Logger: slog.New(slog.DiscardHandler)}, a.HeldKeys(), mc.st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return svc
 }
 
 // restart is a new authority and service on the same store and keys, as
 // after a restart of the server.
 func (mc *managedCA) restart(t *testing.T) (*ca.Authority, *Service) {
 	t.Helper()
-	a, err := ca.New(context.Background(), ca.Config{Profiles: testProfiles(), BaseURL: testBaseURL, Clock: mc.clk,
-		Logger: slog.New(slog.DiscardHandler)}, mc.st, mc.keys)
-	if err != nil {
-		t.Fatal(err)
-	}
-	svc, err := New(Config{Clock: mc.clk, Logger: slog.New(slog.DiscardHandler)}, a.HeldKeys(), mc.st)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return a, svc
+	a := mc.tca.NewAuthority(t, testProfiles)
+	return a, mc.service(t, a)
 }
 
 // stored returns the certificate's record as the store has it.
