@@ -17,8 +17,10 @@
 // query parameters it takes, and any other is refused with 400.
 //
 // Each handler group holds only its view of the authority (views.go):
-// Gate for the adapter, Issuer, Renewal, Auditor, Admin and TransparencyLog;
-// Authority, what New takes, is their union.
+// Gate for the adapter, Issuer, Renewal, Auditor and Admin; Authority, what
+// New takes, is their union. The transparency log (TransparencyLog,
+// ca.Authority.Log) and managed certificates (Managed, lifecycle/managed)
+// come in Config.
 //
 // Errors are JSON {"error": kind, "detail": text} with a status chosen from
 // the ca.Error kind in one table (status.go). Internal detail is logged,

@@ -106,7 +106,7 @@ func newEnvWith(t testing.TB, configure func(cfg *api.Config, auth *ca.Authority
 	if err != nil {
 		t.Fatalf("ca.New: %v", err)
 	}
-	cfg := api.Config{MaxBodyBytes: testMaxBody, Logger: logger, Clock: clk}
+	cfg := api.Config{MaxBodyBytes: testMaxBody, Logger: logger, Clock: clk, Log: auth.Log()}
 	if configure != nil {
 		svc, err := managed.New(managed.Config{Clock: clk, Logger: logger}, auth.HeldKeys(), st)
 		if err != nil {

@@ -38,6 +38,9 @@ type Config struct {
 	// Intermediates, if set, serves /v1/ca/intermediates: the list, and a
 	// rotation by hand.
 	Intermediates Intermediates
+	// Log, if set, serves /v1/log: the transparency log's signed tree
+	// heads, proofs and entries (ca.Authority.Log).
+	Log TransparencyLog
 }
 
 // API is the /v1 handler. Each handler group holds only its view of the
@@ -69,7 +72,7 @@ func New(cfg Config, a Authority) (*API, error) {
 		return nil, errors.New("api: authority, logger and clock are required")
 	}
 	cfg = cfg.WithDefaults()
-	return &API{gate: a, issuer: a, renewal: a, auditor: a, admin: a, tlog: a, cfg: cfg, log: cfg.Logger, clk: cfg.Clock}, nil
+	return &API{gate: a, issuer: a, renewal: a, auditor: a, admin: a, tlog: cfg.Log, cfg: cfg, log: cfg.Logger, clk: cfg.Clock}, nil
 }
 
 type handlerFunc func(w http.ResponseWriter, r *http.Request, p ca.Principal) error
@@ -124,7 +127,9 @@ func (api *API) routes() []route {
 	add("GET /v1/audit", api.listAudit, ca.RoleAdmin, ca.RoleAuditor)
 	add("GET /v1/audit/export", api.exportAudit, ca.RoleAdmin, ca.RoleAuditor)
 	add("GET /v1/keys", api.listKeys, ca.RoleAdmin, ca.RoleAuditor)
-	api.logRoutes(add)
+	if api.cfg.Log != nil {
+		api.logRoutes(add)
+	}
 	add("POST /v1/keys/rewrap", api.rewrap, ca.RoleAdmin)
 	add("POST /v1/keys/block", api.blockKey, ca.RoleAdmin)
 	add("GET /v1/tokens", api.listTokens, ca.RoleAdmin)

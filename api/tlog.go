@@ -12,7 +12,7 @@ import (
 	"github.com/sigil-ca/sigil/store"
 )
 
-// TransparencyLog is what the /v1/log endpoints call in ca.
+// TransparencyLog is what the /v1/log endpoints call in ca (ca.Log).
 type TransparencyLog interface {
 	TreeHead(ctx context.Context, size uint64, latest bool) (ca.SignedTreeHead, error)
 	InclusionProof(ctx context.Context, serial string, treeSize uint64) (ca.Inclusion, error)

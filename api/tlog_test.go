@@ -43,7 +43,7 @@ func refRoot(leaves [][]byte) []byte {
 func (e *testEnv) signHead(t *testing.T) api.TreeHead {
 	t.Helper()
 	e.clk.Advance(time.Second)
-	if _, _, err := e.auth.SignTreeHead(context.Background(), ca.TreeHeadMaxAge); err != nil {
+	if _, _, err := e.auth.Log().SignTreeHead(context.Background(), ca.TreeHeadMaxAge); err != nil {
 		t.Fatal(err)
 	}
 	var h api.TreeHead

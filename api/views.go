@@ -69,5 +69,4 @@ type Authority interface {
 	Renewal
 	Auditor
 	Admin
-	TransparencyLog
 }

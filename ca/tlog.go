@@ -53,10 +53,19 @@ type Inclusion struct {
 	Proof    [][]byte
 }
 
+// Log is the transparency log of issued certificates as the authority
+// serves it: signed tree heads, inclusion and consistency proofs, entries,
+// and a full verification of the live log.
+type Log struct{ a *Authority }
+
+// Log returns the authority's transparency log.
+func (a *Authority) Log() *Log { return &Log{a: a} }
+
 // SignTreeHead signs a head of the transparency log now, unless the latest
 // head has the same size and is younger than maxAge; it reports whether it
 // signed.
-func (a *Authority) SignTreeHead(ctx context.Context, maxAge time.Duration) (SignedTreeHead, bool, error) {
+func (l *Log) SignTreeHead(ctx context.Context, maxAge time.Duration) (SignedTreeHead, bool, error) {
+	a := l.a
 	h, signed, err := a.st.SignTreeHead(ctx, maxAge)
 	if err != nil {
 		return SignedTreeHead{}, false, fmt.Errorf("sign tree head: %w", err)
@@ -67,7 +76,8 @@ func (a *Authority) SignTreeHead(ctx context.Context, maxAge time.Duration) (Sig
 
 // TreeHead returns the latest signed tree head (size 0) or the newest one
 // of size leaves; NotFound if there is none.
-func (a *Authority) TreeHead(ctx context.Context, size uint64, latest bool) (SignedTreeHead, error) {
+func (l *Log) TreeHead(ctx context.Context, size uint64, latest bool) (SignedTreeHead, error) {
+	a := l.a
 	var h audit.TreeHead
 	var err error
 	if latest {
@@ -110,7 +120,8 @@ func (a *Authority) checkTreeSize(ctx context.Context, what string, size uint64)
 // treeSize leaves, or, when treeSize is 0, in the tree of the latest signed
 // head. NotFound if no certificate has serial, if the tree is larger than
 // the log, or if the certificate was logged after that tree.
-func (a *Authority) InclusionProof(ctx context.Context, serial string, treeSize uint64) (Inclusion, error) {
+func (l *Log) InclusionProof(ctx context.Context, serial string, treeSize uint64) (Inclusion, error) {
+	a := l.a
 	e, err := a.st.LogEntryBySerial(ctx, serial)
 	if errors.Is(err, store.ErrNotFound) {
 		return Inclusion{}, &Error{Kind: NotFound, Detail: "no certificate with serial " + serial + " is in the log"}
@@ -119,7 +130,7 @@ func (a *Authority) InclusionProof(ctx context.Context, serial string, treeSize 
 		return Inclusion{}, fmt.Errorf("inclusion proof: %w", err)
 	}
 	if treeSize == 0 {
-		h, err := a.TreeHead(ctx, 0, true)
+		h, err := l.TreeHead(ctx, 0, true)
 		if err != nil {
 			return Inclusion{}, err
 		}
@@ -142,7 +153,8 @@ func (a *Authority) InclusionProof(ctx context.Context, serial string, treeSize 
 // ConsistencyProof proves that the tree of first leaves is a prefix of the
 // tree of second leaves. Malformed if first > second, NotFound if second is
 // beyond the log.
-func (a *Authority) ConsistencyProof(ctx context.Context, first, second uint64) ([][]byte, error) {
+func (l *Log) ConsistencyProof(ctx context.Context, first, second uint64) ([][]byte, error) {
+	a := l.a
 	if first > second {
 		return nil, &Error{Kind: Malformed, Detail: fmt.Sprintf("first (%d) must not exceed second (%d)", first, second)}
 	}
@@ -158,7 +170,8 @@ func (a *Authority) ConsistencyProof(ctx context.Context, first, second uint64) 
 
 // LogEntries returns the leaves [start, end), at most store.MaxLogEntries;
 // NotFound if start is beyond the log.
-func (a *Authority) LogEntries(ctx context.Context, start, end uint64) ([]store.LogEntry, error) {
+func (l *Log) LogEntries(ctx context.Context, start, end uint64) ([]store.LogEntry, error) {
+	a := l.a
 	if err := a.checkTreeSize(ctx, "start", start); err != nil {
 		return nil, err
 	}
@@ -376,7 +389,8 @@ func VerifyLogWitnessed(ctx context.Context, src LogSource, root *x509.Certifica
 // VerifyLog checks the live transparency log as the package-level VerifyLog
 // does, the head keys certified by this CA's root: "does the log verify
 // right now".
-func (a *Authority) VerifyLog(ctx context.Context, src LogSource) (LogReport, error) {
+func (l *Log) VerifyLog(ctx context.Context, src LogSource) (LogReport, error) {
+	a := l.a
 	return VerifyLog(ctx, src, a.root.Cert)
 }
 

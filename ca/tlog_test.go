@@ -58,7 +58,7 @@ func TestLogInclusionAndConsistency(t *testing.T) {
 	for range 4 {
 		serials = append(serials, issueN(t, tc, 6)...)
 		tc.clk.Advance(time.Minute)
-		h, signed, err := tc.SignTreeHead(ctx, TreeHeadMaxAge)
+		h, signed, err := tc.Log().SignTreeHead(ctx, TreeHeadMaxAge)
 		if err != nil || !signed {
 			t.Fatalf("SignTreeHead = %v, %v", signed, err)
 		}
@@ -67,7 +67,7 @@ func TestLogInclusionAndConsistency(t *testing.T) {
 		}
 		heads = append(heads, h)
 	}
-	if _, signed, err := tc.SignTreeHead(ctx, TreeHeadMaxAge); err != nil || signed {
+	if _, signed, err := tc.Log().SignTreeHead(ctx, TreeHeadMaxAge); err != nil || signed {
 		t.Errorf("unchanged young tree signed again: %v, %v", signed, err)
 	}
 	latest := heads[len(heads)-1]
@@ -77,7 +77,7 @@ func TestLogInclusionAndConsistency(t *testing.T) {
 	rng := mrand.New(mrand.NewPCG(3, 4))
 	for range 20 {
 		serial := serials[rng.IntN(len(serials))]
-		inc, err := tc.InclusionProof(ctx, serial, 0)
+		inc, err := tc.Log().InclusionProof(ctx, serial, 0)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -102,7 +102,7 @@ func TestLogInclusionAndConsistency(t *testing.T) {
 	for range 10 {
 		i := rng.IntN(len(heads))
 		j := i + rng.IntN(len(heads)-i)
-		p, err := tc.ConsistencyProof(ctx, heads[i].Size, heads[j].Size)
+		p, err := tc.Log().ConsistencyProof(ctx, heads[i].Size, heads[j].Size)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -126,19 +126,22 @@ func TestLogInclusionAndConsistency(t *testing.T) {
 		fn   func() error
 		kind Kind
 	}{
-		{"unknown serial", func() error { _, err := tc.InclusionProof(ctx, "abcdef", 0); return err }, NotFound},
-		{"tree beyond the log", func() error { _, err := tc.InclusionProof(ctx, serials[0], latest.Size+1); return err }, NotFound},
-		{"leaf after the tree", func() error { _, err := tc.InclusionProof(ctx, serials[len(serials)-1], heads[0].Size); return err }, NotFound},
-		{"consistency reversed", func() error { _, err := tc.ConsistencyProof(ctx, 5, 4); return err }, Malformed},
-		{"consistency beyond", func() error { _, err := tc.ConsistencyProof(ctx, 1, latest.Size+1); return err }, NotFound},
-		{"entries beyond", func() error { _, err := tc.LogEntries(ctx, latest.Size+1, latest.Size+2); return err }, NotFound},
-		{"head of unsigned size", func() error { _, err := tc.TreeHead(ctx, 4, false); return err }, NotFound},
+		{"unknown serial", func() error { _, err := tc.Log().InclusionProof(ctx, "abcdef", 0); return err }, NotFound},
+		{"tree beyond the log", func() error { _, err := tc.Log().InclusionProof(ctx, serials[0], latest.Size+1); return err }, NotFound},
+		{"leaf after the tree", func() error {
+			_, err := tc.Log().InclusionProof(ctx, serials[len(serials)-1], heads[0].Size)
+			return err
+		}, NotFound},
+		{"consistency reversed", func() error { _, err := tc.Log().ConsistencyProof(ctx, 5, 4); return err }, Malformed},
+		{"consistency beyond", func() error { _, err := tc.Log().ConsistencyProof(ctx, 1, latest.Size+1); return err }, NotFound},
+		{"entries beyond", func() error { _, err := tc.Log().LogEntries(ctx, latest.Size+1, latest.Size+2); return err }, NotFound},
+		{"head of unsigned size", func() error { _, err := tc.Log().TreeHead(ctx, 4, false); return err }, NotFound},
 	} {
 		if err := tc2.fn(); KindOf(err) != tc2.kind {
 			t.Errorf("%s: %v, want %v", tc2.name, err, tc2.kind)
 		}
 	}
-	rep, err := tc.VerifyLog(ctx, tc.st)
+	rep, err := tc.Log().VerifyLog(ctx, tc.st)
 	if err != nil || rep.Leaves != latest.Size || rep.Heads != len(heads) || !rep.KeysCertified {
 		t.Errorf("VerifyLog = %+v, %v", rep, err)
 	}
@@ -164,10 +167,10 @@ func TestVerifyLogTamper(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			tc := newTestCA(t, keystore.ECDSAP256, keystore.ECDSAP256)
 			issueN(t, tc, 9) // 12 leaves with the 3 from init
-			if _, _, err := tc.SignTreeHead(ctx, TreeHeadMaxAge); err != nil {
+			if _, _, err := tc.Log().SignTreeHead(ctx, TreeHeadMaxAge); err != nil {
 				t.Fatal(err)
 			}
-			if rep, err := tc.VerifyLog(ctx, tc.st); err != nil || rep.Leaves != 12 {
+			if rep, err := tc.Log().VerifyLog(ctx, tc.st); err != nil || rep.Leaves != 12 {
 				t.Fatalf("before tampering: %+v, %v", rep, err)
 			}
 			db := rawDB(t, tc)
@@ -207,7 +210,7 @@ func TestVerifyLogTamper(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			_, err := tc.VerifyLog(ctx, tc.st)
+			_, err := tc.Log().VerifyLog(ctx, tc.st)
 			var le *LogError
 			if !errors.As(err, &le) {
 				t.Fatalf("VerifyLog after tampering: %v, want a *LogError", err)

@@ -140,7 +140,7 @@ func (s *server) startJobs(ctx context.Context, clk clockwork.Clock, reg prometh
 			ChangesState: true},
 		"expiry-notify": {Task: notify.Run},
 		"log-sign": {Task: func(ctx context.Context) (lifecycle.Result, error) {
-			_, signed, err := s.auth.SignTreeHead(ctx, ca.TreeHeadMaxAge)
+			_, signed, err := s.auth.Log().SignTreeHead(ctx, ca.TreeHeadMaxAge)
 			if signed {
 				return lifecycle.Result{Items: 1}, err
 			}

@@ -22,7 +22,7 @@ type uiLog struct {
 }
 
 func (l uiLog) InclusionStatus(ctx context.Context, serial string) (ui.LogInclusion, error) {
-	h, err := l.auth.TreeHead(ctx, 0, true)
+	h, err := l.auth.Log().TreeHead(ctx, 0, true)
 	if ca.KindOf(err) == ca.NotFound {
 		return ui.LogInclusion{Detail: "no signed tree head yet (the log-sign job signs one)"}, nil
 	}
@@ -34,7 +34,7 @@ func (l uiLog) InclusionStatus(ctx context.Context, serial string) (ui.LogInclus
 		out.Detail = fmt.Sprintf("the latest tree head does not verify: %v", err)
 		return out, nil
 	}
-	inc, err := l.auth.InclusionProof(ctx, serial, h.Size)
+	inc, err := l.auth.Log().InclusionProof(ctx, serial, h.Size)
 	if e, ok := ca.AsError(err); ok && e.Kind == ca.NotFound {
 		out.Detail = e.Detail
 		return out, nil
