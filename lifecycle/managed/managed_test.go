@@ -672,3 +672,40 @@ func TestManagedNamesCanonical(t *testing.T) {
 		}
 	}
 }
+
+// TestManagedIssuedEvents: a managed certificate's cert.issued events,
+// created and renewed, are the authority's one schema, naming the key the
+// CA holds for it.
+func TestManagedIssuedEvents(t *testing.T) {
+	mc := newManagedCA(t)
+	seq := mc.head(t)
+	m := mc.create(t, spec("web"))
+	mc.clk.Advance(m.RenewDue.Sub(mc.clk.Now()))
+	r := mc.renew(t, "web")
+	want := []string{"channel", "der_sha256", "issuer", "key", "not_after", "profile", "replaces", "sans", "subject"}
+	keys := map[string]string{m.Serial: m.KeyID, r.Serial: r.KeyID}
+	var n int
+	for _, e := range mc.eventsAfter(t, seq) {
+		if e.Action != "cert.issued" {
+			continue
+		}
+		n++
+		var got []string
+		for k := range e.Detail {
+			got = append(got, k)
+		}
+		slices.Sort(got)
+		if !slices.Equal(got, want) {
+			t.Errorf("cert.issued %s: detail keys %v, want %v", e.Target, got, want)
+		}
+		if e.Detail["key"] != keys[e.Target] || e.Detail["channel"] != ca.ChannelManaged {
+			t.Errorf("cert.issued %s: key %q channel %q, want %q managed", e.Target, e.Detail["key"], e.Detail["channel"], keys[e.Target])
+		}
+	}
+	if n != 2 {
+		t.Errorf("%d cert.issued events, want 2", n)
+	}
+	if _, err := ca.VerifyState(context.Background(), mc.st); err != nil {
+		t.Errorf("VerifyState: %v", err)
+	}
+}
