@@ -13,8 +13,9 @@ import (
 	"github.com/sigil-ca/sigil/store"
 )
 
-// ManagedCA is what the managed-renew job calls in lifecycle/managed.
-type ManagedCA interface {
+// ManagedCerts is what the managed-renew job calls in lifecycle/managed
+// (managed.Service).
+type ManagedCerts interface {
 	MarkIssuerDue(ctx context.Context) (int64, error)
 	Due(ctx context.Context, after store.DueCursor, limit int) ([]store.ManagedRecord, error)
 	PrepareRenewal(ctx context.Context, m store.ManagedRecord, actor string, manual bool) (*managed.PreparedRenewal, error)
@@ -60,9 +61,9 @@ type ManagedRenewConfig struct {
 // One failure does not stop the rest: the run's error counts failures and
 // quotes the first few. Items are the renewals, revocations and
 // destructions done.
-func ManagedRenewTask(cfg ManagedRenewConfig, a ManagedCA) (Task, error) {
+func ManagedRenewTask(cfg ManagedRenewConfig, a ManagedCerts) (Task, error) {
 	if a == nil || cfg.Logger == nil {
-		return nil, errors.New("lifecycle: managed renewal needs the authority and a logger")
+		return nil, errors.New("lifecycle: managed renewal needs the managed-certificate service and a logger")
 	}
 	if cfg.Batch <= 0 {
 		cfg.Batch = 256
@@ -79,7 +80,7 @@ func ManagedRenewTask(cfg ManagedRenewConfig, a ManagedCA) (Task, error) {
 
 type managedRenewer struct {
 	cfg ManagedRenewConfig
-	a   ManagedCA
+	a   ManagedCerts
 }
 
 const managedActor = "system:" + ManagedRenewJob

@@ -81,7 +81,7 @@ func (ta *testAuthority) managed(t testing.TB, name string) store.ManagedRecord 
 	return m
 }
 
-func managedTask(t testing.TB, a ManagedCA) Task {
+func managedTask(t testing.TB, a ManagedCerts) Task {
 	t.Helper()
 	task, err := ManagedRenewTask(ManagedRenewConfig{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}, a)
 	if err != nil {
