@@ -37,11 +37,11 @@
 // rows (RevokeRecords) and delivers a key to its identity (ExportKey).
 //
 // Every recorded certificate is a leaf of the transparency log (store
-// appends it in the same transaction). The authority serves its signed tree
-// heads, signed by the audit key whose certificate the root issued, and
-// proofs (tlog.go); VerifyLog recomputes the tree from the certificate
-// records and checks it against every stored hash and signed head, naming
-// the first leaf that does not match.
+// appends it in the same transaction). The authority serves, through its
+// Log (tlog.go), signed tree heads, signed by the audit key whose
+// certificate the root issued, and proofs; VerifyLog recomputes the tree
+// from the certificate records and checks it against every stored hash and
+// signed head, naming the first leaf that does not match.
 //
 // The audit chain is checked three ways (verify.go, verifystate.go):
 // VerifyAudit walks it whole against its signed checkpoints and any
