@@ -22,8 +22,9 @@ import (
 // CSR, so the caller checks the names with NamesFromSANs and the key type
 // with CheckKeyType before it generates the key (GenerateKey), then signs
 // with SignLeaf and records with Record, the issuance primitive every path
-// shares; it revokes with its own rows through RevokeRecords and delivers
-// a key to its identity through ExportKey.
+// shares; it revokes with its own rows through RevokeRecords, retires and
+// destroys keys inside the caller's transaction, and delivers a key to its
+// identity through ExportKey.
 type HeldKeyIssuer struct{ a *Authority }
 
 // HeldKeys returns the authority as the issuer of the keys it holds.
@@ -177,6 +178,18 @@ func (h *HeldKeyIssuer) SignLeaf(ctx context.Context, req LeafRequest) (store.Ce
 // further.
 func (h *HeldKeyIssuer) GenerateKey(purpose string, alg keystore.Algorithm) (crypto.Signer, store.KeyRecord, error) {
 	return h.a.keys.Generate(purpose, alg)
+}
+
+// RetireKey retires the held key rec inside tx, with its key.retired event
+// (detail added): it certifies nothing new (see keystore.Retire).
+func (h *HeldKeyIssuer) RetireKey(tx store.Tx, rec store.KeyRecord, actor string, at time.Time, detail map[string]string) error {
+	return keystore.Retire(tx, rec, actor, at, detail)
+}
+
+// DestroyKey crypto-shreds the retired held key rec inside tx, with its
+// key.destroyed event (see keystore.Destroy).
+func (h *HeldKeyIssuer) DestroyKey(tx store.Tx, rec store.KeyRecord, actor, reason string, at time.Time) error {
+	return keystore.Destroy(tx, rec, actor, reason, at)
 }
 
 // ExportKey decrypts a held key as PKCS#8 DER for delivery to the identity

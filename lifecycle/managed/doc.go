@@ -22,9 +22,10 @@
 //
 // The lifecycle job (lifecycle.ManagedRenewTask) and the /v1/managed routes
 // (api) drive a Service; it asks the authority for what only the authority
-// does (Issuer: signing, recording, key generation and export, revocation)
-// and keeps its own records (managed, versions, keys to destroy) in store.
+// does (Issuer, ca.HeldKeyIssuer: signing, recording, the keys' generation,
+// retirement, destruction and export, revocation) and keeps its own records
+// (managed, versions, keys to destroy) in store.
 //
-// Imports: ca, ca/keystore (key algorithms, and retiring and destroying
-// keys inside its transactions), ca/audit, store.
+// Imports: ca, ca/keystore (key algorithm and purpose names), ca/audit,
+// store.
 package managed

@@ -11,7 +11,6 @@ import (
 
 	"github.com/sigil-ca/sigil/ca"
 	"github.com/sigil-ca/sigil/ca/audit"
-	"github.com/sigil-ca/sigil/ca/keystore"
 	"github.com/sigil-ca/sigil/store"
 )
 
@@ -230,7 +229,7 @@ func (s *Service) commit(ctx context.Context, p *PreparedRenewal) (*Renewal, err
 		}}
 	if rotate {
 		iss.NewKey = &p.keyRec
-		iss.Before = func(tx store.Tx) error { return retireReplacedKey(tx, m, p.keyRec.ID, actor, now, p.compromised) }
+		iss.Before = func(tx store.Tx) error { return s.retireReplacedKey(tx, m, p.keyRec.ID, actor, now, p.compromised) }
 	}
 	_, err := s.ca.Record(ctx, iss)
 	switch {
@@ -245,12 +244,12 @@ func (s *Service) commit(ctx context.Context, p *PreparedRenewal) (*Renewal, err
 
 // retireReplacedKey retires the key of m that newKeyID replaces, to be
 // destroyed when its last certificate expires (at once when compromised).
-func retireReplacedKey(tx store.Tx, m store.ManagedRecord, newKeyID, actor string, now time.Time, compromised bool) error {
+func (s *Service) retireReplacedKey(tx store.Tx, m store.ManagedRecord, newKeyID, actor string, now time.Time, compromised bool) error {
 	old, err := tx.ManagedKeyOf(m.KeyID)
 	if err != nil {
 		return err
 	}
-	err = keystore.Retire(tx, store.KeyRecord{ID: m.KeyID, Purpose: KeyPurpose}, actor, now,
+	err = s.ca.RetireKey(tx, store.KeyRecord{ID: m.KeyID, Purpose: KeyPurpose}, actor, now,
 		map[string]string{"reason": "rotated", "successor": newKeyID, "managed": m.Name})
 	if err != nil && !errors.Is(err, store.ErrNotFound) { // not active: retired before
 		return err

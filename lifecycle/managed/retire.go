@@ -10,7 +10,6 @@ import (
 
 	"github.com/sigil-ca/sigil/ca"
 	"github.com/sigil-ca/sigil/ca/audit"
-	"github.com/sigil-ca/sigil/ca/keystore"
 	"github.com/sigil-ca/sigil/store"
 )
 
@@ -109,13 +108,13 @@ func (s *Service) delete(ctx context.Context, name, actor string, destroyKeys bo
 			}
 			for _, k := range keys {
 				if k.State == store.KeyActive {
-					if err := keystore.Retire(tx, k, actor, now, map[string]string{"reason": "managed certificate deleted", "managed": name}); err != nil {
+					if err := s.ca.RetireKey(tx, k, actor, now, map[string]string{"reason": "managed certificate deleted", "managed": name}); err != nil {
 						return err
 					}
 					retired = append(retired, k.ID)
 				}
 				if destroyKeys {
-					if err := keystore.Destroy(tx, k, actor, "managed certificate deleted", now); err != nil {
+					if err := s.ca.DestroyKey(tx, k, actor, "managed certificate deleted", now); err != nil {
 						return err
 					}
 					destroyed = append(destroyed, k.ID)
@@ -225,12 +224,12 @@ func (s *Service) DestroyKey(ctx context.Context, k store.ManagedKey, actor stri
 	err = s.st.WithTx(ctx, func(tx store.Tx) error {
 		switch rec.State {
 		case store.KeyActive:
-			if err := keystore.Retire(tx, rec, actor, now, map[string]string{"reason": "managed certificates expired", "managed": k.Name}); err != nil {
+			if err := s.ca.RetireKey(tx, rec, actor, now, map[string]string{"reason": "managed certificates expired", "managed": k.Name}); err != nil {
 				return err
 			}
 			fallthrough
 		case store.KeyRetired:
-			if err := keystore.Destroy(tx, rec, actor, "managed certificates expired", now); err != nil {
+			if err := s.ca.DestroyKey(tx, rec, actor, "managed certificates expired", now); err != nil {
 				return err
 			}
 		}

@@ -39,6 +39,8 @@ type Issuer interface {
 	Record(ctx context.Context, iss ca.Issuance) (store.CertRecord, error)
 	RevokeRecords(ctx context.Context, r ca.Revocation) ([]store.CertRecord, error)
 	ExportKey(ctx context.Context, keyID, actor string, detail map[string]string, inTx func(tx store.Tx) error) ([]byte, error)
+	RetireKey(tx store.Tx, rec store.KeyRecord, actor string, at time.Time, detail map[string]string) error
+	DestroyKey(tx store.Tx, rec store.KeyRecord, actor, reason string, at time.Time) error
 	CreateManagedToken(ctx context.Context, actor, name string, ttl time.Duration, description string) (string, store.TokenRecord, error)
 	RecordUnauthenticatedRefusal(ctx context.Context, r ca.UnauthenticatedRefusal)
 	AuditRefusal(ctx context.Context, r ca.Refusal)
