@@ -191,7 +191,7 @@ func (s *Service) bundlePair(ctx context.Context, m store.ManagedRecord, actor, 
 	chain = append(chain, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: iss.CertDER})...)
 	detail := map[string]string{"managed": m.Name, "version": strconv.Itoa(m.Version), "serial": m.Serial, "via": via}
 	der, err := s.ca.ExportKey(ctx, m.KeyID, actor, detail, func(tx store.Tx) error {
-		_, err := tx.AppendAudit(audit.Event{Time: s.clk.Now().UTC(), Actor: actor, Action: audit.ActionManagedBundleFetched, Target: m.Name,
+		_, err := Tx(tx).AppendAudit(audit.Event{Time: s.clk.Now().UTC(), Actor: actor, Action: audit.ActionManagedBundleFetched, Target: m.Name,
 			Detail: map[string]string{"version": strconv.Itoa(m.Version), "serial": m.Serial, "key": m.KeyID, "via": via}})
 		return err
 	})

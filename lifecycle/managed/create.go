@@ -84,7 +84,8 @@ func (s *Service) create(ctx context.Context, spec Spec) (store.ManagedRecord, e
 	v := store.ManagedVersion{Name: m.Name, Version: 1, Serial: leaf.Serial, IssuerID: leaf.IssuerID, KeyID: keyRec.ID,
 		Created: now, NotBefore: leaf.NotBefore, NotAfter: leaf.NotAfter, State: store.VersionCurrent, Reason: RenewCreated}
 	_, err = s.ca.Record(ctx, ca.Issuance{Cert: leaf, Actor: actor, NewKey: &keyRec, Time: now, Start: start,
-		InTx: func(tx store.Tx, _ store.CertRecord) error {
+		InTx: func(stx store.Tx, _ store.CertRecord) error {
+			var tx Tx = stx
 			if err := tx.InsertManaged(m); err != nil {
 				return err
 			}

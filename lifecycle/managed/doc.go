@@ -24,7 +24,8 @@
 // (api) drive a Service; it asks the authority for what only the authority
 // does (Issuer, ca.HeldKeyIssuer: signing, recording, the keys' generation,
 // retirement, destruction and export, revocation) and keeps its own records
-// (managed, versions, keys to destroy) in store.
+// (managed, versions, keys to destroy) in store, writing them through its
+// own view of a transaction (Tx, tx.go).
 //
 // Imports: ca, ca/keystore (key algorithm and purpose names), ca/audit,
 // store.

@@ -205,7 +205,8 @@ func (s *Service) commit(ctx context.Context, p *PreparedRenewal) (*Renewal, err
 	m, leaf, next, rotate, reason, revokeDue, actor := p.m, p.leaf, p.next, p.rotate, p.reason, p.revokeDue, p.actor
 	keyID, now := next.KeyID, leaf.Created
 	iss := ca.Issuance{Cert: leaf, Actor: actor, KeyID: keyID, Time: now, Start: p.start,
-		InTx: func(tx store.Tx, _ store.CertRecord) error {
+		InTx: func(stx store.Tx, _ store.CertRecord) error {
+			var tx Tx = stx
 			if err := tx.PutManagedKey(keyID, m.Name, leaf.NotAfter); err != nil {
 				return err
 			}
@@ -245,7 +246,8 @@ func (s *Service) commit(ctx context.Context, p *PreparedRenewal) (*Renewal, err
 // retireReplacedKey retires the key of m that newKeyID replaces, to be
 // destroyed when its last certificate expires (at once when compromised).
 func (s *Service) retireReplacedKey(tx store.Tx, m store.ManagedRecord, newKeyID, actor string, now time.Time, compromised bool) error {
-	old, err := tx.ManagedKeyOf(m.KeyID)
+	var w Tx = tx
+	old, err := w.ManagedKeyOf(m.KeyID)
 	if err != nil {
 		return err
 	}
@@ -258,7 +260,7 @@ func (s *Service) retireReplacedKey(tx store.Tx, m store.ManagedRecord, newKeyID
 	if compromised || destroy.Before(now) {
 		destroy = now
 	}
-	return tx.ScheduleManagedKeyDestroy(m.KeyID, destroy)
+	return w.ScheduleManagedKeyDestroy(m.KeyID, destroy)
 }
 
 // recordFailure notes a failed renewal on the managed certificate and
@@ -270,7 +272,7 @@ func (s *Service) recordFailure(ctx context.Context, name, actor string, cause e
 	}
 	msg := refusalDetail(cause)
 	now := s.clk.Now().UTC()
-	if werr := s.st.WithTx(context.WithoutCancel(ctx), func(tx store.Tx) error {
+	if werr := update(context.WithoutCancel(ctx), s.st, func(tx Tx) error {
 		if err := tx.ManagedFailed(name, now, msg); err != nil {
 			return err
 		}
@@ -297,7 +299,7 @@ func (s *Service) MarkIssuerDue(ctx context.Context) (int64, error) {
 	}
 	now := s.clk.Now().UTC()
 	var n int64
-	err = s.st.WithTx(ctx, func(tx store.Tx) error {
+	err = update(ctx, s.st, func(tx Tx) error {
 		var err error
 		n, err = tx.ManagedIssuerDue(active, now)
 		return err

@@ -93,7 +93,8 @@ func (s *Service) delete(ctx context.Context, name, actor string, destroyKeys bo
 			return map[string]string{"managed": name, "version": strconv.Itoa(versions[i].Version),
 				"cause": "managed certificate deleted with its keys destroyed"}
 		},
-		InTx: func(tx store.Tx) error {
+		InTx: func(stx store.Tx) error {
+			var tx Tx = stx // the keys' retirement and destruction are the authority's (stx)
 			retired, destroyed = nil, nil
 			if err := tx.DeleteManaged(name, now); err != nil {
 				return err
@@ -108,13 +109,13 @@ func (s *Service) delete(ctx context.Context, name, actor string, destroyKeys bo
 			}
 			for _, k := range keys {
 				if k.State == store.KeyActive {
-					if err := s.ca.RetireKey(tx, k, actor, now, map[string]string{"reason": "managed certificate deleted", "managed": name}); err != nil {
+					if err := s.ca.RetireKey(stx, k, actor, now, map[string]string{"reason": "managed certificate deleted", "managed": name}); err != nil {
 						return err
 					}
 					retired = append(retired, k.ID)
 				}
 				if destroyKeys {
-					if err := s.ca.DestroyKey(tx, k, actor, "managed certificate deleted", now); err != nil {
+					if err := s.ca.DestroyKey(stx, k, actor, "managed certificate deleted", now); err != nil {
 						return err
 					}
 					destroyed = append(destroyed, k.ID)
@@ -196,7 +197,7 @@ func (s *Service) RevokeSuperseded(ctx context.Context, v store.ManagedVersion, 
 		Detail: func(int) map[string]string {
 			return map[string]string{"managed": v.Name, "version": strconv.Itoa(v.Version)}
 		},
-		InTx: func(tx store.Tx) error { return tx.ManagedVersionRevoked(v.Name, v.Version) }})
+		InTx: func(tx store.Tx) error { return Tx(tx).ManagedVersionRevoked(v.Name, v.Version) }})
 	switch {
 	case errors.Is(err, store.ErrAlreadyRevoked), errors.Is(err, store.ErrNotFound):
 		return false, &ca.Error{Kind: ca.Conflict, Detail: fmt.Sprintf("managed certificate %s changed during its revocation", v.Serial), Err: err}
@@ -221,19 +222,19 @@ func (s *Service) DestroyKey(ctx context.Context, k store.ManagedKey, actor stri
 		return errorf(ca.Conflict, "key %s is the current key of managed certificate %q", k.KeyID, k.Name)
 	}
 	now := s.clk.Now().UTC()
-	err = s.st.WithTx(ctx, func(tx store.Tx) error {
+	err = s.st.WithTx(ctx, func(stx store.Tx) error {
 		switch rec.State {
 		case store.KeyActive:
-			if err := s.ca.RetireKey(tx, rec, actor, now, map[string]string{"reason": "managed certificates expired", "managed": k.Name}); err != nil {
+			if err := s.ca.RetireKey(stx, rec, actor, now, map[string]string{"reason": "managed certificates expired", "managed": k.Name}); err != nil {
 				return err
 			}
 			fallthrough
 		case store.KeyRetired:
-			if err := s.ca.DestroyKey(tx, rec, actor, "managed certificates expired", now); err != nil {
+			if err := s.ca.DestroyKey(stx, rec, actor, "managed certificates expired", now); err != nil {
 				return err
 			}
 		}
-		return tx.ScheduleManagedKeyDestroy(k.KeyID, time.Time{})
+		return Tx(stx).ScheduleManagedKeyDestroy(k.KeyID, time.Time{})
 	})
 	if err != nil {
 		return internal("destroy managed key", err)

@@ -46,7 +46,8 @@ type Issuer interface {
 	AuditRefusal(ctx context.Context, r ca.Refusal)
 }
 
-// Store is what managed certificates read; they write in transactions.
+// Store is what managed certificates read; they write in transactions
+// (WithTx), through their view of one (Tx).
 type Store interface {
 	WithTx(ctx context.Context, fn func(tx store.Tx) error) error
 	Certificate(ctx context.Context, serial string) (store.CertRecord, error)
