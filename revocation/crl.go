@@ -103,8 +103,7 @@ type Publisher struct {
 	issuers map[string]*issuerCRLs // served issuers by id
 
 	changed chan struct{}
-	cancel  context.CancelFunc
-	done    chan struct{}
+	bg      background
 
 	// afterPublish, if set (by tests), hears of every stored CRL.
 	afterPublish func(store.CRLRecord)
@@ -247,26 +246,17 @@ func (p *Publisher) Start(ctx context.Context) error {
 			}
 		}
 	}
-	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	p.cancel = cancel
-	p.done = make(chan struct{})
-	go p.run(runCtx)
+	p.bg.start(ctx, p.run)
 	return nil
 }
 
 // Stop ends the regeneration after revocations started by Start and waits for a generation in
 // progress to finish or give up.
 func (p *Publisher) Stop() {
-	if p.cancel == nil {
-		return
-	}
-	p.cancel()
-	<-p.done
-	p.cancel = nil
+	p.bg.stop()
 }
 
 func (p *Publisher) run(ctx context.Context) {
-	defer close(p.done)
 	var debounce clockwork.Timer
 	var fire <-chan time.Time
 	defer func() {

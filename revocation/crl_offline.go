@@ -59,8 +59,7 @@ type OfflineCRLs struct {
 	crls   map[string]map[int]published // by issuer, then shard
 	warned map[string]warning           // by issuer
 
-	cancel context.CancelFunc
-	done   chan struct{}
+	bg background
 
 	// afterReload, if set (by tests), runs after every Reload.
 	afterReload func()
@@ -131,25 +130,16 @@ func (o *OfflineCRLs) Start(ctx context.Context) error {
 	if err := o.Reload(ctx); err != nil {
 		return err
 	}
-	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	o.cancel = cancel
-	o.done = make(chan struct{})
-	go o.run(runCtx)
+	o.bg.start(ctx, o.run)
 	return nil
 }
 
 // Stop ends the reloads started by Start.
 func (o *OfflineCRLs) Stop() {
-	if o.cancel == nil {
-		return
-	}
-	o.cancel()
-	<-o.done
-	o.cancel = nil
+	o.bg.stop()
 }
 
 func (o *OfflineCRLs) run(ctx context.Context) {
-	defer close(o.done)
 	ticker := o.clk.NewTicker(o.cfg.Reload)
 	defer ticker.Stop()
 	for {
