@@ -280,17 +280,23 @@ func (s *SQLite) AuditEvents(ctx context.Context, f AuditFilter) ([]audit.Event,
 // ScanAudit implements Store. Rows are returned in seq order exactly as
 // stored so a verifier sees gaps and reorderings.
 func (s *SQLite) ScanAudit(ctx context.Context, fn func(audit.Event) error) error {
-	rows, err := s.read.QueryContext(ctx, "SELECT "+auditColumns+" FROM audit_events ORDER BY rowid")
+	return scanEach(ctx, s.read, "scan audit", "SELECT "+auditColumns+" FROM audit_events ORDER BY rowid", scanEvent, fn)
+}
+
+// scanEach runs query and hands each row, decoded by scan, to fn, which
+// may stop the scan with an error; what names the scan in errors.
+func scanEach[T any](ctx context.Context, db *sql.DB, what, query string, scan func(interface{ Scan(...any) error }) (T, error), fn func(T) error) error {
+	rows, err := db.QueryContext(ctx, query)
 	if err != nil {
-		return fmt.Errorf("scan audit: %w", err)
+		return fmt.Errorf("%s: %w", what, err)
 	}
 	defer rows.Close()
 	for rows.Next() {
-		e, err := scanEvent(rows)
+		v, err := scan(rows)
 		if err != nil {
-			return fmt.Errorf("scan audit: %w", err)
+			return fmt.Errorf("%s: %w", what, err)
 		}
-		if err := fn(e); err != nil {
+		if err := fn(v); err != nil {
 			return err
 		}
 	}

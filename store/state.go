@@ -32,21 +32,7 @@ func (s *SQLite) ScanAuditFrom(ctx context.Context, from int64, fn func(audit.Ev
 // included, in record id order. Offline verification compares each with
 // what the audit chain says of it.
 func (s *SQLite) ScanAllCertificates(ctx context.Context, fn func(CertRecord) error) error {
-	rows, err := s.read.QueryContext(ctx, "SELECT "+certColumns+" FROM certificates ORDER BY id")
-	if err != nil {
-		return fmt.Errorf("scan certificates: %w", err)
-	}
-	defer rows.Close()
-	for rows.Next() {
-		c, err := scanCert(rows)
-		if err != nil {
-			return fmt.Errorf("scan certificates: %w", err)
-		}
-		if err := fn(c); err != nil {
-			return err
-		}
-	}
-	return rows.Err()
+	return scanEach(ctx, s.read, "scan certificates", "SELECT "+certColumns+" FROM certificates ORDER BY id", scanCert, fn)
 }
 
 // BlockedKeys returns every blocked key, oldest first.
