@@ -17,6 +17,7 @@ import (
 	"github.com/sigil-ca/sigil/api"
 	"github.com/sigil-ca/sigil/api/client"
 	"github.com/sigil-ca/sigil/ca/audit"
+	"github.com/sigil-ca/sigil/internal/atomicfile"
 )
 
 func auditExportCmd() *cobra.Command {
@@ -88,7 +89,7 @@ func exportAudit(ctx context.Context, c *client.Client, q url.Values, format, pa
 	}
 	bar := exportBar(progress, total, "events", true)
 	counter := &eventCounter{csv: format == "csv", onEvent: func() { _ = bar.Add(1) }}
-	err = writeFileAtomicFrom(path, 0o600, func(w io.Writer) error {
+	err = atomicfile.WriteFrom(path, 0o600, func(w io.Writer) error {
 		_, err := io.Copy(io.MultiWriter(w, counter), resp.Body)
 		_ = bar.Finish()
 		fmt.Fprintln(progress)

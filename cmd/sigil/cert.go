@@ -24,6 +24,7 @@ import (
 	"github.com/sigil-ca/sigil/api/client"
 	"github.com/sigil-ca/sigil/ca"
 	"github.com/sigil-ca/sigil/ca/keystore"
+	"github.com/sigil-ca/sigil/internal/atomicfile"
 )
 
 func certCmd() *cobra.Command {
@@ -86,7 +87,7 @@ func certIssueCmd() *cobra.Command {
 			}
 			// A generated key is written only once the server has issued for it.
 			if keyDER != nil {
-				if err := writeFileAtomic(keyOut, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}), 0o600); err != nil {
+				if err := atomicfile.WriteFile(keyOut, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}), 0o600); err != nil {
 					return err
 				}
 			}
@@ -112,7 +113,7 @@ func writeChain(cmd *cobra.Command, out string, resp api.SignResponse) error {
 		_, err := fmt.Fprint(cmd.OutOrStdout(), resp.Chain)
 		return err
 	}
-	if err := writeFileAtomic(out, []byte(resp.Chain), 0o644); err != nil {
+	if err := atomicfile.WriteFile(out, []byte(resp.Chain), 0o644); err != nil {
 		return err
 	}
 	fmt.Fprintf(cmd.ErrOrStderr(), "issued serial %s (profile %s, expires %s) -> %s\n", resp.Serial, resp.Profile, fmtTime(resp.NotAfter), out)

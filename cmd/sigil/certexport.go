@@ -13,6 +13,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/sigil-ca/sigil/api/client"
+	"github.com/sigil-ca/sigil/internal/atomicfile"
 )
 
 func certExportCmd() *cobra.Command {
@@ -80,7 +81,7 @@ func exportToFile(ctx context.Context, c *client.Client, q url.Values, out strin
 	if header {
 		lc.skip = 1
 	}
-	err = writeFileAtomicFrom(out, 0o600, func(w io.Writer) error {
+	err = atomicfile.WriteFrom(out, 0o600, func(w io.Writer) error {
 		if _, err := io.Copy(io.MultiWriter(w, lc), resp.Body); err != nil {
 			return fmt.Errorf("export cut short after %d certificate(s): %w", lc.rows, err)
 		}

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"crypto/sha256"
 	_ "embed"
@@ -24,6 +23,7 @@ import (
 	"github.com/sigil-ca/sigil/acme"
 	"github.com/sigil-ca/sigil/api"
 	"github.com/sigil-ca/sigil/ca"
+	"github.com/sigil-ca/sigil/internal/atomicfile"
 )
 
 // AuditConfig configures the audit chain.
@@ -532,56 +532,5 @@ func WriteConfig(path string, c *Config) error {
 	if _, err := ParseConfig(b.Bytes(), filepath.Dir(path)); err != nil {
 		return fmt.Errorf("rendered config does not load: %w", err)
 	}
-	return writeFileAtomic(path, b.Bytes(), 0o644)
-}
-
-// writeFileAtomic writes via a temp file, fsync and rename, so a crash never
-// leaves a half-written file.
-func writeFileAtomic(path string, data []byte, mode os.FileMode) error {
-	return writeFileAtomicFrom(path, mode, func(w io.Writer) error {
-		_, err := w.Write(data)
-		return err
-	})
-}
-
-// writeFileAtomicFrom is writeFileAtomic for content that fill streams: the
-// file appears at path, complete and synced, only if fill succeeds; an
-// error from fill is returned as is and leaves nothing behind.
-func writeFileAtomicFrom(path string, mode os.FileMode, fill func(w io.Writer) error) error {
-	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp*")
-	if err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	tmp := f.Name()
-	defer os.Remove(tmp) // after the rename there is nothing left to remove
-	if err := f.Chmod(mode); err != nil {
-		f.Close()
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	bw := bufio.NewWriterSize(f, 256<<10)
-	if err := fill(bw); err != nil {
-		f.Close()
-		return err
-	}
-	if err := bw.Flush(); err != nil {
-		f.Close()
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	// The rename is durable once the directory is.
-	if d, err := os.Open(dir); err == nil {
-		_ = d.Sync()
-		d.Close()
-	}
-	return nil
+	return atomicfile.WriteFile(path, b.Bytes(), 0o644)
 }

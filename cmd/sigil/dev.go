@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+
+	"github.com/sigil-ca/sigil/internal/atomicfile"
 )
 
 func devCmd() *cobra.Command {
@@ -83,12 +85,12 @@ func devCmd() *cobra.Command {
 				"intermediate.pem": pemBytes(res.Intermediate.Raw),
 			}
 			for name, data := range files {
-				if err := writeFileAtomic(filepath.Join(dir, name), data, 0o644); err != nil {
+				if err := atomicfile.WriteFile(filepath.Join(dir, name), data, 0o644); err != nil {
 					return err
 				}
 			}
 			tokenPath := filepath.Join(dir, "admin.token")
-			if err := writeFileAtomic(tokenPath, []byte(res.AdminToken+"\n"), 0o600); err != nil {
+			if err := atomicfile.WriteFile(tokenPath, []byte(res.AdminToken+"\n"), 0o600); err != nil {
 				return err
 			}
 			out := cmd.OutOrStdout()

@@ -15,6 +15,7 @@ import (
 
 	"github.com/sigil-ca/sigil/ca"
 	"github.com/sigil-ca/sigil/ca/keystore"
+	"github.com/sigil-ca/sigil/internal/atomicfile"
 	"github.com/sigil-ca/sigil/store"
 )
 
@@ -148,7 +149,7 @@ func runInit(ctx context.Context, o initOptions, passphrase []byte) (res *ca.Ini
 	if err := st.Checkpoint(ctx); err != nil {
 		return nil, fmt.Errorf("first audit checkpoint: %w", err)
 	}
-	if err := writeFileAtomic(rootPath, pemBytes(res.Root.Raw), 0o644); err != nil {
+	if err := atomicfile.WriteFile(rootPath, pemBytes(res.Root.Raw), 0o644); err != nil {
 		return nil, err
 	}
 	if err := WriteConfig(cfgPath, cfg); err != nil {

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/sigil-ca/sigil/ca/audit"
+	"github.com/sigil-ca/sigil/internal/atomicfile"
 )
 
 // witnessRecord is one checkpoint or tree head as a witness keeps it: a
@@ -120,7 +121,7 @@ func (w *witness) write(r witnessRecord) error {
 	}
 	var errs []error
 	if w.dir != "" {
-		errs = append(errs, writeFileAtomic(filepath.Join(w.dir, r.fileName()), append(body, '\n'), 0o600))
+		errs = append(errs, atomicfile.WriteFile(filepath.Join(w.dir, r.fileName()), append(body, '\n'), 0o600))
 	}
 	if w.url != "" {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
