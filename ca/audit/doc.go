@@ -40,8 +40,8 @@
 // the log means events were truncated. Events after the newest checkpoint are
 // protected only by the chain itself, so callers should checkpoint regularly.
 // A database cut back together with its newest checkpoints is consistent on
-// its own; checkpoints published elsewhere (a witness) and given to the
-// [Verifier] with the stored ones catch that cut too.
+// its own; checkpoints published elsewhere (a witness: ca/audit/witness) and
+// given to the [Verifier] with the stored ones catch that cut too.
 //
 // # Export
 //

@@ -17,6 +17,7 @@ import (
 	"github.com/sigil-ca/sigil/api/client"
 	"github.com/sigil-ca/sigil/ca"
 	"github.com/sigil-ca/sigil/ca/audit"
+	"github.com/sigil-ca/sigil/ca/audit/witness"
 	"github.com/sigil-ca/sigil/store"
 )
 
@@ -79,7 +80,7 @@ leaf (for an export, its line and event).`,
 			var wheads []audit.TreeHead
 			if witnessDir != "" {
 				var err error
-				if wcps, wheads, err = readWitnessDir(witnessDir); err != nil {
+				if wcps, wheads, err = witness.ReadDir(witnessDir); err != nil {
 					return err
 				}
 			}

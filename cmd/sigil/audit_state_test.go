@@ -20,6 +20,8 @@ import (
 	"time"
 
 	"golang.org/x/crypto/ocsp"
+
+	"github.com/sigil-ca/sigil/ca/audit/witness"
 )
 
 // TestAuditVerifyDetectsStateTampering edits records outside the audit
@@ -337,10 +339,10 @@ func TestAuditWitness(t *testing.T) {
 		t.Skip("runs a server; skipped with -short")
 	}
 	var mu sync.Mutex
-	var posted []witnessRecord
+	var posted []witness.Record
 	hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		body, _ := io.ReadAll(r.Body)
-		var rec witnessRecord
+		var rec witness.Record
 		if err := json.Unmarshal(body, &rec); err != nil {
 			http.Error(w, err.Error(), http.StatusBadRequest)
 			return
@@ -427,9 +429,9 @@ func TestAuditWitness(t *testing.T) {
 	if err := os.CopyFS(forged, os.DirFS(witnessDir)); err != nil {
 		t.Fatal(err)
 	}
-	rec := witnessRecord{Type: "checkpoint", Seq: ti.lastCP + 100, Hash: make([]byte, 32), Time: time.Unix(1, 0).UTC(), KeyID: "x", Signature: []byte("x")}
+	rec := witness.Record{Type: "checkpoint", Seq: ti.lastCP + 100, Hash: make([]byte, 32), Time: time.Unix(1, 0).UTC(), KeyID: "x", Signature: []byte("x")}
 	b, _ := json.Marshal(rec)
-	if err := os.WriteFile(filepath.Join(forged, rec.fileName()), b, 0o600); err != nil {
+	if err := os.WriteFile(filepath.Join(forged, rec.FileName()), b, 0o600); err != nil {
 		t.Fatal(err)
 	}
 	if _, errOut, err := runSigil(t, nil, "audit", "verify", "--db", c.db, "--ca-file", c.root, "--witness", forged); err == nil {

@@ -26,6 +26,7 @@ import (
 	"github.com/sigil-ca/sigil/api"
 	"github.com/sigil-ca/sigil/ca"
 	"github.com/sigil-ca/sigil/ca/audit"
+	"github.com/sigil-ca/sigil/ca/audit/witness"
 	"github.com/sigil-ca/sigil/ca/keystore"
 	"github.com/sigil-ca/sigil/lifecycle"
 	"github.com/sigil-ca/sigil/lifecycle/managed"
@@ -54,7 +55,7 @@ type server struct {
 	// stopRefusals ends the loop that writes the summaries of
 	// unauthenticated refusals to the audit log, after a last flush.
 	stopRefusals func()
-	witness      *witness
+	witness      *witness.Publisher
 }
 
 func newLogger(cfg LogConfig) *slog.Logger {
@@ -91,7 +92,7 @@ func startServer(ctx context.Context, cfg *Config, passphrase []byte, log *slog.
 				s.stopRefusals()
 			}
 			st.Close()
-			s.witness.close()
+			s.witness.Close()
 		}
 	}()
 	// The tail since the newest checkpoint is checked before anything is
@@ -116,11 +117,11 @@ func startServer(ctx context.Context, cfg *Config, passphrase []byte, log *slog.
 	if err != nil {
 		return nil, fmt.Errorf("audit key: %w", err)
 	}
-	if s.witness, err = newWitness(cfg.WitnessDir(), cfg.Audit.Witness.URL, log); err != nil {
+	if s.witness, err = witness.New(witness.Config{Dir: cfg.WitnessDir(), URL: cfg.Audit.Witness.URL, Logger: log}); err != nil {
 		return nil, err
 	}
 	if s.witness != nil {
-		cp.Publish = s.witness.publish
+		cp.Publish = s.witness.Publish
 	}
 	st.SetCheckpointer(cp)
 	// After a crash the tail since the last checkpoint is unsigned; sign it
@@ -132,7 +133,7 @@ func startServer(ctx context.Context, cfg *Config, passphrase []byte, log *slog.
 		// The newest checkpoint may predate the witness (configured since,
 		// or offline): publish it so the witness starts from the present.
 		if cps, err := st.Checkpoints(ctx); err == nil && len(cps) > 0 {
-			s.witness.publish(cps[len(cps)-1:], nil)
+			s.witness.Publish(cps[len(cps)-1:], nil)
 		}
 	}
 	if broken != nil {
@@ -268,7 +269,7 @@ func startServer(ctx context.Context, cfg *Config, passphrase []byte, log *slog.
 func verifyAuditTail(ctx context.Context, st *store.SQLite, log *slog.Logger, witnessDir string, allow bool) (rep ca.AuditReport, broken error, err error) {
 	var witnessed []audit.Checkpoint
 	if witnessDir != "" {
-		if witnessed, _, err = readWitnessDir(witnessDir); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		if witnessed, _, err = witness.ReadDir(witnessDir); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return rep, nil, fmt.Errorf("audit check: %w", err)
 		}
 	}
@@ -410,7 +411,7 @@ func (s *server) shutdown(ctx context.Context) error {
 		errs = append(errs, fmt.Errorf("final audit checkpoint: %w", err))
 	}
 	errs = append(errs, s.st.Close())
-	s.witness.close() // after the final checkpoint, so the witness has it
+	s.witness.Close() // after the final checkpoint, so the witness has it
 	return errors.Join(errs...)
 }
 
