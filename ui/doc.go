@@ -38,9 +38,15 @@
 // Config.Export (certificate export as CSV or NDJSON) and Config.Log (the
 // transparency log of issued certificates) are optional: export buttons, the
 // inclusion proof status of a certificate and the log verification appear
-// only when they are set.
+// only when they are set. [CheckedLog] is the Log of a live CA: over the
+// log ca serves (*ca.Log) and the store it is kept in, it checks the latest
+// tree head's signer against the root, the inclusion proof against that
+// head (the leaf recomputed from the certificate record), and recomputes
+// the whole log, as an outside auditor would (ca.VerifySignedTreeHead,
+// ca.VerifyInclusion, ca.VerifyLog).
 //
-// Imports: ca (principals, errors, audit verification report), api/wire
+// Imports: ca (principals, errors, audit verification report, transparency
+// log types and verification), api/wire
 // (the query parameters of /v1/certificates, the status of each error kind
 // and the job status type, so the page and the API filter and answer alike;
 // never api itself), store (record types), ca/audit (event type, action

@@ -302,11 +302,15 @@ func verifyAuditTail(ctx context.Context, st *store.SQLite, log *slog.Logger, wi
 // memory: a restart logs every auditor out (ui package doc).
 func newUI(st *store.SQLite, auth *ca.Authority, jobs ui.Jobs, clk clockwork.Clock, log *slog.Logger) (*ui.UI, error) {
 	root := auth.Root().Cert
+	tlog, err := ui.NewCheckedLog(auth.Log(), st, root)
+	if err != nil {
+		return nil, fmt.Errorf("auditor web page: %w", err)
+	}
 	h, err := ui.New(ui.Config{Logger: log, Clock: clk, Issuers: st, Jobs: jobs,
 		// The same check as `sigil audit verify --ca-file root.pem`: the
 		// checkpoint keys must be certified by this CA's root.
 		VerifyAudit: func(ctx context.Context) (ca.AuditReport, error) { return ca.VerifyAudit(ctx, st, root) },
-		Log:         uiLog{auth: auth, st: st, root: root},
+		Log:         tlog,
 		Export:      api.NewExporter(auth),
 	}, auth)
 	if err != nil {
