@@ -184,7 +184,10 @@ func (s *server) stopJobs() {
 }
 
 // jobsAPI serves /v1/jobs from the server's scheduler, which starts after
-// the API handler is built.
+// the API handler is built. It stays here as wiring: it binds late to that
+// scheduler (no scheduler yet or any more is Unavailable) and copies
+// lifecycle.Status into the wire type, which neither lifecycle nor
+// api/wire could do without importing the other.
 type jobsAPI struct{ s *server }
 
 func (j jobsAPI) sched() (*lifecycle.Scheduler, error) {
