@@ -55,7 +55,11 @@ func (b *nonceBudget) allow(remoteAddr string, now time.Time) bool {
 	if !ok || !b.sourceAllows(src, now) {
 		return false
 	}
-	return b.global.AllowN(now, 1) && b.cpu.AllowN(now, int(b.costUS.Load()))
+	// A signature dearer than the whole bucket is charged the whole bucket:
+	// charged in full, it could never be allowed again, and the estimate
+	// that only signing updates would stay stuck above it for good.
+	cost := min(int(b.costUS.Load()), b.cpu.Burst())
+	return b.global.AllowN(now, 1) && b.cpu.AllowN(now, cost)
 }
 
 // spent records how long one signature took, for the CPU budget's estimate.

@@ -16,6 +16,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sigil-ca/sigil/internal/testclock"
+
 	"golang.org/x/crypto/ocsp"
 
 	"github.com/sigil-ca/sigil/ca"
@@ -393,5 +395,32 @@ func TestOCSPNonceBudgetCPU(t *testing.T) {
 	e.clk.Advance(2 * time.Hour) // 1 µs of signing a second: refills the whole bucket (5001 µs)
 	if n := count(); n != 1 {
 		t.Errorf("%d nonces signed after the refill, want 1", n)
+	}
+}
+
+// TestNonceBudgetSlowSignatures: signatures measured slower than the CPU
+// bucket holds (an overloaded host, a large RSA key) still get one nonce
+// per full refill, instead of none ever again: the estimate is updated
+// only by signing, so a charge above the bucket would lock nonces out for
+// good. The same holds whatever this machine's speed, which the CPU test
+// above relies on.
+func TestNonceBudgetSlowSignatures(t *testing.T) {
+	b := newNonceBudget(1000, 1000, 1e-6, 16) // bucket: 5001 µs, refilled at 1 µs/s
+	now := testclock.Start()
+	if !b.allow("192.0.2.1:1", now) {
+		t.Fatal("the first nonce was refused")
+	}
+	for range 50 {
+		b.spent(time.Second) // far above the bucket
+	}
+	if b.allow("192.0.2.2:1", now) {
+		t.Error("a second nonce fit a bucket the first one emptied")
+	}
+	now = now.Add(2 * time.Hour)
+	if !b.allow("192.0.2.3:1", now) {
+		t.Error("after a full refill a slow signature is never allowed again")
+	}
+	if b.allow("192.0.2.4:1", now) {
+		t.Error("a full refill bought two slow signatures")
 	}
 }
