@@ -224,7 +224,7 @@ func TestAfterIntermediateRotation(t *testing.T) {
 	}
 	leaf := issueIP(t, h, c, "127.0.0.1")
 	old := ts.auth.Intermediate()
-	if _, err := ts.auth.RotateIntermediate(ctx, "test", "test"); err != nil {
+	if _, err := ts.auth.Intermediates().RotateIntermediate(ctx, "test", "test"); err != nil {
 		t.Fatal(err)
 	}
 	if ts.auth.Intermediate().ID == old.ID {

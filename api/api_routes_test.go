@@ -33,7 +33,7 @@ func newFullEnv(t testing.TB) *testEnv {
 	return newEnvWith(t, func(cfg *api.Config, auth *ca.Authority, svc *managed.Service) {
 		cfg.Jobs = fakeJobs{}
 		cfg.Managed = svc
-		cfg.Intermediates = auth
+		cfg.Intermediates = auth.Intermediates()
 		cfg.CreateEAB = func(context.Context, string, string, string) (string, []byte, string, error) {
 			return "", nil, "", &ca.Error{Kind: ca.Internal, Detail: "a test must not reach CreateEAB"}
 		}

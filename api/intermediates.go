@@ -10,7 +10,7 @@ import (
 
 // Intermediates is what /v1/ca/intermediates needs: the list, and a
 // rotation that the server follows with the new issuer's CRLs and OCSP
-// responses.
+// responses. ca.Intermediates (ca.Authority.Intermediates) implements it.
 type Intermediates interface {
 	IntermediateStatuses(ctx context.Context) ([]ca.IntermediateStatus, error)
 	RotateIntermediate(ctx context.Context, actor, reason string) (*ca.IntermediateRotation, error)

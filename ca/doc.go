@@ -43,6 +43,10 @@
 // from the certificate records and checks it against every stored hash and
 // signed head, naming the first leaf that does not match.
 //
+// Intermediate rotation (rotate.go) is its own type behind an accessor,
+// Authority.Intermediates: the list of intermediates, the rotation point,
+// the rotation itself and the destruction of rotated-out keys.
+//
 // The audit chain is checked three ways (verify.go, verifystate.go):
 // VerifyAudit walks it whole against its signed checkpoints and any
 // witnessed elsewhere; VerifyAuditTail checks only what follows the newest

@@ -178,7 +178,8 @@ type IntermediateStatus struct {
 }
 
 // IntermediateStatuses lists every intermediate recorded, oldest first.
-func (a *Authority) IntermediateStatuses(ctx context.Context) ([]IntermediateStatus, error) {
+func (x *Intermediates) IntermediateStatuses(ctx context.Context) ([]IntermediateStatus, error) {
+	a := x.a
 	recs, err := a.st.Issuers(ctx)
 	if err != nil {
 		return nil, internal("load issuers", err)

@@ -33,7 +33,7 @@ func TestOneIssuanceSchema(t *testing.T) {
 	if _, err := tc.NewOCSPSigner(ctx, tc.Intermediate().ID, OCSPSignerConfig{Validity: 72 * time.Hour}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := tc.RotateIntermediate(ctx, "token:admin", "test"); err != nil {
+	if _, err := tc.Intermediates().RotateIntermediate(ctx, "token:admin", "test"); err != nil {
 		t.Fatal(err)
 	}
 	recs := map[string]store.CertRecord{}

@@ -36,6 +36,16 @@ var internalProfiles = []string{ocspResponderProfile, servingProfile}
 // first.
 const minIntermediateLife = 24 * time.Hour
 
+// Intermediates is the authority's intermediate rotation, as the
+// intermediate-rotate job, the /v1/ca/intermediates endpoints and the
+// operator use it: the intermediates recorded, when the active one is due,
+// its replacement, and the destruction of rotated-out keys once what they
+// issued has expired.
+type Intermediates struct{ a *Authority }
+
+// Intermediates returns the authority's intermediate rotation.
+func (a *Authority) Intermediates() *Intermediates { return &Intermediates{a: a} }
+
 // IntermediateRotation is what RotateIntermediate did.
 type IntermediateRotation struct {
 	Previous Issuer
@@ -49,7 +59,8 @@ type IntermediateRotation struct {
 // IntermediateRotationPoint returns when the active intermediate reaches
 // the point at of its lifetime (a fraction such as 2/3, 0.75 or 80%; empty:
 // DefaultIntermediateRotateAt).
-func (a *Authority) IntermediateRotationPoint(at string) (time.Time, error) {
+func (x *Intermediates) IntermediateRotationPoint(at string) (time.Time, error) {
+	a := x.a
 	r, err := ParseLifetimePoint("intermediate rotation point", at, DefaultIntermediateRotateAt)
 	if err != nil {
 		return time.Time{}, err
@@ -61,15 +72,15 @@ func (a *Authority) IntermediateRotationPoint(at string) (time.Time, error) {
 // RotateIntermediateIfDue rotates the active intermediate if it has reached
 // the point at of its lifetime (see IntermediateRotationPoint); nil, nil if
 // not.
-func (a *Authority) RotateIntermediateIfDue(ctx context.Context, actor, at string) (*IntermediateRotation, error) {
-	point, err := a.IntermediateRotationPoint(at)
+func (x *Intermediates) RotateIntermediateIfDue(ctx context.Context, actor, at string) (*IntermediateRotation, error) {
+	point, err := x.IntermediateRotationPoint(at)
 	if err != nil {
 		return nil, err
 	}
-	if a.clk.Now().Before(point) {
+	if x.a.clk.Now().Before(point) {
 		return nil, nil
 	}
-	return a.RotateIntermediate(ctx, actor, "reached its rotation point "+point.UTC().Format(time.RFC3339))
+	return x.RotateIntermediate(ctx, actor, "reached its rotation point "+point.UTC().Format(time.RFC3339))
 }
 
 // RotateIntermediate replaces the active intermediate: it generates a new
@@ -82,7 +93,8 @@ func (a *Authority) RotateIntermediateIfDue(ctx context.Context, actor, at strin
 // the transaction commits; the previous one keeps its key in memory to sign
 // CRLs and OCSP responses about what it issued until RetireIntermediates
 // destroys it after its last certificate expires.
-func (a *Authority) RotateIntermediate(ctx context.Context, actor, reason string) (*IntermediateRotation, error) {
+func (x *Intermediates) RotateIntermediate(ctx context.Context, actor, reason string) (*IntermediateRotation, error) {
+	a := x.a
 	a.rotateMu.Lock()
 	defer a.rotateMu.Unlock()
 	actor = cmp.Or(actor, "system")
@@ -224,7 +236,8 @@ func successorSubject(prev pkix.Name, n int) pkix.Name {
 // audited, in one transaction per intermediate. It returns the ids
 // destroyed. The issuer stays in the record: its certificate is public and
 // old chains still name it.
-func (a *Authority) RetireIntermediates(ctx context.Context, actor string, grace time.Duration) ([]string, error) {
+func (x *Intermediates) RetireIntermediates(ctx context.Context, actor string, grace time.Duration) ([]string, error) {
+	a := x.a
 	a.rotateMu.Lock()
 	defer a.rotateMu.Unlock()
 	actor = cmp.Or(actor, "system")

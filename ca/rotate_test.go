@@ -69,7 +69,7 @@ func TestRotateIntermediateLifecycle(t *testing.T) {
 	old := tc.Intermediate()
 	oldKey := tc.issuerKeyID(old.ID)
 
-	point, err := tc.IntermediateRotationPoint("")
+	point, err := tc.Intermediates().IntermediateRotationPoint("")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -77,11 +77,11 @@ func TestRotateIntermediateLifecycle(t *testing.T) {
 	if want := old.Cert.NotBefore.Add(life * 2 / 3); point.Sub(want).Abs() > time.Second {
 		t.Fatalf("default rotation point %s, want 2/3 of the lifetime %s", point, want)
 	}
-	if _, err := tc.IntermediateRotationPoint("1.5"); KindOf(err) != Malformed {
+	if _, err := tc.Intermediates().IntermediateRotationPoint("1.5"); KindOf(err) != Malformed {
 		t.Fatalf("rotation point 1.5: %v, want Malformed", err)
 	}
 	tc.clk.Advance(point.Sub(tc.clk.Now()) - 10*24*time.Hour)
-	if rot, err := tc.RotateIntermediateIfDue(ctx, "test", "2/3"); err != nil || rot != nil {
+	if rot, err := tc.Intermediates().RotateIntermediateIfDue(ctx, "test", "2/3"); err != nil || rot != nil {
 		t.Fatalf("before the rotation point: %+v, %v; want nothing", rot, err)
 	}
 	before := signLeaf(t, tc, "before.example.com", 90*24*time.Hour)
@@ -97,7 +97,7 @@ func TestRotateIntermediateLifecycle(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rot, err := tc.RotateIntermediateIfDue(ctx, "test", "2/3")
+	rot, err := tc.Intermediates().RotateIntermediateIfDue(ctx, "test", "2/3")
 	if err != nil || rot == nil {
 		t.Fatalf("at the rotation point: %+v, %v; want a rotation", rot, err)
 	}
@@ -166,15 +166,15 @@ func TestRotateIntermediateLifecycle(t *testing.T) {
 	}
 
 	grace := 24 * time.Hour
-	if gone, err := tc.RetireIntermediates(ctx, "test", grace); err != nil || len(gone) != 0 {
+	if gone, err := tc.Intermediates().RetireIntermediates(ctx, "test", grace); err != nil || len(gone) != 0 {
 		t.Fatalf("with a live certificate: destroyed %v, %v", gone, err)
 	}
 	tc.clk.Advance(before.NotAfter.Sub(tc.clk.Now()) + grace/2)
-	if gone, err := tc.RetireIntermediates(ctx, "test", grace); err != nil || len(gone) != 0 {
+	if gone, err := tc.Intermediates().RetireIntermediates(ctx, "test", grace); err != nil || len(gone) != 0 {
 		t.Fatalf("within the grace after the last expiry: destroyed %v, %v", gone, err)
 	}
 	tc.clk.Advance(grace)
-	gone, err := tc.RetireIntermediates(ctx, "test", grace)
+	gone, err := tc.Intermediates().RetireIntermediates(ctx, "test", grace)
 	if err != nil || !slices.Equal(gone, []string{old.ID}) {
 		t.Fatalf("after the last expiry: destroyed %v, %v; want %s", gone, err, old.ID)
 	}
@@ -246,7 +246,7 @@ func TestRotateIntermediateRefusals(t *testing.T) {
 	tc := newTestCA(t, keystore.ECDSAP256, keystore.ECDSAP256)
 	root := tc.Root().Cert
 	tc.clk.Advance(root.NotAfter.Sub(tc.clk.Now()) - 30*24*time.Hour)
-	rot, err := tc.RotateIntermediate(ctx, "test", "capped")
+	rot, err := tc.Intermediates().RotateIntermediate(ctx, "test", "capped")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -256,7 +256,7 @@ func TestRotateIntermediateRefusals(t *testing.T) {
 	tc.clk.Advance(30*24*time.Hour - time.Hour)
 	active := tc.Intermediate().ID
 	n := len(tc.Issuers())
-	if _, err := tc.RotateIntermediate(ctx, "test", "too late"); KindOf(err) != Rejected || !strings.Contains(err.Error(), "renew the root") {
+	if _, err := tc.Intermediates().RotateIntermediate(ctx, "test", "too late"); KindOf(err) != Rejected || !strings.Contains(err.Error(), "renew the root") {
 		t.Fatalf("rotation an hour before the root expires: %v, want Rejected", err)
 	}
 	if tc.Intermediate().ID != active || len(tc.Issuers()) != n {

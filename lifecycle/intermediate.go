@@ -11,7 +11,7 @@ import (
 const IntermediateRotateJob = "intermediate-rotate"
 
 // IntermediateAuthority is what the intermediate-rotate job asks of ca.
-// ca.Authority implements it.
+// ca.Intermediates (ca.Authority.Intermediates) implements it.
 type IntermediateAuthority interface {
 	RotateIntermediateIfDue(ctx context.Context, actor, at string) (*ca.IntermediateRotation, error)
 	RetireIntermediates(ctx context.Context, actor string, grace time.Duration) ([]string, error)

@@ -31,7 +31,7 @@ func TestRootsAndIssuerHandlers(t *testing.T) {
 	}
 
 	old := e.auth.Intermediate()
-	rot, err := e.auth.RotateIntermediate(context.Background(), "test", "issuer handler test")
+	rot, err := e.auth.Intermediates().RotateIntermediate(context.Background(), "test", "issuer handler test")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -29,7 +29,7 @@ func TestIssuersChangeRepublishes(t *testing.T) {
 		t.Fatalf("no CRL for %s after Start", old.ID)
 	}
 
-	rot, err := e.auth.RotateIntermediate(ctx, "test", "issuers change test")
+	rot, err := e.auth.Intermediates().RotateIntermediate(ctx, "test", "issuers change test")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -46,7 +46,7 @@ func TestIssuersChangeRepublishes(t *testing.T) {
 
 	grace := 24 * time.Hour
 	e.clk.Advance(last.NotAfter.Sub(e.clk.Now()) + 2*grace)
-	gone, err := e.auth.RetireIntermediates(ctx, "test", grace)
+	gone, err := e.auth.Intermediates().RetireIntermediates(ctx, "test", grace)
 	if err != nil || len(gone) != 1 || gone[0] != old.ID {
 		t.Fatalf("RetireIntermediates = %v, %v; want [%s]", gone, err, old.ID)
 	}

@@ -136,7 +136,7 @@ func (s *server) startJobs(ctx context.Context, clk clockwork.Clock, reg prometh
 			return lifecycle.Result{Items: int64(n)}, err
 		}},
 		"tidy": {Task: tidy.Run},
-		lifecycle.IntermediateRotateJob: {Task: lifecycle.IntermediateRotateTask(s.auth, s.cfg.Intermediate.RotateAt, s.cfg.destroyAfter()),
+		lifecycle.IntermediateRotateJob: {Task: lifecycle.IntermediateRotateTask(s.auth.Intermediates(), s.cfg.Intermediate.RotateAt, s.cfg.destroyAfter()),
 			ChangesState: true},
 		"expiry-notify": {Task: notify.Run},
 		"log-sign": {Task: func(ctx context.Context) (lifecycle.Result, error) {

@@ -177,7 +177,7 @@ func startServer(ctx context.Context, cfg *Config, passphrase []byte, log *slog.
 	}
 	secure := http.NewServeMux()
 	apiCfg := api.Config{MaxBodyBytes: cfg.Limits.MaxBodyBytes, Logger: log, Clock: clk, Jobs: jobsAPI{s}, Managed: s.managed,
-		Intermediates: s.auth, Log: s.auth.Log()}
+		Intermediates: s.auth.Intermediates(), Log: s.auth.Log()}
 	if cfg.ACME.On() {
 		endpoints, err := newACME(ctx, cfg, st, s.auth, clk, log)
 		if err != nil {
