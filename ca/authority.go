@@ -457,7 +457,7 @@ func (a *Authority) buildLeaf(iss *signingIssuer, prof *Profile, l leafRequest) 
 		URIs:                  l.names.URIs,
 		OCSPServer:            []string{base + "/ocsp"},
 		IssuingCertificateURL: []string{base + "/issuer/" + iss.ID + ".crt"},
-		CRLDistributionPoints: []string{a.CRLURL(iss.ID, shard)},
+		CRLDistributionPoints: []string{a.crlURL(iss.ID, shard)},
 	}
 	// Lint a copy signed by the throwaway key; the real key signs only
 	// certificates that pass (RFC 5280 lints, zlint).

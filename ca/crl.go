@@ -13,6 +13,8 @@ import (
 
 	"golang.org/x/crypto/cryptobyte"
 	cbasn1 "golang.org/x/crypto/cryptobyte/asn1"
+
+	"github.com/sigil-ca/sigil/store"
 )
 
 // MaxCRLShards bounds Config.CRLShards.
@@ -31,20 +33,40 @@ func CRLShard(serial *big.Int, shards int) int {
 	return int(m.Int64()) + 1
 }
 
+// CRLSigner is the authority as the CRL publisher (revocation) uses it:
+// the issuers whose CRLs are published and the changes to them and to
+// certificate status, the shard layout and URLs, and signatures over
+// TBSCertLists it checks first, so that the key signs nothing else.
+type CRLSigner struct{ a *Authority }
+
+// CRL returns the authority as the CRL publisher uses it.
+func (a *Authority) CRL() *CRLSigner { return &CRLSigner{a: a} }
+
+// ServingIssuers is Authority.ServingIssuers.
+func (c *CRLSigner) ServingIssuers() []Issuer { return c.a.ServingIssuers() }
+
+// OnStatusChange is Authority.OnStatusChange.
+func (c *CRLSigner) OnStatusChange(fn func(store.CertRecord)) { c.a.OnStatusChange(fn) }
+
+// OnIssuersChange is Authority.OnIssuersChange.
+func (c *CRLSigner) OnIssuersChange(fn func(context.Context)) { c.a.OnIssuersChange(fn) }
+
 // CRLShards returns the number of CRL partitions per issuer: 0 when each
 // issuer publishes one CRL.
-func (a *Authority) CRLShards() int {
-	if a.cfg.CRLShards <= 1 {
+func (c *CRLSigner) CRLShards() int {
+	if c.a.cfg.CRLShards <= 1 {
 		return 0
 	}
-	return a.cfg.CRLShards
+	return c.a.cfg.CRLShards
 }
 
 // CRLURL returns the URL of issuerID's CRL for shard: BASE/crl/{issuer}.crl
 // for shard 0, BASE/crl/{issuer}/{shard}.crl otherwise. Certificates carry it
 // as their CRL distribution point and a partitioned CRL as its issuing
 // distribution point, byte for byte (RFC 5280 §5.2.5).
-func (a *Authority) CRLURL(issuerID string, shard int) string {
+func (c *CRLSigner) CRLURL(issuerID string, shard int) string { return c.a.crlURL(issuerID, shard) }
+
+func (a *Authority) crlURL(issuerID string, shard int) string {
 	base := strings.TrimRight(a.cfg.BaseURL, "/") + "/crl/" + issuerID
 	if shard == 0 {
 		return base + ".crl"
@@ -62,7 +84,8 @@ func (a *Authority) crlIssuer(issuerID string) (*signingIssuer, error) {
 
 // CRLSignatureAlgorithm returns the DER AlgorithmIdentifier that a
 // TBSCertList for issuerID must carry to be signed by signTBSCertList.
-func (a *Authority) CRLSignatureAlgorithm(issuerID string) ([]byte, error) {
+func (c *CRLSigner) CRLSignatureAlgorithm(issuerID string) ([]byte, error) {
+	a := c.a
 	iss, err := a.crlIssuer(issuerID)
 	if err != nil {
 		return nil, err
@@ -93,7 +116,8 @@ func (a *Authority) signTBSCertList(ctx context.Context, issuerID string, tbs []
 // of a CertificateList whose signatureAlgorithm is CRLSignatureAlgorithm).
 // A caller holding a CRL of tens of MiB assembles it in the buffer that
 // already holds the TBS instead of having it copied.
-func (a *Authority) CRLSignature(ctx context.Context, issuerID string, tbs []byte) ([]byte, error) {
+func (c *CRLSigner) CRLSignature(ctx context.Context, issuerID string, tbs []byte) ([]byte, error) {
+	a := c.a
 	iss, err := a.checkCRLTBS(ctx, issuerID, tbs)
 	if err != nil {
 		return nil, err

@@ -10,9 +10,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/sigil-ca/sigil/ca/keystore"
 	"golang.org/x/crypto/cryptobyte"
 	cbasn1 "golang.org/x/crypto/cryptobyte/asn1"
+
+	"github.com/sigil-ca/sigil/ca/keystore"
 )
 
 func TestCRLShard(t *testing.T) {
@@ -41,8 +42,8 @@ func TestShardedIssuance(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if a.CRLShards() != 4 || tc.CRLShards() != 0 {
-		t.Errorf("CRLShards = %d and %d, want 4 and 0", a.CRLShards(), tc.CRLShards())
+	if a.CRL().CRLShards() != 4 || tc.CRL().CRLShards() != 0 {
+		t.Errorf("CRLShards = %d and %d, want 4 and 0", a.CRL().CRLShards(), tc.CRL().CRLShards())
 	}
 	id := a.Intermediate().ID
 	seen := map[int]bool{}
@@ -61,7 +62,7 @@ func TestShardedIssuance(t *testing.T) {
 			t.Errorf("record shard %d, want %d in 1..4", shard, want)
 		}
 		want := testBaseURL + "/crl/" + id + "/" + strconv.Itoa(shard) + ".crl"
-		if len(leaf.CRLDistributionPoints) != 1 || leaf.CRLDistributionPoints[0] != want || a.CRLURL(id, shard) != want {
+		if len(leaf.CRLDistributionPoints) != 1 || leaf.CRLDistributionPoints[0] != want || a.CRL().CRLURL(id, shard) != want {
 			t.Errorf("CDP %q, want [%s]", leaf.CRLDistributionPoints, want)
 		}
 		stored, err := tc.st.Certificate(ctx, iss.Record.Serial)
@@ -113,12 +114,12 @@ func TestSignCRL(t *testing.T) {
 			if err := crl2.CheckSignatureFrom(inter.Cert); err != nil || crl2.Number.Int64() != 7 {
 				t.Errorf("re-signed CRL: number %v, signature %v", crl2.Number, err)
 			}
-			algID, err := tc.CRLSignatureAlgorithm(inter.ID)
+			algID, err := tc.CRL().CRLSignatureAlgorithm(inter.ID)
 			if err != nil || len(algID) == 0 {
 				t.Errorf("CRLSignatureAlgorithm = %x, %v", algID, err)
 			}
 			// CRLSignature's value, assembled by the caller, verifies too.
-			sig, err := tc.CRLSignature(ctx, inter.ID, crl.RawTBSRevocationList)
+			sig, err := tc.CRL().CRLSignature(ctx, inter.ID, crl.RawTBSRevocationList)
 			if err != nil {
 				t.Fatalf("CRLSignature: %v", err)
 			}
@@ -140,7 +141,7 @@ func TestSignCRL(t *testing.T) {
 			if _, err := tc.signTBSCertList(ctx, tc.Root().ID, crl.RawTBSRevocationList); KindOf(err) != NotFound {
 				t.Errorf("signTBSCertList for the root = %v, want NotFound", err)
 			}
-			if _, err := tc.CRLSignatureAlgorithm(tc.Root().ID); err == nil {
+			if _, err := tc.CRL().CRLSignatureAlgorithm(tc.Root().ID); err == nil {
 				t.Errorf("CRLSignatureAlgorithm for the root succeeded")
 			}
 			for name, tbs := range map[string][]byte{
@@ -152,7 +153,7 @@ func TestSignCRL(t *testing.T) {
 				if _, err := tc.signTBSCertList(ctx, inter.ID, tbs); KindOf(err) != Malformed {
 					t.Errorf("signTBSCertList(%s) = %v, want Malformed", name, err)
 				}
-				if _, err := tc.CRLSignature(ctx, inter.ID, tbs); KindOf(err) != Malformed {
+				if _, err := tc.CRL().CRLSignature(ctx, inter.ID, tbs); KindOf(err) != Malformed {
 					t.Errorf("CRLSignature(%s) = %v, want Malformed", name, err)
 				}
 			}

@@ -45,7 +45,9 @@
 //
 // Intermediate rotation (rotate.go) is its own type behind an accessor,
 // Authority.Intermediates: the list of intermediates, the rotation point,
-// the rotation itself and the destruction of rotated-out keys.
+// the rotation itself and the destruction of rotated-out keys. CRL signing
+// (crl.go) likewise is Authority.CRL, the authority as the CRL publisher
+// uses it: shards, URLs, and signatures over TBSCertLists it checks.
 //
 // The audit chain is checked three ways (verify.go, verifystate.go):
 // VerifyAudit walks it whole against its signed checkpoints and any

@@ -114,8 +114,8 @@ func TestInitRootCRL(t *testing.T) {
 		t.Errorf("thisUpdate %v nextUpdate %v (record %v, %v), want %v + 1 year", crl.ThisUpdate, crl.NextUpdate, rec.ThisUpdate, rec.NextUpdate, now)
 	}
 	// The intermediate's CDP names this CRL.
-	if cdp := tc.Intermediate().Cert.CRLDistributionPoints; len(cdp) != 1 || cdp[0] != tc.CRLURL(tc.Root().ID, 0) {
-		t.Errorf("intermediate CDP %v, want [%s]", cdp, tc.CRLURL(tc.Root().ID, 0))
+	if cdp := tc.Intermediate().Cert.CRLDistributionPoints; len(cdp) != 1 || cdp[0] != tc.CRL().CRLURL(tc.Root().ID, 0) {
+		t.Errorf("intermediate CDP %v, want [%s]", cdp, tc.CRL().CRLURL(tc.Root().ID, 0))
 	}
 	if evs := rootCRLEvents(t, tc); len(evs) != 1 || evs[0]["number"] != "1" || evs[0]["entries"] != "0" {
 		t.Errorf("crl.published events %v, want one for number 1", evs)

@@ -70,7 +70,7 @@ func TestOCSPAnswersDuringCRLAndWrites(t *testing.T) {
 	defer srv.Close()
 
 	ps := &pausingStore{SQLite: e.st, paused: make(chan struct{}), release: make(chan struct{})}
-	pub, err := NewPublisher(CRLConfig{Clock: e.clk, Logger: discard()}, e.auth, ps)
+	pub, err := NewPublisher(CRLConfig{Clock: e.clk, Logger: discard()}, e.auth.CRL(), ps)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -226,7 +226,7 @@ func BenchmarkOCSPGetUnderLoad(b *testing.B) {
 	defer cancel()
 	paths := benchOCSPPaths(b, e)
 	r := e.responder(OCSPConfig{})
-	pub, err := NewPublisher(CRLConfig{Clock: e.clk, Logger: discard()}, e.auth, e.st)
+	pub, err := NewPublisher(CRLConfig{Clock: e.clk, Logger: discard()}, e.auth.CRL(), e.st)
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -21,7 +21,8 @@ import (
 )
 
 // CRLAuthority is what the publisher needs from the CA: which issuers and
-// shards to publish for, and a signature. ca.Authority implements it.
+// shards to publish for, and a signature. ca.CRLSigner (ca.Authority.CRL)
+// implements it.
 type CRLAuthority interface {
 	// ServingIssuers lists the intermediates whose CRLs are published: the
 	// active one and those retired by a rotation whose certificates have

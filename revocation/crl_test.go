@@ -85,7 +85,7 @@ func (e *testEnv) newAuthority(t testing.TB, shards int) *ca.Authority {
 
 func (e *testEnv) newPublisher(t testing.TB) *Publisher {
 	t.Helper()
-	p, err := NewPublisher(CRLConfig{Clock: e.clk, Logger: discard()}, e.auth, e.st)
+	p, err := NewPublisher(CRLConfig{Clock: e.clk, Logger: discard()}, e.auth.CRL(), e.st)
 	if err != nil {
 		t.Fatalf("NewPublisher: %v", err)
 	}
@@ -415,7 +415,7 @@ func TestShardedCRL(t *testing.T) {
 	// The whole CRL (for certificates issued before partitioning) is
 	// published too, empty here, and scoped by its own IDP.
 	crl := e.parseCRL(t, getURL(t, srv.URL+"/crl/"+e.auth.Intermediate().ID+".crl", http.StatusOK))
-	if uri, ok := idpURI(t, crl); !ok || uri != e.auth.CRLURL(e.auth.Intermediate().ID, 0) || len(crl.RevokedCertificateEntries) != 0 {
+	if uri, ok := idpURI(t, crl); !ok || uri != e.auth.CRL().CRLURL(e.auth.Intermediate().ID, 0) || len(crl.RevokedCertificateEntries) != 0 {
 		t.Errorf("whole CRL: IDP %q, %d entries", uri, len(crl.RevokedCertificateEntries))
 	}
 }
@@ -614,7 +614,7 @@ func TestNewPublisherRefuses(t *testing.T) {
 		{Clock: e.clk, Logger: discard(), Refresh: 24 * time.Hour},
 		{Clock: e.clk, Logger: discard(), Validity: time.Second},
 	} {
-		if _, err := NewPublisher(cfg, e.auth, e.st); err == nil {
+		if _, err := NewPublisher(cfg, e.auth.CRL(), e.st); err == nil {
 			t.Errorf("NewPublisher(%+v) succeeded", cfg)
 		}
 	}

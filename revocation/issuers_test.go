@@ -14,7 +14,7 @@ import (
 func TestIssuersChangeRepublishes(t *testing.T) {
 	ctx := context.Background()
 	e := newEnv(t)
-	pub, err := NewPublisher(CRLConfig{Clock: e.clk, Logger: discard()}, e.auth, e.st)
+	pub, err := NewPublisher(CRLConfig{Clock: e.clk, Logger: discard()}, e.auth.CRL(), e.st)
 	if err != nil {
 		t.Fatal(err)
 	}

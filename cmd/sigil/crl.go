@@ -63,7 +63,7 @@ func (c *CRLConfig) validate() []error {
 // mounts both on the plain listener's mux. The server stops them on shutdown.
 func (s *server) startCRL(ctx context.Context, plain *http.ServeMux, st *store.SQLite, clk clockwork.Clock, reg prometheus.Registerer) error {
 	pub, err := revocation.NewPublisher(revocation.CRLConfig{Validity: time.Duration(s.cfg.CRL.Validity),
-		Refresh: time.Duration(s.cfg.CRL.Refresh), Clock: clk, Logger: s.log, Metrics: revocation.NewCRLMetrics(reg)}, s.auth, st)
+		Refresh: time.Duration(s.cfg.CRL.Refresh), Clock: clk, Logger: s.log, Metrics: revocation.NewCRLMetrics(reg)}, s.auth.CRL(), st)
 	if err != nil {
 		return fmt.Errorf("crl: %w", err)
 	}
@@ -90,8 +90,8 @@ func (s *server) startCRL(ctx context.Context, plain *http.ServeMux, st *store.S
 				"serial", rec.Serial, "issuer", rootID)
 		}
 	})
-	s.log.Info("CRLs published", "issuer", s.auth.Intermediate().ID, "shards", s.auth.CRLShards(),
-		"url", s.auth.CRLURL(s.auth.Intermediate().ID, 0), "root_url", s.auth.CRLURL(rootID, 0))
+	s.log.Info("CRLs published", "issuer", s.auth.Intermediate().ID, "shards", s.auth.CRL().CRLShards(),
+		"url", s.auth.CRL().CRLURL(s.auth.Intermediate().ID, 0), "root_url", s.auth.CRL().CRLURL(rootID, 0))
 	return nil
 }
 
