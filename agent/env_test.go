@@ -83,7 +83,7 @@ func newCAEnv(t *testing.T, acmeOn bool) *caEnv {
 	tc := testca.New(t, testca.Options{Name: "Agent Test CA", Clock: clk,
 		Config: func(cfg *ca.Config) { cfg.Profiles, cfg.Logger = profiles, logger }})
 	st, auth := tc.Store, tc.Authority
-	h, err := api.New(api.Config{Logger: logger, Clock: clk}, auth)
+	h, err := api.New(api.Config{Logger: logger, Clock: clk}, auth, auth.Access())
 	if err != nil {
 		t.Fatal(err)
 	}

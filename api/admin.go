@@ -164,7 +164,7 @@ func (api *API) createToken(w http.ResponseWriter, r *http.Request, p ca.Princip
 	case req.Managed != "":
 		return &ca.Error{Kind: ca.Malformed, Detail: "managed applies only to tokens of role managed"}
 	default:
-		secret, rec, err = api.admin.CreateToken(r.Context(), p.Actor(), req.Role, req.Profiles, ttl, req.Description)
+		secret, rec, err = api.tokens.CreateToken(r.Context(), p.Actor(), req.Role, req.Profiles, ttl, req.Description)
 	}
 	if err != nil {
 		return err
@@ -176,7 +176,7 @@ func (api *API) createToken(w http.ResponseWriter, r *http.Request, p ca.Princip
 }
 
 func (api *API) listTokens(w http.ResponseWriter, r *http.Request, _ ca.Principal) error {
-	recs, err := api.admin.Tokens(r.Context())
+	recs, err := api.tokens.Tokens(r.Context())
 	if err != nil {
 		return err
 	}
@@ -189,7 +189,7 @@ func (api *API) listTokens(w http.ResponseWriter, r *http.Request, _ ca.Principa
 }
 
 func (api *API) revokeToken(w http.ResponseWriter, r *http.Request, p ca.Principal) error {
-	if err := api.admin.RevokeToken(r.Context(), p.Actor(), r.PathValue("id")); err != nil {
+	if err := api.tokens.RevokeToken(r.Context(), p.Actor(), r.PathValue("id")); err != nil {
 		return err
 	}
 	w.WriteHeader(http.StatusNoContent)

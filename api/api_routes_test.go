@@ -190,7 +190,7 @@ func TestAuditorReadsAudited(t *testing.T) {
 func BenchmarkAuditorRead(b *testing.B) {
 	e := newEnvWith(b, nil)
 	ctx := context.Background()
-	auditor, _, err := e.auth.CreateToken(ctx, "bench", ca.RoleAuditor, nil, 0, "bench")
+	auditor, _, err := e.auth.Access().CreateToken(ctx, "bench", ca.RoleAuditor, nil, 0, "bench")
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -209,7 +209,7 @@ func BenchmarkAuditorRead(b *testing.B) {
 	// The audit append alone, as each auditor read pays it.
 	b.Run("record/serial", func(b *testing.B) {
 		for b.Loop() {
-			if err := e.auth.RecordRead(ctx, "token:bench", "GET", "/v1/certificates", "limit=10"); err != nil {
+			if err := e.auth.Access().RecordRead(ctx, "token:bench", "GET", "/v1/certificates", "limit=10"); err != nil {
 				b.Fatal(err)
 			}
 		}
@@ -218,7 +218,7 @@ func BenchmarkAuditorRead(b *testing.B) {
 		b.SetParallelism(4)
 		b.RunParallel(func(pb *testing.PB) {
 			for pb.Next() {
-				if err := e.auth.RecordRead(ctx, "token:bench", "GET", "/v1/certificates", "limit=10"); err != nil {
+				if err := e.auth.Access().RecordRead(ctx, "token:bench", "GET", "/v1/certificates", "limit=10"); err != nil {
 					b.Error(err)
 					return
 				}

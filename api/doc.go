@@ -17,8 +17,9 @@
 // query parameters it takes, and any other is refused with 400.
 //
 // Each handler group holds only its view of the authority (views.go):
-// Gate for the adapter, Issuer, Renewal, Auditor and Admin; Authority, what
-// New takes, is their union. The transparency log (TransparencyLog,
+// Gate for the adapter, TokenAdmin, Issuer, Renewal, Auditor and Admin.
+// New takes two unions: Authority (the authority's views) and Access (the
+// gate and tokens, ca.Authority.Access). The transparency log (TransparencyLog,
 // ca.Authority.Log) and managed certificates (Managed, lifecycle/managed)
 // come in Config.
 //

@@ -114,7 +114,7 @@ func newEnvWith(t testing.TB, configure func(cfg *api.Config, auth *ca.Authority
 		}
 		configure(&cfg, auth, svc)
 	}
-	h, err := api.New(cfg, auth)
+	h, err := api.New(cfg, auth, auth.Access())
 	if err != nil {
 		t.Fatalf("api.New: %v", err)
 	}

@@ -372,7 +372,7 @@ func (f failingScan) ScanCertificates(ctx context.Context, flt store.CertFilter,
 func TestCertExportCutShort(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
-	h, err := api.New(api.Config{Logger: slog.New(slog.NewJSONHandler(e.logs, nil)), Clock: e.clk}, failingScan{e.auth, 2500})
+	h, err := api.New(api.Config{Logger: slog.New(slog.NewJSONHandler(e.logs, nil)), Clock: e.clk}, failingScan{e.auth, 2500}, e.auth.Access())
 	if err != nil {
 		t.Fatal(err)
 	}

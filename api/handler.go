@@ -47,6 +47,7 @@ type Config struct {
 // authority (views.go).
 type API struct {
 	gate    Gate
+	tokens  TokenAdmin
 	issuer  Issuer
 	renewal Renewal
 	auditor Auditor
@@ -66,13 +67,14 @@ func (c Config) WithDefaults() Config {
 	return c
 }
 
-// New checks cfg and returns the API.
-func New(cfg Config, a Authority) (*API, error) {
-	if a == nil || cfg.Logger == nil || cfg.Clock == nil {
-		return nil, errors.New("api: authority, logger and clock are required")
+// New checks cfg and returns the API over the authority a and its gate
+// access.
+func New(cfg Config, a Authority, access Access) (*API, error) {
+	if a == nil || access == nil || cfg.Logger == nil || cfg.Clock == nil {
+		return nil, errors.New("api: authority, access, logger and clock are required")
 	}
 	cfg = cfg.WithDefaults()
-	return &API{gate: a, issuer: a, renewal: a, auditor: a, admin: a, tlog: cfg.Log, cfg: cfg, log: cfg.Logger, clk: cfg.Clock}, nil
+	return &API{gate: access, tokens: access, issuer: a, renewal: a, auditor: a, admin: a, tlog: cfg.Log, cfg: cfg, log: cfg.Logger, clk: cfg.Clock}, nil
 }
 
 type handlerFunc func(w http.ResponseWriter, r *http.Request, p ca.Principal) error

@@ -62,7 +62,7 @@ func newManagedEnv(t *testing.T) (*testEnv, *ca.Authority) {
 	if err != nil {
 		t.Fatalf("managed.New: %v", err)
 	}
-	h, err := api.New(api.Config{MaxBodyBytes: testMaxBody, Logger: logger, Clock: clk, Managed: svc}, auth)
+	h, err := api.New(api.Config{MaxBodyBytes: testMaxBody, Logger: logger, Clock: clk, Managed: svc}, auth, auth.Access())
 	if err != nil {
 		t.Fatalf("api.New: %v", err)
 	}

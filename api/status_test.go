@@ -59,6 +59,9 @@ func TestStatusTable(t *testing.T) {
 // stubAuthority satisfies Authority; the routes exercised here never call it.
 type stubAuthority struct{ Authority }
 
+// stubAccess satisfies Access; the routes exercised here never call it.
+type stubAccess struct{ Access }
+
 // lockedBuffer is a log sink safe for concurrent handlers.
 type lockedBuffer struct {
 	mu sync.Mutex
@@ -83,7 +86,7 @@ func newStubAPI(t *testing.T) (*API, *lockedBuffer) {
 	a, err := New(Config{
 		Logger: slog.New(slog.NewJSONHandler(logs, nil)),
 		Clock:  testclock.New(),
-	}, stubAuthority{})
+	}, stubAuthority{}, stubAccess{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -12,6 +12,7 @@ import (
 
 // Gate is what the adapter calls around every request, whatever its role:
 // who is asking, and the record of what was refused or read.
+// ca.Access (ca.Authority.Access) implements it.
 type Gate interface {
 	Authenticate(ctx context.Context, token string) (ca.Principal, error)
 	RecordAccessRefusal(ctx context.Context, actor, method, path string, err error)
@@ -48,25 +49,35 @@ type Auditor interface {
 	PrepareAuditExport(ctx context.Context, since time.Time) (*ca.AuditExport, error)
 }
 
-// Admin is what token, key and hold management call (admin tokens; the
-// key inventory is listed to auditors too).
+// Admin is what key and hold management and bulk revocation call (admin
+// tokens; the key inventory is listed to auditors too).
 type Admin interface {
 	KeyInventory(ctx context.Context) ([]ca.KeyInfo, error)
 	RewrapKEK(ctx context.Context, actor string, current, next []byte) (string, int, error)
 	BlockKey(ctx context.Context, actor string, pub crypto.PublicKey) ([]store.CertRecord, error)
-	CreateToken(ctx context.Context, actor, role string, profiles []string, ttl time.Duration, description string) (string, store.TokenRecord, error)
-	RevokeToken(ctx context.Context, actor, id string) error
-	Tokens(ctx context.Context) ([]store.TokenRecord, error)
 	Unhold(ctx context.Context, serial, actor string) (store.CertRecord, error)
 	BulkRevoke(ctx context.Context, req ca.BulkRevokeRequest) (ca.BulkRevocation, error)
 }
 
-// Authority is every view at once: what New takes (a *ca.Authority is
-// one). Handlers never hold it, only their view.
+// TokenAdmin is what token management calls (admin tokens).
+type TokenAdmin interface {
+	CreateToken(ctx context.Context, actor, role string, profiles []string, ttl time.Duration, description string) (string, store.TokenRecord, error)
+	RevokeToken(ctx context.Context, actor, id string) error
+	Tokens(ctx context.Context) ([]store.TokenRecord, error)
+}
+
+// Authority is every view of the authority itself at once: what New takes
+// first (a *ca.Authority is one). Handlers never hold it, only their view.
 type Authority interface {
-	Gate
 	Issuer
 	Renewal
 	Auditor
 	Admin
+}
+
+// Access is the gate and token management at once: what New takes second
+// (ca.Access, from ca.Authority.Access, is one).
+type Access interface {
+	Gate
+	TokenAdmin
 }

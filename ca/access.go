@@ -14,12 +14,27 @@ import (
 // cut and the event says so.
 const maxAuditedQuery = 1024
 
+// Access is the authority's gate as the HTTP surfaces (api, ui) use it:
+// API tokens, created, listed, revoked, authenticated, and looked up again
+// for every request of a web session, and the audit record of what
+// callers read, of their web sessions and of their refused requests.
+type Access struct{ a *Authority }
+
+// Access returns the authority's gate for the HTTP surfaces.
+func (a *Authority) Access() *Access { return &Access{a: a} }
+
+// RecordUnauthenticatedRefusal is Authority.RecordUnauthenticatedRefusal.
+func (x *Access) RecordUnauthenticatedRefusal(ctx context.Context, r UnauthenticatedRefusal) {
+	x.a.RecordUnauthenticatedRefusal(ctx, r)
+}
+
 // RecordRead audits a read by an auditor, or any page view of the auditor
 // web page: action audit.read, the principal as actor, and the method, path
 // and query it asked for. It returns once the event is durable (it shares
 // the store's group commit with concurrent writes), so that callers can
 // refuse to answer a read they could not record.
-func (a *Authority) RecordRead(ctx context.Context, actor, method, path, query string) error {
+func (x *Access) RecordRead(ctx context.Context, actor, method, path, query string) error {
+	a := x.a
 	d := map[string]string{"method": method, "path": path}
 	if query != "" {
 		if len(query) > maxAuditedQuery {
@@ -45,7 +60,8 @@ func (a *Authority) RecordRead(ctx context.Context, actor, method, path, query s
 // such as ui.login, ui.logout or ui.login.refused) with the client address.
 // A refusal's reason is the kind of err. Failures to record are logged:
 // a refusal is answered either way.
-func (a *Authority) RecordSession(ctx context.Context, action, actor, remote string, err error) {
+func (x *Access) RecordSession(ctx context.Context, action, actor, remote string, err error) {
+	a := x.a
 	d := map[string]string{"remote": remote}
 	if err != nil {
 		d["reason"] = KindOf(err).String()
@@ -57,7 +73,8 @@ func (a *Authority) RecordSession(ctx context.Context, action, actor, remote str
 // valid (not revoked, not expired), without its secret: a web session made
 // from a token calls it on every request so that revoking the token ends
 // the session. Any failure is Unauthorized, as for Authenticate.
-func (a *Authority) TokenPrincipal(ctx context.Context, id string) (Principal, error) {
+func (x *Access) TokenPrincipal(ctx context.Context, id string) (Principal, error) {
+	a := x.a
 	rec, err := a.st.Token(ctx, id)
 	if errors.Is(err, store.ErrNotFound) {
 		return Principal{}, errorf(Unauthorized, "invalid or expired token")

@@ -48,6 +48,9 @@
 // the rotation itself and the destruction of rotated-out keys. CRL signing
 // (crl.go) likewise is Authority.CRL, the authority as the CRL publisher
 // uses it: shards, URLs, and signatures over TBSCertLists it checks.
+// The gate of the HTTP surfaces is Authority.Access (access.go,
+// tokens.go): API tokens created, listed, revoked and authenticated, and
+// the audit record of reads, web sessions and access refusals.
 //
 // The audit chain is checked three ways (verify.go, verifystate.go):
 // VerifyAudit walks it whole against its signed checkpoints and any

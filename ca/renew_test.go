@@ -258,7 +258,7 @@ func TestRenewRefusedAfterTokenRevoked(t *testing.T) {
 	t.Parallel()
 	rc := newRenewCA(t)
 	ctx := context.Background()
-	_, tok, err := rc.a.CreateToken(ctx, "test", RoleIssuer, []string{"tls-server"}, 0, "renewer")
+	_, tok, err := rc.a.Access().CreateToken(ctx, "test", RoleIssuer, []string{"tls-server"}, 0, "renewer")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -269,7 +269,7 @@ func TestRenewRefusedAfterTokenRevoked(t *testing.T) {
 	}
 	second, _ := x509.ParseCertificate(iss.Chain[0])
 	other, _ := rc.issueFor(t, mustKey(t, keystore.ECDSAP256), "token:"+tok.ID)
-	if err := rc.a.RevokeToken(ctx, "test", tok.ID); err != nil {
+	if err := rc.a.Access().RevokeToken(ctx, "test", tok.ID); err != nil {
 		t.Fatal(err)
 	}
 	for name, c := range map[string]*x509.Certificate{"renewed": second, "never renewed": other} {

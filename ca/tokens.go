@@ -116,7 +116,8 @@ func TokenAudit(rec store.TokenRecord, actor string, now time.Time) audit.Event 
 }
 
 // CreateToken stores a new token and returns its secret, shown only once.
-func (a *Authority) CreateToken(ctx context.Context, actor, role string, profiles []string, ttl time.Duration, description string) (string, store.TokenRecord, error) {
+func (x *Access) CreateToken(ctx context.Context, actor, role string, profiles []string, ttl time.Duration, description string) (string, store.TokenRecord, error) {
+	a := x.a
 	now := a.clk.Now().UTC()
 	for _, p := range profiles {
 		if _, ok := a.cfg.Profiles[p]; !ok {
@@ -168,7 +169,8 @@ func (a *Authority) storeToken(ctx context.Context, secret string, rec store.Tok
 }
 
 // RevokeToken revokes a token by id.
-func (a *Authority) RevokeToken(ctx context.Context, actor, id string) error {
+func (x *Access) RevokeToken(ctx context.Context, actor, id string) error {
+	a := x.a
 	now := a.clk.Now().UTC()
 	err := a.st.WithTx(ctx, func(tx store.Tx) error {
 		if err := tx.RevokeToken(id, now); err != nil {
@@ -187,7 +189,8 @@ func (a *Authority) RevokeToken(ctx context.Context, actor, id string) error {
 }
 
 // Tokens lists token records (never secrets).
-func (a *Authority) Tokens(ctx context.Context) ([]store.TokenRecord, error) {
+func (x *Access) Tokens(ctx context.Context) ([]store.TokenRecord, error) {
+	a := x.a
 	t, err := a.st.Tokens(ctx)
 	if err != nil {
 		return nil, internal("list tokens", err)
@@ -197,7 +200,8 @@ func (a *Authority) Tokens(ctx context.Context) ([]store.TokenRecord, error) {
 
 // Authenticate checks a presented token. Every failure is the same
 // Unauthorized error so that callers learn nothing about which part failed.
-func (a *Authority) Authenticate(ctx context.Context, presented string) (Principal, error) {
+func (x *Access) Authenticate(ctx context.Context, presented string) (Principal, error) {
+	a := x.a
 	deny := errorf(Unauthorized, "invalid or expired token")
 	id, secret, ok := splitToken(presented)
 	var want []byte
@@ -257,7 +261,8 @@ func TokenID(presented string) (string, bool) {
 // not authenticate, whatever its shape) goes to
 // RecordUnauthenticatedRefusal instead, so that anonymous traffic cannot
 // grow the audit log.
-func (a *Authority) RecordAccessRefusal(ctx context.Context, actor, method, path string, err error) {
+func (x *Access) RecordAccessRefusal(ctx context.Context, actor, method, path string, err error) {
+	a := x.a
 	a.AuditRefusal(ctx, Refusal{Action: audit.ActionAccessRefused, Actor: actor, ReasonOnly: true,
 		Detail: map[string]string{"method": method, "path": path}, Err: err, Op: "access", LogAttrs: []any{"method", method, "path", path}})
 }

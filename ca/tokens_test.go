@@ -19,14 +19,14 @@ func TestTokens(t *testing.T) {
 	ctx := context.Background()
 	tc := newTestCA(t, keystore.ECDSAP256, keystore.ECDSAP256)
 
-	secret, rec, err := tc.CreateToken(ctx, "cli", RoleIssuer, []string{"tls-server"}, 2*time.Hour, "web fleet")
+	secret, rec, err := tc.Access().CreateToken(ctx, "cli", RoleIssuer, []string{"tls-server"}, 2*time.Hour, "web fleet")
 	if err != nil {
 		t.Fatalf("CreateToken: %v", err)
 	}
 	if !strings.HasPrefix(secret, "sigil_"+rec.ID+"_") {
 		t.Errorf("secret %q does not read sigil_<id>_<secret>", secret)
 	}
-	p, err := tc.Authenticate(ctx, secret)
+	p, err := tc.Access().Authenticate(ctx, secret)
 	if err != nil {
 		t.Fatalf("Authenticate: %v", err)
 	}
@@ -47,7 +47,7 @@ func TestTokens(t *testing.T) {
 	if !bytes.Equal(stored.SecretHash, sum[:]) {
 		t.Errorf("stored hash %x, want SHA-256 of the secret %x", stored.SecretHash, sum)
 	}
-	all, err := tc.Tokens(ctx)
+	all, err := tc.Access().Tokens(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -63,7 +63,7 @@ func TestTokens(t *testing.T) {
 	}
 
 	// The init admin token works too.
-	if p, err := tc.Authenticate(ctx, tc.init.AdminToken); err != nil || p.Role != RoleAdmin {
+	if p, err := tc.Access().Authenticate(ctx, tc.init.AdminToken); err != nil || p.Role != RoleAdmin {
 		t.Errorf("admin token: %+v, %v", p, err)
 	}
 
@@ -95,38 +95,38 @@ func TestTokens(t *testing.T) {
 	}
 	for _, d := range denied {
 		t.Run(d.name, func(t *testing.T) {
-			_, err := tc.Authenticate(ctx, d.token)
+			_, err := tc.Access().Authenticate(ctx, d.token)
 			assertUnauthorized(t, err)
 		})
 	}
 
 	// Revoked.
-	rsecret, rrec, err := tc.CreateToken(ctx, "cli", RoleAuditor, nil, 0, "to revoke")
+	rsecret, rrec, err := tc.Access().CreateToken(ctx, "cli", RoleAuditor, nil, 0, "to revoke")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := tc.Authenticate(ctx, rsecret); err != nil {
+	if _, err := tc.Access().Authenticate(ctx, rsecret); err != nil {
 		t.Fatalf("before revocation: %v", err)
 	}
-	if err := tc.RevokeToken(ctx, "cli", rrec.ID); err != nil {
+	if err := tc.Access().RevokeToken(ctx, "cli", rrec.ID); err != nil {
 		t.Fatalf("RevokeToken: %v", err)
 	}
-	_, err = tc.Authenticate(ctx, rsecret)
+	_, err = tc.Access().Authenticate(ctx, rsecret)
 	assertUnauthorized(t, err)
-	if err := tc.RevokeToken(ctx, "cli", rrec.ID); KindOf(err) != NotFound {
+	if err := tc.Access().RevokeToken(ctx, "cli", rrec.ID); KindOf(err) != NotFound {
 		t.Errorf("second RevokeToken = %v, want not_found", err)
 	}
 
 	// Expiry: valid until just before Expires, refused from then on.
 	tc.clk.Advance(2*time.Hour - time.Second)
-	if _, err := tc.Authenticate(ctx, secret); err != nil {
+	if _, err := tc.Access().Authenticate(ctx, secret); err != nil {
 		t.Errorf("1s before expiry: %v", err)
 	}
 	tc.clk.Advance(time.Second)
-	_, err = tc.Authenticate(ctx, secret)
+	_, err = tc.Access().Authenticate(ctx, secret)
 	assertUnauthorized(t, err)
 	// A token without ttl does not expire.
-	if _, err := tc.Authenticate(ctx, tc.init.AdminToken); err != nil {
+	if _, err := tc.Access().Authenticate(ctx, tc.init.AdminToken); err != nil {
 		t.Errorf("admin token after 2h: %v", err)
 	}
 }
@@ -170,7 +170,7 @@ func TestNewTokenRefusals(t *testing.T) {
 	t.Run("CreateToken unknown profile", func(t *testing.T) {
 		t.Parallel()
 		tc := newTestCA(t, keystore.ECDSAP256, keystore.ECDSAP256)
-		_, _, err := tc.CreateToken(context.Background(), "cli", RoleIssuer, []string{"nope"}, 0, "")
+		_, _, err := tc.Access().CreateToken(context.Background(), "cli", RoleIssuer, []string{"nope"}, 0, "")
 		if KindOf(err) != Malformed {
 			t.Errorf("CreateToken = %v, want malformed", err)
 		}

@@ -5,7 +5,7 @@
 // (IssuerHandler).
 //
 // It imports ca and store only, never acme or lifecycle. It signs only
-// through ca (ca.Authority.CRLSignature for CRLs, ca.OCSPSigner for OCSP
+// through ca (ca.CRLSigner.CRLSignature for CRLs, ca.OCSPSigner for OCSP
 // responses): it never holds a key. It keeps its own records in store: the
 // latest CRL of each issuer and shard, with its number, in crl_state, and
 // the pre-signed OCSP responses in ocsp_responses. What it reads is declared
@@ -50,5 +50,5 @@
 //     then is dropped.
 //   - With partitions, shard N's CRL carries a critical Issuing Distribution
 //     Point whose URI is, byte for byte, the CRL distribution point of the
-//     certificates assigned to shard N (ca.Authority.CRLURL).
+//     certificates assigned to shard N (ca.CRLSigner.CRLURL).
 package revocation

@@ -73,7 +73,7 @@ func (u *UI) login(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	token := strings.TrimSpace(r.PostForm.Get("token"))
-	p, err := u.a.Authenticate(ctx, token)
+	p, err := u.access.Authenticate(ctx, token)
 	if err != nil {
 		if ca.KindOf(err) == ca.Internal {
 			u.renderError(w, r, nil, err)
@@ -83,7 +83,7 @@ func (u *UI) login(w http.ResponseWriter, r *http.Request) {
 		// A token that does not authenticate makes an anonymous caller:
 		// counted and summed, not audited one by one (issue 15).
 		id, _ := ca.TokenID(token)
-		u.a.RecordUnauthenticatedRefusal(ctx, ca.UnauthenticatedRefusal{Surface: "ui.login", Source: remote,
+		u.access.RecordUnauthenticatedRefusal(ctx, ca.UnauthenticatedRefusal{Surface: "ui.login", Source: remote,
 			Method: r.Method, Path: r.URL.Path, TokenID: id, Err: err})
 		u.showLogin(w, r, http.StatusUnauthorized, "Invalid or expired token.")
 		return
@@ -91,7 +91,7 @@ func (u *UI) login(w http.ResponseWriter, r *http.Request) {
 	if p.Role != ca.RoleAuditor && p.Role != ca.RoleAdmin {
 		u.limiter.fail(remote)
 		err := &ca.Error{Kind: ca.Forbidden, Detail: "role " + p.Role + " may not use the auditor web page"}
-		u.a.RecordSession(ctx, audit.ActionUILoginRefused, p.Actor(), remote, err)
+		u.access.RecordSession(ctx, audit.ActionUILoginRefused, p.Actor(), remote, err)
 		u.showLogin(w, r, http.StatusForbidden, "A token of role "+p.Role+" cannot open the auditor web page: "+
 			"log in with an auditor or admin token.")
 		return
@@ -108,7 +108,7 @@ func (u *UI) login(w http.ResponseWriter, r *http.Request) {
 		u.renderError(w, r, nil, err)
 		return
 	}
-	u.a.RecordSession(ctx, audit.ActionUILogin, p.Actor(), remote, nil)
+	u.access.RecordSession(ctx, audit.ActionUILogin, p.Actor(), remote, nil)
 	u.setSessionCookie(w, value)
 	http.SetCookie(w, &http.Cookie{Name: loginCookie, Value: "", Path: "/", Secure: true, HttpOnly: true,
 		SameSite: http.SameSiteStrictMode, MaxAge: -1})
@@ -137,11 +137,11 @@ func (u *UI) logout(w http.ResponseWriter, r *http.Request, s session) error {
 	}
 	if !sameOrigin(r) || !equalSecret(s.CSRF, r.PostForm.Get("csrf")) {
 		err := &ca.Error{Kind: ca.Forbidden, Detail: "missing or wrong CSRF token"}
-		u.a.RecordAccessRefusal(r.Context(), s.actor(), r.Method, r.URL.Path, err)
+		u.access.RecordAccessRefusal(r.Context(), s.actor(), r.Method, r.URL.Path, err)
 		return err
 	}
 	u.sessions.delete(s.key)
-	u.a.RecordSession(r.Context(), audit.ActionUILogout, s.actor(), clientAddr(r), nil)
+	u.access.RecordSession(r.Context(), audit.ActionUILogout, s.actor(), clientAddr(r), nil)
 	u.clearSessionCookie(w)
 	http.Redirect(w, r, "/ui/login", http.StatusSeeOther)
 	return nil

@@ -30,7 +30,9 @@
 // answered, as an audit.read event naming the actor, path and query (who
 // looked at what); logins, logouts and logins refused for a token's role
 // are audited too, while a login whose token does not authenticate is only
-// counted and summed per address (ca.Authority.RecordUnauthenticatedRefusal).
+// counted and summed per address (ca.Access.RecordUnauthenticatedRefusal).
+// The page reads the history through Authority and admits its users
+// through Access (ca.Authority.Access): New takes both.
 // Failed logins are rate-limited per client address and overall.
 //
 // # Extension points

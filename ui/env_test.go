@@ -83,7 +83,7 @@ func newEnv(t *testing.T, configure func(*ui.Config)) *env {
 	if configure != nil {
 		configure(&cfg)
 	}
-	u, err := ui.New(cfg, auth)
+	u, err := ui.New(cfg, auth, auth.Access())
 	if err != nil {
 		t.Fatalf("ui.New: %v", err)
 	}
@@ -94,7 +94,7 @@ func newEnv(t *testing.T, configure func(*ui.Config)) *env {
 
 func (e *env) token(t *testing.T, role string, ttl time.Duration, profiles ...string) string {
 	t.Helper()
-	tok, _, err := e.auth.CreateToken(context.Background(), "test", role, profiles, ttl, "ui test "+role)
+	tok, _, err := e.auth.Access().CreateToken(context.Background(), "test", role, profiles, ttl, "ui test "+role)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -240,7 +240,7 @@ type eventT struct {
 func (e *env) reserve(t *testing.T, cfg ui.Config, a ui.Authority) {
 	t.Helper()
 	cfg.Logger, cfg.Clock, cfg.Issuers = slog.New(slog.DiscardHandler), e.clk, e.st
-	u, err := ui.New(cfg, a)
+	u, err := ui.New(cfg, a, e.auth.Access())
 	if err != nil {
 		t.Fatal(err)
 	}

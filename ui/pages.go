@@ -289,7 +289,7 @@ func (u *UI) certificate(w http.ResponseWriter, r *http.Request, s session) erro
 // serial (acme.order.finalized, appended just after issuance).
 func (u *UI) requestedBy(ctx context.Context, rec store.CertRecord, v *detailView) error {
 	if id, ok := strings.CutPrefix(rec.Requester, "token:"); ok {
-		toks, err := u.a.Tokens(ctx)
+		toks, err := u.access.Tokens(ctx)
 		if err != nil {
 			return err
 		}

@@ -141,7 +141,7 @@ func (u *UI) session(ctx context.Context, r *http.Request) (session, error) {
 	if !ok {
 		return session{}, &ca.Error{Kind: ca.Unauthorized, Detail: "session expired: log in again"}
 	}
-	p, err := u.a.TokenPrincipal(ctx, s.TokenID)
+	p, err := u.access.TokenPrincipal(ctx, s.TokenID)
 	if err != nil || p.Role != s.Role {
 		u.sessions.delete(s.key)
 		if ca.KindOf(err) == ca.Internal {

@@ -91,7 +91,7 @@ func TestLoginRefused(t *testing.T) {
 	e := newEnv(t, nil)
 	issuer := e.token(t, ca.RoleIssuer, 0, "tls-server")
 	revoked := e.token(t, ca.RoleAuditor, 0)
-	if err := e.auth.RevokeToken(context.Background(), "test", tokenID(revoked)); err != nil {
+	if err := e.auth.Access().RevokeToken(context.Background(), "test", tokenID(revoked)); err != nil {
 		t.Fatal(err)
 	}
 	tests := []struct {
@@ -227,7 +227,7 @@ func TestSessionExpiry(t *testing.T) {
 		tok := e.token(t, ca.RoleAuditor, 0)
 		b := e.browser(t)
 		b.mustLogin(tok)
-		if err := e.auth.RevokeToken(context.Background(), "test", tokenID(tok)); err != nil {
+		if err := e.auth.Access().RevokeToken(context.Background(), "test", tokenID(tok)); err != nil {
 			t.Fatal(err)
 		}
 		if r := b.get("/ui/"); r.StatusCode != http.StatusSeeOther {

@@ -29,14 +29,22 @@ import (
 //go:embed templates/*.html static/*
 var assets embed.FS
 
-// Authority is what the page calls in ca.
+// Authority is the history the page shows, as it reads it in ca
+// (*ca.Authority implements it).
 type Authority interface {
-	Authenticate(ctx context.Context, token string) (ca.Principal, error)
-	TokenPrincipal(ctx context.Context, id string) (ca.Principal, error)
 	Certificate(ctx context.Context, serial string) (store.CertRecord, error)
 	Certificates(ctx context.Context, f store.CertFilter) ([]store.CertRecord, store.CertCursor, error)
 	CertificateSummary(ctx context.Context, f store.CertFilter, by store.CertGroup) ([]store.SummaryRow, int64, error)
 	AuditEvents(ctx context.Context, f store.AuditFilter) ([]audit.Event, int64, error)
+}
+
+// Access is the gate the page calls in ca (ca.Access, from
+// ca.Authority.Access, implements it): who logs in and whether their
+// token still holds, the token records a certificate page names, and the
+// audit record of reads, sessions and refusals.
+type Access interface {
+	Authenticate(ctx context.Context, token string) (ca.Principal, error)
+	TokenPrincipal(ctx context.Context, id string) (ca.Principal, error)
 	Tokens(ctx context.Context) ([]store.TokenRecord, error)
 	RecordRead(ctx context.Context, actor, method, path, query string) error
 	RecordAccessRefusal(ctx context.Context, actor, method, path string, err error)
@@ -133,6 +141,7 @@ type Config struct {
 // UI is the /ui/ handler.
 type UI struct {
 	a        Authority
+	access   Access
 	cfg      Config
 	log      *slog.Logger
 	clk      clockwork.Clock
@@ -142,10 +151,11 @@ type UI struct {
 	verifier *verifier
 }
 
-// New checks cfg and parses the templates.
-func New(cfg Config, a Authority) (*UI, error) {
-	if a == nil || cfg.Logger == nil || cfg.Clock == nil || cfg.Issuers == nil || cfg.VerifyAudit == nil {
-		return nil, errors.New("ui: authority, logger, clock, issuers and audit verification are required")
+// New checks cfg and parses the templates; the page reads the history
+// through a and admits its users through access.
+func New(cfg Config, a Authority, access Access) (*UI, error) {
+	if a == nil || access == nil || cfg.Logger == nil || cfg.Clock == nil || cfg.Issuers == nil || cfg.VerifyAudit == nil {
+		return nil, errors.New("ui: authority, access, logger, clock, issuers and audit verification are required")
 	}
 	if cfg.SessionIdle <= 0 {
 		cfg.SessionIdle = 30 * time.Minute
@@ -167,7 +177,7 @@ func New(cfg Config, a Authority) (*UI, error) {
 		return nil, fmt.Errorf("ui: %w", err)
 	}
 	return &UI{
-		a: a, cfg: cfg, log: cfg.Logger, clk: cfg.Clock, pages: pages,
+		a: a, access: access, cfg: cfg, log: cfg.Logger, clk: cfg.Clock, pages: pages,
 		sessions: newSessions(cfg.Clock, cfg.SessionIdle, cfg.SessionMax, cfg.MaxSessions),
 		limiter:  newLimiter(cfg.Clock, time.Minute, cfg.LoginFailures, 10*cfg.LoginFailures),
 		verifier: &verifier{clk: cfg.Clock, every: cfg.VerifyInterval, run: cfg.VerifyAudit},
@@ -284,7 +294,7 @@ func (u *UI) authenticated(h pageFunc) http.HandlerFunc {
 		}
 		if r.Method == http.MethodGet || r.Method == http.MethodHead {
 			// Who looked at what, recorded before it is shown.
-			if err := u.a.RecordRead(ctx, s.actor(), r.Method, r.URL.Path, r.URL.RawQuery); err != nil {
+			if err := u.access.RecordRead(ctx, s.actor(), r.Method, r.URL.Path, r.URL.RawQuery); err != nil {
 				u.renderError(w, r, &s, err)
 				return
 			}
@@ -311,7 +321,7 @@ func (u *UI) fallback(w http.ResponseWriter, r *http.Request) {
 	var sp *session
 	if s, serr := u.session(r.Context(), r); serr == nil {
 		sp = &s
-		u.a.RecordAccessRefusal(r.Context(), s.actor(), r.Method, r.URL.Path, err)
+		u.access.RecordAccessRefusal(r.Context(), s.actor(), r.Method, r.URL.Path, err)
 	}
 	u.renderError(w, r, sp, err)
 }

@@ -192,7 +192,7 @@ func startServer(ctx context.Context, cfg *Config, passphrase []byte, log *slog.
 			return k.KeyID, k.HMACKey, k.Requester, err
 		}
 	}
-	apiHandler, err := api.New(apiCfg, s.auth)
+	apiHandler, err := api.New(apiCfg, s.auth, s.auth.Access())
 	if err != nil {
 		return nil, fmt.Errorf("api: %w", err)
 	}
@@ -312,7 +312,7 @@ func newUI(st *store.SQLite, auth *ca.Authority, jobs ui.Jobs, clk clockwork.Clo
 		VerifyAudit: func(ctx context.Context) (ca.AuditReport, error) { return ca.VerifyAudit(ctx, st, root) },
 		Log:         tlog,
 		Export:      api.NewExporter(auth),
-	}, auth)
+	}, auth, auth.Access())
 	if err != nil {
 		return nil, fmt.Errorf("auditor web page: %w", err)
 	}
