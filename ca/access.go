@@ -47,7 +47,7 @@ func (x *Access) RecordRead(ctx context.Context, actor, method, path, query stri
 		d["query"] = query
 	}
 	ev := audit.Event{Time: a.clk.Now(), Actor: actor, Action: audit.ActionAuditRead, Target: path, Detail: d}
-	if err := a.st.WithTx(ctx, func(tx store.Tx) error {
+	if err := update(ctx, a.st, func(tx Tx) error {
 		_, err := tx.AppendAudit(ev)
 		return err
 	}); err != nil {

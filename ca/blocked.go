@@ -61,7 +61,7 @@ func (a *Authority) BlockKey(ctx context.Context, actor string, pub crypto.Publi
 	}
 	now := a.clk.Now().UTC().Truncate(time.Second)
 	var revoked []store.CertRecord
-	err = a.st.WithTx(ctx, func(tx store.Tx) error {
+	err = update(ctx, a.st, func(tx Tx) error {
 		var err error
 		revoked, err = a.blockKeyTx(tx, h, "manual", "", actor, ChannelAPI, now)
 		return err
@@ -82,7 +82,7 @@ func (a *Authority) BlockKey(ctx context.Context, actor string, pub crypto.Publi
 // blockKeyTx blocks the key hash h (ErrDuplicate if it is blocked already)
 // and revokes the unexpired certificates with it, except the one with serial
 // except, auditing each step. It returns the records it revoked.
-func (a *Authority) blockKeyTx(tx store.Tx, h []byte, source, except, actor, channel string, now time.Time) ([]store.CertRecord, error) {
+func (a *Authority) blockKeyTx(tx Tx, h []byte, source, except, actor, channel string, now time.Time) ([]store.CertRecord, error) {
 	if err := tx.BlockKey(store.BlockedKey{SPKIHash: h, Reason: ReasonName(ReasonKeyCompromise), Source: source,
 		Actor: actorOrSystem(actor), Created: now}); err != nil {
 		return nil, err

@@ -186,7 +186,8 @@ func Init(ctx context.Context, st InitStore, cfg InitConfig) (*InitResult, error
 			Requester: actor, Channel: ChannelInit, DER: c.Raw, Created: now,
 		}
 	}
-	err = st.WithTx(ctx, func(tx store.Tx) error {
+	err = st.WithTx(ctx, func(stx store.Tx) error {
+		tx := Tx(stx) // recordTx takes the store.Tx for its callers' hooks
 		steps := []func() error{
 			func() error {
 				return appendEvent(tx, now, actor, audit.ActionCAInitialized, rootID, map[string]string{"name": cfg.Name})
@@ -218,7 +219,7 @@ func Init(ctx context.Context, st InitStore, cfg InitConfig) (*InitResult, error
 			key     store.KeyRecord
 		}{{root, "root", rootRec}, {inter, "intermediate", intRec}, {auditCert, "audit-signer", auditRec}} {
 			steps = append(steps, func() error {
-				_, err := recordTx(tx, Issuance{Cert: certRec(c.cert, rootID, c.profile, c.key), Actor: actor, KeyID: c.key.ID}, now)
+				_, err := recordTx(stx, Issuance{Cert: certRec(c.cert, rootID, c.profile, c.key), Actor: actor, KeyID: c.key.ID}, now)
 				return err
 			})
 		}
@@ -249,7 +250,7 @@ func orgs(o string) []string {
 	return []string{o}
 }
 
-func appendEvent(tx store.Tx, now time.Time, actor, action, target string, detail map[string]string) error {
+func appendEvent(tx Tx, now time.Time, actor, action, target string, detail map[string]string) error {
 	_, err := tx.AppendAudit(audit.Event{Time: now, Actor: actor, Action: action, Target: target, Detail: detail})
 	return err
 }

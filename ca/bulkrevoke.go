@@ -126,7 +126,7 @@ func (a *Authority) auditBulkRevoke(ctx context.Context, req BulkRevokeRequest, 
 		}
 	}
 	now := a.clk.Now().UTC()
-	err := a.st.WithTx(ctx, func(tx store.Tx) error {
+	err := update(ctx, a.st, func(tx Tx) error {
 		_, err := tx.AppendAudit(audit.Event{Time: now, Actor: actorOrSystem(req.Actor), Action: audit.ActionCertBulkRevoked, Detail: detail})
 		return err
 	})

@@ -52,6 +52,12 @@
 // tokens.go): API tokens created, listed, revoked and authenticated, and
 // the audit record of reads, web sessions and access refusals.
 //
+// What one transaction of the authority writes is declared by Tx (tx.go),
+// with the contract each method relies on; its transactions run through
+// update, which hands the callback that view. A caller's commit hook
+// (SignRequest.InTx, Issuance.Before and InTx, NewHMACSecret's inTx) gets
+// the store.Tx and narrows it to its own view.
+//
 // The audit chain is checked three ways (verify.go, verifystate.go):
 // VerifyAudit walks it whole against its signed checkpoints and any
 // witnessed elsewhere; VerifyAuditTail checks only what follows the newest

@@ -237,7 +237,7 @@ func (a *Authority) TidyOCSPKeys(ctx context.Context, current *OCSPSigner) error
 		return err
 	}
 	var retired, destroyed []string
-	err = a.st.WithTx(ctx, func(tx store.Tx) error {
+	err = update(ctx, a.st, func(tx Tx) error {
 		var err error
 		retired, destroyed, err = tidyOCSPKeys(tx, current.keyID, current.issuer.ID, now)
 		return err
@@ -298,7 +298,7 @@ func (a *Authority) ocspKeysDue(ctx context.Context, keep, issuerID string, now 
 // one that no unexpired certificate, unrevoked or on hold, carries.
 // Retirement always comes first, so a key is never destroyed straight from
 // active.
-func tidyOCSPKeys(tx store.Tx, keep, issuerID string, now time.Time) (retired, destroyed []string, err error) {
+func tidyOCSPKeys(tx Tx, keep, issuerID string, now time.Time) (retired, destroyed []string, err error) {
 	keys, err := tx.Keys()
 	if err != nil {
 		return nil, nil, err

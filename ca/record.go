@@ -60,9 +60,10 @@ func (a *Authority) record(ctx context.Context, iss Issuance) (store.CertRecord,
 		touchKey = k
 	}
 	var rec store.CertRecord
-	err := a.st.WithTx(ctx, func(tx store.Tx) error {
+	err := a.st.WithTx(ctx, func(stx store.Tx) error {
+		tx := Tx(stx) // ca's writes; the caller's hooks get the store.Tx
 		var err error
-		if rec, err = recordTx(tx, iss, at); err != nil {
+		if rec, err = recordTx(stx, iss, at); err != nil {
 			return err
 		}
 		if touchKey != "" {
@@ -71,7 +72,7 @@ func (a *Authority) record(ctx context.Context, iss Issuance) (store.CertRecord,
 			}
 		}
 		if iss.InTx != nil {
-			if err := iss.InTx(tx, rec); err != nil {
+			if err := iss.InTx(stx, rec); err != nil {
 				return &inTxError{err}
 			}
 		}
@@ -93,7 +94,8 @@ func (a *Authority) record(ctx context.Context, iss Issuance) (store.CertRecord,
 // recordTx is record's work inside tx, without the caller's InTx: Init,
 // which has no Authority yet, records its certificates with it inside its
 // one transaction.
-func recordTx(tx store.Tx, iss Issuance, at time.Time) (store.CertRecord, error) {
+func recordTx(stx store.Tx, iss Issuance, at time.Time) (store.CertRecord, error) {
+	tx := Tx(stx) // ca's writes; iss.Before, the caller's, gets the store.Tx
 	keyID := iss.KeyID
 	if k := iss.NewKey; k != nil {
 		if err := tx.InsertKey(*k); err != nil {
@@ -107,7 +109,7 @@ func recordTx(tx store.Tx, iss Issuance, at time.Time) (store.CertRecord, error)
 		}
 	}
 	if iss.Before != nil {
-		if err := iss.Before(tx); err != nil {
+		if err := iss.Before(stx); err != nil {
 			return store.CertRecord{}, &inTxError{err}
 		}
 	}

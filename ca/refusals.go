@@ -13,7 +13,6 @@ import (
 	"github.com/jonboulle/clockwork"
 
 	"github.com/sigil-ca/sigil/ca/audit"
-	"github.com/sigil-ca/sigil/store"
 )
 
 // Refusals of requests whose caller never authenticated (no credential, a
@@ -87,7 +86,7 @@ func (a *Authority) AuditRefusal(ctx context.Context, r Refusal) {
 // cancelled, and logs a failure: for events that record a refusal or a
 // session, whose caller answers either way.
 func (a *Authority) auditBestEffort(ctx context.Context, ev audit.Event) {
-	if err := a.st.WithTx(context.WithoutCancel(ctx), func(tx store.Tx) error {
+	if err := update(context.WithoutCancel(ctx), a.st, func(tx Tx) error {
 		_, err := tx.AppendAudit(ev)
 		return err
 	}); err != nil {
@@ -233,7 +232,7 @@ func (a *Authority) FlushRefusalSummaries(ctx context.Context) error {
 	}
 	slices.Sort(sources)
 	now := a.clk.Now().UTC()
-	err := a.st.WithTx(ctx, func(tx store.Tx) error {
+	err := update(ctx, a.st, func(tx Tx) error {
 		for _, src := range sources {
 			t := pending[src]
 			keys := make([]string, 0, len(t.by))

@@ -195,7 +195,7 @@ func (a *Authority) revoke(ctx context.Context, req RevokeRequest) (rec store.Ce
 	if held {
 		detail["held_since"] = rec.RevokedAt.UTC().Format(time.RFC3339)
 	}
-	err = a.st.WithTx(ctx, func(tx store.Tx) error {
+	err = update(ctx, a.st, func(tx Tx) error {
 		var err error
 		if held {
 			err = tx.FinalizeHold(rec.IssuerID, serial, req.Reason, invalidity)
@@ -258,7 +258,7 @@ func (a *Authority) unhold(ctx context.Context, serial, actor string) (store.Cer
 		return store.CertRecord{}, err
 	}
 	now := a.clk.Now().UTC()
-	err = a.st.WithTx(ctx, func(tx store.Tx) error {
+	err = update(ctx, a.st, func(tx Tx) error {
 		if err := tx.UnholdCertificate(rec.IssuerID, serial); err != nil {
 			return err
 		}
@@ -363,7 +363,10 @@ func (a *Authority) revokeRecords(ctx context.Context, r Revocation) ([]store.Ce
 	if now.IsZero() {
 		now = a.clk.Now().UTC().Truncate(time.Second)
 	}
-	err := a.st.WithTx(ctx, func(tx store.Tx) error {
+	// r.InTx gets the store.Tx, which the caller narrows; ca's own writes
+	// go through Tx.
+	err := a.st.WithTx(ctx, func(stx store.Tx) error {
+		tx := Tx(stx)
 		for i, rec := range r.Certs {
 			var err error
 			if rec.RevokedAt.IsZero() {
@@ -386,7 +389,7 @@ func (a *Authority) revokeRecords(ctx context.Context, r Revocation) ([]store.Ce
 			}
 		}
 		if r.InTx != nil {
-			if err := r.InTx(tx); err != nil {
+			if err := r.InTx(stx); err != nil {
 				return &inTxError{err}
 			}
 		}

@@ -107,7 +107,7 @@ func SignRootCRL(ctx context.Context, st RootCRLStore, keys KeyUnwrapper, cfg Ro
 	if err != nil {
 		return nil, err
 	}
-	err = st.WithTx(ctx, func(tx store.Tx) error { return putRootCRL(tx, rec, len(revoked), actor) })
+	err = update(ctx, st, func(tx Tx) error { return putRootCRL(tx, rec, len(revoked), actor) })
 	if errors.Is(err, store.ErrDuplicate) {
 		return nil, errorf(Conflict, "a root CRL numbered %d or higher was stored meanwhile; sign again", rec.Number)
 	}
@@ -222,7 +222,7 @@ func signRootCRL(root *x509.Certificate, rootID string, signer crypto.Signer, nu
 }
 
 // putRootCRL stores rec and appends its crl.published event, inside tx.
-func putRootCRL(tx store.Tx, rec store.CRLRecord, entries int, actor string) error {
+func putRootCRL(tx Tx, rec store.CRLRecord, entries int, actor string) error {
 	if err := tx.PutCRL(rec); err != nil {
 		return err
 	}

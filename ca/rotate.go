@@ -174,7 +174,8 @@ func (x *Intermediates) RotateIntermediate(ctx context.Context, actor, reason st
 	}
 	var managedDue int64
 	_, err = a.record(ctx, Issuance{Cert: rec, Actor: actor, NewKey: &keyRec, Time: now,
-		InTx: func(tx store.Tx, _ store.CertRecord) error {
+		InTx: func(stx store.Tx, _ store.CertRecord) error {
+			tx := Tx(stx)
 			if err := tx.InsertIssuer(store.IssuerRecord{ID: next.ID, Kind: KindIntermediate, ParentID: rootRec.ID, KeyID: keyRec.ID,
 				CertDER: cert.Raw, State: store.KeyActive, Created: now}); err != nil {
 				return err
@@ -283,7 +284,7 @@ func (a *Authority) destroyIntermediate(ctx context.Context, iss Issuer, actor s
 	if err != nil {
 		return internal("list ocsp responder certificates", err)
 	}
-	err = a.st.WithTx(ctx, func(tx store.Tx) error {
+	err = update(ctx, a.st, func(tx Tx) error {
 		keys, err := tx.Keys()
 		if err != nil {
 			return err

@@ -23,14 +23,15 @@ func (a *Authority) NewHMACSecret(ctx context.Context, purpose, actor string, in
 	if err != nil {
 		return nil, store.KeyRecord{}, internal("generate secret", err)
 	}
-	err = a.st.WithTx(ctx, func(tx store.Tx) error {
+	err = a.st.WithTx(ctx, func(stx store.Tx) error {
+		tx := Tx(stx) // ca's writes; inTx, the caller's, gets the store.Tx
 		if err := tx.InsertKey(rec); err != nil {
 			return err
 		}
 		if _, err := tx.AppendAudit(keystore.GeneratedEvent(rec, actor)); err != nil {
 			return err
 		}
-		return inTx(tx, rec)
+		return inTx(stx, rec)
 	})
 	if err != nil {
 		clear(secret)

@@ -28,7 +28,7 @@ func (a *Authority) ArchiveExpired(ctx context.Context, expiredBefore time.Time,
 			return total, err
 		}
 		var n int64
-		err := a.st.WithTx(ctx, func(tx store.Tx) error {
+		err := update(ctx, a.st, func(tx Tx) error {
 			var err error
 			n, err = tx.ArchiveCertificates(expiredBefore, now, batch)
 			return err

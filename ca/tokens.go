@@ -155,7 +155,7 @@ func (h *HeldKeyIssuer) CreateManagedToken(ctx context.Context, actor, name stri
 }
 
 func (a *Authority) storeToken(ctx context.Context, secret string, rec store.TokenRecord, actor string, now time.Time) (string, store.TokenRecord, error) {
-	err := a.st.WithTx(ctx, func(tx store.Tx) error {
+	err := update(ctx, a.st, func(tx Tx) error {
 		if err := tx.InsertToken(rec); err != nil {
 			return err
 		}
@@ -172,7 +172,7 @@ func (a *Authority) storeToken(ctx context.Context, secret string, rec store.Tok
 func (x *Access) RevokeToken(ctx context.Context, actor, id string) error {
 	a := x.a
 	now := a.clk.Now().UTC()
-	err := a.st.WithTx(ctx, func(tx store.Tx) error {
+	err := update(ctx, a.st, func(tx Tx) error {
 		if err := tx.RevokeToken(id, now); err != nil {
 			return err
 		}

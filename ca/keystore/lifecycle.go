@@ -9,10 +9,24 @@ import (
 	"github.com/sigil-ca/sigil/store"
 )
 
+// LifecycleTx is what Retire and Destroy write inside the caller's
+// transaction; every store.Tx, and the narrower views of the packages that
+// retire keys (ca.Tx), implement it.
+type LifecycleTx interface {
+	// RetireKey moves an active key to retired; store.ErrNotFound if no
+	// active key has that id.
+	RetireKey(id string, at time.Time) error
+	// DestroyKey erases a retired key's wrapped data key and ciphertext;
+	// store.ErrNotFound if no retired key has that id.
+	DestroyKey(id string, at time.Time) error
+	// AppendAudit appends e to the audit chain in the transaction.
+	AppendAudit(e audit.Event) (audit.Event, error)
+}
+
 // Retire moves an active key to retired inside tx and appends its
 // "key.retired" event: the key is used for nothing new, while what it
 // signed stays valid. detail is added to the event (successor, reason).
-func Retire(tx store.Tx, rec store.KeyRecord, actor string, at time.Time, detail map[string]string) error {
+func Retire(tx LifecycleTx, rec store.KeyRecord, actor string, at time.Time, detail map[string]string) error {
 	at = at.UTC()
 	if err := tx.RetireKey(rec.ID, at); err != nil {
 		return fmt.Errorf("retire key %s: %w", rec.ID, err)
@@ -30,7 +44,7 @@ func Retire(tx store.Tx, rec store.KeyRecord, actor string, at time.Time, detail
 // so no KEK, current or past, opens the key again (see the package doc).
 // Only a retired key is destroyed; anything else is an error wrapping
 // store.ErrNotFound and changes nothing.
-func Destroy(tx store.Tx, rec store.KeyRecord, actor, reason string, at time.Time) error {
+func Destroy(tx LifecycleTx, rec store.KeyRecord, actor, reason string, at time.Time) error {
 	at = at.UTC()
 	if err := tx.DestroyKey(rec.ID, at); err != nil {
 		return fmt.Errorf("destroy key %s: %w", rec.ID, err)
