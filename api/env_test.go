@@ -2,7 +2,6 @@ package api_test
 
 import (
 	"bytes"
-	"context"
 	"crypto"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -16,23 +15,22 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
+
+	"github.com/sigil-ca/sigil/internal/testca"
 
 	"github.com/jonboulle/clockwork"
 
 	"github.com/sigil-ca/sigil/api"
 	"github.com/sigil-ca/sigil/ca"
-	"github.com/sigil-ca/sigil/ca/keystore"
 	"github.com/sigil-ca/sigil/internal/testclock"
 	"github.com/sigil-ca/sigil/lifecycle/managed"
-	"github.com/sigil-ca/sigil/store"
 )
 
 const (
-	initPassphrase = "correct horse battery"
+	initPassphrase = testca.Passphrase
 	testMaxBody    = 64 << 10
 )
 
@@ -78,34 +76,14 @@ func newEnv(t *testing.T) *testEnv {
 // is built (nil: as newEnv).
 func newEnvWith(t testing.TB, configure func(cfg *api.Config, auth *ca.Authority, svc *managed.Service)) *testEnv {
 	t.Helper()
-	ctx := context.Background()
 	clk := testclock.New()
-	st, err := store.Open(ctx, store.Config{Path: filepath.Join(t.TempDir(), "sigil.db"), Clock: clk})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	params, err := keystore.FastKDFParams(rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	res, err := ca.Init(ctx, st, ca.InitConfig{
-		Name: "API Test CA", RootAlgorithm: keystore.ECDSAP256, IntermediateAlgorithm: keystore.ECDSAP256,
-		BaseURL: "http://ca.test:8080", Passphrase: []byte(initPassphrase), KDF: params, Clock: clk,
-	})
-	if err != nil {
-		t.Fatalf("Init: %v", err)
-	}
-	st.SetCheckpointer(res.Checkpointer)
 	logs := &syncBuffer{}
 	logger := slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	auth, err := ca.New(ctx, ca.Config{
-		Profiles: ca.DefaultProfiles(), BaseURL: "http://ca.test:8080", Clock: clk, Logger: logger,
-		FastKDF: true, // the re-wrap test derives a new KEK; keep it cheap
-	}, st, res.Keystore)
-	if err != nil {
-		t.Fatalf("ca.New: %v", err)
-	}
+	tc := testca.New(t, testca.Options{Name: "API Test CA", Clock: clk, Config: func(cfg *ca.Config) {
+		cfg.Logger = logger
+		cfg.FastKDF = true // the re-wrap test derives a new KEK; keep it cheap
+	}})
+	st, auth, res := tc.Store, tc.Authority, tc.Init
 	cfg := api.Config{MaxBodyBytes: testMaxBody, Logger: logger, Clock: clk, Log: auth.Log()}
 	if configure != nil {
 		svc, err := managed.New(managed.Config{Clock: clk, Logger: logger}, auth.HeldKeys(), st)

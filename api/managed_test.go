@@ -2,7 +2,6 @@ package api_test
 
 import (
 	"bytes"
-	"context"
 	"crypto"
 	"crypto/rand"
 	"crypto/tls"
@@ -14,14 +13,14 @@ import (
 	"math/big"
 	"net/http"
 	"net/http/httptest"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/sigil-ca/sigil/internal/testca"
+
 	"github.com/sigil-ca/sigil/api"
 	"github.com/sigil-ca/sigil/ca"
-	"github.com/sigil-ca/sigil/ca/keystore"
 	"github.com/sigil-ca/sigil/internal/testclock"
 	"github.com/sigil-ca/sigil/lifecycle/managed"
 	"github.com/sigil-ca/sigil/store"
@@ -32,32 +31,11 @@ import (
 // serve's does.
 func newManagedEnv(t *testing.T) (*testEnv, *ca.Authority) {
 	t.Helper()
-	ctx := context.Background()
 	clk := testclock.New()
-	st, err := store.Open(ctx, store.Config{Path: filepath.Join(t.TempDir(), "sigil.db"), Clock: clk})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	params, err := keystore.FastKDFParams(rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	res, err := ca.Init(ctx, st, ca.InitConfig{
-		Name: "API Test CA", RootAlgorithm: keystore.ECDSAP256, IntermediateAlgorithm: keystore.ECDSAP256,
-		BaseURL: "http://ca.test:8080", Passphrase: []byte(initPassphrase), KDF: params, Clock: clk,
-	})
-	if err != nil {
-		t.Fatalf("Init: %v", err)
-	}
-	st.SetCheckpointer(res.Checkpointer)
 	logs := &syncBuffer{}
 	logger := slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	auth, err := ca.New(ctx, ca.Config{Profiles: ca.DefaultProfiles(), BaseURL: "http://ca.test:8080", Clock: clk, Logger: logger},
-		st, res.Keystore)
-	if err != nil {
-		t.Fatalf("ca.New: %v", err)
-	}
+	tc := testca.New(t, testca.Options{Name: "API Test CA", Clock: clk, Config: func(cfg *ca.Config) { cfg.Logger = logger }})
+	st, auth, res := tc.Store, tc.Authority, tc.Init
 	svc, err := managed.New(managed.Config{Clock: clk, Logger: logger}, auth.HeldKeys(), st)
 	if err != nil {
 		t.Fatalf("managed.New: %v", err)

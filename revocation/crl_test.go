@@ -14,7 +14,6 @@ import (
 	"math/big"
 	"net/http"
 	"net/http/httptest"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"testing"
@@ -27,6 +26,7 @@ import (
 
 	"github.com/sigil-ca/sigil/ca"
 	"github.com/sigil-ca/sigil/ca/keystore"
+	"github.com/sigil-ca/sigil/internal/testca"
 	"github.com/sigil-ca/sigil/internal/testclock"
 	"github.com/sigil-ca/sigil/store"
 )
@@ -47,24 +47,9 @@ type testEnv struct {
 
 func newTestEnv(t testing.TB, shards int) *testEnv {
 	t.Helper()
-	ctx := context.Background()
-	path := filepath.Join(t.TempDir(), "sigil.db")
 	clk := clockwork.NewFakeClockAt(testStart)
-	st, err := store.Open(ctx, store.Config{Path: path, Clock: clk})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	params, err := keystore.FastKDFParams(rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	res, err := ca.Init(ctx, st, ca.InitConfig{Name: "CRL Test", RootAlgorithm: keystore.ECDSAP256,
-		IntermediateAlgorithm: keystore.ECDSAP256, BaseURL: testBaseURL, Passphrase: []byte("crl test"), KDF: params, Clock: clk})
-	if err != nil {
-		t.Fatalf("Init: %v", err)
-	}
-	st.SetCheckpointer(res.Checkpointer)
+	tc := testca.New(t, testca.Options{Name: "CRL Test", Clock: clk})
+	st, path, res := tc.Store, tc.Path, tc.Init
 	e := &testEnv{st: st, clk: clk, path: path, ks: res.Keystore}
 	e.auth = e.newAuthority(t, shards)
 	e.pub = e.newPublisher(t)

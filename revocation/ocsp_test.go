@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"crypto"
-	"crypto/rand"
 	"crypto/x509"
 	"encoding/base64"
 	"fmt"
@@ -14,10 +13,11 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/sigil-ca/sigil/internal/testca"
 
 	"github.com/jonboulle/clockwork"
 	"golang.org/x/crypto/ocsp"
@@ -38,25 +38,9 @@ type env struct {
 
 func newEnv(t testing.TB) *env {
 	t.Helper()
-	ctx := context.Background()
-	path := filepath.Join(t.TempDir(), "sigil.db")
 	clk := clockwork.NewFakeClockAt(testStart)
-	st, err := store.Open(ctx, store.Config{Path: path, Clock: clk})
-	if err != nil {
-		t.Fatal(err)
-	}
-	params, err := keystore.FastKDFParams(rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	res, err := ca.Init(ctx, st, ca.InitConfig{
-		Name: "Test CA", RootAlgorithm: keystore.ECDSAP256, IntermediateAlgorithm: keystore.ECDSAP256,
-		BaseURL: "http://ca.test:8080", Passphrase: []byte("correct horse"), KDF: params, Clock: clk,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	st.SetCheckpointer(res.Checkpointer)
+	tc := testca.New(t, testca.Options{Name: "Test CA", Clock: clk})
+	st, path, res := tc.Store, tc.Path, tc.Init
 	e := &env{t: t, st: st, clk: clk, path: path, ks: res.Keystore}
 	e.auth = e.newAuthority()
 	t.Cleanup(func() { e.st.Close() })
@@ -83,7 +67,7 @@ func (e *env) reopen() {
 		e.t.Fatal(err)
 	}
 	e.st = st
-	e.ks, err = keystore.Unlock(context.Background(), st, e.clk, []byte("correct horse"))
+	e.ks, err = keystore.Unlock(context.Background(), st, e.clk, []byte(testca.Passphrase))
 	if err != nil {
 		e.t.Fatal(err)
 	}
