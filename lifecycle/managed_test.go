@@ -2,7 +2,6 @@ package lifecycle
 
 import (
 	"context"
-	"crypto/rand"
 	"errors"
 	"fmt"
 	"io"
@@ -10,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/sigil-ca/sigil/internal/testca"
 
 	"github.com/jonboulle/clockwork"
 
@@ -30,18 +31,8 @@ type testAuthority struct {
 
 func newTestAuthority(t testing.TB, clk clockwork.Clock, st *store.SQLite, profiles map[string]ca.Profile) *testAuthority {
 	t.Helper()
-	ctx := context.Background()
-	params, err := keystore.FastKDFParams(rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	res, err := ca.Init(ctx, st, ca.InitConfig{Name: "Lifecycle Test CA", RootAlgorithm: keystore.ECDSAP256,
-		IntermediateAlgorithm: keystore.ECDSAP256, BaseURL: testBaseURL, Passphrase: []byte("correct horse"),
-		KDF: params, Clock: clk})
-	if err != nil {
-		t.Fatal(err)
-	}
-	st.SetCheckpointer(res.Checkpointer)
+	tc := testca.New(t, testca.Options{Name: "Lifecycle Test CA", Clock: clk, Store: st})
+	res := tc.Init
 	ta := &testAuthority{st: st, keys: res.Keystore}
 	ta.Authority = ta.with(t, clk, profiles)
 	return ta

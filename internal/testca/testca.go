@@ -37,8 +37,12 @@ type Options struct {
 	RootAlgorithm         keystore.Algorithm
 	IntermediateAlgorithm keystore.Algorithm
 	Clock                 clockwork.Clock
-	// Path of the database; default sigil.db in a fresh t.TempDir().
+	// Path of the database; default sigil.db in a fresh t.TempDir()
+	// (empty in CA.Path when Store is given).
 	Path string
+	// Store, if set, is an open store to initialize instead of opening
+	// one at Path; its caller closes it.
+	Store *store.SQLite
 	// Init adjusts the hierarchy's parameters before ca.Init.
 	Init func(*ca.InitConfig)
 	// Config adjusts the authority's configuration before ca.New.
@@ -62,7 +66,7 @@ func New(tb testing.TB, opts Options) *CA {
 	if opts.Clock == nil {
 		opts.Clock = testclock.New()
 	}
-	if opts.Path == "" {
+	if opts.Path == "" && opts.Store == nil {
 		opts.Path = filepath.Join(tb.TempDir(), "sigil.db")
 	}
 	if opts.Name == "" {
@@ -74,11 +78,14 @@ func New(tb testing.TB, opts Options) *CA {
 	if opts.IntermediateAlgorithm == "" {
 		opts.IntermediateAlgorithm = keystore.ECDSAP256
 	}
-	st, err := store.Open(ctx, store.Config{Path: opts.Path, Clock: opts.Clock})
-	if err != nil {
-		tb.Fatalf("testca: open store: %v", err)
+	st := opts.Store
+	if st == nil {
+		var err error
+		if st, err = store.Open(ctx, store.Config{Path: opts.Path, Clock: opts.Clock}); err != nil {
+			tb.Fatalf("testca: open store: %v", err)
+		}
+		tb.Cleanup(func() { st.Close() })
 	}
-	tb.Cleanup(func() { st.Close() })
 	kdf, err := keystore.FastKDFParams(rand.Reader)
 	if err != nil {
 		tb.Fatalf("testca: kdf parameters: %v", err)
