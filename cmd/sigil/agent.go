@@ -70,7 +70,7 @@ it renewed, non-zero on failure (for cron).`,
 				return fmt.Errorf("--log-format %q: want text or json", logFormat)
 			}
 			cfg.Clock = clockwork.NewRealClock()
-			cfg.Logger = newLogger(LogConfig{Level: logLevel, Format: logFormat})
+			cfg.Logger = newLogger(cmd.ErrOrStderr(), LogConfig{Level: logLevel, Format: logFormat})
 			a, err := agent.New(cfg)
 			if err != nil {
 				return err

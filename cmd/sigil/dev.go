@@ -74,7 +74,7 @@ func devCmd() *cobra.Command {
 			if err := af.apply(cmd, cfg); err != nil {
 				return err
 			}
-			log := newLogger(cfg.Log)
+			log := newLogger(cmd.ErrOrStderr(), cfg.Log)
 			s, err := startServer(cmd.Context(), cfg, pass, log, true)
 			if err != nil {
 				return err

@@ -53,7 +53,7 @@ func e2eRun(t testing.TB, args ...string) (stdout, stderr string) {
 func e2eFail(t testing.TB, args ...string) string {
 	t.Helper()
 	out, errOut, err := runSigil(t, nil, args...)
-	var ee *exec.ExitError
+	var ee exitCoder
 	if !errors.As(err, &ee) || ee.ExitCode() <= 0 {
 		t.Fatalf("sigil %s: want a non-zero exit, got %v\nstdout:\n%s\nstderr:\n%s", strings.Join(args, " "), err, out, errOut)
 	}

@@ -166,51 +166,69 @@ func pemBytes(der ...[]byte) []byte {
 	return out
 }
 
-func serveCmd() *cobra.Command {
-	var configPath, passphraseFile, httpsAddr, httpAddr string
-	var allowBrokenAudit bool
-	var af acmeFlags
+// serveOptions are the flags of sigil serve.
+type serveOptions struct {
+	configPath, passphraseFile, httpsAddr, httpAddr string
+	allowBrokenAudit                                bool
+	af                                              acmeFlags
+}
+
+func serveCmd() *cobra.Command { return newServeCmd(&serveOptions{}) }
+
+// newServeCmd is sigil serve with its flags parsed into o.
+func newServeCmd(o *serveOptions) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "serve --config DIR/sigil.yaml",
 		Short: "Run the CA: HTTPS (API) and HTTP (OCSP, CRL, issuers) listeners",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg, err := LoadConfig(configPath)
+			s, err := o.start(cmd)
 			if err != nil {
 				return err
 			}
-			if httpsAddr != "" {
-				cfg.HTTPS.Addr = httpsAddr
-			}
-			if httpAddr != "" {
-				cfg.HTTP.Addr = httpAddr
-			}
-			cfg.allowBrokenAudit = allowBrokenAudit
-			if err := af.apply(cmd, cfg); err != nil {
-				return err
-			}
-			pass, err := passphraseSource{file: passphraseFile, envVar: "SIGIL_PASSPHRASE", prompt: "CA passphrase"}.read(false)
-			if err != nil {
-				return err
-			}
-			log := newLogger(cfg.Log)
-			s, err := startServer(cmd.Context(), cfg, pass, log, false)
-			clear(pass)
-			if err != nil {
-				return err
-			}
-			log.Info("serving", "https", s.HTTPSURL(), "http", s.HTTPURL())
+			s.log.Info("serving", "https", s.HTTPSURL(), "http", s.HTTPURL())
 			fmt.Fprintf(cmd.OutOrStdout(), "Sigil serving: API %s/v1/  HTTP %s\n", s.HTTPSURL(), s.HTTPURL())
 			return s.runUntilSignal()
 		},
 	}
-	f := cmd.Flags()
-	f.StringVar(&configPath, "config", "sigil.yaml", "path to sigil.yaml")
-	f.StringVar(&passphraseFile, "passphrase-file", "", "file holding the CA passphrase (else SIGIL_PASSPHRASE or a prompt)")
-	f.StringVar(&httpsAddr, "https-addr", "", "override https.addr")
-	f.StringVar(&httpAddr, "http-addr", "", "override http.addr")
-	f.BoolVar(&allowBrokenAudit, "allow-broken-audit", false,
-		"start even if the audit chain since its last checkpoint does not verify (forensics only: the break is logged and audited)")
-	af.register(cmd)
+	o.register(cmd)
 	return cmd
+}
+
+func (o *serveOptions) register(cmd *cobra.Command) {
+	f := cmd.Flags()
+	f.StringVar(&o.configPath, "config", "sigil.yaml", "path to sigil.yaml")
+	f.StringVar(&o.passphraseFile, "passphrase-file", "", "file holding the CA passphrase (else SIGIL_PASSPHRASE or a prompt)")
+	f.StringVar(&o.httpsAddr, "https-addr", "", "override https.addr")
+	f.StringVar(&o.httpAddr, "http-addr", "", "override http.addr")
+	f.BoolVar(&o.allowBrokenAudit, "allow-broken-audit", false,
+		"start even if the audit chain since its last checkpoint does not verify (forensics only: the break is logged and audited)")
+	o.af.register(cmd)
+}
+
+// start loads the config with the flags' overrides, reads the passphrase
+// and starts the server, logging to cmd's stderr. The in-process tests call
+// it with the flags parsed, so they run what sigil serve runs.
+func (o *serveOptions) start(cmd *cobra.Command) (*server, error) {
+	cfg, err := LoadConfig(o.configPath)
+	if err != nil {
+		return nil, err
+	}
+	if o.httpsAddr != "" {
+		cfg.HTTPS.Addr = o.httpsAddr
+	}
+	if o.httpAddr != "" {
+		cfg.HTTP.Addr = o.httpAddr
+	}
+	cfg.allowBrokenAudit = o.allowBrokenAudit
+	if err := o.af.apply(cmd, cfg); err != nil {
+		return nil, err
+	}
+	pass, err := passphraseSource{file: o.passphraseFile, envVar: "SIGIL_PASSPHRASE", prompt: "CA passphrase"}.read(false)
+	if err != nil {
+		return nil, err
+	}
+	s, err := startServer(cmd.Context(), cfg, pass, newLogger(cmd.ErrOrStderr(), cfg.Log), false)
+	clear(pass)
+	return s, err
 }

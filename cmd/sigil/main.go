@@ -3,7 +3,9 @@
 package main
 
 import (
+	"context"
 	"fmt"
+	"io"
 	"os"
 	"strings"
 
@@ -11,6 +13,24 @@ import (
 )
 
 func main() {
+	if code, _ := execute(context.Background(), newRootCmd(), os.Stderr); code != 0 {
+		os.Exit(code)
+	}
+}
+
+// execute runs root and returns the exit code and the error behind it; a
+// failure is the one "sigil: ..." line on stderr.
+func execute(ctx context.Context, root *cobra.Command, stderr io.Writer) (int, error) {
+	if err := root.ExecuteContext(ctx); err != nil {
+		fmt.Fprintln(stderr, "sigil:", oneLine(err))
+		return 1, err
+	}
+	return 0, nil
+}
+
+// newRootCmd builds the whole command tree; main and the in-process tests
+// share it.
+func newRootCmd() *cobra.Command {
 	root := &cobra.Command{
 		Use:           "sigil",
 		Short:         "Sigil: an internal certificate authority with key management built in",
@@ -32,10 +52,7 @@ func main() {
 		benchCmd(),
 		agentCmd(),
 	)
-	if err := root.Execute(); err != nil {
-		fmt.Fprintln(os.Stderr, "sigil:", oneLine(err))
-		os.Exit(1)
-	}
+	return root
 }
 
 // oneLine folds a multi-line error (joined validation errors, YAML errors)

@@ -80,9 +80,13 @@ func freeAddr(t testing.TB) string {
 	return ln.Addr().String()
 }
 
-// runSigil runs the binary and returns stdout, stderr and the error.
+// runSigil runs the binary and returns stdout, stderr and the error; in a
+// test marked inProcess it runs the command tree in this process instead.
 func runSigil(t testing.TB, env []string, args ...string) (string, string, error) {
 	t.Helper()
+	if isInProcess(t) {
+		return runSigilInProcess(t, env, args...)
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, sigilBinary(t), args...)
@@ -93,7 +97,8 @@ func runSigil(t testing.TB, env []string, args ...string) (string, string, error
 	return stdout.String(), stderr.String(), err
 }
 
-// initCA runs `sigil init` with fresh listen addresses.
+// initCA runs `sigil init` with fresh listen addresses (in this process
+// in a test marked inProcess, through runSigil).
 func initCA(t testing.TB, extra ...string) *caDir {
 	t.Helper()
 	dir := t.TempDir()
@@ -121,25 +126,31 @@ func initCA(t testing.TB, extra ...string) *caDir {
 	return c
 }
 
-// serverProc is a running `sigil serve` child process.
+// serverProc is a running `sigil serve`: a child process, or (srv set) a
+// server started in this process by startServeInProcess.
 type serverProc struct {
 	cmd      *exec.Cmd
+	srv      *server
 	httpsURL string
 	httpURL  string
-	stderr   *bytes.Buffer
+	stderr   *lockedBuffer
 	done     chan error
 }
 
 // startServe starts `sigil serve` on fresh ports, with extra flags if
-// given, and waits until /healthz answers.
+// given, and waits until /healthz answers. In a test marked inProcess the
+// server runs in this process (startServeInProcess).
 func startServe(t testing.TB, c *caDir, extra ...string) *serverProc {
 	t.Helper()
+	if isInProcess(t) {
+		return startServeInProcess(t, c, extra...)
+	}
 	httpsAddr, httpAddr := freeAddr(t), freeAddr(t)
 	args := append([]string{"serve", "--config", c.config, "--passphrase-file", c.passphraseFile,
 		"--https-addr", httpsAddr, "--http-addr", httpAddr}, extra...)
 	cmd := exec.Command(sigilBinary(t), args...)
 	p := &serverProc{cmd: cmd, httpsURL: "https://" + httpsAddr, httpURL: "http://" + httpAddr,
-		stderr: &bytes.Buffer{}, done: make(chan error, 1)}
+		stderr: &lockedBuffer{}, done: make(chan error, 1)}
 	cmd.Stderr = p.stderr
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
@@ -179,6 +190,10 @@ func startServe(t testing.TB, c *caDir, extra ...string) *serverProc {
 
 // stop sends SIGTERM and waits for a graceful exit (idempotent).
 func (p *serverProc) stop(t testing.TB) {
+	if p.srv != nil {
+		p.stopInProcess(t)
+		return
+	}
 	if p.cmd.ProcessState != nil {
 		return
 	}
@@ -192,8 +207,11 @@ func (p *serverProc) stop(t testing.TB) {
 	}
 }
 
-// kill sends SIGKILL and waits.
+// kill sends SIGKILL and waits; child processes only.
 func (p *serverProc) kill() {
+	if p.srv != nil {
+		panic("kill: the server runs in this process; use startServe without inProcess")
+	}
 	_ = p.cmd.Process.Kill()
 	<-p.done
 }
