@@ -35,8 +35,10 @@ type initOptions struct {
 	fastKDF        bool
 }
 
-func initCmd() *cobra.Command {
-	o := initOptions{}
+func initCmd() *cobra.Command { return newInitCmd(&initOptions{}) }
+
+// newInitCmd is sigil init with its flags parsed into o.
+func newInitCmd(o *initOptions) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "init --dir DIR",
 		Short: "Create a new CA: root, intermediate, audit key, sigil.yaml and root.pem",
@@ -49,7 +51,7 @@ func initCmd() *cobra.Command {
 			if err := checkNewPassphrase(pass); err != nil {
 				return err
 			}
-			res, err := runInit(cmd.Context(), o, pass)
+			res, err := runInit(cmd.Context(), *o, pass)
 			if err != nil {
 				return err
 			}

@@ -8,6 +8,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/spf13/cobra"
 )
 
 // inProcessTests holds the names of the top-level tests marked inProcess.
@@ -45,8 +47,12 @@ func runSigilInProcess(t testing.TB, env []string, args ...string) (string, stri
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
+	return runCmd(ctx, newRootCmd(), args)
+}
+
+// runCmd executes root with args as main does, capturing its output.
+func runCmd(ctx context.Context, root *cobra.Command, args []string) (string, string, error) {
 	var stdout, stderr bytes.Buffer
-	root := newRootCmd()
 	root.SetArgs(args)
 	root.SetOut(&stdout)
 	root.SetErr(&stderr)
@@ -71,6 +77,29 @@ func (e *inProcessExit) ExitCode() int { return e.code }
 // exitCoder is a finished sigil run's exit code: *exec.ExitError for the
 // binary, *inProcessExit in process.
 type exitCoder interface{ ExitCode() int }
+
+// initInProcess runs `sigil init` (args[0] is "init") in this process with
+// the cheap KDF parameters sigil dev uses: the keystore wraps the CA keys
+// with them, so the server unlocks them cheaply too. Argon2id at production
+// cost is most of an in-process test's time otherwise; the keystore tests
+// and the child-process tests keep covering it.
+func initInProcess(t testing.TB, env []string, args ...string) (string, string, error) {
+	t.Helper()
+	if len(env) > 0 || len(args) == 0 || args[0] != "init" {
+		t.Fatalf("initInProcess: env %q args %q: want sigil init with flags", env, args)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	o := &initOptions{fastKDF: true}
+	root := newRootCmd()
+	for _, c := range root.Commands() {
+		if c.Name() == "init" {
+			root.RemoveCommand(c)
+		}
+	}
+	root.AddCommand(newInitCmd(o))
+	return runCmd(ctx, root, args)
+}
 
 // startServeInProcess starts the server as `sigil serve` does (its flags,
 // config loading and startServer) on fresh 127.0.0.1 ports, with extra

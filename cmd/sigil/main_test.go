@@ -97,8 +97,8 @@ func runSigil(t testing.TB, env []string, args ...string) (string, string, error
 	return stdout.String(), stderr.String(), err
 }
 
-// initCA runs `sigil init` with fresh listen addresses (in this process
-// in a test marked inProcess, through runSigil).
+// initCA runs `sigil init` with fresh listen addresses (in this process,
+// with cheap KDF parameters, in a test marked inProcess: initInProcess).
 func initCA(t testing.TB, extra ...string) *caDir {
 	t.Helper()
 	dir := t.TempDir()
@@ -109,7 +109,11 @@ func initCA(t testing.TB, extra ...string) *caDir {
 	caPath := filepath.Join(dir, "ca")
 	args := append([]string{"init", "--dir", caPath, "--passphrase-file", pf,
 		"--https-addr", freeAddr(t), "--http-addr", freeAddr(t)}, extra...)
-	out, errOut, err := runSigil(t, nil, args...)
+	run := runSigil
+	if isInProcess(t) {
+		run = initInProcess
+	}
+	out, errOut, err := run(t, nil, args...)
 	if err != nil {
 		t.Fatalf("sigil init: %v\n%s%s", err, out, errOut)
 	}
