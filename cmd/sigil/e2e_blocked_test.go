@@ -13,6 +13,7 @@ import (
 // block` does the same for a key given as a certificate.
 func TestCLIBlockedKeys(t *testing.T) {
 	t.Parallel()
+	inProcess(t)
 	c := initCA(t)
 	p := startServe(t, c)
 	dir := t.TempDir()
@@ -51,6 +52,7 @@ func TestCLIBlockedKeys(t *testing.T) {
 // revocation revokes exactly the valid certificates that match.
 func TestCLIBulkRevoke(t *testing.T) {
 	t.Parallel()
+	inProcess(t)
 	c := initCA(t)
 	p := startServe(t, c)
 	// Two requesters: the admin token (cert issue) and an issuer token.

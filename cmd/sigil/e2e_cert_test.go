@@ -24,6 +24,7 @@ import (
 
 func TestCLICertIssue(t *testing.T) {
 	t.Parallel()
+	inProcess(t)
 	c := initCA(t)
 	p := startServe(t, c)
 	dir := t.TempDir()
@@ -98,6 +99,7 @@ func TestCLICertIssue(t *testing.T) {
 // sigil.yaml for every key type the CLI generates and checks each chain.
 func TestCLIIssueProfilesAndKeyTypes(t *testing.T) {
 	t.Parallel()
+	inProcess(t)
 	c := initCA(t)
 	p := startServe(t, c)
 	ekus := map[string][]x509.ExtKeyUsage{
@@ -133,6 +135,7 @@ func TestCLIIssueProfilesAndKeyTypes(t *testing.T) {
 
 func TestCLICertShowAndList(t *testing.T) {
 	t.Parallel()
+	inProcess(t)
 	c := initCA(t)
 	p := startServe(t, c)
 	a := e2eIssueSAN(t, p, c, "tls-server", "a.example", "10.0.0.5")[0]
@@ -335,6 +338,7 @@ func TestCLICertShowAndList(t *testing.T) {
 
 func TestCLIRefusals(t *testing.T) {
 	t.Parallel()
+	inProcess(t)
 	c := initCA(t)
 	p := startServe(t, c)
 	dir := t.TempDir()

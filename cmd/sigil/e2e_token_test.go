@@ -13,6 +13,7 @@ import (
 
 func TestCLITokens(t *testing.T) {
 	t.Parallel()
+	inProcess(t)
 	c := initCA(t)
 	p := startServe(t, c)
 	dir := t.TempDir()
