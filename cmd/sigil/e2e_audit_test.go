@@ -16,6 +16,7 @@ import (
 
 func TestCLIAudit(t *testing.T) {
 	t.Parallel()
+	inProcess(t)
 	c := initCA(t)
 	p := startServe(t, c)
 	first := e2eIssueSAN(t, p, c, "tls-server", "first.example")[0]

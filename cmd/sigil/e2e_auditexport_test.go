@@ -32,6 +32,7 @@ func e2eVerifyExport(t *testing.T, c *caDir, path string) (events, first, last i
 // removed line or swapped lines fail verification naming the line.
 func TestCLIAuditExport(t *testing.T) {
 	t.Parallel()
+	inProcess(t)
 	c := initCA(t)
 	p := startServe(t, c)
 	e2eIssueSAN(t, p, c, "tls-server", "one.example")

@@ -34,6 +34,7 @@ func e2eDirNames(t *testing.T, dir string) []string {
 // and an existing file as it was.
 func TestCLICertExport(t *testing.T) {
 	t.Parallel()
+	inProcess(t)
 	c := initCA(t)
 	p := startServe(t, c)
 	a := e2eIssueSAN(t, p, c, "tls-server", "a.export.example", "www.a.export.example")

@@ -130,6 +130,7 @@ func TestManagedBundleDuringRenewalEndToEnd(t *testing.T) {
 // nothing.
 func TestManagedDeleteDestroyKeysRevokesEndToEnd(t *testing.T) {
 	t.Parallel()
+	inProcess(t)
 	c := initCA(t)
 	p := startServe(t, c)
 	e2eWaitIdle(t, p, c, "managed-renew")

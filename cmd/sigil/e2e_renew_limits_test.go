@@ -74,6 +74,7 @@ func e2eChainDER(t *testing.T, chainPEM string) [][]byte {
 // revoked, no certificate of the chain renews. Each refusal is audited.
 func TestRenewLimitsEndToEnd(t *testing.T) {
 	t.Parallel()
+	inProcess(t)
 	c := initCA(t)
 	p := startServe(t, c)
 	client := c.httpClient(t)

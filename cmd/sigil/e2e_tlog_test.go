@@ -19,6 +19,7 @@ import (
 // CLI against the root alone; a doctored head file is refused.
 func TestCLITransparencyLog(t *testing.T) {
 	t.Parallel()
+	inProcess(t)
 	c := initCA(t)
 	p := startServe(t, c)
 	dir := t.TempDir()
