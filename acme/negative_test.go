@@ -925,21 +925,9 @@ func TestDeactivatedDuringValidation(t *testing.T) {
 	ts := newTestServer(t, Config{ValidationWait: time.Millisecond}, testValidation{httpPort: ln.Addr().(*net.TCPAddr).Port})
 	e := newNegEnv(t, ts)
 	ctx := context.Background()
-	o, err := e.c.AuthorizeOrder(ctx, xacme.IPIDs("127.0.0.1"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	az, err := e.c.GetAuthorization(ctx, o.AuthzURLs[0])
-	if err != nil {
-		t.Fatal(err)
-	}
-	chal := http01Of(t, az)
-	keyAuth, err := e.c.HTTP01ChallengeResponse(chal.Token)
-	if err != nil {
-		t.Fatal(err)
-	}
+	o, chal, path, keyAuth := e.pendingHTTP01(t)
 	mu.Lock()
-	answers[e.c.HTTP01ChallengePath(chal.Token)] = keyAuth
+	answers[path] = keyAuth
 	mu.Unlock()
 	if _, err := e.c.Accept(ctx, chal); err != nil {
 		t.Fatal(err)
@@ -966,20 +954,8 @@ func TestConcurrentChallengeStart(t *testing.T) {
 	ts := newTestServer(t, Config{}, testValidation{httpPort: h.port})
 	e := newNegEnv(t, ts)
 	ctx := context.Background()
-	o, err := e.c.AuthorizeOrder(ctx, xacme.IPIDs("127.0.0.1"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	az, err := e.c.GetAuthorization(ctx, o.AuthzURLs[0])
-	if err != nil {
-		t.Fatal(err)
-	}
-	chal := http01Of(t, az)
-	resp, err := e.c.HTTP01ChallengeResponse(chal.Token)
-	if err != nil {
-		t.Fatal(err)
-	}
-	h.set(e.c.HTTP01ChallengePath(chal.Token), resp)
+	_, chal, path, keyAuth := e.pendingHTTP01(t)
+	h.set(path, keyAuth)
 	for _, a := range e.postAtOnce(t, chal.URI, []byte("{}"), 16) {
 		if a.err != nil || a.status != http.StatusOK {
 			t.Errorf("a concurrent challenge POST answered %d %s (%v)", a.status, a.body, a.err)
@@ -1068,4 +1044,25 @@ func (e *negEnv) postAtOnce(t *testing.T, url string, payload []byte, n int) []p
 	close(start)
 	wg.Wait()
 	return answers
+}
+
+// pendingHTTP01 orders 127.0.0.1 and returns the order, its pending http-01
+// challenge, and the path and key authorization a responder must serve.
+func (e *negEnv) pendingHTTP01(t *testing.T) (*xacme.Order, *xacme.Challenge, string, string) {
+	t.Helper()
+	ctx := context.Background()
+	o, err := e.c.AuthorizeOrder(ctx, xacme.IPIDs("127.0.0.1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	az, err := e.c.GetAuthorization(ctx, o.AuthzURLs[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	chal := http01Of(t, az)
+	keyAuth, err := e.c.HTTP01ChallengeResponse(chal.Token)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return o, chal, e.c.HTTP01ChallengePath(chal.Token), keyAuth
 }

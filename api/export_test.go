@@ -17,6 +17,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sigil-ca/sigil/internal/testclock"
+
 	"github.com/sigil-ca/sigil/api"
 	"github.com/sigil-ca/sigil/ca"
 	"github.com/sigil-ca/sigil/store"
@@ -254,7 +256,7 @@ func TestCertExport(t *testing.T) {
 // before its first row, and an unknown format never starts the scan.
 func TestWriteCertExport(t *testing.T) {
 	t.Parallel()
-	now := time.Date(2026, 11, 24, 12, 0, 0, 0, time.UTC)
+	now := testclock.Start()
 	rec := func(i int) store.CertRecord {
 		return store.CertRecord{Serial: fmt.Sprintf("%x", i+1), IssuerID: "int-1", Subject: "CN=host", SANs: []string{"host.example"},
 			NotBefore: now.Add(-time.Hour), NotAfter: now.Add(time.Hour), Created: now.Add(-time.Hour), Requester: "token:x",

@@ -256,7 +256,7 @@ func TestManagedBundleAccess(t *testing.T) {
 func selfSigned(t *testing.T) api.BundleResponse {
 	t.Helper()
 	key := newKey(t)
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(7), NotBefore: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC), NotAfter: time.Date(2028, 1, 1, 0, 0, 0, 0, time.UTC),
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(7), NotBefore: testclock.Start().Add(-24 * time.Hour), NotAfter: testclock.Start().Add(365 * 24 * time.Hour),
 		DNSNames: []string{"web.example.com"}}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
 	if err != nil {
