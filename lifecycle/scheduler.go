@@ -212,7 +212,7 @@ func (s *Scheduler) Trigger(name, actor string) error {
 	j := s.jobs[name]
 	switch {
 	case j == nil:
-		return jobError(ca.NotFound, ErrUnknownJob, fmt.Sprintf("%s: %q", ErrUnknownJob, name))
+		return jobError(ca.NotFound, ErrUnknownJob, "no job named "+name) // as GET /v1/jobs/{name} says it
 	case j.Disabled:
 		return jobError(ca.Conflict, ErrDisabled, fmt.Sprintf("%s: %s", name, ErrDisabled))
 	case s.gs == nil:

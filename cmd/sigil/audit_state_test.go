@@ -30,9 +30,7 @@ import (
 // the record (issue 15, item 7: a SQL "un-revoke" of a keyCompromise
 // certificate passed verification).
 func TestAuditVerifyDetectsStateTampering(t *testing.T) {
-	if testing.Short() {
-		t.Skip("runs a server; skipped with -short")
-	}
+	inProcess(t)
 	c := initCA(t)
 	p := startServe(t, c)
 	compromised := e2eIssueSAN(t, p, c, "tls-server", "compromised.example")[0]
@@ -134,7 +132,7 @@ func TestAuditVerifyDetectsStateTampering(t *testing.T) {
 				t.Fatal(err)
 			}
 			out, errOut, err := runSigil(t, nil, "audit", "verify", "--db", path, "--ca-file", c.root)
-			var ee *exec.ExitError
+			var ee exitCoder
 			if !errors.As(err, &ee) || ee.ExitCode() == 0 {
 				t.Fatalf("sigil audit verify passed a tampered database: %v\nstdout: %s\nstderr: %s", err, out, errOut)
 			}
@@ -276,9 +274,7 @@ func serveMustFail(t *testing.T, c *caDir, extra ...string) string {
 // re-signed at start (issue 15, item 7: a corrupted stored response was
 // served as it was).
 func TestOCSPStoredResponsesChecked(t *testing.T) {
-	if testing.Short() {
-		t.Skip("runs a server; skipped with -short")
-	}
+	inProcess(t)
 	for _, withIssuer := range []bool{false, true} {
 		t.Run(fmt.Sprintf("sign_with_issuer=%v", withIssuer), func(t *testing.T) {
 			c := initCA(t)
@@ -335,9 +331,7 @@ func TestOCSPStoredResponsesChecked(t *testing.T) {
 // catches a database cut back together with its newest checkpoints, which
 // the database alone cannot show (issue 15, item 7).
 func TestAuditWitness(t *testing.T) {
-	if testing.Short() {
-		t.Skip("runs a server; skipped with -short")
-	}
+	inProcess(t)
 	var mu sync.Mutex
 	var posted []witness.Record
 	hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

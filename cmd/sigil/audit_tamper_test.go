@@ -14,7 +14,6 @@ import (
 	"io"
 	"math/big"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -56,9 +55,7 @@ func (ci chainInfo) firstCheckpointFrom(t *testing.T, seq int64) int64 {
 // acceptance: a changed field, a deleted row, two rows swapped, the last N
 // rows cut).
 func TestAuditVerifyDetectsTampering(t *testing.T) {
-	if testing.Short() {
-		t.Skip("runs a server; skipped with -short")
-	}
+	inProcess(t)
 	c := initCA(t)
 	client := c.httpClient(t)
 	// Three serve sessions of 10 certificates, each stopped gracefully, give
@@ -248,7 +245,7 @@ func TestAuditVerifyDetectsTampering(t *testing.T) {
 				}
 				return
 			}
-			var ee *exec.ExitError
+			var ee exitCoder
 			if !errors.As(err, &ee) || ee.ExitCode() == 0 {
 				t.Fatalf("sigil audit verify on a tampered database: err %v, want a non-zero exit\nstdout: %s\nstderr: %s", err, out, errOut)
 			}

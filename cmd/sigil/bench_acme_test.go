@@ -9,9 +9,8 @@ import (
 // TestBenchACME runs `sigil bench acme` against a real `sigil serve` that
 // validates http-01 on the port the bench serves (issue 5, item 10).
 func TestBenchACME(t *testing.T) {
-	if testing.Short() {
-		t.Skip("skipped under -short: runs sigil serve and a 20-order ACME bench")
-	}
+	skipLoadTestInShort(t)
+	inProcess(t)
 	_, httpPort, err := net.SplitHostPort(freeAddr(t))
 	if err != nil {
 		t.Fatal(err)

@@ -20,6 +20,8 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/jonboulle/clockwork"
+
 	"github.com/sigil-ca/sigil/acme"
 	"github.com/sigil-ca/sigil/api"
 	"github.com/sigil-ca/sigil/ca"
@@ -75,6 +77,9 @@ type Config struct {
 	// allowBrokenAudit lets serve start on an audit chain that fails its
 	// start-up check (--allow-broken-audit, for forensics only).
 	allowBrokenAudit bool
+	// clock is the server's clock: nil is the wall clock, which sigil
+	// serve always uses; in-process tests set a fake one.
+	clock clockwork.Clock
 }
 
 // HTTPSConfig is the TLS listener.

@@ -139,6 +139,7 @@ func internalHost(t *testing.T, addr string) *atomic.Int64 {
 // link-local (metadata) address is refused before any connection.
 func TestE2EACMEValidationTargets(t *testing.T) {
 	t.Parallel()
+	inProcess(t)
 	e := startACMEE2E(t)
 	hits := internalHost(t, net.JoinHostPort("127.0.0.2", e.httpPort))
 	e.dns.setA("redir.sigil.test", net.IPv4(127, 0, 0, 1))
@@ -200,6 +201,7 @@ func TestE2EACMEValidationTargets(t *testing.T) {
 // quoted back; a configured link-local host is still refused at dial time.
 func TestE2EACMEValidationRedirectHosts(t *testing.T) {
 	t.Parallel()
+	inProcess(t)
 	e := startACMEConfigured(t, map[string]any{
 		"acme.validation.redirect_hosts": []string{"internal.sigil.test", "169.254.169.254"},
 	})
@@ -228,6 +230,7 @@ const caaIdentity = "ca.sigil.test"
 // any issue record names this CA, however many other CAs come first.
 func TestE2EACMECAAEveryRecord(t *testing.T) {
 	t.Parallel()
+	inProcess(t)
 	e := startACMEConfigured(t, map[string]any{"acme.caa": "on", "acme.caa_identities": []string{caaIdentity}})
 	others := []string{`0 issue "a.example"`, `0 issue "b.example"`, `0 issue "c.example"`, `0 issue "d.example"`}
 	for name, recs := range map[string][]string{
@@ -274,6 +277,7 @@ func TestE2EACMECAAEveryRecord(t *testing.T) {
 // is proven with a fake clock in acme's TestCAARecheckedAtIssuance).
 func TestE2EACMECAARecheckedOnReuse(t *testing.T) {
 	t.Parallel()
+	inProcess(t)
 	e := startACMEConfigured(t, map[string]any{"acme.caa": "on", "acme.caa_identities": []string{caaIdentity},
 		"acme.caa_max_age": "0s"})
 	const name = "reuse.sigil.test"
@@ -319,6 +323,7 @@ func TestE2EACMECAARecheckedOnReuse(t *testing.T) {
 // certificates. The former key orders_per_domain still sets it.
 func TestE2EACMEDomainLimitNotSpentByStrangers(t *testing.T) {
 	t.Parallel()
+	inProcess(t)
 	e := startACMEConfigured(t, map[string]any{"acme.rate_limits": map[string]int{"orders_per_domain": 2}})
 	ctx := context.Background()
 	for _, n := range []string{"a", "b", "c"} {
@@ -359,6 +364,7 @@ func TestE2EACMEDomainLimitNotSpentByStrangers(t *testing.T) {
 // client IP across accounts, so new accounts do not multiply the budget.
 func TestE2EACMEOrdersPerIP(t *testing.T) {
 	t.Parallel()
+	inProcess(t)
 	e := startACMEConfigured(t, map[string]any{"acme.rate_limits": map[string]int{"orders_per_ip": 5}})
 	ctx := context.Background()
 	a, b := e2eRegister(t, e), e2eRegister(t, e)

@@ -126,9 +126,7 @@ func lastSegment(u string) string { return u[strings.LastIndex(u, "/")+1:] }
 // the same requester identity; renewalInfo answers for an ACME certificate
 // only on its own endpoint.
 func TestACMEAccountEndpointScope(t *testing.T) {
-	if testing.Short() {
-		t.Skip("skipped under -short: runs sigil serve")
-	}
+	inProcess(t)
 	e := startACMEE2E(t)
 	ctx := context.Background()
 	for _, name := range []string{"scope", "scope-partner", "scope-new"} {
@@ -388,9 +386,7 @@ func (e *acmeE2E) issueWithKey(t *testing.T, c *acme.Client, key *ecdsa.PrivateK
 // ordering account's keyCompromise revokes its certificate and nothing
 // else; only a request signed by the certificate's key blocks the key.
 func TestACMERevocationReach(t *testing.T) {
-	if testing.Short() {
-		t.Skip("skipped under -short: runs sigil serve")
-	}
+	inProcess(t)
 	e := startACMEE2E(t)
 	ctx := context.Background()
 	for _, name := range []string{"reach", "reach-b", "reach-c", "bystander"} {

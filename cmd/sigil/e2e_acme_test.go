@@ -266,9 +266,7 @@ func wantProblem(t *testing.T, err error, typ string) {
 }
 
 func TestACMEEndToEnd(t *testing.T) {
-	if testing.Short() {
-		t.Skip("skipped under -short: runs sigil serve")
-	}
+	inProcess(t)
 	e := startACMEE2E(t)
 	ctx := context.Background()
 	c := e.client(t, "")

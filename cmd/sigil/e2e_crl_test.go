@@ -84,6 +84,7 @@ func e2eOpensslCRL(t testing.TB, c *caDir, inter *x509.Certificate, der []byte) 
 
 func TestCRLServe(t *testing.T) {
 	t.Parallel()
+	inProcess(t)
 	c := initCA(t)
 	p := startServe(t, c)
 	chain := e2eIssueSAN(t, p, c, "tls-server", "crl.example")
@@ -124,6 +125,7 @@ func TestCRLServe(t *testing.T) {
 
 func TestCRLServeSharded(t *testing.T) {
 	t.Parallel()
+	inProcess(t)
 	c := initCA(t)
 	cfg, err := os.ReadFile(c.config)
 	if err != nil {

@@ -33,6 +33,7 @@ import (
 	"github.com/sigil-ca/sigil/api"
 	"github.com/sigil-ca/sigil/api/client"
 	"github.com/sigil-ca/sigil/ca"
+	"github.com/sigil-ca/sigil/store"
 )
 
 // ---------------------------------------------------------------------------
@@ -103,6 +104,32 @@ func e2eListAudit(t testing.TB, p *serverProc, c *caDir, filters ...string) []ap
 		t.Fatalf("audit list --format json: %v\n%s", err, out)
 	}
 	return l.Events
+}
+
+// e2eAwaitJobsIdle waits until every enabled job has run and none is
+// running: a server runs its never-run jobs at start, in the background,
+// and their events (crl.published, ...) would otherwise land in the middle
+// of a test that counts events.
+func e2eAwaitJobsIdle(t testing.TB, p *serverProc, c *caDir) {
+	t.Helper()
+	deadline := time.Now().Add(time.Minute)
+	for {
+		out, _ := e2eRun(t, e2eAdmin(p, c, "jobs", "list", "--format", "json")...)
+		var list api.JobList
+		if err := json.Unmarshal([]byte(out), &list); err != nil {
+			t.Fatalf("jobs list --format json: %v\n%s", err, out)
+		}
+		busy := slices.ContainsFunc(list.Jobs, func(j api.JobStatus) bool {
+			return j.Running || (j.Enabled && (j.LastRun == nil || j.LastRun.Result == store.JobRunning))
+		})
+		if !busy {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("jobs still running a minute after start: %s", out)
+		}
+		time.Sleep(20 * time.Millisecond) // polling a real server's background work
+	}
 }
 
 // e2eListKeys returns the key inventory as JSON text and decoded.

@@ -15,6 +15,7 @@ import (
 
 func TestCLIInit(t *testing.T) {
 	t.Parallel()
+	inProcess(t)
 	dir := t.TempDir()
 	pf := e2eWriteFile(t, dir, "passphrase", []byte(testPassphrase+"\n"))
 	caPath := filepath.Join(dir, "ca")

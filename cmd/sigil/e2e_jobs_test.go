@@ -13,6 +13,7 @@ import (
 // result; `sigil jobs list` and `show` report the runs.
 func TestJobsEndToEnd(t *testing.T) {
 	t.Parallel()
+	inProcess(t)
 	c := initCA(t)
 	p := startServe(t, c)
 

@@ -15,7 +15,9 @@ import (
 // sigil keys rewrap
 
 func TestCLIKeysRewrapWhileIssuing(t *testing.T) {
+	skipLoadTestInShort(t)
 	t.Parallel()
+	inProcess(t)
 	c := initCA(t)
 	p := startServe(t, c)
 	dir := t.TempDir()

@@ -59,7 +59,9 @@ func e2eBundleMatches(chainPEM, keyPEM string) string {
 // each time) are all delivered, each a whole pair: the leaf and the key
 // belong together, never "the key is retired".
 func TestManagedBundleDuringRenewalEndToEnd(t *testing.T) {
+	skipLoadTestInShort(t)
 	t.Parallel()
+	inProcess(t)
 	c := initCA(t)
 	p := startServe(t, c)
 	e2eWaitIdle(t, p, c, "managed-renew")

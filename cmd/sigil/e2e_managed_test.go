@@ -73,6 +73,7 @@ func e2eMTLSClient(t *testing.T, c *caDir, b api.BundleResponse) *http.Client {
 // certificate over mTLS; an admin token gets no key.
 func TestManagedEndToEnd(t *testing.T) {
 	t.Parallel()
+	inProcess(t)
 	c := initCA(t)
 	p := startServe(t, c)
 	// The job's first run, at start, must be over: the certificate below

@@ -54,6 +54,7 @@ func e2eWaitIdle(t testing.TB, p *serverProc, c *caDir, job string) api.JobRun {
 // the gauge counts it; the jobs are listed with their schedules.
 func TestExpiryNotifyEndToEnd(t *testing.T) {
 	t.Parallel()
+	inProcess(t)
 	c := initCA(t)
 	secret := "e2e-webhook-secret-0123456789abcdef"
 	e2eWriteFile(t, c.dir, "webhook.secret", []byte(secret+"\n"))
@@ -151,6 +152,7 @@ func TestExpiryNotifyEndToEnd(t *testing.T) {
 // restart opens them, and `sigil jobs run kek-rotate --wait` rotates again.
 func TestKEKRotateEndToEnd(t *testing.T) {
 	t.Parallel()
+	inProcess(t)
 	c := initCA(t)
 	cfg, err := os.ReadFile(c.config)
 	if err != nil {

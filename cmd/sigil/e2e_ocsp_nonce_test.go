@@ -64,6 +64,7 @@ func e2eMetric(t testing.TB, p *serverProc, c *caDir, sample string) float64 {
 // without a nonce, and over GET, the pre-signed responses are served.
 func TestOCSPServeNonce(t *testing.T) {
 	t.Parallel()
+	inProcess(t)
 	if _, err := exec.LookPath("openssl"); err != nil {
 		t.Skip("SKIPPING openssl ocsp nonce checks: openssl is not installed (.ci/run installs it)")
 	}

@@ -60,6 +60,7 @@ func e2eOCSPGet(t testing.TB, client *http.Client, base string, leaf, issuer *x5
 
 func TestOCSPServe(t *testing.T) {
 	t.Parallel()
+	inProcess(t)
 	c := initCA(t)
 	p := startServe(t, c)
 	goodChain := e2eIssueSAN(t, p, c, "tls-server", "good.example")
@@ -155,7 +156,9 @@ func TestOCSPServe(t *testing.T) {
 // TestOCSPUnderWriteLoad: cached GETs keep answering quickly while
 // certificates are issued as fast as the store commits them.
 func TestOCSPUnderWriteLoad(t *testing.T) {
+	skipLoadTestInShort(t)
 	t.Parallel()
+	inProcess(t)
 	c := initCA(t)
 	p := startServe(t, c)
 	chain := e2eIssueSAN(t, p, c, "tls-server", "load.example")

@@ -57,11 +57,13 @@ func e2eStatus(t *testing.T, client *http.Client, req *http.Request) int {
 // shutdown). A refusal of an authenticated caller is still audited.
 func TestUnauthenticatedRefusalsEndToEnd(t *testing.T) {
 	t.Parallel()
+	inProcess(t)
 	c := initCA(t)
 	p := startServe(t, c)
 	client := c.httpClient(t)
 	const metric = "sigil_unauthenticated_refusals_total"
 
+	e2eAwaitJobsIdle(t, p, c)
 	before := len(e2eListAudit(t, p, c))
 	metricBefore := e2eMetricSum(t, client, p, metric)
 	id, _ := strings.CutPrefix(c.adminToken, "sigil_")

@@ -36,6 +36,7 @@ func e2eFields(t testing.TB, out string) map[string]string {
 
 func TestCLICertRevoke(t *testing.T) {
 	t.Parallel()
+	inProcess(t)
 	c := initCA(t)
 	p := startServe(t, c)
 	leaf := e2eIssueSAN(t, p, c, "tls-server", "revoke.example")[0]

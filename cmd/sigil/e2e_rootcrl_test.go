@@ -58,6 +58,7 @@ func e2eCRLVerify(t testing.TB, c *caDir, inter, leaf *x509.Certificate, rootCRL
 // the check.
 func TestRootCRL(t *testing.T) {
 	t.Parallel()
+	inProcess(t)
 	c := initCA(t)
 	cfg, err := os.ReadFile(c.config)
 	if err != nil {
@@ -153,6 +154,7 @@ func TestRootCRL(t *testing.T) {
 // changes nothing on a wrong passphrase, a bad validity or a missing database.
 func TestRootCRLRefusals(t *testing.T) {
 	t.Parallel()
+	inProcess(t)
 	c := initCA(t)
 	wrong := e2eWriteFile(t, t.TempDir(), "wrong", []byte("not-the-passphrase-at-all\n"))
 	before := e2eSnapshotDir(t, c.dir)

@@ -127,6 +127,7 @@ func e2eDownload(ctx context.Context, dir, sel string) ([]byte, error) {
 // sees a revoked certificate marked as such, is refused a state-changing request, checks the audit chain, and
 // leaves a screenshot behind; every page it opened is in the audit log.
 func TestE2EAuditorBrowser(t *testing.T) {
+	inProcess(t)
 	chromium := e2eChromium(t)
 	c := initCA(t)
 	p := startServe(t, c)

@@ -173,6 +173,7 @@ type serveOptions struct {
 	configPath, passphraseFile, httpsAddr, httpAddr string
 	allowBrokenAudit                                bool
 	af                                              acmeFlags
+	clock                                           clockwork.Clock // nil: the wall clock (tests set a fake one)
 }
 
 func serveCmd() *cobra.Command { return newServeCmd(&serveOptions{}) }
@@ -223,6 +224,7 @@ func (o *serveOptions) start(cmd *cobra.Command) (*server, error) {
 		cfg.HTTP.Addr = o.httpAddr
 	}
 	cfg.allowBrokenAudit = o.allowBrokenAudit
+	cfg.clock = o.clock
 	if err := o.af.apply(cmd, cfg); err != nil {
 		return nil, err
 	}

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jonboulle/clockwork"
 	"github.com/spf13/cobra"
 )
 
@@ -27,6 +28,16 @@ func inProcess(t *testing.T) {
 	}
 	inProcessTests.Store(t.Name(), true)
 	t.Cleanup(func() { inProcessTests.Delete(t.Name()) })
+}
+
+// skipLoadTestInShort skips a load test (hundreds of requests against an
+// in-process server, seconds of CPU) under -short: make short stays quick,
+// make test runs it.
+func skipLoadTestInShort(t *testing.T) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("a load test; skipped with -short")
+	}
 }
 
 func isInProcess(t testing.TB) bool {
@@ -106,10 +117,23 @@ func initInProcess(t testing.TB, env []string, args ...string) (string, string, 
 // flags if given, and shuts it down in t.Cleanup. Its log goes to p.stderr.
 func startServeInProcess(t testing.TB, c *caDir, extra ...string) *serverProc {
 	t.Helper()
+	return startServeWithClock(t, c, nil, extra...)
+}
+
+// startServeWithClock is startServeInProcess with the server on clk (nil:
+// the wall clock), for tests of what happens as time passes (expiry,
+// schedules): they step clk instead of waiting. Start clk at the real time
+// (clockwork.NewFakeClockAt(time.Now())) when TLS clients or openssl check
+// what the server issues against the wall clock.
+func startServeWithClock(t testing.TB, c *caDir, clk clockwork.Clock, extra ...string) *serverProc {
+	t.Helper()
+	if !isInProcess(t) {
+		t.Fatal("startServeWithClock: the test must be marked inProcess")
+	}
 	httpsAddr, httpAddr := freeAddr(t), freeAddr(t)
 	args := append([]string{"--config", c.config, "--passphrase-file", c.passphraseFile,
 		"--https-addr", httpsAddr, "--http-addr", httpAddr}, extra...)
-	o := &serveOptions{}
+	o := &serveOptions{clock: clk}
 	cmd := newServeCmd(o)
 	if err := cmd.ParseFlags(args); err != nil {
 		t.Fatalf("sigil serve %q: %v", args, err)

@@ -327,7 +327,7 @@ func jobsRunCmd() *cobra.Command {
 	var timeout time.Duration
 	cmd := &cobra.Command{
 		Use:   "run NAME",
-		Short: "Run a job now (refused while it is running); --wait waits for its result",
+		Short: "Run a job now (refused while it is running); --wait waits for a run that starts after this command, and prints its result",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c, err := cf.client()
@@ -335,49 +335,87 @@ func jobsRunCmd() *cobra.Command {
 				return err
 			}
 			name := args[0]
-			before, err := c.Job(cmd.Context(), name)
-			if err != nil {
-				return err
-			}
-			var lastID int64
-			if len(before.Runs) > 0 {
-				lastID = before.Runs[0].ID
-			}
-			if _, err := c.RunJob(cmd.Context(), name); err != nil {
-				return err
-			}
-			fmt.Fprintf(cmd.ErrOrStderr(), "job %s started\n", name)
 			if !wait {
+				if _, err := c.RunJob(cmd.Context(), name); err != nil {
+					return err
+				}
+				fmt.Fprintf(cmd.ErrOrStderr(), "job %s started\n", name)
 				return nil
 			}
 			ctx, cancel := context.WithTimeout(cmd.Context(), timeout)
 			defer cancel()
-			tick := time.NewTicker(250 * time.Millisecond)
-			defer tick.Stop()
-			for {
-				d, err := c.Job(ctx, name)
-				if err != nil {
-					return err
-				}
-				if len(d.Runs) > 0 && d.Runs[0].ID > lastID && d.Runs[0].Result != store.JobRunning {
-					r := d.Runs[0]
-					fmt.Fprintf(cmd.OutOrStdout(), "job %s run %d: %s, %d items in %s\n", name, r.ID, r.Result, r.Items,
-						r.Ended.Sub(r.Started).Round(time.Millisecond))
-					if r.Result != store.JobOK {
-						return fmt.Errorf("job %s failed: %s", name, r.Error)
-					}
-					return nil
-				}
-				select {
-				case <-ctx.Done():
+			r, err := runJobAndWait(ctx, c, name, func() { fmt.Fprintf(cmd.ErrOrStderr(), "job %s started\n", name) })
+			if err != nil {
+				if ctx.Err() != nil {
 					return fmt.Errorf("job %s: no result within %s (it goes on in the server; see sigil jobs show %s)", name, timeout, name)
-				case <-tick.C:
 				}
+				return err
 			}
+			fmt.Fprintf(cmd.OutOrStdout(), "job %s run %d: %s, %d items in %s\n", name, r.ID, r.Result, r.Items,
+				r.Ended.Sub(r.Started).Round(time.Millisecond))
+			if r.Result != store.JobOK {
+				return fmt.Errorf("job %s failed: %s", name, r.Error)
+			}
+			return nil
 		},
 	}
 	cf.register(cmd)
 	cmd.Flags().BoolVar(&wait, "wait", false, "wait for the run to end and print its result")
 	cmd.Flags().DurationVar(&timeout, "timeout", 10*time.Minute, "how long --wait waits")
 	return cmd
+}
+
+// jobPoll is how often jobs run --wait asks for the job's state.
+const jobPoll = 250 * time.Millisecond
+
+// runJobAndWait triggers job name and returns the run that trigger started,
+// once it has ended. A run already going (the scheduler's, or another
+// operator's) started before this call and may have missed what the caller
+// wants done, so it is waited out and the job triggered again after it.
+func runJobAndWait(ctx context.Context, c *client.Client, name string, started func()) (api.JobRun, error) {
+	tick := time.NewTicker(jobPoll)
+	defer tick.Stop()
+	next := func() error {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-tick.C:
+			return nil
+		}
+	}
+	var lastID int64
+	for {
+		d, err := c.Job(ctx, name)
+		if err != nil {
+			return api.JobRun{}, err
+		}
+		lastID = 0
+		if len(d.Runs) > 0 {
+			lastID = d.Runs[0].ID
+		}
+		_, err = c.RunJob(ctx, name)
+		if err == nil {
+			break
+		}
+		if !client.IsKind(err, "conflict") || !d.Enabled {
+			// Unknown, disabled, or refused for a reason waiting does not cure.
+			return api.JobRun{}, err
+		}
+		if err := next(); err != nil {
+			return api.JobRun{}, err
+		}
+	}
+	started()
+	for {
+		d, err := c.Job(ctx, name)
+		if err != nil {
+			return api.JobRun{}, err
+		}
+		if len(d.Runs) > 0 && d.Runs[0].ID > lastID && d.Runs[0].Result != store.JobRunning {
+			return d.Runs[0], nil
+		}
+		if err := next(); err != nil {
+			return api.JobRun{}, err
+		}
+	}
 }

@@ -34,8 +34,9 @@ const legoDomain = "lego.sigil.test"
 const legoTimeout = 2 * time.Minute
 
 func TestLegoHTTP01(t *testing.T) {
+	inProcess(t)
 	if testing.Short() {
-		t.Skip("skipped under -short: runs sigil serve and the lego ACME client")
+		t.Skip("skipped under -short: runs the lego ACME client as a child process")
 	}
 	legoBin, err := exec.LookPath("lego")
 	if err != nil {

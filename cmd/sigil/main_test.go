@@ -14,6 +14,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -69,15 +70,28 @@ type caDir struct {
 	adminToken     string
 }
 
-// freeAddr returns a 127.0.0.1 address that was free a moment ago.
+// handedOut holds every address freeAddr has returned in this process.
+var handedOut sync.Map
+
+// freeAddr returns a 127.0.0.1 address that was free a moment ago and that
+// it never returned before: the kernel may hand a just-closed probe port out
+// again, and two servers of one test told the same port collide (lego's
+// http-01 listener once got sigil serve's HTTP port).
 func freeAddr(t testing.TB) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	for range 100 {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		addr := ln.Addr().String()
+		ln.Close()
+		if _, seen := handedOut.LoadOrStore(addr, true); !seen {
+			return addr
+		}
 	}
-	defer ln.Close()
-	return ln.Addr().String()
+	t.Fatal("freeAddr: no unused port in 100 tries")
+	return ""
 }
 
 // runSigil runs the binary and returns stdout, stderr and the error; in a

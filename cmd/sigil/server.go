@@ -72,7 +72,10 @@ func newLogger(w io.Writer, cfg LogConfig) *slog.Logger {
 // startServer opens the database, unlocks the keystore with passphrase and
 // starts listening. fastKDF is for sigil dev only.
 func startServer(ctx context.Context, cfg *Config, passphrase []byte, log *slog.Logger, fastKDF bool) (*server, error) {
-	clk := clockwork.NewRealClock()
+	clk := cfg.clock
+	if clk == nil {
+		clk = clockwork.NewRealClock()
+	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	metrics := ca.NewMetrics(reg)

@@ -14,6 +14,7 @@ import (
 // disconnected after limits.read_header_timeout (slow-loris guard).
 func TestSlowClientCut(t *testing.T) {
 	t.Parallel()
+	inProcess(t)
 	c := initCA(t)
 	cfg, err := os.ReadFile(c.config)
 	if err != nil {
