@@ -190,6 +190,7 @@ func e2eWithNonce(t testing.TB, req []byte, n int) []byte {
 // active responder key, unwrapped (audited) at each restart.
 func TestOCSPResponderReusedAcrossRestarts(t *testing.T) {
 	t.Parallel()
+	inProcess(t)
 	c := initCA(t)
 	client := &http.Client{Timeout: 10 * time.Second}
 	var chain []*x509.Certificate

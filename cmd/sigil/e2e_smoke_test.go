@@ -11,6 +11,7 @@ import (
 // TestServeKeepsRootWrapped: serving unwraps the intermediate and audit keys
 // and never the root (DESIGN.md, Keys).
 func TestServeKeepsRootWrapped(t *testing.T) {
+	inProcess(t)
 	c := initCA(t)
 	p := startServe(t, c)
 	out, errOut, err := runSigil(t, nil, append([]string{"keys", "list", "--format", "json"}, p.clientArgs(c)...)...)

@@ -342,6 +342,7 @@ func keyscanCopyTree(t testing.TB, dir string) string {
 
 func TestNoPlaintextKeysAtRest(t *testing.T) {
 	t.Parallel()
+	inProcess(t)
 	c := initCA(t)
 	p := startServe(t, c)
 	outside := t.TempDir() // keys the CLI generates live outside the CA directory
