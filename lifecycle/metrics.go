@@ -22,7 +22,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "sigil_job_runs_total", Help: "Job runs, by job and result (ok, error).",
 		}, []string{"job", "result"}),
 		skipped: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "sigil_job_runs_skipped_total", Help: "Scheduled job runs skipped because the previous run was still going.",
+			Name: "sigil_job_runs_skipped_total", Help: "Scheduled job runs skipped: the previous run was still going, or (in a cluster) another node ran the job this period.",
 		}, []string{"job"}),
 		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name: "sigil_job_duration_seconds", Help: "Job run duration.",

@@ -26,7 +26,18 @@ var (
 	ErrUnknownJob = errors.New("no such job")
 	ErrRunning    = errors.New("job is already running")
 	ErrDisabled   = errors.New("job is disabled")
+	// ErrNotLeader refuses a manual run on a node that is not the elected
+	// job runner of its cluster: another node answers.
+	ErrNotLeader = errors.New("jobs run on the elected node, and this node is not it")
 )
+
+// Elector elects the one node of several, sharing one database, that runs
+// the jobs. IsLeader returns nil while this node leads, an error otherwise
+// (not elected, or the election cannot be reached). It must be cheap: it is
+// asked before every run and every ElectionPoll.
+type Elector interface {
+	IsLeader(ctx context.Context) error
+}
 
 // jobError is a refusal of Trigger: a ca error of kind k whose detail is
 // what the caller sees, wrapping the sentinel.
@@ -68,7 +79,18 @@ type Config struct {
 	Clock   clockwork.Clock
 	Logger  *slog.Logger
 	Metrics *Metrics // optional
+	// Elector, when several nodes share one database, makes one of them
+	// the job runner; nil: this node is alone and runs every job.
+	Elector Elector
+	// ElectionPoll is how often a node asks whether it leads (default
+	// DefaultElectionPoll): a node that becomes leader marks the old
+	// leader's unfinished runs interrupted and runs what fell due.
+	ElectionPoll time.Duration
 }
+
+// DefaultElectionPoll bounds how long the jobs wait for a new leader after
+// one dies (plus the database noticing the dead node's session).
+const DefaultElectionPoll = 10 * time.Second
 
 // Scheduler runs jobs. Add them, then Start; Stop waits for running jobs.
 type Scheduler struct {
@@ -83,7 +105,9 @@ type Scheduler struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 	gs     gocron.Scheduler
-	wg     sync.WaitGroup // runs started outside gocron (missed, manual)
+	wg     sync.WaitGroup // runs started outside gocron (missed, manual), the election loop
+
+	leading atomic.Bool // with an Elector: this node led at the last ask
 }
 
 type job struct {
@@ -101,6 +125,9 @@ func New(cfg Config, st Store) (*Scheduler, error) {
 	m := cfg.Metrics
 	if m == nil {
 		m = NewMetrics(nil)
+	}
+	if cfg.ElectionPoll <= 0 {
+		cfg.ElectionPoll = DefaultElectionPoll
 	}
 	return &Scheduler{cfg: cfg, st: st, clk: cfg.Clock, log: cfg.Logger, metrics: m, jobs: map[string]*job{}}, nil
 }
@@ -129,28 +156,16 @@ func (s *Scheduler) Start(ctx context.Context) error {
 	if s.gs != nil {
 		return errors.New("lifecycle: started twice")
 	}
-	now := s.clk.Now()
-	err := update(ctx, s.st, func(tx Tx) error {
-		n, err := tx.InterruptJobRuns(now, "the server stopped during the run")
-		if n > 0 {
-			s.log.WarnContext(ctx, "job runs interrupted by the last shutdown", "runs", n)
-		}
-		return err
-	})
-	if err != nil {
-		return fmt.Errorf("lifecycle: %w", err)
+	opts := []gocron.SchedulerOption{gocron.WithClock(s.clk), gocron.WithLocation(time.UTC), gocron.WithLogger(gocronLogger{s.log})}
+	if s.cfg.Elector != nil {
+		// gocron asks before each tick; run asks again whether the tick is
+		// still due (a new leader may have run it already).
+		opts = append(opts, gocron.WithDistributedElector(s.cfg.Elector))
 	}
-	latest, err := s.st.LatestJobRuns(ctx)
-	if err != nil {
-		return fmt.Errorf("lifecycle: %w", err)
-	}
-	gs, err := gocron.NewScheduler(gocron.WithClock(s.clk), gocron.WithLocation(time.UTC),
-		gocron.WithLogger(gocronLogger{s.log}))
+	gs, err := gocron.NewScheduler(opts...)
 	if err != nil {
 		return fmt.Errorf("lifecycle: scheduler: %w", err)
 	}
-	s.ctx, s.cancel = context.WithCancel(context.WithoutCancel(ctx))
-	var missed []*job
 	for _, name := range slices.Sorted(maps.Keys(s.jobs)) {
 		j := s.jobs[name]
 		if j.Disabled {
@@ -172,20 +187,98 @@ func (s *Scheduler) Start(ctx context.Context) error {
 			_ = gs.Shutdown()
 			return fmt.Errorf("lifecycle: job %s: %w", j.Name, err)
 		}
-		last, ok := latest[name]
-		if !ok || last.Result == store.JobInterrupted || !j.Schedule.next(last.Started).After(now) {
-			missed = append(missed, j)
+	}
+	s.ctx, s.cancel = context.WithCancel(context.WithoutCancel(ctx))
+	if s.cfg.Elector == nil {
+		if err := s.takeOver(ctx); err != nil {
+			_ = gs.Shutdown()
+			return err
 		}
+		s.gs = gs
+		gs.Start()
+		s.runMissed(ctx)
+		return nil
 	}
 	s.gs = gs
 	gs.Start()
-	for _, j := range missed {
-		s.log.InfoContext(ctx, "job due while the server was down runs now", "job", j.Name)
+	s.elect(ctx)
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		t := s.clk.NewTicker(s.cfg.ElectionPoll)
+		defer t.Stop()
+		for {
+			select {
+			case <-s.ctx.Done():
+				return
+			case <-t.Chan():
+				s.elect(s.ctx)
+			}
+		}
+	}()
+	return nil
+}
+
+// elect asks the Elector whether this node leads; a node that has just
+// become leader takes the jobs over and runs what fell due.
+func (s *Scheduler) elect(ctx context.Context) {
+	err := s.cfg.Elector.IsLeader(ctx)
+	was := s.leading.Swap(err == nil)
+	switch {
+	case err == nil && !was:
+		s.log.InfoContext(ctx, "this node is now the elected job runner")
+		if err := s.takeOver(ctx); err != nil {
+			s.log.ErrorContext(ctx, "cannot take the jobs over", "error", err)
+			s.leading.Store(false) // try again at the next poll
+			return
+		}
+		s.runMissed(ctx)
+	case err != nil && was:
+		s.log.WarnContext(ctx, "this node is no longer the elected job runner", "error", err)
+	}
+}
+
+// takeOver marks the runs left running by a previous process (or, in a
+// cluster, by the previous leader) as interrupted: only the job runner
+// calls it, so no live node's run is among them.
+func (s *Scheduler) takeOver(ctx context.Context) error {
+	err := update(ctx, s.st, func(tx Tx) error {
+		n, err := tx.InterruptJobRuns(s.clk.Now(), "the server stopped during the run")
+		if n > 0 {
+			s.log.WarnContext(ctx, "job runs interrupted by the last shutdown", "runs", n)
+		}
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("lifecycle: %w", err)
+	}
+	return nil
+}
+
+// runMissed runs, now, every enabled job whose last run is older than its
+// schedule allows (it was due while no node ran jobs), that never ran, or
+// that was interrupted.
+func (s *Scheduler) runMissed(ctx context.Context) {
+	latest, err := s.st.LatestJobRuns(ctx)
+	if err != nil {
+		s.log.ErrorContext(ctx, "cannot read the last job runs: missed runs wait for their schedule", "error", err)
+		return
+	}
+	now := s.clk.Now()
+	for _, name := range slices.Sorted(maps.Keys(s.jobs)) {
+		j := s.jobs[name]
+		if j.Disabled {
+			continue
+		}
+		last, ok := latest[name]
+		if ok && last.Result != store.JobInterrupted && j.Schedule.next(last.Started).After(now) {
+			continue
+		}
+		s.log.InfoContext(ctx, "job due while no node ran it runs now", "job", j.Name)
 		if j.running.TryLock() {
 			s.goRunLocked(j, "missed")
 		}
 	}
-	return nil
 }
 
 // Stop stops scheduling, cancels the context of running jobs and waits
@@ -217,6 +310,8 @@ func (s *Scheduler) Trigger(name, actor string) error {
 		return jobError(ca.Conflict, ErrDisabled, fmt.Sprintf("%s: %s", name, ErrDisabled))
 	case s.gs == nil:
 		return errors.New("lifecycle: not started")
+	case s.cfg.Elector != nil && s.cfg.Elector.IsLeader(s.ctx) != nil:
+		return jobError(ca.Conflict, ErrNotLeader, fmt.Sprintf("%s: %s (another node runs it)", name, ErrNotLeader))
 	case !j.running.TryLock():
 		return jobError(ca.Conflict, ErrRunning, fmt.Sprintf("%s: %s", name, ErrRunning))
 	}
@@ -243,7 +338,32 @@ func (s *Scheduler) run(j *job, trigger string) {
 		return
 	}
 	defer j.running.Unlock()
+	if s.cfg.Elector != nil && s.ranThisPeriod(j) {
+		s.metrics.skipped.WithLabelValues(j.Name).Inc()
+		return
+	}
 	s.runLocked(j, trigger)
+}
+
+// ranThisPeriod reports whether j already ran for the tick now falls in:
+// each node keeps its own timers, so after a change of leader the new
+// one's tick can come soon after the run it made on taking over (or the
+// old leader made). Within half a period (a cron schedule: before its next
+// slot) of the last start, a tick is the same tick.
+func (s *Scheduler) ranThisPeriod(j *job) bool {
+	latest, err := s.st.LatestJobRuns(s.ctx)
+	if err != nil {
+		return false // the run records its own failure to read the store
+	}
+	last, ok := latest[j.Name]
+	if !ok || last.Result == store.JobInterrupted {
+		return false
+	}
+	now := s.clk.Now()
+	if j.Schedule.Cron != "" {
+		return j.Schedule.next(last.Started).After(now.Add(time.Second))
+	}
+	return now.Sub(last.Started) < j.Schedule.Every/2
 }
 
 // runLocked runs j, which the caller holds, and records the run.
