@@ -79,6 +79,8 @@ type Config struct {
 	Clock   clockwork.Clock
 	Logger  *slog.Logger
 	Metrics *Metrics // optional
+	// Node names this node on the runs it records (node.name).
+	Node string
 	// Elector, when several nodes share one database, makes one of them
 	// the job runner; nil: this node is alone and runs every job.
 	Elector Elector
@@ -371,7 +373,7 @@ func (s *Scheduler) runLocked(j *job, trigger string) {
 	ctx := s.ctx
 	j.active.Store(true)
 	defer j.active.Store(false)
-	rec := store.JobRun{Job: j.Name, Trigger: trigger, Started: s.clk.Now()}
+	rec := store.JobRun{Job: j.Name, Trigger: trigger, Started: s.clk.Now(), Node: s.cfg.Node}
 	recorded := true
 	err := update(ctx, s.st, func(tx Tx) error {
 		if err := tx.StartJobRun(&rec); err != nil {

@@ -23,14 +23,15 @@ type JobRun struct {
 	Ended   time.Time // zero while running
 	Result  string    // JobRunning, JobOK, JobFailed or JobInterrupted
 	Error   string
-	Items   int64 // what the run did: certificates renewed, CRLs published, ...
+	Items   int64  // what the run did: certificates renewed, CRLs published, ...
+	Node    string // the node that ran it (node.name); "" before nodes were named
 }
 
 const (
-	qInsertJobRun     = "INSERT INTO job_runs (job, trigger, started, result) VALUES (?, ?, ?, ?)"
+	qInsertJobRun     = "INSERT INTO job_runs (job, trigger, started, result, node) VALUES (?, ?, ?, ?, ?)"
 	qFinishJobRun     = "UPDATE job_runs SET ended = ?, result = ?, error = ?, items = ? WHERE id = ? AND result = 'running'"
 	qInterruptJobRuns = "UPDATE job_runs SET ended = ?, result = 'interrupted', error = ? WHERE result = 'running'"
-	jobRunColumns     = "id, job, trigger, started, ended, result, error, items"
+	jobRunColumns     = "id, job, trigger, started, ended, result, error, items, node"
 	qLatestJobRuns    = "SELECT " + jobRunColumns + " FROM job_runs WHERE id IN (SELECT MAX(id) FROM job_runs GROUP BY job)"
 	qJobRuns          = "SELECT " + jobRunColumns + " FROM job_runs WHERE job = ? ORDER BY id DESC LIMIT ?"
 )
@@ -40,7 +41,7 @@ func (t *sqliteTx) StartJobRun(r *JobRun) error {
 	if r.Job == "" || r.Trigger == "" || r.Started.IsZero() {
 		return fmt.Errorf("start job run: incomplete %+v", *r)
 	}
-	res, err := t.exec("start job run "+r.Job, qInsertJobRun, r.Job, r.Trigger, nanos(r.Started), JobRunning)
+	res, err := t.exec("start job run "+r.Job, qInsertJobRun, r.Job, r.Trigger, nanos(r.Started), JobRunning, r.Node)
 	if err != nil {
 		return err
 	}
@@ -83,7 +84,7 @@ func (t *sqliteTx) InterruptJobRuns(at time.Time, why string) (int64, error) {
 func scanJobRun(sc interface{ Scan(...any) error }) (JobRun, error) {
 	var r JobRun
 	var started, ended int64
-	if err := sc.Scan(&r.ID, &r.Job, &r.Trigger, &started, &ended, &r.Result, &r.Error, &r.Items); err != nil {
+	if err := sc.Scan(&r.ID, &r.Job, &r.Trigger, &started, &ended, &r.Result, &r.Error, &r.Items, &r.Node); err != nil {
 		return JobRun{}, err
 	}
 	r.Started, r.Ended = fromNanos(started), fromNanos(ended)

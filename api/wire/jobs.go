@@ -25,9 +25,10 @@ type JobRun struct {
 	Result  string    `json:"result"`
 	Error   string    `json:"error,omitempty"`
 	Items   int64     `json:"items"`
+	Node    string    `json:"node,omitempty"` // the node that ran it, in a cluster
 }
 
 // NewJobRun converts a stored run.
 func NewJobRun(r store.JobRun) JobRun {
-	return JobRun{ID: r.ID, Trigger: r.Trigger, Started: r.Started.UTC(), Ended: r.Ended.UTC(), Result: r.Result, Error: r.Error, Items: r.Items}
+	return JobRun{ID: r.ID, Trigger: r.Trigger, Started: r.Started.UTC(), Ended: r.Ended.UTC(), Result: r.Result, Error: r.Error, Items: r.Items, Node: r.Node}
 }

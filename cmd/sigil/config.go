@@ -53,6 +53,12 @@ func (c *Config) WitnessDir() string {
 	return c.Audit.Witness.Dir
 }
 
+// NodeConfig names this sigil serve among the nodes that share one
+// database: the name is recorded on the job runs it makes.
+type NodeConfig struct {
+	Name string `yaml:"name"` // default: the host name
+}
+
 // Config is sigil.yaml. It holds no secrets.
 type Config struct {
 	Database     string                `yaml:"database"`
@@ -70,6 +76,7 @@ type Config struct {
 	Notify       NotifyConfig          `yaml:"notify"`
 	Audit        AuditConfig           `yaml:"audit"`
 	Profiles     map[string]ca.Profile `yaml:"profiles"`
+	Node         NodeConfig            `yaml:"node"`
 
 	dir    string // directory of the config file; relative paths resolve against it
 	path   string // the file it was read from, if any
@@ -208,6 +215,9 @@ func orDefault[T comparable](v *T, def T) {
 
 // applyDefaults fills every unset field.
 func (c *Config) applyDefaults() {
+	if c.Node.Name == "" {
+		c.Node.Name, _ = os.Hostname() // "" if the host has none: runs then name no node
+	}
 	if c.Database == "" {
 		c.Database = "sigil.db"
 	}

@@ -121,7 +121,9 @@ func TestParseConfigDefaults(t *testing.T) {
 	on := true
 	reuse := ca.Duration(720 * time.Hour)
 	caaAge := ca.Duration(8 * time.Hour)
+	host, _ := os.Hostname() // node.name's default
 	want := Config{
+		Node:        NodeConfig{Name: host},
 		Database:    "sigil.db",
 		HTTPS:       HTTPSConfig{Addr: "127.0.0.1:8443", Names: []string{"localhost", "127.0.0.1"}, CertValidity: ca.Duration(7 * 24 * time.Hour)},
 		HTTP:        HTTPConfig{Addr: "127.0.0.1:8080"},

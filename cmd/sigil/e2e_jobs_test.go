@@ -10,11 +10,13 @@ import (
 
 // TestJobsEndToEnd: sigil serve runs its scheduled jobs; a job that never
 // ran runs at start; `sigil jobs run --wait` runs one now and prints its
-// result; `sigil jobs list` and `show` report the runs.
+// result; `sigil jobs list` and `show` report the runs and the node
+// (node.name) that made them.
 func TestJobsEndToEnd(t *testing.T) {
 	t.Parallel()
 	inProcess(t)
 	c := initCA(t)
+	e2eSetConfig(t, c, "  name: \"\"\n", "  name: ca-node-7\n") // node.name, the template's one empty name
 	p := startServe(t, c)
 
 	list := func() map[string]api.JobStatus {
@@ -49,8 +51,16 @@ func TestJobsEndToEnd(t *testing.T) {
 	if len(d.Runs) < 2 || !strings.HasPrefix(d.Runs[0].Trigger, "manual:token:") || d.Runs[len(d.Runs)-1].Trigger != "missed" {
 		t.Errorf("runs %+v, want the manual run after the one at start", d.Runs)
 	}
+	for _, r := range d.Runs {
+		if r.Node != "ca-node-7" {
+			t.Errorf("run %d by node %q, want ca-node-7 (node.name)", r.ID, r.Node)
+		}
+	}
+	if shown, _ := e2eRun(t, e2eAdmin(p, c, "jobs", "show", "crl-publish")...); !lineHas(shown, "NODE") || !lineHas(shown, "manual:token:", "ca-node-7") {
+		t.Errorf("jobs show table:\n%s", shown)
+	}
 	table, _ := e2eRun(t, e2eAdmin(p, c, "jobs", "list")...)
-	if !strings.Contains(table, "JOB") || !strings.Contains(table, "crl-publish") || !strings.Contains(table, "every 1h0m0s") {
+	if !lineHas(table, "JOB", "NODE") || !lineHas(table, "crl-publish", "every 1h0m0s", "ca-node-7") {
 		t.Errorf("jobs list table:\n%s", table)
 	}
 	if msg := e2eFail(t, e2eAdmin(p, c, "jobs", "run", "no-such-job")...); !strings.Contains(msg, "no job named no-such-job") {

@@ -147,7 +147,7 @@ func (s *server) startJobs(ctx context.Context, clk clockwork.Clock, reg prometh
 			return lifecycle.Result{}, err
 		}},
 	}
-	sched, err := lifecycle.New(lifecycle.Config{Clock: clk, Logger: s.log, Metrics: lifecycle.NewMetrics(reg)}, s.st)
+	sched, err := lifecycle.New(lifecycle.Config{Clock: clk, Logger: s.log, Metrics: lifecycle.NewMetrics(reg), Node: s.cfg.Node.Name}, s.st)
 	if err != nil {
 		return err
 	}
@@ -279,6 +279,12 @@ func jobsListCmd() *cobra.Command {
 				}
 				return ""
 			}},
+			{"NODE", func(j api.JobStatus) string {
+				if j.LastRun == nil {
+					return ""
+				}
+				return j.LastRun.Node
+			}},
 			{"NEXT RUN", func(j api.JobStatus) string {
 				if j.NextRun.IsZero() {
 					return "-"
@@ -317,6 +323,7 @@ func runColumns() []column[api.JobRun] {
 		}},
 		{"RESULT", func(r api.JobRun) string { return r.Result }},
 		{"ITEMS", func(r api.JobRun) string { return strconv.FormatInt(r.Items, 10) }},
+		{"NODE", func(r api.JobRun) string { return r.Node }},
 		{"ERROR", func(r api.JobRun) string { return r.Error }},
 	}
 }

@@ -11,7 +11,7 @@ import (
 )
 
 // testJobRuns checks the record of scheduled job runs: a run is recorded
-// running with an id, finished once, interrupted if the process stopped
+// running with an id and the node that runs it, finished once, interrupted if the process stopped
 // during it, and the latest run of every job and a job's runs are read
 // back newest first.
 func testJobRuns(t *testing.T, open Opener) {
@@ -20,7 +20,7 @@ func testJobRuns(t *testing.T, open Opener) {
 	ctx := context.Background()
 	start := func(job, trigger string, at time.Time) store.JobRun {
 		t.Helper()
-		r := store.JobRun{Job: job, Trigger: trigger, Started: at}
+		r := store.JobRun{Job: job, Trigger: trigger, Started: at, Node: "node-" + trigger}
 		mustTx(t, s, func(tx store.Tx) error { return tx.StartJobRun(&r) })
 		if r.ID == 0 || r.Result != store.JobRunning {
 			t.Fatalf("StartJobRun: id %d, result %q; want an id, running", r.ID, r.Result)
