@@ -15,6 +15,7 @@ FUZZ_TARGETS := \
 	./ca/audit:FuzzCanonical \
 	./ca/audit:FuzzVerifyExport \
 	./ca/keystore:FuzzOpen \
+	./ca/keybackend:FuzzParseURI \
 	./ca:FuzzParseCSR \
 	./ca:FuzzSignCSR:1000 \
 	./ca:FuzzCanonicalURI \
