@@ -16,7 +16,7 @@ import (
 )
 
 // openKMS starts local-kms for the test and opens a backend on it.
-func openKMS(t *testing.T) (*testkms.Server, *Backend, URI) {
+func openKMS(t testing.TB) (*testkms.Server, *Backend, URI) {
 	t.Helper()
 	srv := testkms.Start(t)
 	conn, err := ParseURI("awskms:profile=" + testkms.Profile + ";credentials-file=" + srv.ConfigFile(t))

@@ -15,7 +15,7 @@ import (
 )
 
 // openToken gives the test a fresh SoftHSM token and a backend open on it.
-func openToken(t *testing.T, label, extra string) (*testhsm.Token, *Backend, URI) {
+func openToken(t testing.TB, label, extra string) (*testhsm.Token, *Backend, URI) {
 	t.Helper()
 	tk := testhsm.New(t, label)
 	u, err := ParseURI("pkcs11:module-path=" + tk.ModulePath + ";token=" + label + ";object=conn" + extra + "?pin-source=" + tk.PINFile)

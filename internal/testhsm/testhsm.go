@@ -71,7 +71,13 @@ func Module(t testing.TB) string {
 func New(t testing.TB, label string) *Token {
 	t.Helper()
 	module := Module(t)
-	dir := t.TempDir()
+	// Not t.TempDir: its name comes from the test's, and SoftHSM's
+	// configuration parser cuts a path at '=' (as in "max-sessions=2").
+	dir, err := os.MkdirTemp("", "sigil-softhsm-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = os.RemoveAll(dir) })
 	tokens := filepath.Join(dir, "tokens")
 	if err := os.Mkdir(tokens, 0o700); err != nil {
 		t.Fatal(err)
