@@ -61,10 +61,10 @@ type KeyManager interface {
 	KeyUnwrapper
 	Rewrap(ctx context.Context, actor string, currentPassphrase, newPassphrase []byte, params keystore.KDFParams) (string, int, error)
 	Rotate(ctx context.Context, actor string, opts keystore.RotateOptions) (string, int, error)
-	GenerateSecret(purpose, algorithm string, size int) ([]byte, store.KeyRecord, error)
+	GenerateSecret(ctx context.Context, purpose, algorithm string, size int) ([]byte, store.KeyRecord, error)
 	UnwrapSecret(ctx context.Context, keyID, actor string) ([]byte, error)
 	// Generate creates and seals a key; the caller stores its record.
-	Generate(purpose string, alg keystore.Algorithm) (crypto.Signer, store.KeyRecord, error)
+	Generate(ctx context.Context, purpose string, alg keystore.Algorithm) (crypto.Signer, store.KeyRecord, error)
 	// Export decrypts a managed key as PKCS#8 DER, audited in one
 	// transaction with inTx (see keystore.Keystore.Export).
 	Export(ctx context.Context, keyID, actor string, detail map[string]string, inTx func(tx store.Tx) error) ([]byte, error)

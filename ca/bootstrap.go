@@ -103,17 +103,17 @@ func Init(ctx context.Context, st InitStore, cfg InitConfig) (*InitResult, error
 	if err != nil {
 		return nil, fmt.Errorf("init: %w", err)
 	}
-	rootKey, rootRec, err := ks.Generate("root", cfg.RootAlgorithm)
+	rootKey, rootRec, err := ks.Generate(ctx, "root", cfg.RootAlgorithm)
 	if err != nil {
 		return nil, fmt.Errorf("init: %w", err)
 	}
 	// Sealed now; after init the root key is unwrapped only when needed.
 	defer keystore.Zero(rootKey)
-	intKey, intRec, err := ks.Generate("intermediate", cfg.IntermediateAlgorithm)
+	intKey, intRec, err := ks.Generate(ctx, "intermediate", cfg.IntermediateAlgorithm)
 	if err != nil {
 		return nil, fmt.Errorf("init: %w", err)
 	}
-	auditKey, auditRec, err := ks.Generate("audit", keystore.Ed25519)
+	auditKey, auditRec, err := ks.Generate(ctx, "audit", keystore.Ed25519)
 	if err != nil {
 		return nil, fmt.Errorf("init: %w", err)
 	}

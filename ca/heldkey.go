@@ -176,8 +176,8 @@ func (h *HeldKeyIssuer) SignLeaf(ctx context.Context, req LeafRequest) (store.Ce
 // GenerateKey creates and seals a key of purpose; the caller records it
 // (Issuance.NewKey). The private key is returned for signing and goes no
 // further.
-func (h *HeldKeyIssuer) GenerateKey(purpose string, alg keystore.Algorithm) (crypto.Signer, store.KeyRecord, error) {
-	return h.a.keys.Generate(purpose, alg)
+func (h *HeldKeyIssuer) GenerateKey(ctx context.Context, purpose string, alg keystore.Algorithm) (crypto.Signer, store.KeyRecord, error) {
+	return h.a.keys.Generate(ctx, purpose, alg)
 }
 
 // RetireKey retires the held key rec inside tx, with its key.retired event

@@ -22,7 +22,7 @@ func TestRotateKEKWhileSigning(t *testing.T) {
 	// An inventory large enough for many batches.
 	var extra []store.KeyRecord
 	for range 120 {
-		_, rec, err := c.init.Keystore.Generate("test", keystore.ECDSAP256)
+		_, rec, err := c.init.Keystore.Generate(context.Background(), "test", keystore.ECDSAP256)
 		if err != nil {
 			t.Fatal(err)
 		}

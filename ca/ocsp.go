@@ -189,7 +189,7 @@ func publicKeyEqual(a, b crypto.PublicKey) bool {
 // responder keys are retired (and the expired destroyed) in the same
 // transaction.
 func (a *Authority) issueOCSPSigner(ctx context.Context, iss *signingIssuer, cfg OCSPSignerConfig) (*OCSPSigner, error) {
-	key, keyRec, err := a.keys.Generate(KeyPurposeOCSP, keystore.ECDSAP256)
+	key, keyRec, err := a.keys.Generate(ctx, KeyPurposeOCSP, keystore.ECDSAP256)
 	if err != nil {
 		return nil, internal("ocsp responder key", err)
 	}

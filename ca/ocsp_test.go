@@ -387,7 +387,7 @@ func TestOCSPSignerPileRetired(t *testing.T) {
 // versions did at every start: nothing else retired.
 func legacyOCSPSigner(t testing.TB, tc *testCA, validity time.Duration) string {
 	t.Helper()
-	key, keyRec, err := tc.keys.Generate(KeyPurposeOCSP, keystore.ECDSAP256)
+	key, keyRec, err := tc.keys.Generate(context.Background(), KeyPurposeOCSP, keystore.ECDSAP256)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -528,7 +528,7 @@ func TestRenewAfterRotation(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	intKey, intKeyRec, err := rc.init.Keystore.Generate("intermediate", keystore.ECDSAP256)
+	intKey, intKeyRec, err := rc.init.Keystore.Generate(context.Background(), "intermediate", keystore.ECDSAP256)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -131,7 +131,7 @@ func (x *Intermediates) RotateIntermediate(ctx context.Context, actor, reason st
 	if err != nil {
 		return nil, internal("intermediate key algorithm", err)
 	}
-	key, keyRec, err := a.keys.Generate(KindIntermediate, alg)
+	key, keyRec, err := a.keys.Generate(ctx, KindIntermediate, alg)
 	if err != nil {
 		return nil, internal("generate the intermediate key", err)
 	}

@@ -19,7 +19,7 @@ const secretSize = 32
 // of it commits with it or not at all. The caller shows the secret once and
 // clears it.
 func (a *Authority) NewHMACSecret(ctx context.Context, purpose, actor string, inTx func(tx store.Tx, rec store.KeyRecord) error) ([]byte, store.KeyRecord, error) {
-	secret, rec, err := a.keys.GenerateSecret(purpose, keystore.AlgorithmHMACSHA256, secretSize)
+	secret, rec, err := a.keys.GenerateSecret(ctx, purpose, keystore.AlgorithmHMACSHA256, secretSize)
 	if err != nil {
 		return nil, store.KeyRecord{}, internal("generate secret", err)
 	}

@@ -51,6 +51,16 @@
 // (returning an error wrapping [ErrWrongPassphrase]) before anything is
 // decrypted or changed. A KEKRecord holds no secret material.
 //
+// A KEK may instead live in a KMS or HSM ([NewRemoteKEK] over a
+// [RemoteKEK], such as ca/keybackend's AWS KMS key): its WrappedDEK is then
+// the KMS's own ciphertext of the data key, bound to the key id by the
+// KMS's encryption context, and the data key is wrapped and unwrapped there,
+// never by a key in this process. Seal, Open and Rewrap take a context for
+// those calls; a passphrase KEK ignores it, and its format is unchanged
+// (the fixed vectors pin it), so [Rewrap] moves keys between the two kinds.
+// Persisting a remote KEK's record and unlocking a Keystore from one is not
+// built yet: [Unlock] and [Prepare] still take a passphrase.
+//
 // # Secrets
 //
 // Secret bytes (passphrases, KEKs, DEKs, PKCS#8 encodings) never appear in

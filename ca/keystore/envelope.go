@@ -2,6 +2,7 @@ package keystore
 
 import (
 	"bytes"
+	"context"
 	"crypto"
 	"crypto/x509"
 	"errors"
@@ -28,7 +29,7 @@ func dekAAD(keyID, kekID string) []byte { return []byte("sigil-dek:" + keyID + "
 // Seal encrypts key under a fresh random data key read from rand, and wraps
 // the data key with kek. keyID is bound into both as associated data, so the
 // result opens only under the same keyID.
-func Seal(rand io.Reader, kek *KEK, keyID string, key crypto.Signer) (Sealed, error) {
+func Seal(ctx context.Context, rand io.Reader, kek *KEK, keyID string, key crypto.Signer) (Sealed, error) {
 	if kek == nil {
 		return Sealed{}, fmt.Errorf("seal key %q: nil kek", keyID)
 	}
@@ -44,7 +45,7 @@ func Seal(rand io.Reader, kek *KEK, keyID string, key crypto.Signer) (Sealed, er
 		return Sealed{}, fmt.Errorf("seal key %q: %w", keyID, err)
 	}
 	defer clear(der)
-	s, err := sealEnvelope(rand, kek, keyID, der, keyAAD(keyID))
+	s, err := sealEnvelope(ctx, rand, kek, keyID, der, keyAAD(keyID))
 	if err != nil {
 		return Sealed{}, fmt.Errorf("seal key %q: %w", keyID, err)
 	}
@@ -55,7 +56,7 @@ func Seal(rand io.Reader, kek *KEK, keyID string, key crypto.Signer) (Sealed, er
 // under a fresh random data key read from rand (Ciphertext, with aad), and
 // the data key wrapped by kek (WrappedDEK, with dekAAD). Callers check their
 // arguments and wrap its errors with what they seal.
-func sealEnvelope(rand io.Reader, kek *KEK, keyID string, plaintext, aad []byte) (Sealed, error) {
+func sealEnvelope(ctx context.Context, rand io.Reader, kek *KEK, keyID string, plaintext, aad []byte) (Sealed, error) {
 	dek := make([]byte, aesKeySize)
 	defer clear(dek)
 	if _, err := io.ReadFull(rand, dek); err != nil {
@@ -69,7 +70,7 @@ func sealEnvelope(rand io.Reader, kek *KEK, keyID string, plaintext, aad []byte)
 	if err != nil {
 		return Sealed{}, err
 	}
-	wrapped, err := seal(rand, kek.aead, dek, dekAAD(keyID, kek.id))
+	wrapped, err := wrapDEK(ctx, rand, kek, keyID, dek)
 	if err != nil {
 		return Sealed{}, fmt.Errorf("wrap data key: %w", err)
 	}
@@ -79,8 +80,8 @@ func sealEnvelope(rand io.Reader, kek *KEK, keyID string, plaintext, aad []byte)
 // openEnvelope reverses sealEnvelope: it checks that s belongs to kek,
 // unwraps the data key and decrypts the ciphertext with aad. The caller
 // clears the result; errors never include secret bytes.
-func openEnvelope(kek *KEK, keyID string, s Sealed, aad []byte) ([]byte, error) {
-	dek, err := unwrapDEK(kek, keyID, s)
+func openEnvelope(ctx context.Context, kek *KEK, keyID string, s Sealed, aad []byte) ([]byte, error) {
+	dek, err := unwrapDEK(ctx, kek, keyID, s)
 	if err != nil {
 		return nil, err
 	}
@@ -98,8 +99,8 @@ func openEnvelope(kek *KEK, keyID string, s Sealed, aad []byte) ([]byte, error) 
 
 // openKey opens the private key sealed under keyID and returns its PKCS#8
 // DER, for the caller to clear, and the parsed key.
-func openKey(kek *KEK, keyID string, s Sealed) ([]byte, any, error) {
-	der, err := openEnvelope(kek, keyID, s, keyAAD(keyID))
+func openKey(ctx context.Context, kek *KEK, keyID string, s Sealed) ([]byte, any, error) {
+	der, err := openEnvelope(ctx, kek, keyID, s, keyAAD(keyID))
 	if err != nil {
 		return nil, nil, err
 	}
@@ -117,8 +118,8 @@ func openKey(kek *KEK, keyID string, s Sealed) ([]byte, any, error) {
 // under another KEK id, if the wrapped data key or ciphertext was altered, or
 // if s belongs to a different key id. Errors name the key and KEK ids, never
 // secret bytes.
-func Open(kek *KEK, keyID string, s Sealed) (crypto.Signer, error) {
-	der, priv, err := openKey(kek, keyID, s)
+func Open(ctx context.Context, kek *KEK, keyID string, s Sealed) (crypto.Signer, error) {
+	der, priv, err := openKey(ctx, kek, keyID, s)
 	if err != nil {
 		return nil, fmt.Errorf("open key %q: %w", keyID, err)
 	}
@@ -133,16 +134,16 @@ func Open(kek *KEK, keyID string, s Sealed) (crypto.Signer, error) {
 // Rewrap unwraps the data key of s with old and wraps it with new, reading a
 // fresh nonce from rand. The result names new's id; its Ciphertext is a copy,
 // byte-identical to s.Ciphertext. The private key is never decrypted.
-func Rewrap(rand io.Reader, old, new *KEK, keyID string, s Sealed) (Sealed, error) {
+func Rewrap(ctx context.Context, rand io.Reader, old, new *KEK, keyID string, s Sealed) (Sealed, error) {
 	if new == nil {
 		return Sealed{}, fmt.Errorf("rewrap key %q: nil new kek", keyID)
 	}
-	dek, err := unwrapDEK(old, keyID, s)
+	dek, err := unwrapDEK(ctx, old, keyID, s)
 	if err != nil {
 		return Sealed{}, fmt.Errorf("rewrap key %q: %w", keyID, err)
 	}
 	defer clear(dek)
-	wrapped, err := seal(rand, new.aead, dek, dekAAD(keyID, new.id))
+	wrapped, err := wrapDEK(ctx, rand, new, keyID, dek)
 	if err != nil {
 		return Sealed{}, fmt.Errorf("rewrap key %q: wrap data key: %w", keyID, err)
 	}
@@ -151,7 +152,7 @@ func Rewrap(rand io.Reader, old, new *KEK, keyID string, s Sealed) (Sealed, erro
 
 // unwrapDEK checks that s belongs to kek and returns its data key; the caller
 // zeroes it.
-func unwrapDEK(kek *KEK, keyID string, s Sealed) ([]byte, error) {
+func unwrapDEK(ctx context.Context, kek *KEK, keyID string, s Sealed) ([]byte, error) {
 	switch {
 	case kek == nil:
 		return nil, errors.New("nil kek")
@@ -160,7 +161,13 @@ func unwrapDEK(kek *KEK, keyID string, s Sealed) ([]byte, error) {
 	case s.KEKID != kek.id:
 		return nil, fmt.Errorf("sealed under kek %q, not %q", s.KEKID, kek.id)
 	}
-	dek, err := open(kek.aead, s.WrappedDEK, dekAAD(keyID, kek.id))
+	var dek []byte
+	var err error
+	if kek.remote != nil {
+		dek, err = kek.remote.Unwrap(ctx, keyID, s.WrappedDEK)
+	} else {
+		dek, err = open(kek.aead, s.WrappedDEK, dekAAD(keyID, kek.id))
+	}
 	if err != nil {
 		return nil, fmt.Errorf("unwrap data key with %s: %w", kek.id, err)
 	}
@@ -169,4 +176,14 @@ func unwrapDEK(kek *KEK, keyID string, s Sealed) ([]byte, error) {
 		return nil, fmt.Errorf("unwrap data key with %s: data key of %d bytes", kek.id, len(dek))
 	}
 	return dek, nil
+}
+
+// wrapDEK wraps dek under kek: AES-256-GCM with a nonce from rand and the
+// dekAAD for a passphrase KEK, or the KMS's own wrapping (bound to keyID)
+// for a remote one.
+func wrapDEK(ctx context.Context, rand io.Reader, kek *KEK, keyID string, dek []byte) ([]byte, error) {
+	if kek.remote != nil {
+		return kek.remote.Wrap(ctx, keyID, dek)
+	}
+	return seal(rand, kek.aead, dek, dekAAD(keyID, kek.id))
 }

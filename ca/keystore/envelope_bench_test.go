@@ -1,6 +1,7 @@
 package keystore
 
 import (
+	"context"
 	"crypto/rand"
 	"testing"
 )
@@ -32,11 +33,11 @@ func BenchmarkSealOpen(b *testing.B) {
 	key := testKey(b, ECDSAP256)
 	b.ReportAllocs()
 	for b.Loop() {
-		s, err := Seal(rand.Reader, kek, "key-1", key)
+		s, err := Seal(context.Background(), rand.Reader, kek, "key-1", key)
 		if err != nil {
 			b.Fatal(err)
 		}
-		if _, err := Open(kek, "key-1", s); err != nil {
+		if _, err := Open(context.Background(), kek, "key-1", s); err != nil {
 			b.Fatal(err)
 		}
 	}

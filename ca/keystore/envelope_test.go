@@ -2,6 +2,7 @@ package keystore
 
 import (
 	"bytes"
+	"context"
 	"crypto"
 	"crypto/ecdsa"
 	"crypto/ed25519"
@@ -89,7 +90,7 @@ func TestSealOpenRoundTrip(t *testing.T) {
 			t.Parallel()
 			key := testKey(t, alg)
 			keyID := "key-" + string(alg)
-			s, err := Seal(rand.Reader, kek, keyID, key)
+			s, err := Seal(context.Background(), rand.Reader, kek, keyID, key)
 			if err != nil {
 				t.Fatalf("Seal: %v", err)
 			}
@@ -99,7 +100,7 @@ func TestSealOpenRoundTrip(t *testing.T) {
 			if got, want := len(s.WrappedDEK), 12+32+16; got != want {
 				t.Errorf("len(WrappedDEK) = %d, want %d", got, want)
 			}
-			opened, err := Open(kek, keyID, s)
+			opened, err := Open(context.Background(), kek, keyID, s)
 			if err != nil {
 				t.Fatalf("Open: %v", err)
 			}
@@ -121,22 +122,22 @@ func TestSealFresh(t *testing.T) {
 	t.Parallel()
 	kek, _ := newTestKEK(t, "kek-1", "fresh")
 	key := testKey(t, ECDSAP256)
-	a, err := Seal(rand.Reader, kek, "key-1", key)
+	a, err := Seal(context.Background(), rand.Reader, kek, "key-1", key)
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, err := Seal(rand.Reader, kek, "key-1", key)
+	b, err := Seal(context.Background(), rand.Reader, kek, "key-1", key)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if bytes.Equal(a.Ciphertext, b.Ciphertext) || bytes.Equal(a.WrappedDEK, b.WrappedDEK) {
 		t.Errorf("sealing the same key twice gave equal bytes")
 	}
-	dekA, err := unwrapDEK(kek, "key-1", a)
+	dekA, err := unwrapDEK(context.Background(), kek, "key-1", a)
 	if err != nil {
 		t.Fatal(err)
 	}
-	dekB, err := unwrapDEK(kek, "key-1", b)
+	dekB, err := unwrapDEK(context.Background(), kek, "key-1", b)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -168,7 +169,7 @@ func TestSealInvalid(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			if s, err := Seal(tt.rand, tt.kek, tt.keyID, tt.key); err == nil {
+			if s, err := Seal(context.Background(), tt.rand, tt.kek, tt.keyID, tt.key); err == nil {
 				t.Errorf("Seal = %+v, want error", s)
 			}
 		})
@@ -179,14 +180,14 @@ func TestOpenWrongKeyID(t *testing.T) {
 	t.Parallel()
 	kek, _ := newTestKEK(t, "kek-1", "key-id")
 	key := testKey(t, ECDSAP256)
-	s, err := Seal(rand.Reader, kek, "key-1", key)
+	s, err := Seal(context.Background(), rand.Reader, kek, "key-1", key)
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, id := range []string{"key-2", "key-", "key-1 ", "KEY-1", ""} {
 		t.Run(id, func(t *testing.T) {
 			t.Parallel()
-			if k, err := Open(kek, id, s); err == nil {
+			if k, err := Open(context.Background(), kek, id, s); err == nil {
 				t.Errorf("Open(%q) = %T, want error", id, k)
 			}
 		})
@@ -194,13 +195,13 @@ func TestOpenWrongKeyID(t *testing.T) {
 
 	// Splicing: the wrapped DEK of one key with the ciphertext of another
 	// fails, even when both ids are right for their halves.
-	other, err := Seal(rand.Reader, kek, "key-2", key)
+	other, err := Seal(context.Background(), rand.Reader, kek, "key-2", key)
 	if err != nil {
 		t.Fatal(err)
 	}
 	spliced := Sealed{KEKID: s.KEKID, WrappedDEK: other.WrappedDEK, Ciphertext: s.Ciphertext}
 	for _, id := range []string{"key-1", "key-2"} {
-		if _, err := Open(kek, id, spliced); err == nil {
+		if _, err := Open(context.Background(), kek, id, spliced); err == nil {
 			t.Errorf("Open(%q) of a spliced record succeeded", id)
 		}
 	}
@@ -210,7 +211,7 @@ func TestOpenTampered(t *testing.T) {
 	t.Parallel()
 	kek, _ := newTestKEK(t, "kek-1", "tamper")
 	key := testKey(t, ECDSAP256)
-	s, err := Seal(rand.Reader, kek, "key-1", key)
+	s, err := Seal(context.Background(), rand.Reader, kek, "key-1", key)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -218,7 +219,7 @@ func TestOpenTampered(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	dek, err := unwrapDEK(kek, "key-1", s)
+	dek, err := unwrapDEK(context.Background(), kek, "key-1", s)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -258,7 +259,7 @@ func TestOpenTampered(t *testing.T) {
 			t.Parallel()
 			c := Sealed{KEKID: s.KEKID, WrappedDEK: bytes.Clone(s.WrappedDEK), Ciphertext: bytes.Clone(s.Ciphertext)}
 			tt.f(&c)
-			k, err := Open(kek, "key-1", c)
+			k, err := Open(context.Background(), kek, "key-1", c)
 			if err == nil {
 				t.Fatalf("Open = %T, want error", k)
 			}
@@ -281,7 +282,7 @@ func TestOpenWrongKEK(t *testing.T) {
 	sameID, _ := newTestKEK(t, "kek-1", "second")
 	otherID, _ := newTestKEK(t, "kek-2", "first")
 	key := testKey(t, Ed25519)
-	s, err := Seal(rand.Reader, kek1, "key-1", key)
+	s, err := Seal(context.Background(), rand.Reader, kek1, "key-1", key)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -299,7 +300,7 @@ func TestOpenWrongKEK(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			if k, err := Open(tt.kek, "key-1", tt.s); err == nil {
+			if k, err := Open(context.Background(), tt.kek, "key-1", tt.s); err == nil {
 				t.Errorf("Open = %T, want error", k)
 			}
 		})
@@ -314,12 +315,12 @@ func TestRewrap(t *testing.T) {
 		t.Run(string(alg), func(t *testing.T) {
 			t.Parallel()
 			key := testKey(t, alg)
-			s, err := Seal(rand.Reader, oldKEK, "key-1", key)
+			s, err := Seal(context.Background(), rand.Reader, oldKEK, "key-1", key)
 			if err != nil {
 				t.Fatal(err)
 			}
 			before := bytes.Clone(s.Ciphertext)
-			r, err := Rewrap(rand.Reader, oldKEK, newKEK, "key-1", s)
+			r, err := Rewrap(context.Background(), rand.Reader, oldKEK, newKEK, "key-1", s)
 			if err != nil {
 				t.Fatalf("Rewrap: %v", err)
 			}
@@ -332,32 +333,32 @@ func TestRewrap(t *testing.T) {
 			if bytes.Equal(r.WrappedDEK, s.WrappedDEK) {
 				t.Errorf("WrappedDEK unchanged")
 			}
-			dekOld, err := unwrapDEK(oldKEK, "key-1", s)
+			dekOld, err := unwrapDEK(context.Background(), oldKEK, "key-1", s)
 			if err != nil {
 				t.Fatal(err)
 			}
-			dekNew, err := unwrapDEK(newKEK, "key-1", r)
+			dekNew, err := unwrapDEK(context.Background(), newKEK, "key-1", r)
 			if err != nil {
 				t.Fatal(err)
 			}
 			if !bytes.Equal(dekOld, dekNew) {
 				t.Errorf("Rewrap changed the data key")
 			}
-			opened, err := Open(newKEK, "key-1", r)
+			opened, err := Open(context.Background(), newKEK, "key-1", r)
 			if err != nil {
 				t.Fatalf("Open with new KEK: %v", err)
 			}
 			if !publicEqual(opened.Public(), key.Public()) {
 				t.Errorf("rewrapped key differs from the original")
 			}
-			if _, err := Open(oldKEK, "key-1", r); err == nil {
+			if _, err := Open(context.Background(), oldKEK, "key-1", r); err == nil {
 				t.Errorf("rewrapped record opens with the old KEK")
 			}
 			relabelled := Sealed{KEKID: "kek-1", WrappedDEK: r.WrappedDEK, Ciphertext: r.Ciphertext}
-			if _, err := Open(oldKEK, "key-1", relabelled); err == nil {
+			if _, err := Open(context.Background(), oldKEK, "key-1", relabelled); err == nil {
 				t.Errorf("rewrapped record relabelled to the old KEK opens with it")
 			}
-			if _, err := Open(oldKEK, "key-1", s); err != nil {
+			if _, err := Open(context.Background(), oldKEK, "key-1", s); err != nil {
 				t.Errorf("original record no longer opens with the old KEK: %v", err)
 			}
 			// The result does not alias the input.
@@ -374,7 +375,7 @@ func TestRewrapInvalid(t *testing.T) {
 	oldKEK, _ := newTestKEK(t, "kek-1", "old")
 	newKEK, _ := newTestKEK(t, "kek-2", "new")
 	key := testKey(t, ECDSAP256)
-	s, err := Seal(rand.Reader, oldKEK, "key-1", key)
+	s, err := Seal(context.Background(), rand.Reader, oldKEK, "key-1", key)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -397,7 +398,7 @@ func TestRewrapInvalid(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			if r, err := Rewrap(tt.rand, tt.old, tt.new, tt.keyID, tt.s); err == nil {
+			if r, err := Rewrap(context.Background(), tt.rand, tt.old, tt.new, tt.keyID, tt.s); err == nil {
 				t.Errorf("Rewrap = %+v, want error", r)
 			}
 		})
@@ -415,7 +416,7 @@ func TestSealHoldsNoSecret(t *testing.T) {
 		t.Run(string(alg), func(t *testing.T) {
 			t.Parallel()
 			key := testKey(t, alg)
-			s, err := Seal(rand.Reader, kek, "key-1", key)
+			s, err := Seal(context.Background(), rand.Reader, kek, "key-1", key)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -423,7 +424,7 @@ func TestSealHoldsNoSecret(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			dek, err := unwrapDEK(kek, "key-1", s)
+			dek, err := unwrapDEK(context.Background(), kek, "key-1", s)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -469,7 +470,7 @@ func FuzzOpen(f *testing.F) {
 	if err != nil {
 		f.Fatal(err)
 	}
-	s, err := Seal(rand.Reader, kek, "key-1", key)
+	s, err := Seal(context.Background(), rand.Reader, kek, "key-1", key)
 	if err != nil {
 		f.Fatal(err)
 	}
@@ -478,7 +479,7 @@ func FuzzOpen(f *testing.F) {
 	f.Add("key-1", []byte{}, []byte{})
 	f.Add("key-1", s.WrappedDEK[:12], s.Ciphertext[:28])
 	f.Fuzz(func(t *testing.T, keyID string, wrapped, ct []byte) {
-		got, err := Open(kek, keyID, Sealed{KEKID: "kek-1", WrappedDEK: wrapped, Ciphertext: ct})
+		got, err := Open(context.Background(), kek, keyID, Sealed{KEKID: "kek-1", WrappedDEK: wrapped, Ciphertext: ct})
 		if err != nil {
 			return
 		}
@@ -553,16 +554,16 @@ func TestEnvelopeVectors(t *testing.T) {
 			want: Sealed{KEKID: "kek-1",
 				WrappedDEK: mustHex(t, "8cd2b7e3d1600ad631c385a58a5770ea1ff30ca66689baadc339baa2b696cd8ea93081fcd9ecc55c999f42bb79d1a2c4275d601d6532094af4159cd4"),
 				Ciphertext: mustHex(t, "4bf5122f344554c53bde2ebb354b5b9240ceb4b076b8bc10dfb1f5443557f14036bde94728ced2252b56d063b7fc94f4b112bd262d738df7dcd6b7ecbd38b8d8129d3892803073cf4c16275a")},
-			seal: func(r io.Reader) (Sealed, error) { return Seal(r, kek, "intermediate-0001", key) },
+			seal: func(r io.Reader) (Sealed, error) { return Seal(context.Background(), r, kek, "intermediate-0001", key) },
 			check: func(t *testing.T, s Sealed) {
-				got, err := Open(kek, "intermediate-0001", s)
+				got, err := Open(context.Background(), kek, "intermediate-0001", s)
 				if err != nil {
 					t.Fatalf("Open: %v", err)
 				}
 				if !key.Equal(got) {
 					t.Error("Open returned another key")
 				}
-				der, _, err := openKey(kek, "intermediate-0001", s)
+				der, _, err := openKey(context.Background(), kek, "intermediate-0001", s)
 				if err != nil {
 					t.Fatalf("openKey (Export's path): %v", err)
 				}
@@ -570,7 +571,7 @@ func TestEnvelopeVectors(t *testing.T) {
 				if !bytes.Equal(der, want) {
 					t.Error("openKey returned other PKCS#8 bytes")
 				}
-				if _, err := OpenSecret(kek, "intermediate-0001", s); err == nil {
+				if _, err := OpenSecret(context.Background(), kek, "intermediate-0001", s); err == nil {
 					t.Error("a sealed key opened as a secret")
 				}
 			},
@@ -580,16 +581,16 @@ func TestEnvelopeVectors(t *testing.T) {
 			want: Sealed{KEKID: "kek-1",
 				WrappedDEK: mustHex(t, "d374cdc681dc06faa65e374eb45df91ab6cdda893aa54cba46a9d4b2d3dd6323a9acfad72690425556901dd5ada3909772d2d278ea8c98aaeba802a4"),
 				Ciphertext: mustHex(t, "3f79bb7b435b05321651daefcfcb424ef7b5d489dbf693ab01c1accab40b66809cf81e7b7042093a33203e0c483403aab7f54c31f7ce6cd76f631a34")},
-			seal: func(r io.Reader) (Sealed, error) { return SealSecret(r, kek, "eab-0001", secret) },
+			seal: func(r io.Reader) (Sealed, error) { return SealSecret(context.Background(), r, kek, "eab-0001", secret) },
 			check: func(t *testing.T, s Sealed) {
-				got, err := OpenSecret(kek, "eab-0001", s)
+				got, err := OpenSecret(context.Background(), kek, "eab-0001", s)
 				if err != nil {
 					t.Fatalf("OpenSecret: %v", err)
 				}
 				if !bytes.Equal(got, secret) {
 					t.Errorf("OpenSecret = %q, want %q", got, secret)
 				}
-				if _, err := Open(kek, "eab-0001", s); err == nil {
+				if _, err := Open(context.Background(), kek, "eab-0001", s); err == nil {
 					t.Error("a sealed secret opened as a key")
 				}
 			},

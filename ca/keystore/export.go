@@ -38,7 +38,7 @@ func (k *Keystore) Export(ctx context.Context, keyID, actor string, detail map[s
 	kek := k.kek
 	k.mu.RUnlock()
 	s := Sealed{KEKID: rec.KEKID, WrappedDEK: rec.WrappedDEK, Ciphertext: rec.Ciphertext}
-	der, _, err := openKey(kek, keyID, s)
+	der, _, err := openKey(ctx, kek, keyID, s)
 	if err != nil {
 		return nil, fmt.Errorf("export key %s: %w", keyID, err)
 	}

@@ -2,6 +2,7 @@ package keystore
 
 import (
 	"bytes"
+	"context"
 	"crypto/aes"
 	"crypto/cipher"
 	"errors"
@@ -112,6 +113,32 @@ type KEKRecord struct {
 type KEK struct {
 	id   string
 	aead cipher.AEAD // AES-256-GCM; the raw key is zeroed once this exists
+	// remote, when set, wraps data keys instead of aead: the KEK lives in a
+	// KMS or HSM and never in this process.
+	remote RemoteKEK
+}
+
+// RemoteKEK is a key-encryption key held outside the process, in a KMS or
+// an HSM (ca/keybackend's KMSKEK): it wraps and unwraps data keys there,
+// each bound to the Sigil key id it protects, so that a wrapped data key
+// copied onto another key id does not unwrap.
+type RemoteKEK interface {
+	Wrap(ctx context.Context, keyID string, dek []byte) ([]byte, error)
+	Unwrap(ctx context.Context, keyID string, wrapped []byte) ([]byte, error)
+}
+
+// NewRemoteKEK returns a KEK named id whose data keys remote wraps. Seal,
+// Open and Rewrap use it like a passphrase KEK, so keys move between the
+// two kinds with Rewrap; the envelope format of keys themselves is
+// unchanged.
+func NewRemoteKEK(id string, remote RemoteKEK) (*KEK, error) {
+	if err := validKEKID(id); err != nil {
+		return nil, fmt.Errorf("new remote kek: %w", err)
+	}
+	if remote == nil {
+		return nil, fmt.Errorf("new remote kek %s: nil backend", id)
+	}
+	return &KEK{id: id, remote: remote}, nil
 }
 
 // ID returns the KEK's id, the KEKRecord.ID it was made or opened from.

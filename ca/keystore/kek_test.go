@@ -2,6 +2,7 @@ package keystore
 
 import (
 	"bytes"
+	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
@@ -160,11 +161,11 @@ func TestKEKRoundTrip(t *testing.T) {
 
 	// A key sealed under the new KEK opens under the re-derived one.
 	key := testKey(t, ECDSAP256)
-	s, err := Seal(rand.Reader, kek, "key-1", key)
+	s, err := Seal(context.Background(), rand.Reader, kek, "key-1", key)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := Open(opened, "key-1", s); err != nil {
+	if _, err := Open(context.Background(), opened, "key-1", s); err != nil {
 		t.Errorf("Open with re-derived KEK: %v", err)
 	}
 }

@@ -166,7 +166,7 @@ func NewKeyID(purpose string) (string, error) {
 // Generate creates a key and seals it under the current KEK. Nothing is
 // stored: the caller inserts the record and its "key.generated" event
 // (GeneratedEvent) in one transaction.
-func (k *Keystore) Generate(purpose string, alg Algorithm) (crypto.Signer, store.KeyRecord, error) {
+func (k *Keystore) Generate(ctx context.Context, purpose string, alg Algorithm) (crypto.Signer, store.KeyRecord, error) {
 	id, err := NewKeyID(purpose)
 	if err != nil {
 		return nil, store.KeyRecord{}, err
@@ -180,7 +180,7 @@ func (k *Keystore) Generate(purpose string, alg Algorithm) (crypto.Signer, store
 		return nil, store.KeyRecord{}, fmt.Errorf("marshal public key: %w", err)
 	}
 	k.mu.RLock()
-	sealed, err := Seal(rand.Reader, k.kek, id, signer)
+	sealed, err := Seal(ctx, rand.Reader, k.kek, id, signer)
 	k.mu.RUnlock()
 	if err != nil {
 		return nil, store.KeyRecord{}, fmt.Errorf("seal key %s: %w", id, err)
@@ -212,7 +212,7 @@ func (k *Keystore) Unwrap(ctx context.Context, keyID, actor string) (crypto.Sign
 	if err != nil {
 		return nil, fmt.Errorf("unwrap key %s: %w", keyID, err)
 	}
-	signer, err := Open(kek, keyID, Sealed{KEKID: rec.KEKID, WrappedDEK: rec.WrappedDEK, Ciphertext: rec.Ciphertext})
+	signer, err := Open(ctx, kek, keyID, Sealed{KEKID: rec.KEKID, WrappedDEK: rec.WrappedDEK, Ciphertext: rec.Ciphertext})
 	if err != nil {
 		return nil, fmt.Errorf("unwrap key %s: %w", keyID, err)
 	}
@@ -291,7 +291,7 @@ func (k *Keystore) Rewrap(ctx context.Context, actor string, currentPassphrase, 
 			if from == nil {
 				return fmt.Errorf("key %s is wrapped under %s, which is not open", key.ID, key.KEKID)
 			}
-			s, err := Rewrap(rand.Reader, from, kek, key.ID, Sealed{KEKID: key.KEKID, WrappedDEK: key.WrappedDEK, Ciphertext: key.Ciphertext})
+			s, err := Rewrap(ctx, rand.Reader, from, kek, key.ID, Sealed{KEKID: key.KEKID, WrappedDEK: key.WrappedDEK, Ciphertext: key.Ciphertext})
 			if err != nil {
 				return fmt.Errorf("rewrap %s: %w", key.ID, err)
 			}

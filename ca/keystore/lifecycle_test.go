@@ -33,7 +33,7 @@ func TestRetireDestroy(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, rec, err := ks.Generate("ocsp", ECDSAP256)
+	_, rec, err := ks.Generate(context.Background(), "ocsp", ECDSAP256)
 	if err != nil {
 		t.Fatal(err)
 	}

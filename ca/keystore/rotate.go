@@ -215,7 +215,7 @@ func (k *Keystore) rewrapBatch(ctx context.Context, actor string, keys []store.K
 		if err != nil {
 			return 0, err
 		}
-		s, err := Rewrap(rand.Reader, from, to, key.ID, Sealed{KEKID: key.KEKID, WrappedDEK: key.WrappedDEK, Ciphertext: key.Ciphertext})
+		s, err := Rewrap(ctx, rand.Reader, from, to, key.ID, Sealed{KEKID: key.KEKID, WrappedDEK: key.WrappedDEK, Ciphertext: key.Ciphertext})
 		if err != nil {
 			return 0, err
 		}

@@ -34,7 +34,7 @@ func rotationStore(t *testing.T, n int) (*store.SQLite, *clockwork.FakeClock, *K
 	}
 	var recs []store.KeyRecord
 	for range n {
-		_, rec, err := ks.Generate("test", ECDSAP256)
+		_, rec, err := ks.Generate(context.Background(), "test", ECDSAP256)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -148,7 +148,7 @@ func TestRotate(t *testing.T) {
 		t.Errorf("%d key.rewrapped events, want 25", len(got))
 	}
 	// New keys are sealed under the new version.
-	if _, rec, err := ks.Generate("test", ECDSAP256); err != nil || rec.KEKID != "kek-2" {
+	if _, rec, err := ks.Generate(context.Background(), "test", ECDSAP256); err != nil || rec.KEKID != "kek-2" {
 		t.Errorf("new key under %q (%v), want kek-2", rec.KEKID, err)
 	}
 	restarted, err := Unlock(ctx, st, clk, []byte(testPassphrase))

@@ -22,7 +22,7 @@ func secretAAD(keyID string) []byte { return []byte("sigil-secret:" + keyID) }
 // SealSecret encrypts a symmetric secret the way Seal encrypts a private key:
 // under a fresh data key wrapped by kek, with keyID bound into both. The
 // result re-wraps with Rewrap like any other key.
-func SealSecret(rand io.Reader, kek *KEK, keyID string, secret []byte) (Sealed, error) {
+func SealSecret(ctx context.Context, rand io.Reader, kek *KEK, keyID string, secret []byte) (Sealed, error) {
 	switch {
 	case kek == nil:
 		return Sealed{}, fmt.Errorf("seal secret %q: nil kek", keyID)
@@ -31,7 +31,7 @@ func SealSecret(rand io.Reader, kek *KEK, keyID string, secret []byte) (Sealed, 
 	case len(secret) == 0:
 		return Sealed{}, fmt.Errorf("seal secret %q: empty secret", keyID)
 	}
-	s, err := sealEnvelope(rand, kek, keyID, secret, secretAAD(keyID))
+	s, err := sealEnvelope(ctx, rand, kek, keyID, secret, secretAAD(keyID))
 	if err != nil {
 		return Sealed{}, fmt.Errorf("seal secret %q: %w", keyID, err)
 	}
@@ -40,8 +40,8 @@ func SealSecret(rand io.Reader, kek *KEK, keyID string, secret []byte) (Sealed, 
 
 // OpenSecret decrypts a secret sealed by SealSecret under keyID; the caller
 // clears the result when done. Errors never include secret bytes.
-func OpenSecret(kek *KEK, keyID string, s Sealed) ([]byte, error) {
-	secret, err := openEnvelope(kek, keyID, s, secretAAD(keyID))
+func OpenSecret(ctx context.Context, kek *KEK, keyID string, s Sealed) ([]byte, error) {
+	secret, err := openEnvelope(ctx, kek, keyID, s, secretAAD(keyID))
 	if err != nil {
 		return nil, fmt.Errorf("open secret %q: %w", keyID, err)
 	}
@@ -52,7 +52,7 @@ func OpenSecret(kek *KEK, keyID string, s Sealed) ([]byte, error) {
 // seals it under the current KEK. As with Generate, nothing is stored: the
 // caller inserts the record and its GeneratedEvent in one transaction. The
 // record has no public key.
-func (k *Keystore) GenerateSecret(purpose, algorithm string, size int) ([]byte, store.KeyRecord, error) {
+func (k *Keystore) GenerateSecret(ctx context.Context, purpose, algorithm string, size int) ([]byte, store.KeyRecord, error) {
 	if size < 16 {
 		return nil, store.KeyRecord{}, fmt.Errorf("generate secret: %d bytes is too short", size)
 	}
@@ -65,7 +65,7 @@ func (k *Keystore) GenerateSecret(purpose, algorithm string, size int) ([]byte, 
 		return nil, store.KeyRecord{}, fmt.Errorf("generate secret: %w", err)
 	}
 	k.mu.RLock()
-	sealed, err := SealSecret(rand.Reader, k.kek, id, secret)
+	sealed, err := SealSecret(ctx, rand.Reader, k.kek, id, secret)
 	k.mu.RUnlock()
 	if err != nil {
 		clear(secret)
@@ -95,7 +95,7 @@ func (k *Keystore) UnwrapSecret(ctx context.Context, keyID, actor string) ([]byt
 	if err != nil {
 		return nil, fmt.Errorf("open secret %q: %w", keyID, err)
 	}
-	secret, err := OpenSecret(kek, keyID, Sealed{KEKID: rec.KEKID, WrappedDEK: rec.WrappedDEK, Ciphertext: rec.Ciphertext})
+	secret, err := OpenSecret(ctx, kek, keyID, Sealed{KEKID: rec.KEKID, WrappedDEK: rec.WrappedDEK, Ciphertext: rec.Ciphertext})
 	if err != nil {
 		return nil, err
 	}

@@ -64,7 +64,7 @@ func (s *Service) create(ctx context.Context, spec Spec) (store.ManagedRecord, e
 	case !errors.Is(err, store.ErrNotFound):
 		return store.ManagedRecord{}, internal("load managed certificate", err)
 	}
-	signer, keyRec, err := s.ca.GenerateKey(KeyPurpose, alg)
+	signer, keyRec, err := s.ca.GenerateKey(ctx, KeyPurpose, alg)
 	if err != nil {
 		return store.ManagedRecord{}, internal("generate managed key", err)
 	}

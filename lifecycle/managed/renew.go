@@ -153,7 +153,7 @@ func (s *Service) prepare(ctx context.Context, m store.ManagedRecord, actor stri
 	}
 	keyID, keyUses := m.KeyID, m.KeyUses+1
 	if rotate {
-		signer, rec, err := s.ca.GenerateKey(KeyPurpose, alg)
+		signer, rec, err := s.ca.GenerateKey(ctx, KeyPurpose, alg)
 		if err != nil {
 			return nil, internal("generate managed key", err)
 		}

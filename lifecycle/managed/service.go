@@ -34,7 +34,7 @@ type Issuer interface {
 	Intermediate() ca.Issuer
 	CheckKeyType(profile, keyType string) (keystore.Algorithm, error)
 	CheckKeyNotBlocked(ctx context.Context, pub crypto.PublicKey) error
-	GenerateKey(purpose string, alg keystore.Algorithm) (crypto.Signer, store.KeyRecord, error)
+	GenerateKey(ctx context.Context, purpose string, alg keystore.Algorithm) (crypto.Signer, store.KeyRecord, error)
 	SignLeaf(ctx context.Context, req ca.LeafRequest) (store.CertRecord, error)
 	Record(ctx context.Context, iss ca.Issuance) (store.CertRecord, error)
 	RevokeRecords(ctx context.Context, r ca.Revocation) ([]store.CertRecord, error)
