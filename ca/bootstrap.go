@@ -38,6 +38,37 @@ type InitConfig struct {
 	Passphrase            []byte
 	KDF                   keystore.KDFParams
 	Clock                 clockwork.Clock
+	// RootKey and IntermediateKey, when set, are keys held in an HSM or KMS
+	// (created or found by ca/keybackend), used instead of keys generated in
+	// process: their records name the backend and URI, and the algorithm
+	// fields above are ignored for them. Backends is then how the returned
+	// Keystore opens them again (keystore.Keystore.SetBackends).
+	RootKey         *BackendKey
+	IntermediateKey *BackendKey
+	Backends        keystore.BackendKeys
+}
+
+// BackendKey is a signing key held in an HSM or KMS.
+type BackendKey struct {
+	Backend string // "pkcs11", "awskms"
+	URI     string // canonical key URI, without any secret
+	Signer  crypto.Signer
+}
+
+// initKey generates the key for purpose in process, or records the
+// backend key given for it.
+func initKey(ctx context.Context, ks *keystore.Keystore, purpose string, alg keystore.Algorithm, ext *BackendKey) (crypto.Signer, store.KeyRecord, error) {
+	if ext == nil {
+		return ks.Generate(ctx, purpose, alg)
+	}
+	if ext.Signer == nil {
+		return nil, store.KeyRecord{}, fmt.Errorf("%s key in %s: no signer", purpose, ext.Backend)
+	}
+	rec, err := ks.BackendKeyRecord(purpose, ext.Backend, ext.URI, ext.Signer.Public())
+	if err != nil {
+		return nil, store.KeyRecord{}, err
+	}
+	return ext.Signer, rec, nil
 }
 
 // InitResult is what Init created.
@@ -103,13 +134,16 @@ func Init(ctx context.Context, st InitStore, cfg InitConfig) (*InitResult, error
 	if err != nil {
 		return nil, fmt.Errorf("init: %w", err)
 	}
-	rootKey, rootRec, err := ks.Generate(ctx, "root", cfg.RootAlgorithm)
+	if cfg.Backends != nil {
+		ks.SetBackends(cfg.Backends)
+	}
+	rootKey, rootRec, err := initKey(ctx, ks, "root", cfg.RootAlgorithm, cfg.RootKey)
 	if err != nil {
 		return nil, fmt.Errorf("init: %w", err)
 	}
 	// Sealed now; after init the root key is unwrapped only when needed.
 	defer keystore.Zero(rootKey)
-	intKey, intRec, err := ks.Generate(ctx, "intermediate", cfg.IntermediateAlgorithm)
+	intKey, intRec, err := initKey(ctx, ks, "intermediate", cfg.IntermediateAlgorithm, cfg.IntermediateKey)
 	if err != nil {
 		return nil, fmt.Errorf("init: %w", err)
 	}

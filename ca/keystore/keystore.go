@@ -55,6 +55,86 @@ type Keystore struct {
 	// rewrapMu makes re-wrapping runs (Rewrap, Rotate) exclusive; it is
 	// taken before mu and held for a whole run.
 	rewrapMu sync.Mutex
+
+	// backends opens keys held in an HSM or KMS (records whose Backend is
+	// not "passphrase"); nil until SetBackends.
+	backends BackendKeys
+}
+
+// BackendKeys opens a signing key held outside the database, by the
+// backend and URI its record names (ca/keybackend.Keys implements it).
+type BackendKeys interface {
+	LoadSigner(ctx context.Context, backend, uri string) (crypto.Signer, error)
+}
+
+// SetBackends lets k open keys held in an HSM or KMS through b. Without it,
+// unwrapping such a key fails with an error that says so.
+func (k *Keystore) SetBackends(b BackendKeys) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.backends = b
+}
+
+// BackendKeyRecord returns the inventory record of a key held in backend
+// (such as "pkcs11" or "awskms") at uri, with public key pub: nothing is
+// wrapped, so KEKID and WrappedDEK are empty and Ciphertext holds the URI,
+// which is not secret (the store has no column of its own for it yet). As
+// with Generate, the caller inserts it with its GeneratedEvent.
+func (k *Keystore) BackendKeyRecord(purpose, backend, uri string, pub crypto.PublicKey) (store.KeyRecord, error) {
+	if backend == "" || backend == BackendPassphrase {
+		return store.KeyRecord{}, fmt.Errorf("backend key record: backend %q is not an HSM or KMS", backend)
+	}
+	if uri == "" {
+		return store.KeyRecord{}, errors.New("backend key record: empty uri")
+	}
+	alg, err := AlgorithmOf(pub)
+	if err != nil {
+		return store.KeyRecord{}, fmt.Errorf("backend key record: %w", err)
+	}
+	der, err := x509.MarshalPKIXPublicKey(pub)
+	if err != nil {
+		return store.KeyRecord{}, fmt.Errorf("backend key record: marshal public key: %w", err)
+	}
+	id, err := NewKeyID(purpose)
+	if err != nil {
+		return store.KeyRecord{}, err
+	}
+	return store.KeyRecord{
+		ID: id, Purpose: purpose, Algorithm: string(alg), Backend: backend, State: store.KeyActive,
+		PublicKey: der, Ciphertext: []byte(uri), Created: k.clk.Now().UTC(),
+	}, nil
+}
+
+// BackendURI returns the URI of a key held in an HSM or KMS, or "" for a
+// key in the database.
+func BackendURI(rec store.KeyRecord) string {
+	if rec.Backend == BackendPassphrase {
+		return ""
+	}
+	return string(rec.Ciphertext)
+}
+
+// openBackendKey loads a key held in an HSM or KMS and checks that it is
+// the key its record describes.
+func (k *Keystore) openBackendKey(ctx context.Context, rec store.KeyRecord) (crypto.Signer, error) {
+	k.mu.RLock()
+	b := k.backends
+	k.mu.RUnlock()
+	if b == nil {
+		return nil, fmt.Errorf("key %s is held in %s, and no %s backend is configured", rec.ID, rec.Backend, rec.Backend)
+	}
+	signer, err := b.LoadSigner(ctx, rec.Backend, BackendURI(rec))
+	if err != nil {
+		return nil, fmt.Errorf("key %s: %w", rec.ID, err)
+	}
+	der, err := x509.MarshalPKIXPublicKey(signer.Public())
+	if err != nil {
+		return nil, fmt.Errorf("key %s: marshal public key: %w", rec.ID, err)
+	}
+	if !bytes.Equal(der, rec.PublicKey) {
+		return nil, fmt.Errorf("key %s: %s holds another public key than the one recorded", rec.ID, BackendURI(rec))
+	}
+	return signer, nil
 }
 
 // Unlock opens the active KEK with passphrase, and every earlier version
@@ -194,9 +274,13 @@ func (k *Keystore) Generate(ctx context.Context, purpose string, alg Algorithm) 
 
 // GeneratedEvent is the audit event for a newly generated key.
 func GeneratedEvent(rec store.KeyRecord, actor string) audit.Event {
-	return audit.Event{Time: rec.Created, Actor: actor, Action: audit.ActionKeyGenerated, Target: rec.ID,
+	e := audit.Event{Time: rec.Created, Actor: actor, Action: audit.ActionKeyGenerated, Target: rec.ID,
 		Detail: map[string]string{"purpose": rec.Purpose, "algorithm": rec.Algorithm, "backend": rec.Backend, "kek": rec.KEKID,
 			"public_key_sha256": publicKeyDigest(rec.PublicKey)}}
+	if uri := BackendURI(rec); uri != "" {
+		e.Detail["uri"] = uri
+	}
+	return e
 }
 
 // Unwrap opens a stored key for use and audits that it was unwrapped.
@@ -208,13 +292,20 @@ func (k *Keystore) Unwrap(ctx context.Context, keyID, actor string) (crypto.Sign
 	if rec.State == store.KeyDestroyed {
 		return nil, fmt.Errorf("key %s was destroyed", keyID)
 	}
-	kek, err := k.kekFor(keyID, rec.KEKID)
-	if err != nil {
-		return nil, fmt.Errorf("unwrap key %s: %w", keyID, err)
-	}
-	signer, err := Open(ctx, kek, keyID, Sealed{KEKID: rec.KEKID, WrappedDEK: rec.WrappedDEK, Ciphertext: rec.Ciphertext})
-	if err != nil {
-		return nil, fmt.Errorf("unwrap key %s: %w", keyID, err)
+	var signer crypto.Signer
+	if rec.Backend != BackendPassphrase {
+		// Held in an HSM or KMS: nothing to unwrap, the backend signs.
+		if signer, err = k.openBackendKey(ctx, rec); err != nil {
+			return nil, fmt.Errorf("unwrap key %s: %w", keyID, err)
+		}
+	} else {
+		kek, err := k.kekFor(keyID, rec.KEKID)
+		if err != nil {
+			return nil, fmt.Errorf("unwrap key %s: %w", keyID, err)
+		}
+		if signer, err = Open(ctx, kek, keyID, Sealed{KEKID: rec.KEKID, WrappedDEK: rec.WrappedDEK, Ciphertext: rec.Ciphertext}); err != nil {
+			return nil, fmt.Errorf("unwrap key %s: %w", keyID, err)
+		}
 	}
 	now := k.clk.Now().UTC()
 	err = k.st.WithTx(ctx, func(tx store.Tx) error {

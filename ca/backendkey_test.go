@@ -1,0 +1,139 @@
+package ca
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/x509"
+	"io"
+	"log/slog"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/sigil-ca/sigil/ca/keybackend"
+	"github.com/sigil-ca/sigil/ca/keystore"
+	"github.com/sigil-ca/sigil/internal/testclock"
+	"github.com/sigil-ca/sigil/internal/testkms"
+	"github.com/sigil-ca/sigil/store"
+)
+
+// TestIntermediateInKMS initialises a CA whose intermediate key is created
+// in local-kms, issues a certificate signed through KMS, verifies the chain,
+// and opens the CA again from its records as a restarted server would.
+func TestIntermediateInKMS(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	srv := testkms.Start(t)
+	keys := keybackend.NewKeys(keybackend.Config{})
+	t.Cleanup(func() { _ = keys.Close() })
+	k, err := keys.CreateOrLoad(ctx, "awskms:profile="+testkms.Profile+";credentials-file="+srv.ConfigFile(t), "sigil-intermediate", "ecdsa-p256")
+	if err != nil {
+		t.Fatalf("create the intermediate key in KMS: %v", err)
+	}
+
+	clk := testclock.New()
+	st, err := store.Open(ctx, store.Config{Path: filepath.Join(t.TempDir(), "sigil.db"), Clock: clk})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	params, err := keystore.FastKDFParams(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pass := []byte("correct horse")
+	res, err := Init(ctx, st, InitConfig{
+		Name: "KMS CA", RootAlgorithm: keystore.ECDSAP256, BaseURL: "http://ca.test:8080",
+		Passphrase: pass, KDF: params, Clock: clk,
+		IntermediateKey: &BackendKey{Backend: string(keybackend.AWSKMS), URI: k.URI.String(), Signer: k.Signer},
+		Backends:        keys,
+	})
+	if err != nil {
+		t.Fatalf("Init: %v", err)
+	}
+	st.SetCheckpointer(res.Checkpointer)
+	if !publicKeyEqual(res.Intermediate.PublicKey, k.Public()) {
+		t.Fatal("the intermediate certificate does not carry the KMS key")
+	}
+	cfg := Config{Profiles: DefaultProfiles(), BaseURL: "http://ca.test:8080", Clock: clk,
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	a, err := New(ctx, cfg, st, res.Keystore)
+	if err != nil {
+		t.Fatalf("New: %v", err)
+	}
+
+	issue := func(a *Authority, name string) *x509.Certificate {
+		t.Helper()
+		iss, err := a.Sign(ctx, SignRequest{CSR: newCSR(t, mustKey(t, keystore.ECDSAP256), "", name), Profile: "tls-server", Channel: ChannelAPI})
+		if err != nil {
+			t.Fatalf("Sign: %v", err)
+		}
+		leaf, err := x509.ParseCertificate(iss.Record.DER)
+		if err != nil {
+			t.Fatal(err)
+		}
+		roots, inters := x509.NewCertPool(), x509.NewCertPool()
+		roots.AddCert(res.Root)
+		inters.AddCert(res.Intermediate)
+		if _, err := leaf.Verify(x509.VerifyOptions{Roots: roots, Intermediates: inters, CurrentTime: clk.Now(), DNSName: name}); err != nil {
+			t.Fatalf("chain of a certificate signed in KMS: %v", err)
+		}
+		if err := leaf.CheckSignatureFrom(res.Intermediate); err != nil {
+			t.Fatal(err)
+		}
+		return leaf
+	}
+	issue(a, "kms.example")
+
+	// The inventory names the backend and URI, and holds no wrapped key.
+	var intKeyID string
+	issuers, err := st.Issuers(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range issuers {
+		if r.Kind == KindIntermediate {
+			intKeyID = r.KeyID
+		}
+	}
+	rec, err := st.Key(ctx, intKeyID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rec.Backend != "awskms" || keystore.BackendURI(rec) != k.URI.String() || rec.KEKID != "" || len(rec.WrappedDEK) != 0 {
+		t.Errorf("intermediate key record: backend %q, uri %q, kek %q", rec.Backend, keystore.BackendURI(rec), rec.KEKID)
+	}
+
+	// A restarted server unlocks the keystore; without the backends it
+	// cannot open the intermediate, with them it signs again.
+	ks, err := keystore.Unlock(ctx, st, clk, pass)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := New(ctx, cfg, st, ks); err == nil || !strings.Contains(err.Error(), "no awskms backend is configured") {
+		t.Fatalf("New without backends: %v", err)
+	}
+	ks.SetBackends(keys)
+	a2, err := New(ctx, cfg, st, ks)
+	if err != nil {
+		t.Fatalf("New after restart: %v", err)
+	}
+	issue(a2, "again.example")
+
+	// With KMS gone, issuance fails cleanly and records nothing.
+	before, _, err := st.Certificates(ctx, store.CertFilter{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.Stop()
+	if _, err := a2.Sign(ctx, SignRequest{CSR: newCSR(t, mustKey(t, keystore.ECDSAP256), "", "down.example"), Profile: "tls-server", Channel: ChannelAPI}); err == nil {
+		t.Fatal("issued with KMS stopped")
+	}
+	after, _, err := st.Certificates(ctx, store.CertFilter{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(after) != len(before) {
+		t.Errorf("%d certificates recorded while KMS was down", len(after)-len(before))
+	}
+}

@@ -1,0 +1,107 @@
+package keybackend
+
+import (
+	"bytes"
+	"context"
+	"crypto"
+	"errors"
+	"fmt"
+	"sync"
+)
+
+// Keys opens signing keys by backend and URI, keeping one Backend open per
+// token or KMS configuration. It is what ca/keystore calls (its BackendKeys
+// interface) for a key whose record names a backend. Safe for concurrent
+// use; Close closes every backend it opened.
+type Keys struct {
+	cfg Config
+
+	mu       sync.Mutex
+	backends map[string]*Backend // by connection URI
+	closed   bool
+}
+
+// NewKeys returns a Keys that opens backends with cfg (cfg.PIN is copied).
+func NewKeys(cfg Config) *Keys {
+	return &Keys{cfg: Config{PIN: bytes.Clone(cfg.PIN)}, backends: map[string]*Backend{}}
+}
+
+// backend returns the open backend for u's connection, opening it once.
+func (k *Keys) backend(ctx context.Context, u URI) (*Backend, error) {
+	conn := u.connection().String()
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.closed {
+		return nil, errors.New("key backends are closed")
+	}
+	if b := k.backends[conn]; b != nil {
+		return b, nil
+	}
+	b, err := Open(ctx, u, k.cfg)
+	if err != nil {
+		return nil, err
+	}
+	k.backends[conn] = b
+	return b, nil
+}
+
+// LoadSigner returns the signer of the key uri names; backend must be the
+// URI's kind (the key record's Backend).
+func (k *Keys) LoadSigner(ctx context.Context, backend, uri string) (crypto.Signer, error) {
+	u, err := ParseURI(uri)
+	if err != nil {
+		return nil, err
+	}
+	if string(u.Kind) != backend {
+		return nil, fmt.Errorf("key uri is %s, its record says backend %s", u.Kind, backend)
+	}
+	b, err := k.backend(ctx, u)
+	if err != nil {
+		return nil, err
+	}
+	key, err := b.Load(ctx, u)
+	if err != nil {
+		return nil, err
+	}
+	return key.Signer, nil
+}
+
+// CreateOrLoad returns the key uri names, creating it first when it does
+// not exist yet: a pkcs11 object that is not on the token, or an awskms URI
+// without a key id (name is then the new key's alias prefix). alg is a
+// ca/keystore algorithm name. The returned key's URI is the one to record.
+func (k *Keys) CreateOrLoad(ctx context.Context, uri, name, alg string) (*Key, error) {
+	u, err := ParseURI(uri)
+	if err != nil {
+		return nil, err
+	}
+	b, err := k.backend(ctx, u)
+	if err != nil {
+		return nil, err
+	}
+	switch {
+	case u.Kind == AWSKMS && u.KeyID == "":
+		return b.Create(ctx, u, name, alg)
+	case u.Kind == PKCS11:
+		key, err := b.Load(ctx, u)
+		if errors.Is(err, ErrNotFound) {
+			return b.Create(ctx, u, name, alg)
+		}
+		return key, err
+	}
+	return b.Load(ctx, u)
+}
+
+// Close closes every backend opened so far; later calls fail.
+func (k *Keys) Close() error {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.closed = true
+	clear(k.cfg.PIN)
+	var errs []error
+	for _, b := range k.backends {
+		errs = append(errs, b.Close())
+	}
+	clear(k.backends)
+	return errors.Join(errs...)
+}
