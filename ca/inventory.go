@@ -19,6 +19,7 @@ type KeyInfo struct {
 	Purpose   string    `json:"purpose"`
 	Algorithm string    `json:"algorithm"`
 	Backend   string    `json:"backend"`
+	URI       string    `json:"uri,omitempty"` // where an HSM or KMS key lives; empty for keys in the database
 	State     string    `json:"state"`
 	KEK       string    `json:"kek"`
 	Created   time.Time `json:"created"`
@@ -35,7 +36,7 @@ func (a *Authority) KeyInventory(ctx context.Context) ([]KeyInfo, error) {
 	out := make([]KeyInfo, 0, len(recs))
 	for _, r := range recs {
 		out = append(out, KeyInfo{ID: r.ID, Purpose: r.Purpose, Algorithm: r.Algorithm, Backend: r.Backend,
-			State: r.State, KEK: r.KEKID, Created: r.Created, Rotated: r.Rotated, LastUsed: r.LastUsed})
+			URI: keystore.BackendURI(r), State: r.State, KEK: r.KEKID, Created: r.Created, Rotated: r.Rotated, LastUsed: r.LastUsed})
 	}
 	return out, nil
 }

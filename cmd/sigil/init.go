@@ -33,6 +33,8 @@ type initOptions struct {
 	names          []string
 	passphraseFile string
 	fastKDF        bool
+	rootKeyURI     string
+	intKeyURI      string
 }
 
 func initCmd() *cobra.Command { return newInitCmd(&initOptions{}) }
@@ -80,6 +82,8 @@ func newInitCmd(o *initOptions) *cobra.Command {
 	f.StringVar(&o.externalURL, "external-url", "", "base URL of the HTTP listener for AIA/CRL URLs (default http://HTTP-ADDR)")
 	f.StringSliceVar(&o.names, "https-name", []string{"localhost", "127.0.0.1"}, "names on the HTTPS serving certificate")
 	f.StringVar(&o.passphraseFile, "passphrase-file", "", "file holding the new CA passphrase (else SIGIL_PASSPHRASE or a prompt)")
+	f.StringVar(&o.rootKeyURI, "root-key-uri", "", "hold the root key in an HSM or KMS: a pkcs11: or awskms: key URI, created there if absent (PIN from pin-source= or "+hsmPINEnv+")")
+	f.StringVar(&o.intKeyURI, "intermediate-key-uri", "", "hold the intermediate key in an HSM or KMS (same forms as --root-key-uri)")
 	_ = cmd.MarkFlagRequired("dir")
 	return cmd
 }
@@ -139,10 +143,21 @@ func runInit(ctx context.Context, o initOptions, passphrase []byte) (res *ca.Ini
 	if err != nil {
 		return nil, fmt.Errorf("kdf parameters: %w", err)
 	}
+	keys := newKeyBackends()
+	defer func() { err = errors.Join(err, keys.Close()) }()
+	rootKey, err := backendKey(ctx, keys, "--root-key-uri", o.rootKeyURI, "root", rootAlg)
+	if err != nil {
+		return nil, err
+	}
+	intKey, err := backendKey(ctx, keys, "--intermediate-key-uri", o.intKeyURI, "intermediate", intAlg)
+	if err != nil {
+		return nil, err
+	}
 	res, err = ca.Init(ctx, st, ca.InitConfig{
 		Name: o.name, Organization: o.org, RootAlgorithm: rootAlg, IntermediateAlgorithm: intAlg,
 		RootValidity: o.rootValidity, IntermediateValidity: o.intValidity, BaseURL: cfg.ExternalURL,
 		Passphrase: passphrase, KDF: kdf, Clock: clk,
+		RootKey: rootKey, IntermediateKey: intKey, Backends: keys,
 	})
 	if err != nil {
 		return nil, err

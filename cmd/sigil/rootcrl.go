@@ -97,6 +97,9 @@ func signRootCRL(ctx context.Context, cfg *Config, passphrase []byte, validity t
 	if err != nil {
 		return nil, fmt.Errorf("unlock keys: %w", err)
 	}
+	keys := newKeyBackends() // the root may be in an HSM attached for this
+	defer func() { err = errors.Join(err, keys.Close()) }()
+	ks.SetBackends(keys)
 	cp, err := ca.UnlockCheckpointer(ctx, st, ks, clk)
 	if err != nil {
 		return nil, fmt.Errorf("audit key: %w", err)

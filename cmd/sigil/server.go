@@ -28,6 +28,7 @@ import (
 	"github.com/sigil-ca/sigil/ca"
 	"github.com/sigil-ca/sigil/ca/audit"
 	"github.com/sigil-ca/sigil/ca/audit/witness"
+	"github.com/sigil-ca/sigil/ca/keybackend"
 	"github.com/sigil-ca/sigil/ca/keystore"
 	"github.com/sigil-ca/sigil/lifecycle"
 	"github.com/sigil-ca/sigil/lifecycle/managed"
@@ -38,6 +39,7 @@ import (
 
 // server is one running CA: the store, the authority and both listeners.
 type server struct {
+	keys    *keybackend.Keys // HSM and KMS keys, opened on first use
 	cfg     *Config
 	log     *slog.Logger
 	st      *store.SQLite
@@ -97,6 +99,9 @@ func startServer(ctx context.Context, cfg *Config, passphrase []byte, log *slog.
 			}
 			st.Close()
 			s.witness.Close()
+			if s.keys != nil {
+				s.keys.Close()
+			}
 		}
 	}()
 	// The tail since the newest checkpoint is checked before anything is
@@ -110,6 +115,9 @@ func startServer(ctx context.Context, cfg *Config, passphrase []byte, log *slog.
 	if err != nil {
 		return nil, fmt.Errorf("unlock keys: %w", err)
 	}
+	// Keys held in an HSM or KMS open through their backends, on first use.
+	s.keys = newKeyBackends()
+	ks.SetBackends(s.keys)
 	// kek-rotate derives new KEK versions from the passphrase: only then
 	// is it kept in memory.
 	if _, on, err := cfg.jobSchedule("kek-rotate"); err == nil && on {
@@ -420,6 +428,7 @@ func (s *server) shutdown(ctx context.Context) error {
 	}
 	errs = append(errs, s.st.Close())
 	s.witness.Close() // after the final checkpoint, so the witness has it
+	errs = append(errs, s.keys.Close())
 	return errors.Join(errs...)
 }
 
