@@ -68,6 +68,10 @@ type KeyManager interface {
 	// Export decrypts a managed key as PKCS#8 DER, audited in one
 	// transaction with inTx (see keystore.Keystore.Export).
 	Export(ctx context.Context, keyID, actor string, detail map[string]string, inTx func(tx store.Tx) error) ([]byte, error)
+	// DestroyInBackend destroys a key held in an HSM or KMS there (nothing
+	// for a key in the database), returning the detail for its
+	// key.destroyed event.
+	DestroyInBackend(ctx context.Context, rec store.KeyRecord) (map[string]string, error)
 }
 
 // Config configures an Authority.

@@ -2,6 +2,11 @@ package ca
 
 import (
 	"context"
+	"slices"
+	"time"
+
+	"github.com/jonboulle/clockwork"
+
 	"crypto/rand"
 	"crypto/x509"
 	"io"
@@ -9,6 +14,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/sigil-ca/sigil/ca/audit"
 
 	"github.com/sigil-ca/sigil/ca/keybackend"
 	"github.com/sigil-ca/sigil/ca/keystore"
@@ -135,5 +142,98 @@ func TestIntermediateInKMS(t *testing.T) {
 	}
 	if len(after) != len(before) {
 		t.Errorf("%d certificates recorded while KMS was down", len(after)-len(before))
+	}
+}
+
+// backendCA is a CA on a real SQLite file whose intermediate key is held in
+// an HSM or KMS.
+type backendCA struct {
+	*Authority
+	st  *store.SQLite
+	clk *clockwork.FakeClock
+	key *keybackend.Key
+}
+
+// newBackendCA initialises a CA whose intermediate key is created at uri
+// through keys.
+func newBackendCA(t testing.TB, keys *keybackend.Keys, uri string) *backendCA {
+	t.Helper()
+	ctx := context.Background()
+	k, err := keys.CreateOrLoad(ctx, uri, "sigil-intermediate", "ecdsa-p256")
+	if err != nil {
+		t.Fatalf("create the intermediate key: %v", err)
+	}
+	clk := testclock.New()
+	st, err := store.Open(ctx, store.Config{Path: filepath.Join(t.TempDir(), "sigil.db"), Clock: clk})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	params, err := keystore.FastKDFParams(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := Init(ctx, st, InitConfig{
+		Name: "Backend CA", RootAlgorithm: keystore.ECDSAP256, BaseURL: "http://ca.test:8080",
+		Passphrase: []byte("correct horse"), KDF: params, Clock: clk,
+		IntermediateKey: &BackendKey{Backend: string(k.URI.Kind), URI: k.URI.String(), Signer: k.Signer},
+		Backends:        keys,
+	})
+	if err != nil {
+		t.Fatalf("Init: %v", err)
+	}
+	st.SetCheckpointer(res.Checkpointer)
+	a, err := New(ctx, Config{Profiles: DefaultProfiles(), BaseURL: "http://ca.test:8080", Clock: clk,
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}, st, res.Keystore)
+	if err != nil {
+		t.Fatalf("New: %v", err)
+	}
+	return &backendCA{Authority: a, st: st, clk: clk, key: k}
+}
+
+// TestKMSIntermediateDestroyedAfterRotation rotates away from an
+// intermediate held in local-kms and lets its last certificate expire (fake
+// clock): its destruction schedules the KMS key's deletion, and the
+// key.destroyed event records the date and window.
+func TestKMSIntermediateDestroyedAfterRotation(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	srv := testkms.Start(t)
+	keys := keybackend.NewKeys(keybackend.Config{})
+	t.Cleanup(func() { _ = keys.Close() })
+	tc := newBackendCA(t, keys, "awskms:profile="+testkms.Profile+";credentials-file="+srv.ConfigFile(t))
+	old := tc.Intermediate()
+	iss, err := tc.Sign(ctx, SignRequest{CSR: newCSR(t, mustKey(t, keystore.ECDSAP256), "", "old.example"), Profile: "tls-server", Channel: ChannelAPI})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tc.Intermediates().RotateIntermediate(ctx, "test", "scheduled"); err != nil {
+		t.Fatalf("rotate: %v", err)
+	}
+	if tc.Intermediate().ID == old.ID {
+		t.Fatal("rotation kept the old intermediate active")
+	}
+	grace := 24 * time.Hour
+	tc.clk.Advance(iss.Record.NotAfter.Sub(tc.clk.Now()) + 2*grace)
+	gone, err := tc.Intermediates().RetireIntermediates(ctx, "test", grace)
+	if err != nil || !slices.Equal(gone, []string{old.ID}) {
+		t.Fatalf("retire: destroyed %v, %v; want %s", gone, err, old.ID)
+	}
+	if _, err := keys.LoadSigner(ctx, "awskms", tc.key.URI.String()); err == nil || !strings.Contains(err.Error(), "PendingDeletion") {
+		t.Errorf("the old intermediate's KMS key after destruction: %v, want PendingDeletion", err)
+	}
+	var destroyed *audit.Event
+	err = tc.st.ScanAudit(ctx, func(e audit.Event) error {
+		if e.Action == audit.ActionKeyDestroyed && e.Detail["backend"] == "awskms" {
+			destroyed = &e
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if destroyed == nil || destroyed.Detail["backend_destruction"] != "ScheduleKeyDeletion" || destroyed.Detail["pending_days"] != "30" ||
+		destroyed.Detail["deletion_date"] == "" || destroyed.Detail["uri"] != tc.key.URI.String() {
+		t.Fatalf("key.destroyed event: %+v", destroyed)
 	}
 }

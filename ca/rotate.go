@@ -284,6 +284,13 @@ func (a *Authority) destroyIntermediate(ctx context.Context, iss Issuer, actor s
 	if err != nil {
 		return internal("list ocsp responder certificates", err)
 	}
+	// A key held in an HSM or KMS is destroyed there first: no backend call
+	// runs inside the transaction, and a retry after a failed one is
+	// harmless (see keybackend.Keys.DestroyKey).
+	backendDetail, err := a.keys.DestroyInBackend(ctx, keyRec)
+	if err != nil {
+		return internal("destroy the intermediate's key in its backend", err)
+	}
 	err = update(ctx, a.st, func(tx Tx) error {
 		keys, err := tx.Keys()
 		if err != nil {
@@ -302,7 +309,7 @@ func (a *Authority) destroyIntermediate(ctx context.Context, iss Issuer, actor s
 				return err
 			}
 		}
-		if err := keystore.Destroy(tx, keyRec, actor, "last certificate of intermediate "+iss.ID+" expired", now); err != nil {
+		if err := keystore.DestroyWith(tx, keyRec, actor, "last certificate of intermediate "+iss.ID+" expired", now, backendDetail); err != nil {
 			return err
 		}
 		if err := tx.SetIssuerState(iss.ID, store.KeyRetired, store.KeyDestroyed); err != nil {

@@ -191,6 +191,15 @@ func (b *Backend) destroyAWS(ctx context.Context, u URI, pendingDays int32) (Des
 	if err != nil {
 		return Destruction{}, err
 	}
+	if md.KeyState == types.KeyStatePendingDeletion && md.DeletionDate != nil {
+		// Scheduled by an earlier attempt whose record was not written:
+		// report that schedule rather than fail.
+		d := Destruction{DeletionDate: md.DeletionDate.UTC(), PendingDays: pendingDays}
+		if md.PendingDeletionWindowInDays != nil {
+			d.PendingDays = *md.PendingDeletionWindowInDays
+		}
+		return d, nil
+	}
 	out, err := b.aws.kms.ScheduleKeyDeletion(ctx, &kms.ScheduleKeyDeletionInput{
 		KeyId:               md.KeyId,
 		PendingWindowInDays: aws.Int32(pendingDays),

@@ -103,6 +103,10 @@ func TestAWSDestroySchedulesDeletion(t *testing.T) {
 	if md.KeyState != types.KeyStatePendingDeletion || !aws.ToTime(md.DeletionDate).Equal(d.DeletionDate) {
 		t.Errorf("KMS says %s, deletion %v; Destroy returned %v", md.KeyState, aws.ToTime(md.DeletionDate), d.DeletionDate)
 	}
+	again, err := b.Destroy(ctx, k.URI, 7)
+	if err != nil || !again.DeletionDate.Equal(d.DeletionDate) || again.PendingDays != 7 {
+		t.Errorf("a second destroy: %+v, %v; want the first schedule %+v", again, err, d)
+	}
 	if _, err := b.Load(ctx, k.URI); err == nil || !strings.Contains(err.Error(), "PendingDeletion") {
 		t.Errorf("load of a key pending deletion: %v", err)
 	}

@@ -6,7 +6,9 @@ import (
 	"crypto"
 	"errors"
 	"fmt"
+	"strconv"
 	"sync"
+	"time"
 )
 
 // Keys opens signing keys by backend and URI, keeping one Backend open per
@@ -90,6 +92,43 @@ func (k *Keys) CreateOrLoad(ctx context.Context, uri, name, alg string) (*Key, e
 		return key, err
 	}
 	return b.Load(ctx, u)
+}
+
+// DefaultPendingDays is the AWS KMS deletion window DestroyKey asks for:
+// the longest KMS allows, so that a mistaken destruction can be cancelled.
+const DefaultPendingDays = 30
+
+// DestroyKey destroys the key uri names in its backend and returns what to
+// record in the audit event: C_DestroyObject in PKCS#11 (a key already gone
+// counts as destroyed, so a retry after a failed record is harmless),
+// ScheduleKeyDeletion in AWS KMS with DefaultPendingDays (the deletion date
+// is returned; a key already pending deletion returns its schedule).
+func (k *Keys) DestroyKey(ctx context.Context, backend, uri string) (map[string]string, error) {
+	u, err := ParseURI(uri)
+	if err != nil {
+		return nil, err
+	}
+	if string(u.Kind) != backend {
+		return nil, fmt.Errorf("key uri is %s, its record says backend %s", u.Kind, backend)
+	}
+	b, err := k.backend(ctx, u)
+	if err != nil {
+		return nil, err
+	}
+	d, err := b.Destroy(ctx, u, DefaultPendingDays)
+	switch {
+	case errors.Is(err, ErrNotFound) && u.Kind == PKCS11:
+		return map[string]string{"backend_destruction": "already absent from the token"}, nil
+	case err != nil:
+		return nil, err
+	case d.Immediate:
+		return map[string]string{"backend_destruction": "C_DestroyObject"}, nil
+	}
+	return map[string]string{
+		"backend_destruction": "ScheduleKeyDeletion",
+		"deletion_date":       d.DeletionDate.Format(time.RFC3339),
+		"pending_days":        strconv.Itoa(int(d.PendingDays)),
+	}, nil
 }
 
 // Close closes every backend opened so far; later calls fail.

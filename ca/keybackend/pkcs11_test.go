@@ -248,3 +248,48 @@ func TestPKCS11PINFromConfig(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestKeysCreateLoadDestroy goes through Keys, as the keystore does: create
+// by URI, load by the recorded URI, destroy twice (the second finds it gone
+// and says so rather than failing, so a retry after a failed record works).
+func TestKeysCreateLoadDestroy(t *testing.T) {
+	ctx := context.Background()
+	tk := testhsm.New(t, "keys")
+	keys := NewKeys(Config{})
+	defer keys.Close()
+	k, err := keys.CreateOrLoad(ctx, tk.URI("intermediate"), "", "ecdsa-p384")
+	if err != nil {
+		t.Fatal(err)
+	}
+	again, err := keys.CreateOrLoad(ctx, tk.URI("intermediate"), "", "ecdsa-p384")
+	if err != nil || !samePublic(again.Public(), k.Public()) {
+		t.Fatalf("a second CreateOrLoad did not find the key: %v", err)
+	}
+	s, err := keys.LoadSigner(ctx, "pkcs11", k.URI.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := checkSigns(t, s); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := keys.LoadSigner(ctx, "awskms", k.URI.String()); err == nil {
+		t.Error("a pkcs11 URI loaded as backend awskms")
+	}
+	d, err := keys.DestroyKey(ctx, "pkcs11", k.URI.String())
+	if err != nil || d["backend_destruction"] != "C_DestroyObject" {
+		t.Fatalf("destroy: %v, %v", d, err)
+	}
+	d, err = keys.DestroyKey(ctx, "pkcs11", k.URI.String())
+	if err != nil || !strings.Contains(d["backend_destruction"], "already absent") {
+		t.Fatalf("second destroy: %v, %v", d, err)
+	}
+	if _, err := keys.LoadSigner(ctx, "pkcs11", k.URI.String()); !errors.Is(err, ErrNotFound) {
+		t.Errorf("load after destroy: %v", err)
+	}
+	if err := keys.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := keys.LoadSigner(ctx, "pkcs11", k.URI.String()); err == nil {
+		t.Error("load after Close")
+	}
+}

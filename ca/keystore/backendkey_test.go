@@ -19,6 +19,10 @@ type swapKeys struct{ s crypto.Signer }
 
 func (k swapKeys) LoadSigner(context.Context, string, string) (crypto.Signer, error) { return k.s, nil }
 
+func (swapKeys) DestroyKey(context.Context, string, string) (map[string]string, error) {
+	return map[string]string{"backend_destruction": "C_DestroyObject"}, nil
+}
+
 // TestBackendKeyRecord records a key held in a backend and checks that
 // Unwrap opens it only through a configured backend, only if the backend
 // still holds the recorded public key, and that re-wrapping leaves it alone.
@@ -91,5 +95,31 @@ func TestBackendKeyRecord(t *testing.T) {
 	}
 	if s, err := ks.Unwrap(ctx, rec.ID, "test"); err != nil || s != held {
 		t.Errorf("unwrap after the passphrase change: %v", err)
+	}
+
+	// Destruction: in the backend first, then the record, never the record alone.
+	at := clk.Now()
+	if err := st.WithTx(ctx, func(tx store.Tx) error { return Retire(tx, rec, "test", at, nil) }); err != nil {
+		t.Fatal(err)
+	}
+	err = st.WithTx(ctx, func(tx store.Tx) error { return Destroy(tx, rec, "test", "expired", at) })
+	if err == nil || !strings.Contains(err.Error(), "destroy it there first") {
+		t.Fatalf("destroying only the record of a backend key: %v", err)
+	}
+	detail, err := ks.DestroyInBackend(ctx, rec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if detail["backend"] != "pkcs11" || detail["uri"] != uri || detail["backend_destruction"] != "C_DestroyObject" {
+		t.Errorf("backend destruction detail %v", detail)
+	}
+	if err := st.WithTx(ctx, func(tx store.Tx) error { return DestroyWith(tx, rec, "test", "expired", at, detail) }); err != nil {
+		t.Fatalf("destroy after the backend: %v", err)
+	}
+	if got, err := st.Key(ctx, rec.ID); err != nil || got.State != store.KeyDestroyed {
+		t.Errorf("record after destruction: %s, %v", got.State, err)
+	}
+	if d, err := ks.DestroyInBackend(ctx, store.KeyRecord{ID: "k", Backend: BackendPassphrase}); d != nil || err != nil {
+		t.Errorf("DestroyInBackend of a database key: %v, %v", d, err)
 	}
 }

@@ -65,6 +65,9 @@ type Keystore struct {
 // backend and URI its record names (ca/keybackend.Keys implements it).
 type BackendKeys interface {
 	LoadSigner(ctx context.Context, backend, uri string) (crypto.Signer, error)
+	// DestroyKey destroys the key in its backend (or schedules its
+	// deletion) and returns what to add to the key.destroyed event.
+	DestroyKey(ctx context.Context, backend, uri string) (map[string]string, error)
 }
 
 // SetBackends lets k open keys held in an HSM or KMS through b. Without it,
@@ -112,6 +115,29 @@ func BackendURI(rec store.KeyRecord) string {
 		return ""
 	}
 	return string(rec.Ciphertext)
+}
+
+// DestroyInBackend destroys a key held in an HSM or KMS there, before its
+// record is destroyed with Destroy (a network or HSM call has no place
+// inside the transaction), and returns the detail for Destroy's event. For
+// a key in the database it does nothing and returns nil.
+func (k *Keystore) DestroyInBackend(ctx context.Context, rec store.KeyRecord) (map[string]string, error) {
+	if rec.Backend == BackendPassphrase {
+		return nil, nil
+	}
+	k.mu.RLock()
+	b := k.backends
+	k.mu.RUnlock()
+	if b == nil {
+		return nil, fmt.Errorf("destroy key %s: it is held in %s, and no %s backend is configured", rec.ID, rec.Backend, rec.Backend)
+	}
+	d, err := b.DestroyKey(ctx, rec.Backend, BackendURI(rec))
+	if err != nil {
+		return nil, fmt.Errorf("destroy key %s in %s: %w", rec.ID, rec.Backend, err)
+	}
+	out := map[string]string{"backend": rec.Backend, "uri": BackendURI(rec)}
+	maps.Copy(out, d)
+	return out, nil
 }
 
 // openBackendKey loads a key held in an HSM or KMS and checks that it is

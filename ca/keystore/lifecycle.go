@@ -45,12 +45,25 @@ func Retire(tx LifecycleTx, rec store.KeyRecord, actor string, at time.Time, det
 // Only a retired key is destroyed; anything else is an error wrapping
 // store.ErrNotFound and changes nothing.
 func Destroy(tx LifecycleTx, rec store.KeyRecord, actor, reason string, at time.Time) error {
+	return DestroyWith(tx, rec, actor, reason, at, nil)
+}
+
+// DestroyWith is Destroy with detail added to the event: for a key held in
+// an HSM or KMS, what Keystore.DestroyInBackend returned. Such a key must
+// have been destroyed in its backend first; Destroy refuses it otherwise,
+// since erasing its record would leave the key alive with nothing naming it.
+func DestroyWith(tx LifecycleTx, rec store.KeyRecord, actor, reason string, at time.Time, detail map[string]string) error {
 	at = at.UTC()
+	if rec.Backend != BackendPassphrase && detail["backend_destruction"] == "" {
+		return fmt.Errorf("destroy key %s: it is held in %s: destroy it there first (Keystore.DestroyInBackend)", rec.ID, rec.Backend)
+	}
 	if err := tx.DestroyKey(rec.ID, at); err != nil {
 		return fmt.Errorf("destroy key %s: %w", rec.ID, err)
 	}
+	d := map[string]string{"purpose": rec.Purpose, "algorithm": rec.Algorithm, "kek": rec.KEKID, "reason": reason}
+	maps.Copy(d, detail)
 	if _, err := tx.AppendAudit(audit.Event{Time: at, Actor: actor, Action: audit.ActionKeyDestroyed, Target: rec.ID,
-		Detail: map[string]string{"purpose": rec.Purpose, "algorithm": rec.Algorithm, "kek": rec.KEKID, "reason": reason}}); err != nil {
+		Detail: d}); err != nil {
 		return fmt.Errorf("audit destruction of %s: %w", rec.ID, err)
 	}
 	return nil
