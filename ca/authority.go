@@ -22,6 +22,7 @@ import (
 	"github.com/jonboulle/clockwork"
 
 	"github.com/sigil-ca/sigil/ca/audit"
+	"github.com/sigil-ca/sigil/ca/keybackend"
 	"github.com/sigil-ca/sigil/ca/keystore"
 	"github.com/sigil-ca/sigil/store"
 )
@@ -475,7 +476,7 @@ func (a *Authority) buildLeaf(iss *signingIssuer, prof *Profile, l leafRequest) 
 	}
 	der, err := iss.tbs.sign(lintDER)
 	if err != nil {
-		return store.CertRecord{}, internal("sign", err)
+		return store.CertRecord{}, signError(err)
 	}
 	return store.CertRecord{
 		IssuerID:     iss.ID,
@@ -589,4 +590,17 @@ func subjectKeyID(pub crypto.PublicKey) ([]byte, error) {
 	}
 	sum := sha256.Sum256(spki.PublicKey.Bytes)
 	return sum[:20], nil
+}
+
+// backendRetryAfter is what a caller is told to wait when the HSM or KMS
+// holding the signing key cannot be reached.
+const backendRetryAfter = 5 * time.Second
+
+// signError maps a signing failure: an HSM or KMS that cannot be reached is
+// Unavailable (503, retry), anything else Internal.
+func signError(err error) error {
+	if errors.Is(err, keybackend.ErrUnavailable) {
+		return &Error{Kind: Unavailable, Detail: "the signing key's HSM or KMS cannot be reached; retry later", RetryAfter: backendRetryAfter, Err: err}
+	}
+	return internal("sign", err)
 }

@@ -2,6 +2,7 @@ package ca
 
 import (
 	"context"
+	"errors"
 	"slices"
 	"time"
 
@@ -133,8 +134,10 @@ func TestIntermediateInKMS(t *testing.T) {
 		t.Fatal(err)
 	}
 	srv.Stop()
-	if _, err := a2.Sign(ctx, SignRequest{CSR: newCSR(t, mustKey(t, keystore.ECDSAP256), "", "down.example"), Profile: "tls-server", Channel: ChannelAPI}); err == nil {
-		t.Fatal("issued with KMS stopped")
+	_, err = a2.Sign(ctx, SignRequest{CSR: newCSR(t, mustKey(t, keystore.ECDSAP256), "", "down.example"), Profile: "tls-server", Channel: ChannelAPI})
+	var ce *Error
+	if !errors.As(err, &ce) || ce.Kind != Unavailable || ce.RetryAfter == 0 {
+		t.Fatalf("issuance with KMS stopped: %v, want Unavailable with a retry-after", err)
 	}
 	after, _, err := st.Certificates(ctx, store.CertFilter{})
 	if err != nil {

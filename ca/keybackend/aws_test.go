@@ -164,8 +164,8 @@ func TestAWSUnreachable(t *testing.T) {
 	}
 	srv.Stop()
 
-	if _, err := k.Signer.Sign(rand.Reader, make([]byte, 32), nil); err == nil || !strings.Contains(err.Error(), "awskms Sign failed") {
-		t.Errorf("sign with KMS stopped: %v", err)
+	if _, err := k.Signer.Sign(rand.Reader, make([]byte, 32), nil); !errors.Is(err, ErrUnavailable) || !strings.Contains(err.Error(), "awskms Sign failed") {
+		t.Errorf("sign with KMS stopped: %v, want ErrUnavailable", err)
 	}
 	checks := map[string]func() error{
 		"load":    func() error { _, err := b.Load(ctx, k.URI); return err },

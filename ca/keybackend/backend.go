@@ -166,7 +166,7 @@ func (b *Backend) Create(ctx context.Context, u URI, name, alg string) (*Key, er
 	if err != nil {
 		return nil, fmt.Errorf("create %s key: %w", b.kind, err)
 	}
-	return k, nil
+	return wrapSigner(k), nil
 }
 
 // Load finds the existing key u names and returns its signer.
@@ -187,7 +187,7 @@ func (b *Backend) Load(ctx context.Context, u URI) (*Key, error) {
 	if err != nil {
 		return nil, fmt.Errorf("load %s key %s: %w", b.kind, u, err)
 	}
-	return k, nil
+	return wrapSigner(k), nil
 }
 
 // Attest reads, live from the backend, where the key u names lives and

@@ -8,9 +8,26 @@ import (
 	"fmt"
 
 	"github.com/ThalesGroup/crypto11"
+	"github.com/miekg/pkcs11"
 )
 
 const pkcs11Built = true
+
+// p11Unreachable reports whether err is a PKCS#11 error meaning the token,
+// its module or the session is gone, rather than a refusal.
+func p11Unreachable(err error) bool {
+	var pe pkcs11.Error
+	if !errors.As(err, &pe) {
+		return false
+	}
+	switch pe {
+	case pkcs11.CKR_DEVICE_REMOVED, pkcs11.CKR_DEVICE_ERROR, pkcs11.CKR_TOKEN_NOT_PRESENT,
+		pkcs11.CKR_SESSION_HANDLE_INVALID, pkcs11.CKR_SESSION_CLOSED, pkcs11.CKR_CRYPTOKI_NOT_INITIALIZED,
+		pkcs11.CKR_DEVICE_MEMORY, pkcs11.CKR_USER_NOT_LOGGED_IN:
+		return true
+	}
+	return false
+}
 
 // p11Context is a crypto11 context on the same module and token as the
 // go.step.sm/crypto/kms/pkcs11 KeyManager, for what apiv1 does not offer:
