@@ -146,6 +146,10 @@ func TestIntermediateInKMS(t *testing.T) {
 	if len(after) != len(before) {
 		t.Errorf("%d certificates recorded while KMS was down", len(after)-len(before))
 	}
+
+	// KMS comes back: the next issuance succeeds, with nothing restarted here.
+	srv.Restart(t)
+	issue(a2, "back.example")
 }
 
 // backendCA is a CA on a real SQLite file whose intermediate key is held in

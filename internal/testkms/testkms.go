@@ -79,11 +79,32 @@ func Binary(t testing.TB) string {
 // Start runs local-kms until the test ends and returns once it answers.
 func Start(t testing.TB) *Server {
 	t.Helper()
+	return start(t, t.TempDir(), "0")
+}
+
+// Restart starts a stopped server again on the same port with the same
+// data, as a KMS coming back after an outage; the old one must be stopped.
+func (s *Server) Restart(t testing.TB) *Server {
+	t.Helper()
+	select {
+	case <-s.done:
+	default:
+		t.Fatal("testkms: Restart of a server still running")
+	}
+	_, port, _ := strings.Cut(strings.TrimPrefix(s.Endpoint, "http://"), ":")
+	n := start(t, s.Dir, port)
+	if n.Endpoint != s.Endpoint {
+		t.Fatalf("testkms: restarted on %s, not %s", n.Endpoint, s.Endpoint)
+	}
+	return n
+}
+
+func start(t testing.TB, dir, listen string) *Server {
+	t.Helper()
 	bin := Binary(t)
-	dir := t.TempDir()
 	cmd := exec.Command(bin)
 	cmd.Env = append(os.Environ(),
-		"PORT=0",
+		"PORT="+listen,
 		"KMS_REGION="+Region,
 		"KMS_DATA_PATH="+filepath.Join(dir, "data"),
 		"KMS_SEED_PATH="+filepath.Join(dir, "no-seed.yaml"),

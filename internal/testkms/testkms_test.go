@@ -37,3 +37,15 @@ func TestConfigFile(t *testing.T) {
 		}
 	}
 }
+
+func TestRestartKeepsPortAndData(t *testing.T) {
+	s := Start(t)
+	s.Stop()
+	r := s.Restart(t)
+	if r.Endpoint != s.Endpoint || r.Dir != s.Dir {
+		t.Fatalf("restarted at %s in %s, was %s in %s", r.Endpoint, r.Dir, s.Endpoint, s.Dir)
+	}
+	if err := r.waitAnswer(); err != nil {
+		t.Fatal(err)
+	}
+}
