@@ -73,6 +73,9 @@ type KeyManager interface {
 	// for a key in the database), returning the detail for its
 	// key.destroyed event.
 	DestroyInBackend(ctx context.Context, rec store.KeyRecord) (map[string]string, error)
+	// GenerateLike creates a key where like lives (the database, an HSM or
+	// a KMS); the caller stores its record.
+	GenerateLike(ctx context.Context, purpose string, alg keystore.Algorithm, like store.KeyRecord) (crypto.Signer, store.KeyRecord, error)
 }
 
 // Config configures an Authority.

@@ -214,11 +214,36 @@ func TestKMSIntermediateDestroyedAfterRotation(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := tc.Intermediates().RotateIntermediate(ctx, "test", "scheduled"); err != nil {
+	rot, err := tc.Intermediates().RotateIntermediate(ctx, "test", "scheduled")
+	if err != nil {
 		t.Fatalf("rotate: %v", err)
 	}
 	if tc.Intermediate().ID == old.ID {
 		t.Fatal("rotation kept the old intermediate active")
+	}
+	// The successor was created in the same KMS, and issues through it.
+	succ, err := tc.st.Key(ctx, rot.KeyID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	succURI, err := keybackend.ParseURI(keystore.BackendURI(succ))
+	if err != nil || succ.Backend != "awskms" || succURI.KeyID == "" || succURI.KeyID == tc.key.URI.KeyID ||
+		succURI.CredentialsFile != tc.key.URI.CredentialsFile {
+		t.Fatalf("successor key: backend %s, uri %s (%v)", succ.Backend, keystore.BackendURI(succ), err)
+	}
+	succSigner, err := keys.LoadSigner(ctx, "awskms", succURI.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !publicKeyEqual(succSigner.Public(), tc.Intermediate().Cert.PublicKey) {
+		t.Fatal("the new intermediate certificate does not carry the successor KMS key")
+	}
+	newLeaf, err := tc.Sign(ctx, SignRequest{CSR: newCSR(t, mustKey(t, keystore.ECDSAP256), "", "new.example"), Profile: "tls-server", Channel: ChannelAPI})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c, err := x509.ParseCertificate(newLeaf.Record.DER); err != nil || c.CheckSignatureFrom(tc.Intermediate().Cert) != nil {
+		t.Fatalf("a certificate from the successor does not verify: %v", err)
 	}
 	grace := 24 * time.Hour
 	tc.clk.Advance(iss.Record.NotAfter.Sub(tc.clk.Now()) + 2*grace)

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/sigil-ca/sigil/ca/audit"
+	"github.com/sigil-ca/sigil/ca/keybackend"
 	"github.com/sigil-ca/sigil/ca/keystore"
 	"github.com/sigil-ca/sigil/store"
 )
@@ -131,10 +132,26 @@ func (x *Intermediates) RotateIntermediate(ctx context.Context, actor, reason st
 	if err != nil {
 		return nil, internal("intermediate key algorithm", err)
 	}
-	key, keyRec, err := a.keys.Generate(ctx, KindIntermediate, alg)
+	// The successor lives where its predecessor does: the database, an HSM
+	// or a KMS.
+	key, keyRec, err := a.keys.GenerateLike(ctx, KindIntermediate, alg, prevKey)
 	if err != nil {
+		if errors.Is(err, keybackend.ErrUnavailable) {
+			return nil, &Error{Kind: Unavailable, Detail: "the HSM or KMS that holds the intermediate key cannot be reached; retry later", RetryAfter: backendRetryAfter, Err: err}
+		}
 		return nil, internal("generate the intermediate key", err)
 	}
+	recorded := false
+	defer func() {
+		if recorded || keyRec.Backend == keystore.BackendPassphrase {
+			return
+		}
+		// Created in its backend but never recorded: remove it rather than
+		// leave a key that nothing names.
+		if _, err := a.keys.DestroyInBackend(context.WithoutCancel(ctx), keyRec); err != nil {
+			a.log.WarnContext(ctx, "unrecorded successor key left in its backend", "uri", keystore.BackendURI(keyRec), "error", err)
+		}
+	}()
 	tmpl := &x509.Certificate{
 		Subject:               successorSubject(prev.Cert.Subject, generations),
 		NotBefore:             now.Add(-a.cfg.Backdate),
@@ -204,6 +221,7 @@ func (x *Intermediates) RotateIntermediate(ctx context.Context, actor, reason st
 	if err != nil {
 		return nil, internal("record the intermediate rotation", err)
 	}
+	recorded = true
 	a.issMu.Lock()
 	a.signing[next.ID] = next
 	a.known[next.ID] = next.Issuer

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"strconv"
@@ -92,6 +93,37 @@ func (k *Keys) CreateOrLoad(ctx context.Context, uri, name, alg string) (*Key, e
 		return key, err
 	}
 	return b.Load(ctx, u)
+}
+
+// CreateLike creates a signing key of algorithm alg in the same backend as
+// the key likeURI names: for awskms in the same account and region (name is
+// the alias prefix), for pkcs11 on the same token with the label NAME-<8
+// random hex digits>. It returns the signer and the new key's URI.
+func (k *Keys) CreateLike(ctx context.Context, backend, likeURI, name, alg string) (crypto.Signer, string, error) {
+	u, err := ParseURI(likeURI)
+	if err != nil {
+		return nil, "", err
+	}
+	if string(u.Kind) != backend {
+		return nil, "", fmt.Errorf("key uri is %s, its record says backend %s", u.Kind, backend)
+	}
+	b, err := k.backend(ctx, u)
+	if err != nil {
+		return nil, "", err
+	}
+	n := u.connection()
+	if u.Kind == PKCS11 {
+		suffix := make([]byte, 4)
+		if _, err := rand.Read(suffix); err != nil {
+			return nil, "", fmt.Errorf("label: %w", err)
+		}
+		n.Object = fmt.Sprintf("%s-%x", name, suffix)
+	}
+	key, err := b.Create(ctx, n, name, alg)
+	if err != nil {
+		return nil, "", err
+	}
+	return key.Signer, key.URI.String(), nil
 }
 
 // DefaultPendingDays is the AWS KMS deletion window DestroyKey asks for:

@@ -275,6 +275,18 @@ func TestKeysCreateLoadDestroy(t *testing.T) {
 	if _, err := keys.LoadSigner(ctx, "awskms", k.URI.String()); err == nil {
 		t.Error("a pkcs11 URI loaded as backend awskms")
 	}
+	// A successor on the same token, under a fresh label.
+	succ, succURI, err := keys.CreateLike(ctx, "pkcs11", k.URI.String(), "sigil-intermediate", "ecdsa-p256")
+	if err != nil {
+		t.Fatalf("create like: %v", err)
+	}
+	su, err := ParseURI(succURI)
+	if err != nil || su.Token != k.URI.Token || !strings.HasPrefix(su.Object, "sigil-intermediate-") || len(su.ID) == 0 || samePublic(succ.Public(), k.Public()) {
+		t.Fatalf("successor %s (%v)", succURI, err)
+	}
+	if err := checkSigns(t, succ); err != nil {
+		t.Fatal(err)
+	}
 	d, err := keys.DestroyKey(ctx, "pkcs11", k.URI.String())
 	if err != nil || d["backend_destruction"] != "C_DestroyObject" {
 		t.Fatalf("destroy: %v, %v", d, err)

@@ -19,6 +19,10 @@ type swapKeys struct{ s crypto.Signer }
 
 func (k swapKeys) LoadSigner(context.Context, string, string) (crypto.Signer, error) { return k.s, nil }
 
+func (k swapKeys) CreateLike(context.Context, string, string, string, string) (crypto.Signer, string, error) {
+	return k.s, "pkcs11:module-path=/m.so;token=root;object=successor", nil
+}
+
 func (swapKeys) DestroyKey(context.Context, string, string) (map[string]string, error) {
 	return map[string]string{"backend_destruction": "C_DestroyObject"}, nil
 }

@@ -68,6 +68,33 @@ type BackendKeys interface {
 	// DestroyKey destroys the key in its backend (or schedules its
 	// deletion) and returns what to add to the key.destroyed event.
 	DestroyKey(ctx context.Context, backend, uri string) (map[string]string, error)
+	// CreateLike creates a key of algorithm alg (named after name) in the
+	// same backend as the key likeURI names, and returns it with its URI.
+	CreateLike(ctx context.Context, backend, likeURI, name, alg string) (crypto.Signer, string, error)
+}
+
+// GenerateLike creates a key for purpose where like lives: in the database
+// (Generate) for a passphrase-wrapped key, else in like's HSM or KMS, as a
+// rotation's successor. As with Generate, the caller stores the record.
+func (k *Keystore) GenerateLike(ctx context.Context, purpose string, alg Algorithm, like store.KeyRecord) (crypto.Signer, store.KeyRecord, error) {
+	if like.Backend == BackendPassphrase {
+		return k.Generate(ctx, purpose, alg)
+	}
+	k.mu.RLock()
+	b := k.backends
+	k.mu.RUnlock()
+	if b == nil {
+		return nil, store.KeyRecord{}, fmt.Errorf("generate %s key like %s: no %s backend is configured", purpose, like.ID, like.Backend)
+	}
+	signer, uri, err := b.CreateLike(ctx, like.Backend, BackendURI(like), "sigil-"+purpose, string(alg))
+	if err != nil {
+		return nil, store.KeyRecord{}, fmt.Errorf("generate %s key in %s: %w", purpose, like.Backend, err)
+	}
+	rec, err := k.BackendKeyRecord(purpose, like.Backend, uri, signer.Public())
+	if err != nil {
+		return nil, store.KeyRecord{}, err
+	}
+	return signer, rec, nil
 }
 
 // SetBackends lets k open keys held in an HSM or KMS through b. Without it,
