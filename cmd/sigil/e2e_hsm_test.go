@@ -3,6 +3,8 @@
 package main
 
 import (
+	"io"
+	"net/http"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -48,11 +50,36 @@ func TestE2ERootInHSM(t *testing.T) {
 	if !found {
 		t.Fatal("no root key listed")
 	}
+	resp, err := c.httpClient(t).Get(p.httpsURL + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	metrics, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("/metrics: %s, %v", resp.Status, err)
+	}
 	p.stop(t)
 
 	// The root signs its next CRL offline, through the token.
 	out, _ := e2eRun(t, "ca", "root-crl", "--config", c.config, "--passphrase-file", c.passphraseFile)
 	if !strings.Contains(out, "Signed root CRL number 2") {
 		t.Errorf("sigil ca root-crl with the root in the HSM printed:\n%s", out)
+	}
+
+	// The PIN is nowhere at rest, in the server's log or in /metrics.
+	s := newKeyScanner()
+	s.addSecret("HSM PIN", []byte(tk.PIN()))
+	s.addSecret("passphrase", []byte(testPassphrase))
+	files := s.scanTree(t, c.dir)
+	cells := s.scanDatabase(t, c.db)
+	s.scan("sigil serve log", []byte(p.stderr.String()))
+	s.scan("/metrics", metrics)
+	s.scan("sigil ca root-crl output", []byte(out))
+	for _, f := range s.findings {
+		t.Errorf("secret found: %s", f)
+	}
+	if files < 3 || cells["keys"] == 0 || p.stderr.String() == "" {
+		t.Errorf("scanned %d files, %v cells, a log of %d bytes", files, cells, len(p.stderr.String()))
 	}
 }
