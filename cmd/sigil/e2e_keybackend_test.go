@@ -69,3 +69,28 @@ func TestE2EKeyURIRefusesPIN(t *testing.T) {
 		t.Errorf("a refused init left %v", m)
 	}
 }
+
+// TestE2EKeyBackendFlag checks --root-key-backend against --root-key-uri.
+func TestE2EKeyBackendFlag(t *testing.T) {
+	inProcess(t)
+	t.Parallel()
+	pf := filepath.Join(t.TempDir(), "pass")
+	if err := os.WriteFile(pf, []byte(testPassphrase), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--root-key-backend", "pkcs11"}, "needs --root-key-uri"},
+		{[]string{"--root-key-backend", "awskms", "--root-key-uri", "pkcs11:module-path=/m.so;token=t;object=k"}, "does not match"},
+		{[]string{"--intermediate-key-backend", "yubikey"}, "want softkms, pkcs11 or awskms"},
+		{[]string{"--intermediate-key-uri", "azurekms:vault=v;name=n"}, "not supported yet"},
+	} {
+		dir := filepath.Join(t.TempDir(), "ca")
+		line := e2eFail(t, append([]string{"init", "--dir", dir, "--passphrase-file", pf}, tc.args...)...)
+		if !strings.Contains(line, tc.want) {
+			t.Errorf("init %v: %q, want %q", tc.args, line, tc.want)
+		}
+	}
+}

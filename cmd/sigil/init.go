@@ -35,6 +35,8 @@ type initOptions struct {
 	fastKDF        bool
 	rootKeyURI     string
 	intKeyURI      string
+	rootBackend    string
+	intBackend     string
 }
 
 func initCmd() *cobra.Command { return newInitCmd(&initOptions{}) }
@@ -84,6 +86,8 @@ func newInitCmd(o *initOptions) *cobra.Command {
 	f.StringVar(&o.passphraseFile, "passphrase-file", "", "file holding the new CA passphrase (else SIGIL_PASSPHRASE or a prompt)")
 	f.StringVar(&o.rootKeyURI, "root-key-uri", "", "hold the root key in an HSM or KMS: a pkcs11: or awskms: key URI, created there if absent (PIN from pin-source= or "+hsmPINEnv+")")
 	f.StringVar(&o.intKeyURI, "intermediate-key-uri", "", "hold the intermediate key in an HSM or KMS (same forms as --root-key-uri)")
+	f.StringVar(&o.rootBackend, "root-key-backend", "", "softkms (in the database, the default), pkcs11 or awskms; checked against --root-key-uri")
+	f.StringVar(&o.intBackend, "intermediate-key-backend", "", "as --root-key-backend, for --intermediate-key-uri")
 	_ = cmd.MarkFlagRequired("dir")
 	return cmd
 }
@@ -145,11 +149,11 @@ func runInit(ctx context.Context, o initOptions, passphrase []byte) (res *ca.Ini
 	}
 	keys := newKeyBackends()
 	defer func() { err = errors.Join(err, keys.Close()) }()
-	rootKey, err := backendKey(ctx, keys, "--root-key-uri", o.rootKeyURI, "root", rootAlg)
+	rootKey, err := backendKey(ctx, keys, "root", o.rootBackend, o.rootKeyURI, rootAlg)
 	if err != nil {
 		return nil, err
 	}
-	intKey, err := backendKey(ctx, keys, "--intermediate-key-uri", o.intKeyURI, "intermediate", intAlg)
+	intKey, err := backendKey(ctx, keys, "intermediate", o.intBackend, o.intKeyURI, intAlg)
 	if err != nil {
 		return nil, err
 	}

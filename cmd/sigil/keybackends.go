@@ -22,18 +22,31 @@ func newKeyBackends() *keybackend.Keys {
 	return keybackend.NewKeys(keybackend.Config{PIN: pin})
 }
 
-// backendKey creates or finds the key uri names for purpose (flag names the
-// option for errors). An empty uri means the key is generated in process.
-func backendKey(ctx context.Context, keys *keybackend.Keys, flag, uri, purpose string, alg keystore.Algorithm) (*ca.BackendKey, error) {
-	if uri == "" {
-		return nil, nil
-	}
+// backendKey creates or finds the key uri names for purpose ("root" or
+// "intermediate", which also names the flags). backend, if given, must be
+// uri's scheme; an empty uri (or softkms) means the key is generated in
+// process.
+func backendKey(ctx context.Context, keys *keybackend.Keys, purpose, backend, uri string, alg keystore.Algorithm) (*ca.BackendKey, error) {
+	flag := "--" + purpose + "-key-uri"
 	u, err := keybackend.ParseURI(uri)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", flag, err)
 	}
+	switch keybackend.Kind(backend) {
+	case "", u.Kind:
+	case keybackend.PKCS11, keybackend.AWSKMS, keybackend.Soft:
+		if uri == "" {
+			return nil, fmt.Errorf("--%s-key-backend %s needs %s", purpose, backend, flag)
+		}
+		return nil, fmt.Errorf("--%s-key-backend %s does not match %s, a %s URI", purpose, backend, flag, u.Kind)
+	default:
+		return nil, fmt.Errorf("--%s-key-backend %q: want softkms, pkcs11 or awskms", purpose, backend)
+	}
 	if u.Kind == keybackend.Soft {
 		return nil, nil
+	}
+	if u.Kind != keybackend.PKCS11 && u.Kind != keybackend.AWSKMS {
+		return nil, fmt.Errorf("%s: %s keys are not supported yet (pkcs11 and awskms are)", flag, u.Kind)
 	}
 	k, err := keys.CreateOrLoad(ctx, uri, "sigil-"+purpose, string(alg))
 	if err != nil {
