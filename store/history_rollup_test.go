@@ -13,13 +13,12 @@ import (
 	"time"
 )
 
-// undoRollupMigration takes s back to schema 13: it reverses
-// migrations/0014_history_rollup.sql and forgets it was applied.
 // undoCAACheckedMigration takes s back to schema 14: the migrator applies
 // what is above the highest recorded version, so undoing an older one
 // undoes the newer first.
 func undoCAACheckedMigration(t testing.TB, s *SQLite) {
 	t.Helper()
+	undoJobRunsNodeMigration(t, s)
 	for _, q := range []string{
 		"ALTER TABLE acme_authzs DROP COLUMN caa_checked",
 		"DELETE FROM schema_migrations WHERE version = 15",
@@ -30,6 +29,22 @@ func undoCAACheckedMigration(t testing.TB, s *SQLite) {
 	}
 }
 
+// undoJobRunsNodeMigration takes s back to schema 15: it reverses
+// migrations/0016_job_runs_node.sql.
+func undoJobRunsNodeMigration(t testing.TB, s *SQLite) {
+	t.Helper()
+	for _, q := range []string{
+		"ALTER TABLE job_runs DROP COLUMN node",
+		"DELETE FROM schema_migrations WHERE version = 16",
+	} {
+		if _, err := s.write.ExecContext(context.Background(), q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+}
+
+// undoRollupMigration takes s back to schema 13: it reverses
+// migrations/0014_history_rollup.sql and forgets it was applied.
 func undoRollupMigration(t testing.TB, s *SQLite) {
 	t.Helper()
 	undoCAACheckedMigration(t, s)
