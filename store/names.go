@@ -161,3 +161,11 @@ func backfillNames(ctx context.Context, db *sql.DB) error {
 	}
 	return nil
 }
+
+// CertNames returns the distinct lower-cased names a certificate is found by
+// (its subject common name and SANs): every backend indexes these.
+func CertNames(subject string, sans []string) []string { return certNames(subject, sans) }
+
+// ReverseName reverses a name by character, as the backends' name indexes
+// store it so that a suffix filter is a prefix range.
+func ReverseName(s string) string { return reverseName(s) }

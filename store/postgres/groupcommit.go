@@ -1,0 +1,346 @@
+package postgres
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/jonboulle/clockwork"
+	"github.com/transparency-dev/merkle/compact"
+
+	"github.com/sigil-ca/sigil/ca/audit"
+	"github.com/sigil-ca/sigil/store"
+)
+
+// groupCommit is this node's writer. Callers queue functions; the writer
+// runs every queued function in one transaction, each inside its own
+// savepoint, and commits once, so N concurrent writers share one commit and
+// one hold of the chain lock.
+//
+// Each batch takes the advisory lock chainLock first, the way SQLite's
+// BEGIN IMMEDIATE takes its write lock: batches from every node sharing the
+// database run one at a time, so the audit head and the log range read at
+// the start of a batch stay the head until it commits, and the chain and the
+// log stay single and linear. Writes that need no append (nonces, ACME
+// state) are serialised too; group commit keeps the lock's cost per write
+// small (see Config.OnLockHeld).
+type groupCommit struct {
+	pool       *pgxpool.Pool
+	maxBatch   int
+	onCommit   func(time.Duration, int)
+	onLockHeld func(time.Duration, int)
+	clk        clockwork.Clock
+	log        *slog.Logger
+
+	reqs chan *writeReq
+	quit chan struct{}
+	done chan struct{}
+
+	mu     sync.Mutex // guards closed; held by submit while it queues
+	closed bool
+
+	// cpMu guards cp. It is not mu: a submitter holds mu while it waits for
+	// room in a full queue, so the writer, which empties the queue, must
+	// never wait for mu.
+	cpMu sync.Mutex
+	cp   store.Checkpointer
+
+	// Owned by the writer goroutine.
+	head   audit.Head
+	lastCP int64
+	// tree is the transparency log's compact range [0, size) as committed
+	// plus this batch's appends (nil: reload at the next batch); logSaved
+	// is its state before the running savepoint's first append.
+	rf       *compact.RangeFactory
+	tree     *compact.Range
+	logSaved *compact.Range
+	// signed holds the checkpoints and tree heads signed in the running
+	// transaction, handed to Checkpointer.Publish once it commits.
+	signedCPs   []audit.Checkpoint
+	signedHeads []audit.TreeHead
+}
+
+type writeReq struct {
+	ctx  context.Context
+	fn   func(store.Tx) error
+	err  chan error
+	kind int
+}
+
+const (
+	reqTx = iota
+	reqCheckpoint
+)
+
+// maxRetries bounds how often one function is run again after a
+// serialization failure or deadlock with a transaction this store does not
+// order (another program writing the database, or a node's reads under
+// SERIALIZABLE).
+const maxRetries = 5
+
+func newGroupCommit(pool *pgxpool.Pool, cfg Config, head audit.Head) *groupCommit {
+	g := &groupCommit{
+		pool:       pool,
+		maxBatch:   cfg.MaxBatch,
+		onCommit:   cfg.OnCommit,
+		onLockHeld: cfg.OnLockHeld,
+		clk:        cfg.Clock,
+		log:        cfg.Logger,
+		reqs:       make(chan *writeReq, cfg.MaxBatch),
+		quit:       make(chan struct{}),
+		done:       make(chan struct{}),
+		head:       head,
+		rf:         newRangeFactory(),
+	}
+	go g.run()
+	return g
+}
+
+// exec runs q in tx.
+func (g *groupCommit) exec(ctx context.Context, tx pgx.Tx, q string, args ...any) (result, error) {
+	tag, err := tx.Exec(ctx, rebind(q), args...)
+	return result{tag}, err
+}
+
+func (g *groupCommit) setCheckpointer(cp store.Checkpointer) {
+	g.cpMu.Lock()
+	g.cp = cp
+	g.cpMu.Unlock()
+}
+
+func (g *groupCommit) checkpointer() store.Checkpointer {
+	g.cpMu.Lock()
+	defer g.cpMu.Unlock()
+	return g.cp
+}
+
+func (g *groupCommit) submit(ctx context.Context, kind int, fn func(store.Tx) error) error {
+	r := &writeReq{ctx: ctx, fn: fn, err: make(chan error, 1), kind: kind}
+	g.mu.Lock()
+	if g.closed {
+		g.mu.Unlock()
+		return store.ErrClosed
+	}
+	// Sending under the lock keeps stop() from closing the queue mid-send.
+	select {
+	case g.reqs <- r:
+		g.mu.Unlock()
+	case <-ctx.Done():
+		g.mu.Unlock()
+		return ctx.Err()
+	}
+	// Once queued, the outcome is always awaited: returning early would let a
+	// caller believe a write failed that may yet commit.
+	err := <-r.err
+	if err != nil && !errors.Is(err, store.ErrFull) && isFull(err) {
+		return fmt.Errorf("%w: %w", store.ErrFull, err)
+	}
+	return err
+}
+
+func (g *groupCommit) stop() {
+	g.mu.Lock()
+	if !g.closed {
+		g.closed = true
+		close(g.reqs)
+	}
+	g.mu.Unlock()
+	<-g.done
+}
+
+func (g *groupCommit) run() {
+	defer close(g.done)
+	batch := make([]*writeReq, 0, g.maxBatch)
+	for {
+		r, ok := <-g.reqs
+		if !ok {
+			return
+		}
+		batch = append(batch[:0], r)
+	drain:
+		for len(batch) < g.maxBatch {
+			select {
+			case r, ok := <-g.reqs:
+				if !ok {
+					break drain
+				}
+				batch = append(batch, r)
+			default:
+				break drain
+			}
+		}
+		g.commit(batch)
+	}
+}
+
+// commit runs batch in one transaction and answers every request.
+func (g *groupCommit) commit(batch []*writeReq) {
+	start := g.clk.Now()
+	errs := make([]error, len(batch))
+	ctx := context.Background()
+	fail := func(err error) {
+		for _, r := range batch {
+			r.err <- err
+		}
+	}
+	// READ COMMITTED: the chain lock orders every batch, so no write of
+	// ours conflicts with another's, and each guarded UPDATE sees the
+	// latest committed row.
+	tx, err := g.pool.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.ReadCommitted})
+	if err != nil {
+		fail(fmt.Errorf("begin: %w", err))
+		return
+	}
+	// Another node may have appended since our last batch: the head and
+	// range read under the lock stay the chain's until this commit.
+	if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock($1)", chainLock); err != nil {
+		fail(errors.Join(fmt.Errorf("lock audit chain: %w", err), tx.Rollback(ctx)))
+		return
+	}
+	locked := g.clk.Now()
+	if err := errors.Join(g.syncHead(ctx, tx), g.syncLog(ctx, tx)); err != nil {
+		g.tree = nil
+		fail(errors.Join(err, tx.Rollback(ctx)))
+		return
+	}
+	headBefore, cpBefore := g.head, g.lastCP
+	g.signedCPs, g.signedHeads = g.signedCPs[:0], g.signedHeads[:0]
+	for i, r := range batch {
+		if r.kind == reqCheckpoint {
+			errs[i] = g.apply(ctx, tx, func(store.Tx) error { return g.forceCheckpoint(ctx, tx) })
+			continue
+		}
+		if err := r.ctx.Err(); err != nil {
+			errs[i] = err
+			continue
+		}
+		errs[i] = g.apply(ctx, tx, r.fn)
+		// Checked per transaction, not per batch, so that no more than
+		// Every events (plus one transaction's own) ever go unsigned.
+		if errs[i] == nil && g.checkpointDue() {
+			if err := g.apply(ctx, tx, func(store.Tx) error { return g.forceCheckpoint(ctx, tx) }); err != nil {
+				g.log.Error("audit checkpoint failed; will retry", "seq", g.head.Seq, "error", err)
+			}
+		}
+	}
+	if err := tx.Commit(ctx); err != nil {
+		g.head, g.lastCP = headBefore, cpBefore
+		g.tree = nil
+		fail(fmt.Errorf("commit: %w", err))
+		return
+	}
+	end := g.clk.Now()
+	if g.onCommit != nil {
+		g.onCommit(end.Sub(start), len(batch))
+	}
+	if g.onLockHeld != nil {
+		g.onLockHeld(end.Sub(locked), len(batch))
+	}
+	if cp := g.checkpointer(); cp.Publish != nil && len(g.signedCPs)+len(g.signedHeads) > 0 {
+		cp.Publish(slices.Clone(g.signedCPs), slices.Clone(g.signedHeads))
+	}
+	for i, r := range batch {
+		r.err <- errs[i]
+	}
+}
+
+// syncHead reloads the audit head and the last signed checkpoint as
+// committed, inside tx under the chain lock.
+func (g *groupCommit) syncHead(ctx context.Context, tx pgx.Tx) error {
+	h, cp := audit.Head{Seq: 0, Hash: audit.GenesisHash()}, int64(0)
+	err := tx.QueryRow(ctx, qSyncHead).Scan(&h.Seq, &h.Hash, &cp)
+	if err != nil && !errors.Is(err, pgx.ErrNoRows) {
+		return fmt.Errorf("audit head: %w", err)
+	}
+	g.head, g.lastCP = h, cp
+	return nil
+}
+
+// apply runs fn inside a savepoint so its failure rolls back only its own
+// writes; a serialization failure or deadlock runs it again.
+func (g *groupCommit) apply(ctx context.Context, tx pgx.Tx, fn func(store.Tx) error) error {
+	for try := 0; ; try++ {
+		err := g.applyOnce(ctx, tx, fn)
+		if err == nil || !isRetryable(err) || try >= maxRetries {
+			return err
+		}
+	}
+}
+
+func (g *groupCommit) applyOnce(ctx context.Context, tx pgx.Tx, fn func(store.Tx) error) (err error) {
+	if _, err := tx.Exec(ctx, qSavepoint); err != nil {
+		return fmt.Errorf("savepoint: %w", err)
+	}
+	head, lastCP, nCPs, nHeads := g.head, g.lastCP, len(g.signedCPs), len(g.signedHeads)
+	g.logSaved = nil
+	t := &pgTx{ctx: ctx, tx: tx, g: g}
+	restore := func() {
+		g.head, g.lastCP = head, lastCP
+		g.signedCPs, g.signedHeads = g.signedCPs[:nCPs], g.signedHeads[:nHeads]
+		if g.logSaved != nil {
+			g.tree = g.logSaved
+		}
+	}
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("store: transaction function panicked: %v", p)
+		}
+		if err != nil {
+			restore()
+			_, rbErr := tx.Exec(ctx, qRollbackTo)
+			_, relErr := tx.Exec(ctx, qRelease)
+			if rbErr != nil || relErr != nil {
+				err = errors.Join(err, rbErr, relErr)
+			}
+			return
+		}
+		if _, relErr := tx.Exec(ctx, qRelease); relErr != nil {
+			restore()
+			err = fmt.Errorf("release savepoint: %w", relErr)
+		}
+	}()
+	return fn(t)
+}
+
+func (g *groupCommit) checkpointDue() bool {
+	cp := g.checkpointer()
+	return cp.Sign != nil && cp.Every > 0 && g.head.Seq-g.lastCP >= int64(cp.Every)
+}
+
+func (g *groupCommit) forceCheckpoint(ctx context.Context, tx pgx.Tx) error {
+	cp := g.checkpointer()
+	if cp.Sign == nil {
+		return errors.New("store: no checkpoint signer configured")
+	}
+	if g.head.Seq == 0 || g.head.Seq == g.lastCP {
+		return nil
+	}
+	c, err := cp.Sign(g.head)
+	if err != nil {
+		return fmt.Errorf("sign checkpoint: %w", err)
+	}
+	_, err = tx.Exec(ctx, `INSERT INTO audit_checkpoints (seq, hash, time, key_id, signature) VALUES ($1, $2, $3, $4, $5)
+		ON CONFLICT (seq) DO NOTHING`, c.Seq, c.Hash, nanos(c.Time), c.KeyID, c.Signature)
+	if err != nil {
+		return fmt.Errorf("insert checkpoint: %w", err)
+	}
+	g.lastCP = c.Seq
+	g.signedCPs = append(g.signedCPs, c)
+	return nil
+}
+
+// WithTx implements store.Store.
+func (s *Store) WithTx(ctx context.Context, fn func(store.Tx) error) error {
+	return s.gc.submit(ctx, reqTx, fn)
+}
+
+// Checkpoint implements store.Store.
+func (s *Store) Checkpoint(ctx context.Context) error {
+	return s.gc.submit(ctx, reqCheckpoint, nil)
+}
