@@ -18,14 +18,12 @@ import (
 
 // Transparency log statements; see migrations/0012_transparency_log.sql.
 const (
-	qLogSize        = "SELECT COALESCE(MAX(idx) + 1, 0) FROM log_entries"
-	qInsertLogEntry = "INSERT INTO log_entries (idx, cert_id, leaf_hash) VALUES (?, ?, ?)"
-	qInsertLogNode  = "INSERT INTO log_nodes (id, hash) VALUES (?, ?)"
-	qInsertLogHead  = "INSERT INTO log_heads (size, time, root_hash, key_id, signature) VALUES (?, ?, ?, ?, ?)"
-	qLeafHash       = "SELECT leaf_hash FROM log_entries WHERE idx = ?"
-	qNodeHash       = "SELECT hash FROM log_nodes WHERE id = ?"
-	qLeafCert       = "SELECT cert_id FROM log_entries WHERE idx = ?"
-	qLatestLogHead  = "SELECT size, time, root_hash, key_id, signature FROM log_heads ORDER BY size DESC, time DESC LIMIT 1"
+	qLogSize       = "SELECT COALESCE(MAX(idx) + 1, 0) FROM log_entries"
+	qInsertLogHead = "INSERT INTO log_heads (size, time, root_hash, key_id, signature) VALUES (?, ?, ?, ?, ?)"
+	qLeafHash      = "SELECT leaf_hash FROM log_entries WHERE idx = ?"
+	qNodeHash      = "SELECT hash FROM log_nodes WHERE id = ?"
+	qLeafCert      = "SELECT cert_id FROM log_entries WHERE idx = ?"
+	qLatestLogHead = "SELECT size, time, root_hash, key_id, signature FROM log_heads ORDER BY size DESC, time DESC LIMIT 1"
 
 	logEntryColumns = "e.idx, e.leaf_hash, c.id, c.issuer_id, c.serial, c.created, c.der"
 	logEntryJoin    = " FROM log_entries e JOIN certificates c ON c.id = e.cert_id"
@@ -121,35 +119,34 @@ func (g *groupCommit) syncLog(ctx context.Context, tx pgx.Tx) error {
 	return nil
 }
 
-// appendLeaf logs the certificate c just inserted as the next leaf, storing
-// the leaf hash and every subtree it completes. The savepoint that holds
-// the certificate holds these rows too; apply restores the range if it
-// rolls back, so the index is not consumed.
-func (t *pgTx) appendLeaf(c *store.CertRecord) error {
+// logLeaf is a certificate's leaf and the subtrees it completes, to be
+// written with the certificate.
+type logLeaf struct {
+	index      uint64
+	hash       []byte
+	nodeIDs    []int64
+	nodeHashes [][]byte
+}
+
+// nextLeaf appends certificate c to the writer's log range as the next
+// leaf and returns what to store. The savepoint that holds the certificate
+// holds these rows too; apply restores the range if it rolls back, so the
+// index is not consumed.
+func (t *pgTx) nextLeaf(c *store.CertRecord) (logLeaf, error) {
 	g := t.g
 	if g.logSaved == nil {
 		g.logSaved = cloneRange(g.rf, g.tree)
 	}
-	lh := audit.LeafHash(audit.LogLeaf(fromNanos(nanos(c.Created)), c.DER))
-	idx := g.tree.End()
-	if _, err := t.exec("log certificate", qInsertLogEntry, idx, c.ID, lh); err != nil {
-		return err
-	}
-	var nodes []compact.NodeID
-	var hashes [][]byte
-	if err := g.tree.Append(lh, func(id compact.NodeID, h []byte) {
+	l := logLeaf{index: g.tree.End(), hash: audit.LeafHash(audit.LogLeaf(fromNanos(nanos(c.Created)), c.DER))}
+	l.nodeIDs, l.nodeHashes = []int64{}, [][]byte{}
+	if err := g.tree.Append(l.hash, func(id compact.NodeID, h []byte) {
 		if id.Level > 0 {
-			nodes, hashes = append(nodes, id), append(hashes, h)
+			l.nodeIDs, l.nodeHashes = append(l.nodeIDs, store.NodeKey(id.Level, id.Index)), append(l.nodeHashes, h)
 		}
 	}); err != nil {
-		return fmt.Errorf("log certificate: %w", err)
+		return logLeaf{}, fmt.Errorf("log certificate: %w", err)
 	}
-	for i, id := range nodes {
-		if _, err := t.exec("log certificate", qInsertLogNode, store.NodeKey(id.Level, id.Index), hashes[i]); err != nil {
-			return err
-		}
-	}
-	return nil
+	return l, nil
 }
 
 // SignTreeHead implements Store.

@@ -28,6 +28,15 @@ const (
 	qInsertCertificate = `INSERT INTO certificates (issuer_id, serial, subject, sans, not_before, not_after,
 		key_algorithm, profile, requester, channel, der, created, replaces, spki_sha256, crl_shard, names)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
+	// qInsertCertificateLogged is qInsertCertificate with the name index
+	// rows (?17, reversed names) and the log leaf (?18 index, ?19 hash) and
+	// completed subtrees (?20 ids, ?21 hashes) written by the same statement.
+	qInsertCertificateLogged = `WITH c AS (` + qInsertCertificate + ` RETURNING id),
+		n AS (INSERT INTO certificate_names (rname, cert_id) SELECT r, (SELECT id FROM c) FROM unnest(?::text[]) AS r
+			ON CONFLICT DO NOTHING),
+		l AS (INSERT INTO log_entries (idx, cert_id, leaf_hash) SELECT ?, id, ? FROM c),
+		t AS (INSERT INTO log_nodes (id, hash) SELECT * FROM unnest(?::bigint[], ?::bytea[]))
+		SELECT id FROM c`
 	qInsertToken = `INSERT INTO tokens (id, secret_hash, role, profiles, description, created, expires, revoked, managed)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`
 	qRevokeToken = "UPDATE tokens SET revoked = ? WHERE id = ? AND revoked = 0"
@@ -172,17 +181,28 @@ func (t *pgTx) SetIssuerState(id, from, to string) error {
 
 func (t *pgTx) InsertCertificate(c *store.CertRecord) error {
 	if len(c.SPKIHash) == 0 {
-		c.SPKIHash = []byte{0} // see backfillSPKI: not a key hash
+		c.SPKIHash = []byte{0} // not a key hash: the DER does not parse
 		if cert, err := x509.ParseCertificate(c.DER); err == nil {
 			c.SPKIHash = store.SPKIHash(cert.RawSubjectPublicKeyInfo)
 		}
 	}
 	names := store.CertNames(c.Subject, c.SANs)
-	text := namesText(names)
+	rnames := make([]string, len(names))
+	for i, n := range names {
+		rnames[i] = store.ReverseName(n)
+	}
+	leaf, err := t.nextLeaf(c)
+	if err != nil {
+		return err
+	}
+	// One statement, one round trip: the row, its names and its log leaf
+	// with the subtrees the leaf completes. A failure writes none of them,
+	// and the savepoint's rollback restores the writer's log range.
 	var id int64
-	err := t.queryRow(qInsertCertificate+" RETURNING id",
+	err = t.queryRow(qInsertCertificateLogged,
 		c.IssuerID, c.Serial, c.Subject, joinSANs(c.SANs), nanos(c.NotBefore), nanos(c.NotAfter),
-		c.KeyAlgorithm, c.Profile, c.Requester, c.Channel, c.DER, nanos(c.Created), c.Replaces, c.SPKIHash, c.CRLShard, text).Scan(&id)
+		c.KeyAlgorithm, c.Profile, c.Requester, c.Channel, c.DER, nanos(c.Created), c.Replaces, c.SPKIHash, c.CRLShard,
+		namesText(names), rnames, leaf.index, leaf.hash, leaf.nodeIDs, leaf.nodeHashes).Scan(&id)
 	if err != nil {
 		if isUnique(err) {
 			return fmt.Errorf("insert certificate: %w", store.ErrDuplicate)
@@ -190,10 +210,7 @@ func (t *pgTx) InsertCertificate(c *store.CertRecord) error {
 		return fmt.Errorf("insert certificate: %w", err)
 	}
 	c.ID = id
-	if err := t.insertNames(id, names); err != nil {
-		return err
-	}
-	return t.appendLeaf(c)
+	return nil
 }
 
 func (t *pgTx) InsertToken(tok store.TokenRecord) error {
