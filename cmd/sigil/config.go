@@ -62,6 +62,7 @@ type NodeConfig struct {
 // Config is sigil.yaml. It holds no secrets.
 type Config struct {
 	Database     string                `yaml:"database"`
+	Store        StoreConfig           `yaml:"store"`
 	HTTPS        HTTPSConfig           `yaml:"https"`
 	HTTP         HTTPConfig            `yaml:"http"`
 	ExternalURL  string                `yaml:"external_url"`
@@ -345,6 +346,9 @@ func (c *Config) validateACMEEndpoint(field string, e ACMEEndpointConfig) []erro
 // Validate checks the whole configuration in one pass.
 func (c *Config) Validate() error {
 	var errs []error
+	if err := c.Store.validate(); err != nil {
+		errs = append(errs, err)
+	}
 	if c.OCSP.NonceRate < 0 || c.OCSP.NonceRatePerSource < 0 || c.OCSP.NonceCPUShare < 0 || c.OCSP.NonceCPUShare > 1 {
 		errs = append(errs, fmt.Errorf("ocsp.nonce_rate, nonce_rate_per_source must be positive and nonce_cpu_share in (0, 1]"))
 	}

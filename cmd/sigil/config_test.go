@@ -32,6 +32,13 @@ func TestParseConfigStrict(t *testing.T) {
 	}{
 		{"unknown top-level key", "database: a.db\nbogus_key: 1\n", []string{"bogus_key"}},
 		{"unknown nested key", "https:\n  adress: 127.0.0.1:1\n", []string{"adress"}},
+		{"unknown store driver", "store:\n  driver: mysql\n", []string{"store.driver", "mysql"}},
+		{"postgres without dsn", "store:\n  driver: postgres\n", []string{"store.dsn"}},
+		{"dsn not a URL", "store:\n  driver: postgres\n  dsn: host=db user=sigil\n", []string{"store.dsn"}},
+		{"password in the dsn", "store:\n  driver: postgres\n  dsn: postgres://sigil:hunter2@db/sigil\n", []string{"store.dsn", "password"}},
+		{"password parameter in the dsn", "store:\n  driver: postgres\n  dsn: postgres://sigil@db/sigil?password=hunter2\n", []string{"store.dsn", "password"}},
+		{"dsn without postgres", "store:\n  dsn: postgres://sigil@db/sigil\n", []string{"store.driver: postgres"}},
+		{"store password in the config", "store:\n  driver: postgres\n  dsn: postgres://sigil@db/sigil\n  password: hunter2\n", []string{"password"}},
 		{"unknown profile field", configProfile + "    colour: red\n", []string{"colour"}},
 		{"unknown name policy field", configProfile + "    names:\n      dnss: {allow: [a.example]}\n", []string{"dnss"}},
 		{"misspelled secret field", "passphrase: hunter2hunter2\n", []string{"passphrase"}},

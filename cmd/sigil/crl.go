@@ -61,7 +61,7 @@ func (c *CRLConfig) validate() []error {
 // startCRL builds the CRL publisher, publishes what is missing, loads the
 // root's CRL (signed offline: the server never holds the root key) and
 // mounts both on the plain listener's mux. The server stops them on shutdown.
-func (s *server) startCRL(ctx context.Context, plain *http.ServeMux, st *store.SQLite, clk clockwork.Clock, reg prometheus.Registerer) error {
+func (s *server) startCRL(ctx context.Context, plain *http.ServeMux, st backend, clk clockwork.Clock, reg prometheus.Registerer) error {
 	pub, err := revocation.NewPublisher(revocation.CRLConfig{Validity: time.Duration(s.cfg.CRL.Validity),
 		Refresh: time.Duration(s.cfg.CRL.Refresh), Clock: clk, Logger: s.log, Metrics: revocation.NewCRLMetrics(reg)}, s.auth.CRL(), st)
 	if err != nil {

@@ -18,6 +18,7 @@ import (
 func devCmd() *cobra.Command {
 	var dataDir, httpsAddr, httpAddr, overlayPath string
 	var af acmeFlags
+	var storeURL string
 	cmd := &cobra.Command{
 		Use:   "dev",
 		Short: "Run a complete development CA in one command (NOT for production)",
@@ -58,6 +59,7 @@ func devCmd() *cobra.Command {
 				dir: dir, name: "Sigil Dev CA", rootKey: "ecdsa-p256", intKey: "ecdsa-p256",
 				rootValidity: 10 * 365 * 24 * time.Hour, intValidity: 5 * 365 * 24 * time.Hour,
 				httpsAddr: httpsAddr, httpAddr: httpAddr, names: []string{"localhost", "127.0.0.1"}, fastKDF: true,
+				store: storeURL,
 			}, pass)
 			if err != nil {
 				return err
@@ -116,6 +118,7 @@ func devCmd() *cobra.Command {
 	}
 	f := cmd.Flags()
 	f.StringVar(&dataDir, "data", "", "data directory (default: a new temporary directory)")
+	f.StringVar(&storeURL, "store", "", "postgres://user@host:port/db: keep the records in an empty PostgreSQL database instead of SQLite in the data directory")
 	f.StringVar(&httpsAddr, "https-addr", "127.0.0.1:8443", "HTTPS listen address")
 	f.StringVar(&httpAddr, "http-addr", "127.0.0.1:8080", "HTTP listen address")
 	f.StringVar(&overlayPath, "config", "", "a sigil.yaml fragment laid over the dev defaults (e.g. acme.endpoints with require_eab, a name policy)")

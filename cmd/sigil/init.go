@@ -6,6 +6,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"time"
@@ -16,7 +17,6 @@ import (
 	"github.com/sigil-ca/sigil/ca"
 	"github.com/sigil-ca/sigil/ca/keystore"
 	"github.com/sigil-ca/sigil/internal/atomicfile"
-	"github.com/sigil-ca/sigil/store"
 )
 
 type initOptions struct {
@@ -37,6 +37,8 @@ type initOptions struct {
 	intKeyURI      string
 	rootBackend    string
 	intBackend     string
+	// store is --store: a postgres:// URL puts the records in PostgreSQL.
+	store string
 }
 
 func initCmd() *cobra.Command { return newInitCmd(&initOptions{}) }
@@ -88,6 +90,7 @@ func newInitCmd(o *initOptions) *cobra.Command {
 	f.StringVar(&o.intKeyURI, "intermediate-key-uri", "", "hold the intermediate key in an HSM or KMS (same forms as --root-key-uri)")
 	f.StringVar(&o.rootBackend, "root-key-backend", "", "softkms (in the database, the default), pkcs11 or awskms; checked against --root-key-uri")
 	f.StringVar(&o.intBackend, "intermediate-key-backend", "", "as --root-key-backend, for --intermediate-key-uri")
+	f.StringVar(&o.store, "store", "", "postgres://user@host:port/db to keep the records in an empty PostgreSQL database (password: "+storePasswordEnv+"); default SQLite in --dir")
 	_ = cmd.MarkFlagRequired("dir")
 	return cmd
 }
@@ -111,34 +114,50 @@ func runInit(ctx context.Context, o initOptions, passphrase []byte) (res *ca.Ini
 	}
 	cfg := &Config{Database: "sigil.db", HTTPS: HTTPSConfig{Addr: o.httpsAddr, Names: o.names},
 		HTTP: HTTPConfig{Addr: o.httpAddr}, ExternalURL: o.externalURL, dir: o.dir}
+	if err := storeFlag(&cfg.Store, o.store); err != nil {
+		return nil, err
+	}
 	cfg.applyDefaults()
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("config: %w", err)
 	}
-	dbPath := cfg.DatabasePath()
-	if _, err := os.Stat(dbPath); err == nil {
-		return nil, fmt.Errorf("%s exists: this directory already holds a CA", dbPath)
-	}
 	rootPath := filepath.Join(o.dir, "root.pem")
+	var created []string // removed again if init fails
 	defer func() {
 		if err != nil {
-			for _, p := range []string{dbPath, dbPath + "-wal", dbPath + "-shm", rootPath, cfgPath} {
+			for _, p := range created {
 				_ = os.Remove(p)
 			}
 		}
 	}()
-	// SQLite gives the -wal and -shm files the database file's mode.
-	f, err := os.OpenFile(dbPath, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
-	if err != nil {
-		return nil, fmt.Errorf("create database: %w", err)
+	created = append(created, rootPath, cfgPath)
+	if !cfg.Store.postgres() {
+		dbPath := cfg.DatabasePath()
+		if _, err := os.Stat(dbPath); err == nil {
+			return nil, fmt.Errorf("%s exists: this directory already holds a CA", dbPath)
+		}
+		created = append(created, dbPath, dbPath+"-wal", dbPath+"-shm")
+		// SQLite gives the -wal and -shm files the database file's mode.
+		f, err := os.OpenFile(dbPath, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
+		if err != nil {
+			return nil, fmt.Errorf("create database: %w", err)
+		}
+		f.Close()
 	}
-	f.Close()
 	clk := clockwork.NewRealClock()
-	st, err := store.Open(ctx, store.Config{Path: dbPath, Clock: clk})
+	st, err := openStore(ctx, cfg, clk, slog.New(slog.DiscardHandler), nil)
 	if err != nil {
 		return nil, fmt.Errorf("open store: %w", err)
 	}
 	defer func() { err = errors.Join(err, st.Close()) }()
+	if cfg.Store.postgres() {
+		// A shared database is joined by sigil serve, never initialized twice.
+		if keys, err := st.Keys(ctx); err != nil {
+			return nil, fmt.Errorf("open store: %w", err)
+		} else if len(keys) > 0 {
+			return nil, fmt.Errorf("%s already holds a CA: start sigil serve against it instead", cfg.StoreName())
+		}
+	}
 	params := keystore.DefaultKDFParams
 	if o.fastKDF {
 		params = keystore.FastKDFParams
@@ -190,6 +209,7 @@ func pemBytes(der ...[]byte) []byte {
 // serveOptions are the flags of sigil serve.
 type serveOptions struct {
 	configPath, passphraseFile, httpsAddr, httpAddr string
+	store                                           string
 	allowBrokenAudit                                bool
 	af                                              acmeFlags
 	clock                                           clockwork.Clock // nil: the wall clock (tests set a fake one)
@@ -223,6 +243,7 @@ func (o *serveOptions) register(cmd *cobra.Command) {
 	f.StringVar(&o.passphraseFile, "passphrase-file", "", "file holding the CA passphrase (else SIGIL_PASSPHRASE or a prompt)")
 	f.StringVar(&o.httpsAddr, "https-addr", "", "override https.addr")
 	f.StringVar(&o.httpAddr, "http-addr", "", "override http.addr")
+	f.StringVar(&o.store, "store", "", "override store: postgres://user@host:port/db (password: "+storePasswordEnv+")")
 	f.BoolVar(&o.allowBrokenAudit, "allow-broken-audit", false,
 		"start even if the audit chain since its last checkpoint does not verify (forensics only: the break is logged and audited)")
 	o.af.register(cmd)
@@ -241,6 +262,9 @@ func (o *serveOptions) start(cmd *cobra.Command) (*server, error) {
 	}
 	if o.httpAddr != "" {
 		cfg.HTTP.Addr = o.httpAddr
+	}
+	if err := storeFlag(&cfg.Store, o.store); err != nil {
+		return nil, err
 	}
 	cfg.allowBrokenAudit = o.allowBrokenAudit
 	cfg.clock = o.clock

@@ -13,7 +13,6 @@ import (
 
 	"github.com/sigil-ca/sigil/ca"
 	"github.com/sigil-ca/sigil/revocation"
-	"github.com/sigil-ca/sigil/store"
 )
 
 // responder is the responder's part of c.
@@ -37,7 +36,7 @@ func (c *OCSPConfig) applyDefaults() {
 // startOCSP builds the OCSP responder, pre-signs its responses and returns
 // a handler that serves /ocsp and /ocsp/... ahead of plain: OCSP GET paths
 // hold base64, whose "/" and "//" the mux would clean and redirect.
-func startOCSP(ctx context.Context, cfg OCSPConfig, auth *ca.Authority, st *store.SQLite, clk clockwork.Clock,
+func startOCSP(ctx context.Context, cfg OCSPConfig, auth *ca.Authority, st backend, clk clockwork.Clock,
 	log *slog.Logger, reg prometheus.Registerer, plain http.Handler) (*revocation.Responder, http.Handler, error) {
 	rc := cfg.responder()
 	rc.Clock, rc.Logger, rc.Registerer = clk, log, reg

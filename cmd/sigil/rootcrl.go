@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"strings"
 	"time"
@@ -13,7 +14,6 @@ import (
 
 	"github.com/sigil-ca/sigil/ca"
 	"github.com/sigil-ca/sigil/ca/keystore"
-	"github.com/sigil-ca/sigil/store"
 )
 
 func caCmd() *cobra.Command {
@@ -48,7 +48,7 @@ prompt.`,
 				return err
 			}
 			// store.Open would create an empty database at a wrong path.
-			if _, err := os.Stat(cfg.DatabasePath()); err != nil {
+			if _, err := os.Stat(cfg.DatabasePath()); err != nil && !cfg.Store.postgres() {
 				return fmt.Errorf("database %s: %w (run sigil init first)", cfg.DatabasePath(), err)
 			}
 			pass, err := passphraseSource{file: passphraseFile, envVar: "SIGIL_PASSPHRASE", prompt: "CA passphrase"}.read(false)
@@ -88,7 +88,7 @@ prompt.`,
 // to be covered by a checkpoint.
 func signRootCRL(ctx context.Context, cfg *Config, passphrase []byte, validity time.Duration) (res *ca.RootCRL, err error) {
 	clk := clockwork.NewRealClock()
-	st, err := store.Open(ctx, store.Config{Path: cfg.DatabasePath(), Clock: clk})
+	st, err := openStore(ctx, cfg, clk, slog.New(slog.DiscardHandler), nil)
 	if err != nil {
 		return nil, fmt.Errorf("open store: %w", err)
 	}

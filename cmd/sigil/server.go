@@ -42,7 +42,7 @@ type server struct {
 	keys    *keybackend.Keys // HSM and KMS keys, opened on first use
 	cfg     *Config
 	log     *slog.Logger
-	st      *store.SQLite
+	st      backend
 	auth    *ca.Authority
 	managed *managed.Service
 	serving *ca.ServingCert
@@ -81,7 +81,7 @@ func startServer(ctx context.Context, cfg *Config, passphrase []byte, log *slog.
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	metrics := ca.NewMetrics(reg)
-	st, err := store.Open(ctx, store.Config{Path: cfg.DatabasePath(), OnCommit: metrics.ObserveCommit, Clock: clk, Logger: log})
+	st, err := openStore(ctx, cfg, clk, log, metrics.ObserveCommit)
 	if err != nil {
 		return nil, fmt.Errorf("open store: %w", err)
 	}
@@ -151,7 +151,7 @@ func startServer(ctx context.Context, cfg *Config, passphrase []byte, log *slog.
 	if broken != nil {
 		if err := st.WithTx(ctx, func(tx store.Tx) error {
 			_, err := tx.AppendAudit(audit.Event{Time: clk.Now(), Actor: "system", Action: audit.ActionAuditBrokenAccepted,
-				Target: cfg.DatabasePath(), Detail: map[string]string{"error": broken.Error()}})
+				Target: cfg.StoreName(), Detail: map[string]string{"error": broken.Error()}})
 			return err
 		}); err != nil {
 			return nil, fmt.Errorf("audit the broken chain: %w", err)
@@ -159,7 +159,7 @@ func startServer(ctx context.Context, cfg *Config, passphrase []byte, log *slog.
 	}
 	if err := st.WithTx(ctx, func(tx store.Tx) error {
 		_, err := tx.AppendAudit(audit.Event{Time: clk.Now(), Actor: "system", Action: audit.ActionConfigLoaded,
-			Target: cfg.path, Detail: map[string]string{"sha256": cfg.sha256, "database": cfg.DatabasePath(),
+			Target: cfg.path, Detail: map[string]string{"sha256": cfg.sha256, "database": cfg.StoreName(),
 				"profiles": strings.Join(profileNames(cfg.Profiles), ",")}})
 		return err
 	}); err != nil {
@@ -278,7 +278,7 @@ func startServer(ctx context.Context, cfg *Config, passphrase []byte, log *slog.
 // checkpoints in the witness directory, if one is configured. A break is an
 // error, unless allow is set: then it is logged loudly and returned as
 // broken, and the caller serves anyway (forensics).
-func verifyAuditTail(ctx context.Context, st *store.SQLite, log *slog.Logger, witnessDir string, allow bool) (rep ca.AuditReport, broken error, err error) {
+func verifyAuditTail(ctx context.Context, st backend, log *slog.Logger, witnessDir string, allow bool) (rep ca.AuditReport, broken error, err error) {
 	var witnessed []audit.Checkpoint
 	if witnessDir != "" {
 		if witnessed, _, err = witness.ReadDir(witnessDir); err != nil && !errors.Is(err, fs.ErrNotExist) {
@@ -312,7 +312,7 @@ func verifyAuditTail(ctx context.Context, st *store.SQLite, log *slog.Logger, wi
 
 // newUI builds the auditor web page. Its sessions live in this process's
 // memory: a restart logs every auditor out (ui package doc).
-func newUI(st *store.SQLite, auth *ca.Authority, jobs ui.Jobs, clk clockwork.Clock, log *slog.Logger) (*ui.UI, error) {
+func newUI(st backend, auth *ca.Authority, jobs ui.Jobs, clk clockwork.Clock, log *slog.Logger) (*ui.UI, error) {
 	root := auth.Root().Cert
 	tlog, err := ui.NewCheckedLog(auth.Log(), st, root)
 	if err != nil {
@@ -333,7 +333,7 @@ func newUI(st *store.SQLite, auth *ca.Authority, jobs ui.Jobs, clk clockwork.Clo
 
 // newACME builds the ACME endpoints from the config: the default one ("")
 // and the named ones, sharing nonces, validation and CAA checking.
-func newACME(ctx context.Context, cfg *Config, st *store.SQLite, auth *ca.Authority, clk clockwork.Clock, log *slog.Logger) (acme.Endpoints, error) {
+func newACME(ctx context.Context, cfg *Config, st backend, auth *ca.Authority, clk clockwork.Clock, log *slog.Logger) (acme.Endpoints, error) {
 	key, err := acme.LoadNonceKey(ctx, st)
 	if err != nil {
 		return nil, err
