@@ -18,7 +18,6 @@ import (
 	"github.com/sigil-ca/sigil/ca"
 	"github.com/sigil-ca/sigil/ca/audit"
 	"github.com/sigil-ca/sigil/ca/audit/witness"
-	"github.com/sigil-ca/sigil/store"
 )
 
 func auditCmd() *cobra.Command {
@@ -28,9 +27,9 @@ func auditCmd() *cobra.Command {
 }
 
 func auditVerifyCmd() *cobra.Command {
-	var dbPath, caFile, exportPath, witnessDir string
+	var dbPath, storeURL, caFile, exportPath, witnessDir string
 	cmd := &cobra.Command{
-		Use:   "verify (--db FILE [--ca-file root.pem] [--witness DIR] | --export FILE --ca-file root.pem)",
+		Use:   "verify (--db FILE | --store postgres://...) [--ca-file root.pem] [--witness DIR] | --export FILE --ca-file root.pem)",
 		Short: "Verify the audit chain and the transparency log offline",
 		Long: `With --db, reads the database without changing it and checks that no audit
 event was altered, deleted, reordered or cut off, and that the transparency log
@@ -40,6 +39,9 @@ so a rewritten database cannot bring its own key. Then it replays the chain
 and compares the records with it: each certificate's DER, revocation status,
 reason and time; the blocked-key list; tokens and keys. A record changed
 outside the CA (a SQL edit) is named.
+
+With --store postgres://user@host/db (password: SIGIL_STORE_PASSWORD or the
+DSN's passfile), checks a PostgreSQL store the same way; it only reads.
 
 With --witness DIR (the audit.witness.dir of the server), the checkpoints
 and tree heads published there are checked as well: a database behind what
@@ -56,17 +58,19 @@ leaf (for an export, its line and event).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			switch {
-			case exportPath != "" && dbPath != "":
-				return fmt.Errorf("--db and --export exclude each other")
+			case exportPath != "" && (dbPath != "" || storeURL != ""), dbPath != "" && storeURL != "":
+				return fmt.Errorf("--db, --store and --export exclude each other")
 			case exportPath != "" && witnessDir != "":
 				return fmt.Errorf("--witness goes with --db")
 			case exportPath != "":
 				return verifyExportFile(cmd, exportPath, caFile)
-			case dbPath == "":
-				return fmt.Errorf("--db or --export is required")
+			case dbPath == "" && storeURL == "":
+				return fmt.Errorf("--db, --store or --export is required")
 			}
-			if _, err := os.Stat(dbPath); err != nil {
-				return fmt.Errorf("--db: %w", err)
+			if dbPath != "" {
+				if _, err := os.Stat(dbPath); err != nil {
+					return fmt.Errorf("--db: %w", err)
+				}
 			}
 			var root *x509.Certificate
 			if caFile != "" {
@@ -84,7 +88,7 @@ leaf (for an export, its line and event).`,
 					return err
 				}
 			}
-			st, err := store.OpenReadOnly(cmd.Context(), dbPath)
+			st, err := openVerified(cmd.Context(), dbPath, storeURL)
 			if err != nil {
 				return err
 			}
@@ -124,6 +128,7 @@ leaf (for an export, its line and event).`,
 		},
 	}
 	cmd.Flags().StringVar(&dbPath, "db", "", "database file to verify")
+	cmd.Flags().StringVar(&storeURL, "store", "", "PostgreSQL store to verify: postgres://user@host:port/db")
 	cmd.Flags().StringVar(&caFile, "ca-file", "", "root certificate that must certify the audit signing key")
 	cmd.Flags().StringVar(&exportPath, "export", "", `audit export (from "sigil audit export") to verify offline`)
 	cmd.Flags().StringVar(&witnessDir, "witness", "", "witness directory (audit.witness.dir) whose checkpoints the database must reach")

@@ -40,7 +40,7 @@ func TestAuditVerifyDetectsStateTampering(t *testing.T) {
 	e2eRun(t, e2eAdmin(p, c, "cert", "revoke", e2eSerial(held), "--reason", "certificateHold")...)
 	e2eRun(t, e2eAdmin(p, c, "token", "create", "--role", "issuer", "--profiles", "tls-server")...)
 	e2eRun(t, e2eAdmin(p, c, "token", "create", "--role", "auditor")...)
-	db := openRW(t, c.db)
+	db := openRW(t, c.sqlite(t))
 	var issuerTok, auditorTok, interKey, spki string
 	for _, q := range []struct {
 		dst   *string
@@ -59,7 +59,7 @@ func TestAuditVerifyDetectsStateTampering(t *testing.T) {
 	e2eRun(t, e2eAdmin(p, c, "token", "revoke", auditorTok)...)
 	p.stop(t)
 
-	out, errOut, err := runSigil(t, nil, "audit", "verify", "--db", c.db, "--ca-file", c.root)
+	out, errOut, err := runSigil(t, nil, "audit", "verify", "--db", c.sqlite(t), "--ca-file", c.root)
 	if err != nil {
 		t.Fatalf("verify of the untampered database: %v\n%s%s", err, out, errOut)
 	}
@@ -125,7 +125,7 @@ func TestAuditVerifyDetectsStateTampering(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			path := copyDB(t, c.db)
+			path := copyDB(t, c.sqlite(t))
 			db := openRW(t, path)
 			tc.tamper(t, db, path)
 			if err := db.Close(); err != nil {
@@ -157,7 +157,7 @@ func TestServeRefusesBrokenAuditTail(t *testing.T) {
 		e2eIssueSAN(t, p, c, "tls-server", fmt.Sprintf("tail-%d.example", i))
 	}
 	p.kill() // no final checkpoint: the tail since the last one is unsigned
-	info := describeTail(t, c.db)
+	info := describeTail(t, c.sqlite(t))
 	if info.head <= info.lastCP {
 		t.Fatalf("no unsigned tail after kill -9: head %d, last checkpoint %d", info.head, info.lastCP)
 	}
@@ -366,7 +366,7 @@ func TestAuditWitness(t *testing.T) {
 		e2eRun(t, e2eAdmin(p, c, "audit", "sth")...)
 		p.stop(t)
 	}
-	ti := describeTail(t, c.db)
+	ti := describeTail(t, c.sqlite(t))
 	if heads, _ := filepath.Glob(filepath.Join(witnessDir, "tree-head-*.json")); len(heads) == 0 {
 		t.Errorf("no signed tree head reached the witness directory")
 	}
@@ -383,16 +383,16 @@ func TestAuditWitness(t *testing.T) {
 		t.Errorf("the last checkpoint (%d) was not POSTed to the witness URL; got %+v", ti.lastCP, posted)
 	}
 
-	out, errOut, err := runSigil(t, nil, "audit", "verify", "--db", c.db, "--ca-file", c.root, "--witness", witnessDir)
+	out, errOut, err := runSigil(t, nil, "audit", "verify", "--db", c.sqlite(t), "--ca-file", c.root, "--witness", witnessDir)
 	if err != nil || !strings.Contains(out, "witness OK") {
 		t.Fatalf("verify --witness of the untampered database: %v\n%s%s", err, out, errOut)
 	}
 
 	// Cut the events of the second session together with its checkpoint,
 	// and the certificates issued then: consistent, but behind the witness.
-	cps := info2Checkpoints(t, c.db)
+	cps := info2Checkpoints(t, c.sqlite(t))
 	prev := cps[len(cps)-2]
-	path := copyDB(t, c.db)
+	path := copyDB(t, c.sqlite(t))
 	db := openRW(t, path)
 	execAll(-1,
 		sqlStmt("DELETE FROM audit_events WHERE seq > ?", prev),
@@ -428,7 +428,7 @@ func TestAuditWitness(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(forged, rec.FileName()), b, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if _, errOut, err := runSigil(t, nil, "audit", "verify", "--db", c.db, "--ca-file", c.root, "--witness", forged); err == nil {
+	if _, errOut, err := runSigil(t, nil, "audit", "verify", "--db", c.sqlite(t), "--ca-file", c.root, "--witness", forged); err == nil {
 		t.Errorf("verify --witness accepted a forged witness record")
 	} else {
 		t.Logf("forged witness record: %s", strings.TrimSpace(errOut))

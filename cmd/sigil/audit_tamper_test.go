@@ -72,30 +72,30 @@ func TestAuditVerifyDetectsTampering(t *testing.T) {
 		p.stop(t)
 	}
 	for _, suffix := range []string{"-wal", "-shm"} {
-		if fi, err := os.Stat(c.db + suffix); err == nil {
-			t.Logf("after graceful stop %s exists (%d bytes)", filepath.Base(c.db+suffix), fi.Size())
+		if fi, err := os.Stat(c.sqlite(t) + suffix); err == nil {
+			t.Logf("after graceful stop %s exists (%d bytes)", filepath.Base(c.sqlite(t)+suffix), fi.Size())
 		}
 	}
 
 	// The untampered database verifies, and verifying does not change it.
-	before := fileHash(t, c.db)
-	out, errOut, err := runSigil(t, nil, "audit", "verify", "--db", c.db, "--ca-file", c.root)
+	before := fileHash(t, c.sqlite(t))
+	out, errOut, err := runSigil(t, nil, "audit", "verify", "--db", c.sqlite(t), "--ca-file", c.root)
 	if err != nil {
 		t.Fatalf("sigil audit verify on the untampered database: %v\n%s%s", err, out, errOut)
 	}
 	t.Logf("untampered: %s", strings.TrimSpace(out))
-	if after := fileHash(t, c.db); after != before {
+	if after := fileHash(t, c.sqlite(t)); after != before {
 		t.Errorf("sigil audit verify changed the database file: sha256 %x before, %x after", before, after)
 	}
 	for _, suffix := range []string{"-wal", "-shm"} {
-		if fi, err := os.Stat(c.db + suffix); err == nil {
+		if fi, err := os.Stat(c.sqlite(t) + suffix); err == nil {
 			// SQLite's read-only WAL access may leave these behind; the
 			// database itself is unchanged.
-			t.Logf("after verify %s exists (%d bytes)", filepath.Base(c.db+suffix), fi.Size())
+			t.Logf("after verify %s exists (%d bytes)", filepath.Base(c.sqlite(t)+suffix), fi.Size())
 		}
 	}
 
-	info := describeChain(t, c.db)
+	info := describeChain(t, c.sqlite(t))
 	t.Logf("chain: head %d, checkpoints at %v, audit key %s", info.head, info.checkpoints, info.auditKeyID)
 	if info.head < tamperSeq+6 {
 		t.Fatalf("chain too short for the cases: head %d", info.head)
@@ -229,7 +229,7 @@ func TestAuditVerifyDetectsTampering(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			path := copyDB(t, c.db)
+			path := copyDB(t, c.sqlite(t))
 			db := openRW(t, path)
 			tc.tamper(t, db, path)
 			if err := db.Close(); err != nil {
@@ -263,7 +263,7 @@ func TestAuditVerifyDetectsTampering(t *testing.T) {
 	// Without --ca-file the key comes from the database itself, so a
 	// substituted key goes unnoticed: the CLI says so on stderr.
 	t.Run("substituted audit key without --ca-file", func(t *testing.T) {
-		path := copyDB(t, c.db)
+		path := copyDB(t, c.sqlite(t))
 		db := openRW(t, path)
 		substituteAuditKey(info.auditKeyID, true, nil)(t, db, path)
 		if err := db.Close(); err != nil {
@@ -293,7 +293,7 @@ func TestAuditVerifyDetectsTampering(t *testing.T) {
 	}
 	for _, tc := range stripped {
 		t.Run("stripped/"+tc.name, func(t *testing.T) {
-			path := copyDB(t, c.db)
+			path := copyDB(t, c.sqlite(t))
 			db := openRW(t, path)
 			tc.tamper(t, db, path)
 			if err := db.Close(); err != nil {
@@ -315,7 +315,7 @@ func TestAuditVerifyDetectsTampering(t *testing.T) {
 	}
 	for _, tc := range limits {
 		t.Run("limit/"+tc.name, func(t *testing.T) {
-			path := copyDB(t, c.db)
+			path := copyDB(t, c.sqlite(t))
 			db := openRW(t, path)
 			tc.tamper(t, db, path)
 			if err := db.Close(); err != nil {
@@ -330,7 +330,7 @@ func TestAuditVerifyDetectsTampering(t *testing.T) {
 		})
 	}
 
-	if after := fileHash(t, c.db); after != before {
+	if after := fileHash(t, c.sqlite(t)); after != before {
 		t.Errorf("the original database changed during the test: sha256 %x before, %x after", before, after)
 	}
 }

@@ -67,15 +67,15 @@ func TestCrashSafety(t *testing.T) {
 		// What the killed process left on disk, read before anything
 		// recovers it: every received certificate, a sound file and a
 		// verifying chain.
-		checkReceivedInDB(t, c.db, received)
-		checkDatabase(t, c.db, rootPEM)
-		if out, errOut, err := runSigil(t, nil, "audit", "verify", "--db", c.db, "--ca-file", c.root); err != nil {
+		checkReceivedInDB(t, c.sqlite(t), received)
+		checkDatabase(t, c.sqlite(t), rootPEM)
+		if out, errOut, err := runSigil(t, nil, "audit", "verify", "--db", c.sqlite(t), "--ca-file", c.root); err != nil {
 			t.Errorf("sigil audit verify on the killed server's database: %v\n%s%s", err, out, errOut)
 		}
 
 		p = startServe(t, c) // reopens the database the killed process left
 		checkReceived(t, client, c, p, received)
-		apiCerts := checkDatabase(t, c.db, rootPEM)
+		apiCerts := checkDatabase(t, c.sqlite(t), rootPEM)
 		// A certificate committed while its response was in flight at the
 		// kill is stored but was never received: allowed, and the reverse is not.
 		if apiCerts < len(received) {
@@ -91,8 +91,8 @@ func TestCrashSafety(t *testing.T) {
 	// Stop the restarted server gracefully, then verify the file offline
 	// with the CLI, as an auditor would.
 	p.stop(t)
-	checkDatabase(t, c.db, rootPEM)
-	out, errOut, err := runSigil(t, nil, "audit", "verify", "--db", c.db, "--ca-file", c.root)
+	checkDatabase(t, c.sqlite(t), rootPEM)
+	out, errOut, err := runSigil(t, nil, "audit", "verify", "--db", c.sqlite(t), "--ca-file", c.root)
 	if err != nil {
 		t.Fatalf("sigil audit verify after crashes: %v\n%s%s", err, out, errOut)
 	}

@@ -44,6 +44,7 @@ func TestRestartAfterDiskFull(t *testing.T) {
 	})
 
 	c := initCA(t)
+	c.sqlite(t) // the SQLite file is moved to a full disk
 	// The database lives on the small disk.
 	db := filepath.Join(mnt, "sigil.db")
 	for _, suffix := range []string{"", "-wal", "-shm"} {

@@ -113,7 +113,7 @@ func TestCLIAudit(t *testing.T) {
 	t.Run("verify stopped database", func(t *testing.T) {
 		events := e2eListAudit(t, p, c)
 		p.stop(t)
-		out, errOut := e2eRun(t, "audit", "verify", "--db", c.db, "--ca-file", c.root)
+		out, errOut := e2eRun(t, "audit", "verify", c.verifyArgs()[0], c.verifyArgs()[1], "--ca-file", c.root)
 		m := e2eVerifyRe.FindStringSubmatch(out)
 		if m == nil {
 			t.Fatalf("audit verify output not understood:\n%s%s", out, errOut)
@@ -129,7 +129,7 @@ func TestCLIAudit(t *testing.T) {
 		}
 		// A root that is not this CA's fails.
 		other := initCA(t)
-		line := e2eFail(t, "audit", "verify", "--db", c.db, "--ca-file", other.root)
+		line := e2eFail(t, "audit", "verify", c.verifyArgs()[0], c.verifyArgs()[1], "--ca-file", other.root)
 		if !strings.Contains(line, "FAILED") {
 			t.Errorf("verification against a foreign root: %s", line)
 		}

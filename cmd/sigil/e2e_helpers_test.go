@@ -345,7 +345,7 @@ var e2eVerifyRe = regexp.MustCompile(`audit chain OK: (\d+) events, (\d+) signed
 
 func e2eAuditVerify(t testing.TB, c *caDir) e2eVerifyReport {
 	t.Helper()
-	out, _ := e2eRun(t, "audit", "verify", "--db", c.db, "--ca-file", c.root)
+	out, _ := e2eRun(t, "audit", "verify", c.verifyArgs()[0], c.verifyArgs()[1], "--ca-file", c.root)
 	m := e2eVerifyRe.FindStringSubmatch(out)
 	if m == nil {
 		t.Fatalf("audit verify output not understood:\n%s", out)

@@ -12,7 +12,8 @@ import (
 // TestPostgresTwoNodes runs sigil init --store postgres://... against an
 // empty PostgreSQL database, then two sigil serve nodes on the sigil.yaml it
 // wrote: a certificate issued through one is shown, revoked and verified
-// through the other, and the audit chain both appended to verifies. A
+// through the other, and the audit chain both appended to verifies (from
+// an export and with audit verify --store). A
 // second init against the same database is refused,
 // and so is a DSN with a password in it.
 func TestPostgresTwoNodes(t *testing.T) {
@@ -47,6 +48,13 @@ func TestPostgresTwoNodes(t *testing.T) {
 	out, _ := e2eRun(t, "audit", "verify", "--export", export, "--ca-file", c.root)
 	if !strings.Contains(out, "OK") {
 		t.Errorf("audit verify of the export:\n%s", out)
+	}
+	// And in place: chain, records and transparency log.
+	out, _ = e2eRun(t, "audit", "verify", "--store", dsn, "--ca-file", c.root)
+	for _, want := range []string{"audit chain OK", "state OK", "transparency log OK"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("audit verify --store: no %q in\n%s", want, out)
+		}
 	}
 
 	pf := filepath.Join(t.TempDir(), "passphrase")

@@ -158,7 +158,7 @@ func TestCLIGracefulShutdown(t *testing.T) {
 
 	// The audit log ends with a checkpoint of its head.
 	ctx := context.Background()
-	st, err := store.OpenReadOnly(ctx, c.db)
+	st, err := store.OpenReadOnly(ctx, c.sqlite(t))
 	if err != nil {
 		t.Fatal(err)
 	}

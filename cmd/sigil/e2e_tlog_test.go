@@ -108,7 +108,7 @@ func TestCLITransparencyLog(t *testing.T) {
 	}
 
 	// Offline: audit verify also recomputes the log from the database.
-	out, _ = e2eRun(t, "audit", "verify", "--db", c.db, "--ca-file", c.root)
+	out, _ = e2eRun(t, "audit", "verify", c.verifyArgs()[0], c.verifyArgs()[1], "--ca-file", c.root)
 	if !strings.Contains(out, fmt.Sprintf("transparency log OK: %d leaves", cur.TreeSize+1)) {
 		t.Errorf("audit verify: %s", out)
 	}

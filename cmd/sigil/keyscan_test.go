@@ -372,7 +372,7 @@ func TestNoPlaintextKeysAtRest(t *testing.T) {
 	p.stop(t)
 
 	s := newKeyScanner()
-	caKeys := caPrivateKeys(t, c.db, []byte(newPassphrase))
+	caKeys := caPrivateKeys(t, c.sqlite(t), []byte(newPassphrase))
 	purposes := map[string]bool{}
 	for name, k := range caKeys {
 		if err := s.addKey(name, k); err != nil {
@@ -405,7 +405,7 @@ func TestNoPlaintextKeysAtRest(t *testing.T) {
 		t.Errorf("the copy of the running CA has no WAL to scan: %v", err)
 	}
 	files += liveFiles
-	cells := s.scanDatabase(t, c.db)
+	cells := s.scanDatabase(t, c.sqlite(t))
 	for _, table := range []string{"keys", "certificates", "audit_events"} {
 		if cells[table] == 0 {
 			t.Errorf("scanned no cells of table %s (tables: %v)", table, cells)

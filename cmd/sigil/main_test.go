@@ -13,10 +13,13 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/sigil-ca/sigil/store/postgres/pgtest"
 )
 
 // sigilBin is the sigil binary built once for every test in this package
@@ -66,8 +69,32 @@ type caDir struct {
 	config         string
 	root           string
 	db             string
+	store          string // the PostgreSQL DSN of a CA on PostgreSQL
 	passphraseFile string
 	adminToken     string
+}
+
+// testStorePostgres reports whether SIGIL_TEST_STORE=postgres asks for
+// the CAs of these tests to keep their records in PostgreSQL (a database
+// of pgtest's each) instead of SQLite.
+func testStorePostgres() bool { return os.Getenv("SIGIL_TEST_STORE") == "postgres" }
+
+// sqlite returns the CA's SQLite file for a test that reads or alters it
+// directly; on a CA in PostgreSQL it skips the test, saying so.
+func (c *caDir) sqlite(t testing.TB) string {
+	t.Helper()
+	if c.store != "" {
+		t.Skip("SQLITE FILE TEST: this CA is on PostgreSQL (SIGIL_TEST_STORE=postgres) and the test reads or alters the SQLite file")
+	}
+	return c.db
+}
+
+// verifyArgs names the CA's store for sigil audit verify.
+func (c *caDir) verifyArgs() []string {
+	if c.store != "" {
+		return []string{"--store", c.store}
+	}
+	return []string{"--db", c.db}
 }
 
 // handedOut holds every address freeAddr has returned in this process.
@@ -121,6 +148,11 @@ func initCA(t testing.TB, extra ...string) *caDir {
 		t.Fatal(err)
 	}
 	caPath := filepath.Join(dir, "ca")
+	var dsn string
+	if testStorePostgres() && !slices.Contains(extra, "--store") {
+		dsn = pgtest.NewDatabase(t)
+		extra = append(slices.Clone(extra), "--store", dsn)
+	}
 	args := append([]string{"init", "--dir", caPath, "--passphrase-file", pf,
 		"--https-addr", freeAddr(t), "--http-addr", freeAddr(t)}, extra...)
 	run := runSigil
@@ -132,7 +164,7 @@ func initCA(t testing.TB, extra ...string) *caDir {
 		t.Fatalf("sigil init: %v\n%s%s", err, out, errOut)
 	}
 	c := &caDir{dir: caPath, config: filepath.Join(caPath, "sigil.yaml"), root: filepath.Join(caPath, "root.pem"),
-		db: filepath.Join(caPath, "sigil.db"), passphraseFile: pf}
+		db: filepath.Join(caPath, "sigil.db"), store: dsn, passphraseFile: pf}
 	for _, line := range strings.Split(out, "\n") {
 		if tok := strings.TrimSpace(line); strings.HasPrefix(tok, "sigil_") {
 			c.adminToken = tok

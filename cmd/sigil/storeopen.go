@@ -142,3 +142,38 @@ func (c *Config) StoreName() string {
 	}
 	return c.DatabasePath()
 }
+
+// verifiedStore is what offline verification reads.
+type verifiedStore interface {
+	store.Store
+	ScanAuditFrom(ctx context.Context, from int64, fn func(audit.Event) error) error
+	ScanAllCertificates(ctx context.Context, fn func(store.CertRecord) error) error
+	BlockedKeys(ctx context.Context) ([]store.BlockedKey, error)
+}
+
+// openVerified opens the SQLite file path read-only, or the PostgreSQL
+// store dsn, for sigil audit verify.
+func openVerified(ctx context.Context, path, dsn string) (verifiedStore, error) {
+	if dsn == "" {
+		s, err := store.OpenReadOnly(ctx, path)
+		if err != nil {
+			return nil, err
+		}
+		return s, nil
+	}
+	var c StoreConfig
+	if err := storeFlag(&c, dsn); err != nil {
+		return nil, err
+	}
+	pw, err := storePassword(c)
+	if err != nil {
+		return nil, err
+	}
+	// Open migrates a database behind this build's schema; one that is
+	// current (what a serving CA's is) it only reads.
+	s, err := postgres.Open(ctx, postgres.Config{DSN: c.DSN, Password: pw, Clock: clockwork.NewRealClock(), MaxConns: 2})
+	if err != nil {
+		return nil, err
+	}
+	return s, nil
+}
