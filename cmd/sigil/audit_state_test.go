@@ -238,6 +238,7 @@ func describeTail(t *testing.T, path string) tailInfo {
 // can tamper with and serve its own copy.
 func copyCADir(t *testing.T, c *caDir) *caDir {
 	t.Helper()
+	c.sqlite(t) // a copy of a CA on PostgreSQL would share its database
 	dir := filepath.Join(t.TempDir(), "ca")
 	if err := os.CopyFS(dir, os.DirFS(c.dir)); err != nil {
 		t.Fatal(err)
@@ -278,6 +279,7 @@ func TestOCSPStoredResponsesChecked(t *testing.T) {
 	for _, withIssuer := range []bool{false, true} {
 		t.Run(fmt.Sprintf("sign_with_issuer=%v", withIssuer), func(t *testing.T) {
 			c := initCA(t)
+			c.sqlite(t) // the stored responses are altered in the SQLite file
 			if withIssuer {
 				// No embedded responder certificate: nothing in the response
 				// itself checks its signature.

@@ -182,7 +182,11 @@ func TestRootCRLRefusals(t *testing.T) {
 		}
 	}
 
-	// A config whose database is gone: refused, and no empty database is created.
+	// A config whose database is gone: refused, and no empty database is
+	// created. (A CA on PostgreSQL has no file to lose.)
+	if c.store != "" {
+		return
+	}
 	dir := t.TempDir()
 	data, err := os.ReadFile(c.config)
 	if err != nil {

@@ -64,6 +64,13 @@ type groupCommit struct {
 	// transaction, handed to Checkpointer.Publish once it commits.
 	signedCPs   []audit.Checkpoint
 	signedHeads []audit.TreeHead
+	// pending are savepoint statements not sent yet: each function's
+	// SAVEPOINT, and the previous one's RELEASE, go in one pipeline with
+	// its first statement, so a write costs no round trips of its own for
+	// them while the chain lock is held. spOpen says the running
+	// function's savepoint was sent (then a failure rolls back to it).
+	pending []string
+	spOpen  bool
 }
 
 type writeReq struct {
@@ -102,11 +109,93 @@ func newGroupCommit(pool *pgxpool.Pool, cfg Config, head audit.Head) *groupCommi
 	return g
 }
 
-// exec runs q in tx.
+// exec runs q in tx, preceded by the pending savepoint statements in the
+// same round trip (see applyOnce).
 func (g *groupCommit) exec(ctx context.Context, tx pgx.Tx, q string, args ...any) (result, error) {
-	tag, err := tx.Exec(ctx, rebind(q), args...)
+	if len(g.pending) == 0 {
+		tag, err := tx.Exec(ctx, rebind(q), args...)
+		return result{tag}, err
+	}
+	br, err := g.sendPending(ctx, tx, q, args)
+	if err != nil {
+		return result{}, err
+	}
+	tag, err := br.Exec()
+	if cerr := br.Close(); err == nil {
+		err = cerr
+	}
 	return result{tag}, err
 }
+
+// queryRow is exec for a statement that returns one row.
+func (g *groupCommit) queryRow(ctx context.Context, tx pgx.Tx, q string, args ...any) pgx.Row {
+	if len(g.pending) == 0 {
+		return tx.QueryRow(ctx, rebind(q), args...)
+	}
+	br, err := g.sendPending(ctx, tx, q, args)
+	if err != nil {
+		return errRow{err}
+	}
+	return batchRow{br: br, row: br.QueryRow()}
+}
+
+// query runs q in tx after the pending savepoint statements (one round
+// trip more: rows cannot share a pipeline that is closed before they are read).
+func (g *groupCommit) query(ctx context.Context, tx pgx.Tx, q string, args ...any) (pgx.Rows, error) {
+	if err := g.flush(ctx, tx); err != nil {
+		return nil, err
+	}
+	return tx.Query(ctx, rebind(q), args...)
+}
+
+// flush sends the pending savepoint statements now.
+func (g *groupCommit) flush(ctx context.Context, tx pgx.Tx) error {
+	if len(g.pending) == 0 {
+		return nil
+	}
+	_, err := g.exec(ctx, tx, "SELECT 1")
+	return err
+}
+
+// sendPending sends the pending statements and q in one pipeline and reads
+// the pending ones' results; q's is the caller's to read, then to Close.
+func (g *groupCommit) sendPending(ctx context.Context, tx pgx.Tx, q string, args []any) (pgx.BatchResults, error) {
+	var b pgx.Batch
+	for _, p := range g.pending {
+		b.Queue(p)
+		if p == qSavepoint {
+			g.spOpen = true
+		}
+	}
+	n := len(g.pending)
+	g.pending = g.pending[:0]
+	b.Queue(rebind(q), args...)
+	br := tx.SendBatch(ctx, &b)
+	for range n {
+		if _, err := br.Exec(); err != nil {
+			return nil, errors.Join(fmt.Errorf("savepoint: %w", err), br.Close())
+		}
+	}
+	return br, nil
+}
+
+// batchRow is the row of a pipelined statement: scanning it ends the pipeline.
+type batchRow struct {
+	br  pgx.BatchResults
+	row pgx.Row
+}
+
+func (r batchRow) Scan(dest ...any) error {
+	err := r.row.Scan(dest...)
+	if cerr := r.br.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+type errRow struct{ err error }
+
+func (r errRow) Scan(...any) error { return r.err }
 
 func (g *groupCommit) setCheckpointer(cp store.Checkpointer) {
 	g.cpMu.Lock()
@@ -229,6 +318,7 @@ func (g *groupCommit) commit(batch []*writeReq) {
 			}
 		}
 	}
+	g.pending = g.pending[:0] // a RELEASE at most: COMMIT releases every savepoint
 	if err := tx.Commit(ctx); err != nil {
 		g.head, g.lastCP = headBefore, cpBefore
 		g.tree = nil
@@ -274,9 +364,7 @@ func (g *groupCommit) apply(ctx context.Context, tx pgx.Tx, fn func(store.Tx) er
 }
 
 func (g *groupCommit) applyOnce(ctx context.Context, tx pgx.Tx, fn func(store.Tx) error) (err error) {
-	if _, err := tx.Exec(ctx, qSavepoint); err != nil {
-		return fmt.Errorf("savepoint: %w", err)
-	}
+	g.pending, g.spOpen = append(g.pending, qSavepoint), false
 	head, lastCP, nCPs, nHeads := g.head, g.lastCP, len(g.signedCPs), len(g.signedHeads)
 	g.logSaved = nil
 	t := &pgTx{ctx: ctx, tx: tx, g: g}
@@ -291,18 +379,23 @@ func (g *groupCommit) applyOnce(ctx context.Context, tx pgx.Tx, fn func(store.Tx
 		if p := recover(); p != nil {
 			err = fmt.Errorf("store: transaction function panicked: %v", p)
 		}
-		if err != nil {
-			restore()
-			_, rbErr := tx.Exec(ctx, qRollbackTo)
-			_, relErr := tx.Exec(ctx, qRelease)
-			if rbErr != nil || relErr != nil {
-				err = errors.Join(err, rbErr, relErr)
+		if !g.spOpen {
+			// fn wrote nothing: its savepoint was never sent.
+			g.pending = g.pending[:len(g.pending)-1]
+			if err != nil {
+				restore()
 			}
 			return
 		}
-		if _, relErr := tx.Exec(ctx, qRelease); relErr != nil {
-			restore()
-			err = fmt.Errorf("release savepoint: %w", relErr)
+		if err == nil {
+			g.pending = append(g.pending, qRelease) // sent with the next statement, or ended by COMMIT
+			return
+		}
+		restore()
+		// One simple-protocol round trip: in the aborted subtransaction
+		// only a ROLLBACK is accepted, not the prepare a pipeline starts with.
+		if _, rbErr := tx.Exec(ctx, qRollbackTo+"; "+qRelease, pgx.QueryExecModeSimpleProtocol); rbErr != nil {
+			err = errors.Join(err, rbErr)
 		}
 	}()
 	return fn(t)
@@ -325,7 +418,7 @@ func (g *groupCommit) forceCheckpoint(ctx context.Context, tx pgx.Tx) error {
 	if err != nil {
 		return fmt.Errorf("sign checkpoint: %w", err)
 	}
-	_, err = tx.Exec(ctx, `INSERT INTO audit_checkpoints (seq, hash, time, key_id, signature) VALUES ($1, $2, $3, $4, $5)
+	_, err = g.exec(ctx, tx, `INSERT INTO audit_checkpoints (seq, hash, time, key_id, signature) VALUES (?, ?, ?, ?, ?)
 		ON CONFLICT (seq) DO NOTHING`, c.Seq, c.Hash, nanos(c.Time), c.KeyID, c.Signature)
 	if err != nil {
 		return fmt.Errorf("insert checkpoint: %w", err)

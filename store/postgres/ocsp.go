@@ -45,6 +45,9 @@ func (t *pgTx) PutOCSPResponses(rs []store.OCSPResponse) error {
 		}
 		b.Queue(q, r.IssuerID, r.Serial, r.Hash, r.DER, nanos(r.ThisUpdate), nanos(r.NextUpdate))
 	}
+	if err := t.g.flush(t.ctx, t.tx); err != nil { // the savepoint first
+		return fmt.Errorf("put ocsp responses: %w", err)
+	}
 	if err := t.tx.SendBatch(t.ctx, &b).Close(); err != nil {
 		return fmt.Errorf("put ocsp responses: %w", err)
 	}

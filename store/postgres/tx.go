@@ -68,11 +68,11 @@ type pgTx struct {
 }
 
 func (t *pgTx) query(q string, args ...any) (pgx.Rows, error) {
-	return t.tx.Query(t.ctx, rebind(q), args...)
+	return t.g.query(t.ctx, t.tx, q, args...)
 }
 
 func (t *pgTx) queryRow(q string, args ...any) pgx.Row {
-	return t.tx.QueryRow(t.ctx, rebind(q), args...)
+	return t.g.queryRow(t.ctx, t.tx, q, args...)
 }
 
 func (t *pgTx) exec(what, q string, args ...any) (result, error) {
