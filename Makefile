@@ -35,7 +35,7 @@ FUZZ_TARGETS := \
 	./api:FuzzParseRevokeRequest \
 	./revocation:FuzzOCSPRequest
 
-.PHONY: all build run test short unit fuzz bench bench-https lint clean
+.PHONY: all build run test test-postgres short unit fuzz bench bench-https lint clean
 
 all: build
 
@@ -56,6 +56,11 @@ test: unit fuzz
 # tests (a real `sigil serve`, the CLI against it) skip with -short.
 short:
 	$(GO) test -short -count=1 ./...
+
+# The CLI's in-process tests with every CA on PostgreSQL (pgtest databases);
+# SIGIL_TEST_STORE=postgres make test runs the whole suite so.
+test-postgres:
+	SIGIL_TEST_STORE=postgres $(GO) test -short -count=1 ./cmd/sigil
 
 unit:
 	$(GO) test -race -count=1 -timeout 15m ./...

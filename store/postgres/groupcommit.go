@@ -39,7 +39,6 @@ type groupCommit struct {
 	log        *slog.Logger
 
 	reqs chan *writeReq
-	quit chan struct{}
 	done chan struct{}
 
 	mu     sync.Mutex // guards closed; held by submit while it queues
@@ -100,7 +99,6 @@ func newGroupCommit(pool *pgxpool.Pool, cfg Config, head audit.Head) *groupCommi
 		clk:        cfg.Clock,
 		log:        cfg.Logger,
 		reqs:       make(chan *writeReq, cfg.MaxBatch),
-		quit:       make(chan struct{}),
 		done:       make(chan struct{}),
 		head:       head,
 		rf:         newRangeFactory(),
