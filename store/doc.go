@@ -2,10 +2,11 @@
 // keys, issuers, certificates and their revocation, the audit chain, API
 // tokens and settings.
 //
-// Store is the one interface every backend implements; SQLite (the embedded
-// default, modernc.org/sqlite, pure Go) is the first. Its doc comments are
-// the contract, and store/storetest checks it: a backend passes
-// storetest.Run (SQLite does in TestContract). No consumer takes the whole
+// Store is the one interface every backend implements: SQLite (the embedded
+// default, modernc.org/sqlite, pure Go) here, and PostgreSQL in
+// store/postgres, for several nodes sharing one database. Its doc comments
+// are the contract, and store/storetest checks it: a backend passes
+// storetest.Run (both do in their TestContract). No consumer takes the whole
 // surface: acme, revocation and lifecycle each declare the reads they make
 // and the view of Tx their transaction callbacks receive (acme.Tx,
 // revocation.Tx, lifecycle.Tx), so what a backend must get right for each
