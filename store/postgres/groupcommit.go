@@ -70,6 +70,12 @@ type groupCommit struct {
 	// function's savepoint was sent (then a failure rolls back to it).
 	pending []string
 	spOpen  bool
+	// locked: the running transaction holds the chain lock (lockChain);
+	// lockedInFn: the running function's savepoint took it; lockedAt:
+	// when the batch first took it; wrote: an earlier function of the
+	// batch wrote (holds row locks).
+	locked, lockedInFn, wrote bool
+	lockedAt                  time.Time
 }
 
 type writeReq struct {
@@ -266,8 +272,24 @@ func (g *groupCommit) run() {
 	}
 }
 
-// commit runs batch in one transaction and answers every request.
+// commit runs batch in one transaction and answers every request; the
+// requests that found the chain lock taken after earlier ones of the batch
+// wrote (errChainBusy) run again in a batch of their own.
 func (g *groupCommit) commit(batch []*writeReq) {
+	for len(batch) > 0 {
+		batch = g.commitOnce(batch)
+	}
+}
+
+// errChainBusy is a function's first chain append finding the chain lock
+// taken by another node while the batch already holds row locks of earlier
+// functions: waiting could deadlock (that node may wait for those rows), so
+// the function runs again, first in the next batch.
+var errChainBusy = errors.New("store: audit chain busy")
+
+// commitOnce runs batch in one transaction, answers every request but
+// those that returned errChainBusy, and returns them.
+func (g *groupCommit) commitOnce(batch []*writeReq) (again []*writeReq) {
 	start := g.clk.Now()
 	errs := make([]error, len(batch))
 	ctx := context.Background()
@@ -276,27 +298,14 @@ func (g *groupCommit) commit(batch []*writeReq) {
 			r.err <- err
 		}
 	}
-	// READ COMMITTED: the chain lock orders every batch, so no write of
-	// ours conflicts with another's, and each guarded UPDATE sees the
-	// latest committed row.
+	g.locked, g.lockedAt, g.wrote = false, time.Time{}, false
+	// READ COMMITTED: the chain lock orders every append, and each guarded
+	// UPDATE sees the latest committed row.
 	tx, err := g.pool.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.ReadCommitted})
 	if err != nil {
 		fail(fmt.Errorf("begin: %w", err))
-		return
+		return nil
 	}
-	// Another node may have appended since our last batch: the head and
-	// range read under the lock stay the chain's until this commit.
-	if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock($1)", chainLock); err != nil {
-		fail(errors.Join(fmt.Errorf("lock audit chain: %w", err), tx.Rollback(ctx)))
-		return
-	}
-	locked := g.clk.Now()
-	if err := errors.Join(g.syncHead(ctx, tx), g.syncLog(ctx, tx)); err != nil {
-		g.tree = nil
-		fail(errors.Join(err, tx.Rollback(ctx)))
-		return
-	}
-	headBefore, cpBefore := g.head, g.lastCP
 	g.signedCPs, g.signedHeads = g.signedCPs[:0], g.signedHeads[:0]
 	for i, r := range batch {
 		if r.kind == reqCheckpoint {
@@ -318,24 +327,64 @@ func (g *groupCommit) commit(batch []*writeReq) {
 	}
 	g.pending = g.pending[:0] // a RELEASE at most: COMMIT releases every savepoint
 	if err := tx.Commit(ctx); err != nil {
-		g.head, g.lastCP = headBefore, cpBefore
-		g.tree = nil
+		g.locked, g.tree = false, nil
 		fail(fmt.Errorf("commit: %w", err))
-		return
+		return nil
 	}
 	end := g.clk.Now()
 	if g.onCommit != nil {
 		g.onCommit(end.Sub(start), len(batch))
 	}
-	if g.onLockHeld != nil {
-		g.onLockHeld(end.Sub(locked), len(batch))
+	if g.onLockHeld != nil && !g.lockedAt.IsZero() {
+		g.onLockHeld(end.Sub(g.lockedAt), len(batch))
 	}
+	g.locked = false
 	if cp := g.checkpointer(); cp.Publish != nil && len(g.signedCPs)+len(g.signedHeads) > 0 {
 		cp.Publish(slices.Clone(g.signedCPs), slices.Clone(g.signedHeads))
 	}
 	for i, r := range batch {
+		if errors.Is(errs[i], errChainBusy) {
+			again = append(again, r)
+			continue
+		}
 		r.err <- errs[i]
 	}
+	return again
+}
+
+// lockChain takes the chain lock for the running transaction, if it does
+// not hold it, and reads the audit head and log range as committed: they
+// stay the chain's until the commit. Batches that append nothing (spent
+// nonces, ACME state, OCSP responses) never take it.
+//
+// It is taken inside the running function's savepoint: should that roll
+// back, the lock goes with it (PostgreSQL releases a subtransaction's
+// locks), and the next append takes it again. Once earlier functions of
+// the batch have written, it is only tried (errChainBusy when taken).
+func (g *groupCommit) lockChain(ctx context.Context, tx pgx.Tx) error {
+	if g.locked {
+		return nil
+	}
+	if g.wrote {
+		var got bool
+		if err := g.queryRow(ctx, tx, "SELECT pg_try_advisory_xact_lock(?)", chainLock).Scan(&got); err != nil {
+			return fmt.Errorf("lock audit chain: %w", err)
+		}
+		if !got {
+			return errChainBusy
+		}
+	} else if _, err := g.exec(ctx, tx, "SELECT pg_advisory_xact_lock(?)", chainLock); err != nil {
+		return fmt.Errorf("lock audit chain: %w", err)
+	}
+	g.locked, g.lockedInFn = true, true
+	if g.lockedAt.IsZero() {
+		g.lockedAt = g.clk.Now()
+	}
+	if err := errors.Join(g.syncHead(ctx, tx), g.syncLog(ctx, tx)); err != nil {
+		g.tree = nil
+		return err
+	}
+	return nil
 }
 
 // syncHead reloads the audit head and the last signed checkpoint as
@@ -362,7 +411,7 @@ func (g *groupCommit) apply(ctx context.Context, tx pgx.Tx, fn func(store.Tx) er
 }
 
 func (g *groupCommit) applyOnce(ctx context.Context, tx pgx.Tx, fn func(store.Tx) error) (err error) {
-	g.pending, g.spOpen = append(g.pending, qSavepoint), false
+	g.pending, g.spOpen, g.lockedInFn = append(g.pending, qSavepoint), false, false
 	head, lastCP, nCPs, nHeads := g.head, g.lastCP, len(g.signedCPs), len(g.signedHeads)
 	g.logSaved = nil
 	t := &pgTx{ctx: ctx, tx: tx, g: g}
@@ -387,9 +436,13 @@ func (g *groupCommit) applyOnce(ctx context.Context, tx pgx.Tx, fn func(store.Tx
 		}
 		if err == nil {
 			g.pending = append(g.pending, qRelease) // sent with the next statement, or ended by COMMIT
+			g.wrote = true
 			return
 		}
 		restore()
+		if g.lockedInFn {
+			g.locked = false // released with the savepoint
+		}
 		// One simple-protocol round trip: in the aborted subtransaction
 		// only a ROLLBACK is accepted, not the prepare a pipeline starts with.
 		if _, rbErr := tx.Exec(ctx, qRollbackTo+"; "+qRelease, pgx.QueryExecModeSimpleProtocol); rbErr != nil {
@@ -401,13 +454,17 @@ func (g *groupCommit) applyOnce(ctx context.Context, tx pgx.Tx, fn func(store.Tx
 
 func (g *groupCommit) checkpointDue() bool {
 	cp := g.checkpointer()
-	return cp.Sign != nil && cp.Every > 0 && g.head.Seq-g.lastCP >= int64(cp.Every)
+	// Without the lock the head is not known: nothing was appended.
+	return g.locked && cp.Sign != nil && cp.Every > 0 && g.head.Seq-g.lastCP >= int64(cp.Every)
 }
 
 func (g *groupCommit) forceCheckpoint(ctx context.Context, tx pgx.Tx) error {
 	cp := g.checkpointer()
 	if cp.Sign == nil {
 		return errors.New("store: no checkpoint signer configured")
+	}
+	if err := g.lockChain(ctx, tx); err != nil {
+		return err
 	}
 	if g.head.Seq == 0 || g.head.Seq == g.lastCP {
 		return nil

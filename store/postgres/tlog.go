@@ -134,6 +134,9 @@ type logLeaf struct {
 // index is not consumed.
 func (t *pgTx) nextLeaf(c *store.CertRecord) (logLeaf, error) {
 	g := t.g
+	if err := g.lockChain(t.ctx, t.tx); err != nil {
+		return logLeaf{}, err
+	}
 	if g.logSaved == nil {
 		g.logSaved = cloneRange(g.rf, g.tree)
 	}
@@ -169,6 +172,9 @@ func (t *pgTx) signTreeHead(maxAge time.Duration) (audit.TreeHead, bool, error) 
 	cp := g.checkpointer()
 	if cp.SignTree == nil {
 		return audit.TreeHead{}, false, errors.New("sign tree head: no signer configured")
+	}
+	if err := g.lockChain(t.ctx, t.tx); err != nil {
+		return audit.TreeHead{}, false, err
 	}
 	size := g.tree.End()
 	root, err := rangeRoot(g.tree)

@@ -87,6 +87,9 @@ func (t *pgTx) exec(what, q string, args ...any) (result, error) {
 }
 
 func (t *pgTx) AppendAudit(e audit.Event) (audit.Event, error) {
+	if err := t.g.lockChain(t.ctx, t.tx); err != nil {
+		return audit.Event{}, err
+	}
 	next := audit.Next(t.g.head, &e)
 	// The row keeps Unix nanoseconds, read back with fromNanos; a time that
 	// does not survive that (the zero time, the epoch, years outside
