@@ -9,8 +9,8 @@ import (
 	"github.com/sigil-ca/sigil/store/postgres/pgtest"
 )
 
-// TestPostgresTwoNodes runs sigil init --store postgres://... against an
-// empty PostgreSQL database, then two sigil serve nodes on the sigil.yaml it
+// TestPostgresTwoNodes runs sigil init --store postgres://... against a
+// PostgreSQL database with no CA in it (a pgtest slot: schema, no rows), then two sigil serve nodes on the sigil.yaml it
 // wrote: a certificate issued through one is shown, revoked and verified
 // through the other, and the audit chain both appended to verifies (from
 // an export and with audit verify --store). A
@@ -19,7 +19,7 @@ import (
 func TestPostgresTwoNodes(t *testing.T) {
 	t.Parallel()
 	inProcess(t)
-	dsn := pgtest.NewEmptyDatabase(t)
+	dsn := pgtest.NewDatabase(t)
 	c := initCA(t, "--store", dsn)
 	if _, err := os.Stat(c.db); err == nil {
 		t.Errorf("init with --store postgres made a SQLite file %s", c.db)

@@ -6,8 +6,6 @@ package pgtest
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"hash/fnv"
@@ -88,43 +86,6 @@ func NewDatabase(t testing.TB) string {
 		}
 		return dsn
 	}
-}
-
-// NewEmptyDatabase creates a database with a random name and nothing in
-// it (as CREATE DATABASE makes it: sigil init migrates it), drops it when
-// t ends, closing its connections first, and returns its DSN.
-func NewEmptyDatabase(t testing.TB) string {
-	t.Helper()
-	admin := connect(t)
-	defer admin.Close(context.Background())
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	var b [8]byte
-	if _, err := rand.Read(b[:]); err != nil {
-		t.Fatal(err)
-	}
-	name := "sigil_empty_" + hex.EncodeToString(b[:])
-	if _, err := admin.Exec(ctx, "CREATE DATABASE "+name); err != nil {
-		t.Fatalf("create database %s: %v", name, err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		c, err := pgx.Connect(ctx, ServerDSN())
-		if err != nil {
-			t.Errorf("drop database %s: %v", name, err)
-			return
-		}
-		defer c.Close(context.Background())
-		if _, err := c.Exec(ctx, "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)"); err != nil {
-			t.Errorf("drop database %s: %v", name, err)
-		}
-	})
-	dsn, err := withDatabase(ServerDSN(), name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return dsn
 }
 
 // connect opens a connection to the server's maintenance database, or
