@@ -9,10 +9,10 @@ import (
 )
 
 const (
-	qInsertJobRun     = "INSERT INTO job_runs (job, trigger, started, result) VALUES (?, ?, ?, ?)"
+	qInsertJobRun     = "INSERT INTO job_runs (job, trigger, started, result, node) VALUES (?, ?, ?, ?, ?)"
 	qFinishJobRun     = "UPDATE job_runs SET ended = ?, result = ?, error = ?, items = ? WHERE id = ? AND result = 'running'"
 	qInterruptJobRuns = "UPDATE job_runs SET ended = ?, result = 'interrupted', error = ? WHERE result = 'running'"
-	jobRunColumns     = "id, job, trigger, started, ended, result, error, items"
+	jobRunColumns     = "id, job, trigger, started, ended, result, error, items, node"
 	qLatestJobRuns    = "SELECT " + jobRunColumns + " FROM job_runs WHERE id IN (SELECT MAX(id) FROM job_runs GROUP BY job)"
 	qJobRuns          = "SELECT " + jobRunColumns + " FROM job_runs WHERE job = ? ORDER BY id DESC LIMIT ?"
 )
@@ -22,7 +22,7 @@ func (t *pgTx) StartJobRun(r *store.JobRun) error {
 	if r.Job == "" || r.Trigger == "" || r.Started.IsZero() {
 		return fmt.Errorf("start job run: incomplete %+v", *r)
 	}
-	if err := t.queryRow(qInsertJobRun+" RETURNING id", r.Job, r.Trigger, nanos(r.Started), store.JobRunning).Scan(&r.ID); err != nil {
+	if err := t.queryRow(qInsertJobRun+" RETURNING id", r.Job, r.Trigger, nanos(r.Started), store.JobRunning, r.Node).Scan(&r.ID); err != nil {
 		return fmt.Errorf("start job run %s: %w", r.Job, err)
 	}
 	r.Result = store.JobRunning
@@ -61,7 +61,7 @@ func (t *pgTx) InterruptJobRuns(at time.Time, why string) (int64, error) {
 func scanJobRun(sc interface{ Scan(...any) error }) (store.JobRun, error) {
 	var r store.JobRun
 	var started, ended int64
-	if err := sc.Scan(&r.ID, &r.Job, &r.Trigger, &started, &ended, &r.Result, &r.Error, &r.Items); err != nil {
+	if err := sc.Scan(&r.ID, &r.Job, &r.Trigger, &started, &ended, &r.Result, &r.Error, &r.Items, &r.Node); err != nil {
 		return store.JobRun{}, err
 	}
 	r.Started, r.Ended = fromNanos(started), fromNanos(ended)
