@@ -8,6 +8,7 @@ import (
 	"crypto/elliptic"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"sync"
 	"testing"
@@ -25,7 +26,9 @@ import (
 
 // TestNodesShareOneChain runs two stores (two nodes, each with its own pool
 // and writer) on one database, 16 goroutines each issuing certificates
-// with their audit events and signing tree heads and checkpoints meanwhile.
+// with their audit events, spending a nonce before each (a write that
+// appends nothing, batched with the appends), and signing tree heads and
+// checkpoints meanwhile.
 // Afterwards the audit chain is one verified chain with every checkpoint
 // valid, and the transparency log has exactly one leaf per certificate, at
 // indexes 0..n-1, with no serial twice, its stored root and every signed
@@ -92,6 +95,16 @@ func TestNodesShareOneChain(t *testing.T) {
 						return
 					}
 					serial := hex.EncodeToString(b[:])
+					// A write that appends nothing, queued beside the
+					// issuances: batches mix both, so an append often
+					// follows a write of its batch while the other node
+					// holds the chain lock, and is put off.
+					if err := s.WithTx(ctx, func(tx store.Tx) error {
+						return tx.UseNonce("nonce-"+serial, clk.Now().Add(time.Hour))
+					}); err != nil {
+						errs <- fmt.Errorf("node %d worker %d nonce: %w", n, w, err)
+						return
+					}
 					c := store.CertRecord{IssuerID: "int", Serial: serial, Subject: "CN=" + serial,
 						SANs: []string{fmt.Sprintf("n%d-w%d-%d.example.com", n, w, i)}, NotBefore: clk.Now(),
 						NotAfter: clk.Now().Add(24 * time.Hour), KeyAlgorithm: "ecdsa-p256", Profile: "server",
@@ -190,6 +203,13 @@ func TestNodesShareOneChain(t *testing.T) {
 	}
 	if tree.End() != uint64(want) {
 		t.Fatalf("log has %d leaves, want %d", tree.End(), want)
+	}
+	// The nonces written beside the issuances were all committed.
+	for serial := range seen {
+		err := stores[0].WithTx(ctx, func(tx store.Tx) error { return tx.UseNonce("nonce-"+serial, clk.Now().Add(time.Hour)) })
+		if !errors.Is(err, store.ErrDuplicate) {
+			t.Fatalf("nonce of %s used again: %v, want ErrDuplicate", serial, err)
+		}
 	}
 	if n, err := stores[1].CertificateCount(ctx); err != nil || n != int64(want) {
 		t.Errorf("CertificateCount = %d, %v; want %d", n, err, want)
