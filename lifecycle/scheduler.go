@@ -301,7 +301,8 @@ func (s *Scheduler) Stop() error {
 // Trigger runs the job name now, in the background, unless it is running
 // (ErrRunning: overlapping triggers run once), disabled or unknown. Those
 // refusals are *ca.Error, as /v1/jobs shows them: an unknown job is
-// ca.NotFound, a running or disabled one ca.Conflict; errors.Is still finds
+// ca.NotFound, a running or disabled one ca.Conflict, one asked of a node
+// that is not the elected job runner ca.Unavailable; errors.Is still finds
 // the sentinel.
 func (s *Scheduler) Trigger(name, actor string) error {
 	j := s.jobs[name]
@@ -313,7 +314,9 @@ func (s *Scheduler) Trigger(name, actor string) error {
 	case s.gs == nil:
 		return errors.New("lifecycle: not started")
 	case s.cfg.Elector != nil && s.cfg.Elector.IsLeader(s.ctx) != nil:
-		return jobError(ca.Conflict, ErrNotLeader, fmt.Sprintf("%s: %s (another node runs it)", name, ErrNotLeader))
+		// Unavailable, not Conflict: this node cannot run it at all; the
+		// elected one can (through a load balancer, a retry may reach it).
+		return jobError(ca.Unavailable, ErrNotLeader, fmt.Sprintf("%s: %s (another node runs it)", name, ErrNotLeader))
 	case !j.running.TryLock():
 		return jobError(ca.Conflict, ErrRunning, fmt.Sprintf("%s: %s", name, ErrRunning))
 	}

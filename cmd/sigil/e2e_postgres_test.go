@@ -1,11 +1,13 @@
 package main
 
 import (
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/sigil-ca/sigil/api"
 	"github.com/sigil-ca/sigil/store/postgres/pgtest"
 )
 
@@ -31,7 +33,7 @@ func TestPostgresTwoNodes(t *testing.T) {
 	if !strings.Contains(string(yaml), "driver: postgres") || !strings.Contains(string(yaml), dsn) {
 		t.Errorf("sigil.yaml does not name the PostgreSQL store:\n%s", yaml)
 	}
-	a, b := startServe(t, c), startServe(t, c)
+	a, b := startServe(t, c, "--node", "node-a"), startServe(t, c, "--node", "node-b")
 	leaf := e2eIssueSAN(t, a, c, "tls-server", "app.example")
 	serial := e2eSerial(leaf[0])
 	if f := e2eShowFields(t, b, c, serial); f["status"] != "valid" {
@@ -41,11 +43,30 @@ func TestPostgresTwoNodes(t *testing.T) {
 	if f := e2eShowFields(t, a, c, serial); f["status"] != "revoked" {
 		t.Errorf("node A shows the certificate node B revoked as %q, want revoked", f["status"])
 	}
+	// One node, elected, runs the jobs: node A, which started first, ran
+	// every start-up run; B refuses a manual run, A takes it.
+	e2eAwaitJobsIdle(t, b, c)
+	out, _ := e2eRun(t, e2eAdmin(b, c, "jobs", "list", "--format", "json")...)
+	var jobs api.JobList
+	if err := json.Unmarshal([]byte(out), &jobs); err != nil {
+		t.Fatalf("jobs list: %v\n%s", err, out)
+	}
+	for _, j := range jobs.Jobs {
+		if j.Enabled && (j.LastRun == nil || j.LastRun.Node != "node-a") {
+			t.Errorf("job %s: last run %+v, want one by node-a", j.Name, j.LastRun)
+		}
+	}
+	if msg := e2eFail(t, e2eAdmin(b, c, "jobs", "run", "crl-publish", "--wait")...); !strings.Contains(msg, "elected node") {
+		t.Errorf("jobs run on the node not elected: %q", msg)
+	}
+	if out, _ := e2eRun(t, e2eAdmin(a, c, "jobs", "run", "crl-publish", "--wait")...); !strings.Contains(out, ": ok") {
+		t.Errorf("jobs run on the elected node: %q", out)
+	}
 	// Both nodes appended to one chain: exported through node A, it
 	// verifies offline against the root.
 	export := filepath.Join(t.TempDir(), "audit.jsonl")
 	e2eRun(t, e2eAdmin(a, c, "audit", "export", "--out", export)...)
-	out, _ := e2eRun(t, "audit", "verify", "--export", export, "--ca-file", c.root)
+	out, _ = e2eRun(t, "audit", "verify", "--export", export, "--ca-file", c.root)
 	if !strings.Contains(out, "OK") {
 		t.Errorf("audit verify of the export:\n%s", out)
 	}

@@ -209,7 +209,7 @@ func pemBytes(der ...[]byte) []byte {
 // serveOptions are the flags of sigil serve.
 type serveOptions struct {
 	configPath, passphraseFile, httpsAddr, httpAddr string
-	store                                           string
+	store, node                                     string
 	allowBrokenAudit                                bool
 	af                                              acmeFlags
 	clock                                           clockwork.Clock // nil: the wall clock (tests set a fake one)
@@ -244,6 +244,7 @@ func (o *serveOptions) register(cmd *cobra.Command) {
 	f.StringVar(&o.httpsAddr, "https-addr", "", "override https.addr")
 	f.StringVar(&o.httpAddr, "http-addr", "", "override http.addr")
 	f.StringVar(&o.store, "store", "", "override store: postgres://user@host:port/db (password: "+storePasswordEnv+")")
+	f.StringVar(&o.node, "node", "", "override node.name: this node's name among those sharing the database")
 	f.BoolVar(&o.allowBrokenAudit, "allow-broken-audit", false,
 		"start even if the audit chain since its last checkpoint does not verify (forensics only: the break is logged and audited)")
 	o.af.register(cmd)
@@ -265,6 +266,9 @@ func (o *serveOptions) start(cmd *cobra.Command) (*server, error) {
 	}
 	if err := storeFlag(&cfg.Store, o.store); err != nil {
 		return nil, err
+	}
+	if o.node != "" {
+		cfg.Node.Name = o.node
 	}
 	cfg.allowBrokenAudit = o.allowBrokenAudit
 	cfg.clock = o.clock

@@ -2,12 +2,14 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"maps"
 	"slices"
 	"strconv"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/jonboulle/clockwork"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spf13/cobra"
@@ -16,6 +18,7 @@ import (
 	"github.com/sigil-ca/sigil/api/client"
 	"github.com/sigil-ca/sigil/ca"
 	"github.com/sigil-ca/sigil/lifecycle"
+	"github.com/sigil-ca/sigil/lifecycle/pgelect"
 	"github.com/sigil-ca/sigil/store"
 )
 
@@ -147,7 +150,16 @@ func (s *server) startJobs(ctx context.Context, clk clockwork.Clock, reg prometh
 			return lifecycle.Result{}, err
 		}},
 	}
-	sched, err := lifecycle.New(lifecycle.Config{Clock: clk, Logger: s.log, Metrics: lifecycle.NewMetrics(reg), Node: s.cfg.Node.Name}, s.st)
+	lc := lifecycle.Config{Clock: clk, Logger: s.log, Metrics: lifecycle.NewMetrics(reg), Node: s.cfg.Node.Name}
+	if s.cfg.Store.postgres() {
+		// Several nodes may share the database: one, elected, runs the jobs.
+		e, closeElector, err := jobElector(ctx, s.cfg.Store)
+		if err != nil {
+			return err
+		}
+		lc.Elector, s.closeElector = e, closeElector
+	}
+	sched, err := lifecycle.New(lc, s.st)
 	if err != nil {
 		return err
 	}
@@ -181,6 +193,34 @@ func (s *server) stopJobs() {
 		}
 		s.jobs = nil
 	}
+	if s.closeElector != nil {
+		s.closeElector() // after the runs: another node may lead now
+		s.closeElector = nil
+	}
+}
+
+// jobElector elects the job runner among the nodes on one PostgreSQL
+// database, over a connection of its own: the lock lives with its session,
+// so a node that dies gives the lead up with it.
+func jobElector(ctx context.Context, c StoreConfig) (lifecycle.Elector, func(), error) {
+	pw, err := storePassword(c)
+	if err != nil {
+		return nil, nil, err
+	}
+	pc, err := pgxpool.ParseConfig(c.DSN)
+	if err != nil {
+		return nil, nil, errors.New("store.dsn: cannot parse it") // its error may quote the DSN
+	}
+	if pw != "" {
+		pc.ConnConfig.Password = pw
+	}
+	pc.MaxConns = 2
+	pool, err := pgxpool.NewWithConfig(ctx, pc)
+	if err != nil {
+		return nil, nil, fmt.Errorf("job election: %w", err)
+	}
+	e := pgelect.New(pool, "jobs")
+	return e, func() { e.Close(); pool.Close() }, nil
 }
 
 // jobsAPI serves /v1/jobs from the server's scheduler, which starts after

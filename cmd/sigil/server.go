@@ -50,11 +50,13 @@ type server struct {
 	ocsp    *revocation.Responder
 	crl     *revocation.Publisher
 	jobs    *lifecycle.Scheduler
-	rootCRL *revocation.OfflineCRLs
-	https   *http.Server
-	http    *http.Server
-	httpsLn net.Listener
-	httpLn  net.Listener
+	// closeElector gives up the job runner's lead (PostgreSQL only).
+	closeElector func()
+	rootCRL      *revocation.OfflineCRLs
+	https        *http.Server
+	http         *http.Server
+	httpsLn      net.Listener
+	httpLn       net.Listener
 	// stopRefusals ends the loop that writes the summaries of
 	// unauthenticated refusals to the audit log, after a last flush.
 	stopRefusals func()

@@ -2,6 +2,7 @@ package pgelect_test
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"path/filepath"
 	"sync"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/sigil-ca/sigil/ca"
 	"github.com/sigil-ca/sigil/internal/testclock"
 	"github.com/sigil-ca/sigil/lifecycle"
 	"github.com/sigil-ca/sigil/lifecycle/pgelect"
@@ -160,8 +162,8 @@ func TestClusterOneRunnerFailover(t *testing.T) {
 	if interrupted != 1 || runs[0].Trigger != "missed" || runs[0].Result != store.JobOK {
 		t.Fatalf("runs %+v: want a's run interrupted and b's missed run after it", runs)
 	}
-	if err := a.sched.Trigger("tick", "token:x"); err == nil {
-		t.Error("a manual run on the node that lost the election was accepted")
+	if err := a.sched.Trigger("tick", "token:x"); !errors.Is(err, lifecycle.ErrNotLeader) || ca.KindOf(err) != ca.Unavailable {
+		t.Errorf("a manual run on the node that lost the election: %v, want ErrNotLeader, Unavailable", err)
 	}
 	close(hold)
 	stopA()
