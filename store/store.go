@@ -235,6 +235,10 @@ type Store interface {
 
 	// Checkpoint signs the current audit head now, if it is not signed yet.
 	Checkpoint(ctx context.Context) error
+	// Health reports the database's role (RoleEmbedded, RolePrimary,
+	// RoleStandby) and a standby's lag; RoleUnreachable with an error when
+	// it does not answer.
+	Health(ctx context.Context) (Health, error)
 
 	// Key returns the key with id, whatever its state; ErrNotFound if none.
 	Key(ctx context.Context, id string) (KeyRecord, error)

@@ -324,3 +324,17 @@ func TestBackfillSPKI(t *testing.T) {
 		t.Errorf("backfilled hash %x (%v), want %x", got.SPKIHash, err, SPKIHash(cert.RawSubjectPublicKeyInfo))
 	}
 }
+
+// TestHealthClosed: a store whose database does not answer says so.
+func TestHealthClosed(t *testing.T) {
+	s := openTest(t, Config{})
+	if h, err := s.Health(context.Background()); err != nil || h.Role != RoleEmbedded {
+		t.Fatalf("open store: %+v, %v", h, err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if h, err := s.Health(context.Background()); err == nil || h.Role != RoleUnreachable {
+		t.Errorf("closed store: %+v, %v; want unreachable with an error", h, err)
+	}
+}

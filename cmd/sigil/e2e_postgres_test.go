@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -42,6 +43,21 @@ func TestPostgresTwoNodes(t *testing.T) {
 	e2eRun(t, e2eAdmin(b, c, "cert", "revoke", serial, "--reason", "superseded")...)
 	if f := e2eShowFields(t, a, c, serial); f["status"] != "revoked" {
 		t.Errorf("node A shows the certificate node B revoked as %q, want revoked", f["status"])
+	}
+	for _, n := range []struct {
+		p    *serverProc
+		name string
+	}{{a, "node-a"}, {b, "node-b"}} {
+		var h healthBody
+		resp, err := c.httpClient(t).Get(n.p.httpsURL + "/healthz")
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = json.NewDecoder(resp.Body).Decode(&h)
+		resp.Body.Close()
+		if err != nil || resp.StatusCode != http.StatusOK || h.Status != "ok" || h.Node != n.name || h.Database.Role != "primary" {
+			t.Errorf("%s /healthz: %d %+v %v, want ok, its name, the primary", n.name, resp.StatusCode, h, err)
+		}
 	}
 	// One node, elected, runs the jobs: node A, which started first, ran
 	// every start-up run; B refuses a manual run, A takes it.

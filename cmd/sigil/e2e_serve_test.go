@@ -297,8 +297,8 @@ func TestCLIDev(t *testing.T) {
 			t.Errorf("%s/roots.pem: %d, body equals root.pem: %v", base, code, body == string(rootPEM))
 		}
 	}
-	if code, body := get(p.httpsURL + "/healthz"); code != http.StatusOK {
-		t.Errorf("/healthz: %d %s", code, body)
+	if code, body := get(p.httpsURL + "/healthz"); code != http.StatusOK || !strings.Contains(body, `"role":"embedded"`) {
+		t.Errorf("/healthz: %d %s, want 200 with the SQLite store's role", code, body)
 	}
 	code, metrics := get(p.httpsURL + "/metrics")
 	if code != http.StatusOK {

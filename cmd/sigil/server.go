@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -219,10 +220,7 @@ func startServer(ctx context.Context, cfg *Config, passphrase []byte, log *slog.
 	}
 	secure.Handle("/ui/", uiHandler.Handler())
 	secure.Handle("GET /roots.pem", roots)
-	secure.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
-		w.Header().Set("Content-Type", "application/json")
-		_, _ = w.Write([]byte(`{"status":"ok"}` + "\n"))
-	})
+	secure.HandleFunc("GET /healthz", s.healthz)
 	secure.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 
 	plain := http.NewServeMux()
@@ -444,4 +442,35 @@ func (s *server) runUntilSignal() error {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	return s.shutdown(ctx)
+}
+
+// healthBody is what GET /healthz answers.
+type healthBody struct {
+	Status   string   `json:"status"` // ok, or unavailable when the database does not answer
+	Node     string   `json:"node,omitempty"`
+	Database dbHealth `json:"database"`
+}
+
+type dbHealth struct {
+	Role       string  `json:"role"` // embedded, primary, standby or unreachable
+	LagSeconds float64 `json:"lag_seconds,omitempty"`
+}
+
+// healthz answers for a load balancer: 200 while the database answers
+// (its role and a standby's lag said), 503 when it does not. The plain
+// listener (OCSP from the cache, CRLs) keeps serving either way.
+func (s *server) healthz(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+	defer cancel()
+	h, err := s.st.Health(ctx)
+	body := healthBody{Status: "ok", Node: s.cfg.Node.Name, Database: dbHealth{Role: h.Role, LagSeconds: h.Lag.Seconds()}}
+	code := http.StatusOK
+	if err != nil {
+		s.log.WarnContext(ctx, "health check: the database does not answer", "error", err)
+		body.Status, code = "unavailable", http.StatusServiceUnavailable
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(code)
+	_ = json.NewEncoder(w).Encode(body)
 }

@@ -44,7 +44,7 @@ func Run(t *testing.T, open Opener) {
 		name  string
 		tests []test
 	}{
-		{"open", []test{{"clock required", testClockRequired}}},
+		{"open", []test{{"clock required", testClockRequired}, {"health", testHealth}}},
 		{"keys", []test{
 			{"kek round trip", testKEKRoundTrip},
 			{"key round trip", testKeyRoundTrip},
@@ -290,4 +290,15 @@ func serials(certs []store.CertRecord) []string {
 		out = append(out, c.Serial)
 	}
 	return out
+}
+
+// testHealth: an open store answers its health check as a database that
+// takes writes (a SQLite file or a PostgreSQL primary), with no lag.
+func testHealth(t *testing.T, open Opener) {
+	t.Parallel()
+	s := openTest(t, open)
+	h, err := s.Health(context.Background())
+	if err != nil || (h.Role != store.RoleEmbedded && h.Role != store.RolePrimary) || h.Lag != 0 {
+		t.Errorf("Health = %+v, %v; want embedded or primary, no lag", h, err)
+	}
 }
