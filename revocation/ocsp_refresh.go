@@ -263,6 +263,22 @@ func (r *Responder) issuersChanged(ctx context.Context) {
 	}
 }
 
+// StatusChangedElsewhere re-signs the responses of the certificate with
+// serial from its stored record: another node sharing the database revoked
+// it (or released it from hold) and this node heard of it after the commit.
+// An unknown serial is ignored.
+func (r *Responder) StatusChangedElsewhere(ctx context.Context, serial string) error {
+	rec, err := r.st.Certificate(ctx, serial)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("ocsp: status change of %s: %w", serial, err)
+	}
+	r.statusChanged(rec)
+	return nil
+}
+
 // statusChanged re-signs a certificate's responses as soon as its
 // revocation (or release from hold) is committed, so that the next request
 // sees it: two signatures, in memory; the store copy follows asynchronously.

@@ -35,6 +35,7 @@ import (
 	"github.com/sigil-ca/sigil/lifecycle/managed"
 	"github.com/sigil-ca/sigil/revocation"
 	"github.com/sigil-ca/sigil/store"
+	"github.com/sigil-ca/sigil/store/postgres"
 	"github.com/sigil-ca/sigil/ui"
 )
 
@@ -51,13 +52,14 @@ type server struct {
 	ocsp    *revocation.Responder
 	crl     *revocation.Publisher
 	jobs    *lifecycle.Scheduler
-	// closeElector gives up the job runner's lead (PostgreSQL only).
-	closeElector func()
-	rootCRL      *revocation.OfflineCRLs
-	https        *http.Server
-	http         *http.Server
-	httpsLn      net.Listener
-	httpLn       net.Listener
+	// closeElector gives up the job runner's lead, stopWatch stops
+	// listening for other nodes' revocations (PostgreSQL only).
+	closeElector, stopWatch func()
+	rootCRL                 *revocation.OfflineCRLs
+	https                   *http.Server
+	http                    *http.Server
+	httpsLn                 net.Listener
+	httpLn                  net.Listener
 	// stopRefusals ends the loop that writes the summaries of
 	// unauthenticated refusals to the audit log, after a last flush.
 	stopRefusals func()
@@ -233,6 +235,9 @@ func startServer(ctx context.Context, cfg *Config, passphrase []byte, log *slog.
 	var plainHandler http.Handler
 	if s.ocsp, plainHandler, err = startOCSP(ctx, cfg.OCSP, s.auth, st, clk, log, reg, plain); err != nil {
 		return nil, err
+	}
+	if pg, ok := st.(*postgres.Store); ok {
+		s.stopWatch = watchOtherNodes(pg, s.ocsp, clk, log)
 	}
 	if err := s.startJobs(ctx, clk, reg); err != nil {
 		return nil, fmt.Errorf("jobs: %w", err)
@@ -415,6 +420,9 @@ func (s *server) HTTPURL() string { return "http://" + s.httpLn.Addr().String() 
 func (s *server) shutdown(ctx context.Context) error {
 	errs := []error{s.https.Shutdown(ctx), s.http.Shutdown(ctx)}
 	s.stopJobs()
+	if s.stopWatch != nil {
+		s.stopWatch()
+	}
 	s.stopCRL()
 	for _, e := range s.acme {
 		e.Close() // let running validations record their outcome

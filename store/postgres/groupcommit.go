@@ -2,6 +2,7 @@ package postgres
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -37,6 +38,9 @@ type groupCommit struct {
 	onLockHeld func(time.Duration, int)
 	clk        clockwork.Clock
 	log        *slog.Logger
+	// instance tells this store's own status notifications from other
+	// nodes' (WatchStatus skips its own).
+	instance string
 
 	reqs chan *writeReq
 	done chan struct{}
@@ -98,6 +102,7 @@ const maxRetries = 5
 
 func newGroupCommit(pool *pgxpool.Pool, cfg Config, head audit.Head) *groupCommit {
 	g := &groupCommit{
+		instance:   rand.Text(),
 		pool:       pool,
 		maxBatch:   cfg.MaxBatch,
 		onCommit:   cfg.OnCommit,

@@ -43,7 +43,18 @@ func (t *pgTx) RevokeCertificate(issuerID, serial string, at time.Time, reason i
 	if err != nil {
 		return err
 	}
-	return t.changedOrWhy(res, what, issuerID, serial, store.ErrAlreadyRevoked)
+	if err := t.changedOrWhy(res, what, issuerID, serial, store.ErrAlreadyRevoked); err != nil {
+		return err
+	}
+	return t.notifyStatus(what, serial)
+}
+
+// notifyStatus tells the other nodes, when the transaction commits (a
+// notification is part of it: a rollback sends none), that the status of
+// the certificate with serial changed (WatchStatus).
+func (t *pgTx) notifyStatus(what, serial string) error {
+	_, err := t.exec(what+": notify", "SELECT pg_notify('"+statusChannel+"', $1)", t.g.instance+" "+serial)
+	return err
 }
 
 func (t *pgTx) UnholdCertificate(issuerID, serial string) error {
@@ -52,7 +63,10 @@ func (t *pgTx) UnholdCertificate(issuerID, serial string) error {
 	if err != nil {
 		return err
 	}
-	return t.changedOrWhy(res, what, issuerID, serial, store.ErrNotOnHold)
+	if err := t.changedOrWhy(res, what, issuerID, serial, store.ErrNotOnHold); err != nil {
+		return err
+	}
+	return t.notifyStatus(what, serial)
 }
 
 func (t *pgTx) FinalizeHold(issuerID, serial string, reason int, invalidity time.Time) error {
@@ -67,7 +81,10 @@ func (t *pgTx) FinalizeHold(issuerID, serial string, reason int, invalidity time
 	if err != nil {
 		return err
 	}
-	return t.changedOrWhy(res, what, issuerID, serial, store.ErrNotOnHold)
+	if err := t.changedOrWhy(res, what, issuerID, serial, store.ErrNotOnHold); err != nil {
+		return err
+	}
+	return t.notifyStatus(what, serial)
 }
 
 // changedOrWhy returns nil if res changed a row, store.ErrNotFound if the
