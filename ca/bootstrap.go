@@ -46,6 +46,17 @@ type InitConfig struct {
 	RootKey         *BackendKey
 	IntermediateKey *BackendKey
 	Backends        keystore.BackendKeys
+	// KEK, when set, is a KEK held in a KMS that wraps every data key
+	// instead of a passphrase-derived one: Passphrase and KDF are then
+	// ignored, and sigil serve needs no passphrase.
+	KEK *RemoteKEK
+}
+
+// RemoteKEK is a key-encryption key held in a KMS or HSM.
+type RemoteKEK struct {
+	Backend string // "awskms"
+	URI     string // canonical key URI, without any secret
+	KEK     keystore.RemoteKEK
 }
 
 // BackendKey is a signing key held in an HSM or KMS.
@@ -130,7 +141,13 @@ func Init(ctx context.Context, st InitStore, cfg InitConfig) (*InitResult, error
 	if len(issuers) > 0 {
 		return nil, errors.New("init: this database already holds a CA")
 	}
-	ks, kekRec, err := keystore.Prepare(st, cfg.Clock, cfg.Passphrase, cfg.KDF)
+	var ks *keystore.Keystore
+	var kekRec store.KEKRecord
+	if cfg.KEK != nil {
+		ks, kekRec, err = keystore.PrepareRemote(ctx, st, cfg.Clock, cfg.KEK.Backend, cfg.KEK.URI, cfg.KEK.KEK)
+	} else {
+		ks, kekRec, err = keystore.Prepare(st, cfg.Clock, cfg.Passphrase, cfg.KDF)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("init: %w", err)
 	}

@@ -195,42 +195,11 @@ func (k *Keystore) openBackendKey(ctx context.Context, rec store.KeyRecord) (cry
 // a passphrase's KEK derives from that passphrase). A wrong passphrase
 // returns an error wrapping ErrWrongPassphrase and changes nothing.
 func Unlock(ctx context.Context, st Store, clk clockwork.Clock, passphrase []byte) (*Keystore, error) {
-	sr, err := st.ActiveKEK(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("load kek: %w", err)
+	if passphrase == nil {
+		// UnlockWith reads nil as "no passphrase at all".
+		passphrase = []byte{}
 	}
-	rec, err := fromStoreKEK(sr)
-	if err != nil {
-		return nil, err
-	}
-	kek, err := OpenKEK(passphrase, rec)
-	if err != nil {
-		return nil, err
-	}
-	k := &Keystore{st: st, clk: clk, kek: kek, rec: rec, keks: map[string]*KEK{kek.ID(): kek}}
-	keys, err := st.Keys(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("load keys: %w", err)
-	}
-	for _, key := range keys {
-		if !rewrappable(key) || k.keks[key.KEKID] != nil {
-			continue
-		}
-		sr, err := st.KEK(ctx, key.KEKID)
-		if err != nil {
-			return nil, fmt.Errorf("key %s: load its kek: %w", key.ID, err)
-		}
-		r, err := fromStoreKEK(sr)
-		if err != nil {
-			return nil, err
-		}
-		old, err := OpenKEK(passphrase, r)
-		if err != nil {
-			return nil, fmt.Errorf("key %s is wrapped under %s, an earlier KEK version: %w", key.ID, key.KEKID, err)
-		}
-		k.keks[old.ID()] = old
-	}
-	return k, nil
+	return UnlockWith(ctx, st, clk, passphrase, nil)
 }
 
 // rewrappable reports whether key has a data key wrapped under a

@@ -77,7 +77,7 @@ func devCmd() *cobra.Command {
 				return err
 			}
 			log := newLogger(cmd.ErrOrStderr(), cfg.Log)
-			s, err := startServer(cmd.Context(), cfg, pass, log, true)
+			s, err := startServer(cmd.Context(), cfg, func() ([]byte, error) { return pass, nil }, log, true)
 			if err != nil {
 				return err
 			}

@@ -38,7 +38,8 @@ type initOptions struct {
 	rootBackend    string
 	intBackend     string
 	// store is --store: a postgres:// URL puts the records in PostgreSQL.
-	store string
+	store  string
+	kekURI string
 }
 
 func initCmd() *cobra.Command { return newInitCmd(&initOptions{}) }
@@ -50,12 +51,21 @@ func newInitCmd(o *initOptions) *cobra.Command {
 		Short: "Create a new CA: root, intermediate, audit key, sigil.yaml and root.pem",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			pass, err := passphraseSource{file: o.passphraseFile, envVar: "SIGIL_PASSPHRASE", prompt: "New CA passphrase"}.read(true)
-			if err != nil {
-				return err
-			}
-			if err := checkNewPassphrase(pass); err != nil {
-				return err
+			var pass []byte
+			if o.kekURI != "" {
+				// The KMS key wraps every data key: there is no passphrase
+				// to give, and one given would protect nothing.
+				if o.passphraseFile != "" {
+					return errors.New("--kek-uri: the KEK is held in KMS, so sigil init takes no passphrase; drop --passphrase-file")
+				}
+			} else {
+				var err error
+				if pass, err = (passphraseSource{file: o.passphraseFile, envVar: "SIGIL_PASSPHRASE", prompt: "New CA passphrase"}).read(true); err != nil {
+					return err
+				}
+				if err := checkNewPassphrase(pass); err != nil {
+					return err
+				}
 			}
 			res, err := runInit(cmd.Context(), *o, pass)
 			if err != nil {
@@ -91,6 +101,7 @@ func newInitCmd(o *initOptions) *cobra.Command {
 	f.StringVar(&o.rootBackend, "root-key-backend", "", "softkms (in the database, the default), pkcs11 or awskms; checked against --root-key-uri")
 	f.StringVar(&o.intBackend, "intermediate-key-backend", "", "as --root-key-backend, for --intermediate-key-uri")
 	f.StringVar(&o.store, "store", "", "postgres://user@host:port/db to keep the records in an empty PostgreSQL database (password: "+storePasswordEnv+"); default SQLite in --dir")
+	f.StringVar(&o.kekURI, "kek-uri", "", "wrap the CA's keys with a KEK in AWS KMS instead of a passphrase: an awskms: URI naming a symmetric key, or none to create one (credentials from the AWS SDK's chain; endpoint from the profile or AWS_ENDPOINT_URL)")
 	_ = cmd.MarkFlagRequired("dir")
 	return cmd
 }
@@ -176,11 +187,15 @@ func runInit(ctx context.Context, o initOptions, passphrase []byte) (res *ca.Ini
 	if err != nil {
 		return nil, err
 	}
+	kek, err := remoteKEK(ctx, keys, o.kekURI)
+	if err != nil {
+		return nil, err
+	}
 	res, err = ca.Init(ctx, st, ca.InitConfig{
 		Name: o.name, Organization: o.org, RootAlgorithm: rootAlg, IntermediateAlgorithm: intAlg,
 		RootValidity: o.rootValidity, IntermediateValidity: o.intValidity, BaseURL: cfg.ExternalURL,
 		Passphrase: passphrase, KDF: kdf, Clock: clk,
-		RootKey: rootKey, IntermediateKey: intKey, Backends: keys,
+		RootKey: rootKey, IntermediateKey: intKey, Backends: keys, KEK: kek,
 	})
 	if err != nil {
 		return nil, err
@@ -275,11 +290,14 @@ func (o *serveOptions) start(cmd *cobra.Command) (*server, error) {
 	if err := o.af.apply(cmd, cfg); err != nil {
 		return nil, err
 	}
-	pass, err := passphraseSource{file: o.passphraseFile, envVar: "SIGIL_PASSPHRASE", prompt: "CA passphrase"}.read(false)
-	if err != nil {
-		return nil, err
+	// The passphrase is read only if the CA's KEK is derived from one: a CA
+	// whose KEK is in KMS starts with the backend's credentials alone.
+	var pass []byte
+	defer func() { clear(pass) }()
+	readPass := func() ([]byte, error) {
+		var err error
+		pass, err = passphraseSource{file: o.passphraseFile, envVar: "SIGIL_PASSPHRASE", prompt: "CA passphrase"}.read(false)
+		return pass, err
 	}
-	s, err := startServer(cmd.Context(), cfg, pass, newLogger(cmd.ErrOrStderr(), cfg.Log), false)
-	clear(pass)
-	return s, err
+	return startServer(cmd.Context(), cfg, readPass, newLogger(cmd.ErrOrStderr(), cfg.Log), false)
 }

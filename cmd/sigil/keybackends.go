@@ -54,3 +54,30 @@ func backendKey(ctx context.Context, keys *keybackend.Keys, purpose, backend, ur
 	}
 	return &ca.BackendKey{Backend: string(k.URI.Kind), URI: k.URI.String(), Signer: k.Signer}, nil
 }
+
+// kekOpener opens a KEK held in KMS through keys, for keystore.UnlockWith.
+func kekOpener(keys *keybackend.Keys) keystore.KEKOpener {
+	return func(ctx context.Context, backend, uri string) (keystore.RemoteKEK, error) {
+		return keys.KEK(ctx, backend, uri)
+	}
+}
+
+// remoteKEK creates or finds the KMS KEK --kek-uri names; nil when the
+// flag is empty (the KEK is then derived from the passphrase).
+func remoteKEK(ctx context.Context, keys *keybackend.Keys, uri string) (*ca.RemoteKEK, error) {
+	if uri == "" {
+		return nil, nil
+	}
+	u, err := keybackend.ParseURI(uri)
+	if err != nil {
+		return nil, fmt.Errorf("--kek-uri: %w", err)
+	}
+	if u.Kind != keybackend.AWSKMS {
+		return nil, fmt.Errorf("--kek-uri: a KEK in %s is not supported yet (awskms is)", u.Kind)
+	}
+	kek, err := keys.CreateOrLoadKEK(ctx, uri, "sigil-kek")
+	if err != nil {
+		return nil, fmt.Errorf("--kek-uri: %w", err)
+	}
+	return &ca.RemoteKEK{Backend: string(keybackend.AWSKMS), URI: kek.URI().String(), KEK: kek}, nil
+}

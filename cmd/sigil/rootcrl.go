@@ -51,11 +51,13 @@ prompt.`,
 			if _, err := os.Stat(cfg.DatabasePath()); err != nil && !cfg.Store.postgres() {
 				return fmt.Errorf("database %s: %w (run sigil init first)", cfg.DatabasePath(), err)
 			}
-			pass, err := passphraseSource{file: passphraseFile, envVar: "SIGIL_PASSPHRASE", prompt: "CA passphrase"}.read(false)
-			if err != nil {
-				return err
+			var pass []byte
+			readPass := func() ([]byte, error) {
+				var err error
+				pass, err = passphraseSource{file: passphraseFile, envVar: "SIGIL_PASSPHRASE", prompt: "CA passphrase"}.read(false)
+				return pass, err
 			}
-			res, err := signRootCRL(cmd.Context(), cfg, pass, validity)
+			res, err := signRootCRL(cmd.Context(), cfg, readPass, validity)
 			clear(pass)
 			if err != nil {
 				return err
@@ -81,24 +83,35 @@ prompt.`,
 	return cmd
 }
 
-// signRootCRL opens the database of cfg, unlocks the keystore with
-// passphrase and signs and stores the root's next CRL; the root key is
+// signRootCRL opens the database of cfg, unlocks the keystore (with the
+// passphrase readPass returns, asked only when the KEK is derived from one)
+// and signs and stores the root's next CRL; the root key is
 // unwrapped inside ca.SignRootCRL only. The audit head is signed before
 // returning, as sigil init does, so the events written here need no server
 // to be covered by a checkpoint.
-func signRootCRL(ctx context.Context, cfg *Config, passphrase []byte, validity time.Duration) (res *ca.RootCRL, err error) {
+func signRootCRL(ctx context.Context, cfg *Config, readPass func() ([]byte, error), validity time.Duration) (res *ca.RootCRL, err error) {
 	clk := clockwork.NewRealClock()
 	st, err := openStore(ctx, cfg, clk, slog.New(slog.DiscardHandler), nil)
 	if err != nil {
 		return nil, fmt.Errorf("open store: %w", err)
 	}
 	defer func() { err = errors.Join(err, st.Close()) }()
-	ks, err := keystore.Unlock(ctx, st, clk, passphrase)
+	keys := newKeyBackends() // the root may be in an HSM attached for this
+	defer func() { err = errors.Join(err, keys.Close()) }()
+	kekBackend, err := keystore.ActiveKEKBackend(ctx, st)
 	if err != nil {
 		return nil, fmt.Errorf("unlock keys: %w", err)
 	}
-	keys := newKeyBackends() // the root may be in an HSM attached for this
-	defer func() { err = errors.Join(err, keys.Close()) }()
+	var passphrase []byte
+	if !keystore.IsRemoteKEK(kekBackend) {
+		if passphrase, err = readPass(); err != nil {
+			return nil, err
+		}
+	}
+	ks, err := keystore.UnlockWith(ctx, st, clk, passphrase, kekOpener(keys))
+	if err != nil {
+		return nil, fmt.Errorf("unlock keys: %w", err)
+	}
 	ks.SetBackends(keys)
 	cp, err := ca.UnlockCheckpointer(ctx, st, ks, clk)
 	if err != nil {

@@ -76,9 +76,11 @@ func newLogger(w io.Writer, cfg LogConfig) *slog.Logger {
 	return slog.New(slog.NewTextHandler(w, opts))
 }
 
-// startServer opens the database, unlocks the keystore with passphrase and
-// starts listening. fastKDF is for sigil dev only.
-func startServer(ctx context.Context, cfg *Config, passphrase []byte, log *slog.Logger, fastKDF bool) (*server, error) {
+// startServer opens the database, unlocks the keystore (with the
+// passphrase readPass returns, asked only when the KEK is derived from one;
+// a KEK in KMS opens through the key backends) and starts listening.
+// fastKDF is for sigil dev only.
+func startServer(ctx context.Context, cfg *Config, readPass func() ([]byte, error), log *slog.Logger, fastKDF bool) (*server, error) {
 	clk := cfg.clock
 	if clk == nil {
 		clk = clockwork.NewRealClock()
@@ -116,16 +118,26 @@ func startServer(ctx context.Context, cfg *Config, passphrase []byte, log *slog.
 	if err != nil {
 		return nil, err
 	}
-	ks, err := keystore.Unlock(ctx, st, clk, passphrase)
+	// Keys held in an HSM or KMS open through their backends, on first use.
+	s.keys = newKeyBackends()
+	kekBackend, err := keystore.ActiveKEKBackend(ctx, st)
 	if err != nil {
 		return nil, fmt.Errorf("unlock keys: %w", err)
 	}
-	// Keys held in an HSM or KMS open through their backends, on first use.
-	s.keys = newKeyBackends()
+	var passphrase []byte
+	if !keystore.IsRemoteKEK(kekBackend) {
+		if passphrase, err = readPass(); err != nil {
+			return nil, err
+		}
+	}
+	ks, err := keystore.UnlockWith(ctx, st, clk, passphrase, kekOpener(s.keys))
+	if err != nil {
+		return nil, fmt.Errorf("unlock keys: %w", err)
+	}
 	ks.SetBackends(s.keys)
 	// kek-rotate derives new KEK versions from the passphrase: only then
-	// is it kept in memory.
-	if _, on, err := cfg.jobSchedule("kek-rotate"); err == nil && on {
+	// is it kept in memory (a KEK in KMS is rotated by KMS itself).
+	if _, on, err := cfg.jobSchedule("kek-rotate"); err == nil && on && passphrase != nil {
 		if err := ks.EnableRotation(passphrase); err != nil {
 			return nil, fmt.Errorf("kek rotation: %w", err)
 		}
