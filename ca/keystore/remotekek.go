@@ -1,14 +1,18 @@
 package keystore
 
 import (
+	"bytes"
 	"context"
+	"crypto/rand"
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/json"
 	"fmt"
+	"strconv"
 
 	"github.com/jonboulle/clockwork"
 
+	"github.com/sigil-ca/sigil/ca/audit"
 	"github.com/sigil-ca/sigil/store"
 )
 
@@ -171,4 +175,109 @@ func UnlockWith(ctx context.Context, st Store, clk clockwork.Clock, passphrase [
 		k.keks[old.ID()] = old
 	}
 	return k, nil
+}
+
+// KEKTarget is the KEK RewrapTo moves every data key to: a key in a KMS
+// (Remote set, with its Backend and URI), or a KEK derived from Passphrase
+// with Params.
+type KEKTarget struct {
+	Backend string
+	URI     string
+	Remote  RemoteKEK
+
+	Passphrase []byte
+	Params     KDFParams
+}
+
+// RewrapTo moves every data key to a new KEK version held where to says:
+// from a passphrase KEK to a KMS key, back, or from one KMS key to another.
+// It runs as Rotate does, online: the new version is recorded as the active
+// KEK first ("kek.rotation.started" naming its backend and URI, the
+// previous version retired), so keys are sealed under it from then on;
+// each batch of opts.Batch keys is re-wrapped and audited in one
+// transaction, opts.AfterBatch reporting progress; "kek.rotated" ends it.
+// Private keys are never decrypted. A rotation already cut short is
+// finished first, under the KEK it was going to. A RewrapTo cut short is
+// finished by Rotate (the kek-rotate job) or by the next RewrapTo. It
+// returns the new KEK's id and how many keys it re-wrapped.
+func (k *Keystore) RewrapTo(ctx context.Context, actor string, to KEKTarget, opts RotateOptions) (string, int, error) {
+	k.rewrapMu.Lock()
+	defer k.rewrapMu.Unlock()
+	pending, err := k.pending(ctx)
+	if err != nil {
+		return "", 0, err
+	}
+	done, err := k.rewrapPending(ctx, actor, opts, pending)
+	if err != nil {
+		return k.KEKID(), done, fmt.Errorf("finish the unfinished rotation first: %w", err)
+	}
+	k.mu.RLock()
+	old := k.kek
+	k.mu.RUnlock()
+	newID, err := nextKEKID(old.ID())
+	if err != nil {
+		return "", 0, err
+	}
+	now := k.clk.Now().UTC()
+	var kek *KEK
+	var sr store.KEKRecord
+	detail := map[string]string{"previous": old.ID()}
+	if to.Remote != nil {
+		if kek, sr, err = newRemoteKEKRecord(ctx, newID, to.Backend, to.URI, to.Remote, k.clk); err != nil {
+			return "", 0, fmt.Errorf("rewrap to %s: %w", to.URI, err)
+		}
+		detail["backend"], detail["uri"] = to.Backend, to.URI
+	} else {
+		var rec KEKRecord
+		if kek, rec, err = NewKEK(rand.Reader, newID, to.Passphrase, to.Params, now); err != nil {
+			return "", 0, fmt.Errorf("rewrap to a passphrase: %w", err)
+		}
+		if sr, err = toStoreKEK(rec); err != nil {
+			return "", 0, err
+		}
+		detail["backend"], detail["kdf"] = backendPassphrase, rec.Params.KDF
+	}
+	rec, err := fromStoreKEK(sr)
+	if err != nil {
+		return "", 0, err
+	}
+	err = k.st.WithTx(ctx, func(tx store.Tx) error {
+		if err := tx.InsertKEK(sr); err != nil {
+			return err
+		}
+		if err := tx.SetKEKState(old.ID(), store.KeyRetired); err != nil {
+			return err
+		}
+		_, err := tx.AppendAudit(audit.Event{Time: now, Actor: actor, Action: audit.ActionKEKRotationStarted, Target: newID, Detail: detail})
+		return err
+	})
+	if err != nil {
+		return "", 0, fmt.Errorf("rewrap: record %s: %w", newID, err)
+	}
+	k.mu.Lock()
+	k.kek, k.rec, k.keks[newID] = kek, rec, kek
+	// A held passphrase derives new versions of a passphrase KEK only: it
+	// follows the KEK, and is dropped when the KEK moves to a KMS.
+	clear(k.passphrase)
+	k.passphrase = nil
+	if to.Remote == nil && to.Passphrase != nil {
+		k.passphrase = heldSecret(bytes.Clone(to.Passphrase))
+	}
+	k.mu.Unlock()
+	if pending, err = k.pending(ctx); err != nil {
+		return newID, 0, err
+	}
+	n, err := k.rewrapPending(ctx, actor, opts, pending)
+	if err != nil {
+		return newID, n, err
+	}
+	err = k.st.WithTx(ctx, func(tx store.Tx) error {
+		_, err := tx.AppendAudit(audit.Event{Time: k.clk.Now().UTC(), Actor: actor, Action: audit.ActionKEKRotated, Target: newID,
+			Detail: map[string]string{"previous": old.ID(), "keys": strconv.Itoa(n)}})
+		return err
+	})
+	if err != nil {
+		return newID, n, fmt.Errorf("rewrap to %s: audit: %w", newID, err)
+	}
+	return newID, n, nil
 }

@@ -110,26 +110,9 @@ func (k *Keystore) Rotate(ctx context.Context, actor string, opts RotateOptions)
 		}
 	}
 	to := k.KEKID()
-	done := 0
-	// Keys sealed under the previous version just before the switch may be
-	// recorded after a pass read the inventory: pass until none is left.
-	for len(pending) > 0 {
-		for chunk := range slices.Chunk(pending, opts.Batch) {
-			if err := ctx.Err(); err != nil {
-				return to, done, fmt.Errorf("kek rotation to %s stopped after %d keys (the next run finishes it): %w", to, done, err)
-			}
-			n, err := k.rewrapBatch(ctx, actor, chunk)
-			done += n
-			if err != nil {
-				return to, done, fmt.Errorf("kek rotation to %s: %w", to, err)
-			}
-			if opts.AfterBatch != nil {
-				opts.AfterBatch(done)
-			}
-		}
-		if pending, err = k.pending(ctx); err != nil {
-			return to, done, err
-		}
+	done, err := k.rewrapPending(ctx, actor, opts, pending)
+	if err != nil {
+		return to, done, err
 	}
 	now := k.clk.Now().UTC()
 	err = k.st.WithTx(ctx, func(tx store.Tx) error {
@@ -141,6 +124,39 @@ func (k *Keystore) Rotate(ctx context.Context, actor string, opts RotateOptions)
 		return to, done, fmt.Errorf("kek rotation to %s: audit: %w", to, err)
 	}
 	return to, done, nil
+}
+
+// rewrapPending re-wraps pending under the active KEK a batch per
+// transaction, passing again until no key is left under another version,
+// and returns how many keys it re-wrapped.
+func (k *Keystore) rewrapPending(ctx context.Context, actor string, opts RotateOptions, pending []store.KeyRecord) (int, error) {
+	if opts.Batch <= 0 {
+		opts.Batch = DefaultRotateBatch
+	}
+	to := k.KEKID()
+	done := 0
+	var err error
+	// Keys sealed under the previous version just before the switch may be
+	// recorded after a pass read the inventory: pass until none is left.
+	for len(pending) > 0 {
+		for chunk := range slices.Chunk(pending, opts.Batch) {
+			if err := ctx.Err(); err != nil {
+				return done, fmt.Errorf("kek rotation to %s stopped after %d keys (the next run finishes it): %w", to, done, err)
+			}
+			n, err := k.rewrapBatch(ctx, actor, chunk)
+			done += n
+			if err != nil {
+				return done, fmt.Errorf("kek rotation to %s: %w", to, err)
+			}
+			if opts.AfterBatch != nil {
+				opts.AfterBatch(done)
+			}
+		}
+		if pending, err = k.pending(ctx); err != nil {
+			return done, err
+		}
+	}
+	return done, nil
 }
 
 // pending lists the keys not wrapped under the active KEK.
