@@ -82,6 +82,11 @@ func (api *API) listKeys(w http.ResponseWriter, r *http.Request, _ ca.Principal)
 type RewrapRequest struct {
 	CurrentPassphrase string `json:"current_passphrase"`
 	NewPassphrase     string `json:"new_passphrase"`
+	// To, when set, moves the data keys to another kind of KEK: an awskms:
+	// key URI (a new KMS key when it names none), or "passphrase" (derived
+	// from NewPassphrase). CurrentPassphrase is then needed only while the
+	// active KEK is derived from a passphrase.
+	To string `json:"to,omitempty"`
 }
 
 // String keeps passphrases out of anything that formats the request.
@@ -101,7 +106,14 @@ func (api *API) rewrap(w http.ResponseWriter, r *http.Request, p ca.Principal) e
 	if err := decodeJSON(r, &req); err != nil {
 		return err
 	}
-	id, n, err := api.admin.RewrapKEK(r.Context(), p.Actor(), []byte(req.CurrentPassphrase), []byte(req.NewPassphrase))
+	var id string
+	var n int
+	var err error
+	if req.To != "" {
+		id, n, err = api.admin.RewrapKEKTo(r.Context(), p.Actor(), req.To, []byte(req.CurrentPassphrase), []byte(req.NewPassphrase))
+	} else {
+		id, n, err = api.admin.RewrapKEK(r.Context(), p.Actor(), []byte(req.CurrentPassphrase), []byte(req.NewPassphrase))
+	}
 	if err != nil {
 		return err
 	}

@@ -54,6 +54,7 @@ type Auditor interface {
 type Admin interface {
 	KeyInventory(ctx context.Context) ([]ca.KeyInfo, error)
 	RewrapKEK(ctx context.Context, actor string, current, next []byte) (string, int, error)
+	RewrapKEKTo(ctx context.Context, actor, to string, current, next []byte) (string, int, error)
 	BlockKey(ctx context.Context, actor string, pub crypto.PublicKey) ([]store.CertRecord, error)
 	Unhold(ctx context.Context, serial, actor string) (store.CertRecord, error)
 	BulkRevoke(ctx context.Context, req ca.BulkRevokeRequest) (ca.BulkRevocation, error)

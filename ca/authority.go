@@ -62,6 +62,13 @@ type KeyManager interface {
 	KeyUnwrapper
 	Rewrap(ctx context.Context, actor string, currentPassphrase, newPassphrase []byte, params keystore.KDFParams) (string, int, error)
 	Rotate(ctx context.Context, actor string, opts keystore.RotateOptions) (string, int, error)
+	// RewrapTo moves every data key to a new KEK in a KMS or under a
+	// passphrase, online (keystore.Keystore.RewrapTo).
+	RewrapTo(ctx context.Context, actor string, to keystore.KEKTarget, opts keystore.RotateOptions) (string, int, error)
+	// CheckPassphrase reports whether passphrase opens the active KEK.
+	CheckPassphrase(passphrase []byte) error
+	// KEKBackend is the active KEK's backend ("passphrase", "awskms").
+	KEKBackend() string
 	GenerateSecret(ctx context.Context, purpose, algorithm string, size int) ([]byte, store.KeyRecord, error)
 	UnwrapSecret(ctx context.Context, keyID, actor string) ([]byte, error)
 	// Generate creates and seals a key; the caller stores its record.
@@ -96,6 +103,9 @@ type Config struct {
 	// is assigned one of N shards at issuance (see CRLShard) and its CRL
 	// distribution point names that shard's CRL. 0 or 1: one CRL per issuer.
 	CRLShards int
+	// KEKs opens or creates the KMS KEK a URI names, for RewrapKEKTo; nil
+	// when the server cannot reach any KMS.
+	KEKs KEKSource
 }
 
 // Channels through which certificates are requested.

@@ -249,6 +249,14 @@ func fromStoreKEK(r store.KEKRecord) (KEKRecord, error) {
 	return KEKRecord{ID: r.ID, Backend: r.Backend, Params: p, Check: r.Check, Created: r.Created}, nil
 }
 
+// KEKBackend returns the backend of the KEK new keys are wrapped under:
+// "passphrase", or the KMS holding it ("awskms").
+func (k *Keystore) KEKBackend() string {
+	k.mu.RLock()
+	defer k.mu.RUnlock()
+	return k.rec.Backend
+}
+
 // KEKID returns the id of the KEK new keys are wrapped under.
 func (k *Keystore) KEKID() string {
 	k.mu.RLock()

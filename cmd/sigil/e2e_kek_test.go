@@ -184,3 +184,73 @@ func TestE2EKEKInKMSRefusals(t *testing.T) {
 		}
 	}
 }
+
+// e2eKEKsOfKeys returns the KEK ids the data keys of c are wrapped under.
+func e2eKEKsOfKeys(t *testing.T, p *serverProc, c *caDir) map[string]int {
+	t.Helper()
+	_, keys := e2eListKeys(t, p, c)
+	out := map[string]int{}
+	for _, k := range keys {
+		if k.Backend == "passphrase" && k.State != "destroyed" {
+			out[k.KEK]++
+		}
+	}
+	return out
+}
+
+// TestE2ERewrapToKMS moves a passphrase CA's data keys to a KEK in a real
+// local-kms with sigil keys rewrap --to (a wrong current passphrase first
+// refused), restarts sigil serve with no passphrase and issues, then moves
+// them back under a new passphrase and restarts with that.
+func TestE2ERewrapToKMS(t *testing.T) {
+	inProcess(t)
+	t.Parallel()
+	srv := testkms.Start(t)
+	uri := "awskms:profile=" + testkms.Profile + ";credentials-file=" + srv.ConfigFile(t)
+	c := initCA(t)
+	p := startServe(t, c)
+	e2eIssueSAN(t, p, c, "tls-server", "before.localhost")
+
+	wrong := e2eWriteFile(t, t.TempDir(), "wrong", []byte("not the passphrase at all"))
+	_, errOut, err := runSigilInProcess(t, nil, e2eAdmin(p, c, "keys", "rewrap", "--to", uri, "--passphrase-file", wrong)...)
+	if err == nil || !strings.Contains(errOut, "passphrase is wrong") {
+		t.Fatalf("rewrap with a wrong passphrase: %v\n%s", err, errOut)
+	}
+	if got := e2eKEKsOfKeys(t, p, c); len(got) != 1 || got["kek-1"] == 0 {
+		t.Fatalf("after a refused rewrap keys are under %v", got)
+	}
+
+	out, _ := e2eRun(t, e2eAdmin(p, c, "keys", "rewrap", "--to", uri, "--passphrase-file", c.passphraseFile)...)
+	if !strings.Contains(out, "under kek-2") {
+		t.Errorf("rewrap --to awskms: %q", out)
+	}
+	if got := e2eKEKsOfKeys(t, p, c); len(got) != 1 || got["kek-2"] < 3 {
+		t.Fatalf("after rewrap --to awskms keys are under %v", got)
+	}
+	if !strings.Contains(p.stderr.String(), "kek rewrap progress") {
+		t.Errorf("no progress in the server log:\n%s", p.stderr)
+	}
+	e2eIssueSAN(t, p, c, "tls-server", "during.localhost")
+	p.stop(t)
+
+	noPass := *c
+	noPass.passphraseFile = ""
+	p = startServe(t, &noPass)
+	e2eIssueSAN(t, p, &noPass, "tls-server", "kms.localhost")
+
+	newPass := e2eWriteFile(t, t.TempDir(), "new", []byte("a new passphrase after KMS"))
+	out, _ = e2eRun(t, e2eAdmin(p, &noPass, "keys", "rewrap", "--to", "passphrase", "--new-passphrase-file", newPass)...)
+	if !strings.Contains(out, "under kek-3") {
+		t.Errorf("rewrap --to passphrase: %q", out)
+	}
+	if got := e2eKEKsOfKeys(t, p, &noPass); len(got) != 1 || got["kek-3"] < 3 {
+		t.Fatalf("after rewrap --to passphrase keys are under %v", got)
+	}
+	p.stop(t)
+	// kek-2's KMS key is no longer needed: local-kms stopped changes nothing.
+	srv.Stop()
+	back := *c
+	back.passphraseFile = newPass
+	p = startServe(t, &back)
+	e2eIssueSAN(t, p, &back, "tls-server", "after.localhost")
+}

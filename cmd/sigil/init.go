@@ -189,7 +189,7 @@ func runInit(ctx context.Context, o initOptions, passphrase []byte) (res *ca.Ini
 	}
 	kek, err := remoteKEK(ctx, keys, o.kekURI)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("--kek-uri: %w", err)
 	}
 	res, err = ca.Init(ctx, st, ca.InitConfig{
 		Name: o.name, Organization: o.org, RootAlgorithm: rootAlg, IntermediateAlgorithm: intAlg,

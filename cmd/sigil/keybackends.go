@@ -62,22 +62,23 @@ func kekOpener(keys *keybackend.Keys) keystore.KEKOpener {
 	}
 }
 
-// remoteKEK creates or finds the KMS KEK --kek-uri names; nil when the
-// flag is empty (the KEK is then derived from the passphrase).
+// remoteKEK creates or finds the KMS KEK uri names (sigil init --kek-uri,
+// sigil keys rewrap --to); nil when uri is empty (the KEK is then derived
+// from a passphrase).
 func remoteKEK(ctx context.Context, keys *keybackend.Keys, uri string) (*ca.RemoteKEK, error) {
 	if uri == "" {
 		return nil, nil
 	}
 	u, err := keybackend.ParseURI(uri)
 	if err != nil {
-		return nil, fmt.Errorf("--kek-uri: %w", err)
+		return nil, fmt.Errorf("kek uri: %w", err)
 	}
 	if u.Kind != keybackend.AWSKMS {
-		return nil, fmt.Errorf("--kek-uri: a KEK in %s is not supported yet (awskms is)", u.Kind)
+		return nil, fmt.Errorf("kek uri: a KEK in %s is not supported yet (awskms is)", u.Kind)
 	}
 	kek, err := keys.CreateOrLoadKEK(ctx, uri, "sigil-kek")
 	if err != nil {
-		return nil, fmt.Errorf("--kek-uri: %w", err)
+		return nil, fmt.Errorf("kek uri: %w", err)
 	}
 	return &ca.RemoteKEK{Backend: string(keybackend.AWSKMS), URI: kek.URI().String(), KEK: kek}, nil
 }

@@ -10,6 +10,7 @@ import (
 	"github.com/sigil-ca/sigil/api"
 	"github.com/sigil-ca/sigil/api/client"
 	"github.com/sigil-ca/sigil/ca"
+	"github.com/sigil-ca/sigil/ca/keybackend"
 )
 
 func keysCmd() *cobra.Command {
@@ -42,20 +43,32 @@ func keysListCmd() *cobra.Command {
 
 func keysRewrapCmd() *cobra.Command {
 	var cf clientFlags
-	var currentFile, newFile string
+	var currentFile, newFile, to string
 	cmd := &cobra.Command{
 		Use:   "rewrap",
-		Short: "Change the passphrase: re-wrap every data key under a new KEK while the server keeps issuing",
+		Short: "Change the passphrase, or move the KEK to AWS KMS (--to): re-wrap every data key while the server keeps issuing",
 		Long: `Re-wraps every data key under a KEK derived from a new passphrase, in one
 transaction on the running server. Private keys are never decrypted. The
 current passphrase comes from --passphrase-file, SIGIL_PASSPHRASE or a prompt;
 the new one from --new-passphrase-file, SIGIL_NEW_PASSPHRASE or a prompt.
-A wrong current passphrase changes nothing.`,
+A wrong current passphrase changes nothing.
+
+With --to awskms:URI the data keys move to a KEK in AWS KMS (a new
+symmetric key when the URI names none), online, a batch per transaction,
+the server logging progress; from then on sigil serve needs no passphrase.
+The server opens the KMS key with its own AWS credentials. The current
+passphrase is asked only while the KEK is derived from one
+(--passphrase-file or SIGIL_PASSPHRASE). --to passphrase moves them back
+under a KEK derived from a new passphrase; --to awskms:OTHER moves them
+to another KMS key.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			c, err := cf.client()
 			if err != nil {
 				return err
+			}
+			if to != "" {
+				return rewrapTo(cmd, c, to, currentFile, newFile)
 			}
 			cur, err := passphraseSource{file: currentFile, envVar: "SIGIL_PASSPHRASE", prompt: "Current passphrase"}.read(false)
 			if err != nil {
@@ -82,7 +95,45 @@ A wrong current passphrase changes nothing.`,
 	f := cmd.Flags()
 	f.StringVar(&currentFile, "passphrase-file", "", "file holding the current passphrase")
 	f.StringVar(&newFile, "new-passphrase-file", "", "file holding the new passphrase")
+	f.StringVar(&to, "to", "", "move the data keys to this KEK: an awskms: key URI, or passphrase")
 	return cmd
+}
+
+// rewrapTo is sigil keys rewrap --to: the current passphrase is sent when
+// one is given (a file or SIGIL_PASSPHRASE; the server needs it only while
+// the KEK is derived from one), a new one is asked for --to passphrase.
+func rewrapTo(cmd *cobra.Command, c *client.Client, to, currentFile, newFile string) error {
+	req := api.RewrapRequest{To: to}
+	if to != ca.ToPassphrase {
+		if _, err := keybackend.ParseURI(to); err != nil {
+			return fmt.Errorf("--to: %w", err)
+		}
+	}
+	if currentFile != "" || os.Getenv("SIGIL_PASSPHRASE") != "" {
+		cur, err := passphraseSource{file: currentFile, envVar: "SIGIL_PASSPHRASE", prompt: "Current passphrase"}.read(false)
+		if err != nil {
+			return err
+		}
+		req.CurrentPassphrase = string(cur)
+		clear(cur)
+	}
+	if to == ca.ToPassphrase {
+		next, err := passphraseSource{file: newFile, envVar: "SIGIL_NEW_PASSPHRASE", prompt: "New passphrase"}.read(true)
+		if err != nil {
+			return err
+		}
+		if err := checkNewPassphrase(next); err != nil {
+			return err
+		}
+		req.NewPassphrase = string(next)
+		clear(next)
+	}
+	resp, err := c.Rewrap(cmd.Context(), req)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(cmd.OutOrStdout(), "re-wrapped %d keys under %s (%s)\n", resp.Keys, resp.KEK, to)
+	return nil
 }
 
 func keysBlockCmd() *cobra.Command {

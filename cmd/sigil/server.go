@@ -183,7 +183,8 @@ func startServer(ctx context.Context, cfg *Config, readPass func() ([]byte, erro
 		return nil, fmt.Errorf("audit config load: %w", err)
 	}
 	s.auth, err = ca.New(ctx, ca.Config{Profiles: cfg.Profiles, BaseURL: cfg.ExternalURL, Clock: clk, Logger: log,
-		Metrics: metrics, FastKDF: fastKDF, CRLShards: cfg.CRL.Shards}, st, ks)
+		Metrics: metrics, FastKDF: fastKDF, CRLShards: cfg.CRL.Shards,
+		KEKs: func(ctx context.Context, uri string) (*ca.RemoteKEK, error) { return remoteKEK(ctx, s.keys, uri) }}, st, ks)
 	if err != nil {
 		return nil, fmt.Errorf("start authority: %w", err)
 	}
