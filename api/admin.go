@@ -68,6 +68,15 @@ func toAuditEvent(e audit.Event) AuditEvent {
 		Detail: e.Detail, PrevHash: e.PrevHash, Hash: e.Hash}
 }
 
+func (api *API) showKey(w http.ResponseWriter, r *http.Request, _ ca.Principal) error {
+	d, err := api.admin.ShowKey(r.Context(), r.PathValue("id"))
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, d)
+	return nil
+}
+
 func (api *API) listKeys(w http.ResponseWriter, r *http.Request, _ ca.Principal) error {
 	keys, err := api.admin.KeyInventory(r.Context())
 	if err != nil {

@@ -51,6 +51,7 @@ func auditorReadable() map[string]bool {
 		"GET /v1/certificates/{serial}": true,
 		"GET /v1/audit":                 true,
 		"GET /v1/keys":                  true, // inventory: ids, states, dates; never key bytes
+		"GET /v1/keys/{id}/attestation": true, // one key's record and live attestation; never key bytes
 		"GET /v1/jobs":                  true,
 		"GET /v1/jobs/{name}":           true,
 		"GET /v1/managed":               true,

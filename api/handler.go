@@ -129,6 +129,7 @@ func (api *API) routes() []route {
 	add("GET /v1/audit", api.listAudit, ca.RoleAdmin, ca.RoleAuditor)
 	add("GET /v1/audit/export", api.exportAudit, ca.RoleAdmin, ca.RoleAuditor)
 	add("GET /v1/keys", api.listKeys, ca.RoleAdmin, ca.RoleAuditor)
+	add("GET /v1/keys/{id}/attestation", api.showKey, ca.RoleAdmin, ca.RoleAuditor)
 	if api.cfg.Log != nil {
 		api.logRoutes(add)
 	}

@@ -53,6 +53,7 @@ type Auditor interface {
 // tokens; the key inventory is listed to auditors too).
 type Admin interface {
 	KeyInventory(ctx context.Context) ([]ca.KeyInfo, error)
+	ShowKey(ctx context.Context, id string) (ca.KeyDetail, error)
 	RewrapKEK(ctx context.Context, actor string, current, next []byte) (string, int, error)
 	RewrapKEKTo(ctx context.Context, actor, to string, current, next []byte) (string, int, error)
 	BlockKey(ctx context.Context, actor string, pub crypto.PublicKey) ([]store.CertRecord, error)

@@ -106,6 +106,9 @@ type Config struct {
 	// KEKs opens or creates the KMS KEK a URI names, for RewrapKEKTo; nil
 	// when the server cannot reach any KMS.
 	KEKs KEKSource
+	// Attester attests keys held in an HSM or KMS live (ShowKey); nil: not
+	// asked.
+	Attester KeyAttester
 }
 
 // Channels through which certificates are requested.

@@ -7,6 +7,7 @@ import (
 	"strconv"
 
 	"github.com/sigil-ca/sigil/api"
+	"github.com/sigil-ca/sigil/ca"
 	"github.com/sigil-ca/sigil/lifecycle/managed"
 )
 
@@ -72,6 +73,13 @@ func (c *Client) ExportAudit(ctx context.Context, q url.Values) (*http.Response,
 // Keys is GET /v1/keys.
 func (c *Client) Keys(ctx context.Context) (api.KeyList, error) {
 	return call[api.KeyList](ctx, c, http.MethodGet, "/v1/keys", nil)
+}
+
+// Key is GET /v1/keys/{id}/attestation: one key with its live
+// attestation. (/v1/keys/{id} alone would take GET /v1/keys/rewrap, which
+// must stay a 405.)
+func (c *Client) Key(ctx context.Context, id string) (ca.KeyDetail, error) {
+	return call[ca.KeyDetail](ctx, c, http.MethodGet, "/v1/keys/"+url.PathEscape(id)+"/attestation", nil)
 }
 
 // Rewrap is POST /v1/keys/rewrap.

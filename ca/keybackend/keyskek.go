@@ -2,6 +2,7 @@ package keybackend
 
 import (
 	"context"
+	"crypto"
 	"crypto/rand"
 	"fmt"
 )
@@ -53,4 +54,22 @@ func (k *Keys) CreateOrLoadKEK(ctx context.Context, uri, name string) (*KMSKEK, 
 		}
 	}
 	return b.KEK(ctx, u)
+}
+
+// Attest reads, live from its backend, where the key uri names lives and
+// whether it can leave, and checks its public key against want (Backend's
+// Attest); backend must be the URI's kind.
+func (k *Keys) Attest(ctx context.Context, backend, uri string, want crypto.PublicKey) (Attestation, error) {
+	u, err := ParseURI(uri)
+	if err != nil {
+		return Attestation{}, err
+	}
+	if string(u.Kind) != backend {
+		return Attestation{}, fmt.Errorf("key uri is %s, its record says backend %s", u.Kind, backend)
+	}
+	b, err := k.backend(ctx, u)
+	if err != nil {
+		return Attestation{}, err
+	}
+	return b.Attest(ctx, u, want)
 }

@@ -10,6 +10,8 @@ import (
 
 	"github.com/jonboulle/clockwork"
 
+	"github.com/sigil-ca/sigil/ca"
+	"github.com/sigil-ca/sigil/ca/keybackend"
 	"github.com/sigil-ca/sigil/internal/testkms"
 	"github.com/sigil-ca/sigil/store"
 )
@@ -253,4 +255,61 @@ func TestE2ERewrapToKMS(t *testing.T) {
 	back.passphraseFile = newPass
 	p = startServe(t, &back)
 	e2eIssueSAN(t, p, &back, "tls-server", "after.localhost")
+}
+
+// TestE2EKeysShow: with the KEK and the intermediate in a real local-kms,
+// sigil keys show reports the intermediate as held in awskms, non
+// extractable, its fingerprint (the intermediate certificate's key)
+// attested live; a key in the database as such; with local-kms stopped the
+// attestation fails visibly while the record is still shown; an unknown id
+// is not found.
+func TestE2EKeysShow(t *testing.T) {
+	inProcess(t)
+	t.Parallel()
+	srv := testkms.Start(t)
+	uri := "awskms:profile=" + testkms.Profile + ";credentials-file=" + srv.ConfigFile(t)
+	c := initCAWithKEK(t, uri, "--intermediate-key-uri", uri)
+	p := startServe(t, c)
+	chain := e2eIssueSAN(t, p, c, "tls-server", "show.localhost")
+	wantFP, err := keybackend.Fingerprint(chain[1].PublicKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, keys := e2eListKeys(t, p, c)
+	ids := map[string]string{}
+	for _, k := range keys {
+		ids[k.Purpose] = k.ID
+	}
+	show := func(id string) ca.KeyDetail {
+		t.Helper()
+		out, _ := e2eRun(t, e2eAdmin(p, c, "keys", "show", id, "--format", "json")...)
+		var d ca.KeyDetail
+		if err := json.Unmarshal([]byte(out), &d); err != nil {
+			t.Fatalf("keys show --format json: %v\n%s", err, out)
+		}
+		return d
+	}
+	d := show(ids["intermediate"])
+	if d.Backend != "awskms" || !strings.HasPrefix(d.URI, "awskms:key-id=") || !d.NonExtractable || !d.Attested ||
+		d.AttestationError != "" || d.PublicKeySHA256 != wantFP {
+		t.Errorf("intermediate: %+v, want awskms, attested, non-extractable, fingerprint %s", d, wantFP)
+	}
+	out, _ := e2eRun(t, e2eAdmin(p, c, "keys", "show", ids["intermediate"])...)
+	for _, want := range []string{"NON-EXTRACTABLE", "true", wantFP, "yes: the backend holds the recorded public key now"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("keys show table lacks %q:\n%s", want, out)
+		}
+	}
+	if d := show(ids["root"]); d.Backend != "passphrase" || d.NonExtractable || d.Attested || !strings.Contains(d.Where, "kek-1") {
+		t.Errorf("root: %+v", d)
+	}
+	if line := e2eFail(t, e2eAdmin(p, c, "keys", "show", "intermediate-0000000000000000")...); !strings.Contains(line, "no key") {
+		t.Errorf("unknown key: %q", line)
+	}
+
+	srv.Stop()
+	d = show(ids["intermediate"])
+	if d.Attested || !strings.Contains(d.AttestationError, "key backend unavailable") || d.PublicKeySHA256 != wantFP {
+		t.Errorf("intermediate with KMS stopped: %+v", d)
+	}
 }

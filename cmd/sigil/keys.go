@@ -15,7 +15,7 @@ import (
 
 func keysCmd() *cobra.Command {
 	cmd := &cobra.Command{Use: "keys", Short: "Key inventory, KEK re-wrapping and blocked keys"}
-	cmd.AddCommand(keysListCmd(), keysRewrapCmd(), keysBlockCmd())
+	cmd.AddCommand(keysListCmd(), keysShowCmd(), keysRewrapCmd(), keysBlockCmd())
 	return cmd
 }
 
@@ -177,5 +177,54 @@ refused.`,
 	cmd.Flags().StringVar(&file, "public-key", "", "PEM public key, certificate or CSR (required)")
 	addFormatFlag(cmd, &format)
 	_ = cmd.MarkFlagRequired("public-key")
+	return cmd
+}
+
+func keysShowCmd() *cobra.Command {
+	var cf clientFlags
+	var format string
+	cmd := &cobra.Command{
+		Use:   "show ID",
+		Short: "Show one key: backend, URI, whether it can leave its HSM or KMS, its fingerprint checked live",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if format == "csv" {
+				return fmt.Errorf("--format csv: want table or json")
+			}
+			c, err := cf.connect(format)
+			if err != nil {
+				return err
+			}
+			d, err := c.Key(cmd.Context(), args[0])
+			if err != nil {
+				return err
+			}
+			attested := "yes: the backend holds the recorded public key now"
+			switch {
+			case d.AttestationError != "":
+				attested = "FAILED: " + d.AttestationError
+			case !d.Attested:
+				attested = "no (not in an HSM or KMS)"
+			}
+			uri := d.URI
+			if uri == "" {
+				uri = "-"
+			}
+			kek := d.KEK
+			if kek == "" {
+				kek = "-"
+			}
+			t := table{header: []string{"FIELD", "VALUE"}, rows: [][]string{
+				{"ID", d.ID}, {"PURPOSE", d.Purpose}, {"ALGORITHM", d.Algorithm}, {"STATE", d.State},
+				{"BACKEND", d.Backend}, {"URI", uri}, {"KEK", kek}, {"WHERE", d.Where},
+				{"NON-EXTRACTABLE", fmt.Sprint(d.NonExtractable)}, {"NEVER EXTRACTABLE", fmt.Sprint(d.NeverExtractable)},
+				{"PUBLIC KEY SHA-256", d.PublicKeySHA256}, {"ATTESTED", attested},
+				{"CREATED", fmtTime(d.Created)}, {"LAST USED", fmtTime(d.LastUsed)},
+			}}
+			return render(cmd.OutOrStdout(), format, t, d)
+		},
+	}
+	cf.register(cmd)
+	addFormatFlag(cmd, &format)
 	return cmd
 }

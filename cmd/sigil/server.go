@@ -184,7 +184,8 @@ func startServer(ctx context.Context, cfg *Config, readPass func() ([]byte, erro
 	}
 	s.auth, err = ca.New(ctx, ca.Config{Profiles: cfg.Profiles, BaseURL: cfg.ExternalURL, Clock: clk, Logger: log,
 		Metrics: metrics, FastKDF: fastKDF, CRLShards: cfg.CRL.Shards,
-		KEKs: func(ctx context.Context, uri string) (*ca.RemoteKEK, error) { return remoteKEK(ctx, s.keys, uri) }}, st, ks)
+		KEKs:     func(ctx context.Context, uri string) (*ca.RemoteKEK, error) { return remoteKEK(ctx, s.keys, uri) },
+		Attester: s.keys}, st, ks)
 	if err != nil {
 		return nil, fmt.Errorf("start authority: %w", err)
 	}
