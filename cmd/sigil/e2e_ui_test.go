@@ -32,6 +32,9 @@ import (
 // its absence fails the test; elsewhere the test skips, loudly.
 func e2eChromium(t *testing.T) string {
 	t.Helper()
+	if testing.Short() {
+		t.Skip("skipped under -short: runs chromium as a child process")
+	}
 	for _, name := range []string{"chromium", "chromium-browser", "google-chrome"} {
 		if p, err := exec.LookPath(name); err == nil {
 			return p
