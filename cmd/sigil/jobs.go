@@ -2,14 +2,12 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"maps"
 	"slices"
 	"strconv"
 	"time"
 
-	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/jonboulle/clockwork"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spf13/cobra"
@@ -20,6 +18,7 @@ import (
 	"github.com/sigil-ca/sigil/lifecycle"
 	"github.com/sigil-ca/sigil/lifecycle/pgelect"
 	"github.com/sigil-ca/sigil/store"
+	"github.com/sigil-ca/sigil/store/postgres"
 )
 
 // JobConfig overrides one scheduled job.
@@ -207,15 +206,7 @@ func jobElector(ctx context.Context, c StoreConfig) (lifecycle.Elector, func(), 
 	if err != nil {
 		return nil, nil, err
 	}
-	pc, err := pgxpool.ParseConfig(c.DSN)
-	if err != nil {
-		return nil, nil, errors.New("store.dsn: cannot parse it") // its error may quote the DSN
-	}
-	if pw != "" {
-		pc.ConnConfig.Password = pw
-	}
-	pc.MaxConns = 2
-	pool, err := pgxpool.NewWithConfig(ctx, pc)
+	pool, err := postgres.Connect(ctx, c.DSN, pw, 2)
 	if err != nil {
 		return nil, nil, fmt.Errorf("job election: %w", err)
 	}

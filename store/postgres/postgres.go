@@ -105,22 +105,9 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	pc, err := pgxpool.ParseConfig(cfg.DSN)
+	pool, err := Connect(ctx, cfg.DSN, cfg.Password, cfg.MaxConns)
 	if err != nil {
-		// pgconn's parse error may quote the DSN, password included.
-		return nil, errors.New("postgres store: cannot parse the DSN")
-	}
-	if cfg.Password != "" {
-		pc.ConnConfig.Password = cfg.Password
-	}
-	pc.MaxConns = cfg.MaxConns
-	pool, err := pgxpool.NewWithConfig(ctx, pc)
-	if err != nil {
-		return nil, fmt.Errorf("postgres store: connect: %w", err)
-	}
-	if err := pool.Ping(ctx); err != nil {
-		pool.Close()
-		return nil, fmt.Errorf("postgres store: connect: %w", err)
+		return nil, err
 	}
 	if err := migrate(ctx, pool, cfg.Clock.Now()); err != nil {
 		pool.Close()
@@ -134,6 +121,31 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	}
 	s.gc = newGroupCommit(pool, cfg, head)
 	return s, nil
+}
+
+// Connect opens a pool of at most maxConns connections to the database dsn
+// names, with password (if not empty) instead of one in the DSN, and checks
+// that it answers. The store opens its own; callers that need sessions of
+// their own on the same database (the job runner's election) open another.
+func Connect(ctx context.Context, dsn, password string, maxConns int32) (*pgxpool.Pool, error) {
+	pc, err := pgxpool.ParseConfig(dsn)
+	if err != nil {
+		// pgconn's parse error may quote the DSN, password included.
+		return nil, errors.New("postgres store: cannot parse the DSN")
+	}
+	if password != "" {
+		pc.ConnConfig.Password = password
+	}
+	pc.MaxConns = maxConns
+	pool, err := pgxpool.NewWithConfig(ctx, pc)
+	if err != nil {
+		return nil, fmt.Errorf("postgres store: connect: %w", err)
+	}
+	if err := pool.Ping(ctx); err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("postgres store: connect: %w", err)
+	}
+	return pool, nil
 }
 
 // SetCheckpointer installs the audit checkpoint signer. Until it is set no
